@@ -1,0 +1,1 @@
+"""WhatsApp Archiver: archives TeleMessage-captured WhatsApp records into Exchange Online mailboxes."""

@@ -1,0 +1,1 @@
+"""Pure domain code: records, windows, mapping rules, rendering. Imports no Azure or HTTP library."""

@@ -1,0 +1,88 @@
+"""The rendered archive item: one model that feeds every mailbox writer.
+
+The .eml writer serialises it as RFC 5322 MIME, the Graph writer as a JSON message; both read
+the same fields, so what a reviewer sees is the same whichever writer archived it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from email.headerregistry import Address
+from email.message import EmailMessage
+from email.policy import SMTP
+from email.utils import format_datetime
+
+
+@dataclass(frozen=True)
+class MailAddress:
+    display_name: str
+    address: str
+
+    def header_value(self) -> str:
+        local, _, domain = self.address.rpartition("@")
+        return str(Address(display_name=self.display_name, username=local, domain=domain))
+
+
+@dataclass(frozen=True)
+class RenderedAttachment:
+    file_name: str  # already sanitised: no path, no control characters, never empty
+    content_type: str  # "type/subtype"
+    declared_size: int
+    declared_sha256: str | None
+    content: bytes | None  # None: the media was not captured
+
+    @property
+    def missing(self) -> bool:
+        return self.content is None
+
+
+@dataclass(frozen=True)
+class RenderedItem:
+    record_id: str  # TeleMessage messageId, exactly as received
+    record_key: str  # sha256 of record_id: storage- and header-safe
+    subject: str  # single line, no control characters
+    sender: MailAddress
+    recipients: tuple[MailAddress, ...]
+    sent_at: datetime  # original send time, UTC
+    received_at: datetime  # original delivery time, UTC
+    text_body: str
+    html_body: str
+    attachments: tuple[RenderedAttachment, ...] = ()
+    message_id_header: str = ""  # "<...>" stable per record
+    conversation_topic: str = ""
+    extra_headers: tuple[tuple[str, str], ...] = field(default=())
+
+    @property
+    def partially_imported(self) -> bool:
+        """True when some media was not captured: archived anyway, reported as partial."""
+        return any(attachment.missing for attachment in self.attachments)
+
+    def to_mime(self) -> EmailMessage:
+        message = EmailMessage(policy=SMTP)
+        message["Subject"] = self.subject
+        message["From"] = self.sender.header_value()
+        message["To"] = ", ".join(r.header_value() for r in self.recipients)
+        message["Date"] = format_datetime(self.sent_at)
+        if self.message_id_header:
+            message["Message-ID"] = self.message_id_header
+        if self.conversation_topic:
+            message["Thread-Topic"] = self.conversation_topic
+        for name, value in self.extra_headers:
+            message[name] = value
+        message.set_content(self.text_body, subtype="plain", charset="utf-8")
+        message.add_alternative(self.html_body, subtype="html", charset="utf-8")
+        for attachment in self.attachments:
+            if attachment.content is None:
+                continue
+            maintype, _, subtype = attachment.content_type.partition("/")
+            message.add_attachment(
+                attachment.content,
+                maintype=maintype,
+                subtype=subtype or "octet-stream",
+                filename=attachment.file_name,
+            )
+        return message
+
+    def to_mime_bytes(self) -> bytes:
+        return self.to_mime().as_bytes()
