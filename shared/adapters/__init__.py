@@ -1,0 +1,1 @@
+"""Adapters: implementations of shared.ports for Azure, Graph, TeleMessage and local files."""

@@ -1,0 +1,1 @@
+"""Local stand-ins for the demo and tests: Azurite launcher, host runner, TeleMessage and Graph servers."""
