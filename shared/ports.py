@@ -12,8 +12,10 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Protocol
 
+from shared.domain.ledger import OutcomeEntry, PageEntry, WindowInfo
+from shared.domain.mapping_table import MappingTable
 from shared.domain.rendered import RenderedItem
-from shared.domain.window import Window
+from shared.domain.window import Watermark, Window
 
 
 class WriteOutcome(StrEnum):
@@ -52,3 +54,70 @@ class ArchiveSource(Protocol):
     def open_attachment(self, attachment_id: str) -> Iterator[bytes] | None:
         """The attachment's bytes in chunks, or None when the media was never captured."""
         ...
+
+
+class RecordStore(Protocol):
+    """Claim checks: each listed record's raw JSON, kept intact for import, replay and custody."""
+
+    def put(self, record_key: str, raw: bytes) -> str:
+        """Store (or overwrite with the same content) and return the reference to queue."""
+        ...
+
+    def get(self, reference: str) -> bytes:
+        """The stored bytes; raises RecordMissing when there is no such record."""
+        ...
+
+
+class RecordMissing(LookupError):
+    pass
+
+
+class WorkQueue(Protocol):
+    """A durable queue of JSON work items (base64 on the wire, as the Functions host expects)."""
+
+    name: str
+
+    def send(self, payload: dict[str, Any]) -> None: ...
+
+
+class WatermarkStore(Protocol):
+    """The connector's watermark, updated with optimistic concurrency."""
+
+    def read(self) -> tuple[Watermark | None, str | None]:
+        """The watermark and a version tag to pass to ``advance`` (None, None on the first run)."""
+        ...
+
+    def advance(self, watermark: Watermark, expected_version: str | None) -> None:
+        """Store ``watermark`` only if nobody changed it since ``expected_version`` was read;
+        raises WatermarkConflict otherwise."""
+        ...
+
+
+class WatermarkConflict(RuntimeError):
+    pass
+
+
+class WindowLedger(Protocol):
+    """Per-window accounting: what listing handed off and how each record ended."""
+
+    def open_window(self, info: WindowInfo) -> None: ...
+
+    def window(self, window_id: str) -> WindowInfo | None: ...
+
+    def record_page(self, window_id: str, entry: PageEntry) -> None: ...
+
+    def record_outcome(self, window_id: str, entry: OutcomeEntry) -> None: ...
+
+    def recent_windows(self, limit: int) -> list[WindowInfo]:
+        """Newest first."""
+        ...
+
+    def pages(self, window_id: str) -> list[PageEntry]: ...
+
+    def outcomes(self, window_id: str) -> list[OutcomeEntry]: ...
+
+
+class MappingSource(Protocol):
+    """The current custom mapping table (re-read when the file changes)."""
+
+    def current(self) -> MappingTable: ...

@@ -1,0 +1,11 @@
+"""The function app: a registry of one blueprint per trigger. All logic lives in shared/."""
+
+import azure.functions as func
+
+from shared.functions import items, listing, schedule, status
+
+app = func.FunctionApp()
+app.register_functions(schedule.bp)
+app.register_functions(listing.bp)
+app.register_functions(items.bp)
+app.register_functions(status.bp)

@@ -1,0 +1,302 @@
+"""Azure Storage adapters: claim-check blobs, queues, the watermark, the window ledger, the mapping.
+
+Clients come from the same settings the Functions host uses for its triggers: a connection
+string in ``AzureWebJobsStorage`` (Azurite, or keys), or identity-based access through
+``AzureWebJobsStorage__accountName`` with the app's managed identity.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+from azure.core import MatchConditions
+from azure.core.exceptions import (
+    HttpResponseError,
+    ResourceExistsError,
+    ResourceModifiedError,
+    ResourceNotFoundError,
+    ServiceRequestError,
+    ServiceResponseError,
+)
+from azure.storage.blob import BlobServiceClient, ContainerClient
+from azure.storage.queue import (
+    QueueClient,
+    QueueServiceClient,
+    TextBase64DecodePolicy,
+    TextBase64EncodePolicy,
+)
+
+from shared.domain.errors import ConfigurationError, TransientError
+from shared.domain.ledger import OutcomeEntry, PageEntry, WindowInfo
+from shared.domain.mapping_table import MappingTable, parse_mapping
+from shared.domain.tasks import MAX_QUEUE_PAYLOAD
+from shared.domain.window import Watermark, isoformat_z, parse_iso
+from shared.ports import RecordMissing, WatermarkConflict
+
+
+def storage_service_clients(
+    connection_string: str, account_name: str = "", client_id: str = ""
+) -> tuple[BlobServiceClient, QueueServiceClient]:
+    if connection_string:
+        return (
+            BlobServiceClient.from_connection_string(connection_string),
+            QueueServiceClient.from_connection_string(connection_string),
+        )
+    if not account_name:
+        raise ConfigurationError("set AzureWebJobsStorage or AzureWebJobsStorage__accountName")
+    from azure.identity import DefaultAzureCredential, ManagedIdentityCredential
+
+    credential = ManagedIdentityCredential(client_id=client_id) if client_id else DefaultAzureCredential()
+    return (
+        BlobServiceClient(f"https://{account_name}.blob.core.windows.net", credential=credential),
+        QueueServiceClient(f"https://{account_name}.queue.core.windows.net", credential=credential),
+    )
+
+
+def transient_storage_errors(function):
+    """Storage hiccups (network, 5xx, throttling) become TransientError: the host retries."""
+
+    def wrapper(*args, **kwargs):
+        try:
+            return function(*args, **kwargs)
+        except (ServiceRequestError, ServiceResponseError) as error:
+            raise TransientError(f"storage unreachable: {type(error).__name__}") from error
+        except HttpResponseError as error:
+            if error.status_code is None or error.status_code >= 500 or error.status_code in (408, 429):
+                raise TransientError(f"storage answered {error.status_code}") from error
+            raise
+
+    wrapper.__name__ = function.__name__
+    wrapper.__doc__ = function.__doc__
+    return wrapper
+
+
+class _EnsuredContainer:
+    def __init__(self, service: BlobServiceClient, name: str) -> None:
+        self._client = service.get_container_client(name)
+        self._ensured = False
+        self._lock = threading.Lock()
+
+    def get(self) -> ContainerClient:
+        if not self._ensured:
+            with self._lock:
+                if not self._ensured:
+                    try:
+                        self._client.create_container()
+                    except ResourceExistsError:
+                        pass
+                    self._ensured = True
+        return self._client
+
+
+class BlobRecordStore:
+    """Each record's raw JSON at ``<record_key>.json``; the same record listed twice overwrites
+    itself with the same bytes."""
+
+    def __init__(self, service: BlobServiceClient, container: str) -> None:
+        self._container = _EnsuredContainer(service, container)
+
+    @transient_storage_errors
+    def put(self, record_key: str, raw: bytes) -> str:
+        name = f"{record_key}.json"
+        self._container.get().upload_blob(name, raw, overwrite=True)
+        return name
+
+    @transient_storage_errors
+    def get(self, reference: str) -> bytes:
+        try:
+            return self._container.get().download_blob(reference).readall()
+        except ResourceNotFoundError:
+            raise RecordMissing(reference) from None
+
+
+class StorageQueue:
+    """JSON messages, base64-encoded on the wire as the Functions host expects by default."""
+
+    def __init__(self, service: QueueServiceClient, name: str) -> None:
+        self.name = name
+        self._client: QueueClient = service.get_queue_client(
+            name,
+            message_encode_policy=TextBase64EncodePolicy(),
+            message_decode_policy=TextBase64DecodePolicy(),
+        )
+        self._ensured = False
+
+    @property
+    def client(self) -> QueueClient:
+        if not self._ensured:
+            try:
+                self._client.create_queue()
+            except ResourceExistsError:
+                pass
+            self._ensured = True
+        return self._client
+
+    @transient_storage_errors
+    def send(self, payload: dict[str, Any]) -> None:
+        text = json.dumps(payload, ensure_ascii=False, separators=(",", ":"))
+        if len(text.encode()) > MAX_QUEUE_PAYLOAD:
+            raise ValueError(f"queue message of {len(text.encode())} bytes is over the limit")
+        self.client.send_message(text)
+
+    @transient_storage_errors
+    def depth(self) -> int:
+        try:
+            return self._client.get_queue_properties().approximate_message_count or 0
+        except ResourceNotFoundError:
+            return 0
+
+
+class BlobWatermarkStore:
+    """``state/watermark.json`` with ETag-based optimistic concurrency."""
+
+    BLOB = "state/watermark.json"
+
+    def __init__(self, service: BlobServiceClient, container: str) -> None:
+        self._container = _EnsuredContainer(service, container)
+
+    @transient_storage_errors
+    def read(self) -> tuple[Watermark | None, str | None]:
+        try:
+            download = self._container.get().download_blob(self.BLOB)
+        except ResourceNotFoundError:
+            return None, None
+        data = json.loads(download.readall())
+        return Watermark(parse_iso(data["position"]), data.get("last_window_id")), download.properties.etag
+
+    @transient_storage_errors
+    def advance(self, watermark: Watermark, expected_version: str | None) -> None:
+        body = json.dumps({
+            "position": isoformat_z(watermark.position),
+            "last_window_id": watermark.last_window_id,
+            "updated_at": isoformat_z(datetime.now(UTC)),
+        })
+        blob = self._container.get().get_blob_client(self.BLOB)
+        try:
+            if expected_version is None:
+                blob.upload_blob(body, overwrite=False)
+            else:
+                blob.upload_blob(
+                    body, overwrite=True, etag=expected_version, match_condition=MatchConditions.IfNotModified
+                )
+        except (ResourceExistsError, ResourceModifiedError) as error:
+            raise WatermarkConflict("the watermark changed since it was read") from error
+
+
+class BlobWindowLedger:
+    """Per window: ``windows/<id>/window.json``, then append blobs of JSON lines: ``pages.jsonl``
+    and ``outcomes/<shard>.jsonl``. Appends are atomic and concurrent writers never conflict; an
+    append blob takes 50,000 blocks, so outcomes are spread over 16 shards (800,000 per window)."""
+
+    SHARDS = "0123456789abcdef"
+
+    def __init__(self, service: BlobServiceClient, container: str) -> None:
+        self._container = _EnsuredContainer(service, container)
+
+    @transient_storage_errors
+    def open_window(self, info: WindowInfo) -> None:
+        self._container.get().upload_blob(
+            f"windows/{info.window_id}/window.json", json.dumps(info.to_json()), overwrite=True
+        )
+
+    @transient_storage_errors
+    def window(self, window_id: str) -> WindowInfo | None:
+        try:
+            data = self._container.get().download_blob(f"windows/{window_id}/window.json").readall()
+        except ResourceNotFoundError:
+            return None
+        return WindowInfo.from_json(json.loads(data))
+
+    @transient_storage_errors
+    def record_page(self, window_id: str, entry: PageEntry) -> None:
+        self._append(f"windows/{window_id}/pages.jsonl", entry.to_json())
+
+    @transient_storage_errors
+    def record_outcome(self, window_id: str, entry: OutcomeEntry) -> None:
+        shard = entry.record_key[-1] if entry.record_key[-1] in self.SHARDS else "0"
+        self._append(f"windows/{window_id}/outcomes/{shard}.jsonl", entry.to_json())
+
+    @transient_storage_errors
+    def recent_windows(self, limit: int) -> list[WindowInfo]:
+        prefixes = [
+            item.name for item in self._container.get().walk_blobs(name_starts_with="windows/", delimiter="/")
+        ]
+        # Window ids start with their start time, so names sort chronologically.
+        newest = sorted(prefixes, reverse=True)[:limit]
+        infos = [self.window(prefix.removeprefix("windows/").rstrip("/")) for prefix in newest]
+        return [info for info in infos if info is not None]
+
+    @transient_storage_errors
+    def pages(self, window_id: str) -> list[PageEntry]:
+        return [PageEntry.from_json(line) for line in self._lines(f"windows/{window_id}/pages.jsonl")]
+
+    @transient_storage_errors
+    def outcomes(self, window_id: str) -> list[OutcomeEntry]:
+        entries: list[OutcomeEntry] = []
+        for blob in self._container.get().list_blobs(name_starts_with=f"windows/{window_id}/outcomes/"):
+            entries.extend(OutcomeEntry.from_json(line) for line in self._lines(blob.name))
+        return entries
+
+    def _append(self, name: str, data: dict[str, Any]) -> None:
+        line = (json.dumps(data, ensure_ascii=False, separators=(",", ":")) + "\n").encode("utf-8")
+        blob = self._container.get().get_blob_client(name)
+        try:
+            blob.append_block(line)
+        except ResourceNotFoundError:
+            try:
+                blob.create_append_blob(if_none_match="*")
+            except ResourceExistsError:
+                pass  # another worker created it first
+            blob.append_block(line)
+
+    def _lines(self, name: str) -> list[dict[str, Any]]:
+        try:
+            data = self._container.get().download_blob(name).readall()
+        except ResourceNotFoundError:
+            return []
+        return [json.loads(line) for line in data.decode("utf-8").splitlines() if line.strip()]
+
+
+class BlobMappingSource:
+    """The custom mapping CSV from a blob, re-read when its ETag changes (checked at most every
+    ``refresh_seconds``), so an administrator's fix applies without redeploying."""
+
+    def __init__(
+        self, service: BlobServiceClient, container: str, blob: str, *,
+        default_region: str | None, refresh_seconds: float = 60.0,
+    ) -> None:
+        self._container = _EnsuredContainer(service, container)
+        self._blob = blob
+        self._region = default_region
+        self._refresh = refresh_seconds
+        self._etag: str | None = None
+        self._table = MappingTable()
+        self._checked_at = float("-inf")
+        self._lock = threading.Lock()
+
+    def current(self) -> MappingTable:
+        with self._lock:
+            if time.monotonic() - self._checked_at >= self._refresh:
+                self._reload()
+            return self._table
+
+    @transient_storage_errors
+    def _reload(self) -> None:
+        client = self._container.get().get_blob_client(self._blob)
+        try:
+            if self._etag is not None and client.get_blob_properties().etag == self._etag:
+                self._checked_at = time.monotonic()
+                return
+            download = client.download_blob()
+        except ResourceNotFoundError:
+            self._table, self._etag = MappingTable(), None
+            self._checked_at = time.monotonic()
+            return
+        self._table = parse_mapping(download.readall(), self._region).table
+        self._etag = download.properties.etag
+        self._checked_at = time.monotonic()
+

@@ -1,0 +1,175 @@
+"""The composition root: builds every adapter from settings, lazily, once per process.
+
+Nothing here runs at import time: a cold start of the function app pays only for what the
+invoked function actually uses (msgraph-sdk alone takes about half a second to import).
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from functools import cached_property, lru_cache
+
+from shared.ports import ArchiveSource, MailboxDirectory, MailboxWriter, MappingSource
+from shared.service.importing import ItemImporter
+from shared.service.mapping import MailboxMapper
+from shared.service.scheduling import SchedulePolicy
+from shared.settings import (
+    ITEMS_POISON_QUEUE,
+    ITEMS_QUEUE,
+    LISTING_POISON_QUEUE,
+    LISTING_QUEUE,
+    Settings,
+    get_settings,
+)
+
+
+class Container:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
+    # --- storage ----------------------------------------------------------------------------
+    @cached_property
+    def _service_clients(self):
+        from shared.adapters.azure_storage import storage_service_clients
+
+        s = self.settings
+        return storage_service_clients(s.storage_connection, s.storage_account_name, s.storage_client_id)
+
+    def _queue(self, name: str):
+        from shared.adapters.azure_storage import StorageQueue
+
+        return StorageQueue(self._service_clients[1], name)
+
+    @cached_property
+    def listing_queue(self):
+        return self._queue(LISTING_QUEUE)
+
+    @cached_property
+    def items_queue(self):
+        return self._queue(ITEMS_QUEUE)
+
+    @cached_property
+    def items_poison_queue(self):
+        return self._queue(ITEMS_POISON_QUEUE)
+
+    @cached_property
+    def listing_poison_queue(self):
+        return self._queue(LISTING_POISON_QUEUE)
+
+    @cached_property
+    def records(self):
+        from shared.adapters.azure_storage import BlobRecordStore
+
+        return BlobRecordStore(self._service_clients[0], self.settings.records_container)
+
+    @cached_property
+    def watermarks(self):
+        from shared.adapters.azure_storage import BlobWatermarkStore
+
+        return BlobWatermarkStore(self._service_clients[0], self.settings.state_container)
+
+    @cached_property
+    def ledger(self):
+        from shared.adapters.azure_storage import BlobWindowLedger
+
+        return BlobWindowLedger(self._service_clients[0], self.settings.state_container)
+
+    def queue_depths(self) -> dict[str, int]:
+        queues = (self.listing_queue, self.items_queue, self.items_poison_queue, self.listing_poison_queue)
+        return {queue.name: queue.depth() for queue in queues}
+
+    # --- mapping ------------------------------------------------------------------------------
+    @cached_property
+    def mapping_source(self) -> MappingSource:
+        s = self.settings
+        if s.mapping_file:
+            from shared.adapters.local_files import FileMappingSource
+
+            return FileMappingSource(s.mapping_file, default_region=s.default_phone_region)
+        from shared.adapters.azure_storage import BlobMappingSource
+
+        return BlobMappingSource(
+            self._service_clients[0], s.state_container, s.mapping_blob, default_region=s.default_phone_region
+        )
+
+    @cached_property
+    def directory(self) -> MailboxDirectory:
+        if self.settings.directory == "file":
+            from shared.adapters.local_files import FileDirectory
+
+            return FileDirectory(self.settings.directory_file)
+        from shared.adapters.graph_directory import GraphDirectory
+
+        return GraphDirectory(self._graph_client)
+
+    @cached_property
+    def mapper(self) -> MailboxMapper:
+        s = self.settings
+        return MailboxMapper(
+            self.directory,
+            self.mapping_source if s.custom_mapping_enabled else None,
+            custom_enabled=s.custom_mapping_enabled,
+            auto_enabled=s.auto_mapping_enabled,
+            default_region=s.default_phone_region,
+        )
+
+    # --- delivery -----------------------------------------------------------------------------
+    @cached_property
+    def _graph_client(self):
+        from shared.adapters.graph_client import build_graph_client
+
+        s = self.settings
+        return build_graph_client(
+            cloud=s.graph_cloud,
+            base_url=s.graph_base_url or None,
+            access_token=s.graph_access_token.get_secret_value() or None,
+            managed_identity_client_id=s.azure_client_id or None,
+        )
+
+    @cached_property
+    def writer(self) -> MailboxWriter:
+        s = self.settings
+        if s.mailbox_writer == "eml":
+            from shared.adapters.local_files import EmlMailbox
+
+            return EmlMailbox(s.eml_mailbox_dir, s.archive_folder_name)
+        from shared.adapters.graph_mailbox import GraphMailbox
+
+        return GraphMailbox(self._graph_client, item_class=s.archive_item_class, folder_name=s.archive_folder_name)
+
+    @cached_property
+    def source(self) -> ArchiveSource:
+        from shared.adapters.telemessage import TeleMessageClient
+
+        s = self.settings
+        return TeleMessageClient(
+            s.telemessage_base_url, s.telemessage_username, s.telemessage_password.get_secret_value()
+        )
+
+    @cached_property
+    def importer(self) -> ItemImporter:
+        s = self.settings
+        return ItemImporter(
+            self.mapper, self.writer, self.source,
+            max_item_bytes=s.max_item_bytes, default_region=s.default_phone_region,
+        )
+
+    @property
+    def schedule_policy(self) -> SchedulePolicy:
+        s = self.settings
+        return SchedulePolicy(
+            first_run_lookback=timedelta(hours=s.first_run_lookback_hours),
+            max_window=timedelta(days=s.max_window_days),
+            slice_length=timedelta(minutes=s.slice_minutes),
+        )
+
+
+@lru_cache(maxsize=1)
+def get_container() -> Container:
+    return Container(get_settings())
+
+
+def reset_container() -> None:
+    """Forget the process-wide container and settings (tests, and the local runner between runs)."""
+    get_container.cache_clear()
+    get_settings.cache_clear()

@@ -1,0 +1,243 @@
+"""What happened to every record of a window, and whether the window reconciles.
+
+Listing appends one ``PageEntry`` per page it handed off; importing appends one ``OutcomeEntry``
+per record it finished (imported, skipped as a duplicate, or poisoned). Delivery is at least
+once, so entries repeat: ``summarize`` folds them idempotently. A window reconciles when every
+slice's listing finished and every listed record has an outcome:
+
+    listed records  = records imported or skipped + records poisoned
+    fan-out pairs   = pairs imported + pairs skipped as duplicates
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from shared.domain.window import Window, isoformat_z, parse_iso
+
+
+class RecordOutcome(StrEnum):
+    IMPORTED = "imported"
+    SKIPPED_DUPLICATE = "skipped_duplicate"
+    POISONED = "poisoned"
+
+
+class MappingRule(StrEnum):
+    CSV = "csv"
+    EMAIL = "email"
+
+
+@dataclass(frozen=True)
+class WindowInfo:
+    window: Window
+    slice_count: int
+    scheduled_at: datetime
+
+    @property
+    def window_id(self) -> str:
+        return self.window.id
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "window_id": self.window_id,
+            "start": isoformat_z(self.window.start),
+            "end": isoformat_z(self.window.end),
+            "slice_count": self.slice_count,
+            "scheduled_at": isoformat_z(self.scheduled_at),
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> WindowInfo:
+        return cls(
+            Window(parse_iso(data["start"]), parse_iso(data["end"])),
+            int(data["slice_count"]),
+            parse_iso(data["scheduled_at"]),
+        )
+
+
+@dataclass(frozen=True)
+class PageEntry:
+    slice_id: str
+    page: int
+    record_keys: tuple[str, ...]
+    last: bool
+
+    def to_json(self) -> dict[str, Any]:
+        return {"slice": self.slice_id, "page": self.page, "records": list(self.record_keys), "last": self.last}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> PageEntry:
+        return cls(data["slice"], int(data["page"]), tuple(data["records"]), bool(data["last"]))
+
+
+@dataclass(frozen=True)
+class MailboxResult:
+    mailbox: str
+    outcome: RecordOutcome  # IMPORTED or SKIPPED_DUPLICATE
+    rule: MappingRule
+
+
+@dataclass(frozen=True)
+class OutcomeEntry:
+    record_key: str
+    message_id: str | None
+    outcome: RecordOutcome
+    at: datetime
+    mailboxes: tuple[MailboxResult, ...] = ()
+    reason: str | None = None
+    detail: str | None = None
+    partial: bool = False  # archived, but some media was never captured
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "record_key": self.record_key,
+            "message_id": self.message_id,
+            "outcome": self.outcome.value,
+            "at": isoformat_z(self.at),
+            "mailboxes": [
+                {"mailbox": m.mailbox, "outcome": m.outcome.value, "rule": m.rule.value} for m in self.mailboxes
+            ],
+            "reason": self.reason,
+            "detail": self.detail,
+            "partial": self.partial,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> OutcomeEntry:
+        return cls(
+            record_key=data["record_key"],
+            message_id=data.get("message_id"),
+            outcome=RecordOutcome(data["outcome"]),
+            at=parse_iso(data["at"]),
+            mailboxes=tuple(
+                MailboxResult(m["mailbox"], RecordOutcome(m["outcome"]), MappingRule(m["rule"]))
+                for m in data.get("mailboxes", [])
+            ),
+            reason=data.get("reason"),
+            detail=data.get("detail"),
+            partial=bool(data.get("partial", False)),
+        )
+
+
+@dataclass(frozen=True)
+class WindowSummary:
+    info: WindowInfo
+    listed: int
+    fanout: int
+    imported: int
+    skipped_duplicates: int
+    partially_imported: int
+    poisoned: dict[str, int]
+    pending: int
+    slices_listed: int
+    records: dict[str, OutcomeEntry] = field(default_factory=dict, repr=False)
+
+    @property
+    def listing_complete(self) -> bool:
+        return self.slices_listed >= self.info.slice_count
+
+    @property
+    def accounted(self) -> int:
+        return self.listed - self.pending
+
+    @property
+    def reconciled(self) -> bool:
+        return (
+            self.listing_complete
+            and self.pending == 0
+            and self.fanout == self.imported + self.skipped_duplicates
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            **self.info.to_json(),
+            "listed": self.listed,
+            "fanout": self.fanout,
+            "imported": self.imported,
+            "skipped_duplicates": self.skipped_duplicates,
+            "partially_imported": self.partially_imported,
+            "poisoned": dict(sorted(self.poisoned.items())),
+            "pending": self.pending,
+            "slices_listed": self.slices_listed,
+            "listing_complete": self.listing_complete,
+            "reconciled": self.reconciled,
+        }
+
+
+def fold_outcomes(entries: Iterable[OutcomeEntry]) -> dict[str, OutcomeEntry]:
+    """One outcome per record from entries that repeat (retries, duplicates, replays).
+
+    A successful outcome supersedes a poisoning (a replay after a fix); between successes the
+    per-mailbox results merge, "imported" winning over "skipped" (a retry after a crash finds
+    its own earlier write); between poisonings the latest one stands.
+    """
+    folded: dict[str, OutcomeEntry] = {}
+    for entry in entries:
+        previous = folded.get(entry.record_key)
+        folded[entry.record_key] = entry if previous is None else _merge(previous, entry)
+    return folded
+
+
+def _merge(a: OutcomeEntry, b: OutcomeEntry) -> OutcomeEntry:
+    a_ok = a.outcome is not RecordOutcome.POISONED
+    b_ok = b.outcome is not RecordOutcome.POISONED
+    if a_ok != b_ok:
+        return a if a_ok else b
+    if not a_ok:
+        return b if b.at >= a.at else a
+    per_mailbox: dict[str, MailboxResult] = {}
+    for result in (*a.mailboxes, *b.mailboxes):
+        seen = per_mailbox.get(result.mailbox)
+        if seen is None or (seen.outcome is RecordOutcome.SKIPPED_DUPLICATE and result.outcome is RecordOutcome.IMPORTED):
+            per_mailbox[result.mailbox] = result
+    mailboxes = tuple(per_mailbox.values())
+    any_imported = any(m.outcome is RecordOutcome.IMPORTED for m in mailboxes)
+    return OutcomeEntry(
+        record_key=a.record_key,
+        message_id=a.message_id or b.message_id,
+        outcome=RecordOutcome.IMPORTED if any_imported else RecordOutcome.SKIPPED_DUPLICATE,
+        at=min(a.at, b.at),
+        mailboxes=mailboxes,
+        partial=a.partial or b.partial,
+    )
+
+
+def summarize(info: WindowInfo, pages: Iterable[PageEntry], outcomes: Iterable[OutcomeEntry]) -> WindowSummary:
+    listed_keys: set[str] = set()
+    finished_slices: set[str] = set()
+    for page in pages:
+        listed_keys.update(page.record_keys)
+        if page.last:
+            finished_slices.add(page.slice_id)
+    folded = fold_outcomes(outcomes)
+    fanout = imported = skipped = partial = 0
+    poisoned: Counter[str] = Counter()
+    for key in listed_keys:
+        entry = folded.get(key)
+        if entry is None:
+            continue
+        if entry.outcome is RecordOutcome.POISONED:
+            poisoned[entry.reason or "unknown"] += 1
+            continue
+        fanout += len(entry.mailboxes)
+        imported += sum(m.outcome is RecordOutcome.IMPORTED for m in entry.mailboxes)
+        skipped += sum(m.outcome is RecordOutcome.SKIPPED_DUPLICATE for m in entry.mailboxes)
+        partial += entry.partial
+    pending = sum(1 for key in listed_keys if key not in folded)
+    return WindowSummary(
+        info=info,
+        listed=len(listed_keys),
+        fanout=fanout,
+        imported=imported,
+        skipped_duplicates=skipped,
+        partially_imported=partial,
+        poisoned=dict(poisoned),
+        pending=pending,
+        slices_listed=len(finished_slices),
+        records=folded,
+    )

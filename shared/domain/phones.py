@@ -1,0 +1,81 @@
+"""Phone numbers to E.164, the form the mapping table is keyed on.
+
+Every *possible* number is accepted, not only *valid* ones: phonenumbers' table of allocated
+ranges lags reality, and rejecting a real employee's new number would silently lose their records.
+"""
+
+from __future__ import annotations
+
+import re
+
+import phonenumbers
+
+_SCIENTIFIC = re.compile(r"^\s*[+-]?\d+(?:[.,]\d+)?[eE]\+?\d+\s*$")
+
+
+class PhoneNumberError(ValueError):
+    """A number that cannot be turned into E.164; the message says why and what to do."""
+
+
+def normalize_phone(raw: str, default_region: str | None = None) -> str:
+    text = raw.strip()
+    if not text:
+        raise PhoneNumberError("the phone number is empty")
+    if _SCIENTIFIC.match(text):
+        raise PhoneNumberError(
+            f"'{text}' is in scientific notation, as Excel shows long numbers: format the column "
+            "as Text (or prefix the number with +) and save the file again"
+        )
+    if text.lower().startswith("tel:"):
+        text = text[4:]
+    if text.startswith("00") and not default_region:
+        # "00" is the international prefix in most of the world; without a region to say
+        # otherwise, read it as "+".
+        text = "+" + text[2:]
+    try:
+        number = phonenumbers.parse(text, (default_region or "").upper() or None)
+    except phonenumbers.NumberParseException as error:
+        if error.error_type == phonenumbers.NumberParseException.INVALID_COUNTRY_CODE:
+            hint = (
+                "write it in international form (+country code)"
+                if not default_region
+                else f"the country code is unknown (DEFAULT_PHONE_REGION is {default_region})"
+            )
+            raise PhoneNumberError(f"'{_mask(text)}' has no recognisable country code: {hint}") from None
+        raise PhoneNumberError(f"'{_mask(text)}' is not a phone number") from None
+    if not phonenumbers.is_possible_number(number):
+        raise PhoneNumberError(
+            f"'{_mask(text)}' cannot be a phone number (wrong length for its country)"
+        )
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+def try_normalize_phone(raw: str | None, default_region: str | None = None) -> str | None:
+    if not raw:
+        return None
+    try:
+        return normalize_phone(raw, default_region)
+    except PhoneNumberError:
+        return None
+
+
+def mask_phone(e164: str) -> str:
+    """For logs and reports: enough to tell numbers apart for an admin, not enough to dial."""
+    return _mask(e164)
+
+
+def _mask(text: str) -> str:
+    digits = [c for c in text if c.isdigit()]
+    if len(digits) <= 4:
+        return "*" * len(text)
+    keep_tail = 3
+    seen = 0
+    total = len(digits)
+    out = []
+    for c in text:
+        if c.isdigit():
+            seen += 1
+            out.append(c if seen <= 2 or seen > total - keep_tail else "*")
+        else:
+            out.append(c)
+    return "".join(out)

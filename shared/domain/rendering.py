@@ -1,0 +1,288 @@
+"""A TeleMessage record rendered as one archive email (first version).
+
+Message text is data, never markup: it is escaped in HTML and never reaches a header with a
+control character in it. Every writer serialises the same RenderedItem, so the .eml and the
+Graph item say the same thing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import html
+import mimetypes
+import re
+import unicodedata
+from collections.abc import Mapping
+
+from shared.domain.phones import try_normalize_phone
+from shared.domain.records import ArchiveRecord, Attachment, Participant, epoch_ms_to_datetime, record_key
+from shared.domain.rendered import MailAddress, RenderedAttachment, RenderedItem
+from shared.domain.window import isoformat_z
+
+SYNTHETIC_DOMAIN = "whatsapp.invalid"
+MAX_SUBJECT_LENGTH = 200
+MAX_FILE_NAME_LENGTH = 150
+
+_KIND = {
+    "TEXT": "message", "IMAGE": "image", "VIDEO": "video", "AUDIO": "audio",
+    "VOICE_NOTE": "voice note", "DOCUMENT": "document", "STICKER": "sticker",
+    "LOCATION": "location", "CONTACT": "contact card", "CALL": "call",
+    "REACTION": "reaction", "SYSTEM": "group event",
+}
+_SOURCE = {"WHATSAPP_ARCHIVER": "WhatsApp Phone Archiver", "WHATSAPP_CLOUD_ARCHIVER": "WhatsApp Cloud Archiver"}
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+_SIMPLE_ADDRESS = re.compile(r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+$")
+
+
+def render(
+    record: ArchiveRecord,
+    media: Mapping[str, bytes | None],
+    *,
+    default_region: str | None = None,
+) -> RenderedItem:
+    """Render ``record``; ``media`` maps attachment ids to their bytes (None: never captured)."""
+    sender = participant_address(record.sender, default_region)
+    recipients = tuple(participant_address(p, default_region) for p in record.recipients)
+    attachments = tuple(_attachment(a, media.get(a.attachment_id), i) for i, a in enumerate(record.attachments))
+    chat = _chat_label(record, recipients)
+    subject = _subject(record, sender, chat)
+    facts = _facts(record, sender, recipients, chat)
+    content = _content_lines(record)
+    sent_at = record.sent_at
+    key = record_key(record.message_id)
+    topic = single_line(f"WhatsApp: {chat}")
+    return RenderedItem(
+        record_id=record.message_id,
+        record_key=key,
+        subject=subject,
+        sender=sender,
+        recipients=recipients,
+        sent_at=sent_at,
+        received_at=sent_at,
+        text_body=_text_body(facts, content, attachments),
+        html_body=_html_body(subject, facts, content, attachments),
+        attachments=attachments,
+        message_id_header=f"<{key}@{SYNTHETIC_DOMAIN}>",
+        conversation_topic=topic,
+        extra_headers=(
+            ("X-Archive-Item-Id", header_safe(record.message_id)),
+            ("X-Archive-Source", record.source_type),
+            ("X-Archive-Event", record.event),
+            ("X-Archive-Message-Type", record.message_type),
+            ("X-Archive-Captured-Time", isoformat_z(record.captured_at)),
+        ),
+    )
+
+
+def participant_address(participant: Participant, default_region: str | None = None) -> MailAddress:
+    """The person as a mail address: their own when they have one, else a stable synthetic one."""
+    phone = try_normalize_phone(participant.phone, default_region)
+    name = participant.name
+    label_parts = [single_line(name)] if name else []
+    if phone:
+        label_parts.append(f"({phone})")
+    elif participant.phone:
+        label_parts.append(f"({single_line(participant.phone)})")
+    email = (participant.email or "").strip()
+    if email and _SIMPLE_ADDRESS.match(email):
+        address = email.lower()
+    elif phone:
+        address = f"{phone}@{SYNTHETIC_DOMAIN}"
+    else:
+        # No usable phone or address: a stable address derived from what the record says of them.
+        seed = "|".join(str(v or "") for v in (participant.phone, participant.email, name))
+        address = f"unknown-{hashlib.sha256(seed.encode()).hexdigest()[:16]}@{SYNTHETIC_DOMAIN}"
+    display = " ".join(label_parts) or address
+    return MailAddress(display_name=display, address=address)
+
+
+def single_line(text: str) -> str:
+    """Text fit for a header: control and bidi-override characters removed, whitespace folded."""
+    cleaned = _CONTROL.sub(" ", unicodedata.normalize("NFC", text))
+    return " ".join(cleaned.split())
+
+
+def header_safe(value: str) -> str:
+    """Exact ids in headers: printable characters kept, anything else escaped visibly."""
+    return "".join(c if c.isprintable() and c not in "\r\n" else f"\\x{ord(c):02x}" for c in value)
+
+
+def shorten(text: str, limit: int) -> str:
+    if len(text) <= limit:
+        return text
+    cut = text[: limit - 1]
+    space = cut.rfind(" ")
+    if space > limit // 2:
+        cut = cut[:space]
+    return cut.rstrip() + "…"
+
+
+def sanitize_file_name(name: str, content_type: str | None, index: int) -> str:
+    """A phone's file name made safe: no path, no control characters, never empty or hidden."""
+    base = re.split(r"[\\/]", name or "")[-1]
+    base = single_line(base).strip(" .")
+    base = re.sub(r'[<>:"|?*]', "_", base)
+    if not base:
+        extension = mimetypes.guess_extension(content_type or "") or ".bin"
+        base = f"attachment-{index + 1}{extension}"
+    if len(base) > MAX_FILE_NAME_LENGTH:
+        stem, dot, extension = base.rpartition(".")
+        if dot and len(extension) <= 10:
+            base = stem[: MAX_FILE_NAME_LENGTH - len(extension) - 1] + "." + extension
+        else:
+            base = base[:MAX_FILE_NAME_LENGTH]
+    return base
+
+
+def _attachment(attachment: Attachment, content: bytes | None, index: int) -> RenderedAttachment:
+    content_type = (attachment.content_type or "").strip().lower()
+    if not re.match(r"^[a-z0-9.+-]+/[a-z0-9.+-]+$", content_type):
+        content_type = mimetypes.guess_type(attachment.file_name or "")[0] or "application/octet-stream"
+    return RenderedAttachment(
+        file_name=sanitize_file_name(attachment.file_name, content_type, index),
+        content_type=content_type,
+        declared_size=attachment.size,
+        declared_sha256=attachment.sha256,
+        content=content,
+    )
+
+
+def _chat_label(record: ArchiveRecord, recipients: tuple[MailAddress, ...]) -> str:
+    if record.group_message or record.dialog_group_name:
+        name = single_line(record.dialog_group_name or record.dialog_group_id or "unnamed group")
+        return f"{name} (group)"
+    return ", ".join(r.display_name for r in recipients)
+
+
+def _subject(record: ArchiveRecord, sender: MailAddress, chat: str) -> str:
+    kind = _KIND[record.message_type]
+    if record.message_type == "CALL" and record.call:
+        call_kind = "video call" if record.call.call_type == "VIDEO" else "call"
+        result = (record.call.result or "").lower()
+        kind = f"{call_kind} ({result})" if result and result != "answered" else call_kind
+    subject = f"WhatsApp {kind} from {sender.display_name} to {chat}"
+    if record.event == "DELETED":
+        subject = f"DELETED – {subject}"
+    elif record.event == "EDITED":
+        subject = f"EDITED – {subject}"
+    return shorten(single_line(subject), MAX_SUBJECT_LENGTH)
+
+
+def _facts(
+    record: ArchiveRecord, sender: MailAddress, recipients: tuple[MailAddress, ...], chat: str,
+) -> list[tuple[str, str]]:
+    facts = [
+        ("Chat", chat),
+    ]
+    if record.dialog_group_id:
+        facts.append(("Chat id", record.dialog_group_id))
+    facts += [
+        ("From", f"{sender.display_name} <{sender.address}>"),
+        ("To", "; ".join(f"{r.display_name} <{r.address}>" for r in recipients)),
+        ("Sent (UTC)", isoformat_z(record.sent_at)),
+        ("Captured (UTC)", isoformat_z(record.captured_at)),
+        ("Source", _SOURCE[record.source_type]),
+        ("Type", _KIND[record.message_type]),
+        ("Event", record.event),
+        ("Record id", record.message_id),
+    ]
+    if record.related_message_id:
+        facts.append(("Refers to record", record.related_message_id))
+    if record.reply_to_message_id:
+        facts.append(("In reply to record", record.reply_to_message_id))
+    if record.forwarded:
+        facts.append(("Forwarded", "yes"))
+    return facts
+
+
+def _content_lines(record: ArchiveRecord) -> list[str]:
+    lines: list[str] = []
+    if record.event == "EDITED":
+        lines.append(f"The message {record.related_message_id or '(unknown)'} was edited. New text:")
+    if record.event == "DELETED":
+        scope = {"FOR_EVERYONE": "for everyone", "FOR_ME": "for the sender only"}.get(
+            record.deletion.scope if record.deletion and record.deletion.scope else "", "(scope unknown)"
+        )
+        when = (
+            isoformat_z(epoch_ms_to_datetime(record.deletion.deleted_time))
+            if record.deletion and record.deletion.deleted_time is not None else "(time unknown)"
+        )
+        lines.append(f"The message {record.related_message_id or '(unknown)'} was deleted {scope} at {when}.")
+        if record.text_content:
+            lines.append("Original content as captured:")
+    if record.call:
+        call = record.call
+        lines.append(
+            f"{'Video' if call.call_type == 'VIDEO' else 'Voice'} call, {(call.result or 'result unknown').lower()}"
+        )
+        if call.start_time is not None:
+            lines.append(f"Started: {isoformat_z(epoch_ms_to_datetime(call.start_time))}")
+        if call.end_time is not None:
+            lines.append(f"Ended: {isoformat_z(epoch_ms_to_datetime(call.end_time))}")
+        if call.duration_seconds is not None:
+            lines.append(f"Duration: {call.duration_seconds} s")
+    if record.location:
+        loc = record.location
+        if loc.name:
+            lines.append(f"Location: {loc.name}")
+        if loc.address:
+            lines.append(f"Address: {loc.address}")
+        if loc.latitude is not None and loc.longitude is not None:
+            lines.append(f"Coordinates: {loc.latitude:.6f}, {loc.longitude:.6f}")
+            lines.append(
+                f"Map: https://www.openstreetmap.org/?mlat={loc.latitude:.6f}&mlon={loc.longitude:.6f}"
+            )
+    for contact in record.contacts:
+        details = ", ".join([*contact.phones, *contact.emails])
+        lines.append(f"Contact card: {contact.display_name or '(no name)'}" + (f" – {details}" if details else ""))
+    if record.reaction is not None:
+        emoji = record.reaction.emoji
+        target = record.related_message_id or "(unknown)"
+        lines.append(f"Reacted {emoji} to message {target}" if emoji else f"Removed a reaction from {target}")
+    if record.system:
+        lines.append(f"Group event: {record.system.event_type or 'OTHER'}")
+        if record.system.description:
+            lines.append(record.system.description)
+    if record.text_content:
+        lines.append(record.text_content)
+    return lines
+
+
+def _attachment_facts(attachment: RenderedAttachment) -> str:
+    state = "MEDIA NOT CAPTURED" if attachment.missing else "SHA-256 verified"
+    return (
+        f"{attachment.file_name} ({attachment.content_type}, {attachment.declared_size} bytes, "
+        f"SHA-256 {attachment.declared_sha256 or 'not provided'}) – {state}"
+    )
+
+
+def _text_body(
+    facts: list[tuple[str, str]], content: list[str], attachments: tuple[RenderedAttachment, ...],
+) -> str:
+    out = [f"{name}: {value}" for name, value in facts]
+    out.append("")
+    out.extend(content or ["(no text)"])
+    if attachments:
+        out.append("")
+        out.append("Attachments:")
+        out.extend(f"- {_attachment_facts(a)}" for a in attachments)
+    return "\n".join(out) + "\n"
+
+
+def _html_body(
+    subject: str, facts: list[tuple[str, str]], content: list[str], attachments: tuple[RenderedAttachment, ...],
+) -> str:
+    e = html.escape
+    rows = "".join(f"<tr><th align=\"left\">{e(name)}</th><td>{e(value)}</td></tr>" for name, value in facts)
+    body = "".join(
+        f"<p dir=\"auto\" style=\"white-space:pre-wrap\">{e(line)}</p>" for line in (content or ["(no text)"])
+    )
+    listed = ""
+    if attachments:
+        items = "".join(f"<li>{e(_attachment_facts(a))}</li>" for a in attachments)
+        listed = f"<h4>Attachments</h4><ul>{items}</ul>"
+    return (
+        "<!DOCTYPE html><html><head><meta charset=\"utf-8\">"
+        f"<title>{e(subject)}</title></head><body>"
+        f"<table>{rows}</table><hr>{body}{listed}</body></html>"
+    )

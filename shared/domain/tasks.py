@@ -1,0 +1,120 @@
+"""The queue messages, typed. Each is small JSON: bodies live in blobs (claim check).
+
+A queue message holds at most 64 KB (about 48 KB of payload after base64), so records never
+travel on a queue; only their reference does.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from shared.domain.errors import PoisonReason
+from shared.domain.window import Window
+
+MAX_QUEUE_PAYLOAD = 48 * 1024
+
+
+class TaskFormatError(ValueError):
+    """A queue message that is not one of ours (or is damaged)."""
+
+
+class _Message(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    def to_text(self) -> str:
+        text = self.model_dump_json()
+        if len(text.encode()) > MAX_QUEUE_PAYLOAD:
+            raise ValueError(f"{type(self).__name__} is {len(text.encode())} bytes, over the queue limit")
+        return text
+
+    @classmethod
+    def from_text(cls, text: str | bytes) -> Any:
+        try:
+            return cls.model_validate_json(text)
+        except ValidationError as error:
+            fields = ", ".join(".".join(map(str, e["loc"])) or "(message)" for e in error.errors())
+            raise TaskFormatError(f"not a {cls.__name__}: problems at {fields}") from None
+
+
+class ListingTask(_Message):
+    """List one page of one slice of a window."""
+
+    kind: str = Field("listing", pattern="^listing$")
+    window_id: str
+    slice_start: datetime
+    slice_end: datetime
+    page: int = Field(0, ge=0)
+    page_token: str | None = None
+
+    @classmethod
+    def first_page(cls, window_id: str, slice_: Window) -> ListingTask:
+        return cls(window_id=window_id, slice_start=slice_.start, slice_end=slice_.end)
+
+    @property
+    def slice(self) -> Window:
+        return Window(self.slice_start, self.slice_end)
+
+    def next_page(self, page_token: str) -> ListingTask:
+        return self.model_copy(update={"page": self.page + 1, "page_token": page_token})
+
+
+class ItemTask(_Message):
+    """Import one record, stored at ``record_ref``."""
+
+    kind: str = Field("item", pattern="^item$")
+    window_id: str
+    record_key: str
+    record_ref: str
+    message_id: str | None = None
+
+
+class PoisonMessage(_Message):
+    """A record that cannot be imported as things stand, with why. Its blob is kept for replay."""
+
+    kind: str = Field("poison", pattern="^poison$")
+    reason: PoisonReason
+    detail: str
+    window_id: str | None = None
+    record_key: str | None = None
+    record_ref: str | None = None
+    message_id: str | None = None
+    failed_at: datetime
+    first_failed_at: datetime | None = None
+    attempts: int = 1
+    # The queue message as received when it was not one of ours: kept so nothing is lost.
+    original_message: str | None = None
+
+    def item_task(self) -> ItemTask | None:
+        """The work item to replay, when the record reference is known."""
+        if not (self.window_id and self.record_key and self.record_ref):
+            return None
+        return ItemTask(
+            window_id=self.window_id, record_key=self.record_key,
+            record_ref=self.record_ref, message_id=self.message_id,
+        )
+
+
+def read_poison_queue_message(text: str, *, inserted_at: datetime, dequeue_count: int) -> PoisonMessage:
+    """Either our own poison message, or an item the host moved after exhausted retries."""
+    try:
+        kind = json.loads(text).get("kind")
+    except (ValueError, AttributeError):
+        kind = None
+    if kind == "poison":
+        return PoisonMessage.from_text(text)
+    if kind == "item":
+        task = ItemTask.from_text(text)
+        return PoisonMessage(
+            reason=PoisonReason.RETRIES_EXHAUSTED,
+            detail="the host gave up after maxDequeueCount failed attempts",
+            window_id=task.window_id, record_key=task.record_key, record_ref=task.record_ref,
+            message_id=task.message_id, failed_at=inserted_at, attempts=dequeue_count,
+        )
+    return PoisonMessage(
+        reason=PoisonReason.INVALID_ITEM, detail="not a message of this connector",
+        failed_at=inserted_at, original_message=text[:MAX_QUEUE_PAYLOAD // 2],
+    )

@@ -1,0 +1,42 @@
+"""Queue trigger on `listing`: one page of one slice; records to blobs, one item message each."""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+
+import azure.functions as func
+
+from shared.composition import get_container
+from shared.domain.errors import PoisonReason
+from shared.domain.tasks import ListingTask, PoisonMessage, TaskFormatError
+from shared.service.listing import list_slice_page
+from shared.settings import LISTING_QUEUE, STORAGE_CONNECTION
+
+bp = func.Blueprint()
+log = logging.getLogger(__name__)
+
+
+@bp.queue_trigger(arg_name="message", queue_name=LISTING_QUEUE, connection=STORAGE_CONNECTION)
+def list_archive_slice(message: func.QueueMessage) -> None:
+    container = get_container()
+    body = message.get_body().decode("utf-8", errors="replace")
+    try:
+        task = ListingTask.from_text(body)
+    except TaskFormatError as error:
+        # Retrying cannot repair a damaged task; keep it whole in the poison queue for a human.
+        container.listing_poison_queue.send(PoisonMessage(
+            reason=PoisonReason.INVALID_ITEM, detail=str(error), failed_at=datetime.now(UTC),
+            attempts=message.dequeue_count or 1, original_message=body,
+        ).model_dump(mode="json"))
+        log.error("listing queue: message %s is not a listing task; moved to poison", message.id)
+        return
+    list_slice_page(
+        task,
+        source=container.source,
+        records=container.records,
+        items_queue=container.items_queue,
+        listing_queue=container.listing_queue,
+        ledger=container.ledger,
+        page_size=container.settings.telemessage_page_size,
+    )

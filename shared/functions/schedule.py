@@ -1,0 +1,29 @@
+"""Timer: hand the next window off as listing work, then advance the watermark."""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+
+import azure.functions as func
+
+from shared.composition import get_container
+from shared.service.scheduling import schedule_window
+
+bp = func.Blueprint()
+log = logging.getLogger(__name__)
+
+
+@bp.timer_trigger(schedule="%ARCHIVE_SCHEDULE%", arg_name="timer", run_on_startup=False, use_monitor=True)
+def schedule_archive_window(timer: func.TimerRequest) -> None:
+    if timer.past_due:
+        # Missed runs are not replayed one by one; the window from the watermark covers them.
+        log.info("timer is past due; the window from the watermark covers the missed time")
+    container = get_container()
+    schedule_window(
+        datetime.now(UTC),
+        watermarks=container.watermarks,
+        listing_queue=container.listing_queue,
+        ledger=container.ledger,
+        policy=container.schedule_policy,
+    )

@@ -1,0 +1,1 @@
+"""Service layer: the use cases, written against shared.ports only."""

@@ -1,0 +1,171 @@
+"""Import one record: validate, map, fetch media, render, check size, write to every mailbox.
+
+The outcome is returned, never swallowed: imported (into at least one mailbox), skipped as a
+duplicate everywhere, or poisoned with a reason. Transient trouble raises TransientError so the
+queue delivers the message again; every write is idempotent, so a retry after partial progress
+finishes the job without duplicating anything.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import logging
+from dataclasses import dataclass
+
+from pydantic import ValidationError
+
+from shared.domain.errors import MailboxUnavailable, PermanentError, PoisonReason, TransientError
+from shared.domain.ledger import MailboxResult, RecordOutcome
+from shared.domain.records import ArchiveRecord, Attachment, record_key
+from shared.domain.rendering import render
+from shared.ports import ArchiveSource, MailboxWriter, WriteOutcome
+from shared.service.mapping import MailboxMapper
+
+log = logging.getLogger(__name__)
+
+# base64 grows content by 4/3 and MIME adds line breaks and headers; a pre-check with this factor
+# refuses hopeless items before their media is downloaded.
+_MIME_OVERHEAD = 1.37
+
+
+@dataclass(frozen=True)
+class ImportResult:
+    outcome: RecordOutcome
+    message_id: str | None
+    mailboxes: tuple[MailboxResult, ...] = ()
+    reason: PoisonReason | None = None
+    detail: str | None = None
+    partial: bool = False
+    size_bytes: int = 0
+
+    @classmethod
+    def poisoned(cls, message_id: str | None, error: PermanentError) -> ImportResult:
+        return cls(RecordOutcome.POISONED, message_id, reason=error.reason, detail=error.detail)
+
+
+class ItemImporter:
+    def __init__(
+        self,
+        mapper: MailboxMapper,
+        writer: MailboxWriter,
+        source: ArchiveSource | None,
+        *,
+        max_item_bytes: int,
+        default_region: str | None = None,
+        corrupt_after_attempts: int = 3,
+    ) -> None:
+        self._mapper = mapper
+        self._writer = writer
+        self._source = source
+        self._max_item_bytes = max_item_bytes
+        self._region = default_region
+        self._corrupt_after_attempts = corrupt_after_attempts
+
+    def import_raw(self, raw: bytes | str, *, attempt: int = 1) -> ImportResult:
+        try:
+            record = parse_record(raw)
+        except PermanentError as error:
+            return ImportResult.poisoned(None, error)
+        try:
+            return self.import_record(record, attempt=attempt)
+        except PermanentError as error:
+            return ImportResult.poisoned(record.message_id, error)
+
+    def import_record(self, record: ArchiveRecord, *, attempt: int = 1) -> ImportResult:
+        key = record_key(record.message_id)
+        mapped = self._mapper.map_record(record)
+        if not mapped:
+            raise PermanentError(PoisonReason.NO_MAPPING, "no participant maps to a mailbox that exists")
+        self._precheck_size(record)
+        media = {a.attachment_id: self._media(a, attempt) for a in record.attachments}
+        item = render(record, media, default_region=self._region)
+        size = len(item.to_mime_bytes())
+        if size > self._max_item_bytes:
+            raise PermanentError(
+                PoisonReason.TOO_BIG, f"rendered item is {size} bytes, over the limit of {self._max_item_bytes}"
+            )
+        results: list[MailboxResult] = []
+        for mailbox in mapped:
+            try:
+                outcome = self._writer.write(mailbox.address, item)
+            except MailboxUnavailable as error:
+                # The directory said yes but the mailbox cannot take mail: for mapping it is not a
+                # valid mailbox. Retrying would loop forever.
+                log.warning("record %s: a mapped mailbox is unavailable (%s)", key[:16], error.code)
+                continue
+            results.append(MailboxResult(
+                mailbox.address,
+                RecordOutcome.IMPORTED if outcome is WriteOutcome.IMPORTED else RecordOutcome.SKIPPED_DUPLICATE,
+                mailbox.rule,
+            ))
+        if not results:
+            raise PermanentError(PoisonReason.NO_MAPPING, "every mapped mailbox is unavailable")
+        any_imported = any(r.outcome is RecordOutcome.IMPORTED for r in results)
+        return ImportResult(
+            RecordOutcome.IMPORTED if any_imported else RecordOutcome.SKIPPED_DUPLICATE,
+            record.message_id,
+            tuple(results),
+            partial=item.partially_imported,
+            size_bytes=size,
+        )
+
+    def _precheck_size(self, record: ArchiveRecord) -> None:
+        declared = sum(a.size for a in record.attachments)
+        estimate = int(declared * _MIME_OVERHEAD) + len(record.text_content or "")
+        if estimate > self._max_item_bytes:
+            raise PermanentError(
+                PoisonReason.TOO_BIG,
+                f"attachments declare {declared} bytes, over the item limit of {self._max_item_bytes} once encoded",
+            )
+
+    def _media(self, attachment: Attachment, attempt: int) -> bytes | None:
+        if attachment.content is not None:
+            try:
+                data = base64.b64decode(attachment.content, validate=True)
+            except (binascii.Error, ValueError):
+                raise PermanentError(
+                    PoisonReason.INVALID_ITEM, f"attachment {attachment.attachment_id}: content is not base64"
+                ) from None
+            self._verify(attachment, data, downloaded=False, attempt=attempt)
+            return data
+        if self._source is None:
+            return None
+        chunks = self._source.open_attachment(attachment.attachment_id)
+        if chunks is None:
+            return None
+        buffer = bytearray()
+        for chunk in chunks:
+            buffer += chunk
+            if len(buffer) > self._max_item_bytes:
+                raise PermanentError(
+                    PoisonReason.TOO_BIG,
+                    f"attachment {attachment.attachment_id} is larger than the item limit of {self._max_item_bytes}",
+                )
+        data = bytes(buffer)
+        self._verify(attachment, data, downloaded=True, attempt=attempt)
+        return data
+
+    def _verify(self, attachment: Attachment, data: bytes, *, downloaded: bool, attempt: int) -> None:
+        if attachment.sha256 is None or hashlib.sha256(data).hexdigest() == attachment.sha256:
+            return
+        detail = f"attachment {attachment.attachment_id}: SHA-256 of the bytes does not match the record"
+        if downloaded and attempt < self._corrupt_after_attempts:
+            # A download can be damaged in transit; only a mismatch that persists is corruption.
+            raise TransientError(detail)
+        raise PermanentError(PoisonReason.ATTACHMENT_CORRUPT, detail)
+
+
+def parse_record(raw: bytes | str) -> ArchiveRecord:
+    """Validate a record; a PermanentError(invalid_item) names what is wrong, never the values."""
+    try:
+        return ArchiveRecord.model_validate_json(raw)
+    except ValidationError as error:
+        problems = [
+            f"{'.'.join(map(str, e['loc'])) or '(record)'}: {e['msg']}"
+            for e in error.errors(include_input=False, include_url=False)[:10]
+        ]
+        more = error.error_count() - len(problems)
+        detail = "; ".join(problems) + (f"; and {more} more" if more > 0 else "")
+        raise PermanentError(PoisonReason.INVALID_ITEM, detail[:2000]) from None

@@ -1,0 +1,91 @@
+"""Which mailboxes a record goes to, by the documented precedence, per participant.
+
+1. Custom mapping (if on): the participant's phone, normalised to E.164, looked up in the CSV.
+2. If that yields no valid mailbox, and automatic mapping is on: the participant's email property.
+A mailbox is valid only if the directory says the user exists and has a mailbox. A record goes
+to every participant's mailbox that maps; none → the record is poisoned ``no_mapping``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from shared.domain.ledger import MappingRule
+from shared.domain.phones import try_normalize_phone
+from shared.domain.records import ArchiveRecord, Participant
+from shared.ports import MailboxDirectory, MappingSource
+
+
+@dataclass(frozen=True)
+class MappedMailbox:
+    address: str  # lower-case
+    rule: MappingRule
+
+
+class MailboxMapper:
+    def __init__(
+        self,
+        directory: MailboxDirectory,
+        mapping: MappingSource | None,
+        *,
+        custom_enabled: bool = True,
+        auto_enabled: bool = True,
+        default_region: str | None = None,
+    ) -> None:
+        self._directory = directory
+        self._mapping = mapping
+        self._custom_enabled = custom_enabled and mapping is not None
+        self._auto_enabled = auto_enabled
+        self._region = default_region
+
+    def map_record(self, record: ArchiveRecord) -> list[MappedMailbox]:
+        table = self._mapping.current() if self._custom_enabled and self._mapping else None
+        verdicts: dict[str, bool] = {}  # one directory question per address per record
+
+        def valid(address: str) -> bool:
+            if address not in verdicts:
+                verdicts[address] = self._directory.has_mailbox(address)
+            return verdicts[address]
+
+        mapped: dict[str, MappedMailbox] = {}
+        for participant in record.participants:
+            choice = self._map_participant(participant, table, valid)
+            if choice and choice.address not in mapped:
+                mapped[choice.address] = choice
+        return list(mapped.values())
+
+    def explain(self, participant: Participant) -> tuple[MappedMailbox | None, list[str]]:
+        """The mapping of one participant with the reasoning, for `mapping show` and support."""
+        notes: list[str] = []
+        table = self._mapping.current() if self._custom_enabled and self._mapping else None
+
+        def valid(address: str) -> bool:
+            ok = self._directory.has_mailbox(address)
+            notes.append(f"{address}: {'has a mailbox' if ok else 'no mailbox in the directory'}")
+            return ok
+
+        return self._map_participant(participant, table, valid, notes), notes
+
+    def _map_participant(self, participant, table, valid, notes: list[str] | None = None) -> MappedMailbox | None:
+        def note(text: str) -> None:
+            if notes is not None:
+                notes.append(text)
+
+        if table is not None:
+            phone = try_normalize_phone(participant.phone, self._region)
+            entry = table.lookup(phone) if phone else None
+            if entry is None:
+                note("custom mapping: " + ("phone not in the mapping file" if phone else "no usable phone"))
+            elif valid(entry.email):
+                return MappedMailbox(entry.email, MappingRule.CSV)
+        else:
+            note("custom mapping: off")
+        if self._auto_enabled:
+            email = (participant.email or "").strip().lower()
+            if not email:
+                note("automatic mapping: the participant has no email property")
+            elif valid(email):
+                return MappedMailbox(email, MappingRule.EMAIL)
+        else:
+            note("automatic mapping: off")
+        return None

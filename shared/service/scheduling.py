@@ -1,0 +1,57 @@
+"""The timer's job: hand the next capture-time window off as bounded listing work."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from shared.domain.ledger import WindowInfo
+from shared.domain.tasks import ListingTask
+from shared.domain.window import Watermark, Window, next_window
+from shared.ports import WatermarkConflict, WatermarkStore, WindowLedger, WorkQueue
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class SchedulePolicy:
+    first_run_lookback: timedelta = timedelta(hours=24)
+    max_window: timedelta = timedelta(days=31)
+    slice_length: timedelta = timedelta(hours=1)
+
+
+def schedule_window(
+    now: datetime,
+    *,
+    watermarks: WatermarkStore,
+    listing_queue: WorkQueue,
+    ledger: WindowLedger,
+    policy: SchedulePolicy = SchedulePolicy(),
+) -> Window | None:
+    """Enqueue one listing task per slice of the next window, then advance the watermark.
+
+    The watermark moves only after every slice is on the queue: if anything fails first, the
+    next run hands the same capture time off again and idempotent import absorbs the repeats.
+    Returns the window handed off, or None when nothing new was captured.
+    """
+    watermark, version = watermarks.read()
+    window = next_window(
+        watermark, now, first_run_lookback=policy.first_run_lookback, max_length=policy.max_window
+    )
+    if window is None:
+        log.info("no new capture time since the watermark; nothing to hand off")
+        return None
+    slices = window.slices(policy.slice_length)
+    ledger.open_window(WindowInfo(window, len(slices), now))
+    for slice_ in slices:
+        listing_queue.send(ListingTask.first_page(window.id, slice_).model_dump(mode="json"))
+    try:
+        watermarks.advance(Watermark(window.end, window.id), version)
+    except WatermarkConflict:
+        # Another run advanced it first (two timers, or a manual backfill). What we enqueued
+        # overlaps its work; idempotent import makes the overlap harmless.
+        log.warning("window %s: the watermark moved under us; left as the other run set it", window.id)
+        return window
+    log.info("window %s handed off as %d listing slices", window.id, len(slices))
+    return window

@@ -1,0 +1,93 @@
+"""Every setting the connector reads, typed, from environment variables / app settings.
+
+One object, read once per process (lazily, by the composition root). The README lists them.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Literal
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+MAX_ITEM_MB_CEILING = 150  # Exchange Online's largest configurable message size
+
+# Queue names are fixed, not settings: the trigger bindings name them, and a name that could differ
+# between the app settings and the infrastructure is one more way to lose records.
+LISTING_QUEUE = "listing"
+ITEMS_QUEUE = "items"
+LISTING_POISON_QUEUE = f"{LISTING_QUEUE}-poison"
+ITEMS_POISON_QUEUE = f"{ITEMS_QUEUE}-poison"
+STORAGE_CONNECTION = "AzureWebJobsStorage"  # the connection setting prefix the triggers use
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(extra="ignore", case_sensitive=False, populate_by_name=True)
+
+    # --- Schedule and windows -------------------------------------------------------------
+    archive_schedule: str = Field("0 0 2 * * *", description="NCRONTAB, UTC; read by the timer binding")
+    first_run_lookback_hours: int = Field(24, ge=1, le=24 * 31)
+    slice_minutes: int = Field(60, ge=1, le=24 * 60, description="length of one listing work item")
+    max_window_days: int = Field(31, ge=1, le=31, description="longest window one run hands off")
+
+    # --- TeleMessage ----------------------------------------------------------------------
+    telemessage_base_url: str = ""
+    telemessage_username: str = ""
+    telemessage_password: SecretStr = SecretStr("")
+    telemessage_page_size: int = Field(200, ge=1, le=1000)
+
+    # --- Storage (queues, claim checks, state) ---------------------------------------------
+    storage_connection: str = Field("", validation_alias="AzureWebJobsStorage")
+    storage_account_name: str = Field("", validation_alias="AzureWebJobsStorage__accountName")
+    storage_client_id: str = Field("", validation_alias="AzureWebJobsStorage__clientId")
+    records_container: str = "archive-records"
+    state_container: str = "archive-state"
+
+    # --- Mapping ----------------------------------------------------------------------------
+    custom_mapping_enabled: bool = True
+    auto_mapping_enabled: bool = True
+    default_phone_region: str | None = None
+    mapping_blob: str = Field("mapping/phone-to-email.csv", description="blob in the state container")
+    mapping_file: str = Field("", description="a local CSV path instead of the blob (local runs)")
+    directory: Literal["graph", "file"] = "graph"
+    directory_file: str = ""
+
+    # --- Delivery ---------------------------------------------------------------------------
+    mailbox_writer: Literal["graph", "eml"] = "graph"
+    eml_mailbox_dir: str = ""
+    max_item_mb: float = Field(10, gt=0, le=MAX_ITEM_MB_CEILING)
+    archive_folder_name: str = "WhatsApp Archiver"
+    archive_item_class: str = "IPM.Note.WhatsAppArchiver"
+
+    # --- Microsoft Graph ----------------------------------------------------------------------
+    graph_cloud: Literal["global", "usgov", "dod", "china"] = "global"
+    graph_base_url: str = ""
+    graph_access_token: SecretStr = SecretStr("")
+    azure_client_id: str = Field("", description="client id of a user-assigned managed identity")
+
+    # --- Status -----------------------------------------------------------------------------
+    status_recent_windows: int = Field(14, ge=1, le=366)
+
+    @field_validator("default_phone_region", mode="before")
+    @classmethod
+    def _blank_region_is_none(cls, value: object) -> object:
+        return value.strip().upper() or None if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _local_writers_need_paths(self) -> Settings:
+        if self.mailbox_writer == "eml" and not self.eml_mailbox_dir:
+            raise ValueError("MAILBOX_WRITER=eml needs EML_MAILBOX_DIR")
+        if self.directory == "file" and not self.directory_file:
+            raise ValueError("DIRECTORY=file needs DIRECTORY_FILE")
+        return self
+
+    @property
+    def max_item_bytes(self) -> int:
+        return int(self.max_item_mb * 1024 * 1024)
+
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()
