@@ -193,7 +193,8 @@ def _merge(a: OutcomeEntry, b: OutcomeEntry) -> OutcomeEntry:
     per_mailbox: dict[str, MailboxResult] = {}
     for result in (*a.mailboxes, *b.mailboxes):
         seen = per_mailbox.get(result.mailbox)
-        if seen is None or (seen.outcome is RecordOutcome.SKIPPED_DUPLICATE and result.outcome is RecordOutcome.IMPORTED):
+        upgrades = seen is not None and seen.outcome is RecordOutcome.SKIPPED_DUPLICATE
+        if seen is None or (upgrades and result.outcome is RecordOutcome.IMPORTED):
             per_mailbox[result.mailbox] = result
     mailboxes = tuple(per_mailbox.values())
     any_imported = any(m.outcome is RecordOutcome.IMPORTED for m in mailboxes)

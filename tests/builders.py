@@ -1,0 +1,48 @@
+"""Records for tests, valid by default, each field overridable."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from typing import Any
+
+ALICE = {"phone": "+447700900001", "email": "alice@contoso.example", "firstName": "Alice", "lastName": "Smith"}
+BOB = {"phone": "+447700900002", "firstName": "Bob", "lastName": "Jones"}  # CSV-mapped, no email property
+CUSTOMER = {"phone": "+12025550143", "firstName": "Carla", "lastName": "Customer"}  # external
+
+BASE_TIME = 1_763_800_000_000  # 2025-11-22T08:26:40Z
+
+
+def record(message_id: str = "msg-1", **overrides: Any) -> dict[str, Any]:
+    data: dict[str, Any] = {
+        "messageId": message_id,
+        "sourceType": "WHATSAPP_ARCHIVER",
+        "messageType": "TEXT",
+        "messageTime": BASE_TIME,
+        "archivedTime": BASE_TIME + 5_000,
+        "direction": "OUTGOING",
+        "owner": ALICE,
+        "sender": ALICE,
+        "recipients": [CUSTOMER],
+        "textContent": "Hello",
+    }
+    data.update(overrides)
+    return data
+
+
+def attachment(attachment_id: str, content: bytes, *, inline: bool = True, **overrides: Any) -> dict[str, Any]:
+    data: dict[str, Any] = {
+        "attachmentId": attachment_id,
+        "fileName": f"{attachment_id}.jpg",
+        "contentType": "image/jpeg",
+        "size": len(content),
+        "sha256": hashlib.sha256(content).hexdigest(),
+    }
+    if inline:
+        data["content"] = base64.b64encode(content).decode()
+    data.update(overrides)
+    return data
+
+
+MAPPING_CSV = "PhoneNumber,EmailAddress\n+44 7700 900002,bob@contoso.example\n"
+DIRECTORY = ("alice@contoso.example", "bob@contoso.example")

@@ -1,0 +1,157 @@
+"""In-memory implementations of shared.ports with real behaviour (not mocks): they store, version,
+append and refuse exactly as the Azure adapters do, so service tests exercise real semantics."""
+
+from __future__ import annotations
+
+import copy
+import itertools
+from collections import defaultdict
+from collections.abc import Iterator
+from typing import Any
+
+from shared.domain.ledger import OutcomeEntry, PageEntry, WindowInfo
+from shared.domain.mapping_table import MappingTable, parse_mapping
+from shared.domain.rendered import RenderedItem
+from shared.domain.window import Watermark, Window
+from shared.ports import ListingPage, RecordMissing, WatermarkConflict, WriteOutcome
+
+
+class MemoryRecordStore:
+    def __init__(self) -> None:
+        self.blobs: dict[str, bytes] = {}
+
+    def put(self, record_key: str, raw: bytes) -> str:
+        name = f"{record_key}.json"
+        self.blobs[name] = bytes(raw)
+        return name
+
+    def get(self, reference: str) -> bytes:
+        try:
+            return self.blobs[reference]
+        except KeyError:
+            raise RecordMissing(reference) from None
+
+
+class MemoryQueue:
+    def __init__(self, name: str = "queue", *, fail_after: int | None = None) -> None:
+        self.name = name
+        self.messages: list[dict[str, Any]] = []
+        self._fail_after = fail_after
+
+    def send(self, payload: dict[str, Any]) -> None:
+        if self._fail_after is not None and len(self.messages) >= self._fail_after:
+            raise ConnectionError("queue unavailable (injected)")
+        self.messages.append(copy.deepcopy(payload))
+
+    def depth(self) -> int:
+        return len(self.messages)
+
+
+class MemoryWatermarkStore:
+    def __init__(self, watermark: Watermark | None = None) -> None:
+        self._watermark = watermark
+        self._version = itertools.count(1)
+        self.version: str | None = str(next(self._version)) if watermark else None
+
+    def read(self) -> tuple[Watermark | None, str | None]:
+        return self._watermark, self.version
+
+    def advance(self, watermark: Watermark, expected_version: str | None) -> None:
+        if expected_version != self.version:
+            raise WatermarkConflict("changed since read")
+        self._watermark = watermark
+        self.version = str(next(self._version))
+
+    @property
+    def watermark(self) -> Watermark | None:
+        return self._watermark
+
+
+class MemoryLedger:
+    def __init__(self) -> None:
+        self.windows: dict[str, WindowInfo] = {}
+        self.page_entries: dict[str, list[PageEntry]] = defaultdict(list)
+        self.outcome_entries: dict[str, list[OutcomeEntry]] = defaultdict(list)
+
+    def open_window(self, info: WindowInfo) -> None:
+        self.windows[info.window_id] = info
+
+    def window(self, window_id: str) -> WindowInfo | None:
+        return self.windows.get(window_id)
+
+    def record_page(self, window_id: str, entry: PageEntry) -> None:
+        self.page_entries[window_id].append(entry)
+
+    def record_outcome(self, window_id: str, entry: OutcomeEntry) -> None:
+        self.outcome_entries[window_id].append(entry)
+
+    def recent_windows(self, limit: int) -> list[WindowInfo]:
+        return [self.windows[k] for k in sorted(self.windows, reverse=True)[:limit]]
+
+    def pages(self, window_id: str) -> list[PageEntry]:
+        return list(self.page_entries[window_id])
+
+    def outcomes(self, window_id: str) -> list[OutcomeEntry]:
+        return list(self.outcome_entries[window_id])
+
+
+class StaticMapping:
+    def __init__(self, csv_text: str = "PhoneNumber,EmailAddress\n", region: str | None = None) -> None:
+        self.table: MappingTable = parse_mapping(csv_text, region).table
+
+    def current(self) -> MappingTable:
+        return self.table
+
+
+class SetDirectory:
+    def __init__(self, *addresses: str) -> None:
+        self.addresses = {a.lower() for a in addresses}
+        self.questions = 0
+
+    def has_mailbox(self, address: str) -> bool:
+        self.questions += 1
+        return address.lower() in self.addresses
+
+
+class MemoryMailboxes:
+    """A mailbox writer keyed on (mailbox, record id), like the extended-property lookup in Graph."""
+
+    def __init__(self, *, unavailable: set[str] | None = None) -> None:
+        self.items: dict[str, dict[str, RenderedItem]] = defaultdict(dict)
+        self.unavailable = unavailable or set()
+        self.writes = 0
+
+    def write(self, mailbox: str, item: RenderedItem) -> WriteOutcome:
+        from shared.domain.errors import MailboxUnavailable
+
+        self.writes += 1
+        if mailbox in self.unavailable:
+            raise MailboxUnavailable(mailbox, "MailboxNotEnabledForRESTAPI")
+        if item.record_id in self.items[mailbox]:
+            return WriteOutcome.SKIPPED_DUPLICATE
+        self.items[mailbox][item.record_id] = item
+        return WriteOutcome.IMPORTED
+
+
+class MemorySource:
+    """Pages over a list of raw records (already in capture order), serving attachment bytes."""
+
+    def __init__(self, records: list[Any], media: dict[str, bytes] | None = None) -> None:
+        self.records = records
+        self.media = media or {}
+        self.downloads = 0
+
+    def list_page(self, window: Window, page_token: str | None, page_size: int) -> ListingPage:
+        inside = [r for r in self.records if not isinstance(r, dict) or "archivedTime" not in r
+                  or window.start.timestamp() * 1000 <= r["archivedTime"] < window.end.timestamp() * 1000]
+        offset = int(page_token or 0)
+        page = inside[offset: offset + page_size]
+        more = offset + page_size < len(inside)
+        return ListingPage(page, str(offset + page_size) if more else None)
+
+    def open_attachment(self, attachment_id: str) -> Iterator[bytes] | None:
+        self.downloads += 1
+        data = self.media.get(attachment_id)
+        if data is None:
+            return None
+        return iter([data[i: i + 65536] for i in range(0, len(data), 65536)] or [b""])

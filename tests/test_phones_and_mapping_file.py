@@ -1,0 +1,71 @@
+import codecs
+
+import pytest
+
+from shared.domain.mapping_table import Severity, parse_mapping
+from shared.domain.phones import PhoneNumberError, normalize_phone
+
+
+@pytest.mark.parametrize("raw,region", [
+    ("+44 7700 900123", None),
+    ("+44 (0)7700 900123", None),
+    ("0044 7700 900123", None),
+    ("07700-900-123", "GB"),
+    ("tel:+447700900123", None),
+    ("+44.7700.900.123", None),
+])
+def test_human_formats_normalise_to_e164(raw, region):
+    assert normalize_phone(raw, region) == "+447700900123"
+
+
+def test_possible_but_unallocated_numbers_are_accepted():
+    # 07700 900xxx is reserved for drama: "valid" says no, but the number is possible.
+    assert normalize_phone("+447700900999") == "+447700900999"
+
+
+def test_scientific_notation_error_says_how_to_fix_it():
+    with pytest.raises(PhoneNumberError, match="format the column as Text"):
+        normalize_phone("4.47700900123E+11")
+
+
+def test_national_number_without_region_asks_for_international_form():
+    with pytest.raises(PhoneNumberError, match="international form"):
+        normalize_phone("07700 900123")
+
+
+def test_mapping_file_with_bom_semicolons_quotes_and_blank_lines():
+    data = codecs.BOM_UTF8 + b'"Phone Number";"E-mail"\r\n\r\n"+44 7700 900123";"Alice@Contoso.example"\r\n'
+    parsed = parse_mapping(data)
+    assert parsed.ok
+    assert parsed.table.lookup("+447700900123").email == "alice@contoso.example"
+
+
+def test_mapping_file_saved_as_utf16_by_excel():
+    data = "PhoneNumber,EmailAddress\n+447700900123,a@contoso.example\n".encode("utf-16")  # BOM + LE
+    parsed = parse_mapping(data)
+    assert parsed.table.lookup("+447700900123").email == "a@contoso.example"
+
+
+def test_every_problem_is_reported_with_its_line_number():
+    text = (
+        "PhoneNumber,EmailAddress\n"
+        "+447700900001,a@contoso.example\n"   # 2 ok
+        "not a number,b@contoso.example\n"    # 3 error
+        "+447700900003,not-an-address\n"      # 4 error
+        "+447700900001,a@contoso.example\n"   # 5 warning: repeat
+        "+447700900001,z@contoso.example\n"   # 6 error: conflict
+        "4.47700900123E+11,c@contoso.example\n"  # 7 error
+    )
+    parsed = parse_mapping(text)
+    found = {(p.line, p.severity) for p in parsed.problems}
+    assert found == {
+        (3, Severity.ERROR), (4, Severity.ERROR), (5, Severity.WARNING), (6, Severity.ERROR), (7, Severity.ERROR),
+    }
+    # The conflicting phone is used for nobody until the file is fixed.
+    assert parsed.table.lookup("+447700900001") is None
+    assert not parsed.ok
+
+
+def test_missing_header_is_an_error():
+    parsed = parse_mapping("+447700900001,a@contoso.example\n")
+    assert not parsed.ok and parsed.problems[0].line == 1

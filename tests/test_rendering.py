@@ -1,0 +1,84 @@
+from email import message_from_bytes
+from email.policy import default
+from email.utils import parsedate_to_datetime
+
+from shared.domain.records import ArchiveRecord
+from shared.domain.rendering import render, sanitize_file_name
+from tests.builders import ALICE, BASE_TIME, CUSTOMER, attachment, record
+
+
+def rendered(rec, media=None):
+    return render(ArchiveRecord.model_validate(rec), media or {})
+
+
+def parse(item):
+    return message_from_bytes(item.to_mime_bytes(), policy=default)
+
+
+def test_eml_carries_the_original_time_ids_and_participants():
+    msg = parse(rendered(record("id-42")))
+    assert parsedate_to_datetime(msg["Date"]).timestamp() == BASE_TIME / 1000
+    assert msg["X-Archive-Item-Id"] == "id-42"
+    assert "alice@contoso.example" in msg["From"]
+    assert "+12025550143@whatsapp.invalid" in msg["To"]
+    assert msg["Subject"].startswith("WhatsApp message from Alice Smith (+447700900001)")
+
+
+def test_message_text_is_escaped_in_html_and_never_reaches_a_header():
+    text = "<script>alert(1)</script> & <b>bold</b>\r\nBcc: victim@example.com"
+    item = rendered(record(textContent=text, dialogGroupName="Deal\r\nBcc: x@example.com", groupMessage=True))
+    msg = parse(item)
+    html = msg.get_body(("html",)).get_content()
+    assert "<script>" not in html and "&lt;script&gt;" in html
+    assert msg["Bcc"] is None
+    assert "\n" not in msg["Subject"] and "\r" not in item.subject
+    assert text.replace("\r\n", "\n").split("\n")[0] in msg.get_body(("plain",)).get_content()
+
+
+def test_people_without_email_get_a_stable_synthetic_address():
+    first = rendered(record(recipients=[CUSTOMER]))
+    second = rendered(record("other", recipients=[{**CUSTOMER, "phone": "+1 (202) 555-0143"}]))
+    assert first.recipients[0].address == second.recipients[0].address == "+12025550143@whatsapp.invalid"
+
+
+def test_attachments_carry_bytes_and_a_safe_file_name():
+    data = b"\xff\xd8 jpeg bytes"
+    photo = attachment("a1", data, fileName="../../etc/pass\x07wd.jpg")
+    item = rendered(record(messageType="IMAGE", attachments=[photo]), {"a1": data})
+    msg = parse(item)
+    parts = list(msg.iter_attachments())
+    assert len(parts) == 1
+    assert parts[0].get_filename() == "pass wd.jpg"
+    assert parts[0].get_content() == data
+
+
+def test_missing_media_is_said_and_the_item_is_partial():
+    item = rendered(record(messageType="VIDEO", attachments=[attachment("v1", b"x" * 10, inline=False)]), {"v1": None})
+    assert item.partially_imported
+    assert "MEDIA NOT CAPTURED" in item.text_body
+    assert list(parse(item).iter_attachments()) == []
+
+
+def test_deleted_and_edited_records_are_flagged_in_subject():
+    deleted = rendered(record("d1", event="DELETED", relatedMessageId="m0",
+                              deletion={"scope": "FOR_EVERYONE", "deletedTime": BASE_TIME}))
+    edited = rendered(record("e1", event="EDITED", relatedMessageId="m0", textContent="new text"))
+    assert deleted.subject.startswith("DELETED – ") and "for everyone" in deleted.text_body
+    assert edited.subject.startswith("EDITED – ") and "new text" in edited.text_body
+
+
+def test_missed_call_subject_and_details():
+    item = rendered(record(messageType="CALL", textContent=None, sender=CUSTOMER, recipients=[ALICE],
+                           call={"callType": "VOICE", "result": "MISSED", "startTime": BASE_TIME}))
+    assert "WhatsApp call (missed) from Carla Customer" in item.subject
+    assert "Voice call, missed" in item.text_body
+
+
+def test_long_subjects_are_shortened_cleanly():
+    item = rendered(record(groupMessage=True, dialogGroupName="word " * 100))
+    assert len(item.subject) <= 200 and item.subject.endswith("…")
+
+
+def test_empty_or_hidden_file_names_get_a_generated_one():
+    assert sanitize_file_name("", "application/pdf", 0) == "attachment-1.pdf"
+    assert sanitize_file_name("...", None, 2) == "attachment-3.bin"
