@@ -37,7 +37,7 @@ def normalize_phone(raw: str, default_region: str | None = None) -> str:
     except phonenumbers.NumberParseException as error:
         if error.error_type == phonenumbers.NumberParseException.INVALID_COUNTRY_CODE:
             hint = (
-                "write it in international form (+country code)"
+                "write it in international form (+country code) or set the default region"
                 if not default_region
                 else f"the country code is unknown (DEFAULT_PHONE_REGION is {default_region})"
             )

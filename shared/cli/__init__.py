@@ -1,0 +1,1 @@
+"""The admin command line: ``python -m shared.cli --help``."""

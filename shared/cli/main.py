@@ -1,0 +1,152 @@
+"""``python -m shared.cli``: the administrator's tool.
+
+    demo                       run one scheduled window on local infrastructure and print the report
+    import ITEMS.jsonl ...     import a JSON Lines file of records into .eml mailboxes
+    mapping check MAP.csv      check a phone → email mapping file, line by line
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from shared.settings import MAX_ITEM_MB_CEILING
+
+
+class UsageError(Exception):
+    """Unusable arguments: exit code 2 with a clear message."""
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.handler(args)
+    except UsageError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m shared.cli",
+        description="WhatsApp Archiver: archive TeleMessage WhatsApp records into Exchange Online mailboxes.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    demo = commands.add_parser(
+        "demo", help="run one archive window end to end on local infrastructure",
+        description="Starts Azurite and a local TeleMessage on loopback, runs one scheduled window through "
+                    "the registered functions with the local host runner, writes the mail as .eml files and "
+                    "prints the report. State is kept in --state-dir, so a second run imports nothing new.",
+    )
+    demo.add_argument("--state-dir", type=Path, default=Path(".demo"), help="where state and mail go (.demo)")
+    demo.add_argument("--fresh", action="store_true", help="forget earlier demo runs first")
+    demo.add_argument("--relist", action="store_true",
+                      help="hand the last window off again (shows duplicates being skipped)")
+    demo.add_argument("--json", action="store_true", help="print the report as JSON")
+    demo.set_defaults(handler=_demo)
+
+    imp = commands.add_parser(
+        "import", help="import a JSON Lines file of records into .eml mailboxes",
+        description="Runs each record (one per line, attachments inline) through validation, mapping, "
+                    "rendering and the .eml writer. Exit 0 when the file was processed, whatever was poisoned.",
+    )
+    imp.add_argument("items", type=Path, metavar="ITEMS.jsonl")
+    imp.add_argument("--mapping", type=Path, required=True, metavar="MAP.csv", help="PhoneNumber,EmailAddress CSV")
+    imp.add_argument("--directory", type=Path, required=True, metavar="USERS.txt",
+                     help="addresses that have a mailbox, one per line")
+    imp.add_argument("--mailbox-dir", type=Path, required=True, metavar="DIR", help="where .eml mailboxes go")
+    imp.add_argument("--max-item-mb", type=float, default=10.0, metavar="N",
+                     help=f"largest rendered item (default 10, at most {MAX_ITEM_MB_CEILING})")
+    imp.add_argument("--report", type=Path, metavar="REPORT.json", help="write the JSON report here")
+    imp.add_argument("--region", default=None, metavar="CC", help="region for national phone numbers, e.g. GB")
+    imp.add_argument("--no-auto-mapping", action="store_true", help="do not map by the participant's email")
+    imp.set_defaults(handler=_import)
+
+    mapping = commands.add_parser("mapping", help="work with the phone → email mapping file")
+    mapping_commands = mapping.add_subparsers(dest="mapping_command", required=True, metavar="ACTION")
+    check = mapping_commands.add_parser(
+        "check", help="check a mapping file and report every problem with its line number",
+        description="Exit code 0 when the file has no errors (warnings allowed), 1 otherwise.",
+    )
+    check.add_argument("file", type=Path, metavar="MAP.csv")
+    check.add_argument("--region", default=None, metavar="CC", help="region for national numbers, e.g. GB")
+    check.set_defaults(handler=_mapping_check)
+    return parser
+
+
+def _readable(path: Path, what: str) -> Path:
+    if not path.is_file():
+        raise UsageError(f"{what} {path} does not exist or is not a file")
+    return path
+
+
+def _import(args: argparse.Namespace) -> int:
+    from shared.adapters.local_files import EmlMailbox, FileDirectory, FileMappingSource
+    from shared.domain.mapping_table import parse_mapping
+    from shared.service.batch_import import import_lines
+    from shared.service.importing import ItemImporter
+    from shared.service.mapping import MailboxMapper
+
+    items = _readable(args.items, "items file")
+    mapping_path = _readable(args.mapping, "mapping file")
+    directory_path = _readable(args.directory, "directory file")
+    if not 0 < args.max_item_mb <= MAX_ITEM_MB_CEILING:
+        raise UsageError(f"--max-item-mb must be more than 0 and at most {MAX_ITEM_MB_CEILING}")
+    parsed = parse_mapping(mapping_path.read_bytes(), args.region)
+    if any(p.line <= 1 and p.severity == "error" for p in parsed.problems) and not parsed.table.entries:
+        raise UsageError(f"mapping file {mapping_path} is unusable: {parsed.problems[0]}")
+    for problem in parsed.problems:
+        print(f"mapping {mapping_path.name}: {problem} (row not used)", file=sys.stderr)
+
+    mapper = MailboxMapper(
+        FileDirectory(directory_path), FileMappingSource(mapping_path, default_region=args.region),
+        auto_enabled=not args.no_auto_mapping, default_region=args.region,
+    )
+    importer = ItemImporter(
+        mapper, EmlMailbox(args.mailbox_dir), None,
+        max_item_bytes=int(args.max_item_mb * 1024 * 1024), default_region=args.region,
+    )
+    with items.open("rb") as handle:
+        report = import_lines(handle, importer).to_json()
+    if args.report:
+        args.report.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    _print_counts(report, where=args.mailbox_dir)
+    return 0
+
+
+def _print_counts(report: dict, *, where: Path | None = None) -> None:
+    print(f"records listed:       {report['listed']}")
+    print(f"fan-out (record x mailbox): {report['fanout']}")
+    print(f"imported:             {report['imported']}")
+    print(f"skipped duplicates:   {report['skipped_duplicates']}")
+    if "partially_imported" in report:
+        print(f"partially imported:   {report['partially_imported']} (media not captured)")
+    poisoned = report["poisoned"]
+    print(f"poisoned:             {sum(poisoned.values())}"
+          + (" (" + ", ".join(f"{k} {v}" for k, v in poisoned.items()) + ")" if poisoned else ""))
+    if where is not None:
+        print(f"mailboxes:            {where}")
+
+
+def _mapping_check(args: argparse.Namespace) -> int:
+    from shared.domain.mapping_table import parse_mapping
+
+    path = _readable(args.file, "mapping file")
+    parsed = parse_mapping(path.read_bytes(), args.region)
+    for problem in parsed.problems:
+        print(f"{path.name}: {problem}")
+    errors = len(parsed.errors)
+    warnings = len(parsed.problems) - errors
+    verdict = "PASS" if parsed.ok else "FAIL"
+    print(f"{verdict}: {parsed.rows} rows, {len(parsed.table)} numbers mapped, {errors} errors, {warnings} warnings")
+    return 0 if parsed.ok else 1
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from shared.local.demo import run_demo
+
+    return run_demo(state_dir=args.state_dir, fresh=args.fresh, relist=args.relist, as_json=args.json)
