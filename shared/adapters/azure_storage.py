@@ -285,6 +285,13 @@ class BlobMappingSource:
             return self._table
 
     @transient_storage_errors
+    def upload(self, data: bytes) -> None:
+        """Store a new mapping file; workers pick it up at their next refresh."""
+        self._container.get().upload_blob(self._blob, data, overwrite=True)
+        with self._lock:
+            self._checked_at = float("-inf")
+
+    @transient_storage_errors
     def _reload(self) -> None:
         client = self._container.get().get_blob_client(self._blob)
         try:
