@@ -111,9 +111,9 @@ def test_unavailable_mailbox_is_not_retried_and_others_still_get_the_record():
 
 def test_schedule_enqueues_every_slice_then_advances_the_watermark():
     marks, queue, ledger = MemoryWatermarkStore(), MemoryQueue("listing"), MemoryLedger()
-    window = schedule_window(NOW, watermarks=marks, listing_queue=queue, ledger=ledger)
+    info = schedule_window(NOW, watermarks=marks, listing_queue=queue, ledger=ledger)
     assert len(queue.messages) == 24
-    assert marks.watermark == Watermark(window.end, window.id)
+    assert marks.watermark == Watermark(info.window.end, info.window_id)
     assert schedule_window(NOW, watermarks=marks, listing_queue=queue, ledger=ledger) is None
 
 
@@ -123,23 +123,23 @@ def test_watermark_does_not_move_when_the_hand_off_fails():
         schedule_window(NOW, watermarks=marks, listing_queue=MemoryQueue(fail_after=5), ledger=ledger)
     assert marks.watermark is None
     queue = MemoryQueue()
-    window = schedule_window(NOW + timedelta(minutes=1), watermarks=marks, listing_queue=queue, ledger=ledger)
-    assert window.start == NOW - timedelta(hours=23, minutes=59)
+    info = schedule_window(NOW + timedelta(minutes=1), watermarks=marks, listing_queue=queue, ledger=ledger)
+    assert info.window.start == NOW - timedelta(hours=23, minutes=59)
 
 
 def test_after_an_outage_one_run_catches_up_in_bounded_slices():
     marks = MemoryWatermarkStore(Watermark(NOW - timedelta(days=3)))
     queue = MemoryQueue()
-    window = schedule_window(NOW, watermarks=marks, listing_queue=queue, ledger=MemoryLedger(),
-                             policy=SchedulePolicy(slice_length=timedelta(hours=1)))
-    assert window.duration == timedelta(days=3) and len(queue.messages) == 72
+    info = schedule_window(NOW, watermarks=marks, listing_queue=queue, ledger=MemoryLedger(),
+                           policy=SchedulePolicy(slice_length=timedelta(hours=1)))
+    assert info.window.duration == timedelta(days=3) and len(queue.messages) == 72
 
 
 def run_everything(source, boxes, *, page_size=2):
     """Schedule, then drain listing and items queues through the services, like the host would."""
     marks, ledger, records = MemoryWatermarkStore(), MemoryLedger(), MemoryRecordStore()
     listing, items, poison = MemoryQueue("listing"), MemoryQueue("items"), MemoryQueue("items-poison")
-    window = schedule_window(NOW, watermarks=marks, listing_queue=listing, ledger=ledger)
+    info = schedule_window(NOW, watermarks=marks, listing_queue=listing, ledger=ledger)
     while listing.messages:
         task = ListingTask.model_validate(listing.messages.pop(0))
         list_slice_page(task, source=source, records=records, items_queue=items, listing_queue=listing,
@@ -148,7 +148,8 @@ def run_everything(source, boxes, *, page_size=2):
     while items.messages:
         process_item_message(json.dumps(items.messages.pop(0)), dequeue_count=1, records=records, importer=imp,
                              poison_queue=poison, ledger=ledger)
-    return summarize(ledger.window(window.id), ledger.pages(window.id), ledger.outcomes(window.id)), poison
+    wid = info.window_id
+    return summarize(ledger.window(wid), ledger.pages(wid), ledger.outcomes(wid)), poison
 
 
 def test_a_window_reconciles_with_every_record_accounted_for():

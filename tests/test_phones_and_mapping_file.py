@@ -69,3 +69,17 @@ def test_every_problem_is_reported_with_its_line_number():
 def test_missing_header_is_an_error():
     parsed = parse_mapping("+447700900001,a@contoso.example\n")
     assert not parsed.ok and parsed.problems[0].line == 1
+
+
+@pytest.mark.parametrize("raw,region", [
+    ("447700900123", None), ("447700900123", "US"), ("447700900123", "GB"), ("+44 7700 900123", None),
+    ("07700 900123", "GB"),
+])
+def test_record_phones_as_whatsapp_ids_are_read_as_international(raw, region):
+    from shared.domain.phones import normalize_participant_phone
+
+    assert normalize_participant_phone(raw, region) == "+447700900123"
+
+
+def test_mapping_file_does_not_guess_a_country_for_bare_digits():
+    assert not parse_mapping("PhoneNumber,EmailAddress\n2025550143,a@contoso.example\n").ok

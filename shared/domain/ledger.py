@@ -40,7 +40,10 @@ class WindowInfo:
 
     @property
     def window_id(self) -> str:
-        return self.window.id
+        """Unique per hand-off: the capture range, then when it was handed off. The same range
+        handed off twice (a manual re-list, a retried run) is accounted as two windows, so the
+        second one shows its records as skipped duplicates rather than merging into the first."""
+        return f"{self.window.id}.{self.scheduled_at.strftime('%Y%m%dT%H%M%S%fZ')}"
 
     def to_json(self) -> dict[str, Any]:
         return {

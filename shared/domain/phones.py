@@ -59,6 +59,24 @@ def try_normalize_phone(raw: str | None, default_region: str | None = None) -> s
         return None
 
 
+def normalize_participant_phone(raw: str | None, default_region: str | None = None) -> str | None:
+    """A phone as TeleMessage captured it, or None when it cannot be a number.
+
+    WhatsApp identifies people by country code and number without a "+" (447700900123), so a
+    string of digits not starting with 0 is read as international first; only if that fails does
+    the default region apply. (Mapping files are read strictly instead: there a bare national
+    number is more likely, and guessing wrong would send records to the wrong person.)
+    """
+    if not raw:
+        return None
+    digits = re.sub(r"[\s().-]", "", raw)
+    if digits.isdigit() and not digits.startswith("0"):
+        international = try_normalize_phone("+" + digits)
+        if international:
+            return international
+    return try_normalize_phone(raw, default_region)
+
+
 def mask_phone(e164: str) -> str:
     """For logs and reports: enough to tell numbers apart for an admin, not enough to dial."""
     return _mask(e164)

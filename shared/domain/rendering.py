@@ -14,7 +14,7 @@ import re
 import unicodedata
 from collections.abc import Mapping
 
-from shared.domain.phones import try_normalize_phone
+from shared.domain.phones import normalize_participant_phone
 from shared.domain.records import ArchiveRecord, Attachment, Participant, epoch_ms_to_datetime, record_key
 from shared.domain.rendered import MailAddress, RenderedAttachment, RenderedItem
 from shared.domain.window import isoformat_z
@@ -76,7 +76,7 @@ def render(
 
 def participant_address(participant: Participant, default_region: str | None = None) -> MailAddress:
     """The person as a mail address: their own when they have one, else a stable synthetic one."""
-    phone = try_normalize_phone(participant.phone, default_region)
+    phone = normalize_participant_phone(participant.phone, default_region)
     name = participant.name
     label_parts = [single_line(name)] if name else []
     if phone:

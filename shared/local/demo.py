@@ -9,6 +9,7 @@ finds nothing new, and ``--relist`` hands the last window off again to show dupl
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import time
@@ -47,12 +48,26 @@ class DemoPaths:
     def state(self) -> Path:
         return self.root / "demo.json"
 
+    @property
+    def log(self) -> Path:
+        return self.root / "demo.log"
+
+
+def _log_to(path: Path) -> None:
+    """The functions' logs (ids and counts only) go to a file, so the report stays readable."""
+    logging.basicConfig(
+        filename=path, level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", force=True,
+    )
+    # The storage SDK logs every HTTP request at INFO; its warnings are enough here.
+    logging.getLogger("azure").setLevel(logging.WARNING)
+
 
 def run_demo(*, state_dir: Path, fresh: bool = False, relist: bool = False, as_json: bool = False) -> int:
     paths = DemoPaths(state_dir.resolve())
     if fresh and paths.root.exists():
         shutil.rmtree(paths.root)
     paths.root.mkdir(parents=True, exist_ok=True)
+    _log_to(paths.log)
     report = run_window(paths, relist=relist)
     if as_json:
         print(json.dumps(report, indent=2))
@@ -102,6 +117,7 @@ def run_window(paths: DemoPaths, *, relist: bool = False, workers: int = 4) -> d
     report["mailbox_dir"] = str(paths.mailboxes)
     report["eml_files"] = sum(1 for _ in paths.mailboxes.rglob("*.eml")) if paths.mailboxes.exists() else 0
     report["seconds"] = round(time.monotonic() - started, 1)
+    report["log"] = str(paths.log)
     return report
 
 
@@ -189,6 +205,7 @@ def print_report(report: dict[str, Any]) -> None:
     verdict = "yes" if window["reconciled"] else "NO — see pending and the poison queues"
     print(f"  reconciled:           {verdict} (listed = imported or skipped + poisoned; "
           "fan-out = imported + skipped)")
-    print(f"  queues:               " + ", ".join(f"{k} {v}" for k, v in report["queues"].items()))
+    print("  queues:               " + ", ".join(f"{k} {v}" for k, v in report["queues"].items()))
     print(f"  mail (.eml):          {report['mailbox_dir']} ({report['eml_files']} files)")
+    print(f"  log (ids and counts): {report['log']}")
     print(f"  took:                 {report['seconds']} s")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import hashlib
 import logging
 from dataclasses import dataclass
@@ -132,17 +133,19 @@ class ItemImporter:
             return data
         if self._source is None:
             return None
-        chunks = self._source.open_attachment(attachment.attachment_id)
-        if chunks is None:
+        stream = self._source.open_attachment(attachment.attachment_id)
+        if stream is None:
             return None
         buffer = bytearray()
-        for chunk in chunks:
-            buffer += chunk
-            if len(buffer) > self._max_item_bytes:
-                raise PermanentError(
-                    PoisonReason.TOO_BIG,
-                    f"attachment {attachment.attachment_id} is larger than the item limit of {self._max_item_bytes}",
-                )
+        with contextlib.closing(stream) if hasattr(stream, "close") else contextlib.nullcontext():
+            for chunk in stream:
+                buffer += chunk
+                if len(buffer) > self._max_item_bytes:
+                    raise PermanentError(
+                        PoisonReason.TOO_BIG,
+                        f"attachment {attachment.attachment_id} is larger than the item limit of "
+                        f"{self._max_item_bytes}",
+                    )
         data = bytes(buffer)
         self._verify(attachment, data, downloaded=True, attempt=attempt)
         return data

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from shared.domain.ledger import MappingRule
-from shared.domain.phones import try_normalize_phone
+from shared.domain.phones import normalize_participant_phone
 from shared.domain.records import ArchiveRecord, Participant
 from shared.ports import MailboxDirectory, MappingSource
 
@@ -72,7 +72,7 @@ class MailboxMapper:
                 notes.append(text)
 
         if table is not None:
-            phone = try_normalize_phone(participant.phone, self._region)
+            phone = normalize_participant_phone(participant.phone, self._region)
             entry = table.lookup(phone) if phone else None
             if entry is None:
                 note("custom mapping: " + ("phone not in the mapping file" if phone else "no usable phone"))

@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 
 from shared.domain.ledger import WindowInfo
 from shared.domain.tasks import ListingTask
-from shared.domain.window import Watermark, Window, next_window
+from shared.domain.window import Watermark, next_window
 from shared.ports import WatermarkConflict, WatermarkStore, WindowLedger, WorkQueue
 
 log = logging.getLogger(__name__)
@@ -28,7 +28,7 @@ def schedule_window(
     listing_queue: WorkQueue,
     ledger: WindowLedger,
     policy: SchedulePolicy = SchedulePolicy(),
-) -> Window | None:
+) -> WindowInfo | None:
     """Enqueue one listing task per slice of the next window, then advance the watermark.
 
     The watermark moves only after every slice is on the queue: if anything fails first, the
@@ -43,15 +43,16 @@ def schedule_window(
         log.info("no new capture time since the watermark; nothing to hand off")
         return None
     slices = window.slices(policy.slice_length)
-    ledger.open_window(WindowInfo(window, len(slices), now))
+    info = WindowInfo(window, len(slices), now)
+    ledger.open_window(info)
     for slice_ in slices:
-        listing_queue.send(ListingTask.first_page(window.id, slice_).model_dump(mode="json"))
+        listing_queue.send(ListingTask.first_page(info.window_id, slice_).model_dump(mode="json"))
     try:
-        watermarks.advance(Watermark(window.end, window.id), version)
+        watermarks.advance(Watermark(window.end, info.window_id), version)
     except WatermarkConflict:
         # Another run advanced it first (two timers, or a manual backfill). What we enqueued
         # overlaps its work; idempotent import makes the overlap harmless.
-        log.warning("window %s: the watermark moved under us; left as the other run set it", window.id)
-        return window
-    log.info("window %s handed off as %d listing slices", window.id, len(slices))
-    return window
+        log.warning("window %s: the watermark moved under us; left as the other run set it", info.window_id)
+        return info
+    log.info("window %s handed off as %d listing slices", info.window_id, len(slices))
+    return info

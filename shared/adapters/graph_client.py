@@ -1,0 +1,564 @@
+"""Builds the Microsoft Graph client, and the event loop the synchronous adapters run it on.
+
+Cold starts: ``msgraph`` takes about half a second to import and ``azure.identity`` a good part
+of that again, so both are imported inside the functions below, never when this module is
+imported. The function app can import the adapters eagerly and pay for the SDK only on the first
+Graph call.
+
+National clouds: one row of ``CLOUDS`` picks the Graph host, the token scope and the sign-in
+authority together; mixing them (a GCC High token for graph.microsoft.com) fails at run time with
+a 401, so they are never configured separately.
+
+Retries: kiota's RetryHandler would sleep inside the request for any ``Retry-After`` below 180 s,
+three times over: up to nine minutes blocked in one write while the queue message's visibility
+timeout runs out. The client built here uses ``BoundedRetryHandler`` instead: at most
+``max_retries`` quick retries, only when the wait is at most ``retry_max_wait_seconds``; longer
+waits come back as the 429/503/504 response, which the adapters turn into
+``TransientError(retry_after=...)`` so the queue, not a sleeping worker, does the waiting. A POST
+is retried only on 429 (throttled requests were not executed); a 503/504 on a POST may have
+created the item, and the next attempt's idempotency lookup is the safe way to find out.
+
+Event loop: the SDK is async, the service layer is not. ``GraphLoop`` runs one event loop on a
+daemon thread per client, shared by every adapter that uses the client: httpx's connection pool
+belongs to the loop it was first used on, so two adapters with their own loops on one client
+would break each other's connections. Any number of worker threads may call in at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import importlib.util
+import ipaddress
+import logging
+import threading
+import time
+import weakref
+from collections.abc import Coroutine
+from dataclasses import dataclass
+from functools import cache
+from typing import TYPE_CHECKING, Any, TypeVar
+from urllib.parse import urlparse
+
+from shared.domain.errors import ConfigurationError
+
+if TYPE_CHECKING:
+    import httpx
+    from azure.core.credentials import AccessToken
+    from msgraph import GraphServiceClient
+
+T = TypeVar("T")
+
+DEFAULT_MAX_RETRIES = 2
+DEFAULT_RETRY_MAX_WAIT_SECONDS = 5.0
+# kiota's defaults (100 s per request, 30 s to connect): a create with 3 MB of inline attachments
+# can take a while on a slow link, and a shorter timeout would turn it into a duplicate-check retry.
+REQUEST_TIMEOUT_SECONDS = 100.0
+CONNECT_TIMEOUT_SECONDS = 30.0
+
+
+@dataclass(frozen=True)
+class GraphCloud:
+    name: str
+    graph_host: str  # https://...
+    authority_host: str  # host name only, as azure-identity wants it
+
+    @property
+    def scope(self) -> str:
+        return f"{self.graph_host}/.default"
+
+    @property
+    def base_url(self) -> str:
+        return f"{self.graph_host}/v1.0"
+
+
+_GLOBAL = GraphCloud("global", "https://graph.microsoft.com", "login.microsoftonline.com")
+_USGOV = GraphCloud("usgov", "https://graph.microsoft.us", "login.microsoftonline.us")
+_DOD = GraphCloud("dod", "https://dod-graph.microsoft.us", "login.microsoftonline.us")
+_CHINA = GraphCloud("china", "https://microsoftgraph.chinacloudapi.cn", "login.chinacloudapi.cn")
+
+CLOUDS: dict[str, GraphCloud] = {
+    "global": _GLOBAL,
+    "gcc": _GLOBAL,  # GCC (moderate) runs on the commercial Graph endpoint
+    "usgov": _USGOV,
+    "gcchigh": _USGOV,
+    "dod": _DOD,
+    "china": _CHINA,
+}
+
+
+def resolve_cloud(cloud: str) -> GraphCloud:
+    key = cloud.strip().lower().replace("-", "").replace("_", "").replace(" ", "")
+    try:
+        return CLOUDS[key]
+    except KeyError:
+        raise ConfigurationError(
+            f"unknown Graph cloud {cloud!r}; expected one of {', '.join(sorted(CLOUDS))}"
+        ) from None
+
+
+def is_loopback_url(url: str) -> bool:
+    host = urlparse(url).hostname
+    if not host:
+        return False
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class StaticTokenCredential:
+    """Serves one fixed bearer token. Only for loopback test servers: it never expires or refreshes."""
+
+    def __init__(self, token: str) -> None:
+        self._token = token
+
+    def get_token(self, *scopes: str, **kwargs: Any) -> AccessToken:
+        from azure.core.credentials import AccessToken
+
+        return AccessToken(self._token, int(time.time()) + 3600)
+
+    def close(self) -> None:
+        return None
+
+
+class ThreadedCredential:
+    """Runs a synchronous azure-identity credential's ``get_token`` on a worker thread.
+
+    kiota awaits whatever ``get_token`` returns when it is awaitable. Called directly, a token
+    refresh (an IMDS or Entra round trip, sometimes seconds on a cold start) would stall every
+    Graph call in flight on the shared loop; on a thread it stalls only the request that needs it.
+    """
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+
+    def get_token(self, *scopes: str, **kwargs: Any) -> Coroutine[Any, Any, AccessToken]:
+        return asyncio.to_thread(self.inner.get_token, *scopes, **kwargs)
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+def build_graph_client(
+    *,
+    cloud: str = "global",
+    base_url: str | None = None,
+    access_token: str | None = None,
+    managed_identity_client_id: str | None = None,
+    tenant_id: str | None = None,
+    client_id: str | None = None,
+    client_secret: str | None = None,
+    certificate_path: str | None = None,
+    max_retries: int = DEFAULT_MAX_RETRIES,
+    retry_max_wait_seconds: float = DEFAULT_RETRY_MAX_WAIT_SECONDS,
+) -> GraphServiceClient:
+    """A ``GraphServiceClient`` for one national cloud, with bounded retries (see module docstring).
+
+    ``base_url`` (including the version segment, e.g. ``http://127.0.0.1:8123/v1.0``) replaces the
+    cloud's host, for Graph-compatible test servers. ``access_token`` is accepted only together with
+    a loopback ``base_url``: a static token has no place in front of the real Graph.
+    """
+    target = resolve_cloud(cloud)
+    base = (base_url or target.base_url).rstrip("/")
+    parsed = urlparse(base)
+    if parsed.scheme not in ("https", "http") or not parsed.hostname:
+        raise ConfigurationError("Graph base URL must be an absolute http(s) URL")
+    loopback = is_loopback_url(base)
+    if parsed.scheme != "https" and not loopback:
+        # kiota would refuse to attach a token anyway; fail at start-up, not on the first write.
+        raise ConfigurationError("Graph base URL must use https unless it is a loopback test server")
+    if not 0 <= max_retries <= 10:
+        raise ConfigurationError("max_retries must be between 0 and 10")
+
+    if access_token is not None:
+        if not loopback:
+            raise ConfigurationError("a static access token is only allowed with a loopback base_url")
+        if not access_token:
+            raise ConfigurationError("access_token is empty")
+        credential: Any = StaticTokenCredential(access_token)
+    else:
+        identity = _azure_credential(
+            target,
+            managed_identity_client_id=managed_identity_client_id,
+            tenant_id=tenant_id,
+            client_id=client_id,
+            client_secret=client_secret,
+            certificate_path=certificate_path,
+        )
+        credential = ThreadedCredential(identity)
+
+    scopes = [target.scope]
+    # Tokens only ever go to the Graph host this client was built for.
+    allowed_hosts = [] if base_url else [urlparse(target.graph_host).hostname or ""]
+    return _assemble_client(credential, base, scopes, allowed_hosts, max_retries, retry_max_wait_seconds)
+
+
+def _azure_credential(
+    target: GraphCloud,
+    *,
+    managed_identity_client_id: str | None,
+    tenant_id: str | None,
+    client_id: str | None,
+    client_secret: str | None,
+    certificate_path: str | None,
+) -> Any:
+    from azure.identity import (
+        CertificateCredential,
+        ClientSecretCredential,
+        DefaultAzureCredential,
+        ManagedIdentityCredential,
+    )
+
+    if managed_identity_client_id:
+        # IMDS issues the token; the authority only matters for app registrations.
+        return ManagedIdentityCredential(client_id=managed_identity_client_id)
+    if client_secret or certificate_path:
+        if not (tenant_id and client_id):
+            raise ConfigurationError("an app registration needs both tenant_id and client_id")
+        if certificate_path:
+            # A certificate wins over a secret left behind in the settings: it is the stronger one.
+            return CertificateCredential(
+                tenant_id, client_id, certificate_path=certificate_path, authority=target.authority_host
+            )
+        return ClientSecretCredential(
+            tenant_id, client_id, client_secret or "", authority=target.authority_host
+        )
+    if tenant_id or client_id:
+        raise ConfigurationError(
+            "tenant_id/client_id given without client_secret or certificate_path; "
+            "use managed_identity_client_id for a user-assigned managed identity"
+        )
+    return DefaultAzureCredential(authority=target.authority_host)
+
+
+def _assemble_client(
+    credential: Any,
+    base: str,
+    scopes: list[str],
+    allowed_hosts: list[str],
+    max_retries: int,
+    retry_max_wait_seconds: float,
+) -> GraphServiceClient:
+    import httpx
+    from kiota_authentication_azure.azure_identity_authentication_provider import (
+        AzureIdentityAuthenticationProvider,
+    )
+    from kiota_http.kiota_client_factory import KiotaClientFactory
+    from kiota_http.middleware import RetryHandler
+    from kiota_http.middleware.options import RetryHandlerOption, UrlReplaceHandlerOption
+    from msgraph import GraphServiceClient
+    from msgraph._version import VERSION
+    from msgraph.graph_request_adapter import GraphRequestAdapter
+    from msgraph_core import APIVersion, GraphClientFactory
+    from msgraph_core.middleware import GraphTelemetryHandler
+    from msgraph_core.middleware.options import GraphTelemetryHandlerOption
+
+    options: dict[str, Any] = {
+        UrlReplaceHandlerOption.get_key(): UrlReplaceHandlerOption(
+            enabled=True, replacement_pairs={"/users/me-token-to-replace": "/me"}
+        ),
+    }
+    middleware = KiotaClientFactory.get_default_middleware(options)
+    retry_option = RetryHandlerOption(delay=0.0, max_retries=max_retries)
+    bounded = bounded_retry_handler_class()(retry_option, max_wait_seconds=retry_max_wait_seconds)
+    middleware = [bounded if isinstance(m, RetryHandler) else m for m in middleware]
+    middleware.append(
+        GraphTelemetryHandler(
+            options=GraphTelemetryHandlerOption(api_version=APIVersion.v1, sdk_version=VERSION)
+        )
+    )
+
+    http_client = httpx.AsyncClient(
+        base_url=base,
+        timeout=httpx.Timeout(REQUEST_TIMEOUT_SECONDS, connect=CONNECT_TIMEOUT_SECONDS),
+        http2=_h2_available(),
+    )
+    http_client = GraphClientFactory.create_with_custom_middleware(middleware, client=http_client)
+    auth = AzureIdentityAuthenticationProvider(credential, scopes=scopes, allowed_hosts=allowed_hosts)
+    adapter = GraphRequestAdapter(auth, client=http_client)
+    # httpx appends a "/" to its base_url, which would give ".../v1.0//users": set it exactly.
+    adapter.base_url = base
+    client = GraphServiceClient(request_adapter=adapter)
+    _HTTP_CLIENTS[client] = http_client
+    return client
+
+
+def _h2_available() -> bool:
+    return importlib.util.find_spec("h2") is not None
+
+
+@cache
+def bounded_retry_handler_class() -> type:
+    """kiota's RetryHandler, but never sleeping long inside a request (see the module docstring).
+
+    Built on first use so importing this module does not import kiota.
+    """
+    from kiota_http.middleware import RetryHandler
+
+    class BoundedRetryHandler(RetryHandler):  # type: ignore[misc,valid-type]
+        def __init__(self, options: Any = None, *, max_wait_seconds: float) -> None:
+            super().__init__(options)
+            self.max_wait_seconds = max_wait_seconds
+            # The backoff without Retry-After: 0.25 s, 0.5 s, ... plus up to 1 s of jitter.
+            self.backoff_max = max(1, int(max_wait_seconds))
+
+        def should_retry(self, request: Any, options: Any, response: Any) -> bool:
+            if not super().should_retry(request, options, response):
+                return False
+            if request.method.upper() == "POST" and response.status_code != 429:
+                return False
+            retry_after = self._get_retry_after(response)
+            return retry_after is None or retry_after <= self.max_wait_seconds
+
+    return BoundedRetryHandler
+
+
+# ---------------------------------------------------------------------------------------------
+# The event loop the synchronous adapters run the SDK on.
+
+_HTTP_CLIENTS: weakref.WeakKeyDictionary[Any, httpx.AsyncClient] = weakref.WeakKeyDictionary()
+
+
+GRAPH_LOOP_THREAD = "graph-loop"
+
+
+class _QuietGraphTransport(logging.Filter):
+    """Drops httpx's per-request INFO lines for calls made on a Graph loop thread.
+
+    Their URLs name the mailbox, carry the record id in the lookup filter, and for upload
+    sessions embed the upload URL's own token: none of that may reach the logs in clear.
+    Warnings and errors still pass.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        on_graph_loop = (record.threadName or "").startswith(GRAPH_LOOP_THREAD)
+        return record.levelno >= logging.WARNING or not on_graph_loop
+
+
+_QUIET_FILTER = _QuietGraphTransport()
+
+
+class GraphLoop:
+    """One asyncio event loop on a daemon thread. ``run`` is safe to call from any other thread."""
+
+    def __init__(self, name: str = GRAPH_LOOP_THREAD) -> None:
+        for logger_name in ("httpx", "httpcore"):
+            target = logging.getLogger(logger_name)
+            if _QUIET_FILTER not in target.filters:
+                target.addFilter(_QUIET_FILTER)
+        self._loop = asyncio.new_event_loop()
+        self._closed = False
+        self._thread = threading.Thread(target=self._serve, name=name, daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        asyncio.set_event_loop(self._loop)
+        self._loop.run_forever()
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def run(self, coro: Coroutine[Any, Any, T]) -> T:
+        if self._closed:
+            coro.close()
+            raise RuntimeError("the Graph event loop is closed")
+        if threading.current_thread() is self._thread:
+            coro.close()
+            raise RuntimeError("GraphLoop.run called from its own loop thread: it would deadlock")
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=10)
+        if not self._thread.is_alive():
+            self._loop.close()
+
+
+@dataclass
+class _LoopLease:
+    loop: GraphLoop
+    users: int
+
+
+_LEASES: weakref.WeakKeyDictionary[Any, _LoopLease] = weakref.WeakKeyDictionary()
+_LEASES_LOCK = threading.Lock()
+
+
+def acquire_graph_loop(client: Any) -> GraphLoop:
+    """The loop of ``client``, started on first use. Pair every call with ``release_graph_loop``."""
+    with _LEASES_LOCK:
+        lease = _LEASES.get(client)
+        if lease is None or lease.loop.closed:
+            lease = _LoopLease(GraphLoop(), 0)
+            _LEASES[client] = lease
+        lease.users += 1
+        return lease.loop
+
+
+def release_graph_loop(client: Any, *cleanups: Coroutine[Any, Any, Any]) -> None:
+    """Gives back one lease; the last one closes the client's connections and stops the loop.
+
+    ``cleanups`` run on the loop first, whoever releases (e.g. the caller's own upload client).
+    Adapters sharing a client own it together: once the last one is closed the client is spent.
+    """
+    with _LEASES_LOCK:
+        lease = _LEASES.get(client)
+        if lease is None:
+            for cleanup in cleanups:
+                cleanup.close()
+            return
+        lease.users -= 1
+        last = lease.users <= 0
+        if last:
+            del _LEASES[client]
+    for cleanup in cleanups:
+        _run_quietly(lease.loop, cleanup)
+    if last:
+        http_client = _HTTP_CLIENTS.get(client)
+        if http_client is not None:
+            _run_quietly(lease.loop, http_client.aclose())
+        lease.loop.close()
+
+
+def _run_quietly(loop: GraphLoop, coro: Coroutine[Any, Any, Any]) -> None:
+    try:
+        loop.run(coro)
+    except Exception:
+        pass
+
+
+# ---------------------------------------------------------------------------------------------
+# Turning Graph failures into the connector's error taxonomy.
+
+# Error codes that mean "this user has no usable mailbox" (or is unknown). Graph is not
+# consistent between them for the same user over time, so they are treated alike.
+MAILBOX_MISSING_CODES = frozenset(
+    {
+        "MailboxNotEnabledForRESTAPI",
+        "MailboxNotSupportedForRESTAPI",
+        "ErrorInvalidUser",
+        "ErrorNonExistentMailbox",
+    }
+)
+# Codes for "no such object". On a /users/{id} call, or on a mail call addressed to the user
+# before any item is involved, that object is the user.
+USER_NOT_FOUND_CODES = frozenset({"Request_ResourceNotFound", "ResourceNotFound"})
+THROTTLING_STATUSES = frozenset({429, 503, 504})
+
+
+@dataclass(frozen=True)
+class GraphFailure:
+    status: int | None
+    code: str
+    retry_after: float | None
+    request_id: str
+
+    def describe(self, operation: str) -> str:
+        """Status, code and request id only: Graph's messages can quote addresses and names."""
+        text = f"graph {self.status} {self.code or 'no-code'} on {operation}"
+        return f"{text} (request-id {self.request_id})" if self.request_id else text
+
+
+def graph_failure(exc: BaseException) -> GraphFailure | None:
+    """Status, error code and Retry-After of a kiota ``APIError``; None for any other exception."""
+    from kiota_abstractions.api_error import APIError
+
+    if not isinstance(exc, APIError):
+        return None
+    main_error = getattr(exc, "error", None)  # ODataError.error is a MainError
+    code = str(getattr(main_error, "code", None) or "")
+    headers = exc.response_headers or {}
+    return GraphFailure(
+        status=exc.response_status_code,
+        code=code,
+        retry_after=parse_retry_after(_header(headers, "Retry-After")),
+        request_id=_header(headers, "request-id") or _header(headers, "client-request-id") or "",
+    )
+
+
+def _header(headers: Any, name: str) -> str | None:
+    value = headers.get(name)
+    if value is None and isinstance(headers, dict):
+        lowered = name.lower()
+        value = next((v for k, v in headers.items() if str(k).lower() == lowered), None)
+    return None if value is None else str(value)
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """Seconds from a Retry-After header (delta-seconds or an HTTP date); None if absent or unreadable."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    from datetime import UTC, datetime
+    from email.utils import parsedate_to_datetime
+
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - datetime.now(UTC)).total_seconds())
+
+
+def translate_common(exc: BaseException, *, mailbox: str, operation: str) -> Exception | None:
+    """The taxonomy error for failures every Graph call shares; None when ``exc`` is not one.
+
+    Callers handle their operation-specific codes first (a 400 on the create, a missing folder).
+    """
+    from shared.domain.errors import (
+        MailboxUnavailable,
+        PermanentError,
+        PoisonReason,
+        TransientError,
+    )
+
+    failure = graph_failure(exc)
+    if failure is None:
+        return _translate_non_graph(exc, operation)
+    if failure.code in MAILBOX_MISSING_CODES:
+        return MailboxUnavailable(mailbox, failure.code)
+    if failure.code == "ErrorQuotaExceeded":
+        # A full mailbox can take mail again once someone frees space; the queue retries it.
+        return TransientError(failure.describe(operation), retry_after=failure.retry_after)
+    status = failure.status
+    if status is None or status in THROTTLING_STATUSES or status >= 500:
+        return TransientError(failure.describe(operation), retry_after=failure.retry_after)
+    if status in (401, 403):
+        # Missing consent, an expired secret, or an RBAC scope without this mailbox.
+        return ConfigurationError(failure.describe(operation))
+    if status == 413:
+        return PermanentError(PoisonReason.TOO_BIG, failure.describe(operation))
+    return PermanentError(PoisonReason.INVALID_ITEM, failure.describe(operation))
+
+
+def _translate_non_graph(exc: BaseException, operation: str) -> Exception | None:
+    import httpx
+    from azure.core.exceptions import ClientAuthenticationError
+    from kiota_authentication_azure._exceptions import HTTPError as KiotaAuthHTTPError
+
+    from shared.domain.errors import TransientError
+
+    if isinstance(exc, httpx.TransportError):
+        return TransientError(f"graph unreachable on {operation}: {type(exc).__name__}")
+    if isinstance(exc, ClientAuthenticationError):
+        return ConfigurationError(f"no Graph token on {operation}: {type(exc).__name__}")
+    if isinstance(exc, KiotaAuthHTTPError):
+        return ConfigurationError(f"Graph token refused for this URL on {operation}")
+    return None
+
+
+def mailbox_ref(mailbox: str) -> str:
+    """A stable, non-reversible short name for a mailbox in logs."""
+    return hashlib.sha256(mailbox.strip().lower().encode("utf-8")).hexdigest()[:12]

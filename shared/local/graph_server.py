@@ -1,0 +1,731 @@
+"""A local, Graph-compatible server for exactly the calls the Graph adapters make.
+
+It stands in for Exchange Online in tests and the local demo: threaded, stdlib only, loopback
+only. Where real Graph is strict in a way that matters to an archive, it is as strict (a message
+without ``Integer 0x0E07`` would be a draft and is refused; custom headers must be x-/X- and at
+most 5; requests over 4 MB are refused; upload chunks must arrive in order with an exact
+``Content-Range`` and no Authorization header). Where real Graph is merely undocumented (an
+upload session on a non-draft item), it accepts, and records that it did.
+
+Calls served (paths under ``/v1.0``; ``{u}`` is a user's UPN, id or mail alias):
+
+- ``GET  /users/{u}`` and ``GET /users?$filter=mail eq '...'``
+- ``GET  /users/{u}/mailFolders/inbox``
+- ``GET|POST /users/{u}/mailFolders/{f}/childFolders`` (``$filter=displayName eq '...'``)
+- ``GET|POST /users/{u}/mailFolders/{f}/messages`` (GET: the extended-property ``$filter``)
+- ``GET|POST /users/{u}/messages/{m}/attachments``
+- ``POST /users/{u}/messages/{m}/attachments/createUploadSession``, then ``PUT /upload/{token}``
+- ``POST /users/{u}/messages/{m}/permanentDelete`` and ``DELETE /users/{u}/messages/{m}``
+"""
+
+from __future__ import annotations
+
+import base64
+import copy
+import json
+import re
+import secrets
+import socket
+import threading
+import time
+import uuid
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, unquote, urlsplit
+
+MAX_REQUEST_BYTES = 4 * 1024 * 1024
+MAX_UPLOAD_CHUNK_BYTES = 4 * 1024 * 1024
+# Graph documents "3 MB" as the smallest upload session; read as decimal megabytes.
+UPLOAD_SESSION_MIN_BYTES = 3_000_000
+MAX_ATTACHMENT_BYTES = 150 * 1024 * 1024
+MAX_INTERNET_HEADERS = 5
+MSGFLAG_UNSENT = 0x8
+
+_EXTENDED_FILTER = re.compile(
+    r"^singleValueExtendedProperties/any\(\s*(\w+)\s*:\s*\1/id eq '((?:[^']|'')*)'"
+    r"\s+and\s+\1/value eq '((?:[^']|'')*)'\s*\)$",
+    re.IGNORECASE,
+)
+_DISPLAY_NAME_FILTER = re.compile(r"^displayName eq '((?:[^']|'')*)'$", re.IGNORECASE)
+_MAIL_FILTER = re.compile(r"^mail eq '((?:[^']|'')*)'$", re.IGNORECASE)
+_CONTENT_RANGE = re.compile(r"^bytes (\d+)-(\d+)/(\d+)$")
+
+
+def normalize_property_id(prop_id: str) -> str:
+    """Extended property ids compare case-insensitively, whatever the spacing."""
+    return " ".join(prop_id.split()).lower()
+
+
+def extended_property(message: dict[str, Any], prop_id: str) -> str | None:
+    """The value of one singleValueExtendedProperty of a stored message, or None."""
+    return message["extendedProperties"].get(normalize_property_id(prop_id))
+
+
+class GraphHTTPError(Exception):
+    def __init__(self, status: int, code: str, message: str = "", headers: dict[str, str] | None = None):
+        super().__init__(code)
+        self.status = status
+        self.code = code
+        self.message = message or code
+        self.headers = headers or {}
+
+
+@dataclass
+class _Fault:
+    status: int
+    remaining: int
+    retry_after: float | None
+    path_contains: str | None
+    code: str | None
+    method: str | None
+
+
+@dataclass
+class _User:
+    upn: str
+    id: str
+    has_mailbox: bool
+    mail: str
+
+
+@dataclass
+class _Mailbox:
+    folders: dict[str, dict[str, Any]] = field(default_factory=dict)  # id -> folder
+    messages: dict[str, dict[str, Any]] = field(default_factory=dict)  # id -> stored message
+
+
+@dataclass
+class _UploadSession:
+    mailbox: str
+    message_id: str
+    name: str
+    content_type: str
+    size: int
+    received: bytearray = field(default_factory=bytearray)
+    chunks: list[int] = field(default_factory=list)
+
+
+class LocalGraph:
+    """The server. Use as a context manager, or ``start()`` / ``stop()``."""
+
+    def __init__(
+        self,
+        users: dict[str, bool],
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        latency_seconds: float = 0.0,
+        token: str | None = None,
+        mail_aliases: dict[str, str] | None = None,
+        reject_drafts: bool = True,
+    ) -> None:
+        """``users``: UPN -> has an Exchange Online mailbox. ``token``: the only bearer token
+        accepted (any non-empty one when None). ``mail_aliases``: mail address -> UPN, for users
+        whose primary SMTP address is not their UPN. ``reject_drafts=False`` stores drafts
+        (flagged) instead of refusing them."""
+        self.host = host
+        self.latency_seconds = latency_seconds
+        self.token = token
+        self.reject_drafts = reject_drafts
+        self._lock = threading.RLock()
+        self._users: dict[str, _User] = {}
+        aliases = {mail.lower(): upn.lower() for mail, upn in (mail_aliases or {}).items()}
+        for upn, has_mailbox in users.items():
+            key = upn.strip().lower()
+            mail = next((m for m, u in aliases.items() if u == key), key)
+            self._users[key] = _User(key, str(uuid.uuid5(uuid.NAMESPACE_URL, key)), has_mailbox, mail)
+        self._mailboxes: dict[str, _Mailbox] = {}
+        self._sessions: dict[str, _UploadSession] = {}
+        self._faults: list[_Fault] = []
+        self._folder_races: dict[str, str] = {}
+        self._counts: dict[str, Counter[str]] = defaultdict(Counter)
+        self._inflight: Counter[str] = Counter()
+        self._max_inflight: Counter[str] = Counter()
+        self.request_log: list[dict[str, Any]] = []
+        self._server = ThreadingHTTPServer((host, port), _Handler)
+        self._server.daemon_threads = True
+        self._server.graph = self  # type: ignore[attr-defined]
+        self._thread: threading.Thread | None = None
+
+    # -- lifecycle ------------------------------------------------------------------------------
+
+    @property
+    def port(self) -> int:
+        return int(self._server.server_address[1])
+
+    @property
+    def root_url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
+
+    @property
+    def base_url(self) -> str:
+        return f"{self.root_url}/v1.0"
+
+    def start(self) -> LocalGraph:
+        if self._thread is None:
+            # A short poll keeps stop() quick: tests start and stop a server each.
+            self._thread = threading.Thread(
+                target=self._server.serve_forever,
+                kwargs={"poll_interval": 0.05},
+                name="local-graph",
+                daemon=True,
+            )
+            self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        if self._thread is not None:
+            self._server.shutdown()
+            self._thread.join(timeout=10)
+            self._thread = None
+        self._server.server_close()
+
+    def __enter__(self) -> LocalGraph:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    # -- test controls --------------------------------------------------------------------------
+
+    def fail_next(
+        self,
+        status: int,
+        times: int = 1,
+        retry_after: float | None = None,
+        path_contains: str | None = None,
+        code: str | None = None,
+        method: str | None = None,
+    ) -> None:
+        """The next ``times`` matching requests fail with ``status`` (and Graph error ``code``).
+
+        A request matches when its path contains ``path_contains`` and its method is ``method``
+        (either left out: any). Upload PUTs match too.
+        """
+        with self._lock:
+            self._faults.append(_Fault(status, times, retry_after, path_contains, code, method))
+
+    def simulate_folder_race(self, mailbox: str, display_name: str) -> None:
+        """The next childFolders lookup in ``mailbox`` answers "none", and right after it another
+        worker creates ``display_name``: the caller's own create then meets ErrorFolderExists."""
+        with self._lock:
+            self._folder_races[mailbox.lower()] = display_name
+
+    # -- inspection -----------------------------------------------------------------------------
+
+    def messages(self, mailbox: str) -> list[dict[str, Any]]:
+        """Stored items (attachments included, their bytes under ``content``), oldest first."""
+        with self._lock:
+            box = self._mailboxes.get(mailbox.lower())
+            return copy.deepcopy(list(box.messages.values())) if box else []
+
+    def folders(self, mailbox: str) -> list[dict[str, Any]]:
+        with self._lock:
+            box = self._mailboxes.get(mailbox.lower())
+            return copy.deepcopy(list(box.folders.values())) if box else []
+
+    def request_counts(self, mailbox: str) -> dict[str, int]:
+        """Requests per operation (``folder_find``, ``item_create``, ``upload_chunk``...)."""
+        with self._lock:
+            return dict(self._counts.get(mailbox.lower(), Counter()))
+
+    def total_requests(self, mailbox: str) -> int:
+        return sum(self.request_counts(mailbox).values())
+
+    def max_concurrency(self, mailbox: str) -> int:
+        with self._lock:
+            return self._max_inflight.get(mailbox.lower(), 0)
+
+    # -- request handling (called by _Handler on server threads) --------------------------------
+
+    def handle(
+        self, method: str, raw_path: str, headers: Any, body: bytes
+    ) -> tuple[int, dict[str, str], bytes]:
+        split = urlsplit(raw_path)
+        query = {k: v[0] for k, v in parse_qs(split.query, keep_blank_values=True).items()}
+        segments = [unquote(s) for s in split.path.split("/") if s]
+        upload = len(segments) == 2 and segments[0] == "upload"
+        try:
+            operation, mailbox = self._classify(method, segments, query, upload)
+        except GraphHTTPError as exc:
+            return _error_response(exc)
+        self._enter(mailbox, operation, method, split.path, headers)
+        try:
+            if self.latency_seconds:
+                time.sleep(self.latency_seconds)
+            if not upload:
+                self._check_auth(headers)
+            self._inject_fault(method, split.path)
+            status, payload, extra = self._dispatch(operation, segments, query, headers, body)
+            data = b"" if payload is None else json.dumps(payload).encode("utf-8")
+            response_headers = {"Content-Type": "application/json"} if payload is not None else {}
+            response_headers.update(extra)
+            return status, response_headers, data
+        except GraphHTTPError as exc:
+            return _error_response(exc)
+        finally:
+            self._leave(mailbox)
+
+    def _enter(self, mailbox: str, operation: str, method: str, path: str, headers: Any) -> None:
+        with self._lock:
+            self._counts[mailbox][operation] += 1
+            self._inflight[mailbox] += 1
+            self._max_inflight[mailbox] = max(self._max_inflight[mailbox], self._inflight[mailbox])
+            self.request_log.append(
+                {
+                    "mailbox": mailbox,
+                    "operation": operation,
+                    "method": method,
+                    "path": path,
+                    "prefer": headers.get("Prefer"),
+                    "authorization": headers.get("Authorization") is not None,
+                }
+            )
+
+    def _leave(self, mailbox: str) -> None:
+        with self._lock:
+            self._inflight[mailbox] -= 1
+
+    def _check_auth(self, headers: Any) -> None:
+        value = headers.get("Authorization") or ""
+        scheme, _, token = value.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise GraphHTTPError(401, "InvalidAuthenticationToken", "Access token is empty.")
+        if self.token is not None and token.strip() != self.token:
+            raise GraphHTTPError(401, "InvalidAuthenticationToken", "Access token validation failure.")
+
+    def _inject_fault(self, method: str, path: str) -> None:
+        with self._lock:
+            for fault in self._faults:
+                if (
+                    fault.remaining > 0
+                    and (fault.path_contains is None or fault.path_contains in path)
+                    and (fault.method is None or fault.method.upper() == method)
+                ):
+                    fault.remaining -= 1
+                    if fault.remaining == 0:
+                        self._faults.remove(fault)
+                    break
+            else:
+                return
+        headers = {} if fault.retry_after is None else {"Retry-After": f"{fault.retry_after:g}"}
+        code = fault.code or {429: "TooManyRequests", 503: "ServiceUnavailable", 504: "GatewayTimeout"}.get(
+            fault.status, "InjectedFault"
+        )
+        raise GraphHTTPError(fault.status, code, "Injected by LocalGraph.fail_next.", headers)
+
+    def _classify(
+        self, method: str, segments: list[str], query: dict[str, str], upload: bool
+    ) -> tuple[str, str]:
+        """(operation name, mailbox key) of a request, for counting and routing."""
+        if upload:
+            with self._lock:
+                session = self._sessions.get(segments[1])
+            return "upload_chunk", session.mailbox if session else "(unknown)"
+        if len(segments) < 2 or segments[0] != "v1.0" or segments[1].lower() != "users":
+            raise GraphHTTPError(400, "BadRequest", "Unsupported path.")
+        rest = [s.lower() for s in segments[2:]]
+        if not rest:
+            match = _MAIL_FILTER.match(query.get("$filter", ""))
+            mailbox = match.group(1).replace("''", "'").lower() if match else "(directory)"
+            user = self._find_user(mailbox)
+            return "user_find", user.upn if user else mailbox
+        user = self._find_user(segments[2])
+        mailbox = user.upn if user else segments[2].lower()
+        operation = _operation(method, rest[1:])
+        if operation is None:
+            raise GraphHTTPError(400, "BadRequest", "Unsupported path.")
+        return operation, mailbox
+
+    def _find_user(self, ident: str) -> _User | None:
+        key = ident.strip().lower()
+        with self._lock:
+            user = self._users.get(key)
+            if user is None:
+                user = next((u for u in self._users.values() if u.id == key or u.mail == key), None)
+            return user
+
+    def _mail_user(self, ident: str) -> _User:
+        user = self._find_user(ident)
+        if user is None:
+            raise GraphHTTPError(404, "ErrorInvalidUser", f"The requested user '{ident}' is invalid.")
+        if not user.has_mailbox:
+            raise GraphHTTPError(
+                404, "MailboxNotEnabledForRESTAPI", "REST API is not yet supported for this mailbox."
+            )
+        return user
+
+    def _mailbox(self, user: _User) -> _Mailbox:
+        box = self._mailboxes.get(user.upn)
+        if box is None:
+            box = _Mailbox()
+            for well_known in ("msgfolderroot", "inbox"):
+                box.folders[well_known] = {
+                    "id": f"{well_known}-{user.id}",
+                    "displayName": well_known,
+                    "parentFolderId": None,
+                    "wellKnownName": well_known,
+                }
+            box.folders["inbox"]["parentFolderId"] = box.folders["msgfolderroot"]["id"]
+            self._mailboxes[user.upn] = box
+        return box
+
+    @staticmethod
+    def _folder(box: _Mailbox, ident: str) -> dict[str, Any]:
+        folder = box.folders.get(ident.lower()) or next(
+            (f for f in box.folders.values() if f["id"] == ident), None
+        )
+        if folder is None:
+            raise GraphHTTPError(404, "ErrorItemNotFound", "The specified object was not found in the store.")
+        return folder
+
+    @staticmethod
+    def _message(box: _Mailbox, ident: str) -> dict[str, Any]:
+        message = box.messages.get(ident)
+        if message is None:
+            raise GraphHTTPError(404, "ErrorItemNotFound", "The specified object was not found in the store.")
+        return message
+
+    def _dispatch(
+        self, operation: str, segments: list[str], query: dict[str, str], headers: Any, body: bytes
+    ) -> tuple[int, Any, dict[str, str]]:
+        if operation == "upload_chunk":
+            return self._upload_chunk(segments[1], headers, body)
+        if len(body) > MAX_REQUEST_BYTES:
+            raise GraphHTTPError(413, "RequestBodyTooLarge", "The request body is too large.")
+        with self._lock:
+            if operation == "user_find":
+                return 200, self._user_find(query), {}
+            if operation == "user_get":
+                user = self._find_user(segments[2])
+                if user is None:
+                    raise GraphHTTPError(
+                        404, "Request_ResourceNotFound", f"Resource '{segments[2]}' does not exist."
+                    )
+                return 200, _user_json(user), {}
+            user = self._mail_user(segments[2])
+            box = self._mailbox(user)
+            handler = getattr(self, f"_op_{operation}")
+            return handler(user, box, segments[4:], query, headers, body)
+
+    def _user_find(self, query: dict[str, str]) -> dict[str, Any]:
+        match = _MAIL_FILTER.match(query.get("$filter", ""))
+        if not match:
+            raise GraphHTTPError(400, "Request_UnsupportedQuery", "Unsupported query.")
+        mail = match.group(1).replace("''", "'").strip().lower()
+        users = [u for u in self._users.values() if u.mail == mail]
+        return {"value": [_user_json(u) for u in users]}
+
+    # -- mail operations (lock held) ------------------------------------------------------------
+
+    def _op_mailbox_probe(self, user, box, rest, query, headers, body):
+        if rest and rest[0].lower() != "inbox":
+            raise GraphHTTPError(400, "BadRequest", "Only the inbox is served.")
+        return 200, {"id": box.folders["inbox"]["id"]}, {}
+
+    def _op_folder_find(self, user, box, rest, query, headers, body):
+        parent = self._folder(box, rest[0])
+        race = self._folder_races.pop(user.upn, None)
+        children = [f for f in box.folders.values() if f["parentFolderId"] == parent["id"]]
+        flt = query.get("$filter")
+        if flt:
+            match = _DISPLAY_NAME_FILTER.match(flt.strip())
+            if not match:
+                raise GraphHTTPError(400, "ErrorInvalidUrlQueryFilter", "Unsupported filter.")
+            name = match.group(1).replace("''", "'").casefold()
+            children = [f for f in children if f["displayName"].casefold() == name]
+        if race is not None:
+            self._new_folder(box, parent, race)
+            return 200, {"value": []}, {}
+        return 200, {"value": [_folder_json(f) for f in children]}, {}
+
+    def _op_folder_create(self, user, box, rest, query, headers, body):
+        parent = self._folder(box, rest[0])
+        name = str(_json(body).get("displayName") or "").strip()
+        if not name:
+            raise GraphHTTPError(400, "ErrorInvalidRequest", "displayName is required.")
+        if any(
+            f["parentFolderId"] == parent["id"] and f["displayName"].casefold() == name.casefold()
+            for f in box.folders.values()
+        ):
+            raise GraphHTTPError(409, "ErrorFolderExists", "A folder with the specified name already exists.")
+        return 201, _folder_json(self._new_folder(box, parent, name)), {}
+
+    def _new_folder(self, box: _Mailbox, parent: dict[str, Any], name: str) -> dict[str, Any]:
+        folder_id = "folder-" + secrets.token_hex(8)
+        folder = {"id": folder_id, "displayName": name, "parentFolderId": parent["id"]}
+        box.folders[folder_id] = folder
+        return folder
+
+    def _op_item_lookup(self, user, box, rest, query, headers, body):
+        folder = self._folder(box, rest[0])
+        match = _EXTENDED_FILTER.match((query.get("$filter") or "").strip())
+        if not match:
+            raise GraphHTTPError(400, "ErrorInvalidUrlQueryFilter", "Unsupported filter.")
+        prop_id = normalize_property_id(match.group(2).replace("''", "'"))
+        value = match.group(3).replace("''", "'")
+        found = [
+            m for m in box.messages.values()
+            if m["parentFolderId"] == folder["id"] and m["extendedProperties"].get(prop_id) == value
+        ]
+        top = int(query.get("$top") or 10)
+        return 200, {"value": [{"id": m["id"]} for m in found[:top]]}, {}
+
+    def _op_item_create(self, user, box, rest, query, headers, body):
+        folder = self._folder(box, rest[0])
+        payload = _json(body)
+        for field_name in ("sentDateTime", "receivedDateTime"):
+            if field_name in payload:
+                raise GraphHTTPError(400, "ErrorInvalidPropertySet", f"{field_name} cannot be set on create.")
+        properties: dict[str, str] = {}
+        for prop in payload.get("singleValueExtendedProperties") or []:
+            properties[normalize_property_id(str(prop.get("id", "")))] = str(prop.get("value"))
+        flags_value = properties.get("integer 0x0e07")
+        if flags_value is None:
+            if self.reject_drafts:
+                raise GraphHTTPError(
+                    400, "ErrorInvalidPropertySet", "Integer 0x0E07 missing: the item would be a draft."
+                )
+            is_draft = True
+        else:
+            try:
+                is_draft = bool(int(flags_value) & MSGFLAG_UNSENT)
+            except ValueError:
+                raise GraphHTTPError(400, "ErrorInvalidPropertyValue", "Invalid message flags.") from None
+        for time_prop in ("systemtime 0x0039", "systemtime 0x0e06"):
+            if time_prop in properties:
+                _parse_time(properties[time_prop])
+        _check_internet_headers(payload.get("internetMessageHeaders"))
+        message_id = "AAMk" + secrets.token_hex(16)
+        attachments = [_file_attachment(a, "inline") for a in payload.get("attachments") or []]
+        message = {
+            "id": message_id,
+            "parentFolderId": folder["id"],
+            "folderName": folder["displayName"],
+            "isDraft": is_draft,
+            "subject": payload.get("subject"),
+            "body": payload.get("body"),
+            "from": payload.get("from"),
+            "sender": payload.get("sender"),
+            "toRecipients": payload.get("toRecipients") or [],
+            "internetMessageId": payload.get("internetMessageId"),
+            "internetMessageHeaders": payload.get("internetMessageHeaders") or [],
+            "singleValueExtendedProperties": payload.get("singleValueExtendedProperties") or [],
+            "extendedProperties": properties,
+            "attachments": attachments,
+            "createdDateTime": datetime.now(UTC).isoformat(),
+            "preferHeader": headers.get("Prefer"),
+        }
+        box.messages[message_id] = message
+        reply = {k: message[k] for k in ("id", "parentFolderId", "isDraft", "subject", "internetMessageId")}
+        reply["hasAttachments"] = bool(attachments)
+        return 201, reply, {}
+
+    def _op_attachment_list(self, user, box, rest, query, headers, body):
+        message = self._message(box, rest[0])
+        return 200, {"value": [_attachment_json(a) for a in message["attachments"]]}, {}
+
+    def _op_attachment_add(self, user, box, rest, query, headers, body):
+        message = self._message(box, rest[0])
+        attachment = _file_attachment(_json(body), "attachment_post")
+        message["attachments"].append(attachment)
+        return 201, _attachment_json(attachment), {}
+
+    def _op_upload_session_create(self, user, box, rest, query, headers, body):
+        message = self._message(box, rest[0])
+        item = _json(body).get("AttachmentItem") or {}
+        size = item.get("size")
+        if item.get("attachmentType") != "file" or not item.get("name") or not isinstance(size, int):
+            raise GraphHTTPError(400, "ErrorInvalidRequest", "AttachmentItem needs a type, name and size.")
+        if size < UPLOAD_SESSION_MIN_BYTES:
+            raise GraphHTTPError(
+                400, "ErrorAttachmentSizeShouldNotBeLessThanMinimumSize", "The attachment is too small."
+            )
+        if size > MAX_ATTACHMENT_BYTES:
+            raise GraphHTTPError(400, "ErrorAttachmentSizeExceeded", "The attachment is too large.")
+        token = secrets.token_urlsafe(16)
+        self._sessions[token] = _UploadSession(
+            user.upn, message["id"], str(item["name"]), str(item.get("contentType") or ""), size
+        )
+        message.setdefault("uploadSessionsWhileNonDraft", 0)
+        if not message["isDraft"]:
+            message["uploadSessionsWhileNonDraft"] += 1
+        return 201, {
+            "uploadUrl": f"{self.root_url}/upload/{token}",
+            "expirationDateTime": (datetime.now(UTC) + timedelta(minutes=15)).isoformat(),
+            "nextExpectedRanges": ["0-"],
+        }, {}
+
+    def _op_item_discard(self, user, box, rest, query, headers, body):
+        self._message(box, rest[0])
+        del box.messages[rest[0]]
+        return 204, None, {}
+
+    def _upload_chunk(self, token: str, headers: Any, body: bytes) -> tuple[int, Any, dict[str, str]]:
+        if headers.get("Authorization") is not None:
+            raise GraphHTTPError(401, "InvalidAuthenticationToken", "Upload URLs take no Authorization.")
+        with self._lock:
+            session = self._sessions.get(token)
+            if session is None:
+                raise GraphHTTPError(404, "ErrorItemNotFound", "The upload session does not exist.")
+            match = _CONTENT_RANGE.match(headers.get("Content-Range") or "")
+            if not match:
+                raise GraphHTTPError(400, "InvalidContentRange", "Content-Range is missing or malformed.")
+            start, end, total = (int(g) for g in match.groups())
+            if len(body) > MAX_UPLOAD_CHUNK_BYTES:
+                raise GraphHTTPError(413, "RequestBodyTooLarge", "Upload chunks are limited to 4 MB.")
+            if total != session.size or start != len(session.received) or end - start + 1 != len(body):
+                raise GraphHTTPError(416, "InvalidRange", f"Expected bytes {len(session.received)}-.")
+            session.received.extend(body)
+            session.chunks.append(len(body))
+            if len(session.received) < session.size:
+                return 200, {
+                    "expirationDateTime": (datetime.now(UTC) + timedelta(minutes=15)).isoformat(),
+                    "nextExpectedRanges": [f"{len(session.received)}-"],
+                }, {}
+            del self._sessions[token]
+            box = self._mailboxes.get(session.mailbox)
+            message = box.messages.get(session.message_id) if box else None
+            if message is None:
+                raise GraphHTTPError(404, "ErrorItemNotFound", "The message no longer exists.")
+            attachment = {
+                "id": "att-" + secrets.token_hex(8),
+                "name": session.name,
+                "contentType": session.content_type,
+                "size": session.size,
+                "content": bytes(session.received),
+                "via": "upload_session",
+                "chunks": list(session.chunks),
+            }
+            message["attachments"].append(attachment)
+            return 201, None, {"Location": f"{self.base_url}/attachments/{attachment['id']}"}
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server_version = "LocalGraph/1.0"
+
+    def setup(self) -> None:
+        super().setup()
+        # Headers and body leave in separate writes; with Nagle and delayed ACKs each keep-alive
+        # response would wait ~40 ms.
+        self.request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    def _serve(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length else b""
+        graph: LocalGraph = self.server.graph  # type: ignore[attr-defined]
+        status, headers, data = graph.handle(self.command, self.path, self.headers, body)
+        self.send_response(status)
+        for name, value in headers.items():
+            self.send_header(name, value)
+        self.send_header("request-id", str(uuid.uuid4()))
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        if data:
+            self.wfile.write(data)
+
+    do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = _serve
+
+    def log_message(self, format: str, *args: Any) -> None:
+        return  # tests read request_counts, not stderr
+
+
+def _operation(method: str, tail: list[str]) -> str | None:
+    """The operation a request under /users/{u} performs; ``tail`` is lower-cased."""
+    match (method, tail):
+        case ("GET", []):
+            return "user_get"
+        case ("GET", ["mailfolders", "inbox"]):
+            return "mailbox_probe"
+        case ("GET", ["mailfolders", _, "childfolders"]):
+            return "folder_find"
+        case ("POST", ["mailfolders", _, "childfolders"]):
+            return "folder_create"
+        case ("GET", ["mailfolders", _, "messages"]):
+            return "item_lookup"
+        case ("POST", ["mailfolders", _, "messages"]):
+            return "item_create"
+        case ("GET", ["messages", _, "attachments"]):
+            return "attachment_list"
+        case ("POST", ["messages", _, "attachments"]):
+            return "attachment_add"
+        case ("POST", ["messages", _, "attachments", "createuploadsession"]):
+            return "upload_session_create"
+        case ("POST", ["messages", _, "permanentdelete"]) | ("DELETE", ["messages", _]):
+            return "item_discard"
+    return None
+
+
+def _error_response(exc: GraphHTTPError) -> tuple[int, dict[str, str], bytes]:
+    payload = {"error": {"code": exc.code, "message": exc.message}}
+    headers = {"Content-Type": "application/json", **exc.headers}
+    return exc.status, headers, json.dumps(payload).encode("utf-8")
+
+
+def _json(body: bytes) -> dict[str, Any]:
+    try:
+        value = json.loads(body or b"{}")
+    except ValueError:
+        raise GraphHTTPError(400, "BadRequest", "The body is not JSON.") from None
+    if not isinstance(value, dict):
+        raise GraphHTTPError(400, "BadRequest", "The body is not a JSON object.")
+    return value
+
+
+def _user_json(user: _User) -> dict[str, Any]:
+    return {"id": user.id, "mail": user.mail, "userPrincipalName": user.upn}
+
+
+def _folder_json(folder: dict[str, Any]) -> dict[str, Any]:
+    return {k: folder[k] for k in ("id", "displayName", "parentFolderId")}
+
+
+def _attachment_json(attachment: dict[str, Any]) -> dict[str, Any]:
+    return {k: attachment[k] for k in ("id", "name", "contentType", "size")}
+
+
+def _parse_time(value: str) -> None:
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise GraphHTTPError(400, "ErrorInvalidPropertyValue", "Invalid SystemTime value.") from None
+    if parsed.tzinfo is None:
+        raise GraphHTTPError(400, "ErrorInvalidPropertyValue", "SystemTime values must be UTC.")
+
+
+def _check_internet_headers(headers: Any) -> None:
+    if headers is None:
+        return
+    if not isinstance(headers, list) or not 0 < len(headers) <= MAX_INTERNET_HEADERS:
+        raise GraphHTTPError(
+            400, "InvalidInternetMessageHeaderCollection", "Between 1 and 5 internet message headers."
+        )
+    for header in headers:
+        name = str(header.get("name") or "")
+        if not name.lower().startswith("x-"):
+            raise GraphHTTPError(
+                400, "InvalidInternetMessageHeader", "Internet message header names must start with 'x-'."
+            )
+
+
+def _file_attachment(payload: dict[str, Any], via: str) -> dict[str, Any]:
+    if payload.get("@odata.type") != "#microsoft.graph.fileAttachment":
+        raise GraphHTTPError(400, "ErrorInvalidRequest", "Only file attachments are served.")
+    try:
+        content = base64.b64decode(payload.get("contentBytes") or "", validate=True)
+    except ValueError:
+        raise GraphHTTPError(400, "ErrorInvalidRequest", "contentBytes is not base64.") from None
+    return {
+        "id": "att-" + secrets.token_hex(8),
+        "name": payload.get("name"),
+        "contentType": payload.get("contentType"),
+        "size": len(content),
+        "content": content,
+        "via": via,
+        "isInline": bool(payload.get("isInline")),
+    }
