@@ -72,3 +72,10 @@ def test_slices_cover_the_window_exactly_without_overlap():
 def test_window_id_round_trips():
     window = Window(datetime(2026, 11, 22, 2, tzinfo=UTC), datetime(2026, 11, 23, 2, tzinfo=UTC))
     assert Window.from_id(window.id) == window
+
+
+def test_window_ledger_id_survives_its_json_round_trip():
+    from shared.domain.ledger import WindowInfo
+
+    info = WindowInfo(Window(NOW - timedelta(hours=1), NOW), 1, datetime(2026, 11, 23, 2, 0, 1, 123456, tzinfo=UTC))
+    assert WindowInfo.from_json(info.to_json()).window_id == info.window_id

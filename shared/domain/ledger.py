@@ -38,12 +38,18 @@ class WindowInfo:
     slice_count: int
     scheduled_at: datetime
 
+    def __post_init__(self) -> None:
+        # Stored to the millisecond (ISO 8601 in window.json); the id must survive that round trip.
+        moment = self.scheduled_at
+        object.__setattr__(self, "scheduled_at", moment.replace(microsecond=moment.microsecond // 1000 * 1000))
+
     @property
     def window_id(self) -> str:
         """Unique per hand-off: the capture range, then when it was handed off. The same range
         handed off twice (a manual re-list, a retried run) is accounted as two windows, so the
         second one shows its records as skipped duplicates rather than merging into the first."""
-        return f"{self.window.id}.{self.scheduled_at.strftime('%Y%m%dT%H%M%S%fZ')}"
+        moment = self.scheduled_at
+        return f"{self.window.id}.{moment.strftime('%Y%m%dT%H%M%S')}{moment.microsecond // 1000:03d}Z"
 
     def to_json(self) -> dict[str, Any]:
         return {

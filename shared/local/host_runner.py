@@ -240,7 +240,8 @@ _FUNCTIONS_BY_APP: weakref.WeakKeyDictionary[Any, list[func.Function]] = weakref
 _FUNCTIONS_LOCK = threading.Lock()
 
 
-def _functions_of(app: func.FunctionApp | Sequence[func.Function]) -> list[func.Function]:
+def registered_functions(app: func.FunctionApp | Sequence[func.Function]) -> list[func.Function]:
+    """The app's functions; safe to call more than once (the app's own get_functions() is not)."""
     if not isinstance(app, func.FunctionApp):
         return list(app)
     with _FUNCTIONS_LOCK:
@@ -302,7 +303,7 @@ class HostRunner:
         self._pool: concurrent.futures.ThreadPoolExecutor | None = None
 
         self._specs: dict[str, _Spec] = {}
-        for function in _functions_of(app):
+        for function in registered_functions(app):
             spec = self._read_function(function)
             self._specs[spec.name] = spec
         for ref in self._trigger_refs():
