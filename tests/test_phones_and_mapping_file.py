@@ -83,3 +83,9 @@ def test_record_phones_as_whatsapp_ids_are_read_as_international(raw, region):
 
 def test_mapping_file_does_not_guess_a_country_for_bare_digits():
     assert not parse_mapping("PhoneNumber,EmailAddress\n2025550143,a@contoso.example\n").ok
+
+
+def test_excel_unicode_text_is_utf16_with_tabs():
+    data = "PhoneNumber\tEmailAddress\r\n+447700900123\ta@contoso.example\r\n".encode("utf-16")
+    parsed = parse_mapping(data)
+    assert parsed.ok and parsed.table.lookup("+447700900123").email == "a@contoso.example"

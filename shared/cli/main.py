@@ -97,7 +97,9 @@ def _import(args: argparse.Namespace) -> int:
     if not 0 < args.max_item_mb <= MAX_ITEM_MB_CEILING:
         raise UsageError(f"--max-item-mb must be more than 0 and at most {MAX_ITEM_MB_CEILING}")
     parsed = parse_mapping(mapping_path.read_bytes(), args.region)
-    if any(p.line <= 1 and p.severity == "error" for p in parsed.problems) and not parsed.table.entries:
+    if args.report is not None and not args.report.parent.is_dir():
+        raise UsageError(f"report folder {args.report.parent} does not exist")
+    if parsed.rows == 0 and parsed.errors:  # empty file, or no recognisable header anywhere
         raise UsageError(f"mapping file {mapping_path} is unusable: {parsed.problems[0]}")
     for problem in parsed.problems:
         print(f"mapping {mapping_path.name}: {problem} (row not used)", file=sys.stderr)

@@ -2,7 +2,7 @@
 
 The documented format is a CSV with the header ``PhoneNumber,EmailAddress``. People produce it
 from Excel and LibreOffice, so the parser also takes common header variants, a BOM, UTF-16,
-semicolons, quotes and blank lines — and reports every problem with its line number rather than
+semicolons or tabs, quotes and blank lines — and reports every problem with its line number rather than
 failing on the first.
 """
 
@@ -152,7 +152,9 @@ def parse_mapping(data: bytes | str, default_region: str | None = None) -> Parse
 
 
 def _delimiter(header_line: str) -> str:
-    return ";" if header_line.count(";") > header_line.count(",") else ","
+    """Comma, or what Excel and LibreOffice write instead: semicolons in many locales, tabs in
+    Excel's "Unicode Text"."""
+    return max((",", ";", "\t"), key=header_line.count)
 
 
 def _header_columns(cells: list[str]) -> tuple[int | None, int | None, str | None]:

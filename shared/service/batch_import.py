@@ -3,6 +3,7 @@ writing as the queue function, with a report in the shape of the connector's adm
 
 from __future__ import annotations
 
+import codecs
 import json
 from collections import Counter
 from collections.abc import Iterable
@@ -55,6 +56,8 @@ def import_lines(lines: Iterable[bytes], importer: ItemImporter) -> BatchReport:
     """Every non-blank line becomes exactly one report entry; nothing here raises for bad input."""
     report = BatchReport()
     for number, line in enumerate(lines, start=1):
+        if number == 1:
+            line = line.removeprefix(codecs.BOM_UTF8)  # Notepad and PowerShell write one
         if not line.strip():
             continue
         result = importer.import_raw(line)
