@@ -161,6 +161,7 @@ class Container:
             first_run_lookback=timedelta(hours=s.first_run_lookback_hours),
             max_window=timedelta(days=s.max_window_days),
             slice_length=timedelta(minutes=s.slice_minutes),
+            settle=timedelta(minutes=s.capture_settle_minutes),
         )
 
 

@@ -30,6 +30,9 @@ class Settings(BaseSettings):
     first_run_lookback_hours: int = Field(24, ge=1, le=24 * 31)
     slice_minutes: int = Field(60, ge=1, le=24 * 60, description="length of one listing work item")
     max_window_days: int = Field(31, ge=1, le=31, description="longest window one run hands off")
+    capture_settle_minutes: int = Field(
+        15, ge=0, le=24 * 60, description="windows end this long before now, so late-indexed records are seen"
+    )
 
     # --- TeleMessage ----------------------------------------------------------------------
     telemessage_base_url: str = ""

@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
 from shared.composition import Container, get_container, reset_container
 from shared.local.traffic import TrafficDay, generate_day
+from shared.settings import Settings
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 TEST_PASSWORD = "local-test-password"  # only ever sent to the local TeleMessage on loopback
@@ -39,7 +40,9 @@ def azurite():
 
 @pytest.fixture
 def traffic() -> TrafficDay:
-    return generate_day(datetime.now(UTC).replace(second=0, microsecond=0))
+    """A day of traffic ending where the first scheduled window ends (now minus the settle margin)."""
+    settle = timedelta(minutes=Settings().capture_settle_minutes)
+    return generate_day((datetime.now(UTC) - settle).replace(second=0, microsecond=0))
 
 
 @pytest.fixture

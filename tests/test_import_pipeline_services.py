@@ -104,6 +104,7 @@ def test_unavailable_mailbox_is_not_retried_and_others_still_get_the_record():
     boxes = MemoryMailboxes(unavailable={"bob@contoso.example"})
     result = importer(boxes).import_raw(raw(record(recipients=[BOB])))
     assert [m.mailbox for m in result.mailboxes] == ["alice@contoso.example"]
+    assert result.unavailable == ("bob@contoso.example",)
     only_bob = MemoryMailboxes(unavailable={"bob@contoso.example"})
     rec = record(sender=BOB, owner=BOB, recipients=[CUSTOMER])
     assert importer(only_bob).import_raw(raw(rec)).reason is PoisonReason.NO_MAPPING
@@ -194,3 +195,19 @@ def test_base64_inline_attachment_round_trip_reaches_the_mailbox():
     importer(boxes).import_raw(raw(record(messageType="DOCUMENT", attachments=[attachment("d", data)])))
     item = boxes.items["alice@contoso.example"]["msg-1"]
     assert item.attachments[0].content == data
+
+
+def test_poison_message_for_a_huge_foreign_message_still_fits_on_a_queue():
+    poison = MemoryQueue()
+    process_item_message("x" * 200_000, dequeue_count=1, records=MemoryRecordStore(), importer=importer(),
+                         poison_queue=poison, ledger=MemoryLedger())
+    from shared.domain.tasks import PoisonMessage
+
+    assert len(PoisonMessage.model_validate(poison.messages[0]).to_text().encode()) < 48 * 1024
+
+
+def test_a_failed_hand_off_leaves_no_window_in_the_ledger():
+    ledger = MemoryLedger()
+    with pytest.raises(ConnectionError):
+        schedule_window(NOW, watermarks=MemoryWatermarkStore(), listing_queue=MemoryQueue(fail_after=3), ledger=ledger)
+    assert ledger.windows == {}

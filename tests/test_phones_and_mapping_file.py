@@ -89,3 +89,11 @@ def test_excel_unicode_text_is_utf16_with_tabs():
     data = "PhoneNumber\tEmailAddress\r\n+447700900123\ta@contoso.example\r\n".encode("utf-16")
     parsed = parse_mapping(data)
     assert parsed.ok and parsed.table.lookup("+447700900123").email == "a@contoso.example"
+
+
+def test_phone_errors_never_show_the_whole_number():
+    for raw in ("4.47700900123E+11", "07700 900123", "+1 202 555 01"):
+        with pytest.raises(PhoneNumberError) as error:
+            normalize_phone(raw)
+        digits = "".join(c for c in raw if c.isdigit())
+        assert digits not in "".join(c for c in str(error.value) if c.isdigit() or c == " ").replace(" ", "")

@@ -79,3 +79,9 @@ def test_window_ledger_id_survives_its_json_round_trip():
 
     info = WindowInfo(Window(NOW - timedelta(hours=1), NOW), 1, datetime(2026, 11, 23, 2, 0, 1, 123456, tzinfo=UTC))
     assert WindowInfo.from_json(info.to_json()).window_id == info.window_id
+
+
+def test_window_ends_the_settle_margin_before_now():
+    window = next_window(None, NOW, first_run_lookback=timedelta(hours=24), max_length=timedelta(days=31),
+                         settle=timedelta(minutes=15))
+    assert window.end == datetime(2026, 11, 23, 1, 45, tzinfo=UTC)

@@ -7,6 +7,7 @@ string in ``AzureWebJobsStorage`` (Azurite, or keys), or identity-based access t
 
 from __future__ import annotations
 
+import hashlib
 import json
 import threading
 import time
@@ -94,8 +95,10 @@ class _EnsuredContainer:
 
 
 class BlobRecordStore:
-    """Each record's raw JSON at ``<record_key>.json``; the same record listed twice overwrites
-    itself with the same bytes."""
+    """Each record's raw JSON at ``<record_key>.json``, written once. The same record listed again
+    with the same bytes reuses it; if the source ever sends different bytes under the same id, both
+    versions are kept (the second under ``<record_key>.<sha256 prefix>.json``): the copy an item was
+    archived from is evidence and must not change after the fact."""
 
     def __init__(self, service: BlobServiceClient, container: str) -> None:
         self._container = _EnsuredContainer(service, container)
@@ -103,8 +106,19 @@ class BlobRecordStore:
     @transient_storage_errors
     def put(self, record_key: str, raw: bytes) -> str:
         name = f"{record_key}.json"
-        self._container.get().upload_blob(name, raw, overwrite=True)
-        return name
+        container = self._container.get()
+        try:
+            container.upload_blob(name, raw, overwrite=False)
+            return name
+        except ResourceExistsError:
+            if container.download_blob(name).readall() == raw:
+                return name
+        variant = f"{record_key}.{hashlib.sha256(raw).hexdigest()[:16]}.json"
+        try:
+            container.upload_blob(variant, raw, overwrite=False)
+        except ResourceExistsError:
+            pass  # the same variant, stored by an earlier listing
+        return variant
 
     @transient_storage_errors
     def get(self, reference: str) -> bytes:
@@ -141,7 +155,9 @@ class StorageQueue:
         text = json.dumps(payload, ensure_ascii=False, separators=(",", ":"))
         if len(text.encode()) > MAX_QUEUE_PAYLOAD:
             raise ValueError(f"queue message of {len(text.encode())} bytes is over the limit")
-        self.client.send_message(text)
+        # -1: never expire. The default time to live is 7 days; a backlog older than that (an outage, a
+        # long catch-up) would otherwise vanish from the queue without trace.
+        self.client.send_message(text, time_to_live=-1)
 
     @transient_storage_errors
     def depth(self) -> int:

@@ -101,6 +101,7 @@ class OutcomeEntry:
     reason: str | None = None
     detail: str | None = None
     partial: bool = False  # archived, but some media was never captured
+    unavailable: tuple[str, ...] = ()  # mapped mailboxes that could not take mail
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -114,6 +115,7 @@ class OutcomeEntry:
             "reason": self.reason,
             "detail": self.detail,
             "partial": self.partial,
+            "unavailable": list(self.unavailable),
         }
 
     @classmethod
@@ -130,6 +132,7 @@ class OutcomeEntry:
             reason=data.get("reason"),
             detail=data.get("detail"),
             partial=bool(data.get("partial", False)),
+            unavailable=tuple(data.get("unavailable", ())),
         )
 
 
@@ -214,6 +217,7 @@ def _merge(a: OutcomeEntry, b: OutcomeEntry) -> OutcomeEntry:
         at=min(a.at, b.at),
         mailboxes=mailboxes,
         partial=a.partial or b.partial,
+        unavailable=tuple(sorted(set(a.unavailable) | set(b.unavailable))),
     )
 
 

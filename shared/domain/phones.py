@@ -23,7 +23,7 @@ def normalize_phone(raw: str, default_region: str | None = None) -> str:
         raise PhoneNumberError("the phone number is empty")
     if _SCIENTIFIC.match(text):
         raise PhoneNumberError(
-            f"'{text}' is in scientific notation, as Excel shows long numbers: format the column "
+            f"'{_mask(text)}' is in scientific notation, as Excel shows long numbers: format the column "
             "as Text (or prefix the number with +) and save the file again"
         )
     if text.lower().startswith("tel:"):

@@ -10,7 +10,7 @@ import json
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from shared.domain.errors import PoisonReason
 from shared.domain.window import Window
@@ -88,6 +88,16 @@ class PoisonMessage(_Message):
     # The queue message as received when it was not one of ours: kept so nothing is lost.
     original_message: str | None = None
 
+    @field_validator("detail", "original_message")
+    @classmethod
+    def _fit_on_a_queue(cls, value: str | None) -> str | None:
+        # A poison message must itself fit on a queue (48 KB of payload), or poisoning would fail
+        # and the reason would be lost. Our own messages are small; anything longer is foreign.
+        limit = MAX_QUEUE_PAYLOAD // 3
+        if value is not None and len(value.encode()) > limit:
+            return value.encode()[:limit].decode("utf-8", errors="ignore") + " …[truncated]"
+        return value
+
     def item_task(self) -> ItemTask | None:
         """The work item to replay, when the record reference is known."""
         if not (self.window_id and self.record_key and self.record_ref):
@@ -116,5 +126,5 @@ def read_poison_queue_message(text: str, *, inserted_at: datetime, dequeue_count
         )
     return PoisonMessage(
         reason=PoisonReason.INVALID_ITEM, detail="not a message of this connector",
-        failed_at=inserted_at, original_message=text[:MAX_QUEUE_PAYLOAD // 2],
+        failed_at=inserted_at, original_message=text,
     )

@@ -90,15 +90,19 @@ def next_window(
     *,
     first_run_lookback: timedelta,
     max_length: timedelta,
+    settle: timedelta = timedelta(0),
     granularity: timedelta = timedelta(minutes=1),
 ) -> Window | None:
     """The window to hand off now, or None when nothing new has been captured since the watermark.
 
-    The end is ``now`` rounded down to ``granularity`` so that ids are readable and a run that
-    repeats within the same minute finds nothing to do. A window longer than ``max_length`` (after
-    a long outage) is cut there; the next run continues from the new watermark.
+    The end is ``now - settle`` rounded down to ``granularity``. The settle margin leaves time for
+    records captured just before the end to become listable at the source (indexing lag, clock
+    skew): a record that appeared in the past after its window was listed would never be seen.
+    Rounding keeps ids readable and makes a run repeated within the same minute find nothing. A
+    window longer than ``max_length`` (after a long outage) is cut there; the next run continues
+    from the new watermark.
     """
-    end = _floor(utc(now), granularity)
+    end = _floor(utc(now) - settle, granularity)
     start = watermark.position if watermark else end - first_run_lookback
     if end <= start:
         return None

@@ -16,7 +16,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -149,7 +149,10 @@ def _anchor(paths: DemoPaths) -> datetime:
     see the same records (and nothing new)."""
     if paths.state.exists():
         return datetime.fromisoformat(json.loads(paths.state.read_text())["anchor"])
-    anchor = datetime.now(UTC).replace(second=0, microsecond=0)
+    from shared.settings import get_settings
+
+    settle = timedelta(minutes=get_settings().capture_settle_minutes)
+    anchor = (datetime.now(UTC) - settle).replace(second=0, microsecond=0)
     paths.state.write_text(json.dumps({"anchor": anchor.isoformat()}))
     return anchor
 

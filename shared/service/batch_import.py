@@ -36,6 +36,8 @@ class BatchReport:
             entry["detail"] = result.detail
         if result.partial:
             entry["partial"] = True
+        if result.unavailable:
+            entry["unavailable_mailboxes"] = list(result.unavailable)
         self.items.append(entry)
 
     def to_json(self) -> dict[str, Any]:

@@ -40,6 +40,9 @@ class ImportResult:
     detail: str | None = None
     partial: bool = False
     size_bytes: int = 0
+    # Mapped mailboxes that could not take mail when written (no Exchange mailbox after all): not
+    # part of the fan-out, but kept so the report shows which pairs were dropped and why.
+    unavailable: tuple[str, ...] = ()
 
     @classmethod
     def poisoned(cls, message_id: str | None, error: PermanentError) -> ImportResult:
@@ -88,6 +91,7 @@ class ItemImporter:
                 PoisonReason.TOO_BIG, f"rendered item is {size} bytes, over the limit of {self._max_item_bytes}"
             )
         results: list[MailboxResult] = []
+        unavailable: list[str] = []
         for mailbox in mapped:
             try:
                 outcome = self._writer.write(mailbox.address, item)
@@ -95,6 +99,7 @@ class ItemImporter:
                 # The directory said yes but the mailbox cannot take mail: for mapping it is not a
                 # valid mailbox. Retrying would loop forever.
                 log.warning("record %s: a mapped mailbox is unavailable (%s)", key[:16], error.code)
+                unavailable.append(mailbox.address)
                 continue
             results.append(MailboxResult(
                 mailbox.address,
@@ -110,6 +115,7 @@ class ItemImporter:
             tuple(results),
             partial=item.partially_imported,
             size_bytes=size,
+            unavailable=tuple(unavailable),
         )
 
     def _precheck_size(self, record: ArchiveRecord) -> None:

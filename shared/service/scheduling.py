@@ -19,6 +19,7 @@ class SchedulePolicy:
     first_run_lookback: timedelta = timedelta(hours=24)
     max_window: timedelta = timedelta(days=31)
     slice_length: timedelta = timedelta(hours=1)
+    settle: timedelta = timedelta(0)
 
 
 def schedule_window(
@@ -37,16 +38,19 @@ def schedule_window(
     """
     watermark, version = watermarks.read()
     window = next_window(
-        watermark, now, first_run_lookback=policy.first_run_lookback, max_length=policy.max_window
+        watermark, now, first_run_lookback=policy.first_run_lookback, max_length=policy.max_window,
+        settle=policy.settle,
     )
     if window is None:
         log.info("no new capture time since the watermark; nothing to hand off")
         return None
     slices = window.slices(policy.slice_length)
     info = WindowInfo(window, len(slices), now)
-    ledger.open_window(info)
     for slice_ in slices:
         listing_queue.send(ListingTask.first_page(info.window_id, slice_).model_dump(mode="json"))
+    # Opened only once every slice is queued: a hand-off that fails half-way leaves no window that
+    # could never reconcile; its slices' records are listed again by the next run and skipped there.
+    ledger.open_window(info)
     try:
         watermarks.advance(Watermark(window.end, info.window_id), version)
     except WatermarkConflict:
