@@ -11,6 +11,7 @@ import hashlib
 import json
 import threading
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -76,22 +77,31 @@ def transient_storage_errors(function):
     return wrapper
 
 
-class _EnsuredContainer:
-    def __init__(self, service: BlobServiceClient, name: str) -> None:
-        self._client = service.get_container_client(name)
+class _CreatedOnce[Client]:
+    """A container or queue client whose resource is created on first use, once per process:
+    deployments create them up front, but local runs and tests start from empty storage."""
+
+    def __init__(self, client: Client, create: Callable[[], object]) -> None:
+        self._client = client
+        self._create = create
         self._ensured = False
         self._lock = threading.Lock()
 
-    def get(self) -> ContainerClient:
+    def get(self) -> Client:
         if not self._ensured:
             with self._lock:
                 if not self._ensured:
                     try:
-                        self._client.create_container()
+                        self._create()
                     except ResourceExistsError:
                         pass
                     self._ensured = True
         return self._client
+
+
+def _container(service: BlobServiceClient, name: str) -> _CreatedOnce[ContainerClient]:
+    client = service.get_container_client(name)
+    return _CreatedOnce(client, client.create_container)
 
 
 class BlobRecordStore:
@@ -101,7 +111,7 @@ class BlobRecordStore:
     archived from is evidence and must not change after the fact."""
 
     def __init__(self, service: BlobServiceClient, container: str) -> None:
-        self._container = _EnsuredContainer(service, container)
+        self._container = _container(service, container)
 
     @transient_storage_errors
     def put(self, record_key: str, raw: bytes) -> str:
@@ -138,17 +148,11 @@ class StorageQueue:
             message_encode_policy=TextBase64EncodePolicy(),
             message_decode_policy=TextBase64DecodePolicy(),
         )
-        self._ensured = False
+        self._created = _CreatedOnce(self._client, self._client.create_queue)
 
     @property
     def client(self) -> QueueClient:
-        if not self._ensured:
-            try:
-                self._client.create_queue()
-            except ResourceExistsError:
-                pass
-            self._ensured = True
-        return self._client
+        return self._created.get()
 
     @transient_storage_errors
     def send(self, payload: dict[str, Any]) -> None:
@@ -173,7 +177,7 @@ class BlobWatermarkStore:
     BLOB = "state/watermark.json"
 
     def __init__(self, service: BlobServiceClient, container: str) -> None:
-        self._container = _EnsuredContainer(service, container)
+        self._container = _container(service, container)
 
     @transient_storage_errors
     def read(self) -> tuple[Watermark | None, str | None]:
@@ -211,7 +215,7 @@ class BlobWindowLedger:
     SHARDS = "0123456789abcdef"
 
     def __init__(self, service: BlobServiceClient, container: str) -> None:
-        self._container = _EnsuredContainer(service, container)
+        self._container = _container(service, container)
 
     @transient_storage_errors
     def open_window(self, info: WindowInfo) -> None:
@@ -285,7 +289,7 @@ class BlobMappingSource:
         self, service: BlobServiceClient, container: str, blob: str, *,
         default_region: str | None, refresh_seconds: float = 60.0,
     ) -> None:
-        self._container = _EnsuredContainer(service, container)
+        self._container = _container(service, container)
         self._blob = blob
         self._region = default_region
         self._refresh = refresh_seconds
