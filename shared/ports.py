@@ -31,7 +31,10 @@ class MailboxWriter(Protocol):
     cannot take mail).
     """
 
-    def write(self, mailbox: str, item: RenderedItem) -> WriteOutcome: ...
+    def write(self, mailbox: str, item: RenderedItem, *, check_existing: bool = True) -> WriteOutcome:
+        """``check_existing=False`` skips the writer's own duplicate lookup: the caller knows from
+        its idempotency record that no earlier attempt can have written this item."""
+        ...
 
 
 class MailboxDirectory(Protocol):

@@ -6,12 +6,55 @@ the same fields, so what a reviewer sees is the same whichever writer archived i
 
 from __future__ import annotations
 
+import io
+import math
 from dataclasses import dataclass, field
 from datetime import datetime
 from email.headerregistry import Address
 from email.message import EmailMessage
 from email.policy import SMTP
 from email.utils import format_datetime
+from typing import BinaryIO, Protocol
+
+CHUNK_BYTES = 1024 * 1024
+
+
+class AttachmentPayload(Protocol):
+    """An attachment's bytes, verified, readable as often as needed without holding them all.
+
+    Writers stream large payloads (``open()`` gives a fresh reader at offset 0) and read small
+    ones whole; an item fanned out to several mailboxes reads its payload once per mailbox.
+    """
+
+    @property
+    def size(self) -> int: ...
+
+    def open(self) -> BinaryIO: ...
+
+
+@dataclass(frozen=True)
+class BytesPayload:
+    """A small payload held in memory (inline content, tests)."""
+
+    data: bytes
+
+    @property
+    def size(self) -> int:
+        return len(self.data)
+
+    def open(self) -> BinaryIO:
+        return io.BytesIO(self.data)
+
+
+def read_all(payload: AttachmentPayload) -> bytes:
+    with payload.open() as reader:
+        return reader.read()
+
+
+def base64_mime_size(size: int) -> int:
+    """Bytes a payload of ``size`` takes in MIME: base64, in lines of 76 characters plus CRLF."""
+    encoded = 4 * math.ceil(size / 3)
+    return encoded + 2 * math.ceil(encoded / 76)
 
 
 @dataclass(frozen=True)
@@ -30,11 +73,20 @@ class RenderedAttachment:
     content_type: str  # "type/subtype"
     declared_size: int
     declared_sha256: str | None
-    content: bytes | None  # None: the media was not captured
+    payload: AttachmentPayload | None  # None: the media was not captured
 
     @property
     def missing(self) -> bool:
-        return self.content is None
+        return self.payload is None
+
+    @property
+    def size(self) -> int:
+        return self.payload.size if self.payload is not None else 0
+
+    @property
+    def content(self) -> bytes | None:
+        """All the bytes at once: for small payloads and the .eml writer only."""
+        return read_all(self.payload) if self.payload is not None else None
 
 
 @dataclass(frozen=True)
@@ -58,7 +110,18 @@ class RenderedItem:
         """True when some media was not captured: archived anyway, reported as partial."""
         return any(attachment.missing for attachment in self.attachments)
 
+    def mime_size(self) -> int:
+        """The size of ``to_mime_bytes()`` without building it (large attachments stay on disk):
+        exact for the bodies and headers, base64 arithmetic plus part headers for attachments."""
+        skeleton = len(self._mime(with_attachments=False).as_bytes())
+        per_part = 400  # boundary, Content-Type / -Disposition / -Transfer-Encoding with the name
+        present = [a for a in self.attachments if not a.missing]
+        return skeleton + sum(base64_mime_size(a.size) + per_part + 2 * len(a.file_name.encode()) for a in present)
+
     def to_mime(self) -> EmailMessage:
+        return self._mime(with_attachments=True)
+
+    def _mime(self, *, with_attachments: bool) -> EmailMessage:
         message = EmailMessage(policy=SMTP)
         message["Subject"] = self.subject
         message["From"] = self.sender.header_value()
@@ -72,8 +135,8 @@ class RenderedItem:
             message[name] = value
         message.set_content(self.text_body, subtype="plain", charset="utf-8")
         message.add_alternative(self.html_body, subtype="html", charset="utf-8")
-        for attachment in self.attachments:
-            if attachment.content is None:
+        for attachment in self.attachments if with_attachments else ():
+            if attachment.missing:
                 continue
             maintype, _, subtype = attachment.content_type.partition("/")
             message.add_attachment(

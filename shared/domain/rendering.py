@@ -16,7 +16,7 @@ from collections.abc import Mapping
 
 from shared.domain.phones import normalize_participant_phone
 from shared.domain.records import ArchiveRecord, Attachment, Participant, epoch_ms_to_datetime, record_key
-from shared.domain.rendered import MailAddress, RenderedAttachment, RenderedItem
+from shared.domain.rendered import AttachmentPayload, BytesPayload, MailAddress, RenderedAttachment, RenderedItem
 from shared.domain.window import isoformat_z
 
 SYNTHETIC_DOMAIN = "whatsapp.invalid"
@@ -36,11 +36,12 @@ _SIMPLE_ADDRESS = re.compile(r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9-]+(\
 
 def render(
     record: ArchiveRecord,
-    media: Mapping[str, bytes | None],
+    media: Mapping[str, AttachmentPayload | bytes | None],
     *,
     default_region: str | None = None,
 ) -> RenderedItem:
-    """Render ``record``; ``media`` maps attachment ids to their bytes (None: never captured)."""
+    """Render ``record``; ``media`` maps attachment ids to their verified payloads (or bytes);
+    None or absent: the media was never captured."""
     sender = participant_address(record.sender, default_region)
     recipients = tuple(participant_address(p, default_region) for p in record.recipients)
     attachments = tuple(_attachment(a, media.get(a.attachment_id), i) for i, a in enumerate(record.attachments))
@@ -134,7 +135,7 @@ def sanitize_file_name(name: str, content_type: str | None, index: int) -> str:
     return base
 
 
-def _attachment(attachment: Attachment, content: bytes | None, index: int) -> RenderedAttachment:
+def _attachment(attachment: Attachment, content: AttachmentPayload | bytes | None, index: int) -> RenderedAttachment:
     content_type = (attachment.content_type or "").strip().lower()
     if not re.match(r"^[a-z0-9.+-]+/[a-z0-9.+-]+$", content_type):
         content_type = mimetypes.guess_type(attachment.file_name or "")[0] or "application/octet-stream"
@@ -143,7 +144,7 @@ def _attachment(attachment: Attachment, content: bytes | None, index: int) -> Re
         content_type=content_type,
         declared_size=attachment.size,
         declared_sha256=attachment.sha256,
-        content=content,
+        payload=BytesPayload(content) if isinstance(content, bytes) else content,
     )
 
 
