@@ -121,7 +121,7 @@ class MemoryMailboxes:
         self.unavailable = unavailable or set()
         self.writes = 0
 
-    def write(self, mailbox: str, item: RenderedItem) -> WriteOutcome:
+    def write(self, mailbox: str, item: RenderedItem, *, check_existing: bool = True) -> WriteOutcome:
         from shared.domain.errors import MailboxUnavailable
 
         self.writes += 1

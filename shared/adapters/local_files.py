@@ -33,7 +33,7 @@ class EmlMailbox:
         stamp = item.sent_at.strftime("%Y%m%dT%H%M%S%fZ")
         return self._root / address / self._folder / f"{stamp}-{item.record_key[:24]}.eml"
 
-    def write(self, mailbox: str, item: RenderedItem) -> WriteOutcome:
+    def write(self, mailbox: str, item: RenderedItem, *, check_existing: bool = True) -> WriteOutcome:
         target = self.path_for(mailbox, item)
         if target.exists():
             return WriteOutcome.SKIPPED_DUPLICATE

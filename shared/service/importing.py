@@ -8,28 +8,21 @@ finishes the job without duplicating anything.
 
 from __future__ import annotations
 
-import base64
-import binascii
-import contextlib
-import hashlib
 import logging
 from dataclasses import dataclass
 
 from pydantic import ValidationError
 
-from shared.domain.errors import MailboxUnavailable, PermanentError, PoisonReason, TransientError
+from shared.domain.errors import MailboxUnavailable, PermanentError, PoisonReason
 from shared.domain.ledger import MailboxResult, RecordOutcome
-from shared.domain.records import ArchiveRecord, Attachment, record_key
+from shared.domain.records import ArchiveRecord, record_key
+from shared.domain.rendered import RenderedItem, base64_mime_size
 from shared.domain.rendering import render
 from shared.ports import ArchiveSource, MailboxWriter, WriteOutcome
-from shared.service.mapping import MailboxMapper
+from shared.service.mapping import MailboxMapper, MappedMailbox
+from shared.service.media import MediaSpool
 
 log = logging.getLogger(__name__)
-
-# base64 grows content by 4/3 and MIME adds line breaks and headers; a pre-check with this factor
-# refuses hopeless items before their media is downloaded.
-_MIME_OVERHEAD = 1.37
-
 
 @dataclass(frozen=True)
 class ImportResult:
@@ -59,6 +52,7 @@ class ItemImporter:
         max_item_bytes: int,
         default_region: str | None = None,
         corrupt_after_attempts: int = 3,
+        spool_dir: str | None = None,
     ) -> None:
         self._mapper = mapper
         self._writer = writer
@@ -66,6 +60,7 @@ class ItemImporter:
         self._max_item_bytes = max_item_bytes
         self._region = default_region
         self._corrupt_after_attempts = corrupt_after_attempts
+        self._spool_dir = spool_dir
 
     def import_raw(self, raw: bytes | str, *, attempt: int = 1) -> ImportResult:
         try:
@@ -83,13 +78,33 @@ class ItemImporter:
         if not mapped:
             raise PermanentError(PoisonReason.NO_MAPPING, "no participant maps to a mailbox that exists")
         self._precheck_size(record)
-        media = {a.attachment_id: self._media(a, attempt) for a in record.attachments}
-        item = render(record, media, default_region=self._region)
-        size = len(item.to_mime_bytes())
-        if size > self._max_item_bytes:
-            raise PermanentError(
-                PoisonReason.TOO_BIG, f"rendered item is {size} bytes, over the limit of {self._max_item_bytes}"
-            )
+        with MediaSpool(
+            self._source, max_bytes=self._max_item_bytes, attempt=attempt,
+            corrupt_after_attempts=self._corrupt_after_attempts, spool_dir=self._spool_dir,
+        ) as spool:
+            media = {a.attachment_id: spool.payload(a) for a in record.attachments}
+            item = render(record, media, default_region=self._region)
+            size = item.mime_size()
+            if size > self._max_item_bytes:
+                raise PermanentError(
+                    PoisonReason.TOO_BIG, f"rendered item is {size} bytes, over the limit of {self._max_item_bytes}"
+                )
+            results, unavailable = self._write_everywhere(key, mapped, item)
+        if not results:
+            raise PermanentError(PoisonReason.NO_MAPPING, "every mapped mailbox is unavailable")
+        any_imported = any(r.outcome is RecordOutcome.IMPORTED for r in results)
+        return ImportResult(
+            RecordOutcome.IMPORTED if any_imported else RecordOutcome.SKIPPED_DUPLICATE,
+            record.message_id,
+            tuple(results),
+            partial=item.partially_imported,
+            size_bytes=size,
+            unavailable=tuple(unavailable),
+        )
+
+    def _write_everywhere(
+        self, key: str, mapped: list[MappedMailbox], item: RenderedItem,
+    ) -> tuple[list[MailboxResult], list[str]]:
         results: list[MailboxResult] = []
         unavailable: list[str] = []
         for mailbox in mapped:
@@ -106,64 +121,16 @@ class ItemImporter:
                 RecordOutcome.IMPORTED if outcome is WriteOutcome.IMPORTED else RecordOutcome.SKIPPED_DUPLICATE,
                 mailbox.rule,
             ))
-        if not results:
-            raise PermanentError(PoisonReason.NO_MAPPING, "every mapped mailbox is unavailable")
-        any_imported = any(r.outcome is RecordOutcome.IMPORTED for r in results)
-        return ImportResult(
-            RecordOutcome.IMPORTED if any_imported else RecordOutcome.SKIPPED_DUPLICATE,
-            record.message_id,
-            tuple(results),
-            partial=item.partially_imported,
-            size_bytes=size,
-            unavailable=tuple(unavailable),
-        )
+        return results, unavailable
 
     def _precheck_size(self, record: ArchiveRecord) -> None:
         declared = sum(a.size for a in record.attachments)
-        estimate = int(declared * _MIME_OVERHEAD) + len(record.text_content or "")
+        estimate = sum(base64_mime_size(a.size) for a in record.attachments) + len(record.text_content or "")
         if estimate > self._max_item_bytes:
             raise PermanentError(
                 PoisonReason.TOO_BIG,
                 f"attachments declare {declared} bytes, over the item limit of {self._max_item_bytes} once encoded",
             )
-
-    def _media(self, attachment: Attachment, attempt: int) -> bytes | None:
-        if attachment.content is not None:
-            try:
-                data = base64.b64decode(attachment.content, validate=True)
-            except (binascii.Error, ValueError):
-                raise PermanentError(
-                    PoisonReason.INVALID_ITEM, f"attachment {attachment.attachment_id}: content is not base64"
-                ) from None
-            self._verify(attachment, data, downloaded=False, attempt=attempt)
-            return data
-        if self._source is None:
-            return None
-        stream = self._source.open_attachment(attachment.attachment_id)
-        if stream is None:
-            return None
-        buffer = bytearray()
-        with contextlib.closing(stream) if hasattr(stream, "close") else contextlib.nullcontext():
-            for chunk in stream:
-                buffer += chunk
-                if len(buffer) > self._max_item_bytes:
-                    raise PermanentError(
-                        PoisonReason.TOO_BIG,
-                        f"attachment {attachment.attachment_id} is larger than the item limit of "
-                        f"{self._max_item_bytes}",
-                    )
-        data = bytes(buffer)
-        self._verify(attachment, data, downloaded=True, attempt=attempt)
-        return data
-
-    def _verify(self, attachment: Attachment, data: bytes, *, downloaded: bool, attempt: int) -> None:
-        if attachment.sha256 is None or hashlib.sha256(data).hexdigest() == attachment.sha256:
-            return
-        detail = f"attachment {attachment.attachment_id}: SHA-256 of the bytes does not match the record"
-        if downloaded and attempt < self._corrupt_after_attempts:
-            # A download can be damaged in transit; only a mismatch that persists is corruption.
-            raise TransientError(detail)
-        raise PermanentError(PoisonReason.ATTACHMENT_CORRUPT, detail)
 
 
 def parse_record(raw: bytes | str) -> ArchiveRecord:
