@@ -8,6 +8,7 @@ without importing any of them.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Protocol
@@ -124,3 +125,31 @@ class MappingSource(Protocol):
     """The current custom mapping table (re-read when the file changes)."""
 
     def current(self) -> MappingTable: ...
+
+
+class DeliveryState(StrEnum):
+    NEW = "new"  # nobody has started writing this record into this mailbox
+    IN_DOUBT = "in_doubt"  # an earlier attempt started and never finished: it may have written
+    DONE = "done"
+
+
+class DeliveryClaim(Protocol):
+    state: DeliveryState
+
+    def begin(self) -> None:
+        """Durably note that a write is starting (before the write itself)."""
+        ...
+
+    def finish(self, outcome: WriteOutcome) -> None:
+        """Durably note that the item is in the mailbox."""
+        ...
+
+
+class DeliveryRecords(Protocol):
+    """One record per (mailbox, record): the idempotency record that spares duplicate lookups and
+    serialises workers that hold the same record at the same moment."""
+
+    def claim(self, mailbox: str, record_key: str) -> AbstractContextManager[DeliveryClaim]:
+        """Exclusive across processes while held. Raises TransientError when another worker keeps
+        it past a short wait (the message comes back later and finds the item done)."""
+        ...

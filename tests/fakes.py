@@ -155,3 +155,48 @@ class MemorySource:
         if data is None:
             return None
         return iter([data[i: i + 65536] for i in range(0, len(data), 65536)] or [b""])
+
+
+class MemoryDeliveryRecords:
+    """Delivery records with a real per-key lock, like the blob lease."""
+
+    def __init__(self, wait_seconds: float = 5.0) -> None:
+        import threading
+
+        self.states: dict[tuple[str, str], str] = {}
+        self._locks: dict[tuple[str, str], Any] = defaultdict(threading.Lock)
+        self._guard = threading.Lock()
+        self._wait = wait_seconds
+
+    def claim(self, mailbox: str, record_key: str):
+        from contextlib import contextmanager
+
+        from shared.domain.errors import TransientError
+        from shared.ports import DeliveryState
+
+        key = (mailbox, record_key)
+        states = self.states
+        mapping = {"new": DeliveryState.NEW, "writing": DeliveryState.IN_DOUBT, "done": DeliveryState.DONE}
+
+        class Claim:
+            def __init__(self) -> None:
+                self.state = mapping[states.get(key, "new")]
+
+            def begin(self) -> None:
+                states[key] = "writing"
+
+            def finish(self, outcome) -> None:
+                states[key] = "done"
+
+        @contextmanager
+        def held():
+            with self._guard:
+                lock = self._locks[key]
+            if not lock.acquire(timeout=self._wait):
+                raise TransientError("held by another worker", retry_after=30)
+            try:
+                yield Claim()
+            finally:
+                lock.release()
+
+        return held()

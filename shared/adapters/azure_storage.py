@@ -99,7 +99,7 @@ class _CreatedOnce[Client]:
         return self._client
 
 
-def _container(service: BlobServiceClient, name: str) -> _CreatedOnce[ContainerClient]:
+def ensured_container(service: BlobServiceClient, name: str) -> _CreatedOnce[ContainerClient]:
     client = service.get_container_client(name)
     return _CreatedOnce(client, client.create_container)
 
@@ -111,7 +111,7 @@ class BlobRecordStore:
     archived from is evidence and must not change after the fact."""
 
     def __init__(self, service: BlobServiceClient, container: str) -> None:
-        self._container = _container(service, container)
+        self._container = ensured_container(service, container)
 
     @transient_storage_errors
     def put(self, record_key: str, raw: bytes) -> str:
@@ -177,7 +177,7 @@ class BlobWatermarkStore:
     BLOB = "state/watermark.json"
 
     def __init__(self, service: BlobServiceClient, container: str) -> None:
-        self._container = _container(service, container)
+        self._container = ensured_container(service, container)
 
     @transient_storage_errors
     def read(self) -> tuple[Watermark | None, str | None]:
@@ -215,7 +215,7 @@ class BlobWindowLedger:
     SHARDS = "0123456789abcdef"
 
     def __init__(self, service: BlobServiceClient, container: str) -> None:
-        self._container = _container(service, container)
+        self._container = ensured_container(service, container)
 
     @transient_storage_errors
     def open_window(self, info: WindowInfo) -> None:
@@ -289,7 +289,7 @@ class BlobMappingSource:
         self, service: BlobServiceClient, container: str, blob: str, *,
         default_region: str | None, refresh_seconds: float = 60.0,
     ) -> None:
-        self._container = _container(service, container)
+        self._container = ensured_container(service, container)
         self._blob = blob
         self._region = default_region
         self._refresh = refresh_seconds

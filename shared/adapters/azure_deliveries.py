@@ -1,0 +1,107 @@
+"""Delivery records as blobs under a lease: ``deliveries/<mailbox>/<record_key>.json``.
+
+A blob lease is the cross-process lock: 60 seconds, renewed in the background while a write is
+running (a 150 MB upload takes longer than a minute), and left to expire if the worker dies, after
+which the next holder finds the record "writing" and treats it as in doubt.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+
+from azure.core.exceptions import HttpResponseError, ResourceExistsError
+from azure.storage.blob import BlobClient, BlobLeaseClient, BlobServiceClient
+
+from shared.adapters.azure_storage import ensured_container, transient_storage_errors
+from shared.domain.errors import TransientError
+from shared.domain.window import isoformat_z
+from shared.ports import DeliveryState, WriteOutcome
+
+LEASE_SECONDS = 60
+RENEW_EVERY_SECONDS = 20
+_STATES = {"new": DeliveryState.NEW, "writing": DeliveryState.IN_DOUBT, "done": DeliveryState.DONE}
+
+
+class _LeaseKeeper:
+    def __init__(self, lease: BlobLeaseClient) -> None:
+        self._lease = lease
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="delivery-lease", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(RENEW_EVERY_SECONDS):
+            try:
+                self._lease.renew()
+            except HttpResponseError:
+                return  # lost it; the write still completes, a later holder will look before writing
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+
+class _BlobClaim:
+    def __init__(self, blob: BlobClient, lease: BlobLeaseClient, state: DeliveryState) -> None:
+        self._blob = blob
+        self._lease = lease
+        self.state = state
+
+    @transient_storage_errors
+    def begin(self) -> None:
+        self._put({"state": "writing", "started_at": isoformat_z(datetime.now(UTC))})
+
+    @transient_storage_errors
+    def finish(self, outcome: WriteOutcome) -> None:
+        self._put({"state": "done", "outcome": outcome.value, "finished_at": isoformat_z(datetime.now(UTC))})
+        self.state = DeliveryState.DONE
+
+    def _put(self, data: dict) -> None:
+        self._blob.upload_blob(json.dumps(data), overwrite=True, lease=self._lease)
+
+
+class BlobDeliveryRecords:
+    def __init__(self, service: BlobServiceClient, container: str, *, wait_seconds: float = 15.0) -> None:
+        self._container = ensured_container(service, container)
+        self._wait_seconds = wait_seconds
+
+    @contextmanager
+    def claim(self, mailbox: str, record_key: str) -> Iterator[_BlobClaim]:
+        blob = self._container.get().get_blob_client(f"deliveries/{mailbox.lower()}/{record_key}.json")
+        lease = self._acquire(blob)
+        keeper = _LeaseKeeper(lease)
+        try:
+            data = json.loads(blob.download_blob().readall())
+            yield _BlobClaim(blob, lease, _STATES.get(data.get("state"), DeliveryState.IN_DOUBT))
+        finally:
+            keeper.stop()
+            try:
+                lease.release()
+            except HttpResponseError:
+                pass  # expired or lost: nothing to give back
+
+    @transient_storage_errors
+    def _acquire(self, blob: BlobClient) -> BlobLeaseClient:
+        try:
+            blob.upload_blob(json.dumps({"state": "new"}), overwrite=False)
+        except ResourceExistsError:
+            pass
+        deadline = time.monotonic() + self._wait_seconds
+        pause = 0.1
+        while True:
+            try:
+                return blob.acquire_lease(lease_duration=LEASE_SECONDS)
+            except HttpResponseError as error:
+                if error.status_code != 409:
+                    raise
+            if time.monotonic() >= deadline:
+                # Another worker is writing this very record into this mailbox. Come back later:
+                # by then it is done and this delivery is skipped as a duplicate.
+                raise TransientError("another worker holds this record for this mailbox", retry_after=30)
+            time.sleep(pause)
+            pause = min(pause * 2, 1.0)
