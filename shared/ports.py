@@ -81,7 +81,9 @@ class WorkQueue(Protocol):
 
     name: str
 
-    def send(self, payload: dict[str, Any]) -> None: ...
+    def send(self, payload: dict[str, Any], *, delay_seconds: int = 0) -> None:
+        """Enqueue; with a delay the message becomes visible only after that many seconds."""
+        ...
 
 
 class WatermarkStore(Protocol):

@@ -36,12 +36,14 @@ class MemoryQueue:
     def __init__(self, name: str = "queue", *, fail_after: int | None = None) -> None:
         self.name = name
         self.messages: list[dict[str, Any]] = []
+        self.delays: list[int] = []
         self._fail_after = fail_after
 
-    def send(self, payload: dict[str, Any]) -> None:
+    def send(self, payload: dict[str, Any], *, delay_seconds: int = 0) -> None:
         if self._fail_after is not None and len(self.messages) >= self._fail_after:
             raise ConnectionError("queue unavailable (injected)")
         self.messages.append(copy.deepcopy(payload))
+        self.delays.append(delay_seconds)
 
     def depth(self) -> int:
         return len(self.messages)

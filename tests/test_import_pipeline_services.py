@@ -211,3 +211,36 @@ def test_a_failed_hand_off_leaves_no_window_in_the_ledger():
     with pytest.raises(ConnectionError):
         schedule_window(NOW, watermarks=MemoryWatermarkStore(), listing_queue=MemoryQueue(fail_after=3), ledger=ledger)
     assert ledger.windows == {}
+
+
+class ThrottledMailboxes(MemoryMailboxes):
+    def __init__(self, retry_after: float | None) -> None:
+        super().__init__()
+        self.retry_after = retry_after
+
+    def write(self, mailbox, item, *, check_existing=True):
+        raise TransientError("429 from the mailbox", retry_after=self.retry_after)
+
+
+def test_a_long_retry_after_hands_the_message_back_with_that_delay():
+    records, retry = MemoryRecordStore(), MemoryQueue("items")
+    ref = records.put(record_key("m1"), raw(record("m1")))
+    task = ItemTask(window_id="w", record_key=record_key("m1"), record_ref=ref, message_id="m1")
+    ledger = MemoryLedger()
+    result = process_item_message(task.to_text(), dequeue_count=1, records=records,
+                                  importer=importer(ThrottledMailboxes(120.5)), poison_queue=MemoryQueue(),
+                                  ledger=ledger, retry_queue=retry)
+    assert result is None and ledger.outcomes("w") == []
+    assert retry.delays == [121] and retry.messages[0]["deferrals"] == 1
+
+
+def test_transient_errors_without_retry_after_or_past_the_deferral_cap_go_to_the_host():
+    from shared.service.processing import MAX_DEFERRALS
+
+    records = MemoryRecordStore()
+    ref = records.put(record_key("m1"), raw(record("m1")))
+    for mailboxes, deferrals in ((ThrottledMailboxes(None), 0), (ThrottledMailboxes(60), MAX_DEFERRALS)):
+        task = ItemTask(window_id="w", record_key=record_key("m1"), record_ref=ref, deferrals=deferrals)
+        with pytest.raises(TransientError):
+            process_item_message(task.to_text(), dequeue_count=1, records=records, importer=importer(mailboxes),
+                                 poison_queue=MemoryQueue(), ledger=MemoryLedger(), retry_queue=MemoryQueue())

@@ -155,13 +155,13 @@ class StorageQueue:
         return self._created.get()
 
     @transient_storage_errors
-    def send(self, payload: dict[str, Any]) -> None:
+    def send(self, payload: dict[str, Any], *, delay_seconds: int = 0) -> None:
         text = json.dumps(payload, ensure_ascii=False, separators=(",", ":"))
         if len(text.encode()) > MAX_QUEUE_PAYLOAD:
             raise ValueError(f"queue message of {len(text.encode())} bytes is over the limit")
         # -1: never expire. The default time to live is 7 days; a backlog older than that (an outage, a
         # long catch-up) would otherwise vanish from the queue without trace.
-        self.client.send_message(text, time_to_live=-1)
+        self.client.send_message(text, time_to_live=-1, visibility_timeout=delay_seconds or None)
 
     @transient_storage_errors
     def depth(self) -> int:

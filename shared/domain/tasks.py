@@ -70,6 +70,11 @@ class ItemTask(_Message):
     record_key: str
     record_ref: str
     message_id: str | None = None
+    # Times this item was handed back to the queue to wait out a throttle (Retry-After).
+    deferrals: int = Field(0, ge=0)
+
+    def deferred(self) -> ItemTask:
+        return self.model_copy(update={"deferrals": self.deferrals + 1})
 
 
 class PoisonMessage(_Message):

@@ -21,4 +21,5 @@ def import_archive_item(message: func.QueueMessage) -> None:
         importer=container.importer,
         poison_queue=container.items_poison_queue,
         ledger=container.ledger,
+        retry_queue=container.items_queue,
     )

@@ -6,13 +6,18 @@ import logging
 from collections.abc import Callable
 from datetime import UTC, datetime
 
-from shared.domain.errors import PoisonReason
+from shared.domain.errors import PoisonReason, TransientError
 from shared.domain.ledger import OutcomeEntry, RecordOutcome
 from shared.domain.tasks import ItemTask, PoisonMessage, TaskFormatError
 from shared.ports import RecordMissing, RecordStore, WindowLedger, WorkQueue
 from shared.service.importing import ImportResult, ItemImporter
 
 log = logging.getLogger(__name__)
+
+# A throttle that outlasts this many hand-backs is no longer a throttle: let the host's retry and
+# poison path take over, so the record ends somewhere a human looks.
+MAX_DEFERRALS = 50
+MAX_DEFER_SECONDS = 3600
 
 
 def process_item_message(
@@ -23,10 +28,12 @@ def process_item_message(
     importer: ItemImporter,
     poison_queue: WorkQueue,
     ledger: WindowLedger,
+    retry_queue: WorkQueue | None = None,
     clock: Callable[[], datetime] = lambda: datetime.now(UTC),
-) -> ImportResult:
-    """Returns normally when the record is accounted for (imported, skipped, or poisoned with the
-    poison message durably queued). Raises on transient trouble, leaving the message to the host."""
+) -> ImportResult | None:
+    """Returns the result when the record is accounted for (imported, skipped, or poisoned with the
+    poison message durably queued), or None when it was handed back to ``retry_queue`` to wait out
+    a throttle. Raises on other transient trouble, leaving the message to the host's retries."""
     try:
         task = ItemTask.from_text(body)
     except TaskFormatError as error:
@@ -46,7 +53,18 @@ def process_item_message(
             detail="the claim-check blob of this record is missing",
         )
     else:
-        result = importer.import_raw(raw, attempt=dequeue_count)
+        try:
+            result = importer.import_raw(raw, attempt=dequeue_count)
+        except TransientError as error:
+            if retry_queue is None or error.retry_after is None or task.deferrals >= MAX_DEFERRALS:
+                raise
+            # Waiting out a long Retry-After here would hold a worker for nothing; a copy of the
+            # message that becomes visible when the wait is over costs nothing. The copy is durable
+            # before this message completes, so the record cannot be lost in between.
+            delay = max(1, min(int(error.retry_after + 0.999), MAX_DEFER_SECONDS))
+            retry_queue.send(task.deferred().model_dump(mode="json"), delay_seconds=delay)
+            log.info("record %s handed back to the queue for %d s (throttled)", task.record_key[:16], delay)
+            return None
 
     now = clock()
     if result.outcome is RecordOutcome.POISONED:
