@@ -134,12 +134,17 @@ class Container:
 
             return EmlMailbox(s.eml_mailbox_dir, s.archive_folder_name)
         from shared.adapters.azure_deliveries import BlobDeliveryRecords
-        from shared.adapters.graph_mailbox import GraphMailbox
         from shared.service.delivery import OnceOnlyMailbox
 
-        graph = GraphMailbox(self._graph_client, item_class=s.archive_item_class, folder_name=s.archive_folder_name)
         # The .eml writer is exactly-once by itself (atomic link); Graph needs delivery records.
-        return OnceOnlyMailbox(graph, BlobDeliveryRecords(self._service_clients[0], s.state_container))
+        return OnceOnlyMailbox(self.graph_mailbox, BlobDeliveryRecords(self._service_clients[0], s.state_container))
+
+    @cached_property
+    def graph_mailbox(self) -> MailboxWriter:
+        from shared.adapters.graph_mailbox import GraphMailbox
+
+        s = self.settings
+        return GraphMailbox(self._graph_client, item_class=s.archive_item_class, folder_name=s.archive_folder_name)
 
     @cached_property
     def source(self) -> ArchiveSource:

@@ -68,6 +68,14 @@ class Settings(BaseSettings):
     graph_base_url: str = ""
     graph_access_token: SecretStr = SecretStr("")
     azure_client_id: str = Field("", description="client id of a user-assigned managed identity")
+    # An app registration instead of the managed identity (secret or certificate from Key Vault):
+    graph_tenant_id: str = ""
+    graph_client_id: str = ""
+    graph_client_secret: SecretStr = SecretStr("")
+    graph_certificate: SecretStr = Field(
+        SecretStr(""), description="PEM, or base64 PFX as a Key Vault certificate reference delivers it"
+    )
+    graph_certificate_path: str = ""
 
     # --- Status -----------------------------------------------------------------------------
     status_recent_windows: int = Field(14, ge=1, le=366)

@@ -47,6 +47,11 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--relist", action="store_true",
                       help="hand the last window off again (shows duplicates being skipped)")
     demo.add_argument("--json", action="store_true", help="print the report as JSON")
+    demo.add_argument("--graph", action="store_true",
+                      help="archive into a real tenant through Microsoft Graph (GRAPH_* settings from the "
+                           "environment) instead of .eml files")
+    demo.add_argument("--mapping", type=Path, metavar="MAP.csv",
+                      help="with --graph: map the demo's phone numbers to mailboxes of your tenant")
     demo.set_defaults(handler=_demo)
 
     imp = commands.add_parser(
@@ -56,9 +61,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     imp.add_argument("items", type=Path, metavar="ITEMS.jsonl")
     imp.add_argument("--mapping", type=Path, required=True, metavar="MAP.csv", help="PhoneNumber,EmailAddress CSV")
-    imp.add_argument("--directory", type=Path, required=True, metavar="USERS.txt",
-                     help="addresses that have a mailbox, one per line")
-    imp.add_argument("--mailbox-dir", type=Path, required=True, metavar="DIR", help="where .eml mailboxes go")
+    imp.add_argument("--directory", type=Path, metavar="USERS.txt",
+                     help="addresses that have a mailbox, one per line (not with --graph)")
+    imp.add_argument("--mailbox-dir", type=Path, metavar="DIR", help="where .eml mailboxes go (not with --graph)")
+    imp.add_argument("--graph", action="store_true",
+                     help="write through Microsoft Graph and check mailboxes in Entra ID, with the GRAPH_* "
+                          "settings from the environment")
     imp.add_argument("--max-item-mb", type=float, default=10.0, metavar="N",
                      help=f"largest rendered item (default 10, at most {MAX_ITEM_MB_CEILING})")
     imp.add_argument("--report", type=Path, metavar="REPORT.json", help="write the JSON report here")
@@ -93,7 +101,13 @@ def _import(args: argparse.Namespace) -> int:
 
     items = _readable(args.items, "items file")
     mapping_path = _readable(args.mapping, "mapping file")
-    directory_path = _readable(args.directory, "directory file")
+    if args.graph:
+        if args.directory or args.mailbox_dir:
+            raise UsageError("--graph uses Entra ID and the mailboxes themselves: drop --directory and --mailbox-dir")
+    elif not (args.directory and args.mailbox_dir):
+        raise UsageError("give --directory and --mailbox-dir (or --graph to write into a real tenant)")
+    else:
+        _readable(args.directory, "directory file")
     if not 0 < args.max_item_mb <= MAX_ITEM_MB_CEILING:
         raise UsageError(f"--max-item-mb must be more than 0 and at most {MAX_ITEM_MB_CEILING}")
     parsed = parse_mapping(mapping_path.read_bytes(), args.region)
@@ -104,23 +118,36 @@ def _import(args: argparse.Namespace) -> int:
     for problem in parsed.problems:
         print(f"mapping {mapping_path.name}: {problem} (row not used)", file=sys.stderr)
 
+    if args.graph:
+        directory, writer = _graph_delivery()
+    else:
+        directory, writer = FileDirectory(args.directory), EmlMailbox(args.mailbox_dir)
     mapper = MailboxMapper(
-        FileDirectory(directory_path), FileMappingSource(mapping_path, default_region=args.region),
+        directory, FileMappingSource(mapping_path, default_region=args.region),
         auto_enabled=not args.no_auto_mapping, default_region=args.region,
     )
     importer = ItemImporter(
-        mapper, EmlMailbox(args.mailbox_dir), None,
-        max_item_bytes=int(args.max_item_mb * 1024 * 1024), default_region=args.region,
+        mapper, writer, None, max_item_bytes=int(args.max_item_mb * 1024 * 1024), default_region=args.region,
     )
     with items.open("rb") as handle:
         report = import_lines(handle, importer).to_json()
     if args.report:
         args.report.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    _print_counts(report, where=args.mailbox_dir)
+    _print_counts(report, where=args.mailbox_dir or "Exchange Online (Microsoft Graph)")
     return 0
 
 
-def _print_counts(report: dict, *, where: Path | None = None) -> None:
+def _graph_delivery():
+    """Graph directory and writer from the environment's settings, as the function app builds them.
+    Without the app's storage there are no delivery records, so each write looks up before creating."""
+    from shared.composition import Container
+    from shared.settings import Settings
+
+    container = Container(Settings(directory="graph", mailbox_writer="graph"))
+    return container.directory, container.graph_mailbox
+
+
+def _print_counts(report: dict, *, where: Path | str | None = None) -> None:
     print(f"records listed:       {report['listed']}")
     print(f"fan-out (record x mailbox): {report['fanout']}")
     print(f"imported:             {report['imported']}")
@@ -151,4 +178,7 @@ def _mapping_check(args: argparse.Namespace) -> int:
 def _demo(args: argparse.Namespace) -> int:
     from shared.local.demo import run_demo
 
-    return run_demo(state_dir=args.state_dir, fresh=args.fresh, relist=args.relist, as_json=args.json)
+    if args.mapping and not args.graph:
+        raise UsageError("--mapping goes with --graph (the local demo maps its own people)")
+    return run_demo(state_dir=args.state_dir, fresh=args.fresh, relist=args.relist, as_json=args.json,
+                    graph=args.graph, mapping=_readable(args.mapping, "mapping file") if args.mapping else None)

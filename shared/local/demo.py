@@ -62,13 +62,16 @@ def _log_to(path: Path) -> None:
     logging.getLogger("azure").setLevel(logging.WARNING)
 
 
-def run_demo(*, state_dir: Path, fresh: bool = False, relist: bool = False, as_json: bool = False) -> int:
+def run_demo(
+    *, state_dir: Path, fresh: bool = False, relist: bool = False, as_json: bool = False,
+    graph: bool = False, mapping: Path | None = None,
+) -> int:
     paths = DemoPaths(state_dir.resolve())
     if fresh and paths.root.exists():
         shutil.rmtree(paths.root)
     paths.root.mkdir(parents=True, exist_ok=True)
     _log_to(paths.log)
-    report = run_window(paths, relist=relist)
+    report = run_window(paths, relist=relist, graph=graph, mapping=mapping)
     if as_json:
         print(json.dumps(report, indent=2))
     else:
@@ -76,13 +79,21 @@ def run_demo(*, state_dir: Path, fresh: bool = False, relist: bool = False, as_j
     return 0 if report["window"] is None or report["window"]["reconciled"] else 1
 
 
-def run_window(paths: DemoPaths, *, relist: bool = False, workers: int = 4) -> dict[str, Any]:
-    """Run one window and return the report (also used by the end-to-end tests)."""
+def run_window(
+    paths: DemoPaths, *, relist: bool = False, workers: int = 4, graph: bool = False, mapping: Path | None = None,
+) -> dict[str, Any]:
+    """Run one window and return the report (also used by the end-to-end tests).
+
+    ``graph=True`` archives into a real tenant: Graph settings (GRAPH_CLOUD, credentials, ...) come
+    from the environment, the directory is Graph, and ``mapping`` should map the generated people's
+    phone numbers to test mailboxes of that tenant.
+    """
     from shared.local.traffic import generate_day
 
     anchor = _anchor(paths)
     traffic = generate_day(anchor)
-    paths.mapping.write_text(traffic.mapping_csv(), encoding="utf-8")
+    mapping_text = mapping.read_text(encoding="utf-8-sig") if mapping else traffic.mapping_csv()
+    paths.mapping.write_text(mapping_text, encoding="utf-8")
     paths.directory.write_text("\n".join(traffic.directory()) + "\n", encoding="utf-8")
     password = os.urandom(12).hex()  # never printed: the local server and the connector share it
 
@@ -97,9 +108,9 @@ def run_window(paths: DemoPaths, *, relist: bool = False, workers: int = 4) -> d
             "TELEMESSAGE_BASE_URL": telemessage.base_url,
             "TELEMESSAGE_USERNAME": DEMO_USERNAME,
             "TELEMESSAGE_PASSWORD": password,
-            "MAILBOX_WRITER": "eml",
+            "MAILBOX_WRITER": "graph" if graph else "eml",
             "EML_MAILBOX_DIR": str(paths.mailboxes),
-            "DIRECTORY": "file",
+            "DIRECTORY": "graph" if graph else "file",
             "DIRECTORY_FILE": str(paths.directory),
             "DEFAULT_PHONE_REGION": "GB",
             "ARCHIVE_SCHEDULE": os.environ.get("ARCHIVE_SCHEDULE", "0 0 2 * * *"),
