@@ -124,6 +124,12 @@ class Container:
             base_url=s.graph_base_url or None,
             access_token=s.graph_access_token.get_secret_value() or None,
             managed_identity_client_id=s.azure_client_id or None,
+            tenant_id=s.graph_tenant_id or None,
+            client_id=s.graph_client_id or None,
+            client_secret=s.graph_client_secret.get_secret_value() or None,
+            certificate_path=s.graph_certificate_path or None,
+            certificate_data=s.graph_certificate.get_secret_value() or None,
+            certificate_password=s.graph_certificate_password.get_secret_value() or None,
         )
 
     @cached_property

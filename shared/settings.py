@@ -76,6 +76,7 @@ class Settings(BaseSettings):
         SecretStr(""), description="PEM, or base64 PFX as a Key Vault certificate reference delivers it"
     )
     graph_certificate_path: str = ""
+    graph_certificate_password: SecretStr = SecretStr("")
 
     # --- Status -----------------------------------------------------------------------------
     status_recent_windows: int = Field(14, ge=1, le=366)

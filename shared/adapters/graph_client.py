@@ -1,4 +1,5 @@
-"""Builds the Microsoft Graph client, and the event loop the synchronous adapters run it on.
+"""Builds the Microsoft Graph client, the event loop the synchronous adapters run it on, and the
+per-mailbox request gate they share.
 
 Cold starts: ``msgraph`` takes about half a second to import and ``azure.identity`` a good part
 of that again, so both are imported inside the functions below, never when this module is
@@ -9,14 +10,30 @@ National clouds: one row of ``CLOUDS`` picks the Graph host, the token scope and
 authority together; mixing them (a GCC High token for graph.microsoft.com) fails at run time with
 a 401, so they are never configured separately.
 
+Credentials (``build_graph_client``), in this order:
+
+- ``access_token``: a fixed bearer token, only for a loopback ``base_url`` (test servers);
+- ``credential``: any object with ``get_token(*scopes, **kw)`` (tests, custom chains);
+- an app registration: ``tenant_id`` + ``client_id`` + either ``client_secret`` or a certificate,
+  given as ``certificate_path`` or as ``certificate_data``: PEM text, or the base64 text of a PFX
+  (what a Key Vault reference app setting to a certificate's secret delivers), or raw bytes;
+- a managed identity: ``managed_identity=True`` (system-assigned) or
+  ``managed_identity_client_id`` (user-assigned);
+- nothing of the above: ``DefaultAzureCredential`` (developer machines).
+
 Retries: kiota's RetryHandler would sleep inside the request for any ``Retry-After`` below 180 s,
 three times over: up to nine minutes blocked in one write while the queue message's visibility
 timeout runs out. The client built here uses ``BoundedRetryHandler`` instead: at most
-``max_retries`` quick retries, only when the wait is at most ``retry_max_wait_seconds``; longer
-waits come back as the 429/503/504 response, which the adapters turn into
-``TransientError(retry_after=...)`` so the queue, not a sleeping worker, does the waiting. A POST
-is retried only on 429 (throttled requests were not executed); a 503/504 on a POST may have
+``max_retries`` quick retries, only when the wait is at most ``retry_max_wait_seconds`` (the
+``Retry-After`` when Graph sends one, else a short exponential backoff with jitter); longer waits
+come back as the 429/503/504 response, which the adapters turn into
+``TransientError(retry_after=...)`` at once so the queue, not a sleeping worker, does the waiting.
+A POST is retried only on 429 (throttled requests were not executed); a 503/504 on a POST may have
 created the item, and the next attempt's idempotency lookup is the safe way to find out.
+
+Concurrency: Exchange allows 4 concurrent requests per app and mailbox. ``MailboxGate`` keeps
+every Graph request of this process (all clients, all loops, upload PUTs included) within that,
+per mailbox.
 
 Event loop: the SDK is async, the service layer is not. ``GraphLoop`` runs one event loop on a
 daemon thread per client, shared by every adapter that uses the client: httpx's connection pool
@@ -27,14 +44,19 @@ would break each other's connections. Any number of worker threads may call in a
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import hashlib
 import importlib.util
 import ipaddress
 import logging
+import random
 import threading
 import time
 import weakref
-from collections.abc import Coroutine
+from collections import deque
+from collections.abc import AsyncIterator, Coroutine
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from functools import cache
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -55,6 +77,8 @@ DEFAULT_RETRY_MAX_WAIT_SECONDS = 5.0
 # can take a while on a slow link, and a shorter timeout would turn it into a duplicate-check retry.
 REQUEST_TIMEOUT_SECONDS = 100.0
 CONNECT_TIMEOUT_SECONDS = 30.0
+# Exchange Online: 4 concurrent requests per app and mailbox.
+MAX_CONCURRENT_REQUESTS_PER_MAILBOX = 4
 
 
 @dataclass(frozen=True)
@@ -139,7 +163,28 @@ class ThreadedCredential:
         return asyncio.to_thread(self.inner.get_token, *scopes, **kwargs)
 
     def close(self) -> None:
-        self.inner.close()
+        close = getattr(self.inner, "close", None)
+        if close is not None:
+            close()
+
+
+@dataclass(frozen=True)
+class GraphClientInfo:
+    """What a built client talks to and how it signs in (no secrets): for logs and tests."""
+
+    cloud: str
+    base_url: str
+    scope: str
+    authority_host: str
+    credential_kind: str  # static_token | custom | client_secret | certificate | managed_identity | default
+
+
+_CLIENT_INFO: weakref.WeakKeyDictionary[Any, GraphClientInfo] = weakref.WeakKeyDictionary()
+
+
+def graph_client_info(client: Any) -> GraphClientInfo:
+    """The settings ``client`` was built with; KeyError for a client not built here."""
+    return _CLIENT_INFO[client]
 
 
 def build_graph_client(
@@ -147,19 +192,24 @@ def build_graph_client(
     cloud: str = "global",
     base_url: str | None = None,
     access_token: str | None = None,
+    credential: Any = None,
+    managed_identity: bool = False,
     managed_identity_client_id: str | None = None,
     tenant_id: str | None = None,
     client_id: str | None = None,
     client_secret: str | None = None,
     certificate_path: str | None = None,
+    certificate_data: str | bytes | None = None,
+    certificate_password: str | None = None,
     max_retries: int = DEFAULT_MAX_RETRIES,
     retry_max_wait_seconds: float = DEFAULT_RETRY_MAX_WAIT_SECONDS,
 ) -> GraphServiceClient:
     """A ``GraphServiceClient`` for one national cloud, with bounded retries (see module docstring).
 
     ``base_url`` (including the version segment, e.g. ``http://127.0.0.1:8123/v1.0``) replaces the
-    cloud's host, for Graph-compatible test servers. ``access_token`` is accepted only together with
-    a loopback ``base_url``: a static token has no place in front of the real Graph.
+    cloud's host, for Graph-compatible test servers; the token scope stays the cloud's. A static
+    ``access_token`` is accepted only together with a loopback ``base_url``: it has no place in
+    front of the real Graph.
     """
     target = resolve_cloud(cloud)
     base = (base_url or target.base_url).rstrip("/")
@@ -172,39 +222,58 @@ def build_graph_client(
         raise ConfigurationError("Graph base URL must use https unless it is a loopback test server")
     if not 0 <= max_retries <= 10:
         raise ConfigurationError("max_retries must be between 0 and 10")
+    if not 0 <= retry_max_wait_seconds <= 60:
+        raise ConfigurationError("retry_max_wait_seconds must be between 0 and 60")
 
     if access_token is not None:
         if not loopback:
             raise ConfigurationError("a static access token is only allowed with a loopback base_url")
         if not access_token:
             raise ConfigurationError("access_token is empty")
-        credential: Any = StaticTokenCredential(access_token)
+        if credential is not None:
+            raise ConfigurationError("give either access_token or credential, not both")
+        kind, token_source = "static_token", StaticTokenCredential(access_token)
+    elif credential is not None:
+        kind, token_source = "custom", credential
     else:
-        identity = _azure_credential(
+        kind, identity = azure_credential(
             target,
+            managed_identity=managed_identity,
             managed_identity_client_id=managed_identity_client_id,
             tenant_id=tenant_id,
             client_id=client_id,
             client_secret=client_secret,
             certificate_path=certificate_path,
+            certificate_data=certificate_data,
+            certificate_password=certificate_password,
         )
-        credential = ThreadedCredential(identity)
+        token_source = ThreadedCredential(identity)
 
     scopes = [target.scope]
     # Tokens only ever go to the Graph host this client was built for.
     allowed_hosts = [] if base_url else [urlparse(target.graph_host).hostname or ""]
-    return _assemble_client(credential, base, scopes, allowed_hosts, max_retries, retry_max_wait_seconds)
+    client = _assemble_client(token_source, base, scopes, allowed_hosts, max_retries, retry_max_wait_seconds)
+    _CLIENT_INFO[client] = GraphClientInfo(target.name, base, target.scope, target.authority_host, kind)
+    return client
 
 
-def _azure_credential(
+def azure_credential(
     target: GraphCloud,
     *,
-    managed_identity_client_id: str | None,
-    tenant_id: str | None,
-    client_id: str | None,
-    client_secret: str | None,
-    certificate_path: str | None,
-) -> Any:
+    managed_identity: bool = False,
+    managed_identity_client_id: str | None = None,
+    tenant_id: str | None = None,
+    client_id: str | None = None,
+    client_secret: str | None = None,
+    certificate_path: str | None = None,
+    certificate_data: str | bytes | None = None,
+    certificate_password: str | None = None,
+) -> tuple[str, Any]:
+    """(kind, azure-identity credential) for ``target``'s authority; see the module docstring.
+
+    Nothing here contacts Entra ID: a wrong secret shows on the first token request, a certificate
+    that cannot be read right here as a ConfigurationError.
+    """
     from azure.identity import (
         CertificateCredential,
         ClientSecretCredential,
@@ -212,26 +281,77 @@ def _azure_credential(
         ManagedIdentityCredential,
     )
 
-    if managed_identity_client_id:
+    certificate_given = bool(certificate_path) or bool(certificate_data)
+    app_registration = bool(client_secret) or certificate_given
+    if (managed_identity or managed_identity_client_id) and app_registration:
+        raise ConfigurationError("configure either a managed identity or an app registration, not both")
+    if managed_identity or managed_identity_client_id:
         # IMDS issues the token; the authority only matters for app registrations.
-        return ManagedIdentityCredential(client_id=managed_identity_client_id)
-    if client_secret or certificate_path:
+        return "managed_identity", ManagedIdentityCredential(client_id=managed_identity_client_id or None)
+    if app_registration:
         if not (tenant_id and client_id):
             raise ConfigurationError("an app registration needs both tenant_id and client_id")
-        if certificate_path:
+        if certificate_path and certificate_data:
+            raise ConfigurationError("give the certificate either as a path or as data, not both")
+        if certificate_given:
             # A certificate wins over a secret left behind in the settings: it is the stronger one.
-            return CertificateCredential(
-                tenant_id, client_id, certificate_path=certificate_path, authority=target.authority_host
-            )
-        return ClientSecretCredential(
+            options: dict[str, Any] = {"authority": target.authority_host}
+            if certificate_password:
+                options["password"] = certificate_password
+            if certificate_data:
+                options["certificate_data"] = certificate_bytes(certificate_data)
+            try:
+                return "certificate", CertificateCredential(
+                    tenant_id, client_id, certificate_path=certificate_path or None, **options
+                )
+            except (ValueError, TypeError, OSError) as exc:
+                # The library's message may describe the file; name only what went wrong.
+                raise ConfigurationError(
+                    f"the app registration's certificate cannot be loaded ({type(exc).__name__}): "
+                    "expected PEM or PFX with its RSA private key, and the right password"
+                ) from None
+        return "client_secret", ClientSecretCredential(
             tenant_id, client_id, client_secret or "", authority=target.authority_host
         )
     if tenant_id or client_id:
         raise ConfigurationError(
-            "tenant_id/client_id given without client_secret or certificate_path; "
+            "tenant_id/client_id given without client_secret or a certificate; "
             "use managed_identity_client_id for a user-assigned managed identity"
         )
-    return DefaultAzureCredential(authority=target.authority_host)
+    return "default", DefaultAzureCredential(authority=target.authority_host)
+
+
+def certificate_bytes(value: str | bytes) -> bytes:
+    """PEM or PKCS#12 bytes from what a setting holds.
+
+    Accepted: PEM text (certificate and private key; ``\\n`` escapes are unfolded when the text has
+    no real line breaks), the base64 text of a PFX (what a Key Vault reference to a certificate's
+    secret delivers), or the bytes of either file.
+    """
+    if isinstance(value, str):
+        text = value.strip()
+        if "-----BEGIN" in text:
+            if "\n" not in text and "\\n" in text:
+                text = text.replace("\\n", "\n")
+            return text.encode("ascii", errors="strict")
+        data = _b64(text.encode("ascii", errors="ignore"))
+    else:
+        raw = bytes(value)
+        if b"-----BEGIN" in raw:
+            return raw
+        if raw[:1] == b"\x30":  # DER: a PFX file's own bytes
+            return raw
+        data = _b64(raw)
+    if data is None or not data:
+        raise ConfigurationError("the certificate setting is neither PEM text nor base64 of a PFX")
+    return data
+
+
+def _b64(text: bytes) -> bytes | None:
+    try:
+        return base64.b64decode(b"".join(text.split()), validate=True)
+    except (binascii.Error, ValueError):
+        return None
 
 
 def _assemble_client(
@@ -302,18 +422,129 @@ def bounded_retry_handler_class() -> type:
         def __init__(self, options: Any = None, *, max_wait_seconds: float) -> None:
             super().__init__(options)
             self.max_wait_seconds = max_wait_seconds
-            # The backoff without Retry-After: 0.25 s, 0.5 s, ... plus up to 1 s of jitter.
-            self.backoff_max = max(1, int(max_wait_seconds))
 
         def should_retry(self, request: Any, options: Any, response: Any) -> bool:
             if not super().should_retry(request, options, response):
                 return False
             if request.method.upper() == "POST" and response.status_code != 429:
                 return False
-            retry_after = self._get_retry_after(response)
+            retry_after = parse_retry_after(response.headers.get("Retry-After"))
             return retry_after is None or retry_after <= self.max_wait_seconds
 
+        def get_delay_time(self, retry_count: int, response: Any = None, delay: float = 0.0) -> float:
+            # Graph's Retry-After when there is one (kiota's own parser drops fractional seconds);
+            # else 0.25 s, 0.5 s, 1 s ... plus up to 0.25 s of jitter, never above the bound.
+            retry_after = parse_retry_after(response.headers.get("Retry-After")) if response is not None else None
+            if retry_after is not None:
+                return retry_after
+            return min(self.max_wait_seconds, 0.25 * 2**retry_count + random.uniform(0.0, 0.25))
+
     return BoundedRetryHandler
+
+
+# ---------------------------------------------------------------------------------------------
+# At most 4 requests in flight per mailbox, process-wide.
+
+
+class MailboxGate:
+    """A per-mailbox counting semaphore shared by every event loop of the process.
+
+    ``asyncio.Semaphore`` belongs to one loop; this one hands slots across loops (each client has
+    its own ``GraphLoop``), so two clients in one process still stay within Exchange's limit of
+    concurrent requests per app and mailbox. Waiters are served in arrival order. Hold a slot for
+    one request only, never across a sleep or another acquisition.
+    """
+
+    def __init__(self, limit: int = MAX_CONCURRENT_REQUESTS_PER_MAILBOX) -> None:
+        if limit < 1:
+            raise ConfigurationError("the concurrent request limit per mailbox must be at least 1")
+        self.limit = limit
+        self._lock = threading.Lock()
+        self._active: dict[str, int] = {}
+        self._waiters: dict[str, deque[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]]] = {}
+        self._peak: dict[str, int] = {}
+
+    @staticmethod
+    def key(mailbox: str) -> str:
+        return mailbox.strip().lower()
+
+    @asynccontextmanager
+    async def slot(self, mailbox: str) -> AsyncIterator[None]:
+        key = self.key(mailbox)
+        await self._acquire(key)
+        try:
+            yield
+        finally:
+            self._release(key)
+
+    def in_flight(self, mailbox: str) -> int:
+        with self._lock:
+            return self._active.get(self.key(mailbox), 0)
+
+    def peak(self, mailbox: str) -> int:
+        """The most requests this gate ever let through at once for ``mailbox``."""
+        with self._lock:
+            return self._peak.get(self.key(mailbox), 0)
+
+    async def _acquire(self, key: str) -> None:
+        loop = asyncio.get_running_loop()
+        with self._lock:
+            if self._active.get(key, 0) < self.limit and not self._waiters.get(key):
+                self._take(key)
+                return
+            future: asyncio.Future[None] = loop.create_future()
+            entry = (loop, future)
+            self._waiters.setdefault(key, deque()).append(entry)
+        try:
+            await future
+        except asyncio.CancelledError:
+            with self._lock:
+                queue = self._waiters.get(key)
+                queued = queue is not None and entry in queue
+                if queued:
+                    queue.remove(entry)  # type: ignore[union-attr]
+            if not queued and future.done() and not future.cancelled():
+                self._release(key)  # the slot was handed over just before the cancellation
+            # Otherwise a hand-over is under way and _grant passes the slot on.
+            raise
+
+    def _take(self, key: str) -> None:
+        active = self._active.get(key, 0) + 1
+        self._active[key] = active
+        self._peak[key] = max(self._peak.get(key, 0), active)
+
+    def _release(self, key: str) -> None:
+        with self._lock:
+            queue = self._waiters.get(key)
+            while queue:
+                loop, future = queue.popleft()
+                if not queue:
+                    del self._waiters[key]
+                try:
+                    # The slot passes to the waiter without the count ever dropping.
+                    loop.call_soon_threadsafe(self._grant, key, future)
+                    return
+                except RuntimeError:  # that loop is closed: try the next waiter
+                    continue
+            active = self._active.get(key, 0) - 1
+            if active > 0:
+                self._active[key] = active
+            else:
+                self._active.pop(key, None)
+
+    def _grant(self, key: str, future: asyncio.Future[None]) -> None:
+        if future.done():  # cancelled while the hand-over was on its way
+            self._release(key)
+        else:
+            future.set_result(None)
+
+
+_PROCESS_GATE = MailboxGate()
+
+
+def process_mailbox_gate() -> MailboxGate:
+    """The gate every adapter of this process uses unless given its own (tests simulating processes)."""
+    return _PROCESS_GATE
 
 
 # ---------------------------------------------------------------------------------------------
@@ -450,7 +681,25 @@ MAILBOX_MISSING_CODES = frozenset(
 # Codes for "no such object". On a /users/{id} call, or on a mail call addressed to the user
 # before any item is involved, that object is the user.
 USER_NOT_FOUND_CODES = frozenset({"Request_ResourceNotFound", "ResourceNotFound"})
+# 403 with this code on a mail call: the app may not touch this mailbox (Exchange RBAC for
+# Applications scope or an application access policy leaves it out). Missing Mail.ReadWrite
+# consent gives the same answer for every mailbox: the service layer sees that as every mailbox
+# unavailable at once.
+ACCESS_DENIED_CODE = "ErrorAccessDenied"
 THROTTLING_STATUSES = frozenset({429, 503, 504})
+# Codes and message fragments of "this request or message is too big". Graph has answered an
+# oversized request both as 413 and as 400 BadRequest "Maximum request length exceeded" /
+# "The maximum request length supported is 4MB".
+TOO_LARGE_CODES = frozenset(
+    {
+        "ErrorRequestEntityTooLarge",
+        "RequestEntityTooLarge",
+        "RequestBodyTooLarge",
+        "ErrorMessageSizeExceeded",
+        "ErrorAttachmentSizeExceeded",
+    }
+)
+_TOO_LARGE_MESSAGES = ("maximum request length",)
 
 
 @dataclass(frozen=True)
@@ -459,6 +708,7 @@ class GraphFailure:
     code: str
     retry_after: float | None
     request_id: str
+    too_large: bool = False  # from the code or Graph's message (the message itself is not kept)
 
     def describe(self, operation: str) -> str:
         """Status, code and request id only: Graph's messages can quote addresses and names."""
@@ -474,12 +724,15 @@ def graph_failure(exc: BaseException) -> GraphFailure | None:
         return None
     main_error = getattr(exc, "error", None)  # ODataError.error is a MainError
     code = str(getattr(main_error, "code", None) or "")
+    message = str(getattr(main_error, "message", None) or "").lower()
     headers = exc.response_headers or {}
+    status = exc.response_status_code
     return GraphFailure(
-        status=exc.response_status_code,
+        status=status,
         code=code,
         retry_after=parse_retry_after(_header(headers, "Retry-After")),
         request_id=_header(headers, "request-id") or _header(headers, "client-request-id") or "",
+        too_large=status == 413 or code in TOO_LARGE_CODES or any(m in message for m in _TOO_LARGE_MESSAGES),
     )
 
 
@@ -529,6 +782,9 @@ def translate_common(exc: BaseException, *, mailbox: str, operation: str) -> Exc
         return _translate_non_graph(exc, operation)
     if failure.code in MAILBOX_MISSING_CODES:
         return MailboxUnavailable(mailbox, failure.code)
+    if failure.status == 403 and failure.code == ACCESS_DENIED_CODE:
+        # "We may not archive into this mailbox": one mailbox's answer, not the deployment's.
+        return MailboxUnavailable(mailbox, failure.code)
     if failure.code == "ErrorQuotaExceeded":
         # A full mailbox can take mail again once someone frees space; the queue retries it.
         return TransientError(failure.describe(operation), retry_after=failure.retry_after)
@@ -536,9 +792,9 @@ def translate_common(exc: BaseException, *, mailbox: str, operation: str) -> Exc
     if status is None or status in THROTTLING_STATUSES or status >= 500:
         return TransientError(failure.describe(operation), retry_after=failure.retry_after)
     if status in (401, 403):
-        # Missing consent, an expired secret, or an RBAC scope without this mailbox.
+        # A refused or expired token, missing consent for the whole API.
         return ConfigurationError(failure.describe(operation))
-    if status == 413:
+    if failure.too_large:
         return PermanentError(PoisonReason.TOO_BIG, failure.describe(operation))
     return PermanentError(PoisonReason.INVALID_ITEM, failure.describe(operation))
 

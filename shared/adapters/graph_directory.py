@@ -3,14 +3,17 @@
 Two requests per address not yet cached: ``GET /users/{address}?$select=id,mail,userPrincipalName``
 (the user exists; ``{address}`` must be the UPN, or the object id), then the cheapest mail call,
 ``GET /users/{id}/mailFolders/inbox?$select=id``, which answers ``MailboxNotEnabledForRESTAPI``
-(or ``ResourceNotFound``) for a user without a mailbox. When the address is not a UPN, one more
+(or ``ResourceNotFound``) for a user without a mailbox, and 403 ``ErrorAccessDenied`` for a mailbox
+the app may not open (left out of its Exchange RBAC for Applications scope): also "no", since
+nothing can be archived there. When the address is not a UPN, one more
 request looks the user up by primary SMTP address (``$filter=mail eq '...'``): in many tenants the
 UPN and the mail address differ.
 
 Answers are cached per process: 15 minutes when a mailbox exists, 5 minutes when not, so a
 mailbox provisioned after a first refusal is picked up soon. Throttling, outages and network
 errors raise ``TransientError`` and are never cached as "no mailbox"; a refused token or missing
-``User.Read.All`` consent raises ``ConfigurationError``.
+``User.Read.All`` consent raises ``ConfigurationError``. Requests pass the process-wide
+``MailboxGate`` like the writer's, keyed by the address asked about.
 """
 
 from __future__ import annotations
@@ -22,15 +25,18 @@ from collections.abc import Callable
 from typing import Any
 
 from shared.adapters.graph_client import (
+    ACCESS_DENIED_CODE,
     MAILBOX_MISSING_CODES,
     USER_NOT_FOUND_CODES,
+    MailboxGate,
     acquire_graph_loop,
     graph_failure,
     mailbox_ref,
+    process_mailbox_gate,
     release_graph_loop,
     translate_common,
 )
-from shared.domain.errors import PermanentError, TransientError
+from shared.domain.errors import MailboxUnavailable, PermanentError, TransientError
 
 logger = logging.getLogger(__name__)
 
@@ -52,8 +58,10 @@ class GraphDirectory:
         positive_ttl_seconds: float = POSITIVE_TTL_SECONDS,
         negative_ttl_seconds: float = NEGATIVE_TTL_SECONDS,
         clock: Callable[[], float] = time.monotonic,
+        gate: MailboxGate | None = None,
     ) -> None:
         self._client = client
+        self._gate = gate or process_mailbox_gate()
         self._positive_ttl = positive_ttl_seconds
         self._negative_ttl = negative_ttl_seconds
         self._clock = clock
@@ -105,7 +113,7 @@ class GraphDirectory:
 
         query = MailFolderItemRequestBuilder.MailFolderItemRequestBuilderGetQueryParameters(select=["id"])
         builder = self._client.users.by_user_id(user_id).mail_folders.by_mail_folder_id("inbox")
-        return await self._answer("mailbox_probe", address, builder.get(_config(query))) is not None
+        return await self._answer("mailbox_probe", address, lambda: builder.get(_config(query))) is not None
 
     async def _user_id(self, address: str) -> str | None:
         from msgraph.generated.users.item.user_item_request_builder import UserItemRequestBuilder
@@ -113,9 +121,8 @@ class GraphDirectory:
         query = UserItemRequestBuilder.UserItemRequestBuilderGetQueryParameters(
             select=["id", "mail", "userPrincipalName"]
         )
-        user = await self._answer(
-            "user_get", address, self._client.users.by_user_id(address).get(_config(query))
-        )
+        user_builder = self._client.users.by_user_id(address)
+        user = await self._answer("user_get", address, lambda: user_builder.get(_config(query)))
         if user is not None and user.id:
             return str(user.id)
         if "@" not in address:
@@ -130,16 +137,17 @@ class GraphDirectory:
             select=["id", "mail", "userPrincipalName"],
             top=1,
         )
-        page = await self._answer("user_find", address, self._client.users.get(_config(query)))
+        page = await self._answer("user_find", address, lambda: self._client.users.get(_config(query)))
         for user in (page.value if page is not None else None) or []:
             if user.id:
                 return str(user.id)
         return None
 
-    async def _answer(self, operation: str, address: str, awaitable: Any) -> Any:
+    async def _answer(self, operation: str, address: str, request: Callable[[], Any]) -> Any:
         """The call's result, None for "no such user / no mailbox", or a taxonomy error."""
         try:
-            return await awaitable
+            async with self._gate.slot(address):
+                return await request()
         except Exception as exc:
             failure = graph_failure(exc)
             unparsable = (
@@ -150,9 +158,16 @@ class GraphDirectory:
             )
             if failure is not None and (failure.code in _NO_MAILBOX_CODES or unparsable):
                 return None
+            if failure is not None and operation == "mailbox_probe" and failure.status == 403 \
+                    and failure.code == ACCESS_DENIED_CODE:
+                logger.warning("graph directory mailbox=%s: app may not open this mailbox (%s)",
+                               mailbox_ref(address), failure.code)
+                return None
             translated = translate_common(exc, mailbox=address, operation=operation)
             if translated is None:
                 raise
+            if isinstance(translated, MailboxUnavailable):
+                return None
             if isinstance(translated, PermanentError):
                 # A 4xx we do not know is not evidence of a missing mailbox; let the queue retry it.
                 raise TransientError(translated.detail) from None

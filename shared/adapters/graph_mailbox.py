@@ -12,22 +12,52 @@ creation make it an archive item rather than a draft:
 - ``String {ID_PROPERTY_GUID} Name WhatsAppArchiverItemId``: the TeleMessage record id, which
   makes writes idempotent and ties each item back to its record (chain of custody).
 
-Cost in Graph requests, per record and mailbox (all count against the per-app, per-mailbox
-budget of 10,000 requests per 10 minutes and 4 concurrent requests):
+Idempotency: ``write(..., check_existing=True)`` first looks the record up by that property and
+answers SKIPPED_DUPLICATE (after adding attachments an interrupted attempt left out) when it is
+there. ``check_existing=False`` skips the lookup: only for a caller whose own idempotency record
+proves that no earlier attempt exists. Any failed attempt (a TransientError after the create
+POST went out, a 503/504 on the create itself) may have left an item behind, so every later
+attempt of the same record must use ``check_existing=True``. Within one writer, writes of the same
+record to the same mailbox run one after the other; across writers (processes) nothing here stops
+two first attempts from both creating the item: the service layer's lease does that.
 
-- first record for a mailbox in this process: +1 folder lookup (+1 folder create the very first
-  time the folder is needed; +1 lookup again if another worker won the creation race);
-- every record: 1 lookup by the id property + 1 create = **2 requests**;
-- a record already archived: 1 lookup (+1 attachment listing when it has attachments sent after
-  the create, to finish an earlier attempt that was cut short);
-- attachments too big for the create request: +1 POST each below ~3 MB, or for larger ones
-  +1 createUploadSession + ceil(size / 3,276,800) chunk PUTs (the PUTs go to the upload URL).
+Cost in Graph requests per record and mailbox, folder id already cached; measured against
+``tests/graph_server.py`` by counting the requests it received for the mailbox (upload PUTs
+included), see ``test_requests_per_record_match_the_documented_cost``:
 
-A later issue may keep an idempotency record in storage to spare most lookups.
+=====================================  ======================  =====================
+record                                 check_existing=False    check_existing=True
+=====================================  ======================  =====================
+text only                              1 (create)              2 (lookup + create)
+one 1 MB attachment (inline)           1                       2
+one 20 MiB attachment (upload session) 9 (create + session     10
+                                       + 7 chunk PUTs)
+=====================================  ======================  =====================
 
-Attachments: see ``UploadSessionAttachments`` and the swappable ``AttachmentStrategy``. Upload
-sessions are used here on items that are already non-drafts; every documented upload-session
-example is on a draft and nothing documents either way whether a non-draft accepts them.
+In general: 1 create (+1 lookup when checking) + per attachment that misses the create: 1 POST
+below 3 MB, or 1 createUploadSession + ceil(size / 3,276,800) PUTs. The first record for a mailbox
+in a process adds 1 folder lookup (+1 folder create the very first time, +1 lookup again when
+another worker won the creation race). A record found already archived costs the lookup only
+(+1 attachment listing when it has attachments added after the create). All of these count
+against the per-app, per-mailbox budget: 10,000 requests per 10 minutes and 4 concurrent
+requests (``MailboxGate`` keeps this process within the latter).
+
+Attachments: ``UploadSessionAttachments`` (the default, swappable ``AttachmentStrategy``) puts
+attachments under 3 MB inline while the create request stays under 4 MB, and uploads the others
+after the create, streaming them from ``payload.open()`` one chunk at a time: a large attachment
+is never held in memory whole.
+
+Open point (undocumented): every Microsoft example of an attachment upload session is on a draft;
+here the item is a non-draft (it must be: draft state is fixed at creation). If Graph refuses the
+session on a non-draft, the fallback is: remove the incomplete item and raise
+``PermanentError(TOO_BIG, "upload session refused ...")`` so the record goes to the poison queue
+with a reason an operator can replay once another strategy is configured, never a silently
+incomplete item; later records needing a session are refused before any request for an hour.
+Alternatives considered and rejected: create a draft and flip it (draft state cannot change),
+the beta ``importMime`` (beta, extra permission, same 4 MB request limit), archiving without the
+attachment (the read-only body could not say so). Graph's national-cloud table for
+``attachment: createUploadSession`` marks it unavailable in US Government L4/L5: there, configure
+``UploadSessionAttachments(upload_sessions=False)``, which refuses such records up front.
 
 Logs carry record keys, hashed mailbox names and counts, never subjects, bodies, names or
 addresses: this is regulated content.
@@ -40,20 +70,26 @@ import json
 import logging
 import math
 import re
+import time
 import uuid
 from collections import Counter
-from collections.abc import Awaitable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import IO, TYPE_CHECKING, Any, Protocol
 
 from shared.adapters.graph_client import (
+    THROTTLING_STATUSES,
+    TOO_LARGE_CODES,
     USER_NOT_FOUND_CODES,
+    MailboxGate,
     acquire_graph_loop,
     graph_failure,
     is_loopback_url,
     mailbox_ref,
     parse_retry_after,
+    process_mailbox_gate,
     release_graph_loop,
     translate_common,
 )
@@ -65,7 +101,7 @@ from shared.domain.errors import (
     PoisonReason,
     TransientError,
 )
-from shared.domain.rendered import RenderedAttachment, RenderedItem
+from shared.domain.rendered import RenderedAttachment, RenderedItem, read_all
 from shared.ports import WriteOutcome
 
 if TYPE_CHECKING:
@@ -95,17 +131,23 @@ MAX_INTERNET_HEADERS = 5
 MAX_HEADER_VALUE_CHARS = 998
 _HEADER_NAME = re.compile(r"^[xX]-[!-9;-~]+$")
 
-# Request size: Graph refuses requests over 4 MB. The margin covers the JSON around the parts we
-# measure (property names, recipients, headers) and HTTP framing.
+# Request size: Graph refuses requests over 4 MB (4 MiB, as measured in public reports). The
+# margin covers the JSON around the parts we measure (property names, recipients, headers) and
+# HTTP framing.
 MAX_REQUEST_BYTES = 4 * 1024 * 1024
 REQUEST_MARGIN_BYTES = 64 * 1024
-# Upload-session chunks must be multiples of 320 KiB and at most 4 MB: 10 x 320 KiB.
+# Upload-session chunks: at most 4 MB each; 10 x 320 KiB is the customary safe size.
 UPLOAD_CHUNK_BYTES = 3_276_800
-# Attachments above this size cannot travel base64-encoded in one request under 4 MB, so they
-# go through an upload session (whose documented minimum is 3 MB: this is above it).
-SINGLE_REQUEST_ATTACHMENT_LIMIT = (MAX_REQUEST_BYTES - REQUEST_MARGIN_BYTES) * 3 // 4
+# "3 MB to 150 MB: upload session; under 3 MB: POST". Read as decimal megabytes, the stricter
+# reading for us: an attachment just under it still fits one POST (base64 4,000,000 bytes).
+UPLOAD_SESSION_MIN_BYTES = 3_000_000
+# The largest attachment that fits a POST of its own (base64 plus a little JSON) under 4 MiB.
+SINGLE_POST_ATTACHMENT_LIMIT = (MAX_REQUEST_BYTES - REQUEST_MARGIN_BYTES) * 3 // 4
 # Exchange Online's upper bound for a message (tenants default to 35 MB and may raise it).
 MAX_MESSAGE_BYTES = 150 * 1024 * 1024
+# How long a refused upload session makes the strategy refuse records that would need one.
+SESSION_REFUSAL_MEMORY_SECONDS = 3600.0
+SESSION_TOO_SMALL_CODE = "ErrorAttachmentSizeShouldNotBeLessThanMinimumSize"
 
 
 def id_property_id(guid: str = ID_PROPERTY_GUID) -> str:
@@ -141,240 +183,56 @@ def select_internet_headers(headers: tuple[tuple[str, str], ...]) -> tuple[list[
 
 
 # ---------------------------------------------------------------------------------------------
-# Attachments
-
-
-@dataclass(frozen=True)
-class AttachmentPlan:
-    inline: tuple[RenderedAttachment, ...]  # inside the create POST
-    after_create: tuple[RenderedAttachment, ...]  # added to the created item, one by one
-    missing: int  # not captured: not sent, the body already says so
-
-
-class AttachmentStrategy(Protocol):
-    """Decides how each attachment reaches the item, and adds those that miss the create."""
-
-    def plan(self, item: RenderedItem) -> AttachmentPlan: ...
-
-    async def attach(
-        self, client: Any, mailbox: str, message_id: str, attachment: RenderedAttachment
-    ) -> None: ...
-
-    async def aclose(self) -> None: ...
-
-
-class UploadSessionAttachments:
-    """Inline while the create request stays under 4 MB, the rest added to the created item.
-
-    The smallest attachments go inline first (fewest extra requests). One that does not fit is
-    then posted on its own (``POST .../messages/{id}/attachments``) when it fits a 4 MB request,
-    else uploaded through ``createUploadSession`` and plain httpx PUTs of at most 3,276,800 bytes
-    with ``Content-Range`` and no Authorization header (the upload URL carries its own token, so
-    it is never logged). The SDK's LargeFileUploadTask is avoided: it is known to misbehave with
-    Outlook items.
-
-    Undocumented ground: both routes add attachments to an item that is already a non-draft.
-    Microsoft documents upload sessions only with drafts; nothing says a non-draft refuses them,
-    nothing proves it accepts them. Keep this class swappable (``GraphMailbox(attachments=...)``).
-    """
-
-    def __init__(
-        self,
-        *,
-        chunk_bytes: int = UPLOAD_CHUNK_BYTES,
-        chunk_retries: int = 2,
-        retry_max_wait_seconds: float = 5.0,
-        timeout_seconds: float = 120.0,
-    ) -> None:
-        if chunk_bytes <= 0 or chunk_bytes > MAX_REQUEST_BYTES or chunk_bytes % (320 * 1024):
-            raise ConfigurationError("upload chunks must be a multiple of 320 KiB and at most 4 MB")
-        self.chunk_bytes = chunk_bytes
-        self.chunk_retries = chunk_retries
-        self.retry_max_wait_seconds = retry_max_wait_seconds
-        self.timeout_seconds = timeout_seconds
-        self._http: httpx.AsyncClient | None = None
-
-    def plan(self, item: RenderedItem) -> AttachmentPlan:
-        present = [a for a in item.attachments if a.content is not None]
-        total = sum(len(a.content or b"") for a in present)
-        if any(len(a.content or b"") > MAX_MESSAGE_BYTES for a in present) or total > MAX_MESSAGE_BYTES:
-            raise PermanentError(
-                PoisonReason.TOO_BIG, f"{total} bytes of attachments exceed Exchange's message size limit"
-            )
-        budget = MAX_REQUEST_BYTES - REQUEST_MARGIN_BYTES - _create_request_estimate(item)
-        inline_ids: set[int] = set()
-        for attachment in sorted(present, key=lambda a: len(a.content or b"")):
-            cost = _inline_cost(attachment)
-            if cost > budget:
-                break
-            budget -= cost
-            inline_ids.add(id(attachment))
-        return AttachmentPlan(
-            inline=tuple(a for a in present if id(a) in inline_ids),
-            after_create=tuple(a for a in present if id(a) not in inline_ids),
-            missing=len(item.attachments) - len(present),
-        )
-
-    async def attach(
-        self, client: Any, mailbox: str, message_id: str, attachment: RenderedAttachment
-    ) -> None:
-        data = attachment.content or b""
-        if len(data) <= SINGLE_REQUEST_ATTACHMENT_LIMIT:
-            await self._post_attachment(client, mailbox, message_id, attachment)
-        else:
-            await self._upload(client, mailbox, message_id, attachment)
-
-    async def aclose(self) -> None:
-        if self._http is not None:
-            await self._http.aclose()
-            self._http = None
-
-    async def _post_attachment(
-        self, client: Any, mailbox: str, message_id: str, attachment: RenderedAttachment
-    ) -> None:
-        builder = client.users.by_user_id(mailbox).messages.by_message_id(message_id).attachments
-        await graph_call(
-            "attachment_add", mailbox, builder.post(file_attachment(attachment)), item_level=True
-        )
-
-    async def _upload(
-        self, client: Any, mailbox: str, message_id: str, attachment: RenderedAttachment
-    ) -> None:
-        from msgraph.generated.models.attachment_item import AttachmentItem
-        from msgraph.generated.models.attachment_type import AttachmentType
-        from msgraph.generated.users.item.messages.item.attachments.create_upload_session.create_upload_session_post_request_body import (  # noqa: E501
-            CreateUploadSessionPostRequestBody,
-        )
-
-        data = attachment.content or b""
-        body = CreateUploadSessionPostRequestBody(
-            attachment_item=AttachmentItem(
-                attachment_type=AttachmentType.File,
-                name=attachment.file_name,
-                size=len(data),
-                content_type=attachment.content_type,
-            )
-        )
-        builder = client.users.by_user_id(mailbox).messages.by_message_id(message_id).attachments
-        session = await graph_call(
-            "upload_session_create", mailbox, builder.create_upload_session.post(body), item_level=True
-        )
-        upload_url = getattr(session, "upload_url", None)
-        if not upload_url:
-            raise TransientError("graph returned an upload session without an upload URL")
-        if not (upload_url.startswith("https://") or is_loopback_url(upload_url)):
-            raise ConfigurationError("graph returned a non-https upload URL")
-        http = self._client()
-        view = memoryview(data)
-        for start in range(0, len(data), self.chunk_bytes):
-            end = min(start + self.chunk_bytes, len(data)) - 1
-            await self._put_chunk(http, upload_url, view[start : end + 1], start, end, len(data))
-
-    async def _put_chunk(
-        self, http: httpx.AsyncClient, url: str, chunk: memoryview, start: int, end: int, total: int
-    ) -> None:
-        import httpx
-
-        headers = {
-            "Content-Range": f"bytes {start}-{end}/{total}",
-            "Content-Type": "application/octet-stream",
-        }
-        retry_after: float | None = None
-        for attempt in range(self.chunk_retries + 1):
-            last_try = attempt == self.chunk_retries
-            try:
-                response = await http.put(url, content=bytes(chunk), headers=headers)
-            except httpx.TransportError as exc:
-                if last_try:
-                    raise TransientError(f"upload chunk failed: {type(exc).__name__}") from None
-                await asyncio.sleep(0.5 * 2**attempt)
-                continue
-            if response.status_code in (200, 201, 202):
-                return
-            if response.status_code == 413:
-                raise PermanentError(PoisonReason.TOO_BIG, "upload chunk refused with 413")
-            retry_after = parse_retry_after(response.headers.get("Retry-After"))
-            retryable = response.status_code == 429 or response.status_code >= 500
-            wait = 0.5 * 2**attempt if retry_after is None else retry_after
-            if not retryable or last_try or wait > self.retry_max_wait_seconds:
-                # An expired or confused session cannot be resumed here; the caller removes the
-                # item and the next attempt starts the record again.
-                raise TransientError(
-                    f"upload chunk refused with {response.status_code}", retry_after=retry_after
-                )
-            await asyncio.sleep(wait)
-
-    def _client(self) -> httpx.AsyncClient:
-        import httpx
-
-        if self._http is None:
-            # Separate from the Graph client on purpose: no auth middleware, so no bearer token
-            # can reach the upload host, and no retry handler resending octet streams.
-            self._http = httpx.AsyncClient(timeout=self.timeout_seconds, follow_redirects=False)
-        return self._http
-
-
-def _create_request_estimate(item: RenderedItem) -> int:
-    """Bytes of the create request apart from its attachments (JSON-escaped as kiota sends it)."""
-    fields = [item.subject, item.html_body, item.record_id, item.message_id_header]
-    fields += [r.display_name + r.address for r in (item.sender, *item.recipients)]
-    fields += [name + value for name, value in item.extra_headers]
-    escaped = sum(len(json.dumps(text)) for text in fields)
-    return escaped + 2048 + 160 * (len(item.recipients) + len(item.extra_headers))
-
-
-def _inline_cost(attachment: RenderedAttachment) -> int:
-    encoded = 4 * math.ceil(len(attachment.content or b"") / 3)
-    return encoded + len(json.dumps(attachment.file_name)) + len(attachment.content_type) + 160
-
-
-def file_attachment(attachment: RenderedAttachment) -> Any:
-    from msgraph.generated.models.file_attachment import FileAttachment
-
-    return FileAttachment(
-        odata_type="#microsoft.graph.fileAttachment",
-        name=attachment.file_name,
-        content_type=attachment.content_type,
-        content_bytes=attachment.content,
-        is_inline=False,
-    )
-
-
-# ---------------------------------------------------------------------------------------------
 # Calling Graph
 
 
-class _FolderGone(Exception):
-    """The cached archive folder no longer exists (someone deleted it)."""
+class GraphSession:
+    """One client and the per-mailbox gate: every request goes through ``send`` or ``call``."""
+
+    def __init__(self, client: Any, gate: MailboxGate) -> None:
+        self.client = client
+        self.gate = gate
+
+    async def send[R](self, mailbox: str, request: Callable[[], Awaitable[R]]) -> R:
+        """Runs ``request()`` inside one of ``mailbox``'s slots; failures come back untranslated.
+
+        ``request`` is a factory so that nothing is created (and left un-awaited) while waiting.
+        """
+        async with self.gate.slot(mailbox):
+            return await request()
+
+    async def call[R](
+        self,
+        operation: str,
+        mailbox: str,
+        request: Callable[[], Awaitable[R]],
+        *,
+        item_level: bool = False,
+    ) -> R:
+        """``send``, with failures mapped to the error taxonomy (see ``graph_error``)."""
+        try:
+            return await self.send(mailbox, request)
+        except ArchiveError:
+            raise
+        except Exception as exc:
+            raise graph_error(exc, operation, mailbox, item_level=item_level) from None
 
 
-class _FolderExists(Exception):
-    """Another worker created the archive folder between our lookup and our create."""
-
-
-async def graph_call[T](
-    operation: str, mailbox: str, awaitable: Awaitable[T], *, item_level: bool = False
-) -> T:
-    """Awaits one SDK call and maps its failure to the error taxonomy.
+def graph_error(exc: Exception, operation: str, mailbox: str, *, item_level: bool = False) -> Exception:
+    """The taxonomy error for a failed call (``exc`` itself when it is not a Graph failure).
 
     ``item_level``: the call addresses an existing item; a 404 there means the item is gone
-    (the next attempt starts over), not that the user is.
+    (the next attempt starts over), not that the user is. The result never carries Graph's own
+    message, which can quote the address.
     """
-    try:
-        return await awaitable
-    except ArchiveError:
-        raise
-    except Exception as exc:
-        failure = graph_failure(exc)
-        if failure is not None and failure.status == 404 and failure.code in USER_NOT_FOUND_CODES:
-            if not item_level:
-                raise MailboxUnavailable(mailbox, failure.code) from None
-            raise TransientError(failure.describe(operation)) from None
-        translated = translate_common(exc, mailbox=mailbox, operation=operation)
-        if translated is None:
-            raise
-        # "from None": Graph's own message can quote the address; the taxonomy error does not.
-        raise translated from None
+    if isinstance(exc, ArchiveError):
+        return exc
+    failure = graph_failure(exc)
+    if failure is not None and failure.status == 404 and failure.code in USER_NOT_FOUND_CODES:
+        if not item_level:
+            return MailboxUnavailable(mailbox, failure.code)
+        return TransientError(failure.describe(operation))
+    return translate_common(exc, mailbox=mailbox, operation=operation) or exc
 
 
 def _request_configuration(query: Any = None, *, prefer_immutable: bool = False) -> Any:
@@ -387,14 +245,385 @@ def _request_configuration(query: Any = None, *, prefer_immutable: bool = False)
 
 
 # ---------------------------------------------------------------------------------------------
+# Attachments
+
+
+@dataclass(frozen=True)
+class AttachmentPlan:
+    inline: tuple[RenderedAttachment, ...]  # inside the create POST
+    after_create: tuple[RenderedAttachment, ...]  # added to the created item, one by one
+    missing: int  # not captured: not sent, the body already says so
+
+
+class AttachmentStrategy(Protocol):
+    """Decides how each attachment reaches the item, and adds those that miss the create.
+
+    One instance per writer: it may keep connections on the writer's event loop.
+    """
+
+    def plan(self, item: RenderedItem) -> AttachmentPlan:
+        """Raises PermanentError for an item it can never deliver, before any request."""
+        ...
+
+    async def attach(
+        self, graph: GraphSession, mailbox: str, message_id: str, attachment: RenderedAttachment
+    ) -> None: ...
+
+    async def aclose(self) -> None: ...
+
+
+class UploadSessionRefused(Exception):
+    """Graph refused an attachment upload session on the (non-draft) item."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        self.detail = detail
+
+
+class UploadSessionAttachments:
+    """Inline while the create request stays under 4 MB; the others added after the create.
+
+    Attachments under 3 MB go inline, smallest first, while the create request stays under 4 MB
+    (their bytes are read whole: they are small). One that misses the create is posted on its own
+    (``POST .../messages/{id}/attachments``) when it is under 3 MB, else uploaded through
+    ``createUploadSession`` and plain httpx PUTs of at most ``chunk_bytes`` with ``Content-Range``
+    and no Authorization header (the upload URL carries its own token, so it is never logged),
+    read one chunk at a time from ``payload.open()``. The SDK's LargeFileUploadTask is avoided: it
+    is known to misbehave with Outlook items.
+
+    Should Graph's session minimum be larger than ours, an attachment it refuses as too small is
+    posted on its own when that still fits a request. Should Graph refuse sessions on non-drafts,
+    see the module docstring. ``upload_sessions=False`` (clouds without upload sessions) refuses
+    records with an attachment that fits no single request, before anything is created.
+
+    Memory, measured (``test_30mb_file_backed_attachment_streams_with_peak_memory_far_below_its_size``):
+    a 30 MiB file-backed attachment archived with a tracemalloc peak of about 6.6 MiB above the
+    baseline for the whole process, of which the writer's share is one 3.1 MiB chunk and one
+    256 KiB send slice; the rest is LocalGraph's own copy of the chunk it is receiving.
+    """
+
+    def __init__(
+        self,
+        *,
+        upload_sessions: bool = True,
+        chunk_bytes: int = UPLOAD_CHUNK_BYTES,
+        chunk_retries: int = 2,
+        retry_max_wait_seconds: float = 5.0,
+        timeout_seconds: float = 120.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if chunk_bytes <= 0 or chunk_bytes > MAX_REQUEST_BYTES or chunk_bytes % (320 * 1024):
+            raise ConfigurationError("upload chunks must be a multiple of 320 KiB and at most 4 MB")
+        self.upload_sessions = upload_sessions
+        self.chunk_bytes = chunk_bytes
+        self.chunk_retries = chunk_retries
+        self.retry_max_wait_seconds = retry_max_wait_seconds
+        self.timeout_seconds = timeout_seconds
+        self._clock = clock
+        self._sessions_refused_at: float | None = None
+        self._http: httpx.AsyncClient | None = None
+
+    # -- planning -----------------------------------------------------------------------------
+
+    def plan(self, item: RenderedItem) -> AttachmentPlan:
+        present = [a for a in item.attachments if not a.missing]
+        total = sum(a.size for a in present)
+        if total > MAX_MESSAGE_BYTES:
+            raise PermanentError(
+                PoisonReason.TOO_BIG, f"{total} bytes of attachments exceed Exchange's message size limit"
+            )
+        base = _create_request_estimate(item)
+        if base > MAX_REQUEST_BYTES - REQUEST_MARGIN_BYTES:
+            raise PermanentError(PoisonReason.TOO_BIG, f"the item without attachments takes {base} bytes of JSON")
+        budget = MAX_REQUEST_BYTES - REQUEST_MARGIN_BYTES - base
+        inline_ids: set[int] = set()
+        for attachment in sorted(present, key=lambda a: a.size):
+            cost = _inline_cost(attachment)
+            if attachment.size >= UPLOAD_SESSION_MIN_BYTES or cost > budget:
+                break
+            budget -= cost
+            inline_ids.add(id(attachment))
+        after = tuple(a for a in present if id(a) not in inline_ids)
+        needs_session = [a for a in after if a.size >= UPLOAD_SESSION_MIN_BYTES]
+        if needs_session and not self._sessions_usable():
+            why = "refused by Graph recently" if self.upload_sessions else "disabled"
+            raise PermanentError(
+                PoisonReason.TOO_BIG,
+                f"{len(needs_session)} attachment(s) of 3 MB or more need an upload session, {why}",
+            )
+        return AttachmentPlan(
+            inline=tuple(a for a in present if id(a) in inline_ids),
+            after_create=after,
+            missing=len(item.attachments) - len(present),
+        )
+
+    def _sessions_usable(self) -> bool:
+        if not self.upload_sessions:
+            return False
+        refused = self._sessions_refused_at
+        return refused is None or self._clock() - refused > SESSION_REFUSAL_MEMORY_SECONDS
+
+    # -- adding after the create --------------------------------------------------------------
+
+    async def attach(
+        self, graph: GraphSession, mailbox: str, message_id: str, attachment: RenderedAttachment
+    ) -> None:
+        if attachment.size < UPLOAD_SESSION_MIN_BYTES:
+            await self._post_attachment(graph, mailbox, message_id, attachment)
+            return
+        try:
+            await self._upload(graph, mailbox, message_id, attachment)
+        except _SessionTooSmall:
+            if attachment.size > SINGLE_POST_ATTACHMENT_LIMIT:
+                raise PermanentError(
+                    PoisonReason.TOO_BIG,
+                    f"an attachment of {attachment.size} bytes is below Graph's upload-session minimum "
+                    "and above what one request carries",
+                ) from None
+            await self._post_attachment(graph, mailbox, message_id, attachment)
+        except UploadSessionRefused as refused:
+            self._sessions_refused_at = self._clock()
+            logger.error("graph upload sessions refused on non-draft items (%s): large attachments "
+                         "cannot be archived with this strategy", refused.detail)
+            raise PermanentError(PoisonReason.TOO_BIG, f"upload session refused: {refused.detail}") from None
+
+    async def aclose(self) -> None:
+        if self._http is not None:
+            await self._http.aclose()
+            self._http = None
+
+    async def _post_attachment(
+        self, graph: GraphSession, mailbox: str, message_id: str, attachment: RenderedAttachment
+    ) -> None:
+        data = await read_small(attachment)
+        builder = graph.client.users.by_user_id(mailbox).messages.by_message_id(message_id).attachments
+        await graph.call(
+            "attachment_add", mailbox, lambda: builder.post(file_attachment(attachment, data)), item_level=True
+        )
+
+    async def _upload(
+        self, graph: GraphSession, mailbox: str, message_id: str, attachment: RenderedAttachment
+    ) -> None:
+        from msgraph.generated.models.attachment_item import AttachmentItem
+        from msgraph.generated.models.attachment_type import AttachmentType
+        from msgraph.generated.users.item.messages.item.attachments.create_upload_session.create_upload_session_post_request_body import (  # noqa: E501
+            CreateUploadSessionPostRequestBody,
+        )
+
+        assert attachment.payload is not None  # planned attachments are present
+        total = attachment.size
+        body = CreateUploadSessionPostRequestBody(
+            attachment_item=AttachmentItem(
+                attachment_type=AttachmentType.File,
+                name=attachment.file_name,
+                size=total,
+                content_type=attachment.content_type,
+            )
+        )
+        builder = graph.client.users.by_user_id(mailbox).messages.by_message_id(message_id).attachments
+        try:
+            session = await graph.send(mailbox, lambda: builder.create_upload_session.post(body))
+        except ArchiveError:
+            raise
+        except Exception as exc:
+            failure = graph_failure(exc)
+            if failure is not None and failure.code == SESSION_TOO_SMALL_CODE:
+                raise _SessionTooSmall() from None
+            if failure is not None and _is_session_refusal(failure.status, failure.code, failure.too_large):
+                raise UploadSessionRefused(failure.describe("upload_session_create")) from None
+            raise graph_error(exc, "upload_session_create", mailbox, item_level=True) from None
+        upload_url = getattr(session, "upload_url", None)
+        if not upload_url:
+            raise TransientError("graph returned an upload session without an upload URL")
+        if not (upload_url.startswith("https://") or is_loopback_url(upload_url)):
+            raise ConfigurationError("graph returned a non-https upload URL")
+
+        http = self._client()
+        reader = await asyncio.to_thread(attachment.payload.open)
+        try:
+            start = 0
+            while start < total:
+                size = min(self.chunk_bytes, total - start)
+                chunk = await asyncio.to_thread(_read_exactly, reader, size)
+                if len(chunk) != size:
+                    raise PermanentError(PoisonReason.ATTACHMENT_CORRUPT, "payload shorter than its size")
+                if start + size == total and await asyncio.to_thread(reader.read, 1):
+                    raise PermanentError(PoisonReason.ATTACHMENT_CORRUPT, "payload longer than its size")
+                await self._put_chunk(graph, mailbox, http, upload_url, chunk, start, total)
+                start += size
+                del chunk  # one chunk in memory at a time: drop it before reading the next
+        finally:
+            await asyncio.to_thread(reader.close)
+
+    async def _put_chunk(
+        self,
+        graph: GraphSession,
+        mailbox: str,
+        http: httpx.AsyncClient,
+        url: str,
+        chunk: bytes,
+        start: int,
+        total: int,
+    ) -> None:
+        import httpx
+
+        end = start + len(chunk) - 1
+        headers = {
+            "Content-Range": f"bytes {start}-{end}/{total}",
+            "Content-Length": str(len(chunk)),
+            "Content-Type": "application/octet-stream",
+        }
+        for attempt in range(self.chunk_retries + 1):
+            last_try = attempt == self.chunk_retries
+            backoff = min(self.retry_max_wait_seconds, 0.25 * 2**attempt)
+            body = _slices(chunk)
+            try:
+                async with graph.gate.slot(mailbox):
+                    response = await http.put(url, content=body, headers=headers)
+            except httpx.TransportError as exc:
+                if last_try:
+                    raise TransientError(f"upload chunk failed: {type(exc).__name__}") from None
+                await asyncio.sleep(backoff)
+                continue
+            finally:
+                await body.aclose()
+            status = response.status_code
+            if status in (200, 201, 202, 204):
+                return
+            code = _error_code(response)
+            if status == 413 or code in TOO_LARGE_CODES:
+                raise PermanentError(PoisonReason.TOO_BIG, f"upload chunk refused with {status} {code}")
+            retry_after = parse_retry_after(response.headers.get("Retry-After"))
+            retryable = status in THROTTLING_STATUSES or status >= 500
+            wait = backoff if retry_after is None else retry_after
+            if not retryable or last_try or wait > self.retry_max_wait_seconds:
+                # An expired or confused session is not resumed: the writer removes the item and
+                # the next attempt starts the record again.
+                raise TransientError(f"upload chunk refused with {status} {code}", retry_after=retry_after)
+            await asyncio.sleep(wait)
+
+    def _client(self) -> httpx.AsyncClient:
+        import httpx
+
+        if self._http is None:
+            # Separate from the Graph client on purpose: no auth middleware, so no bearer token
+            # can reach the upload host, and no retry handler resending octet streams.
+            self._http = httpx.AsyncClient(timeout=self.timeout_seconds, follow_redirects=False)
+        return self._http
+
+
+# Slices handed to httpx: h11 copies what it sends, so a slice, not the whole chunk, is copied at
+# a time. The chunk is passed through a generator rather than as ``content=bytes`` because
+# httpx's Response and its stream reference each other: a cycle that would keep every sent chunk
+# alive until the garbage collector runs (measured: four 3 MB chunks at once).
+_SEND_SLICE_BYTES = 256 * 1024
+
+
+async def _slices(chunk: bytes) -> AsyncIterator[memoryview]:
+    view = memoryview(chunk)
+    try:
+        for offset in range(0, len(view), _SEND_SLICE_BYTES):
+            yield view[offset : offset + _SEND_SLICE_BYTES]
+    finally:
+        view.release()
+
+
+class _SessionTooSmall(Exception):
+    """Graph's upload-session minimum is above this attachment's size."""
+
+
+def _is_session_refusal(status: int | None, code: str, too_large: bool) -> bool:
+    """A createUploadSession answer that says "not on this item", as opposed to a passing fault."""
+    if status is None or status in THROTTLING_STATUSES or status >= 500 or too_large:
+        return False
+    if status == 404 or status == 401:
+        return False  # the item is gone / the token: handled as such
+    return status in (400, 403, 405, 409, 501)
+
+
+def _error_code(response: Any) -> str:
+    try:
+        payload = response.json()
+    except ValueError:
+        return ""
+    error = payload.get("error") if isinstance(payload, dict) else None
+    code = error.get("code") if isinstance(error, dict) else None
+    return str(code) if isinstance(code, str) and code.isprintable() and len(code) < 100 else ""
+
+
+def _read_exactly(reader: IO[bytes], size: int) -> bytes:
+    """Up to ``size`` bytes; fewer only at the end of the stream (raw files may return short reads)."""
+    first = reader.read(size)
+    if len(first) == size or not first:
+        return first
+    parts = [first]
+    got = len(first)
+    while got < size:
+        more = reader.read(size - got)
+        if not more:
+            break
+        parts.append(more)
+        got += len(more)
+    return b"".join(parts)
+
+
+async def read_small(attachment: RenderedAttachment) -> bytes:
+    """All the bytes of a small attachment (one that fits a single request), read off the event
+    loop and size-checked. Large ones are only ever streamed."""
+    if attachment.payload is None:
+        raise ValueError("attachment not captured")
+    if attachment.size > SINGLE_POST_ATTACHMENT_LIMIT:
+        raise ValueError("only attachments that fit one request are read whole")
+    data = await asyncio.to_thread(read_all, attachment.payload)
+    if len(data) != attachment.size:
+        raise PermanentError(PoisonReason.ATTACHMENT_CORRUPT, "payload size differs from what it declared")
+    return data
+
+
+def _create_request_estimate(item: RenderedItem) -> int:
+    """Bytes of the create request apart from its attachments (JSON-escaped as kiota sends it)."""
+    fields = [item.subject, item.html_body, item.record_id, item.message_id_header]
+    fields += [r.display_name + r.address for r in (item.sender, *item.recipients)]
+    fields += [name + value for name, value in item.extra_headers]
+    escaped = sum(len(json.dumps(text)) for text in fields)
+    return escaped + 2048 + 160 * (len(item.recipients) + len(item.extra_headers))
+
+
+def _inline_cost(attachment: RenderedAttachment) -> int:
+    encoded = 4 * math.ceil(attachment.size / 3)
+    return encoded + len(json.dumps(attachment.file_name)) + len(attachment.content_type) + 160
+
+
+def file_attachment(attachment: RenderedAttachment, data: bytes) -> Any:
+    from msgraph.generated.models.file_attachment import FileAttachment
+
+    return FileAttachment(
+        odata_type="#microsoft.graph.fileAttachment",
+        name=attachment.file_name,
+        content_type=attachment.content_type,
+        content_bytes=data,
+        is_inline=False,
+    )
+
+
+# ---------------------------------------------------------------------------------------------
 # The writer
+
+
+class _FolderGone(Exception):
+    """The cached archive folder no longer exists (someone deleted it)."""
+
+
+class _FolderExists(Exception):
+    """Another worker created the archive folder between our lookup and our create."""
 
 
 class GraphMailbox:
     """``MailboxWriter`` on Microsoft Graph. Synchronous; safe to call from several threads.
 
     The SDK calls run on the event loop shared by the client's adapters (see graph_client);
-    ``close()`` gives it back. Folder ids are cached per mailbox for the adapter's life.
+    ``close()`` gives it back. Folder ids are cached per mailbox for the adapter's life. Every
+    request passes ``gate`` (by default the process-wide one: at most 4 in flight per mailbox).
     """
 
     def __init__(
@@ -405,7 +634,7 @@ class GraphMailbox:
         folder_name: str = DEFAULT_FOLDER_NAME,
         id_property_guid: str = ID_PROPERTY_GUID,
         attachments: AttachmentStrategy | None = None,
-        max_concurrent_writes_per_mailbox: int = 4,
+        gate: MailboxGate | None = None,
     ) -> None:
         if not item_class or not item_class.isprintable() or not item_class.upper().startswith("IPM."):
             raise ConfigurationError("item_class must be a printable message class starting with IPM.")
@@ -415,25 +644,23 @@ class GraphMailbox:
             guid = str(uuid.UUID(id_property_guid))
         except ValueError:
             raise ConfigurationError("id_property_guid is not a GUID") from None
-        if max_concurrent_writes_per_mailbox < 1:
-            raise ConfigurationError("max_concurrent_writes_per_mailbox must be at least 1")
         self.item_class = item_class
         self.folder_name = folder_name
         self.id_property = id_property_id(guid)
         self._client = client
+        self._graph = GraphSession(client, gate or process_mailbox_gate())
         self._attachments: AttachmentStrategy = attachments or UploadSessionAttachments()
-        self._max_concurrent = max_concurrent_writes_per_mailbox
         # Touched only on the loop thread, so plain dicts suffice.
         self._folder_ids: dict[str, str] = {}
         self._folder_locks: dict[str, asyncio.Lock] = {}
-        self._mailbox_slots: dict[str, asyncio.Semaphore] = {}
+        self._record_locks: dict[tuple[str, str], tuple[asyncio.Lock, int]] = {}
         self._loop = acquire_graph_loop(client)
         self._closed = False
 
-    def write(self, mailbox: str, item: RenderedItem) -> WriteOutcome:
+    def write(self, mailbox: str, item: RenderedItem, *, check_existing: bool = True) -> WriteOutcome:
         if self._closed:
             raise RuntimeError("GraphMailbox is closed")
-        return self._loop.run(self._write(mailbox, item))
+        return self._loop.run(self._write(mailbox, item, check_existing))
 
     def close(self) -> None:
         if self._closed:
@@ -449,66 +676,77 @@ class GraphMailbox:
 
     # -- one write -----------------------------------------------------------------------------
 
-    async def _write(self, mailbox: str, item: RenderedItem) -> WriteOutcome:
-        plan = self._attachments.plan(item)  # refuses oversized items before any request
-        async with self._slot(mailbox):
+    async def _write(self, mailbox: str, item: RenderedItem, check_existing: bool) -> WriteOutcome:
+        plan = self._attachments.plan(item)  # refuses undeliverable items before any request
+        async with self._one_write_per_record(mailbox, item.record_id):
             for attempt in (1, 2):
                 folder_id = await self._folder_id(mailbox)
                 try:
-                    return await self._write_in_folder(mailbox, folder_id, item, plan)
+                    return await self._write_in_folder(mailbox, folder_id, item, plan, check_existing)
                 except _FolderGone:
                     self._forget_folder(mailbox, folder_id)
                     if attempt == 2:
                         raise TransientError("archive folder vanished twice during one write") from None
         raise AssertionError("unreachable")
 
+    @asynccontextmanager
+    async def _one_write_per_record(self, mailbox: str, record_id: str) -> AsyncIterator[None]:
+        """Two threads of this process writing one record to one mailbox: the second one waits,
+        then (checking) finds the first one's item instead of creating another."""
+        key = (MailboxGate.key(mailbox), record_id)
+        lock, users = self._record_locks.get(key) or (asyncio.Lock(), 0)
+        self._record_locks[key] = (lock, users + 1)
+        try:
+            async with lock:
+                yield
+        finally:
+            lock, users = self._record_locks[key]
+            if users <= 1:
+                del self._record_locks[key]
+            else:
+                self._record_locks[key] = (lock, users - 1)
+
     async def _write_in_folder(
-        self, mailbox: str, folder_id: str, item: RenderedItem, plan: AttachmentPlan
+        self, mailbox: str, folder_id: str, item: RenderedItem, plan: AttachmentPlan, check_existing: bool
     ) -> WriteOutcome:
         ref = mailbox_ref(mailbox)
-        existing = await self._find_item(mailbox, folder_id, item.record_id)
-        if existing is not None:
-            if plan.after_create:
-                added = await self._complete_attachments(mailbox, existing, plan)
-                if added:
-                    logger.info(
-                        "graph write %s mailbox=%s: completed earlier import, %d attachment(s) added",
-                        item.record_key, ref, added,
-                    )
-                    return WriteOutcome.IMPORTED
-            logger.info("graph write %s mailbox=%s: duplicate, skipped", item.record_key, ref)
-            return WriteOutcome.SKIPPED_DUPLICATE
+        if check_existing:
+            existing = await self._find_item(mailbox, folder_id, item.record_id)
+            if existing is not None:
+                if plan.after_create:
+                    added = await self._complete_attachments(mailbox, existing, plan)
+                    if added:
+                        logger.info(
+                            "graph write %s mailbox=%s: completed earlier import, %d attachment(s) added",
+                            item.record_key, ref, added,
+                        )
+                        return WriteOutcome.IMPORTED
+                logger.info("graph write %s mailbox=%s: duplicate, skipped", item.record_key, ref)
+                return WriteOutcome.SKIPPED_DUPLICATE
 
         message_id = await self._create_item(mailbox, folder_id, item, plan)
         if plan.after_create:
             try:
                 for attachment in plan.after_create:
-                    await self._attachments.attach(self._client, mailbox, message_id, attachment)
+                    await self._attachments.attach(self._graph, mailbox, message_id, attachment)
             except Exception:
                 await self._discard(mailbox, message_id, item.record_key)
                 raise
         logger.info(
-            "graph write %s mailbox=%s: imported, attachments inline=%d added=%d missing=%d",
-            item.record_key, ref, len(plan.inline), len(plan.after_create), plan.missing,
+            "graph write %s mailbox=%s: imported, attachments inline=%d added=%d missing=%d checked=%s",
+            item.record_key, ref, len(plan.inline), len(plan.after_create), plan.missing, check_existing,
         )
         return WriteOutcome.IMPORTED
-
-    def _slot(self, mailbox: str) -> asyncio.Semaphore:
-        key = mailbox.strip().lower()
-        slot = self._mailbox_slots.get(key)
-        if slot is None:
-            slot = self._mailbox_slots[key] = asyncio.Semaphore(self._max_concurrent)
-        return slot
 
     # -- the archive folder -----------------------------------------------------------------------
 
     async def _folder_id(self, mailbox: str) -> str:
-        key = mailbox.strip().lower()
+        key = MailboxGate.key(mailbox)
         cached = self._folder_ids.get(key)
         if cached:
             return cached
         lock = self._folder_locks.setdefault(key, asyncio.Lock())
-        async with lock:  # one lookup per mailbox in this process, however many writes wait
+        async with lock:  # one lookup per mailbox in this writer, however many writes wait
             cached = self._folder_ids.get(key)
             if cached:
                 return cached
@@ -524,7 +762,7 @@ class GraphMailbox:
             return folder_id
 
     def _forget_folder(self, mailbox: str, folder_id: str) -> None:
-        key = mailbox.strip().lower()
+        key = MailboxGate.key(mailbox)
         if self._folder_ids.get(key) == folder_id:
             del self._folder_ids[key]
 
@@ -542,9 +780,8 @@ class GraphMailbox:
             include_hidden_folders="true",
             select=["id", "displayName"],
         )
-        page = await graph_call(
-            "folder_find", mailbox, self._root_children(mailbox).get(_request_configuration(query))
-        )
+        children = self._root_children(mailbox)
+        page = await self._graph.call("folder_find", mailbox, lambda: children.get(_request_configuration(query)))
         for folder in (page.value if page is not None else None) or []:
             if folder.id and (folder.display_name or "").casefold() == self.folder_name.casefold():
                 return str(folder.id)
@@ -553,14 +790,14 @@ class GraphMailbox:
     async def _create_folder(self, mailbox: str) -> str:
         from msgraph.generated.models.mail_folder import MailFolder
 
+        children = self._root_children(mailbox)
         try:
-            folder = await self._root_children(mailbox).post(MailFolder(display_name=self.folder_name))
+            folder = await self._graph.send(mailbox, lambda: children.post(MailFolder(display_name=self.folder_name)))
         except Exception as exc:
             failure = graph_failure(exc)
-            if failure is not None and failure.code == "ErrorFolderExists":
+            if failure is not None and failure.code == "ErrorFolderExists":  # seen as 409 and as 400
                 raise _FolderExists() from None
-            await graph_call("folder_create", mailbox, _reraise(exc))
-            raise
+            raise graph_error(exc, "folder_create", mailbox) from None
         if folder is None or not folder.id:
             raise TransientError("graph created the archive folder without returning its id")
         logger.info("graph archive folder created in mailbox=%s", mailbox_ref(mailbox))
@@ -584,10 +821,10 @@ class GraphMailbox:
             select=["id"],
             top=1,
         )
-        request = self._folder_messages(mailbox, folder_id).get(
-            _request_configuration(query, prefer_immutable=True)
+        messages = self._folder_messages(mailbox, folder_id)
+        page = await self._folder_call(
+            "item_lookup", mailbox, lambda: messages.get(_request_configuration(query, prefer_immutable=True))
         )
-        page = await self._folder_call("item_lookup", mailbox, request)
         for message in (page.value if page is not None else None) or []:
             if message.id:
                 return str(message.id)
@@ -596,16 +833,21 @@ class GraphMailbox:
     async def _create_item(
         self, mailbox: str, folder_id: str, item: RenderedItem, plan: AttachmentPlan
     ) -> str:
+        inline = [(a, await read_small(a)) for a in plan.inline]
         message, dropped_headers = build_message(
-            item, item_class=self.item_class, id_property=self.id_property, inline=plan.inline
+            item, item_class=self.item_class, id_property=self.id_property, inline=inline
         )
+        del inline
         if dropped_headers:
             logger.info("graph write %s: %d header(s) not accepted by Graph left out",
                         item.record_key, dropped_headers)
-        request = self._folder_messages(mailbox, folder_id).post(
-            message, _request_configuration(prefer_immutable=True)
+        messages = self._folder_messages(mailbox, folder_id)
+        created = await self._folder_call(
+            "item_create",
+            mailbox,
+            lambda: messages.post(message, _request_configuration(prefer_immutable=True)),
+            poison_bad_request=True,
         )
-        created = await self._folder_call("item_create", mailbox, request, poison_bad_request=True)
         if created is None or not created.id:
             raise TransientError("graph created the item without returning its id")
         if created.is_draft:
@@ -615,25 +857,25 @@ class GraphMailbox:
         return str(created.id)
 
     async def _folder_call[R](
-        self, operation: str, mailbox: str, awaitable: Awaitable[R], *, poison_bad_request: bool = False
+        self,
+        operation: str,
+        mailbox: str,
+        request: Callable[[], Awaitable[R]],
+        *,
+        poison_bad_request: bool = False,
     ) -> R:
         """A call inside the archive folder: a missing folder is ours to recreate, not an error."""
         try:
-            return await awaitable
+            return await self._graph.send(mailbox, request)
         except Exception as exc:
             failure = graph_failure(exc)
             if failure is not None:
                 if failure.status == 404 and failure.code in ("ErrorItemNotFound", "ErrorInvalidIdMalformed"):
                     raise _FolderGone() from None
                 if poison_bad_request and failure.status in (400, 413):
-                    size_codes = ("ErrorMessageSizeExceeded", "RequestEntityTooLarge", "RequestBodyTooLarge")
-                    reason = (
-                        PoisonReason.TOO_BIG
-                        if failure.status == 413 or failure.code in size_codes
-                        else PoisonReason.INVALID_ITEM
-                    )
+                    reason = PoisonReason.TOO_BIG if failure.too_large else PoisonReason.INVALID_ITEM
                     raise PermanentError(reason, failure.describe(operation)) from None
-            return await graph_call(operation, mailbox, _reraise(exc))
+            raise graph_error(exc, operation, mailbox) from None
 
     async def _complete_attachments(self, mailbox: str, message_id: str, plan: AttachmentPlan) -> int:
         """Adds the after-create attachments an earlier, interrupted attempt did not add."""
@@ -644,15 +886,16 @@ class GraphMailbox:
         builder = self._client.users.by_user_id(mailbox).messages.by_message_id(message_id).attachments
         query = AttachmentsRequestBuilder.AttachmentsRequestBuilderGetQueryParameters(select=["name"])
         present: Counter[str] = Counter()
-        page = await graph_call(
-            "attachment_list", mailbox, builder.get(_request_configuration(query)), item_level=True
+        page = await self._graph.call(
+            "attachment_list", mailbox, lambda: builder.get(_request_configuration(query)), item_level=True
         )
         while page is not None:
             present.update(a.name or "" for a in page.value or [])
-            if not page.odata_next_link:
+            next_link = page.odata_next_link
+            if not next_link:
                 break
-            page = await graph_call(
-                "attachment_list", mailbox, builder.with_url(page.odata_next_link).get(), item_level=True
+            page = await self._graph.call(
+                "attachment_list", mailbox, lambda link=next_link: builder.with_url(link).get(), item_level=True
             )
         for attachment in plan.inline:
             present[attachment.file_name] -= 1
@@ -661,18 +904,19 @@ class GraphMailbox:
             if present[attachment.file_name] > 0:
                 present[attachment.file_name] -= 1
                 continue
-            await self._attachments.attach(self._client, mailbox, message_id, attachment)
+            await self._attachments.attach(self._graph, mailbox, message_id, attachment)
             added += 1
         return added
 
     async def _discard(self, mailbox: str, message_id: str, record_key: str) -> None:
         """Removes an item whose attachments could not all be added, so the retry starts clean.
 
-        If this fails too, the retry finds the item and adds what is missing.
+        If this fails too, the retry (which must check for the item) finds it and adds what is
+        missing.
         """
         builder = self._client.users.by_user_id(mailbox).messages.by_message_id(message_id)
         try:
-            await builder.permanent_delete.post()
+            await self._graph.send(mailbox, lambda: builder.permanent_delete.post())
         except Exception as exc:
             failure = graph_failure(exc)
             logger.warning(
@@ -682,14 +926,17 @@ class GraphMailbox:
             )
 
 
-async def _reraise(exc: Exception) -> Any:
-    raise exc
-
-
 def build_message(
-    item: RenderedItem, *, item_class: str, id_property: str, inline: tuple[RenderedAttachment, ...]
+    item: RenderedItem,
+    *,
+    item_class: str,
+    id_property: str,
+    inline: list[tuple[RenderedAttachment, bytes]] | tuple[()] = (),
 ) -> tuple[Any, int]:
-    """The msgraph ``Message`` for one create POST, and the number of headers left out."""
+    """The msgraph ``Message`` for one create POST, and the number of headers left out.
+
+    ``inline``: the attachments that travel in the create, each with its bytes (small ones only).
+    """
     from msgraph.generated.models.body_type import BodyType
     from msgraph.generated.models.email_address import EmailAddress
     from msgraph.generated.models.internet_message_header import InternetMessageHeader
@@ -730,5 +977,5 @@ def build_message(
     if headers:  # an empty collection is refused
         message.internet_message_headers = [InternetMessageHeader(name=n, value=v) for n, v in headers]
     if inline:
-        message.attachments = [file_attachment(a) for a in inline]
+        message.attachments = [file_attachment(a, data) for a, data in inline]
     return message, dropped

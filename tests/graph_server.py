@@ -1,11 +1,24 @@
 """A local, Graph-compatible server for exactly the calls the Graph adapters make.
 
-It stands in for Exchange Online in tests and the local demo: threaded, stdlib only, loopback
-only. Where real Graph is strict in a way that matters to an archive, it is as strict (a message
-without ``Integer 0x0E07`` would be a draft and is refused; custom headers must be x-/X- and at
-most 5; requests over 4 MB are refused; upload chunks must arrive in order with an exact
-``Content-Range`` and no Authorization header). Where real Graph is merely undocumented (an
-upload session on a non-draft item), it accepts, and records that it did.
+It stands in for Exchange Online in tests: threaded, stdlib only, real HTTP on loopback. Where real
+Graph is strict in a way that matters to an archive, it is as strict:
+
+- a message without ``Integer 0x0E07`` would be a draft and is refused; ``sentDateTime`` /
+  ``receivedDateTime`` on create are refused; custom headers must be x-/X- and at most 5;
+- requests over 4 MB (4 MiB) are refused with 413 ``ErrorRequestEntityTooLarge``;
+- upload sessions for attachments under 3 MB are refused
+  (``ErrorAttachmentSizeShouldNotBeLessThanMinimumSize``); chunks must arrive in order, at most
+  4 MB each, with an exact ``Content-Range`` and no Authorization header;
+- per mailbox: more than 4 requests in flight, or more than ``rate_limit`` requests in a sliding
+  window, are answered 429 ``ApplicationThrottled`` with ``Retry-After``;
+- a duplicate folder is ``ErrorFolderExists``; a user without a mailbox answers
+  ``MailboxNotEnabledForRESTAPI``, an unknown one ``ErrorInvalidUser``, a mailbox outside the
+  app's RBAC scope (``access_denied``) 403 ``ErrorAccessDenied``.
+
+Where real Graph is merely undocumented (an upload session on a non-draft item), it accepts by
+default and records that it did; ``refuse_upload_sessions_on_non_drafts=True`` plays the other
+answer. Stored attachments keep their sha256 and size, and their bytes up to
+``keep_attachment_bytes`` (so a 30 MB upload does not keep a 30 MB copy in the test process).
 
 Calls served (paths under ``/v1.0``; ``{u}`` is a user's UPN, id or mail alias):
 
@@ -22,14 +35,16 @@ from __future__ import annotations
 
 import base64
 import copy
+import hashlib
 import json
+import math
 import re
 import secrets
 import socket
 import threading
 import time
 import uuid
-from collections import Counter, defaultdict
+from collections import Counter, defaultdict, deque
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -38,8 +53,10 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 MAX_REQUEST_BYTES = 4 * 1024 * 1024
 MAX_UPLOAD_CHUNK_BYTES = 4 * 1024 * 1024
-# Graph documents "3 MB" as the smallest upload session; read as decimal megabytes.
+# Graph documents "3 MB" as the smallest upload session; read as decimal megabytes by default.
 UPLOAD_SESSION_MIN_BYTES = 3_000_000
+MAX_CONCURRENT_PER_MAILBOX = 4
+KEEP_ATTACHMENT_BYTES = 8 * 1024 * 1024
 MAX_ATTACHMENT_BYTES = 150 * 1024 * 1024
 MAX_INTERNET_HEADERS = 5
 MSGFLAG_UNSENT = 0x8
@@ -81,6 +98,17 @@ class _Fault:
     path_contains: str | None
     code: str | None
     method: str | None
+    after_execution: bool
+
+
+@dataclass
+class _Barrier:
+    """Holds requests of one operation until ``parties`` of them have arrived (a race, on cue)."""
+
+    parties: int
+    timeout: float
+    arrived: int = 0
+    released: threading.Event = field(default_factory=threading.Event)
 
 
 @dataclass
@@ -104,7 +132,10 @@ class _UploadSession:
     name: str
     content_type: str
     size: int
-    received: bytearray = field(default_factory=bytearray)
+    keep_bytes: bool
+    received: int = 0
+    digest: Any = field(default_factory=hashlib.sha256)
+    content: bytearray = field(default_factory=bytearray)
     chunks: list[int] = field(default_factory=list)
 
 
@@ -121,15 +152,38 @@ class LocalGraph:
         token: str | None = None,
         mail_aliases: dict[str, str] | None = None,
         reject_drafts: bool = True,
+        access_denied: set[str] | frozenset[str] = frozenset(),
+        max_concurrent_per_mailbox: int | None = MAX_CONCURRENT_PER_MAILBOX,
+        rate_limit: tuple[int, float] | None = None,
+        throttle_retry_after: float | None = None,
+        fractional_retry_after: bool = False,
+        upload_session_min_bytes: int = UPLOAD_SESSION_MIN_BYTES,
+        refuse_upload_sessions_on_non_drafts: bool = False,
+        keep_attachment_bytes: int = KEEP_ATTACHMENT_BYTES,
     ) -> None:
         """``users``: UPN -> has an Exchange Online mailbox. ``token``: the only bearer token
         accepted (any non-empty one when None). ``mail_aliases``: mail address -> UPN, for users
         whose primary SMTP address is not their UPN. ``reject_drafts=False`` stores drafts
-        (flagged) instead of refusing them."""
+        (flagged) instead of refusing them. ``access_denied``: UPNs whose mailbox the app may not
+        open (403 ``ErrorAccessDenied`` on mail calls). ``latency_seconds``: added to every request.
+
+        Throttling, per mailbox: ``max_concurrent_per_mailbox`` requests in flight (None: no
+        limit), ``rate_limit=(requests, per_seconds)`` in a sliding window (None: no limit). The
+        429's ``Retry-After`` is ``throttle_retry_after`` when given; else the time until the
+        window admits a request again (for the concurrency limit: 1 s), in whole seconds as Graph
+        sends it (at least 1), or to the millisecond with ``fractional_retry_after`` (fast tests)."""
         self.host = host
         self.latency_seconds = latency_seconds
         self.token = token
         self.reject_drafts = reject_drafts
+        self.access_denied = frozenset(u.strip().lower() for u in access_denied)
+        self.max_concurrent_per_mailbox = max_concurrent_per_mailbox
+        self.rate_limit = rate_limit
+        self.throttle_retry_after = throttle_retry_after
+        self.fractional_retry_after = fractional_retry_after
+        self.upload_session_min_bytes = upload_session_min_bytes
+        self.refuse_upload_sessions_on_non_drafts = refuse_upload_sessions_on_non_drafts
+        self.keep_attachment_bytes = keep_attachment_bytes
         self._lock = threading.RLock()
         self._users: dict[str, _User] = {}
         aliases = {mail.lower(): upn.lower() for mail, upn in (mail_aliases or {}).items()}
@@ -142,8 +196,11 @@ class LocalGraph:
         self._faults: list[_Fault] = []
         self._folder_races: dict[str, str] = {}
         self._counts: dict[str, Counter[str]] = defaultdict(Counter)
+        self._throttled: dict[str, Counter[str]] = defaultdict(Counter)
         self._inflight: Counter[str] = Counter()
         self._max_inflight: Counter[str] = Counter()
+        self._recent: dict[str, deque[float]] = defaultdict(deque)
+        self._barriers: dict[str, _Barrier] = {}
         self.request_log: list[dict[str, Any]] = []
         self._server = ThreadingHTTPServer((host, port), _Handler)
         self._server.daemon_threads = True
@@ -200,14 +257,22 @@ class LocalGraph:
         path_contains: str | None = None,
         code: str | None = None,
         method: str | None = None,
+        after_execution: bool = False,
     ) -> None:
         """The next ``times`` matching requests fail with ``status`` (and Graph error ``code``).
 
         A request matches when its path contains ``path_contains`` and its method is ``method``
-        (either left out: any). Upload PUTs match too.
+        (either left out: any). Upload PUTs match too. ``after_execution``: the request is carried
+        out first and only its answer is replaced (a 503/504 after the item was created).
         """
         with self._lock:
-            self._faults.append(_Fault(status, times, retry_after, path_contains, code, method))
+            self._faults.append(_Fault(status, times, retry_after, path_contains, code, method, after_execution))
+
+    def hold_until(self, operation: str, parties: int, timeout: float = 5.0) -> None:
+        """The next ``parties`` requests of ``operation`` (e.g. ``item_lookup``) wait for each
+        other and are then served together: two workers' lookups both run before either create."""
+        with self._lock:
+            self._barriers[operation] = _Barrier(parties, timeout)
 
     def simulate_folder_race(self, mailbox: str, display_name: str) -> None:
         """The next childFolders lookup in ``mailbox`` answers "none", and right after it another
@@ -218,7 +283,8 @@ class LocalGraph:
     # -- inspection -----------------------------------------------------------------------------
 
     def messages(self, mailbox: str) -> list[dict[str, Any]]:
-        """Stored items (attachments included, their bytes under ``content``), oldest first."""
+        """Stored items, oldest first. Attachments carry ``sha256`` and ``size``, and their bytes
+        under ``content`` when not larger than ``keep_attachment_bytes`` (else ``content`` is None)."""
         with self._lock:
             box = self._mailboxes.get(mailbox.lower())
             return copy.deepcopy(list(box.messages.values())) if box else []
@@ -229,12 +295,24 @@ class LocalGraph:
             return copy.deepcopy(list(box.folders.values())) if box else []
 
     def request_counts(self, mailbox: str) -> dict[str, int]:
-        """Requests per operation (``folder_find``, ``item_create``, ``upload_chunk``...)."""
+        """Requests received per operation (``folder_find``, ``item_create``, ``upload_chunk``...),
+        throttled ones included."""
         with self._lock:
             return dict(self._counts.get(mailbox.lower(), Counter()))
 
     def total_requests(self, mailbox: str) -> int:
         return sum(self.request_counts(mailbox).values())
+
+    def throttled_counts(self, mailbox: str) -> dict[str, int]:
+        """429s sent by the throttling rules (not by ``fail_next``), per rule (``concurrency``, ``rate``)."""
+        with self._lock:
+            return dict(self._throttled.get(mailbox.lower(), Counter()))
+
+    def reset_counts(self) -> None:
+        with self._lock:
+            self._counts.clear()
+            self._throttled.clear()
+            self.request_log.clear()
 
     def max_concurrency(self, mailbox: str) -> int:
         with self._lock:
@@ -253,14 +331,22 @@ class LocalGraph:
             operation, mailbox = self._classify(method, segments, query, upload)
         except GraphHTTPError as exc:
             return _error_response(exc)
-        self._enter(mailbox, operation, method, split.path, headers)
+        try:
+            if not upload:
+                self._check_auth(headers)
+            self._enter(mailbox, operation, method, split.path, headers)
+        except GraphHTTPError as exc:
+            return _error_response(exc)
         try:
             if self.latency_seconds:
                 time.sleep(self.latency_seconds)
-            if not upload:
-                self._check_auth(headers)
-            self._inject_fault(method, split.path)
+            self._wait_at_barrier(operation)
+            fault = self._take_fault(method, split.path)
+            if fault is not None and not fault.after_execution:
+                raise _fault_error(fault)
             status, payload, extra = self._dispatch(operation, segments, query, headers, body)
+            if fault is not None:
+                raise _fault_error(fault)
             data = b"" if payload is None else json.dumps(payload).encode("utf-8")
             response_headers = {"Content-Type": "application/json"} if payload is not None else {}
             response_headers.update(extra)
@@ -271,10 +357,9 @@ class LocalGraph:
             self._leave(mailbox)
 
     def _enter(self, mailbox: str, operation: str, method: str, path: str, headers: Any) -> None:
+        """Counts the request, then admits it or answers 429 (concurrency first, then rate)."""
         with self._lock:
             self._counts[mailbox][operation] += 1
-            self._inflight[mailbox] += 1
-            self._max_inflight[mailbox] = max(self._max_inflight[mailbox], self._inflight[mailbox])
             self.request_log.append(
                 {
                     "mailbox": mailbox,
@@ -285,10 +370,47 @@ class LocalGraph:
                     "authorization": headers.get("Authorization") is not None,
                 }
             )
+            limit = self.max_concurrent_per_mailbox
+            if limit is not None and self._inflight[mailbox] >= limit:
+                self._throttled[mailbox]["concurrency"] += 1
+                wait = max(self.latency_seconds, 0.02) if self.fractional_retry_after else 1.0
+                raise self._throttle("Application is over its MailboxConcurrency limit.", wait)
+            if self.rate_limit is not None:
+                allowed, window = self.rate_limit
+                now = time.monotonic()
+                recent = self._recent[mailbox]
+                while recent and now - recent[0] >= window:
+                    recent.popleft()
+                if len(recent) >= allowed:
+                    self._throttled[mailbox]["rate"] += 1
+                    raise self._throttle("Application is over its request rate limit.", window - (now - recent[0]))
+                recent.append(now)
+            self._inflight[mailbox] += 1
+            self._max_inflight[mailbox] = max(self._max_inflight[mailbox], self._inflight[mailbox])
+
+    def _throttle(self, message: str, wait: float) -> GraphHTTPError:
+        if self.throttle_retry_after is not None:
+            retry_after = f"{self.throttle_retry_after:g}"
+        elif self.fractional_retry_after:
+            retry_after = f"{max(wait, 0.001):.3f}"
+        else:
+            retry_after = str(max(1, math.ceil(wait)))
+        return GraphHTTPError(429, "ApplicationThrottled", message, {"Retry-After": retry_after})
 
     def _leave(self, mailbox: str) -> None:
         with self._lock:
             self._inflight[mailbox] -= 1
+
+    def _wait_at_barrier(self, operation: str) -> None:
+        with self._lock:
+            barrier = self._barriers.get(operation)
+            if barrier is None:
+                return
+            barrier.arrived += 1
+            if barrier.arrived >= barrier.parties:
+                del self._barriers[operation]
+                barrier.released.set()
+        barrier.released.wait(barrier.timeout)
 
     def _check_auth(self, headers: Any) -> None:
         value = headers.get("Authorization") or ""
@@ -298,7 +420,7 @@ class LocalGraph:
         if self.token is not None and token.strip() != self.token:
             raise GraphHTTPError(401, "InvalidAuthenticationToken", "Access token validation failure.")
 
-    def _inject_fault(self, method: str, path: str) -> None:
+    def _take_fault(self, method: str, path: str) -> _Fault | None:
         with self._lock:
             for fault in self._faults:
                 if (
@@ -309,14 +431,8 @@ class LocalGraph:
                     fault.remaining -= 1
                     if fault.remaining == 0:
                         self._faults.remove(fault)
-                    break
-            else:
-                return
-        headers = {} if fault.retry_after is None else {"Retry-After": f"{fault.retry_after:g}"}
-        code = fault.code or {429: "TooManyRequests", 503: "ServiceUnavailable", 504: "GatewayTimeout"}.get(
-            fault.status, "InjectedFault"
-        )
-        raise GraphHTTPError(fault.status, code, "Injected by LocalGraph.fail_next.", headers)
+                    return fault
+        return None
 
     def _classify(
         self, method: str, segments: list[str], query: dict[str, str], upload: bool
@@ -357,6 +473,8 @@ class LocalGraph:
             raise GraphHTTPError(
                 404, "MailboxNotEnabledForRESTAPI", "REST API is not yet supported for this mailbox."
             )
+        if user.upn in self.access_denied:
+            raise GraphHTTPError(403, "ErrorAccessDenied", "Access is denied. Check credentials and try again.")
         return user
 
     def _mailbox(self, user: _User) -> _Mailbox:
@@ -396,7 +514,9 @@ class LocalGraph:
         if operation == "upload_chunk":
             return self._upload_chunk(segments[1], headers, body)
         if len(body) > MAX_REQUEST_BYTES:
-            raise GraphHTTPError(413, "RequestBodyTooLarge", "The request body is too large.")
+            raise GraphHTTPError(
+                413, "ErrorRequestEntityTooLarge", "The maximum request length supported is 4MB."
+            )
         with self._lock:
             if operation == "user_find":
                 return 200, self._user_find(query), {}
@@ -501,7 +621,7 @@ class LocalGraph:
                 _parse_time(properties[time_prop])
         _check_internet_headers(payload.get("internetMessageHeaders"))
         message_id = "AAMk" + secrets.token_hex(16)
-        attachments = [_file_attachment(a, "inline") for a in payload.get("attachments") or []]
+        attachments = [self._file_attachment(a, "inline") for a in payload.get("attachments") or []]
         message = {
             "id": message_id,
             "parentFolderId": folder["id"],
@@ -525,13 +645,16 @@ class LocalGraph:
         reply["hasAttachments"] = bool(attachments)
         return 201, reply, {}
 
+    def _file_attachment(self, payload: dict[str, Any], via: str) -> dict[str, Any]:
+        return _file_attachment(payload, via, self.keep_attachment_bytes)
+
     def _op_attachment_list(self, user, box, rest, query, headers, body):
         message = self._message(box, rest[0])
         return 200, {"value": [_attachment_json(a) for a in message["attachments"]]}, {}
 
     def _op_attachment_add(self, user, box, rest, query, headers, body):
         message = self._message(box, rest[0])
-        attachment = _file_attachment(_json(body), "attachment_post")
+        attachment = self._file_attachment(_json(body), "attachment_post")
         message["attachments"].append(attachment)
         return 201, _attachment_json(attachment), {}
 
@@ -541,15 +664,18 @@ class LocalGraph:
         size = item.get("size")
         if item.get("attachmentType") != "file" or not item.get("name") or not isinstance(size, int):
             raise GraphHTTPError(400, "ErrorInvalidRequest", "AttachmentItem needs a type, name and size.")
-        if size < UPLOAD_SESSION_MIN_BYTES:
+        if size < self.upload_session_min_bytes:
             raise GraphHTTPError(
                 400, "ErrorAttachmentSizeShouldNotBeLessThanMinimumSize", "The attachment is too small."
             )
         if size > MAX_ATTACHMENT_BYTES:
             raise GraphHTTPError(400, "ErrorAttachmentSizeExceeded", "The attachment is too large.")
+        if self.refuse_upload_sessions_on_non_drafts and not message["isDraft"]:
+            raise GraphHTTPError(400, "ErrorInvalidOperation", "Upload sessions are only supported on drafts.")
         token = secrets.token_urlsafe(16)
         self._sessions[token] = _UploadSession(
-            user.upn, message["id"], str(item["name"]), str(item.get("contentType") or ""), size
+            user.upn, message["id"], str(item["name"]), str(item.get("contentType") or ""), size,
+            keep_bytes=size <= self.keep_attachment_bytes,
         )
         message.setdefault("uploadSessionsWhileNonDraft", 0)
         if not message["isDraft"]:
@@ -578,14 +704,17 @@ class LocalGraph:
             start, end, total = (int(g) for g in match.groups())
             if len(body) > MAX_UPLOAD_CHUNK_BYTES:
                 raise GraphHTTPError(413, "RequestBodyTooLarge", "Upload chunks are limited to 4 MB.")
-            if total != session.size or start != len(session.received) or end - start + 1 != len(body):
-                raise GraphHTTPError(416, "InvalidRange", f"Expected bytes {len(session.received)}-.")
-            session.received.extend(body)
+            if total != session.size or start != session.received or end - start + 1 != len(body):
+                raise GraphHTTPError(416, "InvalidRange", f"Expected bytes {session.received}-.")
+            session.received += len(body)
+            session.digest.update(body)
+            if session.keep_bytes:
+                session.content.extend(body)
             session.chunks.append(len(body))
-            if len(session.received) < session.size:
+            if session.received < session.size:
                 return 200, {
                     "expirationDateTime": (datetime.now(UTC) + timedelta(minutes=15)).isoformat(),
-                    "nextExpectedRanges": [f"{len(session.received)}-"],
+                    "nextExpectedRanges": [f"{session.received}-"],
                 }, {}
             del self._sessions[token]
             box = self._mailboxes.get(session.mailbox)
@@ -597,7 +726,8 @@ class LocalGraph:
                 "name": session.name,
                 "contentType": session.content_type,
                 "size": session.size,
-                "content": bytes(session.received),
+                "sha256": session.digest.hexdigest(),
+                "content": bytes(session.content) if session.keep_bytes else None,
                 "via": "upload_session",
                 "chunks": list(session.chunks),
             }
@@ -713,7 +843,7 @@ def _check_internet_headers(headers: Any) -> None:
             )
 
 
-def _file_attachment(payload: dict[str, Any], via: str) -> dict[str, Any]:
+def _file_attachment(payload: dict[str, Any], via: str, keep_bytes: int) -> dict[str, Any]:
     if payload.get("@odata.type") != "#microsoft.graph.fileAttachment":
         raise GraphHTTPError(400, "ErrorInvalidRequest", "Only file attachments are served.")
     try:
@@ -725,7 +855,16 @@ def _file_attachment(payload: dict[str, Any], via: str) -> dict[str, Any]:
         "name": payload.get("name"),
         "contentType": payload.get("contentType"),
         "size": len(content),
-        "content": content,
+        "sha256": hashlib.sha256(content).hexdigest(),
+        "content": content if len(content) <= keep_bytes else None,
         "via": via,
         "isInline": bool(payload.get("isInline")),
     }
+
+
+def _fault_error(fault: _Fault) -> GraphHTTPError:
+    headers = {} if fault.retry_after is None else {"Retry-After": f"{fault.retry_after:g}"}
+    code = fault.code or {429: "TooManyRequests", 503: "ServiceUnavailable", 504: "GatewayTimeout"}.get(
+        fault.status, "InjectedFault"
+    )
+    return GraphHTTPError(fault.status, code, "Injected by LocalGraph.fail_next.", headers)
