@@ -147,10 +147,13 @@ class Container:
 
     @cached_property
     def graph_mailbox(self) -> MailboxWriter:
-        from shared.adapters.graph_mailbox import GraphMailbox
+        from shared.adapters.graph_mailbox import GraphMailbox, UploadSessionAttachments
 
         s = self.settings
-        return GraphMailbox(self._graph_client, item_class=s.archive_item_class, folder_name=s.archive_folder_name)
+        return GraphMailbox(
+            self._graph_client, item_class=s.archive_item_class, folder_name=s.archive_folder_name,
+            attachments=UploadSessionAttachments(upload_sessions=s.graph_upload_sessions),
+        )
 
     @cached_property
     def source(self) -> ArchiveSource:

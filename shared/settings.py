@@ -67,6 +67,9 @@ class Settings(BaseSettings):
     graph_cloud: Literal["global", "usgov", "dod", "china"] = "global"
     graph_base_url: str = ""
     graph_access_token: SecretStr = SecretStr("")
+    graph_upload_sessions: bool = Field(
+        True, description="attachments over 3 MB through upload sessions; off where the cloud lacks them"
+    )
     azure_client_id: str = Field("", description="client id of a user-assigned managed identity")
     # An app registration instead of the managed identity (secret or certificate from Key Vault):
     graph_tenant_id: str = ""
