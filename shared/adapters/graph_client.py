@@ -686,6 +686,7 @@ USER_NOT_FOUND_CODES = frozenset({"Request_ResourceNotFound", "ResourceNotFound"
 # consent gives the same answer for every mailbox: the service layer sees that as every mailbox
 # unavailable at once.
 ACCESS_DENIED_CODE = "ErrorAccessDenied"
+ACCESS_DENIED_RETRY_SECONDS = 15 * 60
 THROTTLING_STATUSES = frozenset({429, 503, 504})
 # Codes and message fragments of "this request or message is too big". Graph has answered an
 # oversized request both as 413 and as 400 BadRequest "Maximum request length exceeded" /
@@ -783,8 +784,11 @@ def translate_common(exc: BaseException, *, mailbox: str, operation: str) -> Exc
     if failure.code in MAILBOX_MISSING_CODES:
         return MailboxUnavailable(mailbox, failure.code)
     if failure.status == 403 and failure.code == ACCESS_DENIED_CODE:
-        # "We may not archive into this mailbox": one mailbox's answer, not the deployment's.
-        return MailboxUnavailable(mailbox, failure.code)
+        # One mailbox refused (Exchange RBAC for Applications scope). The directory already
+        # answered "no mailbox" for mailboxes outside the scope, so reaching here means the scope
+        # changed under us, and scope changes take a while to apply everywhere: come back much
+        # later rather than drop this mailbox's copy (after the deferral cap the record poisons).
+        return TransientError(failure.describe(operation), retry_after=ACCESS_DENIED_RETRY_SECONDS)
     if failure.code == "ErrorQuotaExceeded":
         # A full mailbox can take mail again once someone frees space; the queue retries it.
         return TransientError(failure.describe(operation), retry_after=failure.retry_after)

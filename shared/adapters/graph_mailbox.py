@@ -228,10 +228,11 @@ def graph_error(exc: Exception, operation: str, mailbox: str, *, item_level: boo
     if isinstance(exc, ArchiveError):
         return exc
     failure = graph_failure(exc)
-    if failure is not None and failure.status == 404 and failure.code in USER_NOT_FOUND_CODES:
-        if not item_level:
-            return MailboxUnavailable(mailbox, failure.code)
+    if failure is not None and failure.status == 404 and item_level:
+        # Whatever the code (Exchange says ErrorItemNotFound), the item is gone: start over.
         return TransientError(failure.describe(operation))
+    if failure is not None and failure.status == 404 and failure.code in USER_NOT_FOUND_CODES:
+        return MailboxUnavailable(mailbox, failure.code)
     return translate_common(exc, mailbox=mailbox, operation=operation) or exc
 
 
@@ -729,8 +730,12 @@ class GraphMailbox:
             try:
                 for attachment in plan.after_create:
                     await self._attachments.attach(self._graph, mailbox, message_id, attachment)
-            except Exception:
-                await self._discard(mailbox, message_id, item.record_key)
+            except Exception as failure:
+                removed = await self._discard(mailbox, message_id, item.record_key)
+                if not removed and isinstance(failure, PermanentError):
+                    # Poisoning now would leave an incomplete item in an evidence archive. Retry
+                    # instead: the checked retry finds the item and completes or removes it.
+                    raise TransientError("an incomplete item could not be removed; retrying") from None
                 raise
         logger.info(
             "graph write %s mailbox=%s: imported, attachments inline=%d added=%d missing=%d checked=%s",
@@ -908,7 +913,7 @@ class GraphMailbox:
             added += 1
         return added
 
-    async def _discard(self, mailbox: str, message_id: str, record_key: str) -> None:
+    async def _discard(self, mailbox: str, message_id: str, record_key: str) -> bool:
         """Removes an item whose attachments could not all be added, so the retry starts clean.
 
         If this fails too, the retry (which must check for the item) finds it and adds what is
@@ -924,6 +929,8 @@ class GraphMailbox:
                 record_key, mailbox_ref(mailbox),
                 failure.describe("item_discard") if failure else type(exc).__name__,
             )
+            return False
+        return True
 
 
 def build_message(
