@@ -6,8 +6,9 @@ invoked function actually uses (msgraph-sdk alone takes about half a second to i
 
 from __future__ import annotations
 
+import threading
 from datetime import timedelta
-from functools import cached_property, lru_cache
+from functools import cached_property
 
 from shared.ports import ArchiveSource, MailboxDirectory, MailboxWriter, MappingSource
 from shared.service.importing import ItemImporter
@@ -22,13 +23,27 @@ from shared.settings import (
     get_settings,
 )
 
+# The host calls functions from several threads at once (a queue batch is 16 messages). Two threads
+# building the same adapter would each open a Graph client, an event-loop thread and connections,
+# and keep separate caches. One re-entrant lock serialises construction (adapters build on one
+# another); once built, a value lives in the instance's __dict__ and is read with no lock at all.
+_BUILD_LOCK = threading.RLock()
+
+
+class _built_once(cached_property):
+    def __get__(self, instance, owner=None):
+        if instance is None:
+            return self
+        with _BUILD_LOCK:
+            return super().__get__(instance, owner)
+
 
 class Container:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
 
     # --- storage ----------------------------------------------------------------------------
-    @cached_property
+    @_built_once
     def _service_clients(self):
         from shared.adapters.azure_storage import storage_service_clients
 
@@ -40,35 +55,35 @@ class Container:
 
         return StorageQueue(self._service_clients[1], name)
 
-    @cached_property
+    @_built_once
     def listing_queue(self):
         return self._queue(LISTING_QUEUE)
 
-    @cached_property
+    @_built_once
     def items_queue(self):
         return self._queue(ITEMS_QUEUE)
 
-    @cached_property
+    @_built_once
     def items_poison_queue(self):
         return self._queue(ITEMS_POISON_QUEUE)
 
-    @cached_property
+    @_built_once
     def listing_poison_queue(self):
         return self._queue(LISTING_POISON_QUEUE)
 
-    @cached_property
+    @_built_once
     def records(self):
         from shared.adapters.azure_storage import BlobRecordStore
 
         return BlobRecordStore(self._service_clients[0], self.settings.records_container)
 
-    @cached_property
+    @_built_once
     def watermarks(self):
         from shared.adapters.azure_storage import BlobWatermarkStore
 
         return BlobWatermarkStore(self._service_clients[0], self.settings.state_container)
 
-    @cached_property
+    @_built_once
     def ledger(self):
         from shared.adapters.azure_storage import BlobWindowLedger
 
@@ -79,7 +94,7 @@ class Container:
         return {queue.name: queue.depth() for queue in queues}
 
     # --- mapping ------------------------------------------------------------------------------
-    @cached_property
+    @_built_once
     def mapping_source(self) -> MappingSource:
         s = self.settings
         if s.mapping_file:
@@ -92,7 +107,7 @@ class Container:
             self._service_clients[0], s.state_container, s.mapping_blob, default_region=s.default_phone_region
         )
 
-    @cached_property
+    @_built_once
     def directory(self) -> MailboxDirectory:
         if self.settings.directory == "file":
             from shared.adapters.local_files import FileDirectory
@@ -102,7 +117,7 @@ class Container:
 
         return GraphDirectory(self._graph_client)
 
-    @cached_property
+    @_built_once
     def mapper(self) -> MailboxMapper:
         s = self.settings
         return MailboxMapper(
@@ -114,7 +129,7 @@ class Container:
         )
 
     # --- delivery -----------------------------------------------------------------------------
-    @cached_property
+    @_built_once
     def _graph_client(self):
         from shared.adapters.graph_client import build_graph_client
 
@@ -132,7 +147,7 @@ class Container:
             certificate_password=s.graph_certificate_password.get_secret_value() or None,
         )
 
-    @cached_property
+    @_built_once
     def writer(self) -> MailboxWriter:
         s = self.settings
         if s.mailbox_writer == "eml":
@@ -145,7 +160,7 @@ class Container:
         # The .eml writer is exactly-once by itself (atomic link); Graph needs delivery records.
         return OnceOnlyMailbox(self.graph_mailbox, BlobDeliveryRecords(self._service_clients[0], s.state_container))
 
-    @cached_property
+    @_built_once
     def graph_mailbox(self) -> MailboxWriter:
         from shared.adapters.graph_mailbox import GraphMailbox, UploadSessionAttachments
 
@@ -155,7 +170,7 @@ class Container:
             attachments=UploadSessionAttachments(upload_sessions=s.graph_upload_sessions),
         )
 
-    @cached_property
+    @_built_once
     def source(self) -> ArchiveSource:
         from shared.adapters.telemessage import TeleMessageClient
 
@@ -164,7 +179,7 @@ class Container:
             s.telemessage_base_url, s.telemessage_username, s.telemessage_password.get_secret_value()
         )
 
-    @cached_property
+    @_built_once
     def importer(self) -> ItemImporter:
         s = self.settings
         return ItemImporter(
@@ -183,12 +198,21 @@ class Container:
         )
 
 
-@lru_cache(maxsize=1)
+_container: Container | None = None
+
+
 def get_container() -> Container:
-    return Container(get_settings())
+    global _container
+    if _container is None:
+        with _BUILD_LOCK:
+            if _container is None:
+                _container = Container(get_settings())
+    return _container
 
 
 def reset_container() -> None:
     """Forget the process-wide container and settings (tests, and the local runner between runs)."""
-    get_container.cache_clear()
-    get_settings.cache_clear()
+    global _container
+    with _BUILD_LOCK:
+        _container = None
+        get_settings.cache_clear()

@@ -244,3 +244,22 @@ def test_transient_errors_without_retry_after_or_past_the_deferral_cap_go_to_the
         with pytest.raises(TransientError):
             process_item_message(task.to_text(), dequeue_count=1, records=records, importer=importer(mailboxes),
                                  poison_queue=MemoryQueue(), ledger=MemoryLedger(), retry_queue=MemoryQueue())
+
+
+def test_the_container_builds_each_adapter_once_under_concurrent_first_use(monkeypatch, tmp_path):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from shared.composition import get_container, reset_container
+
+    directory = tmp_path / "users.txt"
+    directory.write_text("alice@contoso.example\n")
+    for key, value in {"DIRECTORY": "file", "DIRECTORY_FILE": str(directory), "MAILBOX_WRITER": "eml",
+                       "EML_MAILBOX_DIR": str(tmp_path / "mail")}.items():
+        monkeypatch.setenv(key, value)
+    reset_container()
+    try:
+        with ThreadPoolExecutor(16) as pool:
+            built = list(pool.map(lambda _: (get_container(), get_container().mapper), range(64)))
+        assert len({id(c) for c, _ in built}) == 1 and len({id(m) for _, m in built}) == 1
+    finally:
+        reset_container()

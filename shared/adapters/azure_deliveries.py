@@ -1,4 +1,7 @@
-"""Delivery records as blobs under a lease: ``deliveries/<mailbox>/<record_key>.json``.
+"""Delivery records as blobs under a lease: ``deliveries/<sha256(mailbox)>/<record_key>.json``.
+
+The mailbox is hashed in the name because blob names travel in request URLs, which storage
+SDKs log; the address itself is inside the blob.
 
 A blob lease is the cross-process lock: 60 seconds, renewed in the background while a write is
 running (a 150 MB upload takes longer than a minute), and left to expire if the worker dies, after
@@ -7,6 +10,7 @@ which the next holder finds the record "writing" and treats it as in doubt.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import threading
 import time
@@ -47,9 +51,10 @@ class _LeaseKeeper:
 
 
 class _BlobClaim:
-    def __init__(self, blob: BlobClient, lease: BlobLeaseClient, state: DeliveryState) -> None:
+    def __init__(self, blob: BlobClient, lease: BlobLeaseClient, state: DeliveryState, mailbox: str) -> None:
         self._blob = blob
         self._lease = lease
+        self._mailbox = mailbox
         self.state = state
 
     @transient_storage_errors
@@ -62,7 +67,7 @@ class _BlobClaim:
         self.state = DeliveryState.DONE
 
     def _put(self, data: dict) -> None:
-        self._blob.upload_blob(json.dumps(data), overwrite=True, lease=self._lease)
+        self._blob.upload_blob(json.dumps({**data, "mailbox": self._mailbox}), overwrite=True, lease=self._lease)
 
 
 class BlobDeliveryRecords:
@@ -72,12 +77,14 @@ class BlobDeliveryRecords:
 
     @contextmanager
     def claim(self, mailbox: str, record_key: str) -> Iterator[_BlobClaim]:
-        blob = self._container.get().get_blob_client(f"deliveries/{mailbox.lower()}/{record_key}.json")
+        address = mailbox.strip().lower()
+        folder = hashlib.sha256(address.encode("utf-8")).hexdigest()
+        blob = self._container.get().get_blob_client(f"deliveries/{folder}/{record_key}.json")
         lease = self._acquire(blob)
         keeper = _LeaseKeeper(lease)
         try:
             data = json.loads(blob.download_blob().readall())
-            yield _BlobClaim(blob, lease, _STATES.get(data.get("state"), DeliveryState.IN_DOUBT))
+            yield _BlobClaim(blob, lease, _STATES.get(data.get("state"), DeliveryState.IN_DOUBT), address)
         finally:
             keeper.stop()
             try:
