@@ -253,8 +253,10 @@ def test_the_container_builds_each_adapter_once_under_concurrent_first_use(monke
 
     directory = tmp_path / "users.txt"
     directory.write_text("alice@contoso.example\n")
+    mapping = tmp_path / "map.csv"
+    mapping.write_text(MAPPING_CSV)
     for key, value in {"DIRECTORY": "file", "DIRECTORY_FILE": str(directory), "MAILBOX_WRITER": "eml",
-                       "EML_MAILBOX_DIR": str(tmp_path / "mail")}.items():
+                       "EML_MAILBOX_DIR": str(tmp_path / "mail"), "MAPPING_FILE": str(mapping)}.items():
         monkeypatch.setenv(key, value)
     reset_container()
     try:
