@@ -109,3 +109,35 @@ def test_a_record_held_too_long_by_another_worker_gives_the_message_back():
         assert error.value.retry_after
         with waiter.claim("alice@contoso.example", ITEM.record_key) as claim:  # released: free again
             assert claim.state.value == "new"
+
+
+def test_the_lease_keeper_renews_through_storage_hiccups_and_reports_a_lease_it_lost(monkeypatch):
+    import shared.adapters.azure_deliveries as deliveries
+
+    class FlakyLease:
+        def __init__(self, failures: list[Exception | None]) -> None:
+            self.failures = failures
+            self.renewals = 0
+
+        def renew(self) -> None:
+            self.renewals += 1
+            failure = self.failures.pop(0) if self.failures else None
+            if failure:
+                raise failure
+
+    monkeypatch.setattr(deliveries, "RENEW_EVERY_SECONDS", 0.01)
+    monkeypatch.setattr(deliveries, "LEASE_SECONDS", 5.5)
+    flaky = FlakyLease([ConnectionError("storage unreachable"), None])
+    keeper = deliveries._LeaseKeeper(flaky)
+    time.sleep(2.2)  # one failure, a retry 2 s later that succeeds
+    keeper.stop()
+    assert flaky.renewals >= 2 and not keeper.lost
+
+    from azure.core.exceptions import HttpResponseError
+
+    taken = HttpResponseError(message="lease id mismatch")
+    taken.status_code = 409
+    keeper = deliveries._LeaseKeeper(FlakyLease([taken]))
+    time.sleep(0.2)
+    keeper.stop()
+    assert keeper.lost

@@ -32,18 +32,36 @@ _STATES = {"new": DeliveryState.NEW, "writing": DeliveryState.IN_DOUBT, "done": 
 
 
 class _LeaseKeeper:
+    """Renews the lease while a write runs. A failed renewal is retried every couple of seconds
+    until shortly before the lease would lapse: a storage hiccup must not hand the record to
+    another worker while this one is still writing it. If it lapses anyway, ``lost`` is set and
+    the claim's final ``finish`` (which needs the lease) fails, so the record is retried and the
+    next holder looks before writing."""
+
     def __init__(self, lease: BlobLeaseClient) -> None:
         self._lease = lease
         self._stop = threading.Event()
+        self.lost = False
         self._thread = threading.Thread(target=self._run, name="delivery-lease", daemon=True)
         self._thread.start()
 
     def _run(self) -> None:
-        while not self._stop.wait(RENEW_EVERY_SECONDS):
+        renewed_at = time.monotonic()
+        wait = RENEW_EVERY_SECONDS
+        while not self._stop.wait(wait):
             try:
                 self._lease.renew()
-            except HttpResponseError:
-                return  # lost it; the write still completes, a later holder will look before writing
+            except Exception as error:
+                if isinstance(error, HttpResponseError) and error.status_code in (409, 412):
+                    self.lost = True  # another worker holds it now
+                    return
+                if time.monotonic() - renewed_at >= LEASE_SECONDS - 5:
+                    self.lost = True
+                    return
+                wait = 2
+                continue
+            renewed_at = time.monotonic()
+            wait = RENEW_EVERY_SECONDS
 
     def stop(self) -> None:
         self._stop.set()
