@@ -39,9 +39,15 @@ class MailboxWriter(Protocol):
 
 
 class MailboxDirectory(Protocol):
-    """Says whether an address belongs to a user that really has a mailbox."""
+    """Says whether an address belongs to a user that really has a mailbox, and which one."""
 
     def has_mailbox(self, address: str) -> bool: ...
+
+    def mailbox_identity(self, address: str) -> str | None:
+        """The one name of the mailbox this address reaches (lower-case), or None when there is
+        none. A user's sign-in name and mail address differ in many tenants; keyed on the address
+        as mapped, one mailbox would be archived into twice."""
+        ...
 
 
 @dataclass(frozen=True)

@@ -114,6 +114,9 @@ class SetDirectory:
         self.questions += 1
         return address.lower() in self.addresses
 
+    def mailbox_identity(self, address: str) -> str | None:
+        return address.lower() if self.has_mailbox(address) else None
+
 
 class MemoryMailboxes:
     """A mailbox writer keyed on (mailbox, record id), like the extended-property lookup in Graph."""

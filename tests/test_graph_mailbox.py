@@ -853,6 +853,24 @@ def test_directory_finds_a_user_whose_mail_address_is_not_the_upn() -> None:
             assert lookup.has_mailbox(ALICE) is True
 
 
+def test_a_users_mail_address_and_sign_in_name_map_to_one_mailbox_identity() -> None:
+    from shared.domain.records import ArchiveRecord
+    from shared.service.mapping import MailboxMapper
+    from tests.builders import record
+    from tests.fakes import StaticMapping
+
+    upn = "a.smith@contoso.onmicrosoft.example"
+    with LocalGraph({upn: True}, mail_aliases={ALICE: upn}) as server:
+        with GraphDirectory(build_graph_client(base_url=server.base_url, access_token=TOKEN)) as lookup:
+            assert lookup.mailbox_identity(ALICE) == lookup.mailbox_identity(upn.upper()) == upn
+            # The CSV names her by sign-in name, her participant record by mail address: one mailbox.
+            csv = f"PhoneNumber,EmailAddress\n+447700900001,{upn}\n"
+            rec = record(sender={"phone": "+447700900001", "email": ALICE},
+                         recipients=[{"phone": "+447700900002", "email": ALICE}])
+            mapped = MailboxMapper(lookup, StaticMapping(csv)).map_record(ArchiveRecord.model_validate(rec))
+            assert [m.address for m in mapped] == [upn]
+
+
 def test_directory_transient_failure_raises_and_is_not_cached_as_no_mailbox(
     graph: LocalGraph, directory: GraphDirectory
 ) -> None:

@@ -65,15 +65,19 @@ class GraphDirectory:
         self._positive_ttl = positive_ttl_seconds
         self._negative_ttl = negative_ttl_seconds
         self._clock = clock
-        self._cache: dict[str, tuple[bool, float]] = {}
+        self._cache: dict[str, tuple[str | None, float]] = {}
         self._lock = threading.Lock()
         self._loop = acquire_graph_loop(client)
         self._closed = False
 
     def has_mailbox(self, address: str) -> bool:
+        return self.mailbox_identity(address) is not None
+
+    def mailbox_identity(self, address: str) -> str | None:
+        """The user's userPrincipalName (lower-case) when the user exists and has a mailbox."""
         key = address.strip().lower()
         if not key:
-            return False
+            return None
         now = self._clock()
         with self._lock:
             cached = self._cache.get(key)
@@ -85,7 +89,7 @@ class GraphDirectory:
         ttl = self._positive_ttl if answer else self._negative_ttl
         with self._lock:
             self._cache[key] = (answer, self._clock() + ttl)
-        logger.info("graph directory mailbox=%s has_mailbox=%s", mailbox_ref(key), answer)
+        logger.info("graph directory mailbox=%s has_mailbox=%s", mailbox_ref(key), answer is not None)
         return answer
 
     def forget(self, address: str) -> None:
@@ -103,19 +107,23 @@ class GraphDirectory:
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
-    async def _lookup(self, address: str) -> bool:
-        user_id = await self._user_id(address)
-        if user_id is None:
-            return False
+    async def _lookup(self, address: str) -> str | None:
+        user = await self._user(address)
+        if user is None:
+            return None
+        user_id, identity = user
         from msgraph.generated.users.item.mail_folders.item.mail_folder_item_request_builder import (
             MailFolderItemRequestBuilder,
         )
 
         query = MailFolderItemRequestBuilder.MailFolderItemRequestBuilderGetQueryParameters(select=["id"])
         builder = self._client.users.by_user_id(user_id).mail_folders.by_mail_folder_id("inbox")
-        return await self._answer("mailbox_probe", address, lambda: builder.get(_config(query))) is not None
+        found = await self._answer("mailbox_probe", address, lambda: builder.get(_config(query))) is not None
+        return identity if found else None
 
-    async def _user_id(self, address: str) -> str | None:
+    async def _user(self, address: str) -> tuple[str, str] | None:
+        """(object id, identity): the UPN names the mailbox in every later call, whatever alias
+        the mapping used."""
         from msgraph.generated.users.item.user_item_request_builder import UserItemRequestBuilder
 
         query = UserItemRequestBuilder.UserItemRequestBuilderGetQueryParameters(
@@ -124,12 +132,12 @@ class GraphDirectory:
         user_builder = self._client.users.by_user_id(address)
         user = await self._answer("user_get", address, lambda: user_builder.get(_config(query)))
         if user is not None and user.id:
-            return str(user.id)
+            return str(user.id), (user.user_principal_name or address).lower()
         if "@" not in address:
             return None
-        return await self._user_id_by_mail(address)
+        return await self._user_by_mail(address)
 
-    async def _user_id_by_mail(self, address: str) -> str | None:
+    async def _user_by_mail(self, address: str) -> tuple[str, str] | None:
         from msgraph.generated.users.users_request_builder import UsersRequestBuilder
 
         query = UsersRequestBuilder.UsersRequestBuilderGetQueryParameters(
@@ -140,7 +148,7 @@ class GraphDirectory:
         page = await self._answer("user_find", address, lambda: self._client.users.get(_config(query)))
         for user in (page.value if page is not None else None) or []:
             if user.id:
-                return str(user.id)
+                return str(user.id), (user.user_principal_name or address).lower()
         return None
 
     async def _answer(self, operation: str, address: str, request: Callable[[], Any]) -> Any:

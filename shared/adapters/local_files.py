@@ -65,6 +65,10 @@ class FileDirectory:
     def has_mailbox(self, address: str) -> bool:
         return address.strip().lower() in self._addresses
 
+    def mailbox_identity(self, address: str) -> str | None:
+        key = address.strip().lower()
+        return key if key in self._addresses else None
+
     def __len__(self) -> int:
         return len(self._addresses)
 

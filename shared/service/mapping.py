@@ -18,7 +18,7 @@ from shared.ports import MailboxDirectory, MappingSource
 
 @dataclass(frozen=True)
 class MappedMailbox:
-    address: str  # lower-case
+    address: str  # the mailbox's identity from the directory, lower-case
     rule: MappingRule
 
 
@@ -40,11 +40,11 @@ class MailboxMapper:
 
     def map_record(self, record: ArchiveRecord) -> list[MappedMailbox]:
         table = self._mapping.current() if self._custom_enabled and self._mapping else None
-        verdicts: dict[str, bool] = {}  # one directory question per address per record
+        verdicts: dict[str, str | None] = {}  # one directory question per address per record
 
-        def valid(address: str) -> bool:
+        def valid(address: str) -> str | None:
             if address not in verdicts:
-                verdicts[address] = self._directory.has_mailbox(address)
+                verdicts[address] = self._directory.mailbox_identity(address)
             return verdicts[address]
 
         mapped: dict[str, MappedMailbox] = {}
@@ -59,10 +59,10 @@ class MailboxMapper:
         notes: list[str] = []
         table = self._mapping.current() if self._custom_enabled and self._mapping else None
 
-        def valid(address: str) -> bool:
-            ok = self._directory.has_mailbox(address)
-            notes.append(f"{address}: {'has a mailbox' if ok else 'no mailbox in the directory'}")
-            return ok
+        def valid(address: str) -> str | None:
+            identity = self._directory.mailbox_identity(address)
+            notes.append(f"{address}: " + (f"mailbox {identity}" if identity else "no mailbox in the directory"))
+            return identity
 
         return self._map_participant(participant, table, valid, notes), notes
 
@@ -76,16 +76,16 @@ class MailboxMapper:
             entry = table.lookup(phone) if phone else None
             if entry is None:
                 note("custom mapping: " + ("phone not in the mapping file" if phone else "no usable phone"))
-            elif valid(entry.email):
-                return MappedMailbox(entry.email, MappingRule.CSV)
+            elif identity := valid(entry.email):
+                return MappedMailbox(identity, MappingRule.CSV)
         else:
             note("custom mapping: off")
         if self._auto_enabled:
             email = (participant.email or "").strip().lower()
             if not email:
                 note("automatic mapping: the participant has no email property")
-            elif valid(email):
-                return MappedMailbox(email, MappingRule.EMAIL)
+            elif identity := valid(email):
+                return MappedMailbox(identity, MappingRule.EMAIL)
         else:
             note("automatic mapping: off")
         return None
