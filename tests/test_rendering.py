@@ -82,3 +82,27 @@ def test_long_subjects_are_shortened_cleanly():
 def test_empty_or_hidden_file_names_get_a_generated_one():
     assert sanitize_file_name("", "application/pdf", 0) == "attachment-1.pdf"
     assert sanitize_file_name("...", None, 2) == "attachment-3.bin"
+
+
+def test_contact_cards_are_listed_and_attached_as_vcf_with_text_escaped():
+    card = {"displayName": "Dana; Ops, Team\nLead", "phones": ["+447700900123"], "emails": ["dana@example.com"],
+            "organization": "Contoso"}
+    item = rendered(record(messageType="CONTACT", textContent=None, contacts=[card]))
+    msg = parse(item)
+    [part] = list(msg.iter_attachments())
+    assert part.get_content_type() == "text/vcard" and part.get_filename() == "Dana; Ops, Team Lead.vcf"
+    text = part.get_content()
+    assert "FN:Dana\\; Ops\\, Team\\nLead" in text and "TEL:+447700900123" in text
+    assert text.startswith("BEGIN:VCARD") and text.rstrip().endswith("END:VCARD")
+    assert "Contact card: Dana; Ops, Team\nLead – +447700900123, dana@example.com" in item.text_body
+    assert "generated from the shared contact card" in item.text_body
+    assert not item.partially_imported
+
+
+def test_long_vcard_lines_fold_at_75_octets_without_splitting_characters():
+    from shared.domain.records import ContactCard
+    from shared.domain.vcard import vcard
+
+    data = vcard(ContactCard.model_validate({"displayName": "ü" * 100}))
+    assert all(len(line) <= 75 for line in data.split(b"\r\n"))
+    assert data.decode("utf-8")  # still valid UTF-8 after folding

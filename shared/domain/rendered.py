@@ -74,6 +74,7 @@ class RenderedAttachment:
     declared_size: int
     declared_sha256: str | None
     payload: AttachmentPayload | None  # None: the media was not captured
+    generated: bool = False  # made by the connector (a contact card's .vcf), not captured media
 
     @property
     def missing(self) -> bool:

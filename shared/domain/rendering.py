@@ -15,8 +15,16 @@ import unicodedata
 from collections.abc import Mapping
 
 from shared.domain.phones import normalize_participant_phone
-from shared.domain.records import ArchiveRecord, Attachment, Participant, epoch_ms_to_datetime, record_key
+from shared.domain.records import (
+    ArchiveRecord,
+    Attachment,
+    ContactCard,
+    Participant,
+    epoch_ms_to_datetime,
+    record_key,
+)
 from shared.domain.rendered import AttachmentPayload, BytesPayload, MailAddress, RenderedAttachment, RenderedItem
+from shared.domain.vcard import vcard
 from shared.domain.window import isoformat_z
 
 SYNTHETIC_DOMAIN = "whatsapp.invalid"
@@ -45,6 +53,7 @@ def render(
     sender = participant_address(record.sender, default_region)
     recipients = tuple(participant_address(p, default_region) for p in record.recipients)
     attachments = tuple(_attachment(a, media.get(a.attachment_id), i) for i, a in enumerate(record.attachments))
+    attachments += tuple(_contact_attachment(c, len(attachments) + i) for i, c in enumerate(record.contacts))
     chat = _chat_label(record, recipients)
     subject = _subject(record, sender, chat)
     facts = _facts(record, sender, recipients, chat)
@@ -145,6 +154,19 @@ def _attachment(attachment: Attachment, content: AttachmentPayload | bytes | Non
         declared_size=attachment.size,
         declared_sha256=attachment.sha256,
         payload=BytesPayload(content) if isinstance(content, bytes) else content,
+    )
+
+
+def _contact_attachment(contact: ContactCard, index: int) -> RenderedAttachment:
+    data = vcard(contact)
+    stem = single_line(contact.display_name or "") or f"contact-{index + 1}"
+    return RenderedAttachment(
+        file_name=sanitize_file_name(f"{stem}.vcf", "text/vcard", index),
+        content_type="text/vcard",
+        declared_size=len(data),
+        declared_sha256=hashlib.sha256(data).hexdigest(),
+        payload=BytesPayload(data),
+        generated=True,
     )
 
 
@@ -250,7 +272,10 @@ def _content_lines(record: ArchiveRecord) -> list[str]:
 
 
 def _attachment_facts(attachment: RenderedAttachment) -> str:
-    state = "MEDIA NOT CAPTURED" if attachment.missing else "SHA-256 verified"
+    if attachment.generated:
+        state = "generated from the shared contact card"
+    else:
+        state = "MEDIA NOT CAPTURED" if attachment.missing else "SHA-256 verified"
     return (
         f"{attachment.file_name} ({attachment.content_type}, {attachment.declared_size} bytes, "
         f"SHA-256 {attachment.declared_sha256 or 'not provided'}) – {state}"
