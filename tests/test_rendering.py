@@ -106,3 +106,24 @@ def test_long_vcard_lines_fold_at_75_octets_without_splitting_characters():
     data = vcard(ContactCard.model_validate({"displayName": "ü" * 100}))
     assert all(len(line) <= 75 for line in data.split(b"\r\n"))
     assert data.decode("utf-8")  # still valid UTF-8 after folding
+
+
+def test_records_of_one_chat_thread_together_and_replies_point_at_their_parent():
+    import base64
+
+    first = parse(rendered(record("c1", dialogGroupId="g-1", groupMessage=True)))
+    second = parse(rendered(record("c2", dialogGroupId="g-1", groupMessage=True, replyToMessageId="c1")))
+    other = parse(rendered(record("c3", dialogGroupId="g-2", groupMessage=True)))
+    root = first["References"]
+    assert root.startswith("<chat-") and second["References"].split()[0] == root
+    assert second["In-Reply-To"] == first["Message-ID"]  # the reply points at the record it answers
+    assert other["References"] != root
+    index = [base64.b64decode(m["Thread-Index"]) for m in (first, second, other)]
+    assert all(len(i) == 22 for i in index)
+    assert index[0][6:] == index[1][6:] != index[2][6:]  # same conversation GUID within a chat
+
+
+def test_one_to_one_chats_thread_by_the_two_people_whichever_way_the_message_goes():
+    out = parse(rendered(record("d1", sender=ALICE, recipients=[CUSTOMER])))
+    back = parse(rendered(record("d2", sender={**CUSTOMER, "phone": "12025550143"}, recipients=[ALICE])))
+    assert out["References"] == back["References"]

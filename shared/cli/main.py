@@ -45,7 +45,7 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--state-dir", type=Path, default=Path(".demo"), help="where state and mail go (.demo)")
     demo.add_argument("--fresh", action="store_true", help="forget earlier demo runs first")
     demo.add_argument("--relist", action="store_true",
-                      help="hand the last window off again (shows duplicates being skipped)")
+                      help="hand the demo's day of traffic off again (shows duplicates being skipped)")
     demo.add_argument("--json", action="store_true", help="print the report as JSON")
     demo.add_argument("--graph", action="store_true",
                       help="archive into a real tenant through Microsoft Graph (GRAPH_* settings from the "

@@ -7,6 +7,7 @@ Graph item say the same thing.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import html
 import mimetypes
@@ -75,12 +76,45 @@ def render(
         message_id_header=f"<{key}@{SYNTHETIC_DOMAIN}>",
         conversation_topic=topic,
         extra_headers=(
+            *_threading_headers(record, default_region),
             ("X-Archive-Item-Id", header_safe(record.message_id)),
             ("X-Archive-Source", record.source_type),
             ("X-Archive-Event", record.event),
             ("X-Archive-Message-Type", record.message_type),
             ("X-Archive-Captured-Time", isoformat_z(record.captured_at)),
         ),
+    )
+
+
+def chat_key(record: ArchiveRecord, default_region: str | None = None) -> str:
+    """The same for every record of one chat: the group's id, or for a 1:1 chat both people."""
+    if record.dialog_group_id:
+        return f"group:{record.dialog_group_id}"
+    people = sorted({
+        normalize_participant_phone(p.phone, default_region) or (p.email or "").lower() or (p.name or "")
+        for p in record.participants
+    })
+    return "direct:" + "|".join(people)
+
+
+def _threading_headers(record: ArchiveRecord, default_region: str | None) -> tuple[tuple[str, str], ...]:
+    """Mail clients group a chat's records: every record refers to the same synthetic root message
+    (References / In-Reply-To), a reply also to the record it answers, and Outlook's Thread-Index
+    carries a GUID derived from the chat (Outlook groups conversations on it)."""
+    digest = hashlib.sha256(chat_key(record, default_region).encode("utf-8")).digest()
+    root = f"<chat-{digest[:16].hex()}@{SYNTHETIC_DOMAIN}>"
+    references = [root]
+    parent = root
+    if record.reply_to_message_id:
+        parent = f"<{record_key(record.reply_to_message_id)}@{SYNTHETIC_DOMAIN}>"
+        references.append(parent)
+    # Thread-Index: 1 reserved byte, the top 5 bytes of the FILETIME, then the conversation GUID.
+    filetime = (record.message_time + 11_644_473_600_000) * 10_000
+    index = b"\x01" + ((filetime >> 16) & 0xFF_FFFF_FFFF).to_bytes(5, "big") + digest[:16]
+    return (
+        ("References", " ".join(references)),
+        ("In-Reply-To", parent),
+        ("Thread-Index", base64.b64encode(index).decode("ascii")),
     )
 
 

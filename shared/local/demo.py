@@ -3,7 +3,7 @@
 Azurite (from node_modules) and the local TeleMessage start on free loopback ports; the functions
 registered in function_app.py run under the local host runner; mail lands as .eml files. State
 (Azurite's data, the watermark, the mailboxes) stays in the state directory, so a second run
-finds nothing new, and ``--relist`` hands the last window off again to show duplicates skipped.
+finds nothing new, and ``--relist`` hands the whole day off again to show duplicates skipped.
 """
 
 from __future__ import annotations
@@ -122,7 +122,7 @@ def run_window(
             # The functions read the mapping where production does: the blob in the state container.
             container.mapping_source.upload(paths.mapping.read_bytes())
             if relist:
-                _rewind_to_last_window(container)
+                _rewind_to(container, traffic.window.start)
             report = _drive(container, workers=workers)
     report["generated"] = len(traffic.records)
     report["mailbox_dir"] = str(paths.mailboxes)
@@ -168,15 +168,13 @@ def _anchor(paths: DemoPaths) -> datetime:
     return anchor
 
 
-def _rewind_to_last_window(container) -> None:
+def _rewind_to(container, position: datetime) -> None:
+    """Move the watermark back so the next window covers the demo's whole day again. (Not "the last
+    window": a later run may have handed off an empty minute since.)"""
     from shared.domain.window import Watermark
 
-    last = container.ledger.recent_windows(1)
-    if not last:
-        return
     _, version = container.watermarks.read()
-    window = last[0].window
-    container.watermarks.advance(Watermark(window.start, None), version)
+    container.watermarks.advance(Watermark(position, None), version)
 
 
 @contextmanager
@@ -203,7 +201,7 @@ def print_report(report: dict[str, Any]) -> None:
     if window is None:
         print("  no new capture time since the last run: nothing to list, nothing imported.")
         print(f"  mail (.eml):          {report['mailbox_dir']} ({report['eml_files']} files)")
-        print("  run with --relist to hand the last window off again, or --fresh to start over")
+        print("  run with --relist to hand the day off again, or --fresh to start over")
         return
     poisoned = window["poisoned"]
     print(f"  window (capture time, UTC): {window['start']} → {window['end']}  [{window['window_id']}]")
