@@ -71,7 +71,7 @@ def test_missed_call_subject_and_details():
     item = rendered(record(messageType="CALL", textContent=None, sender=CUSTOMER, recipients=[ALICE],
                            call={"callType": "VOICE", "result": "MISSED", "startTime": BASE_TIME}))
     assert "WhatsApp call (missed) from Carla Customer" in item.subject
-    assert "Voice call, missed" in item.text_body
+    assert "Voice call, outgoing, missed" in item.text_body
 
 
 def test_long_subjects_are_shortened_cleanly():
@@ -127,3 +127,10 @@ def test_one_to_one_chats_thread_by_the_two_people_whichever_way_the_message_goe
     out = parse(rendered(record("d1", sender=ALICE, recipients=[CUSTOMER])))
     back = parse(rendered(record("d2", sender={**CUSTOMER, "phone": "12025550143"}, recipients=[ALICE])))
     assert out["References"] == back["References"]
+
+
+def test_system_events_read_as_words_a_reviewer_understands():
+    item = rendered(record(messageType="SYSTEM", textContent=None, groupMessage=True, dialogGroupName="Deal team",
+                           system={"eventType": "PARTICIPANT_ADDED", "description": "Bob was added"}))
+    assert "Group event: Participant added" in item.text_body and "Bob was added" in item.text_body
+    assert item.subject.startswith("WhatsApp group event from Alice Smith")

@@ -38,6 +38,13 @@ _KIND = {
     "LOCATION": "location", "CONTACT": "contact card", "CALL": "call",
     "REACTION": "reaction", "SYSTEM": "group event",
 }
+_SYSTEM_EVENTS = {
+    "GROUP_CREATED": "Group created", "PARTICIPANT_ADDED": "Participant added",
+    "PARTICIPANT_REMOVED": "Participant removed", "PARTICIPANT_LEFT": "Participant left",
+    "SUBJECT_CHANGED": "Group subject changed", "ICON_CHANGED": "Group icon changed",
+    "SECURITY_CODE_CHANGED": "Security code changed", "NUMBER_CHANGED": "Phone number changed",
+    "OTHER": "Other group event",
+}
 _SOURCE = {"WHATSAPP_ARCHIVER": "WhatsApp Phone Archiver", "WHATSAPP_CLOUD_ARCHIVER": "WhatsApp Cloud Archiver"}
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 _SIMPLE_ADDRESS = re.compile(r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+$")
@@ -269,8 +276,10 @@ def _content_lines(record: ArchiveRecord) -> list[str]:
             lines.append("Original content as captured:")
     if record.call:
         call = record.call
+        direction = {"INCOMING": ", incoming", "OUTGOING": ", outgoing"}.get(record.direction or "", "")
         lines.append(
-            f"{'Video' if call.call_type == 'VIDEO' else 'Voice'} call, {(call.result or 'result unknown').lower()}"
+            f"{'Video' if call.call_type == 'VIDEO' else 'Voice'} call{direction}, "
+            f"{(call.result or 'result unknown').lower()}"
         )
         if call.start_time is not None:
             lines.append(f"Started: {isoformat_z(epoch_ms_to_datetime(call.start_time))}")
@@ -297,7 +306,7 @@ def _content_lines(record: ArchiveRecord) -> list[str]:
         target = record.related_message_id or "(unknown)"
         lines.append(f"Reacted {emoji} to message {target}" if emoji else f"Removed a reaction from {target}")
     if record.system:
-        lines.append(f"Group event: {record.system.event_type or 'OTHER'}")
+        lines.append(f"Group event: {_SYSTEM_EVENTS[record.system.event_type or 'OTHER']}")
         if record.system.description:
             lines.append(record.system.description)
     if record.text_content:
