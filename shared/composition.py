@@ -184,7 +184,7 @@ class Container:
         s = self.settings
         return ItemImporter(
             self.mapper, self.writer, self.source,
-            max_item_bytes=s.max_item_bytes, default_region=s.default_phone_region,
+            max_item_bytes=s.max_item_bytes, default_region=s.default_phone_region, records=self.records,
         )
 
     @property

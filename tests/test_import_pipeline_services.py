@@ -265,3 +265,17 @@ def test_the_container_builds_each_adapter_once_under_concurrent_first_use(monke
         assert len({id(c) for c, _ in built}) == 1 and len({id(m) for _, m in built}) == 1
     finally:
         reset_container()
+
+
+def test_a_reply_quotes_the_text_of_the_record_it_answers_when_it_was_listed():
+    records, boxes = MemoryRecordStore(), MemoryMailboxes()
+    records.put(record_key("q-1"), raw(record("q-1", textContent="Can you confirm the trade?")))
+    mapper = MailboxMapper(SetDirectory(*DIRECTORY), StaticMapping(MAPPING_CSV))
+    imp = ItemImporter(mapper, boxes, None, max_item_bytes=10 * 1024 * 1024, records=records)
+    imp.import_raw(raw(record("a-1", textContent="Confirmed.", replyToMessageId="q-1")))
+    imp.import_raw(raw(record("a-2", textContent="And this?", replyToMessageId="never-listed")))
+    answered = boxes.items["alice@contoso.example"]
+    assert "In reply to: “Can you confirm the trade?”" in answered["a-1"].text_body
+    assert "In reply to record: q-1" in answered["a-1"].text_body
+    assert "In reply to:" not in answered["a-2"].text_body  # unknown parent: the id alone
+    assert "In reply to record: never-listed" in answered["a-2"].text_body

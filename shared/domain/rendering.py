@@ -55,9 +55,11 @@ def render(
     media: Mapping[str, AttachmentPayload | bytes | None],
     *,
     default_region: str | None = None,
+    replied_text: str | None = None,
 ) -> RenderedItem:
     """Render ``record``; ``media`` maps attachment ids to their verified payloads (or bytes);
-    None or absent: the media was never captured."""
+    None or absent: the media was never captured. ``replied_text``: the text of the record this one
+    answers, when it is known."""
     sender = participant_address(record.sender, default_region)
     recipients = tuple(participant_address(p, default_region) for p in record.recipients)
     attachments = tuple(_attachment(a, media.get(a.attachment_id), i) for i, a in enumerate(record.attachments))
@@ -66,6 +68,8 @@ def render(
     subject = _subject(record, sender, chat)
     facts = _facts(record, sender, recipients, chat)
     content = _content_lines(record)
+    if record.reply_to_message_id and replied_text:
+        content.insert(0, f"In reply to: “{shorten(replied_text, 300)}”")
     sent_at = record.sent_at
     key = record_key(record.message_id)
     topic = single_line(f"WhatsApp: {chat}")

@@ -8,6 +8,7 @@ finishes the job without duplicating anything.
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass
 
@@ -18,7 +19,7 @@ from shared.domain.ledger import MailboxResult, RecordOutcome
 from shared.domain.records import ArchiveRecord, record_key
 from shared.domain.rendered import RenderedItem, base64_mime_size
 from shared.domain.rendering import render
-from shared.ports import ArchiveSource, MailboxWriter, WriteOutcome
+from shared.ports import ArchiveSource, MailboxWriter, RecordMissing, RecordStore, WriteOutcome
 from shared.service.mapping import MailboxMapper, MappedMailbox
 from shared.service.media import MediaSpool
 
@@ -53,6 +54,7 @@ class ItemImporter:
         default_region: str | None = None,
         corrupt_after_attempts: int = 3,
         spool_dir: str | None = None,
+        records: RecordStore | None = None,
     ) -> None:
         self._mapper = mapper
         self._writer = writer
@@ -61,6 +63,7 @@ class ItemImporter:
         self._region = default_region
         self._corrupt_after_attempts = corrupt_after_attempts
         self._spool_dir = spool_dir
+        self._records = records
 
     def import_raw(self, raw: bytes | str, *, attempt: int = 1) -> ImportResult:
         try:
@@ -83,7 +86,7 @@ class ItemImporter:
             corrupt_after_attempts=self._corrupt_after_attempts, spool_dir=self._spool_dir,
         ) as spool:
             media = {a.attachment_id: spool.payload(a) for a in record.attachments}
-            item = render(record, media, default_region=self._region)
+            item = render(record, media, default_region=self._region, replied_text=self._replied_text(record))
             size = item.mime_size()
             if size > self._max_item_bytes:
                 raise PermanentError(
@@ -122,6 +125,17 @@ class ItemImporter:
                 mailbox.rule,
             ))
         return results, unavailable
+
+    def _replied_text(self, record: ArchiveRecord) -> str | None:
+        """The answered record's text, from its claim check when it was listed (any window)."""
+        if not (record.reply_to_message_id and self._records):
+            return None
+        try:
+            parent = json.loads(self._records.get(f"{record_key(record.reply_to_message_id)}.json"))
+        except (RecordMissing, ValueError):
+            return None
+        text = parent.get("textContent") if isinstance(parent, dict) else None
+        return text if isinstance(text, str) and text.strip() else None
 
     def _precheck_size(self, record: ArchiveRecord) -> None:
         declared = sum(a.size for a in record.attachments)
