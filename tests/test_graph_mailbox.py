@@ -18,10 +18,10 @@ import time
 import tracemalloc
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 import httpx
 import pytest
@@ -54,7 +54,7 @@ from shared.domain.errors import (
     PoisonReason,
     TransientError,
 )
-from shared.domain.rendered import BytesPayload, MailAddress, RenderedAttachment, RenderedItem
+from shared.domain.rendered import BytesPayload, FilePayload, MailAddress, RenderedAttachment, RenderedItem
 from shared.ports import WriteOutcome
 from tests.graph_server import LocalGraph, extended_property
 
@@ -104,17 +104,6 @@ def blob(size: int, seed: int = 7) -> bytes:
 
 def attached(name: str, data: bytes, content_type: str = "application/octet-stream") -> RenderedAttachment:
     return RenderedAttachment(name, content_type, len(data), None, BytesPayload(data))
-
-
-@dataclass(frozen=True)
-class FilePayload:
-    """An attachment payload on disk, as the media spool keeps large ones."""
-
-    path: Path
-    size: int
-
-    def open(self) -> BinaryIO:
-        return self.path.open("rb")
 
 
 def file_payload(path: Path, size: int, seed: int = 11) -> tuple[FilePayload, str]:

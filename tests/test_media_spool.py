@@ -7,8 +7,9 @@ import pytest
 
 from shared.domain.errors import PermanentError, PoisonReason, TransientError
 from shared.domain.records import ArchiveRecord, Attachment
+from shared.domain.rendered import FilePayload
 from shared.domain.rendering import render
-from shared.service.media import FilePayload, MediaSpool
+from shared.service.media import MediaSpool
 from tests.builders import attachment, record
 from tests.fakes import MemorySource
 

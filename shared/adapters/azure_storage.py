@@ -7,6 +7,7 @@ string in ``AzureWebJobsStorage`` (Azurite, or keys), or identity-based access t
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import threading
@@ -62,6 +63,7 @@ def storage_service_clients(
 def transient_storage_errors(function):
     """Storage hiccups (network, 5xx, throttling) become TransientError: the host retries."""
 
+    @functools.wraps(function)
     def wrapper(*args, **kwargs):
         try:
             return function(*args, **kwargs)
@@ -72,8 +74,6 @@ def transient_storage_errors(function):
                 raise TransientError(f"storage answered {error.status_code}") from error
             raise
 
-    wrapper.__name__ = function.__name__
-    wrapper.__doc__ = function.__doc__
     return wrapper
 
 

@@ -154,10 +154,6 @@ class WindowSummary:
         return self.slices_listed >= self.info.slice_count
 
     @property
-    def accounted(self) -> int:
-        return self.listed - self.pending
-
-    @property
     def reconciled(self) -> bool:
         return (
             self.listing_complete

@@ -77,11 +77,6 @@ def normalize_participant_phone(raw: str | None, default_region: str | None = No
     return try_normalize_phone(raw, default_region)
 
 
-def mask_phone(e164: str) -> str:
-    """For logs and reports: enough to tell numbers apart for an admin, not enough to dial."""
-    return _mask(e164)
-
-
 def _mask(text: str) -> str:
     digits = [c for c in text if c.isdigit()]
     if len(digits) <= 4:

@@ -14,9 +14,8 @@ from email.headerregistry import Address
 from email.message import EmailMessage
 from email.policy import SMTP
 from email.utils import format_datetime
+from pathlib import Path
 from typing import BinaryIO, Protocol
-
-CHUNK_BYTES = 1024 * 1024
 
 
 class AttachmentPayload(Protocol):
@@ -44,6 +43,17 @@ class BytesPayload:
 
     def open(self) -> BinaryIO:
         return io.BytesIO(self.data)
+
+
+@dataclass(frozen=True)
+class FilePayload:
+    """A large payload on local disk (the media spool keeps verified downloads there)."""
+
+    path: Path
+    size: int
+
+    def open(self) -> BinaryIO:
+        return self.path.open("rb")
 
 
 def read_all(payload: AttachmentPayload) -> bytes:

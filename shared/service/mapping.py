@@ -8,9 +8,11 @@ to every participant's mailbox that maps; none → the record is poisoned ``no_m
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from shared.domain.ledger import MappingRule
+from shared.domain.mapping_table import MappingTable
 from shared.domain.phones import normalize_participant_phone
 from shared.domain.records import ArchiveRecord, Participant
 from shared.ports import MailboxDirectory, MappingSource
@@ -54,38 +56,16 @@ class MailboxMapper:
                 mapped[choice.address] = choice
         return list(mapped.values())
 
-    def explain(self, participant: Participant) -> tuple[MappedMailbox | None, list[str]]:
-        """The mapping of one participant with the reasoning, for `mapping show` and support."""
-        notes: list[str] = []
-        table = self._mapping.current() if self._custom_enabled and self._mapping else None
-
-        def valid(address: str) -> str | None:
-            identity = self._directory.mailbox_identity(address)
-            notes.append(f"{address}: " + (f"mailbox {identity}" if identity else "no mailbox in the directory"))
-            return identity
-
-        return self._map_participant(participant, table, valid, notes), notes
-
-    def _map_participant(self, participant, table, valid, notes: list[str] | None = None) -> MappedMailbox | None:
-        def note(text: str) -> None:
-            if notes is not None:
-                notes.append(text)
-
+    def _map_participant(
+        self, participant: Participant, table: MappingTable | None, valid: Callable[[str], str | None],
+    ) -> MappedMailbox | None:
         if table is not None:
             phone = normalize_participant_phone(participant.phone, self._region)
             entry = table.lookup(phone) if phone else None
-            if entry is None:
-                note("custom mapping: " + ("phone not in the mapping file" if phone else "no usable phone"))
-            elif identity := valid(entry.email):
+            if entry is not None and (identity := valid(entry.email)):
                 return MappedMailbox(identity, MappingRule.CSV)
-        else:
-            note("custom mapping: off")
         if self._auto_enabled:
             email = (participant.email or "").strip().lower()
-            if not email:
-                note("automatic mapping: the participant has no email property")
-            elif identity := valid(email):
+            if email and (identity := valid(email)):
                 return MappedMailbox(identity, MappingRule.EMAIL)
-        else:
-            note("automatic mapping: off")
         return None

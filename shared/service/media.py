@@ -15,25 +15,15 @@ import contextlib
 import hashlib
 import os
 import tempfile
-from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
 from shared.domain.errors import PermanentError, PoisonReason, TransientError
 from shared.domain.records import Attachment
-from shared.domain.rendered import AttachmentPayload, BytesPayload
+from shared.domain.rendered import AttachmentPayload, BytesPayload, FilePayload
 from shared.ports import ArchiveSource
 
 IN_MEMORY_LIMIT = 1024 * 1024
-
-
-@dataclass(frozen=True)
-class FilePayload:
-    path: Path
-    size: int
-
-    def open(self) -> BinaryIO:
-        return self.path.open("rb")
 
 
 class MediaSpool(contextlib.AbstractContextManager):
