@@ -2,10 +2,11 @@
 
 import azure.functions as func
 
-from shared.functions import items, listing, schedule, status
+from shared.functions import items, listing, schedule, status, transcripts
 
 app = func.FunctionApp()
 app.register_functions(schedule.bp)
 app.register_functions(listing.bp)
 app.register_functions(items.bp)
+app.register_functions(transcripts.bp)
 app.register_functions(status.bp)

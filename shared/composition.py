@@ -10,7 +10,7 @@ import threading
 from datetime import timedelta
 from functools import cached_property
 
-from shared.ports import ArchiveSource, MailboxDirectory, MailboxWriter, MappingSource
+from shared.ports import ArchiveSource, MailboxDirectory, MailboxWriter, MappingSource, PhoneDirectory
 from shared.service.importing import ItemImporter
 from shared.service.mapping import MailboxMapper
 from shared.service.scheduling import SchedulePolicy
@@ -19,6 +19,8 @@ from shared.settings import (
     ITEMS_QUEUE,
     LISTING_POISON_QUEUE,
     LISTING_QUEUE,
+    TRANSCRIPTS_POISON_QUEUE,
+    TRANSCRIPTS_QUEUE,
     Settings,
     get_settings,
 )
@@ -72,6 +74,14 @@ class Container:
         return self._queue(LISTING_POISON_QUEUE)
 
     @_built_once
+    def transcripts_queue(self):
+        return self._queue(TRANSCRIPTS_QUEUE)
+
+    @_built_once
+    def transcripts_poison_queue(self):
+        return self._queue(TRANSCRIPTS_POISON_QUEUE)
+
+    @_built_once
     def records(self):
         from shared.adapters.azure_storage import BlobRecordStore
 
@@ -91,6 +101,8 @@ class Container:
 
     def queue_depths(self) -> dict[str, int]:
         queues = (self.listing_queue, self.items_queue, self.items_poison_queue, self.listing_poison_queue)
+        if self.settings.daily_transcripts:
+            queues += (self.transcripts_queue, self.transcripts_poison_queue)
         return {queue.name: queue.depth() for queue in queues}
 
     # --- mapping ------------------------------------------------------------------------------
@@ -112,7 +124,7 @@ class Container:
         if self.settings.directory == "file":
             from shared.adapters.local_files import FileDirectory
 
-            return FileDirectory(self.settings.directory_file)
+            return FileDirectory(self.settings.directory_file, default_region=self.settings.default_phone_region)
         from shared.adapters.graph_directory import GraphDirectory
 
         return GraphDirectory(self._graph_client)
@@ -126,7 +138,17 @@ class Container:
             custom_enabled=s.custom_mapping_enabled,
             auto_enabled=s.auto_mapping_enabled,
             default_region=s.default_phone_region,
+            phones=self.phone_directory if s.directory_phone_mapping_enabled else None,
+            catch_all=s.catch_all_mailbox or None,
         )
+
+    @_built_once
+    def phone_directory(self) -> PhoneDirectory:
+        if self.settings.directory == "file":
+            return self.directory  # the local directory file lists phones beside addresses
+        from shared.adapters.graph_directory import GraphPhoneDirectory
+
+        return GraphPhoneDirectory(self._graph_client, default_region=self.settings.default_phone_region)
 
     # --- delivery -----------------------------------------------------------------------------
     @_built_once
@@ -168,6 +190,7 @@ class Container:
         return GraphMailbox(
             self._graph_client, item_class=s.archive_item_class, folder_name=s.archive_folder_name,
             attachments=UploadSessionAttachments(upload_sessions=s.graph_upload_sessions),
+            conversation_properties=s.graph_conversation_properties,
         )
 
     @_built_once
@@ -185,6 +208,42 @@ class Container:
         return ItemImporter(
             self.mapper, self.writer, self.source,
             max_item_bytes=s.max_item_bytes, default_region=s.default_phone_region, records=self.records,
+            transcripts=self.transcript_stager if s.daily_transcripts else None,
+        )
+
+    # --- daily transcripts --------------------------------------------------------------------
+    @_built_once
+    def transcript_store(self):
+        from shared.adapters.azure_transcripts import BlobTranscriptStore
+
+        return BlobTranscriptStore(self._service_clients[0], self.settings.state_container)
+
+    @_built_once
+    def transcript_stager(self):
+        from shared.service.transcripts import TranscriptStager
+
+        s = self.settings
+        return TranscriptStager(self.transcript_store, zone=s.transcript_zone, default_region=s.default_phone_region)
+
+    @_built_once
+    def transcript_composer(self):
+        from shared.service.transcripts import TranscriptComposer
+
+        s = self.settings
+        return TranscriptComposer(
+            self.transcript_store, self.records, self.writer, self.source, self.ledger, self.items_poison_queue,
+            zone=s.transcript_zone, max_item_bytes=s.max_item_bytes, default_region=s.default_phone_region,
+        )
+
+    @property
+    def transcript_due_policy(self):
+        from shared.service.transcripts import DuePolicy
+
+        s = self.settings
+        return DuePolicy(
+            zone=s.transcript_zone,
+            recheck=timedelta(seconds=max(5, min(300, s.transcript_delay_minutes * 60))),
+            max_wait=timedelta(hours=s.transcript_max_wait_hours),
         )
 
     @property
@@ -195,6 +254,7 @@ class Container:
             max_window=timedelta(days=s.max_window_days),
             slice_length=timedelta(minutes=s.slice_minutes),
             settle=timedelta(minutes=s.capture_settle_minutes),
+            transcript_delay=timedelta(minutes=s.transcript_delay_minutes) if s.daily_transcripts else None,
         )
 
 

@@ -16,6 +16,7 @@ from typing import Any, Protocol
 from shared.domain.ledger import OutcomeEntry, PageEntry, WindowInfo
 from shared.domain.mapping_table import MappingTable
 from shared.domain.rendered import RenderedItem
+from shared.domain.transcripts import Bucket, StagedRecord, TranscriptPart
 from shared.domain.window import Watermark, Window
 
 
@@ -47,6 +48,15 @@ class MailboxDirectory(Protocol):
         """The one name of the mailbox this address reaches (lower-case), or None when there is
         none. A user's sign-in name and mail address differ in many tenants; keyed on the address
         as mapped, one mailbox would be archived into twice."""
+        ...
+
+
+class PhoneDirectory(Protocol):
+    """Which directory user has a phone number (Entra ID ``mobilePhone`` / ``businessPhones``)."""
+
+    def mailbox_for_phone(self, e164: str) -> str | None:
+        """The identity (lower-case UPN) of the one user with this number, or None: no user, or
+        several users share it (ambiguous: a record must never go to a guess)."""
         ...
 
 
@@ -161,3 +171,36 @@ class DeliveryRecords(Protocol):
         """Exclusive across processes while held. Raises TransientError when another worker keeps
         it past a short wait (the message comes back later and finds the item done)."""
         ...
+
+
+class TranscriptStore(Protocol):
+    """Daily transcript mode's state: records staged per chat and day, and the parts composed.
+
+    Parts are the exactly-once unit: ``create_part`` succeeds once per (bucket, number); a part's
+    manifest is then only annotated (dropped records, sealed, completed)."""
+
+    def stage(self, bucket: Bucket, record: StagedRecord) -> None: ...
+
+    def staged_buckets(self) -> list[Bucket]:
+        """Every bucket holding at least one staged record."""
+        ...
+
+    def staged(self, bucket: Bucket) -> list[StagedRecord]: ...
+
+    def unstage(self, bucket: Bucket, record_keys: list[str]) -> None: ...
+
+    def parts(self, bucket: Bucket) -> list[TranscriptPart]:
+        """The bucket's parts, in number order."""
+        ...
+
+    def create_part(self, part: TranscriptPart) -> bool:
+        """Store a new part's manifest; False when a part with that number exists already."""
+        ...
+
+    def update_part(self, part: TranscriptPart) -> None: ...
+
+    def transcribed_in(self, record_key: str) -> str | None:
+        """The item id of the part holding this record once that part is written, else None."""
+        ...
+
+    def mark_transcribed(self, record_keys: list[str], item_id: str) -> None: ...

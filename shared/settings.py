@@ -19,6 +19,8 @@ LISTING_QUEUE = "listing"
 ITEMS_QUEUE = "items"
 LISTING_POISON_QUEUE = f"{LISTING_QUEUE}-poison"
 ITEMS_POISON_QUEUE = f"{ITEMS_QUEUE}-poison"
+TRANSCRIPTS_QUEUE = "transcripts"
+TRANSCRIPTS_POISON_QUEUE = f"{TRANSCRIPTS_QUEUE}-poison"
 STORAGE_CONNECTION = "AzureWebJobsStorage"  # the connection setting prefix the triggers use
 
 
@@ -53,6 +55,10 @@ class Settings(BaseSettings):
     default_phone_region: str | None = None
     mapping_blob: str = Field("mapping/phone-to-email.csv", description="blob in the state container")
     mapping_file: str = Field("", description="a local CSV path instead of the blob (local runs)")
+    directory_phone_mapping_enabled: bool = Field(
+        False, description="after CSV and email: the Entra ID user whose mobilePhone/businessPhones is the number"
+    )
+    catch_all_mailbox: str = Field("", description="records no participant maps to go here instead of poison")
     directory: Literal["graph", "file"] = "graph"
     directory_file: str = ""
 
@@ -63,12 +69,25 @@ class Settings(BaseSettings):
     archive_folder_name: str = "WhatsApp Archiver"
     archive_item_class: str = "IPM.Note.WhatsAppArchiver"
 
+    # --- Daily transcripts (off: one item per record, as the documented connector does) ------
+    daily_transcripts: bool = Field(False, description="one item per chat per day instead of one per record")
+    transcript_time_zone: str = Field("UTC", description="IANA zone whose calendar days the transcripts cover")
+    transcript_delay_minutes: int = Field(
+        30, ge=0, le=24 * 60, description="after a hand-off, wait this long before composing the days that are over"
+    )
+    transcript_max_wait_hours: float = Field(
+        6, gt=0, le=72, description="compose anyway after this long, even if some records of the window are unsettled"
+    )
+
     # --- Microsoft Graph ----------------------------------------------------------------------
     graph_cloud: Literal["global", "usgov", "dod", "china"] = "global"
     graph_base_url: str = ""
     graph_access_token: SecretStr = SecretStr("")
     graph_upload_sessions: bool = Field(
         True, description="attachments over 3 MB through upload sessions; off where the cloud lacks them"
+    )
+    graph_conversation_properties: bool = Field(
+        True, description="set PidTagConversationTopic/Index so a chat's items form one conversation"
     )
     azure_client_id: str = Field("", description="client id of a user-assigned managed identity")
     # An app registration instead of the managed identity (secret or certificate from Key Vault):
@@ -89,6 +108,17 @@ class Settings(BaseSettings):
     def _blank_region_is_none(cls, value: object) -> object:
         return value.strip().upper() or None if isinstance(value, str) else value
 
+    @field_validator("transcript_time_zone")
+    @classmethod
+    def _known_time_zone(cls, value: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"TRANSCRIPT_TIME_ZONE: {value!r} is not an IANA time zone (e.g. Europe/London)") from None
+        return value
+
     @model_validator(mode="after")
     def _local_writers_need_paths(self) -> Settings:
         if self.mailbox_writer == "eml" and not self.eml_mailbox_dir:
@@ -96,6 +126,12 @@ class Settings(BaseSettings):
         if self.directory == "file" and not self.directory_file:
             raise ValueError("DIRECTORY=file needs DIRECTORY_FILE")
         return self
+
+    @property
+    def transcript_zone(self):
+        from zoneinfo import ZoneInfo
+
+        return ZoneInfo(self.transcript_time_zone)
 
     @property
     def max_item_bytes(self) -> int:

@@ -205,3 +205,47 @@ class MemoryDeliveryRecords:
                 lock.release()
 
         return held()
+
+
+class MemoryTranscriptStore:
+    """Transcript state with the blob store's rules: parts created once, then overwritten whole."""
+
+    def __init__(self) -> None:
+        from shared.domain.transcripts import Bucket, StagedRecord, TranscriptPart
+
+        self.staged_records: dict[Bucket, dict[str, StagedRecord]] = defaultdict(dict)
+        self.part_manifests: dict[tuple[Bucket, int], TranscriptPart] = {}
+        self.transcribed: dict[str, str] = {}
+
+    def stage(self, bucket, record) -> None:
+        self.staged_records[bucket][record.record_key] = record
+
+    def staged_buckets(self):
+        return sorted((b for b, records in self.staged_records.items() if records), key=lambda b: b.name)
+
+    def staged(self, bucket):
+        return list(self.staged_records[bucket].values())
+
+    def unstage(self, bucket, record_keys) -> None:
+        for key in record_keys:
+            self.staged_records[bucket].pop(key, None)
+
+    def parts(self, bucket):
+        return [p for (b, _), p in sorted(self.part_manifests.items(), key=lambda kv: kv[0][1]) if b == bucket]
+
+    def create_part(self, part) -> bool:
+        key = (part.bucket, part.number)
+        if key in self.part_manifests:
+            return False
+        self.part_manifests[key] = part
+        return True
+
+    def update_part(self, part) -> None:
+        self.part_manifests[(part.bucket, part.number)] = part
+
+    def transcribed_in(self, record_key: str) -> str | None:
+        return self.transcribed.get(record_key)
+
+    def mark_transcribed(self, record_keys, item_id: str) -> None:
+        for key in record_keys:
+            self.transcribed[key] = item_id

@@ -5,6 +5,9 @@ Graph is strict in a way that matters to an archive, it is as strict:
 
 - a message without ``Integer 0x0E07`` would be a draft and is refused; ``sentDateTime`` /
   ``receivedDateTime`` on create are refused; custom headers must be x-/X- and at most 5;
+- extended property values must be well formed for their type (Binary base64, Boolean
+  true/false, Integer decimal, SystemTime ISO-8601 UTC), else 400 ``ErrorInvalidPropertyValue``;
+  every property is stored as sent (``extended_property`` / ``binary_property`` read them back);
 - requests over 4 MB (4 MiB) are refused with 413 ``ErrorRequestEntityTooLarge``;
 - upload sessions for attachments under 3 MB are refused
   (``ErrorAttachmentSizeShouldNotBeLessThanMinimumSize``); chunks must arrive in order, at most
@@ -23,6 +26,9 @@ answer. Stored attachments keep their sha256 and size, and their bytes up to
 Calls served (paths under ``/v1.0``; ``{u}`` is a user's UPN, id or mail alias):
 
 - ``GET  /users/{u}`` and ``GET /users?$filter=mail eq '...'``
+- ``GET  /users`` without ``$filter``: the directory listing, with ``$select`` and ``$top``, paged
+  through ``@odata.nextLink`` (a loopback URL with a ``$skiptoken``); counted as ``user_list``
+  under ``DIRECTORY`` (``request_counts(DIRECTORY)``)
 - ``GET  /users/{u}/mailFolders/inbox``
 - ``GET|POST /users/{u}/mailFolders/{f}/childFolders`` (``$filter=displayName eq '...'``)
 - ``GET|POST /users/{u}/mailFolders/{f}/messages`` (GET: the extended-property ``$filter``)
@@ -69,6 +75,17 @@ _EXTENDED_FILTER = re.compile(
 _DISPLAY_NAME_FILTER = re.compile(r"^displayName eq '((?:[^']|'')*)'$", re.IGNORECASE)
 _MAIL_FILTER = re.compile(r"^mail eq '((?:[^']|'')*)'$", re.IGNORECASE)
 _CONTENT_RANGE = re.compile(r"^bytes (\d+)-(\d+)/(\d+)$")
+# The "mailbox" key that directory-wide requests (GET /users) are counted under.
+DIRECTORY = "(directory)"
+# Graph's largest page of users, and its page size when no $top is given.
+MAX_USER_PAGE = 999
+DEFAULT_USER_PAGE = 100
+# Properties of a user this server knows; a $select naming another is refused as Graph does.
+USER_PROPERTIES = (
+    "id", "userPrincipalName", "mail", "displayName", "mobilePhone", "businessPhones", "accountEnabled",
+)
+# What Graph returns for a user when no $select is given (accountEnabled is not among them).
+DEFAULT_USER_SELECT = ("id", "userPrincipalName", "mail", "displayName", "mobilePhone", "businessPhones")
 
 
 def normalize_property_id(prop_id: str) -> str:
@@ -79,6 +96,12 @@ def normalize_property_id(prop_id: str) -> str:
 def extended_property(message: dict[str, Any], prop_id: str) -> str | None:
     """The value of one singleValueExtendedProperty of a stored message, or None."""
     return message["extendedProperties"].get(normalize_property_id(prop_id))
+
+
+def binary_property(message: dict[str, Any], prop_id: str) -> bytes | None:
+    """A Binary singleValueExtendedProperty of a stored message, decoded, or None."""
+    value = extended_property(message, prop_id)
+    return None if value is None else base64.b64decode(value)
 
 
 class GraphHTTPError(Exception):
@@ -99,6 +122,7 @@ class _Fault:
     code: str | None
     method: str | None
     after_execution: bool
+    skip: int = 0
 
 
 @dataclass
@@ -117,6 +141,10 @@ class _User:
     id: str
     has_mailbox: bool
     mail: str
+    mobile_phone: str | None = None
+    business_phones: list[str] = field(default_factory=list)
+    account_enabled: bool = True
+    display_name: str | None = None
 
 
 @dataclass
@@ -160,12 +188,20 @@ class LocalGraph:
         upload_session_min_bytes: int = UPLOAD_SESSION_MIN_BYTES,
         refuse_upload_sessions_on_non_drafts: bool = False,
         keep_attachment_bytes: int = KEEP_ATTACHMENT_BYTES,
+        profiles: dict[str, dict[str, Any]] | None = None,
+        user_page_size: int = MAX_USER_PAGE,
     ) -> None:
         """``users``: UPN -> has an Exchange Online mailbox. ``token``: the only bearer token
         accepted (any non-empty one when None). ``mail_aliases``: mail address -> UPN, for users
         whose primary SMTP address is not their UPN. ``reject_drafts=False`` stores drafts
         (flagged) instead of refusing them. ``access_denied``: UPNs whose mailbox the app may not
         open (403 ``ErrorAccessDenied`` on mail calls). ``latency_seconds``: added to every request.
+
+        Directory listing (``GET /users``): ``profiles`` gives users of ``users`` their Entra ID
+        properties, UPN -> ``{"mobilePhone": str | None, "businessPhones": [str],
+        "accountEnabled": bool, "displayName": str}`` (all optional; by default no phones,
+        enabled); ``set_profile`` changes them later. ``user_page_size``: the most users one page
+        holds whatever ``$top`` asks (Graph's own cap is 999): a small one forces paging.
 
         Throttling, per mailbox: ``max_concurrent_per_mailbox`` requests in flight (None: no
         limit), ``rate_limit=(requests, per_seconds)`` in a sliding window (None: no limit). The
@@ -191,6 +227,12 @@ class LocalGraph:
             key = upn.strip().lower()
             mail = next((m for m, u in aliases.items() if u == key), key)
             self._users[key] = _User(key, str(uuid.uuid5(uuid.NAMESPACE_URL, key)), has_mailbox, mail)
+        if user_page_size < 1:
+            raise ValueError("user_page_size must be at least 1")
+        self.user_page_size = user_page_size
+        self._skip_tokens: dict[str, int] = {}  # $skiptoken -> index of the next user listed
+        for upn, profile in (profiles or {}).items():
+            self.set_profile(upn, **profile)
         self._mailboxes: dict[str, _Mailbox] = {}
         self._sessions: dict[str, _UploadSession] = {}
         self._faults: list[_Fault] = []
@@ -258,15 +300,19 @@ class LocalGraph:
         code: str | None = None,
         method: str | None = None,
         after_execution: bool = False,
+        skip: int = 0,
     ) -> None:
         """The next ``times`` matching requests fail with ``status`` (and Graph error ``code``).
 
         A request matches when its path contains ``path_contains`` and its method is ``method``
         (either left out: any). Upload PUTs match too. ``after_execution``: the request is carried
         out first and only its answer is replaced (a 503/504 after the item was created).
+        ``skip``: that many matching requests are served normally first (the second page fails).
         """
         with self._lock:
-            self._faults.append(_Fault(status, times, retry_after, path_contains, code, method, after_execution))
+            self._faults.append(
+                _Fault(status, times, retry_after, path_contains, code, method, after_execution, skip)
+            )
 
     def hold_until(self, operation: str, parties: int, timeout: float = 5.0) -> None:
         """The next ``parties`` requests of ``operation`` (e.g. ``item_lookup``) wait for each
@@ -279,6 +325,25 @@ class LocalGraph:
         worker creates ``display_name``: the caller's own create then meets ErrorFolderExists."""
         with self._lock:
             self._folder_races[mailbox.lower()] = display_name
+
+    def set_profile(
+        self,
+        upn: str,
+        *,
+        mobilePhone: str | None = None,  # Graph's property names, as in ``profiles``
+        businessPhones: list[str] | None = None,
+        accountEnabled: bool = True,
+        displayName: str | None = None,
+    ) -> None:
+        """Replaces a user's directory properties (phones as free text, as Entra ID stores them)."""
+        with self._lock:
+            user = self._users.get(upn.strip().lower())
+            if user is None:
+                raise KeyError(f"no user {upn!r}: add it to ``users`` first")
+            user.mobile_phone = mobilePhone
+            user.business_phones = list(businessPhones or [])
+            user.account_enabled = bool(accountEnabled)
+            user.display_name = displayName
 
     # -- inspection -----------------------------------------------------------------------------
 
@@ -334,7 +399,7 @@ class LocalGraph:
         try:
             if not upload:
                 self._check_auth(headers)
-            self._enter(mailbox, operation, method, split.path, headers)
+            self._enter(mailbox, operation, method, split.path, headers, split.query)
         except GraphHTTPError as exc:
             return _error_response(exc)
         try:
@@ -356,7 +421,9 @@ class LocalGraph:
         finally:
             self._leave(mailbox)
 
-    def _enter(self, mailbox: str, operation: str, method: str, path: str, headers: Any) -> None:
+    def _enter(
+        self, mailbox: str, operation: str, method: str, path: str, headers: Any, query: str = ""
+    ) -> None:
         """Counts the request, then admits it or answers 429 (concurrency first, then rate)."""
         with self._lock:
             self._counts[mailbox][operation] += 1
@@ -366,6 +433,7 @@ class LocalGraph:
                     "operation": operation,
                     "method": method,
                     "path": path,
+                    "query": unquote(query),
                     "prefer": headers.get("Prefer"),
                     "authorization": headers.get("Authorization") is not None,
                 }
@@ -428,6 +496,9 @@ class LocalGraph:
                     and (fault.path_contains is None or fault.path_contains in path)
                     and (fault.method is None or fault.method.upper() == method)
                 ):
+                    if fault.skip > 0:
+                        fault.skip -= 1
+                        continue
                     fault.remaining -= 1
                     if fault.remaining == 0:
                         self._faults.remove(fault)
@@ -445,6 +516,8 @@ class LocalGraph:
         if len(segments) < 2 or segments[0] != "v1.0" or segments[1].lower() != "users":
             raise GraphHTTPError(400, "BadRequest", "Unsupported path.")
         rest = [s.lower() for s in segments[2:]]
+        if not rest and method == "GET" and "$filter" not in query:
+            return "user_list", DIRECTORY
         if not rest:
             match = _MAIL_FILTER.match(query.get("$filter", ""))
             mailbox = match.group(1).replace("''", "'").lower() if match else "(directory)"
@@ -520,6 +593,8 @@ class LocalGraph:
         with self._lock:
             if operation == "user_find":
                 return 200, self._user_find(query), {}
+            if operation == "user_list":
+                return 200, self._user_list(query), {}
             if operation == "user_get":
                 user = self._find_user(segments[2])
                 if user is None:
@@ -539,6 +614,41 @@ class LocalGraph:
         mail = match.group(1).replace("''", "'").strip().lower()
         users = [u for u in self._users.values() if u.mail == mail]
         return {"value": [_user_json(u) for u in users]}
+
+    def _user_list(self, query: dict[str, str]) -> dict[str, Any]:
+        """One page of every user, in a stable order; the next page's link keeps $select and $top."""
+        select = [s.strip() for s in (query.get("$select") or "").split(",") if s.strip()]
+        known = {name.lower(): name for name in USER_PROPERTIES}
+        for name in select:
+            if name.lower() not in known:
+                message = f"Could not find a property named '{name}' on type 'microsoft.graph.user'."
+                raise GraphHTTPError(400, "Request_BadRequest", message)
+        fields = [known[name.lower()] for name in select] or list(DEFAULT_USER_SELECT)
+        top_text = query.get("$top")
+        try:
+            top = DEFAULT_USER_PAGE if top_text is None else int(top_text)
+        except ValueError:
+            raise GraphHTTPError(400, "Request_BadRequest", "Invalid $top.") from None
+        if not 1 <= top <= MAX_USER_PAGE:
+            message = f"Invalid page size specified: '{top}'. Must be between 1 and 999 inclusive."
+            raise GraphHTTPError(400, "Request_UnsupportedQuery", message)
+        start = 0
+        token = query.get("$skiptoken")
+        if token is not None:
+            if token not in self._skip_tokens:
+                raise GraphHTTPError(400, "Directory_ExpiredPageToken", "The specified page token value has expired.")
+            start = self._skip_tokens[token]
+        users = list(self._users.values())
+        end = start + min(top, self.user_page_size)
+        page: dict[str, Any] = {"value": [_user_fields(u, fields) for u in users[start:end]]}
+        if end < len(users):
+            next_token = secrets.token_urlsafe(12)
+            self._skip_tokens[next_token] = end
+            params = [f"$top={top}", f"$skiptoken={next_token}"]
+            if select:
+                params.insert(0, "$select=" + ",".join(select))
+            page["@odata.nextLink"] = f"{self.base_url}/users?" + "&".join(params)
+        return page
 
     # -- mail operations (lock held) ------------------------------------------------------------
 
@@ -616,9 +726,8 @@ class LocalGraph:
                 is_draft = bool(int(flags_value) & MSGFLAG_UNSENT)
             except ValueError:
                 raise GraphHTTPError(400, "ErrorInvalidPropertyValue", "Invalid message flags.") from None
-        for time_prop in ("systemtime 0x0039", "systemtime 0x0e06"):
-            if time_prop in properties:
-                _parse_time(properties[time_prop])
+        for prop_id, value in properties.items():
+            _check_property_value(prop_id, value)
         _check_internet_headers(payload.get("internetMessageHeaders"))
         message_id = "AAMk" + secrets.token_hex(16)
         attachments = [self._file_attachment(a, "inline") for a in payload.get("attachments") or []]
@@ -811,12 +920,42 @@ def _user_json(user: _User) -> dict[str, Any]:
     return {"id": user.id, "mail": user.mail, "userPrincipalName": user.upn}
 
 
+def _user_fields(user: _User, fields: list[str]) -> dict[str, Any]:
+    values = {
+        "id": user.id,
+        "userPrincipalName": user.upn,
+        "mail": user.mail,
+        "displayName": user.display_name,
+        "mobilePhone": user.mobile_phone,
+        "businessPhones": list(user.business_phones),
+        "accountEnabled": user.account_enabled,
+    }
+    return {name: values[name] for name in fields}
+
+
 def _folder_json(folder: dict[str, Any]) -> dict[str, Any]:
     return {k: folder[k] for k in ("id", "displayName", "parentFolderId")}
 
 
 def _attachment_json(attachment: dict[str, Any]) -> dict[str, Any]:
     return {k: attachment[k] for k in ("id", "name", "contentType", "size")}
+
+
+def _check_property_value(prop_id: str, value: str) -> None:
+    """Values as Graph's JSON carries them: Binary in base64, Boolean true/false, Integer decimal,
+    SystemTime ISO-8601 UTC (``prop_id`` normalised: lower case)."""
+    kind = prop_id.split(" ", 1)[0]
+    if kind == "binary":
+        try:
+            base64.b64decode(value, validate=True)
+        except ValueError:
+            raise GraphHTTPError(400, "ErrorInvalidPropertyValue", "Binary values must be base64.") from None
+    elif kind == "boolean" and value.lower() not in ("true", "false"):
+        raise GraphHTTPError(400, "ErrorInvalidPropertyValue", "Boolean values must be true or false.")
+    elif kind == "integer" and not re.fullmatch(r"-?\d+", value):
+        raise GraphHTTPError(400, "ErrorInvalidPropertyValue", "Integer values must be decimal.")
+    elif kind == "systemtime":
+        _parse_time(value)
 
 
 def _parse_time(value: str) -> None:

@@ -102,3 +102,28 @@ def test_graph_writer_archives_the_window_into_the_local_graph_once_per_record_a
         assert archived == expected
         assert not any(message["isDraft"] for message in stored)
         reset_container()
+
+
+def test_daily_transcript_demo_puts_every_pair_in_exactly_one_transcript_and_a_relist_adds_none(tmp_path):
+    paths = DemoPaths(tmp_path / "demo")
+    paths.root.mkdir()
+    first = run_window(paths, transcripts=True)
+    window = first["window"]
+    assert window["reconciled"] and window["awaiting_transcript"] == 0
+    assert window["listed"] == first["generated"] and window["imported"] == window["fanout"]
+    files = list(paths.mailboxes.rglob("*.eml"))
+    assert 0 < len(files) < window["imported"] / 5  # one per chat, day and mailbox
+    # Every imported record × mailbox pair is in exactly one transcript of that mailbox.
+    pairs: list[tuple[str, str]] = []
+    for path in files:
+        message = message_from_bytes(path.read_bytes(), policy=default)
+        assert message["X-Archive-Message-Type"] == "TRANSCRIPT"
+        text = message.get_body(("plain",)).get_content()
+        ids = [line.removeprefix("Record id: ") for line in text.splitlines() if line.startswith("Record id: ")]
+        assert len(ids) == int(message["X-Archive-Record-Count"])
+        pairs += [(path.parent.parent.name, record_id) for record_id in ids]
+    assert len(pairs) == len(set(pairs)) == window["imported"]
+
+    again = run_window(paths, relist=True, transcripts=True)["window"]
+    assert again["reconciled"] and again["imported"] == 0 and again["skipped_duplicates"] == window["fanout"]
+    assert sorted(paths.mailboxes.rglob("*.eml")) == sorted(files)

@@ -49,14 +49,18 @@ def poison_messages(container):
             for m in take_all(container.items_poison_queue)]
 
 
-def test_function_app_registers_the_four_functions_with_their_triggers():
+def test_function_app_registers_the_five_functions_with_their_triggers():
     functions = {f.get_function_name(): f for f in registered_functions(function_app.app)}
-    assert set(functions) == {"schedule_archive_window", "list_archive_slice", "import_archive_item", "archive_status"}
+    assert set(functions) == {
+        "schedule_archive_window", "list_archive_slice", "import_archive_item", "compose_transcripts", "archive_status",
+    }
     timer = json.loads(functions["schedule_archive_window"].get_function_json())["bindings"][0]
     assert timer["schedule"] == "%ARCHIVE_SCHEDULE%" and timer["runOnStartup"] is False
     queues = {name: json.loads(functions[name].get_function_json())["bindings"][0]["queueName"]
-              for name in ("list_archive_slice", "import_archive_item")}
-    assert queues == {"list_archive_slice": "listing", "import_archive_item": "items"}
+              for name in ("list_archive_slice", "import_archive_item", "compose_transcripts")}
+    assert queues == {
+        "list_archive_slice": "listing", "import_archive_item": "items", "compose_transcripts": "transcripts",
+    }
     http = json.loads(functions["archive_status"].get_function_json())["bindings"][0]
     assert http["authLevel"] == "FUNCTION" and http["methods"] == ["GET"]
 

@@ -39,6 +39,9 @@ from shared.adapters.graph_mailbox import (
     DEFAULT_ITEM_CLASS,
     ID_PROPERTY_GUID,
     PROP_CLIENT_SUBMIT_TIME,
+    PROP_CONVERSATION_INDEX,
+    PROP_CONVERSATION_INDEX_TRACKING,
+    PROP_CONVERSATION_TOPIC,
     PROP_DELIVERY_TIME,
     PROP_MESSAGE_CLASS,
     PROP_MESSAGE_FLAGS,
@@ -54,9 +57,12 @@ from shared.domain.errors import (
     PoisonReason,
     TransientError,
 )
+from shared.domain.records import ArchiveRecord
 from shared.domain.rendered import BytesPayload, FilePayload, MailAddress, RenderedAttachment, RenderedItem
+from shared.domain.rendering import render
 from shared.ports import WriteOutcome
-from tests.graph_server import LocalGraph, extended_property
+from tests import builders
+from tests.graph_server import LocalGraph, binary_property, extended_property
 
 # msgraph-sdk's generated request builders warn about their own deprecated classes on import.
 pytestmark = [
@@ -816,6 +822,74 @@ def test_only_x_headers_reach_graph_and_at_most_five(graph: LocalGraph, mailbox:
     assert [h["name"] for h in stored["internetMessageHeaders"]] == [f"X-Extra-{n}" for n in range(5)]
 
 
+def rendered_record(message_id: str, **fields: Any) -> RenderedItem:
+    """A record rendered by the real renderer: the same item the .eml writer serialises."""
+    return render(ArchiveRecord.model_validate(builders.record(message_id, **fields)), {})
+
+
+def eml_thread_index(item: RenderedItem) -> bytes:
+    return base64.b64decode(item.to_mime()["Thread-Index"])
+
+
+def test_item_carries_the_chats_conversation_topic_and_the_emls_thread_index_in_the_create(
+    graph: LocalGraph, mailbox: GraphMailbox
+) -> None:
+    warm(mailbox, graph)
+    item = rendered_record("c1", dialogGroupId="g-1", groupMessage=True, dialogGroupName="Deal team")
+
+    assert mailbox.write(ALICE, item, check_existing=False) == WriteOutcome.IMPORTED
+
+    assert graph.total_requests(ALICE) == 1  # the properties travel in the create itself
+    stored = next(m for m in graph.messages(ALICE) if extended_property(m, id_property_id()) == "c1")
+    assert item.conversation_topic == "WhatsApp: Deal team (group)"
+    assert extended_property(stored, PROP_CONVERSATION_TOPIC) == item.conversation_topic
+    index = binary_property(stored, PROP_CONVERSATION_INDEX)
+    assert index == eml_thread_index(item)
+    assert len(index) == 22 and index[0] == 0x01
+    assert extended_property(stored, PROP_CONVERSATION_INDEX_TRACKING) == "true"
+    # References / In-Reply-To / Thread-Index are not x- headers: Graph would refuse them.
+    assert all(h["name"].lower().startswith("x-") for h in stored["internetMessageHeaders"])
+
+
+def test_items_of_one_chat_share_the_conversation_guid_and_other_chats_do_not(
+    graph: LocalGraph, mailbox: GraphMailbox
+) -> None:
+    items = [
+        rendered_record("g1-a", dialogGroupId="g-1", groupMessage=True),
+        rendered_record("g1-b", dialogGroupId="g-1", groupMessage=True, replyToMessageId="g1-a",
+                        messageTime=builders.BASE_TIME + 3_600_000),
+        rendered_record("g2-a", dialogGroupId="g-2", groupMessage=True),
+        rendered_record("d-out", sender=builders.ALICE, recipients=[builders.CUSTOMER]),
+        rendered_record("d-back", sender=builders.CUSTOMER, recipients=[builders.ALICE]),
+    ]
+    for item in items:
+        mailbox.write(ALICE, item, check_existing=False)
+
+    stored = {extended_property(m, id_property_id()): m for m in graph.messages(ALICE)}
+    index = {key: binary_property(message, PROP_CONVERSATION_INDEX) for key, message in stored.items()}
+    guid = {key: value[6:22] for key, value in index.items()}
+    assert index == {i.record_id: eml_thread_index(i) for i in items}
+    assert guid["g1-a"] == guid["g1-b"]
+    assert guid["d-out"] == guid["d-back"]  # a 1:1 chat, whichever way the message goes
+    assert len({guid["g1-a"], guid["g2-a"], guid["d-out"]}) == 3
+    assert index["g1-a"][1:6] != index["g1-b"][1:6]  # the FILETIME part orders them in the chat
+
+
+def test_item_without_a_usable_thread_index_carries_the_topic_only(graph: LocalGraph, mailbox: GraphMailbox) -> None:
+    mailbox.write(ALICE, rendered("no-index", conversation_topic="WhatsApp: Bob"))
+    bad = (("Thread-Index", "not base64!"),)
+    mailbox.write(ALICE, rendered("bad-index", conversation_topic="WhatsApp: Bob", extra_headers=bad))
+    short = (("Thread-Index", base64.b64encode(b"\x01" * 10).decode()),)
+    mailbox.write(ALICE, rendered("short-index", extra_headers=short))
+
+    for message in graph.messages(ALICE):
+        assert extended_property(message, PROP_CONVERSATION_INDEX) is None
+        assert extended_property(message, PROP_CONVERSATION_INDEX_TRACKING) is None
+    topics = {extended_property(m, id_property_id()): extended_property(m, PROP_CONVERSATION_TOPIC)
+              for m in graph.messages(ALICE)}
+    assert topics == {"no-index": "WhatsApp: Bob", "bad-index": "WhatsApp: Bob", "short-index": None}
+
+
 # -- directory ----------------------------------------------------------------------------------
 
 
@@ -1051,6 +1125,24 @@ def test_local_graph_refuses_create_requests_over_4mb_with_413(http: httpx.Clien
 
     assert response.status_code == 413
     assert response.json()["error"]["code"] == "ErrorRequestEntityTooLarge"
+
+
+def test_local_graph_refuses_malformed_extended_property_values_and_stores_binary_ones(
+    graph: LocalGraph, http: httpx.Client
+) -> None:
+    folder = _archive_folder(http)
+    url = f"/users/{ALICE}/mailFolders/{folder}/messages"
+    flags = {"id": "Integer 0x0E07", "value": "1"}
+    for prop in ({"id": "Binary 0x0071", "value": "not base64!"}, {"id": "Boolean 0x3016", "value": "yes"}):
+        response = http.post(url, json=_message_json(singleValueExtendedProperties=[flags, prop]))
+        assert response.status_code == 400
+        assert response.json()["error"]["code"] == "ErrorInvalidPropertyValue"
+
+    index = b"\x01" + bytes(range(21))
+    binary = {"id": "Binary 0x0071", "value": base64.b64encode(index).decode()}
+    assert http.post(url, json=_message_json(singleValueExtendedProperties=[flags, binary])).status_code == 201
+    [stored] = graph.messages(ALICE)
+    assert binary_property(stored, "binary 0x0071") == index
 
 
 def test_local_graph_upload_sessions_refuse_small_files_and_check_order_range_and_authorization(

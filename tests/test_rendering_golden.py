@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections import Counter
 from datetime import UTC, datetime
 from email import message_from_bytes
-from email.policy import default
+from email.policy import compat32, default
 from email.utils import parsedate_to_datetime
 
 import mailparser
@@ -26,15 +26,6 @@ EXPECTED_PHRASES = {
     "CONTACT": ("Contact card:",),
     "SYSTEM": ("Group event:",),
 }
-
-
-def as_mail_parser_shows(value: str) -> str:
-    """mail-parser returns folded headers unfolded only partly, and (through the legacy
-    ``email.header.decode_header``) drops the whitespace between an RFC 2047 encoded word and the
-    plain text after it ("Núñez (+44…" reads "Núñez(+44…"), which RFC 2047 says is significant.
-    Python's own parser gets both right and is compared exactly; for mail-parser the text is
-    compared without whitespace."""
-    return "".join(value.split())
 
 
 def media(record: dict) -> dict:
@@ -60,23 +51,30 @@ def test_every_record_reads_back_the_same_in_both_parsers(data):
     stdlib = message_from_bytes(raw, policy=default)
     other = mailparser.parse_from_bytes(raw)
 
-    # Subject, identically in both parsers, flagged for edits and deletions.
-    # Known, open (issue 4): where the email package folds next to an RFC 2047 encoded word, the
-    # subject reads back with a doubled space; compared with whitespace runs collapsed.
-    assert " ".join(stdlib["Subject"].split()) == " ".join(item.subject.split())
-    assert as_mail_parser_shows(other.subject) == as_mail_parser_shows(item.subject)
+    # Subject and conversation topic, exactly — every character and space — in both parsers,
+    # the subject flagged for edits and deletions.
+    assert stdlib["Subject"] == other.subject == item.subject
+    assert stdlib["Thread-Topic"] == other.headers["Thread-Topic"] == item.conversation_topic
     if record.event != "CREATED":
         assert item.subject.startswith(f"{record.event} – ")
-    # Parties: From is the sender, To every recipient.
+    # Parties: From is the sender, To every recipient, with their names exactly.
     assert stdlib["From"].addresses[0].addr_spec == other.from_[0][1] == item.sender.address
+    assert stdlib["From"].addresses[0].display_name == other.from_[0][0] == item.sender.display_name
     assert [a.addr_spec for a in stdlib["To"].addresses] == [addr for _, addr in other.to] == [
         r.address for r in item.recipients]
+    assert [a.display_name for a in stdlib["To"].addresses] == [name for name, _ in other.to] == [
+        r.display_name for r in item.recipients]
     # The original WhatsApp time, not the capture or import time: to the second in Date (RFC 5322
     # has no finer unit), to the millisecond in the body.
     to_the_second = record.sent_at.replace(microsecond=0)
     assert parsedate_to_datetime(stdlib["Date"]) == to_the_second == other.date.replace(tzinfo=UTC)
     # The record id, exactly, for chain of custody.
     assert stdlib["X-Archive-Item-Id"] == other.headers["X-Archive-Item-Id"] == record.message_id
+    # Threading ids as written: never RFC 2047 encoded words (mail clients do not decode them there).
+    as_written = message_from_bytes(raw, policy=compat32)
+    for name in ("Message-ID", "References", "In-Reply-To"):
+        assert "=?" not in (as_written[name] or ""), name
+        assert stdlib[name] is None or " ".join(stdlib[name].split()) == " ".join(as_written[name].split())
     # Body: the header block and what this kind of record says.
     plain = stdlib.get_body(("plain",)).get_content()
     assert f"Record id: {record.message_id}" in plain

@@ -10,7 +10,16 @@ creation make it an archive item rather than a draft:
   eDiscovery date filters, retention ages and hold ranges use them and not the import time;
 - ``String 0x001A`` (PidTagMessageClass): the configurable item class;
 - ``String {ID_PROPERTY_GUID} Name WhatsAppArchiverItemId``: the TeleMessage record id, which
-  makes writes idempotent and ties each item back to its record (chain of custody).
+  makes writes idempotent and ties each item back to its record (chain of custody);
+- ``String 0x0070`` (PidTagConversationTopic) = the chat's topic, ``Binary 0x0071``
+  (PidTagConversationIndex) = the 22 bytes of the item's ``Thread-Index`` header (its last 16 are
+  the chat's GUID) and ``Boolean 0x3016`` (PidTagConversationIndexTracking) = true: a chat's
+  records form one conversation in Outlook and OWA, as the .eml's threading headers make them do.
+  [MS-OXOMSG] 2.2.1.2: with tracking true and an index of at least 22 bytes starting 0x01, the
+  conversation id is the index's GUID; otherwise it is an MD5 of the upper-cased topic (two chats
+  of the same name would then share a conversation). Graph refuses ``References`` /
+  ``In-Reply-To`` / ``Thread-Index`` as internet headers (x- headers only), so these properties
+  are how the Graph item carries its threading.
 
 Idempotency: ``write(..., check_existing=True)`` first looks the record up by that property and
 answers SKIPPED_DUPLICATE (after adding attachments an interrupted attempt left out) when it is
@@ -66,6 +75,7 @@ addresses: this is regulated content.
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import logging
 import math
@@ -120,6 +130,12 @@ PROP_MESSAGE_FLAGS = "Integer 0x0E07"
 PROP_CLIENT_SUBMIT_TIME = "SystemTime 0x0039"
 PROP_DELIVERY_TIME = "SystemTime 0x0E06"
 PROP_MESSAGE_CLASS = "String 0x001A"
+PROP_CONVERSATION_TOPIC = "String 0x0070"  # PidTagConversationTopic
+PROP_CONVERSATION_INDEX = "Binary 0x0071"  # PidTagConversationIndex, base64 in Graph's JSON
+PROP_CONVERSATION_INDEX_TRACKING = "Boolean 0x3016"  # PidTagConversationIndexTracking
+THREAD_INDEX_HEADER = "Thread-Index"
+# [MS-OXOMSG] 2.2.1.3: 1 reserved byte (0x01), 5 bytes of FILETIME, the 16-byte conversation GUID.
+CONVERSATION_INDEX_HEADER_BYTES = 22
 MSGFLAG_READ = "1"  # read; without MSGFLAG_UNSENT (8) the item is not a draft
 
 PREFER_IMMUTABLE_ID = 'IdType="ImmutableId"'
@@ -180,6 +196,33 @@ def select_internet_headers(headers: tuple[tuple[str, str], ...]) -> tuple[list[
             break
         kept.append((name, clean))
     return kept, len(headers) - len(kept)
+
+
+def conversation_index(headers: tuple[tuple[str, str], ...]) -> bytes | None:
+    """The bytes of the item's ``Thread-Index`` header when they make a conversation index Exchange
+    derives the conversation id from (at least 22 bytes, first byte 0x01); else None."""
+    value = next((v for n, v in headers if n.lower() == THREAD_INDEX_HEADER.lower()), None)
+    if value is None:
+        return None
+    try:
+        index = base64.b64decode("".join(value.split()), validate=True)
+    except ValueError:
+        return None
+    if len(index) < CONVERSATION_INDEX_HEADER_BYTES or index[0] != 0x01:
+        return None
+    return index
+
+
+def conversation_properties(item: RenderedItem) -> list[tuple[str, str]]:
+    """PidTagConversationTopic / PidTagConversationIndex (+ tracking) for the create request."""
+    properties: list[tuple[str, str]] = []
+    if item.conversation_topic:
+        properties.append((PROP_CONVERSATION_TOPIC, item.conversation_topic))
+    index = conversation_index(item.extra_headers)
+    if index is not None:
+        properties.append((PROP_CONVERSATION_INDEX, base64.b64encode(index).decode("ascii")))
+        properties.append((PROP_CONVERSATION_INDEX_TRACKING, "true"))
+    return properties
 
 
 # ---------------------------------------------------------------------------------------------
@@ -583,11 +626,11 @@ async def read_small(attachment: RenderedAttachment) -> bytes:
 
 def _create_request_estimate(item: RenderedItem) -> int:
     """Bytes of the create request apart from its attachments (JSON-escaped as kiota sends it)."""
-    fields = [item.subject, item.html_body, item.record_id, item.message_id_header]
+    fields = [item.subject, item.html_body, item.record_id, item.message_id_header, item.conversation_topic]
     fields += [r.display_name + r.address for r in (item.sender, *item.recipients)]
-    fields += [name + value for name, value in item.extra_headers]
+    fields += [name + value for name, value in item.extra_headers]  # Thread-Index again as 0x0071
     escaped = sum(len(json.dumps(text)) for text in fields)
-    return escaped + 2048 + 160 * (len(item.recipients) + len(item.extra_headers))
+    return escaped + 2048 + 160 * (len(item.recipients) + len(item.extra_headers) + 3)
 
 
 def _inline_cost(attachment: RenderedAttachment) -> int:
@@ -636,6 +679,7 @@ class GraphMailbox:
         id_property_guid: str = ID_PROPERTY_GUID,
         attachments: AttachmentStrategy | None = None,
         gate: MailboxGate | None = None,
+        conversation_properties: bool = True,
     ) -> None:
         if not item_class or not item_class.isprintable() or not item_class.upper().startswith("IPM."):
             raise ConfigurationError("item_class must be a printable message class starting with IPM.")
@@ -648,6 +692,7 @@ class GraphMailbox:
         self.item_class = item_class
         self.folder_name = folder_name
         self.id_property = id_property_id(guid)
+        self.conversation_properties = conversation_properties
         self._client = client
         self._graph = GraphSession(client, gate or process_mailbox_gate())
         self._attachments: AttachmentStrategy = attachments or UploadSessionAttachments()
@@ -840,7 +885,8 @@ class GraphMailbox:
     ) -> str:
         inline = [(a, await read_small(a)) for a in plan.inline]
         message, dropped_headers = build_message(
-            item, item_class=self.item_class, id_property=self.id_property, inline=inline
+            item, item_class=self.item_class, id_property=self.id_property, inline=inline,
+            conversation=self.conversation_properties,
         )
         del inline
         if dropped_headers:
@@ -939,10 +985,13 @@ def build_message(
     item_class: str,
     id_property: str,
     inline: list[tuple[RenderedAttachment, bytes]] | tuple[()] = (),
+    conversation: bool = True,
 ) -> tuple[Any, int]:
     """The msgraph ``Message`` for one create POST, and the number of headers left out.
 
     ``inline``: the attachments that travel in the create, each with its bytes (small ones only).
+    ``conversation``: set the conversation properties (GRAPH_CONVERSATION_PROPERTIES=false turns
+    them off, should a tenant refuse them).
     """
     from msgraph.generated.models.body_type import BodyType
     from msgraph.generated.models.email_address import EmailAddress
@@ -965,6 +1014,7 @@ def build_message(
         (PROP_DELIVERY_TIME, mapi_time(item.received_at)),
         (PROP_MESSAGE_CLASS, item_class),
         (id_property, item.record_id),
+        *(conversation_properties(item) if conversation else ()),
     ]
     headers, dropped = select_internet_headers(item.extra_headers)
     message = Message(

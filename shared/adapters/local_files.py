@@ -11,6 +11,7 @@ import tempfile
 from pathlib import Path
 
 from shared.domain.mapping_table import MappingTable, parse_mapping
+from shared.domain.phones import try_normalize_phone
 from shared.domain.rendered import RenderedItem
 from shared.ports import WriteOutcome
 
@@ -54,13 +55,23 @@ class EmlMailbox:
 
 
 class FileDirectory:
-    """The mailboxes that exist, one address per line (``#`` starts a comment)."""
+    """The local stand-in for Entra ID: one user per line, ``address[, phone, ...]`` (``#`` starts a
+    comment). An address listed has a mailbox; its phones answer directory phone mapping."""
 
-    def __init__(self, path: Path | str) -> None:
-        lines = Path(path).read_text(encoding="utf-8-sig").splitlines()
-        self._addresses = {
-            line.split("#", 1)[0].strip().lower() for line in lines if line.split("#", 1)[0].strip()
-        }
+    def __init__(self, path: Path | str, *, default_region: str | None = None) -> None:
+        self._addresses: set[str] = set()
+        owners: dict[str, set[str]] = {}
+        for line in Path(path).read_text(encoding="utf-8-sig").splitlines():
+            fields = [f.strip() for f in line.split("#", 1)[0].split(",")]
+            if not fields[0]:
+                continue
+            address = fields[0].lower()
+            self._addresses.add(address)
+            for raw in fields[1:]:
+                if phone := try_normalize_phone(raw, default_region):
+                    owners.setdefault(phone, set()).add(address)
+        # A number two users share is ambiguous: it maps to nobody.
+        self._phones = {phone: next(iter(users)) for phone, users in owners.items() if len(users) == 1}
 
     def has_mailbox(self, address: str) -> bool:
         return address.strip().lower() in self._addresses
@@ -68,6 +79,9 @@ class FileDirectory:
     def mailbox_identity(self, address: str) -> str | None:
         key = address.strip().lower()
         return key if key in self._addresses else None
+
+    def mailbox_for_phone(self, e164: str) -> str | None:
+        return self._phones.get(e164)
 
     def __len__(self) -> int:
         return len(self._addresses)

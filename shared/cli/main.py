@@ -47,6 +47,9 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--relist", action="store_true",
                       help="hand the demo's day of traffic off again (shows duplicates being skipped)")
     demo.add_argument("--json", action="store_true", help="print the report as JSON")
+    demo.add_argument("--transcripts", action="store_true",
+                      help="daily transcript mode: one item per chat per day (use with --fresh, so that the "
+                           "demo's traffic is a whole finished day)")
     demo.add_argument("--graph", action="store_true",
                       help="archive into a real tenant through Microsoft Graph (GRAPH_* settings from the "
                            "environment) instead of .eml files")
@@ -180,5 +183,6 @@ def _demo(args: argparse.Namespace) -> int:
 
     if args.mapping and not args.graph:
         raise UsageError("--mapping goes with --graph (the local demo maps its own people)")
+    mapping = _readable(args.mapping, "mapping file") if args.mapping else None
     return run_demo(state_dir=args.state_dir, fresh=args.fresh, relist=args.relist, as_json=args.json,
-                    graph=args.graph, mapping=_readable(args.mapping, "mapping file") if args.mapping else None)
+                    graph=args.graph, transcripts=args.transcripts, mapping=mapping)

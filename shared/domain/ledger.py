@@ -6,6 +6,7 @@ once, so entries repeat: ``summarize`` folds them idempotently. A window reconci
 slice's listing finished and every listed record has an outcome:
 
     listed records  = records imported or skipped + records poisoned
+                      (+ records awaiting their day's transcript, in daily transcript mode)
     fan-out pairs   = pairs imported + pairs skipped as duplicates
 """
 
@@ -25,11 +26,15 @@ class RecordOutcome(StrEnum):
     IMPORTED = "imported"
     SKIPPED_DUPLICATE = "skipped_duplicate"
     POISONED = "poisoned"
+    # Daily transcript mode: validated and mapped, waiting for its day's transcript to be composed.
+    AWAITING_TRANSCRIPT = "awaiting_transcript"
 
 
 class MappingRule(StrEnum):
-    CSV = "csv"
-    EMAIL = "email"
+    CSV = "csv"  # the custom phone → email mapping file
+    EMAIL = "email"  # the participant's email property (automatic mapping)
+    DIRECTORY_PHONE = "directory_phone"  # an Entra ID user's mobilePhone / businessPhones
+    CATCH_ALL = "catch_all"  # no participant mapped: the configured catch-all mailbox
 
 
 @dataclass(frozen=True)
@@ -147,6 +152,7 @@ class WindowSummary:
     poisoned: dict[str, int]
     pending: int
     slices_listed: int
+    awaiting_transcript: int = 0
     records: dict[str, OutcomeEntry] = field(default_factory=dict, repr=False)
 
     @property
@@ -158,6 +164,7 @@ class WindowSummary:
         return (
             self.listing_complete
             and self.pending == 0
+            and self.awaiting_transcript == 0
             and self.fanout == self.imported + self.skipped_duplicates
         )
 
@@ -171,18 +178,23 @@ class WindowSummary:
             "partially_imported": self.partially_imported,
             "poisoned": dict(sorted(self.poisoned.items())),
             "pending": self.pending,
+            "awaiting_transcript": self.awaiting_transcript,
             "slices_listed": self.slices_listed,
             "listing_complete": self.listing_complete,
             "reconciled": self.reconciled,
         }
 
 
+_ARCHIVED = frozenset({RecordOutcome.IMPORTED, RecordOutcome.SKIPPED_DUPLICATE})
+
+
 def fold_outcomes(entries: Iterable[OutcomeEntry]) -> dict[str, OutcomeEntry]:
     """One outcome per record from entries that repeat (retries, duplicates, replays).
 
-    A successful outcome supersedes a poisoning (a replay after a fix); between successes the
-    per-mailbox results merge, "imported" winning over "skipped" (a retry after a crash finds
-    its own earlier write); between poisonings the latest one stands.
+    A successful outcome supersedes a poisoning (a replay after a fix) and a wait for a
+    transcript; between successes the per-mailbox results merge, "imported" winning over "skipped"
+    (a retry after a crash finds its own earlier write); between poisonings and waits for a
+    transcript the latest one stands (a staged record can still be poisoned, a poisoned one replayed).
     """
     folded: dict[str, OutcomeEntry] = {}
     for entry in entries:
@@ -192,8 +204,8 @@ def fold_outcomes(entries: Iterable[OutcomeEntry]) -> dict[str, OutcomeEntry]:
 
 
 def _merge(a: OutcomeEntry, b: OutcomeEntry) -> OutcomeEntry:
-    a_ok = a.outcome is not RecordOutcome.POISONED
-    b_ok = b.outcome is not RecordOutcome.POISONED
+    a_ok = a.outcome in _ARCHIVED
+    b_ok = b.outcome in _ARCHIVED
     if a_ok != b_ok:
         return a if a_ok else b
     if not a_ok:
@@ -225,7 +237,7 @@ def summarize(info: WindowInfo, pages: Iterable[PageEntry], outcomes: Iterable[O
         if page.last:
             finished_slices.add(page.slice_id)
     folded = fold_outcomes(outcomes)
-    fanout = imported = skipped = partial = 0
+    fanout = imported = skipped = partial = awaiting = 0
     poisoned: Counter[str] = Counter()
     for key in listed_keys:
         entry = folded.get(key)
@@ -233,6 +245,9 @@ def summarize(info: WindowInfo, pages: Iterable[PageEntry], outcomes: Iterable[O
             continue
         if entry.outcome is RecordOutcome.POISONED:
             poisoned[entry.reason or "unknown"] += 1
+            continue
+        if entry.outcome is RecordOutcome.AWAITING_TRANSCRIPT:
+            awaiting += 1
             continue
         fanout += len(entry.mailboxes)
         imported += sum(m.outcome is RecordOutcome.IMPORTED for m in entry.mailboxes)
@@ -249,5 +264,6 @@ def summarize(info: WindowInfo, pages: Iterable[PageEntry], outcomes: Iterable[O
         poisoned=dict(poisoned),
         pending=pending,
         slices_listed=len(finished_slices),
+        awaiting_transcript=awaiting,
         records=folded,
     )

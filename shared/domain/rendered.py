@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import io
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
-from email.headerregistry import Address
+from email.charset import Charset
+from email.headerregistry import Address, AddressHeader, BaseHeader, UnstructuredHeader
 from email.message import EmailMessage
-from email.policy import SMTP
+from email.policy import SMTP, Policy
 from email.utils import format_datetime
 from pathlib import Path
 from typing import BinaryIO, Protocol
@@ -134,16 +136,18 @@ class RenderedItem:
 
     def _mime(self, *, with_attachments: bool) -> EmailMessage:
         message = EmailMessage(policy=SMTP)
-        message["Subject"] = self.subject
-        message["From"] = self.sender.header_value()
-        message["To"] = ", ".join(r.header_value() for r in self.recipients)
+        # Text a reviewer reads is encoded by _ExactText / _ExactMailboxes, never by the email
+        # package's folder: see _ExactText for why.
+        message["Subject"] = _ExactText("Subject", self.subject)
+        message["From"] = _ExactMailboxes("From", [self.sender])
+        message["To"] = _ExactMailboxes("To", self.recipients)
         message["Date"] = format_datetime(self.sent_at)
         if self.message_id_header:
             message["Message-ID"] = self.message_id_header
         if self.conversation_topic:
-            message["Thread-Topic"] = self.conversation_topic
+            message["Thread-Topic"] = _ExactText("Thread-Topic", self.conversation_topic)
         for name, value in self.extra_headers:
-            message[name] = value
+            message[name] = _extra_header(name, value)
         message.set_content(self.text_body, subtype="plain", charset="utf-8")
         message.add_alternative(self.html_body, subtype="html", charset="utf-8")
         for attachment in self.attachments if with_attachments else ():
@@ -160,3 +164,186 @@ class RenderedItem:
 
     def to_mime_bytes(self) -> bytes:
         return self.to_mime().as_bytes()
+
+
+# --- Exact headers ------------------------------------------------------------------------------
+#
+# Why not let the email package fold these headers: its folder (``_refold_parse_tree`` /
+# ``_fold_as_ew``, CPython 3.13.0) changes the text. Where a non-ASCII word follows a fold it
+# encodes the separating space as an encoded word of its own, glued to the next one
+# ("to\r\n =?utf-8?q?_?==?utf-8?q?Fam=C3=ADlia?="): the folding space and the encoded space read
+# back as two (gh-144156 and relatives). It also folds straight after "Subject:" (a leading
+# space), loses a space it moves between two encoded words, and writes text that looks like an
+# encoded word ("=?…?=") as it is, so readers decode it. And mail-parser (through
+# ``email.header.decode_header``) drops the space between an encoded word and plain text after it.
+# So these headers are header objects with their own ``fold()`` — the policy's documented hook:
+# a value with a ``name`` is folded by its header object — built on the standard library's RFC 2047
+# encoder (``Charset("utf-8").header_encode``: the shorter of Q and B, per word) and a small
+# layout whose rule is simple enough to be exact: unstructured text is written as it is when it is
+# short, plain ASCII, else entirely as encoded words of whole characters with the spaces inside
+# them, so only the folding whitespace between encoded words — which every RFC 2047 reader ignores
+# (§6.2) — separates them. Encoded words are at most 75 characters, lines holding them at most 76
+# (RFC 2047 §2), all 7-bit. (``email.header.Header`` encodes alike, but a string set on an
+# EmailMessage is parsed and refolded by the policy, and it knows nothing of display names.)
+
+_UTF8 = Charset("utf-8")
+_MAX_ENCODED_WORD = 75
+_MAX_ENCODED_LINE = 76
+_MIN_ROOM = 20  # the longest encoded word of a single character: one emoji in base64
+_MAX_PLAIN_WORD = 900  # a longer ASCII word is encoded too: a line is never over 998 (RFC 5322 §2.1.1)
+# RFC 5322 atext: a display-name word made of these needs no quoting.
+_ATEXT = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789!#$%&'*+-/=?^_`{|}~")
+
+
+def _plain_ascii(text: str) -> bool:
+    """Printable ASCII that no reader can take for an encoded word."""
+    return all(" " <= c <= "~" for c in text) and "=?" not in text
+
+
+class _HeaderLines:
+    """A header's tokens, one space (folding whitespace) apart, on lines of at most 76 characters.
+    A token is never split. In unstructured text the first token shares the line with the header
+    name (a fold there would read as a leading space); in an address list, where the space around
+    tokens means nothing, it may go to the next line."""
+
+    def __init__(self, name: str, *, structured: bool = False) -> None:
+        self._lines = [f"{name}:"]
+        self._empty = not structured  # True: nothing may be folded onto the next line yet
+
+    def room(self) -> int:
+        return _MAX_ENCODED_LINE - len(self._lines[-1]) - 1
+
+    def add(self, token: str) -> None:
+        if not self._empty and len(token) > self.room():
+            self._lines.append("")
+        self._lines[-1] += " " + token
+        self._empty = False
+
+    def add_encoded(self, text: str, *, few_words: bool = False) -> None:
+        """``text`` as encoded words: whole characters each, spaces inside, none over 75.
+        ``few_words``: start on a fresh line rather than split where one more word would do."""
+        while text:
+            room = self.room()
+            if not self._empty:
+                wanted = min(len(_UTF8.header_encode(text)), _MAX_ENCODED_WORD) if few_words else _MIN_ROOM
+                if room < wanted:
+                    self._lines.append("")
+                    room = self.room()
+            limit = min(room, _MAX_ENCODED_WORD)
+            end = 1
+            word = _UTF8.header_encode(text[:1])
+            while end < len(text):
+                longer = _UTF8.header_encode(text[: end + 1])
+                if len(longer) > limit:
+                    break
+                word, end = longer, end + 1
+            self.add(word)
+            text = text[end:]
+
+    def folded(self, linesep: str) -> str:
+        return linesep.join(self._lines) + linesep
+
+
+def _fold_text(name: str, value: str, policy: Policy) -> str:
+    max_length = policy.max_line_length or 78
+    if not value:
+        return f"{name}:{policy.linesep}"
+    if _plain_ascii(value) and value == value.strip(" ") and len(name) + 2 + len(value) <= max_length:
+        return f"{name}: {value}{policy.linesep}"
+    lines = _HeaderLines(name)
+    lines.add_encoded(value)
+    return lines.folded(policy.linesep)
+
+
+def _add_phrase(lines: _HeaderLines, display_name: str) -> None:
+    """A display name as RFC 5322 phrase words: plain ASCII words as atoms or quoted strings, each
+    run of other words as one encoded text (spaces inside), so no two encoded words stand apart
+    by a real space — readers drop the space between adjacent encoded words. (Python 3.13.0's
+    parser keeps it in a display name, gh-128110: a run longer than one encoded word reads back
+    there with a space at each word boundary; RFC 2047 readers, mail-parser among them, read it
+    exactly.)"""
+    words = display_name.split(" ")
+    if display_name != " ".join(display_name.split()):
+        lines.add_encoded(display_name, few_words=True)
+        return
+    run: list[str] = []
+    for word in [*words, None]:  # None: the end, to write the last run
+        if word is not None and not (_plain_ascii(word) and len(word) <= _MAX_PLAIN_WORD):
+            run.append(word)
+            continue
+        if run:
+            lines.add_encoded(" ".join(run), few_words=True)
+            run = []
+        if word is None:
+            break
+        if all(c in _ATEXT for c in word):
+            lines.add(word)
+        else:
+            lines.add('"' + word.replace("\\", "\\\\").replace('"', '\\"') + '"')
+
+
+def _fold_mailboxes(name: str, addresses: tuple[Address, ...], policy: Policy) -> str:
+    lines = _HeaderLines(name, structured=True)
+    for index, address in enumerate(addresses):
+        separator = "," if index < len(addresses) - 1 else ""
+        if address.display_name:
+            _add_phrase(lines, address.display_name)
+            lines.add(f"<{address.addr_spec}>{separator}")
+        else:
+            lines.add(f"{address.addr_spec}{separator}")
+    return lines.folded(policy.linesep)
+
+
+class _ExactTextFolding:
+    # A mixin, so that a copied header (BaseHeader.__reduce__ rebuilds from the bases) keeps it.
+    @classmethod
+    def parse(cls, value: str, kwds: dict) -> None:
+        kwds["parse_tree"] = UnstructuredHeader.value_parser(value)
+        kwds["decoded"] = value  # literally: "=?…?=" in the text is text, not an encoded word
+
+    def fold(self, *, policy: Policy) -> str:
+        return _fold_text(self.name, str(self), policy)
+
+
+class _ExactText(_ExactTextFolding, UnstructuredHeader, BaseHeader):
+    """An unstructured header (Subject, Thread-Topic, X-…) that reads back exactly as given."""
+
+
+class _MessageIdsFolding(_ExactTextFolding):
+    def fold(self, *, policy: Policy) -> str:
+        lines = _HeaderLines(self.name)
+        for message_id in str(self).split():
+            lines.add(message_id)
+        return lines.folded(policy.linesep)
+
+
+class _MessageIds(_MessageIdsFolding, UnstructuredHeader, BaseHeader):
+    """References / In-Reply-To: message ids as they are, folded only between them. (The email
+    package takes these headers for text and writes an id longer than a line — ours are 84
+    characters — as encoded words, which RFC 2047 §5 forbids in an id and mail clients do not
+    decode: replies would not thread.)"""
+
+
+def _extra_header(name: str, value: str) -> str:
+    key = name.lower()
+    if key in ("references", "in-reply-to"):
+        return _MessageIds(name, value)
+    if key.startswith("x-"):  # X-Archive-*: the record id, exactly, for chain of custody
+        return _ExactText(name, value)
+    return value  # Thread-Index: short base64
+
+
+class _ExactMailboxesFolding:
+    def fold(self, *, policy: Policy) -> str:
+        return _fold_mailboxes(self.name, self.addresses, policy)
+
+
+class _ExactMailboxes(_ExactMailboxesFolding, AddressHeader, BaseHeader):
+    """From / To whose display names read back exactly as given."""
+
+    def __new__(cls, name: str, value: Iterable[MailAddress]) -> _ExactMailboxes:
+        mailboxes = []
+        for mailbox in value:
+            local, _, domain = mailbox.address.rpartition("@")
+            mailboxes.append(Address(display_name=mailbox.display_name, username=local, domain=domain))
+        return super().__new__(cls, name, mailboxes)

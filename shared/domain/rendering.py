@@ -32,7 +32,7 @@ SYNTHETIC_DOMAIN = "whatsapp.invalid"
 MAX_SUBJECT_LENGTH = 200
 MAX_FILE_NAME_LENGTH = 150
 
-_KIND = {
+KIND_LABELS = {
     "TEXT": "message", "IMAGE": "image", "VIDEO": "video", "AUDIO": "audio",
     "VOICE_NOTE": "voice note", "DOCUMENT": "document", "STICKER": "sticker",
     "LOCATION": "location", "CONTACT": "contact card", "CALL": "call",
@@ -45,7 +45,7 @@ _SYSTEM_EVENTS = {
     "SECURITY_CODE_CHANGED": "Security code changed", "NUMBER_CHANGED": "Phone number changed",
     "OTHER": "Other group event",
 }
-_SOURCE = {"WHATSAPP_ARCHIVER": "WhatsApp Phone Archiver", "WHATSAPP_CLOUD_ARCHIVER": "WhatsApp Cloud Archiver"}
+SOURCE_LABELS = {"WHATSAPP_ARCHIVER": "WhatsApp Phone Archiver", "WHATSAPP_CLOUD_ARCHIVER": "WhatsApp Cloud Archiver"}
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 _SIMPLE_ADDRESS = re.compile(r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+$")
 
@@ -62,14 +62,11 @@ def render(
     answers, when it is known."""
     sender = participant_address(record.sender, default_region)
     recipients = tuple(participant_address(p, default_region) for p in record.recipients)
-    attachments = tuple(_attachment(a, media.get(a.attachment_id), i) for i, a in enumerate(record.attachments))
-    attachments += tuple(_contact_attachment(c, len(attachments) + i) for i, c in enumerate(record.contacts))
-    chat = _chat_label(record, recipients)
+    attachments = rendered_attachments(record, media)
+    chat = chat_label(record, recipients)
     subject = _subject(record, sender, chat)
     facts = _facts(record, sender, recipients, chat)
-    content = _content_lines(record)
-    if record.reply_to_message_id and replied_text:
-        content.insert(0, f"In reply to: “{shorten(replied_text, 300)}”")
+    content = content_lines(record, replied_text)
     sent_at = record.sent_at
     key = record_key(record.message_id)
     topic = single_line(f"WhatsApp: {chat}")
@@ -109,18 +106,24 @@ def chat_key(record: ArchiveRecord, default_region: str | None = None) -> str:
 
 
 def _threading_headers(record: ArchiveRecord, default_region: str | None) -> tuple[tuple[str, str], ...]:
-    """Mail clients group a chat's records: every record refers to the same synthetic root message
+    return threading_headers(chat_key(record, default_region), record.message_time, record.reply_to_message_id)
+
+
+def threading_headers(
+    chat: str, message_time: int, reply_to_message_id: str | None = None,
+) -> tuple[tuple[str, str], ...]:
+    """Mail clients group a chat's items: every item refers to the same synthetic root message
     (References / In-Reply-To), a reply also to the record it answers, and Outlook's Thread-Index
     carries a GUID derived from the chat (Outlook groups conversations on it)."""
-    digest = hashlib.sha256(chat_key(record, default_region).encode("utf-8")).digest()
+    digest = hashlib.sha256(chat.encode("utf-8")).digest()
     root = f"<chat-{digest[:16].hex()}@{SYNTHETIC_DOMAIN}>"
     references = [root]
     parent = root
-    if record.reply_to_message_id:
-        parent = f"<{record_key(record.reply_to_message_id)}@{SYNTHETIC_DOMAIN}>"
+    if reply_to_message_id:
+        parent = f"<{record_key(reply_to_message_id)}@{SYNTHETIC_DOMAIN}>"
         references.append(parent)
     # Thread-Index: 1 reserved byte, the top 5 bytes of the FILETIME, then the conversation GUID.
-    filetime = (record.message_time + 11_644_473_600_000) * 10_000
+    filetime = (message_time + 11_644_473_600_000) * 10_000
     index = b"\x01" + ((filetime >> 16) & 0xFF_FFFF_FFFF).to_bytes(5, "big") + digest[:16]
     return (
         ("References", " ".join(references)),
@@ -133,7 +136,8 @@ def participant_address(participant: Participant, default_region: str | None = N
     """The person as a mail address: their own when they have one, else a stable synthetic one."""
     phone = normalize_participant_phone(participant.phone, default_region)
     name = participant.name
-    label_parts = [single_line(name)] if name else []
+    cleaned = single_line(name) if name else ""
+    label_parts = [cleaned] if cleaned else []
     if phone:
         label_parts.append(f"({phone})")
     elif participant.phone:
@@ -215,7 +219,7 @@ def _contact_attachment(contact: ContactCard, index: int) -> RenderedAttachment:
     )
 
 
-def _chat_label(record: ArchiveRecord, recipients: tuple[MailAddress, ...]) -> str:
+def chat_label(record: ArchiveRecord, recipients: tuple[MailAddress, ...]) -> str:
     if record.group_message or record.dialog_group_name:
         name = single_line(record.dialog_group_name or record.dialog_group_id or "unnamed group")
         return f"{name} (group)"
@@ -223,7 +227,7 @@ def _chat_label(record: ArchiveRecord, recipients: tuple[MailAddress, ...]) -> s
 
 
 def _subject(record: ArchiveRecord, sender: MailAddress, chat: str) -> str:
-    kind = _KIND[record.message_type]
+    kind = KIND_LABELS[record.message_type]
     if record.message_type == "CALL" and record.call:
         call_kind = "video call" if record.call.call_type == "VIDEO" else "call"
         result = (record.call.result or "").lower()
@@ -249,11 +253,18 @@ def _facts(
         ("To", "; ".join(f"{r.display_name} <{r.address}>" for r in recipients)),
         ("Sent (UTC)", isoformat_z(record.sent_at)),
         ("Captured (UTC)", isoformat_z(record.captured_at)),
-        ("Source", _SOURCE[record.source_type]),
-        ("Type", _KIND[record.message_type]),
+        ("Source", SOURCE_LABELS[record.source_type]),
+        ("Type", KIND_LABELS[record.message_type]),
         ("Event", record.event),
         ("Record id", record.message_id),
+        *reference_facts(record),
     ]
+    return facts
+
+
+def reference_facts(record: ArchiveRecord) -> list[tuple[str, str]]:
+    """How the record relates to others: what it edits, deletes or reacts to, answers, forwards."""
+    facts = []
     if record.related_message_id:
         facts.append(("Refers to record", record.related_message_id))
     if record.reply_to_message_id:
@@ -263,8 +274,19 @@ def _facts(
     return facts
 
 
-def _content_lines(record: ArchiveRecord) -> list[str]:
+def rendered_attachments(
+    record: ArchiveRecord, media: Mapping[str, AttachmentPayload | bytes | None],
+) -> tuple[RenderedAttachment, ...]:
+    """The record's media (verified payloads, or missing) followed by its contact cards as .vcf."""
+    attachments = tuple(_attachment(a, media.get(a.attachment_id), i) for i, a in enumerate(record.attachments))
+    return attachments + tuple(_contact_attachment(c, len(attachments) + i) for i, c in enumerate(record.contacts))
+
+
+def content_lines(record: ArchiveRecord, replied_text: str | None = None) -> list[str]:
+    """What happened, as lines of plain text: the event, the call, place, cards, reaction, text."""
     lines: list[str] = []
+    if record.reply_to_message_id and replied_text:
+        lines.append(f"In reply to: “{shorten(replied_text, 300)}”")
     if record.event == "EDITED":
         lines.append(f"The message {record.related_message_id or '(unknown)'} was edited. New text:")
     if record.event == "DELETED":
@@ -318,7 +340,7 @@ def _content_lines(record: ArchiveRecord) -> list[str]:
     return lines
 
 
-def _attachment_facts(attachment: RenderedAttachment) -> str:
+def attachment_facts(attachment: RenderedAttachment) -> str:
     if attachment.generated:
         state = "generated from the shared contact card"
     else:
@@ -338,7 +360,7 @@ def _text_body(
     if attachments:
         out.append("")
         out.append("Attachments:")
-        out.extend(f"- {_attachment_facts(a)}" for a in attachments)
+        out.extend(f"- {attachment_facts(a)}" for a in attachments)
     return "\n".join(out) + "\n"
 
 
@@ -352,7 +374,7 @@ def _html_body(
     )
     listed = ""
     if attachments:
-        items = "".join(f"<li>{e(_attachment_facts(a))}</li>" for a in attachments)
+        items = "".join(f"<li>{e(attachment_facts(a))}</li>" for a in attachments)
         listed = f"<h4>Attachments</h4><ul>{items}</ul>"
     return (
         "<!DOCTYPE html><html><head><meta charset=\"utf-8\">"

@@ -77,6 +77,26 @@ class ItemTask(_Message):
         return self.model_copy(update={"deferrals": self.deferrals + 1})
 
 
+class TranscriptsDueTask(_Message):
+    """After a window's hand-off: once its records are staged, compose every day that is over."""
+
+    kind: str = Field("transcripts_due", pattern="^transcripts_due$")
+    window_id: str
+    window_end: datetime  # capture time handed off up to here: days ending before it are over
+    handed_off_at: datetime
+    deferrals: int = Field(0, ge=0)
+
+    def deferred(self) -> TranscriptsDueTask:
+        return self.model_copy(update={"deferrals": self.deferrals + 1})
+
+
+class TranscriptTask(_Message):
+    """Compose the transcripts of one chat on one day (a bucket: "<day>/<chat id>")."""
+
+    kind: str = Field("transcript", pattern="^transcript$")
+    bucket: str = Field(pattern=r"^\d{4}-\d{2}-\d{2}/[0-9a-f]{32}$")
+
+
 class PoisonMessage(_Message):
     """A record that cannot be imported as things stand, with why. Its blob is kept for replay."""
 

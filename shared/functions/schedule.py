@@ -26,4 +26,5 @@ def schedule_archive_window(timer: func.TimerRequest) -> None:
         listing_queue=container.listing_queue,
         ledger=container.ledger,
         policy=container.schedule_policy,
+        transcripts_queue=container.transcripts_queue if container.settings.daily_transcripts else None,
     )

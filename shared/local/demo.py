@@ -64,14 +64,14 @@ def _log_to(path: Path) -> None:
 
 def run_demo(
     *, state_dir: Path, fresh: bool = False, relist: bool = False, as_json: bool = False,
-    graph: bool = False, mapping: Path | None = None,
+    graph: bool = False, mapping: Path | None = None, transcripts: bool = False,
 ) -> int:
     paths = DemoPaths(state_dir.resolve())
     if fresh and paths.root.exists():
         shutil.rmtree(paths.root)
     paths.root.mkdir(parents=True, exist_ok=True)
     _log_to(paths.log)
-    report = run_window(paths, relist=relist, graph=graph, mapping=mapping)
+    report = run_window(paths, relist=relist, graph=graph, mapping=mapping, transcripts=transcripts)
     if as_json:
         print(json.dumps(report, indent=2))
     else:
@@ -81,6 +81,7 @@ def run_demo(
 
 def run_window(
     paths: DemoPaths, *, relist: bool = False, workers: int = 4, graph: bool = False, mapping: Path | None = None,
+    transcripts: bool = False,
 ) -> dict[str, Any]:
     """Run one window and return the report (also used by the end-to-end tests).
 
@@ -90,7 +91,7 @@ def run_window(
     """
     from shared.local.traffic import generate_day
 
-    anchor = _anchor(paths)
+    anchor = _anchor(paths, midnight=transcripts)
     traffic = generate_day(anchor)
     mapping_text = mapping.read_text(encoding="utf-8-sig") if mapping else traffic.mapping_csv()
     paths.mapping.write_text(mapping_text, encoding="utf-8")
@@ -115,6 +116,12 @@ def run_window(
             "DEFAULT_PHONE_REGION": "GB",
             "ARCHIVE_SCHEDULE": os.environ.get("ARCHIVE_SCHEDULE", "0 0 2 * * *"),
         }
+        if transcripts:
+            # Daily transcripts, composed as soon as the window's records are staged. The first
+            # window reaches back two days so that it holds the whole (finished) day of traffic.
+            env.update({
+                "DAILY_TRANSCRIPTS": "true", "TRANSCRIPT_DELAY_MINUTES": "0", "FIRST_RUN_LOOKBACK_HOURS": "48",
+            })
         with _environment(env):
             from shared.composition import get_container
 
@@ -155,15 +162,18 @@ def _drive(container, *, workers: int) -> dict[str, Any]:
     return {"window": window, "queues": depths}
 
 
-def _anchor(paths: DemoPaths) -> datetime:
+def _anchor(paths: DemoPaths, *, midnight: bool = False) -> datetime:
     """The end of the local TeleMessage's day of traffic, fixed at the first run so that later runs
-    see the same records (and nothing new)."""
+    see the same records (and nothing new). ``midnight``: the traffic is the last whole UTC day, so
+    that daily transcripts can be composed at once."""
     if paths.state.exists():
         return datetime.fromisoformat(json.loads(paths.state.read_text())["anchor"])
     from shared.settings import get_settings
 
     settle = timedelta(minutes=get_settings().capture_settle_minutes)
     anchor = (datetime.now(UTC) - settle).replace(second=0, microsecond=0)
+    if midnight:
+        anchor = anchor.replace(hour=0, minute=0)
     paths.state.write_text(json.dumps({"anchor": anchor.isoformat()}))
     return anchor
 
@@ -214,6 +224,8 @@ def print_report(report: dict[str, Any]) -> None:
     print(f"  poisoned:             {sum(poisoned.values())}"
           + (" (" + ", ".join(f"{k}: {v}" for k, v in poisoned.items()) + ")" if poisoned else ""))
     print(f"  pending:              {window['pending']}")
+    if window.get("awaiting_transcript"):
+        print(f"  awaiting transcript:  {window['awaiting_transcript']} (their day is not over yet)")
     verdict = "yes" if window["reconciled"] else "NO — see pending and the poison queues"
     print(f"  reconciled:           {verdict} (listed = imported or skipped + poisoned; "
           "fan-out = imported + skipped)")

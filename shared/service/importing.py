@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from pydantic import ValidationError
 
@@ -23,7 +24,18 @@ from shared.ports import ArchiveSource, MailboxWriter, RecordMissing, RecordStor
 from shared.service.mapping import MailboxMapper, MappedMailbox
 from shared.service.media import MediaSpool
 
+if TYPE_CHECKING:
+    from shared.service.transcripts import TranscriptStager
+
 log = logging.getLogger(__name__)
+
+@dataclass(frozen=True)
+class RecordOrigin:
+    """Where a record being imported came from: the window that listed it and its claim check."""
+
+    window_id: str
+    record_ref: str
+
 
 @dataclass(frozen=True)
 class ImportResult:
@@ -55,6 +67,7 @@ class ItemImporter:
         corrupt_after_attempts: int = 3,
         spool_dir: str | None = None,
         records: RecordStore | None = None,
+        transcripts: TranscriptStager | None = None,
     ) -> None:
         self._mapper = mapper
         self._writer = writer
@@ -64,23 +77,30 @@ class ItemImporter:
         self._corrupt_after_attempts = corrupt_after_attempts
         self._spool_dir = spool_dir
         self._records = records
+        self._transcripts = transcripts
 
-    def import_raw(self, raw: bytes | str, *, attempt: int = 1) -> ImportResult:
+    def import_raw(self, raw: bytes | str, *, attempt: int = 1, origin: RecordOrigin | None = None) -> ImportResult:
         try:
             record = parse_record(raw)
         except PermanentError as error:
             return ImportResult.poisoned(None, error)
         try:
-            return self.import_record(record, attempt=attempt)
+            return self.import_record(record, attempt=attempt, origin=origin)
         except PermanentError as error:
             return ImportResult.poisoned(record.message_id, error)
 
-    def import_record(self, record: ArchiveRecord, *, attempt: int = 1) -> ImportResult:
+    def import_record(
+        self, record: ArchiveRecord, *, attempt: int = 1, origin: RecordOrigin | None = None,
+    ) -> ImportResult:
         key = record_key(record.message_id)
         mapped = self._mapper.map_record(record)
         if not mapped:
             raise PermanentError(PoisonReason.NO_MAPPING, "no participant maps to a mailbox that exists")
         self._precheck_size(record)
+        if self._transcripts is not None:
+            if origin is None:
+                raise ValueError("daily transcript mode imports records from the items queue only")
+            return self._transcripts.stage(record, mapped, origin)
         with MediaSpool(
             self._source, max_bytes=self._max_item_bytes, attempt=attempt,
             corrupt_after_attempts=self._corrupt_after_attempts, spool_dir=self._spool_dir,
@@ -127,15 +147,7 @@ class ItemImporter:
         return results, unavailable
 
     def _replied_text(self, record: ArchiveRecord) -> str | None:
-        """The answered record's text, from its claim check when it was listed (any window)."""
-        if not (record.reply_to_message_id and self._records):
-            return None
-        try:
-            parent = json.loads(self._records.get(f"{record_key(record.reply_to_message_id)}.json"))
-        except (RecordMissing, ValueError):
-            return None
-        text = parent.get("textContent") if isinstance(parent, dict) else None
-        return text if isinstance(text, str) and text.strip() else None
+        return replied_text(self._records, record) if self._records else None
 
     def _precheck_size(self, record: ArchiveRecord) -> None:
         declared = sum(a.size for a in record.attachments)
@@ -145,6 +157,18 @@ class ItemImporter:
                 PoisonReason.TOO_BIG,
                 f"attachments declare {declared} bytes, over the item limit of {self._max_item_bytes} once encoded",
             )
+
+
+def replied_text(records: RecordStore, record: ArchiveRecord) -> str | None:
+    """The answered record's text, from its claim check when it was listed (any window)."""
+    if not record.reply_to_message_id:
+        return None
+    try:
+        parent = json.loads(records.get(f"{record_key(record.reply_to_message_id)}.json"))
+    except (RecordMissing, ValueError):
+        return None
+    text = parent.get("textContent") if isinstance(parent, dict) else None
+    return text if isinstance(text, str) and text.strip() else None
 
 
 def parse_record(raw: bytes | str) -> ArchiveRecord:

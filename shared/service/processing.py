@@ -10,7 +10,7 @@ from shared.domain.errors import PoisonReason, TransientError
 from shared.domain.ledger import OutcomeEntry, RecordOutcome
 from shared.domain.tasks import ItemTask, PoisonMessage, TaskFormatError
 from shared.ports import RecordMissing, RecordStore, WindowLedger, WorkQueue
-from shared.service.importing import ImportResult, ItemImporter
+from shared.service.importing import ImportResult, ItemImporter, RecordOrigin
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +54,9 @@ def process_item_message(
         )
     else:
         try:
-            result = importer.import_raw(raw, attempt=dequeue_count)
+            result = importer.import_raw(
+                raw, attempt=dequeue_count, origin=RecordOrigin(task.window_id, task.record_ref),
+            )
         except TransientError as error:
             if retry_queue is None or error.retry_after is None or task.deferrals >= MAX_DEFERRALS:
                 raise

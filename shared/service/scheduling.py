@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from shared.domain.ledger import WindowInfo
-from shared.domain.tasks import ListingTask
+from shared.domain.tasks import ListingTask, TranscriptsDueTask
 from shared.domain.window import Watermark, next_window
 from shared.ports import WatermarkConflict, WatermarkStore, WindowLedger, WorkQueue
 
@@ -20,6 +20,8 @@ class SchedulePolicy:
     max_window: timedelta = timedelta(days=31)
     slice_length: timedelta = timedelta(hours=1)
     settle: timedelta = timedelta(0)
+    # Daily transcript mode: when, after the hand-off, to compose the days that are over.
+    transcript_delay: timedelta | None = None
 
 
 def schedule_window(
@@ -29,6 +31,7 @@ def schedule_window(
     listing_queue: WorkQueue,
     ledger: WindowLedger,
     policy: SchedulePolicy = SchedulePolicy(),
+    transcripts_queue: WorkQueue | None = None,
 ) -> WindowInfo | None:
     """Enqueue one listing task per slice of the next window, then advance the watermark.
 
@@ -48,6 +51,14 @@ def schedule_window(
     info = WindowInfo(window, len(slices), now)
     for slice_ in slices:
         listing_queue.send(ListingTask.first_page(info.window_id, slice_).model_dump(mode="json"))
+    if transcripts_queue is not None and policy.transcript_delay is not None:
+        # Queued with the listing work, before the watermark moves: a window's transcripts can
+        # never be forgotten by a run that fails half-way.
+        transcripts_queue.send(
+            TranscriptsDueTask(window_id=info.window_id, window_end=window.end, handed_off_at=now)
+            .model_dump(mode="json"),
+            delay_seconds=int(policy.transcript_delay.total_seconds()),
+        )
     # Opened only once every slice is queued: a hand-off that fails half-way leaves no window that
     # could never reconcile; its slices' records are listed again by the next run and skipped there.
     ledger.open_window(info)
