@@ -71,3 +71,26 @@ def test_a_throttling_storm_ends_with_every_record_written_once(tmp_path, monkey
     assert throttled > 0
     assert window["reconciled"] and window["pending"] == 0
     assert len(pairs) == len(set(pairs)) == window["imported"] == window["fanout"]
+
+
+def test_daily_transcripts_through_graph_are_written_once_per_mailbox_even_when_the_day_is_listed_again(
+    tmp_path, monkeypatch,
+):
+    paths = DemoPaths(tmp_path / "demo")
+    paths.root.mkdir()
+    users = {address: True for address in generate_day(datetime(2026, 1, 1, tzinfo=UTC)).directory()}
+    with LocalGraph(users, token=TOKEN) as graph:
+        monkeypatch.setenv("GRAPH_BASE_URL", graph.base_url)
+        monkeypatch.setenv("GRAPH_ACCESS_TOKEN", TOKEN)
+        reset_container()
+        try:
+            window = run_window(paths, graph=True, transcripts=True)["window"]
+            items = archived_pairs(graph, users)
+            again = run_window(paths, graph=True, transcripts=True, relist=True)["window"]
+            after = archived_pairs(graph, users)
+        finally:
+            reset_container()
+    assert window["reconciled"] and window["imported"] == window["fanout"] > len(items) > 0
+    assert all(item_id.startswith("transcript:") for _, item_id in items)
+    assert len(items) == len(set(items))
+    assert again["reconciled"] and again["imported"] == 0 and sorted(after) == sorted(items)
