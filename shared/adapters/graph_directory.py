@@ -14,14 +14,19 @@ mailbox provisioned after a first refusal is picked up soon. Throttling, outages
 errors raise ``TransientError`` and are never cached as "no mailbox"; a refused token or missing
 ``User.Read.All`` consent raises ``ConfigurationError``. Requests pass the process-wide
 ``MailboxGate`` like the writer's, keyed by the address asked about.
+
+``GraphPhoneDirectory`` (below) answers a different question, "which Entra ID user has this phone
+number?", from an index of every user's ``mobilePhone`` and ``businessPhones``; see its docstring.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from shared.adapters.graph_client import (
@@ -36,7 +41,8 @@ from shared.adapters.graph_client import (
     release_graph_loop,
     translate_common,
 )
-from shared.domain.errors import MailboxUnavailable, PermanentError, TransientError
+from shared.domain.errors import ConfigurationError, MailboxUnavailable, PermanentError, TransientError
+from shared.domain.phones import try_normalize_phone
 
 logger = logging.getLogger(__name__)
 
@@ -46,6 +52,16 @@ NEGATIVE_TTL_SECONDS = 5 * 60
 _NO_MAILBOX_CODES = MAILBOX_MISSING_CODES | USER_NOT_FOUND_CODES
 # On GET /users/{address} only: an identifier Graph cannot parse is no user either.
 _UNPARSABLE_ID_CODES = frozenset({"Request_BadRequest", "ErrorInvalidIdMalformed"})
+
+PHONE_INDEX_TTL_SECONDS = 60 * 60
+# After a failed refresh that left an older index in service: the wait before trying again (or
+# Graph's Retry-After when longer), so a throttled or broken directory is not asked on every lookup.
+PHONE_INDEX_RETRY_SECONDS = 60
+# Graph's largest page of users.
+USER_PAGE_SIZE = 999
+PHONE_INDEX_SELECT = ("id", "userPrincipalName", "mail", "mobilePhone", "businessPhones", "accountEnabled")
+# The gate key directory-wide requests are held under (they concern no one mailbox).
+DIRECTORY_GATE_KEY = "(directory)"
 
 
 class GraphDirectory:
@@ -180,6 +196,256 @@ class GraphDirectory:
                 # A 4xx we do not know is not evidence of a missing mailbox; let the queue retry it.
                 raise TransientError(translated.detail) from None
             raise translated from None
+
+
+@dataclass(frozen=True)
+class PhoneIndexStats:
+    """Counts of one index load (never numbers or names): for logs and tests."""
+
+    users: int
+    disabled: int
+    phones: int  # distinct normalised numbers indexed
+    unreadable: int  # phone values that are not a number (for the default region)
+    ambiguous: int  # numbers on two or more enabled users: answered None
+    pages: int
+
+
+@dataclass(frozen=True)
+class _PhoneIndex:
+    owners: dict[str, frozenset[str]]  # E.164 -> lower-case UPNs of the enabled users with it
+    stats: PhoneIndexStats
+    loaded_at: float
+
+
+class GraphPhoneDirectory:
+    """``PhoneDirectory`` on Microsoft Graph: the one enabled Entra ID user with a phone number.
+
+    Entra ID keeps phones as free text ("+44 7700 900123", "(020) 7946 0000 ext 12"), so an exact
+    ``$filter`` on the E.164 form would miss most of them. Instead the whole directory is read,
+    ``GET /users?$select=id,userPrincipalName,mail,mobilePhone,businessPhones,accountEnabled&$top=999``
+    following ``@odata.nextLink`` (ceil(N / 999) requests for N users; the pages are read as plain
+    JSON, not msgraph-sdk models, which cost milliseconds per user), every ``mobilePhone`` and
+    ``businessPhones`` value is normalised with ``default_region`` (extensions dropped), and numbers
+    are indexed to the users who have them. Disabled accounts are left out. A number on two or more
+    users is ambiguous and answers None: a record must never go to a guess.
+
+    The index is cached per process for ``ttl_seconds``. Only one thread loads at a time; while it
+    does, the others keep answering from the previous index, or wait when there is none. A load is
+    all or nothing (a failure on page 7 keeps nothing of pages 1 to 6). When a refresh fails, the
+    previous index stays in service (a warning is logged) and the next attempt waits
+    ``PHONE_INDEX_RETRY_SECONDS`` or Graph's Retry-After; without any index the failure is raised:
+    ``TransientError`` for throttling, outages and network errors, ``ConfigurationError`` for a
+    refused token or missing ``User.Read.All`` consent (401/403).
+
+    Logs carry counts only, never a number or a name. Whether the user found has a mailbox is the
+    ``MailboxDirectory``'s question, not this one's. Thread-safe.
+    """
+
+    def __init__(
+        self,
+        client: Any,
+        *,
+        default_region: str | None = None,
+        ttl_seconds: float = PHONE_INDEX_TTL_SECONDS,
+        clock: Callable[[], float] = time.monotonic,
+        gate: MailboxGate | None = None,
+        retry_seconds: float = PHONE_INDEX_RETRY_SECONDS,
+    ) -> None:
+        if ttl_seconds < 0 or retry_seconds < 0:
+            raise ValueError("ttl_seconds and retry_seconds must not be negative")
+        self._client = client
+        self._region = default_region or None
+        self._ttl = ttl_seconds
+        self._retry = retry_seconds
+        self._clock = clock
+        self._gate = gate or process_mailbox_gate()
+        self._lock = threading.Lock()  # guards the fields below; never held across a request
+        self._refresh_lock = threading.Lock()  # one load at a time
+        self._index: _PhoneIndex | None = None
+        self._due = 0.0  # when the index (or, after a failure, the next attempt) is due
+        self._attempts = 0  # finished loads, failed or not
+        self._failure: Exception | None = None  # of the last load, when it failed
+        self._loop = acquire_graph_loop(client)
+        self._closed = False
+
+    def mailbox_for_phone(self, e164: str) -> str | None:
+        phone = try_normalize_phone(e164, self._region)
+        if phone is None:
+            return None
+        owners = self._current().owners.get(phone)
+        if not owners:
+            return None
+        if len(owners) > 1:
+            logger.info("graph phone directory: number shared by %d users, ambiguous: not mapped", len(owners))
+            return None
+        return next(iter(owners))
+
+    @property
+    def stats(self) -> PhoneIndexStats | None:
+        """Counts of the index in service, or None before the first load."""
+        with self._lock:
+            return self._index.stats if self._index is not None else None
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            release_graph_loop(self._client)
+
+    def __enter__(self) -> GraphPhoneDirectory:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def _current(self) -> _PhoneIndex:
+        with self._lock:
+            index, due, seen = self._index, self._due, self._attempts
+        if index is not None and self._clock() < due:
+            return index
+        if self._closed:
+            raise RuntimeError("GraphPhoneDirectory is closed")
+        if index is not None:
+            if not self._refresh_lock.acquire(blocking=False):
+                return index  # another thread is refreshing: the previous index serves meanwhile
+        else:
+            self._refresh_lock.acquire()
+        try:
+            with self._lock:
+                index, due, attempts, failure = self._index, self._due, self._attempts, self._failure
+            if index is not None and self._clock() < due:
+                return index  # refreshed (or failed and rescheduled) while this thread waited
+            if index is None and attempts != seen and failure is not None:
+                raise _again(failure)  # the load this thread waited for failed: no second request
+            return self._reload(index)
+        finally:
+            self._refresh_lock.release()
+
+    def _reload(self, previous: _PhoneIndex | None) -> _PhoneIndex:
+        started = self._clock()
+        try:
+            owners, stats = self._loop.run(self._load())
+        except Exception as exc:
+            retry_after = getattr(exc, "retry_after", None) or 0.0
+            with self._lock:
+                self._attempts += 1
+                self._failure = exc
+                if previous is not None:
+                    self._due = self._clock() + max(self._retry, retry_after)
+            if previous is None:
+                raise
+            logger.warning(
+                "graph phone directory: refresh failed (%s), still serving the index loaded %.0f s ago",
+                type(exc).__name__, started - previous.loaded_at,
+            )
+            return previous
+        now = self._clock()
+        index = _PhoneIndex(owners, stats, now)
+        with self._lock:
+            self._index = index
+            self._due = now + self._ttl
+            self._attempts += 1
+            self._failure = None
+        logger.info(
+            "graph phone directory loaded users=%d disabled=%d phones=%d unreadable=%d ambiguous=%d pages=%d",
+            stats.users, stats.disabled, stats.phones, stats.unreadable, stats.ambiguous, stats.pages,
+        )
+        return index
+
+    async def _load(self) -> tuple[dict[str, frozenset[str]], PhoneIndexStats]:
+        from msgraph.generated.users.users_request_builder import UsersRequestBuilder
+
+        query = UsersRequestBuilder.UsersRequestBuilderGetQueryParameters(
+            select=list(PHONE_INDEX_SELECT), top=USER_PAGE_SIZE
+        )
+        users_builder = self._client.users
+        owners: dict[str, set[str]] = {}
+        users = disabled = unreadable = pages = 0
+        seen_links: set[str] = set()
+        request = users_builder.to_get_request_information(_config(query))
+        while True:
+            page = await self._fetch(users_builder.request_adapter, request)
+            pages += 1
+            for user in _users_of(page):
+                users += 1
+                if user.get("accountEnabled") is False:
+                    disabled += 1
+                    continue
+                upn = str(user.get("userPrincipalName") or "").strip().lower()
+                if not upn:
+                    continue
+                for raw in _phones_of(user):
+                    phone = try_normalize_phone(raw, self._region)
+                    if phone is None:
+                        unreadable += 1
+                    else:
+                        owners.setdefault(phone, set()).add(upn)
+            link = page.get("@odata.nextLink")
+            if not link:
+                break
+            if not isinstance(link, str) or link in seen_links:
+                raise TransientError("graph user listing returned a bad or repeated page link")
+            seen_links.add(link)
+            request = users_builder.with_url(link).to_get_request_information()
+        index = {phone: frozenset(upns) for phone, upns in owners.items()}
+        ambiguous = sum(1 for upns in index.values() if len(upns) > 1)
+        return index, PhoneIndexStats(users, disabled, len(index), unreadable, ambiguous, pages)
+
+    async def _fetch(self, adapter: Any, request: Any) -> dict[str, Any]:
+        """One page of users as JSON, or a taxonomy error.
+
+        The request goes through the client's adapter (auth, bounded retries, Graph's error
+        mapping) but the body is read as plain JSON: msgraph-sdk's ``User`` model costs a few
+        milliseconds of CPU per user to deserialise, minutes for a large tenant.
+        """
+        from msgraph.generated.models.o_data_errors.o_data_error import ODataError
+
+        try:
+            async with self._gate.slot(DIRECTORY_GATE_KEY):
+                raw = await adapter.send_primitive_async(request, "bytes", {"XXX": ODataError})
+        except Exception as exc:
+            failure = graph_failure(exc)
+            if failure is not None and failure.status in (401, 403):
+                raise ConfigurationError(
+                    failure.describe("user_list") + ": listing users needs the User.Read.All application permission"
+                ) from None
+            translated = translate_common(exc, mailbox=DIRECTORY_GATE_KEY, operation="user_list")
+            if translated is None:
+                raise
+            if isinstance(translated, PermanentError):
+                raise TransientError(translated.detail) from None
+            if isinstance(translated, MailboxUnavailable):
+                raise TransientError(f"graph {translated.code} on user_list") from None
+            raise translated from None
+        try:
+            page = json.loads(raw or b"{}")
+        except ValueError:
+            raise TransientError("graph user listing answered with unreadable JSON") from None
+        if not isinstance(page, dict):
+            raise TransientError("graph user listing answered with unexpected JSON")
+        return page
+
+
+def _users_of(page: dict[str, Any]) -> list[dict[str, Any]]:
+    value = page.get("value")
+    if not isinstance(value, list):
+        raise TransientError("graph user listing answered without a value array")
+    return [user for user in value if isinstance(user, dict)]
+
+
+def _phones_of(user: dict[str, Any]) -> list[str]:
+    """The user's non-blank phone values, mobile first, as Entra ID stores them (free text)."""
+    business = user.get("businessPhones")
+    values = [user.get("mobilePhone"), *(business if isinstance(business, list) else [])]
+    return [value for value in values if isinstance(value, str) and value.strip()]
+
+
+def _again(failure: Exception) -> Exception:
+    """A fresh exception like ``failure`` for another waiting thread (one instance, one traceback)."""
+    if isinstance(failure, TransientError):
+        return TransientError(str(failure), retry_after=failure.retry_after)
+    if isinstance(failure, ConfigurationError):
+        return ConfigurationError(str(failure))
+    return TransientError(f"graph phone directory load failed: {type(failure).__name__}")
 
 
 def _config(query: Any) -> Any:
