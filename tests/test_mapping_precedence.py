@@ -59,3 +59,91 @@ def test_national_format_phone_in_record_matches_with_default_region():
 def test_same_mailbox_twice_in_a_record_is_written_once():
     rec = record(sender=ALICE, recipients=[ALICE, CUSTOMER])
     assert mapped(rec, directory=("alice@contoso.example",)) == {("alice@contoso.example", MappingRule.EMAIL)}
+
+
+class PhoneBook:
+    """Directory phone mapping with real behaviour: a number on two users is nobody's."""
+
+    def __init__(self, **numbers: str) -> None:
+        self.owners: dict[str, list[str]] = {}
+        for user, phone in numbers.items():
+            self.owners.setdefault(phone, []).append(user.replace("_", ".") + "@contoso.example")
+        self.questions = 0
+
+    def mailbox_for_phone(self, e164: str) -> str | None:
+        self.questions += 1
+        users = self.owners.get(e164, [])
+        return users[0] if len(users) == 1 else None
+
+
+def mapper_with(*, csv="PhoneNumber,EmailAddress\n", directory=(), phones=None, catch_all=None, auto=True):
+    return MailboxMapper(
+        SetDirectory(*directory), StaticMapping(csv), auto_enabled=auto, phones=phones, catch_all=catch_all,
+    )
+
+
+def test_directory_phone_maps_a_participant_only_after_the_csv_and_the_email_property():
+    rec = ArchiveRecord.model_validate(record(sender=ALICE, recipients=[BOB, CUSTOMER]))
+    phones = PhoneBook(alice_smith="+447700900001", bob_jones="+447700900002")
+    directory = ("alice@contoso.example", "alice.smith@contoso.example", "bob.jones@contoso.example")
+    result = {(m.address, m.rule) for m in mapper_with(directory=directory, phones=phones).map_record(rec)}
+    # Alice has an email property with a mailbox: that rule wins; Bob has only his phone in Entra.
+    assert result == {("alice@contoso.example", MappingRule.EMAIL),
+                      ("bob.jones@contoso.example", MappingRule.DIRECTORY_PHONE)}
+
+
+def test_a_number_two_directory_users_share_maps_to_nobody():
+    rec = ArchiveRecord.model_validate(record(sender=BOB, owner=BOB, recipients=[CUSTOMER]))
+    phones = PhoneBook(bob_jones="+447700900002", switchboard="+447700900002")
+    assert mapper_with(directory=("bob.jones@contoso.example", "switchboard@contoso.example"),
+                       phones=phones).map_record(rec) == []
+
+
+def test_the_directory_user_found_by_phone_must_still_have_a_mailbox():
+    rec = ArchiveRecord.model_validate(record(sender=BOB, owner=BOB, recipients=[CUSTOMER]))
+    assert mapper_with(directory=(), phones=PhoneBook(bob_jones="+447700900002")).map_record(rec) == []
+
+
+def test_catch_all_takes_records_no_participant_maps_to_and_only_those():
+    unmapped = ArchiveRecord.model_validate(record(sender=CUSTOMER, owner=CUSTOMER, recipients=[CUSTOMER]))
+    mapped_rec = ArchiveRecord.model_validate(record(sender=ALICE, recipients=[CUSTOMER]))
+    mapper = mapper_with(directory=("alice@contoso.example", "whatsapp-review@contoso.example"),
+                         catch_all="WhatsApp-Review@contoso.example")
+    assert [(m.address, m.rule) for m in mapper.map_record(unmapped)] == [
+        ("whatsapp-review@contoso.example", MappingRule.CATCH_ALL)]
+    assert [(m.address, m.rule) for m in mapper.map_record(mapped_rec)] == [
+        ("alice@contoso.example", MappingRule.EMAIL)]
+
+
+def test_a_catch_all_without_a_mailbox_leaves_the_record_unmapped():
+    unmapped = ArchiveRecord.model_validate(record(sender=CUSTOMER, owner=CUSTOMER, recipients=[CUSTOMER]))
+    assert mapper_with(directory=(), catch_all="gone@contoso.example").map_record(unmapped) == []
+
+
+def test_explain_phone_names_the_rule_and_the_line_that_maps_a_number():
+    csv = "PhoneNumber,EmailAddress\n+44 7700 900002,bob@contoso.example\n+44 7700 900009,left@contoso.example\n"
+    mapper = mapper_with(csv=csv, directory=("bob@contoso.example", "carla@contoso.example"),
+                         phones=PhoneBook(carla="+12025550143"))
+    bob = mapper.explain_phone("+44 (0)7700 900002")
+    assert (bob.phone, bob.mailbox, bob.rule, bob.notes) == (
+        "+447700900002", "bob@contoso.example", MappingRule.CSV, ["mapping file line 2"])
+    left = mapper.explain_phone("+447700900009")
+    assert left.mailbox is None
+    assert "the mapping file (line 3) names left@contoso.example, which has no mailbox" in left.notes
+    carla = mapper.explain_phone("+1 202 555 0143")
+    assert (carla.mailbox, carla.rule) == ("carla@contoso.example", MappingRule.DIRECTORY_PHONE)
+    nonsense = mapper.explain_phone("4.47700900123E+11")
+    assert nonsense.mailbox is None and "scientific notation" in nonsense.notes[0]
+
+
+def test_local_directory_file_lists_phones_beside_addresses(tmp_path):
+    from shared.adapters.local_files import FileDirectory
+
+    path = tmp_path / "users.txt"
+    path.write_text("alice@contoso.example, +44 7700 900001; \nbob@contoso.example,07700 900002\n"
+                    "desk@contoso.example, 07700 900002  # shares Bob's number\nnophone@contoso.example\n",
+                    encoding="utf-8")
+    directory = FileDirectory(path, default_region="GB")
+    assert directory.has_mailbox("NoPhone@contoso.example")
+    assert directory.mailbox_for_phone("+447700900001") == "alice@contoso.example"
+    assert directory.mailbox_for_phone("+447700900002") is None  # ambiguous
