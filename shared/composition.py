@@ -99,6 +99,17 @@ class Container:
 
         return BlobWindowLedger(self._service_clients[0], self.settings.state_container)
 
+    def poison_queues(self):
+        from shared.service.poison import PoisonQueues
+
+        return PoisonQueues(
+            [self.items_poison_queue, self.listing_poison_queue, self.transcripts_poison_queue],
+            {
+                LISTING_QUEUE: self.listing_queue, ITEMS_QUEUE: self.items_queue,
+                TRANSCRIPTS_QUEUE: self.transcripts_queue,
+            },
+        )
+
     def queue_depths(self) -> dict[str, int]:
         queues = (self.listing_queue, self.items_queue, self.items_poison_queue, self.listing_poison_queue)
         if self.settings.daily_transcripts:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
+from datetime import datetime
 from enum import StrEnum
 from typing import Any, Protocol
 
@@ -99,6 +100,32 @@ class WorkQueue(Protocol):
 
     def send(self, payload: dict[str, Any], *, delay_seconds: int = 0) -> None:
         """Enqueue; with a delay the message becomes visible only after that many seconds."""
+        ...
+
+
+@dataclass(frozen=True)
+class QueuedMessage:
+    """A message received from a queue: hidden from others until deleted or released."""
+
+    id: str
+    pop_receipt: str
+    inserted_at: datetime
+    dequeue_count: int
+    text: str
+
+
+class InspectableQueue(Protocol):
+    """A queue an operator works through by hand (the poison queues): receive, then delete or
+    release each message. Received messages stay hidden for ``visibility_timeout`` seconds."""
+
+    name: str
+
+    def receive(self, max_messages: int, *, visibility_timeout: int) -> list[QueuedMessage]: ...
+
+    def delete(self, message: QueuedMessage) -> None: ...
+
+    def release(self, message: QueuedMessage) -> None:
+        """Make a received message visible again at once."""
         ...
 
 

@@ -249,3 +249,55 @@ class MemoryTranscriptStore:
     def mark_transcribed(self, record_keys, item_id: str) -> None:
         for key in record_keys:
             self.transcribed[key] = item_id
+
+
+class MemoryInspectableQueue:
+    """A queue with Azure's receive semantics: received messages hide until deleted or released."""
+
+    def __init__(self, name: str) -> None:
+        import uuid
+        from datetime import UTC, datetime
+
+        self.name = name
+        self._uuid = uuid
+        self._now = lambda: datetime.now(UTC)
+        self.stored: dict[str, dict[str, Any]] = {}  # id -> {text, inserted_at, dequeue_count, hidden, receipt}
+
+    def put(self, text: str, *, inserted_at=None) -> str:
+        message_id = str(self._uuid.uuid4())
+        self.stored[message_id] = {
+            "text": text, "inserted_at": inserted_at or self._now(), "dequeue_count": 0, "hidden": False,
+            "receipt": None,
+        }
+        return message_id
+
+    def send(self, payload: dict[str, Any], *, delay_seconds: int = 0) -> None:
+        import json
+
+        self.put(json.dumps(payload))
+
+    def receive(self, max_messages: int, *, visibility_timeout: int):
+        from shared.ports import QueuedMessage
+
+        out = []
+        for message_id, m in self.stored.items():
+            if m["hidden"] or len(out) >= max_messages:
+                continue
+            m["hidden"], m["receipt"] = True, str(self._uuid.uuid4())
+            m["dequeue_count"] += 1
+            out.append(QueuedMessage(message_id, m["receipt"], m["inserted_at"], m["dequeue_count"], m["text"]))
+        return out
+
+    def delete(self, message) -> None:
+        stored = self.stored.get(message.id)
+        if stored is not None and stored["receipt"] == message.pop_receipt:
+            del self.stored[message.id]
+
+    def release(self, message) -> None:
+        stored = self.stored.get(message.id)
+        if stored is not None and stored["receipt"] == message.pop_receipt:
+            stored["hidden"] = False
+
+    @property
+    def visible(self) -> int:
+        return sum(not m["hidden"] for m in self.stored.values())

@@ -7,6 +7,7 @@ string in ``AzureWebJobsStorage`` (Azurite, or keys), or identity-based access t
 
 from __future__ import annotations
 
+import base64
 import functools
 import hashlib
 import json
@@ -38,7 +39,7 @@ from shared.domain.ledger import OutcomeEntry, PageEntry, WindowInfo
 from shared.domain.mapping_table import MappingTable, parse_mapping
 from shared.domain.tasks import MAX_QUEUE_PAYLOAD
 from shared.domain.window import Watermark, isoformat_z, parse_iso
-from shared.ports import RecordMissing, WatermarkConflict
+from shared.ports import QueuedMessage, RecordMissing, WatermarkConflict
 
 
 def storage_service_clients(
@@ -149,6 +150,7 @@ class StorageQueue:
             message_decode_policy=TextBase64DecodePolicy(),
         )
         self._created = _CreatedOnce(self._client, self._client.create_queue)
+        self._raw: QueueClient = service.get_queue_client(name)
 
     @property
     def client(self) -> QueueClient:
@@ -164,11 +166,48 @@ class StorageQueue:
         self.client.send_message(text, time_to_live=-1, visibility_timeout=delay_seconds or None)
 
     @transient_storage_errors
+    def receive(self, max_messages: int, *, visibility_timeout: int) -> list[QueuedMessage]:
+        self._created.get()  # the queue exists from here on
+        # Read raw, not through the base64 decode policy: a poison queue holds what the host moved
+        # there, including messages that were never valid base64, and one of those must not make
+        # the whole batch unreadable.
+        received = self._raw.receive_messages(
+            messages_per_page=min(max_messages, 32), max_messages=max_messages,
+            visibility_timeout=visibility_timeout,
+        )
+        return [
+            QueuedMessage(m.id, m.pop_receipt, m.inserted_on, m.dequeue_count or 0, _decoded(m.content or ""))
+            for m in received
+        ]
+
+    @transient_storage_errors
+    def delete(self, message: QueuedMessage) -> None:
+        try:
+            self._raw.delete_message(message.id, message.pop_receipt)
+        except ResourceNotFoundError:
+            pass  # gone already (deleted by an earlier attempt)
+
+    @transient_storage_errors
+    def release(self, message: QueuedMessage) -> None:
+        try:
+            self._raw.update_message(message.id, message.pop_receipt, visibility_timeout=0)
+        except ResourceNotFoundError:
+            pass
+
+    @transient_storage_errors
     def depth(self) -> int:
         try:
             return self._client.get_queue_properties().approximate_message_count or 0
         except ResourceNotFoundError:
             return 0
+
+
+def _decoded(content: str) -> str:
+    """A message's text: base64 as the host writes it, or as it is when it is not base64."""
+    try:
+        return base64.b64decode(content, validate=True).decode("utf-8")
+    except (ValueError, UnicodeDecodeError):
+        return content
 
 
 class BlobWatermarkStore:
@@ -304,12 +343,42 @@ class BlobMappingSource:
                 self._reload()
             return self._table
 
+    @property
+    def location(self) -> str:
+        return f"{self._container.get().container_name}/{self._blob}"
+
     @transient_storage_errors
-    def upload(self, data: bytes) -> None:
-        """Store a new mapping file; workers pick it up at their next refresh."""
-        self._container.get().upload_blob(self._blob, data, overwrite=True)
+    def upload(self, data: bytes) -> str | None:
+        """Store a new mapping file; workers pick it up at their next refresh. The file it replaces
+        is kept under ``<folder>/history/`` (named by when it was stored and its hash): which
+        mapping routed a record is part of the record's custody. Returns that name, or None."""
+        container = self._container.get()
+        client = container.get_blob_client(self._blob)
+        kept = None
+        try:
+            current = client.download_blob()
+        except ResourceNotFoundError:
+            current = None
+        if current is not None:
+            old = current.readall()
+            if old == data:
+                return None  # the same file again: nothing to keep, nothing changes
+            folder, _, name = self._blob.rpartition("/")
+            stem = name.rsplit(".", 1)[0]
+            stamp = current.properties.last_modified.astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
+            kept = f"{folder + '/' if folder else ''}history/{stem}-{stamp}-{hashlib.sha256(old).hexdigest()[:12]}.csv"
+            container.upload_blob(kept, old, overwrite=True)
+        client.upload_blob(data, overwrite=True)
         with self._lock:
             self._checked_at = float("-inf")
+        return kept
+
+    @transient_storage_errors
+    def history(self) -> list[str]:
+        """The earlier versions kept, oldest first."""
+        folder = self._blob.rpartition("/")[0]
+        prefix = f"{folder + '/' if folder else ''}history/"
+        return sorted(b.name for b in self._container.get().list_blobs(name_starts_with=prefix))
 
     @transient_storage_errors
     def _reload(self) -> None:

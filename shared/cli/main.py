@@ -3,6 +3,9 @@
     demo                       run one scheduled window on local infrastructure and print the report
     import ITEMS.jsonl ...     import a JSON Lines file of records into .eml mailboxes
     mapping check MAP.csv      check a phone → email mapping file, line by line
+    mapping upload MAP.csv     check it, then store it where the functions read it
+    mapping show PHONE         which mailbox a number maps to, and by which rule
+    poison list|show|replay|purge   the records that could not be archived
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import json
 import sys
 from pathlib import Path
 
+from shared.cli.admin import AdminUsageError, add_mapping_commands, add_poison_commands
 from shared.settings import MAX_ITEM_MB_CEILING
 
 
@@ -24,7 +28,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return args.handler(args)
-    except UsageError as error:
+    except (UsageError, AdminUsageError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
 
@@ -86,6 +90,8 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("file", type=Path, metavar="MAP.csv")
     check.add_argument("--region", default=None, metavar="CC", help="region for national numbers, e.g. GB")
     check.set_defaults(handler=_mapping_check)
+    add_mapping_commands(mapping_commands)
+    add_poison_commands(commands)
     return parser
 
 

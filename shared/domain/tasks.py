@@ -72,6 +72,10 @@ class ItemTask(_Message):
     message_id: str | None = None
     # Times this item was handed back to the queue to wait out a throttle (Retry-After).
     deferrals: int = Field(0, ge=0)
+    # Set on a replay from poison: when the record first failed, and how often it was replayed,
+    # so a record that fails again keeps its history.
+    first_failed_at: datetime | None = None
+    replays: int = Field(0, ge=0)
 
     def deferred(self) -> ItemTask:
         return self.model_copy(update={"deferrals": self.deferrals + 1})
@@ -110,6 +114,10 @@ class PoisonMessage(_Message):
     failed_at: datetime
     first_failed_at: datetime | None = None
     attempts: int = 1
+    replays: int = 0
+    # For work the host moved after exhausted retries (a listing page, a transcript task): the
+    # queue it came from, so a replay can put it back there as it was.
+    source_queue: str | None = None
     # The queue message as received when it was not one of ours: kept so nothing is lost.
     original_message: str | None = None
 
@@ -130,25 +138,47 @@ class PoisonMessage(_Message):
         return ItemTask(
             window_id=self.window_id, record_key=self.record_key,
             record_ref=self.record_ref, message_id=self.message_id,
+            first_failed_at=self.first_failed_at or self.failed_at, replays=self.replays + 1,
         )
 
 
+_MOVED_WORK = {
+    "listing": (ListingTask, "listing", "a listing page"),
+    "transcript": (TranscriptTask, "transcripts", "a chat-day transcript"),
+    "transcripts_due": (TranscriptsDueTask, "transcripts", "the transcript dispatch of a window"),
+}
+
+
 def read_poison_queue_message(text: str, *, inserted_at: datetime, dequeue_count: int) -> PoisonMessage:
-    """Either our own poison message, or an item the host moved after exhausted retries."""
+    """Our own poison message, or work the host moved to ``<queue>-poison`` after exhausted retries
+    (an item, a listing page, a transcript task), or a message that is none of ours."""
     try:
         kind = json.loads(text).get("kind")
     except (ValueError, AttributeError):
         kind = None
-    if kind == "poison":
-        return PoisonMessage.from_text(text)
-    if kind == "item":
-        task = ItemTask.from_text(text)
-        return PoisonMessage(
-            reason=PoisonReason.RETRIES_EXHAUSTED,
-            detail="the host gave up after maxDequeueCount failed attempts",
-            window_id=task.window_id, record_key=task.record_key, record_ref=task.record_ref,
-            message_id=task.message_id, failed_at=inserted_at, attempts=dequeue_count,
-        )
+    try:
+        if kind == "poison":
+            return PoisonMessage.from_text(text)
+        if kind == "item":
+            task = ItemTask.from_text(text)
+            return PoisonMessage(
+                reason=PoisonReason.RETRIES_EXHAUSTED,
+                detail="the host gave up after maxDequeueCount failed attempts",
+                window_id=task.window_id, record_key=task.record_key, record_ref=task.record_ref,
+                message_id=task.message_id, failed_at=inserted_at, attempts=dequeue_count,
+                first_failed_at=task.first_failed_at, replays=task.replays,
+            )
+        if kind in _MOVED_WORK:
+            model, queue, what = _MOVED_WORK[kind]
+            task = model.from_text(text)
+            return PoisonMessage(
+                reason=PoisonReason.RETRIES_EXHAUSTED,
+                detail=f"{what}: the host gave up after maxDequeueCount failed attempts",
+                window_id=getattr(task, "window_id", None), failed_at=inserted_at, attempts=dequeue_count,
+                original_message=text, source_queue=queue,
+            )
+    except TaskFormatError:
+        pass
     return PoisonMessage(
         reason=PoisonReason.INVALID_ITEM, detail="not a message of this connector",
         failed_at=inserted_at, original_message=text,

@@ -73,7 +73,8 @@ def process_item_message(
         poison_queue.send(PoisonMessage(
             reason=result.reason, detail=result.detail or "", window_id=task.window_id,
             record_key=task.record_key, record_ref=task.record_ref, message_id=task.message_id,
-            failed_at=now, attempts=dequeue_count,
+            failed_at=now, first_failed_at=task.first_failed_at or now, attempts=dequeue_count,
+            replays=task.replays,
         ).model_dump(mode="json"))
         log.warning("record %s poisoned: %s", task.record_key[:16], result.reason)
     else:

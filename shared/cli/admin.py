@@ -1,0 +1,210 @@
+"""The commands that work on a deployment's storage: the mapping file the functions read, and the
+poison queues. Settings (``AzureWebJobsStorage`` or ``AzureWebJobsStorage__accountName``, the
+container and blob names, the directory) come from the environment, as the function app reads them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+
+class AdminUsageError(Exception):
+    """Unusable arguments or settings: exit code 2."""
+
+
+def add_mapping_commands(mapping_commands) -> None:
+    upload = mapping_commands.add_parser(
+        "upload", help="check a mapping file, then store it where the functions read it",
+        description="Checks the file as `mapping check` does and, only if it has no errors, stores it as the "
+                    "mapping blob in the state container (MAPPING_BLOB). The file it replaces is kept under "
+                    "history/. Running functions pick the new file up within a minute, without a redeploy. "
+                    "Exit 0 stored, 1 not stored because of errors.",
+    )
+    upload.add_argument("file", type=Path, metavar="MAP.csv")
+    upload.add_argument("--region", default=None, metavar="CC",
+                        help="region for national numbers (default: DEFAULT_PHONE_REGION)")
+    upload.add_argument("--json", action="store_true", help="print the result as JSON")
+    upload.set_defaults(handler=_mapping_upload)
+
+    show = mapping_commands.add_parser(
+        "show", help="which mailbox a phone number maps to, and by which rule",
+        description="Applies the connector's precedence to one number with the current mapping blob and "
+                    "directory: the CSV, then (for a record's participant) the email property, then the "
+                    "directory's phone numbers when that rule is on. Exit 0 mapped, 1 not mapped.",
+    )
+    show.add_argument("phone", metavar="PHONE", help="any human format: +44 7700 900123, 0044…, tel:…")
+    show.add_argument("--json", action="store_true", help="print the answer as JSON")
+    show.set_defaults(handler=_mapping_show)
+
+
+def add_poison_commands(commands) -> None:
+    poison = commands.add_parser(
+        "poison", help="list, show, replay and purge records that could not be archived",
+        description="Works on the items-poison, listing-poison and transcripts-poison queues of the deployment "
+                    "in AzureWebJobsStorage: the connector's own poison messages and the work the host moved "
+                    "there after maxDequeueCount failed attempts. Listing receives every message and makes it "
+                    "visible again at the end.",
+    )
+    actions = poison.add_subparsers(dest="poison_command", required=True, metavar="ACTION")
+    listing = actions.add_parser("list", help="every poison message, oldest failure first")
+    listing.add_argument("--reason", help="only this reason, e.g. no_mapping")
+    listing.add_argument("--queue", help="only this queue, e.g. items-poison")
+    listing.add_argument("--json", action="store_true", help="print JSON")
+    listing.set_defaults(handler=_poison_list)
+
+    show = actions.add_parser("show", help="one poison message, whole")
+    show.add_argument("id", metavar="ID", help="the message id from `poison list`")
+    show.set_defaults(handler=_poison_show)
+
+    replay = actions.add_parser(
+        "replay", help="put poisoned work back on its queue (after fixing the cause)",
+        description="Records go back to the items queue (imported once; still failing ones return to poison "
+                    "with their reason and history); listing pages and transcript tasks to their queues.",
+    )
+    which = replay.add_mutually_exclusive_group(required=True)
+    which.add_argument("--reason", help="every message with this reason, e.g. no_mapping")
+    which.add_argument("--message-id", help="one message, by the id from `poison list`")
+    which.add_argument("--all", action="store_true", help="every replayable message")
+    replay.add_argument("--dry-run", action="store_true", help="say what would be replayed, change nothing")
+    replay.add_argument("--json", action="store_true", help="print JSON")
+    replay.set_defaults(handler=_poison_replay)
+
+    purge = actions.add_parser(
+        "purge", help="delete poison messages whose last failure is older than N days",
+        description="The records' claim-check blobs are kept (evidence); only the queue messages go.",
+    )
+    purge.add_argument("--older-than", type=float, required=True, metavar="DAYS")
+    purge.add_argument("--dry-run", action="store_true", help="say what would be deleted, change nothing")
+    purge.add_argument("--json", action="store_true", help="print JSON")
+    purge.set_defaults(handler=_poison_purge)
+
+
+def _container():
+    from shared.composition import get_container
+
+    try:
+        container = get_container()  # reads the settings: a bad one is a usage error
+    except ValueError as error:
+        raise AdminUsageError(f"settings: {error}") from None
+    s = container.settings
+    if not (s.storage_connection or s.storage_account_name):
+        raise AdminUsageError(
+            "set AzureWebJobsStorage (or AzureWebJobsStorage__accountName) to the deployment's storage"
+        )
+    return container
+
+
+def _mapping_upload(args: argparse.Namespace) -> int:
+    from shared.domain.mapping_table import parse_mapping
+
+    if not args.file.is_file():
+        raise AdminUsageError(f"mapping file {args.file} does not exist or is not a file")
+    container = _container()
+    if container.settings.mapping_file:
+        raise AdminUsageError("MAPPING_FILE is set: the functions read that local file, not the blob")
+    data = args.file.read_bytes()
+    parsed = parse_mapping(data, args.region or container.settings.default_phone_region)
+    for problem in parsed.problems:
+        print(f"{args.file.name}: {problem}", file=sys.stderr if args.json else sys.stdout)
+    result: dict[str, Any] = {
+        "file": str(args.file), "rows": parsed.rows, "numbers": len(parsed.table),
+        "errors": len(parsed.errors), "warnings": len(parsed.problems) - len(parsed.errors), "stored": False,
+    }
+    if parsed.ok:
+        source = container.mapping_source
+        kept = source.upload(data)
+        result.update(stored=True, location=source.location, previous_version=kept)
+    if args.json:
+        print(json.dumps(result, indent=2))
+    elif result["stored"]:
+        print(f"PASS: {parsed.rows} rows, {len(parsed.table)} numbers mapped; stored as {result['location']}")
+        print(f"earlier version kept as {kept}" if kept else "no earlier version to keep (or the same file)")
+        print("running functions use it within a minute; replay no_mapping records with: "
+              "python -m shared.cli poison replay --reason no_mapping")
+    else:
+        print(f"FAIL: {result['errors']} errors; nothing stored (fix the lines above and upload again)")
+    return 0 if parsed.ok else 1
+
+
+def _mapping_show(args: argparse.Namespace) -> int:
+    explanation = _container().mapper.explain_phone(args.phone)
+    if args.json:
+        print(json.dumps({
+            "phone": explanation.phone, "mailbox": explanation.mailbox,
+            "rule": explanation.rule.value if explanation.rule else None, "notes": explanation.notes,
+        }, indent=2, ensure_ascii=False))
+    elif explanation.mailbox:
+        print(f"{explanation.phone} → {explanation.mailbox} (rule: {explanation.rule.value})")
+        for note in explanation.notes:
+            print(f"  {note}")
+    else:
+        print(f"{explanation.phone} → no mailbox by phone")
+        for note in explanation.notes:
+            print(f"  {note}")
+    return 0 if explanation.mailbox else 1
+
+
+def _poison_list(args: argparse.Namespace) -> int:
+    from shared.service.poison import count_by_reason
+
+    entries = _container().poison_queues().list(reason=args.reason, queue=args.queue)
+    if args.json:
+        print(json.dumps([e.to_json() for e in entries], indent=2, ensure_ascii=False))
+        return 0
+    if not entries:
+        print("no poison messages" + (f" with reason {args.reason}" if args.reason else ""))
+        return 0
+    print(f"{'ID':36}  {'QUEUE':18} {'REASON':18} {'ATTEMPTS':>8}  {'LAST FAILED (UTC)':24} RECORD")
+    for entry in entries:
+        data = entry.to_json()
+        record = (data["record_key"] or "")[:16] or "(no record: message kept whole)"
+        print(f"{entry.id:36}  {entry.queue:18} {data['reason']:18} {data['attempts']:>8}  "
+              f"{data['last_failed_at']:24} {record}")
+    counts = ", ".join(f"{reason} {n}" for reason, n in count_by_reason(entries).items())
+    print(f"{len(entries)} message(s): {counts}")
+    return 0
+
+
+def _poison_show(args: argparse.Namespace) -> int:
+    entry = _container().poison_queues().show(args.id)
+    if entry is None:
+        print(f"no poison message {args.id}", file=sys.stderr)
+        return 1
+    print(json.dumps(entry.to_json(), indent=2, ensure_ascii=False))
+    return 0
+
+
+def _poison_replay(args: argparse.Namespace) -> int:
+    from shared.service.poison import reason_selector
+
+    select = (lambda e: True) if args.all else reason_selector(args.reason, args.message_id)
+    report = _container().poison_queues().replay(select, dry_run=args.dry_run)
+    if args.json:
+        print(json.dumps({**report.to_json(), "dry_run": args.dry_run}, indent=2))
+    else:
+        verb = "would replay" if args.dry_run else "replayed"
+        reasons = ", ".join(f"{k} {v}" for k, v in report.to_json()["by_reason"].items())
+        print(f"{verb} {len(report.replayed)} message(s)" + (f" ({reasons})" if reasons else ""))
+        for entry in report.not_replayable:
+            print(f"not replayable (no record reference, kept): {entry.id} {entry.message.reason.value}")
+    if args.message_id and not report.replayed and not report.not_replayable:
+        print(f"no poison message {args.message_id}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _poison_purge(args: argparse.Namespace) -> int:
+    if args.older_than < 0:
+        raise AdminUsageError("--older-than must be 0 or more days")
+    purged = _container().poison_queues().purge(timedelta(days=args.older_than), dry_run=args.dry_run)
+    if args.json:
+        print(json.dumps({"purged": len(purged), "dry_run": args.dry_run, "ids": [e.id for e in purged]}, indent=2))
+    else:
+        print(f"{'would delete' if args.dry_run else 'deleted'} {len(purged)} poison message(s) "
+              f"older than {args.older_than:g} days (claim-check blobs kept)")
+    return 0

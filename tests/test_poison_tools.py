@@ -1,0 +1,143 @@
+"""Poison queues as a tool, over a fake with Azure's receive semantics: every kind of poison message
+is listed, replays send work back before deleting, foreign messages are never lost, purge ages."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from shared.domain.errors import PoisonReason
+from shared.domain.tasks import ItemTask, ListingTask, PoisonMessage
+from shared.service.poison import PoisonQueues, reason_selector
+from tests.fakes import MemoryInspectableQueue, MemoryQueue
+
+NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
+
+
+def poison(reason: PoisonReason, key: str, *, failed_at: datetime, first: datetime | None = None) -> str:
+    return PoisonMessage(
+        reason=reason, detail="why", window_id="w1", record_key=key, record_ref=f"{key}.json", message_id=f"m-{key}",
+        failed_at=failed_at, first_failed_at=first, attempts=1,
+    ).to_text()
+
+
+@pytest.fixture
+def setup():
+    items_poison = MemoryInspectableQueue("items-poison")
+    listing_poison = MemoryInspectableQueue("listing-poison")
+    targets = {"items": MemoryQueue("items"), "listing": MemoryQueue("listing"), "transcripts": MemoryQueue()}
+    tools = PoisonQueues([items_poison, listing_poison], targets, clock=lambda: NOW)
+    return items_poison, listing_poison, targets, tools
+
+
+def test_every_kind_of_poison_message_is_listed_oldest_first_and_left_visible(setup):
+    items_poison, listing_poison, _, tools = setup
+    items_poison.put(poison(PoisonReason.NO_MAPPING, "a", failed_at=NOW - timedelta(hours=1)))
+    items_poison.put(ItemTask(window_id="w1", record_key="b", record_ref="b.json").to_text(),
+                     inserted_at=NOW - timedelta(hours=3))
+    items_poison.put("not json at all", inserted_at=NOW - timedelta(hours=2))
+    listing_poison.put(ListingTask(window_id="w1", slice_start=NOW - timedelta(hours=5),
+                                   slice_end=NOW - timedelta(hours=4)).to_text(), inserted_at=NOW - timedelta(hours=4))
+    entries = tools.list()
+    assert [(e.queue, e.message.reason.value) for e in entries] == [
+        ("listing-poison", "retries_exhausted"), ("items-poison", "retries_exhausted"),
+        ("items-poison", "invalid_item"), ("items-poison", "no_mapping"),
+    ]
+    assert [e.replayable for e in entries] == [True, True, False, True]
+    assert entries[2].message.original_message == "not json at all"
+    assert items_poison.visible == 3 and listing_poison.visible == 1  # released at the end of the scan
+    assert [e.message.record_key for e in tools.list(reason="no_mapping")] == ["a"]
+
+
+def test_replay_sends_the_work_back_with_its_history_then_deletes_the_poison_message(setup):
+    items_poison, listing_poison, targets, tools = setup
+    first = NOW - timedelta(days=2)
+    items_poison.put(poison(PoisonReason.NO_MAPPING, "a", failed_at=NOW - timedelta(hours=1), first=first))
+    items_poison.put(poison(PoisonReason.TOO_BIG, "b", failed_at=NOW))
+    listing_task = ListingTask(window_id="w1", slice_start=NOW - timedelta(hours=5), slice_end=NOW)
+    listing_poison.put(listing_task.to_text())
+    report = tools.replay(reason_selector("no_mapping"))
+    assert [e.message.record_key for e in report.replayed] == ["a"]
+    (sent,) = targets["items"].messages
+    task = ItemTask.model_validate(sent)
+    assert (task.record_key, task.first_failed_at, task.replays) == ("a", first, 1)
+    assert len(items_poison.stored) == 1 and items_poison.visible == 1  # b stays, visible again
+
+    tools.replay(lambda e: e.queue == "listing-poison")
+    assert ListingTask.model_validate(targets["listing"].messages[0]) == listing_task
+    assert not listing_poison.stored
+
+
+def test_a_replay_that_cannot_send_keeps_the_poison_message(setup):
+    items_poison, _, targets, tools = setup
+    items_poison.put(poison(PoisonReason.NO_MAPPING, "a", failed_at=NOW))
+    targets["items"] = MemoryQueue("items", fail_after=0)
+    tools = PoisonQueues([items_poison], targets, clock=lambda: NOW)
+    with pytest.raises(ConnectionError):
+        tools.replay(reason_selector("no_mapping"))
+    assert len(items_poison.stored) == 1 and items_poison.visible == 1
+
+
+def test_foreign_messages_are_reported_not_replayable_and_kept(setup):
+    items_poison, _, targets, tools = setup
+    items_poison.put(json.dumps({"hello": "world"}))
+    report = tools.replay(lambda e: True)
+    assert not report.replayed and len(report.not_replayable) == 1
+    assert len(items_poison.stored) == 1 and not targets["items"].messages
+
+
+def test_dry_run_changes_nothing(setup):
+    items_poison, _, targets, tools = setup
+    items_poison.put(poison(PoisonReason.NO_MAPPING, "a", failed_at=NOW - timedelta(days=40)))
+    assert len(tools.replay(lambda e: True, dry_run=True).replayed) == 1
+    assert len(tools.purge(timedelta(days=30), dry_run=True)) == 1
+    assert len(items_poison.stored) == 1 and not targets["items"].messages
+
+
+def test_purge_deletes_only_messages_whose_last_failure_is_older_than_the_cutoff(setup):
+    items_poison, _, _, tools = setup
+    items_poison.put(poison(PoisonReason.NO_MAPPING, "old", failed_at=NOW - timedelta(days=31)))
+    items_poison.put(poison(PoisonReason.NO_MAPPING, "new", failed_at=NOW - timedelta(days=29)))
+    purged = tools.purge(timedelta(days=30))
+    assert [e.message.record_key for e in purged] == ["old"]
+    assert [e.message.record_key for e in tools.list()] == ["new"]
+
+
+def test_a_long_scan_that_sees_a_message_again_lists_it_once(setup):
+    items_poison, _, _, _ = setup
+    items_poison.put(poison(PoisonReason.NO_MAPPING, "a", failed_at=NOW))
+
+    class Reappearing(MemoryInspectableQueue):
+        """Its messages become visible again after each receive (a scan slower than the timeout)."""
+
+        def receive(self, max_messages, *, visibility_timeout):
+            got = super().receive(max_messages, visibility_timeout=visibility_timeout)
+            for m in self.stored.values():
+                m["hidden"] = False
+            return got
+
+    queue = Reappearing("items-poison")
+    queue.stored = items_poison.stored
+    entries = PoisonQueues([queue], {}, clock=lambda: NOW).list()
+    assert len(entries) == 1
+
+
+@pytest.mark.integration
+def test_storage_queue_reads_what_the_host_moved_even_when_it_is_not_base64(azurite):
+    from azure.storage.queue import QueueServiceClient
+
+    from shared.adapters.azure_storage import StorageQueue
+
+    service = QueueServiceClient.from_connection_string(azurite.connection_string)
+    queue = StorageQueue(service, "items-poison")
+    queue.send({"kind": "item", "window_id": "w", "record_key": "k", "record_ref": "k.json"})
+    service.get_queue_client("items-poison").send_message("{not base64: moved as it came}")
+    tools = PoisonQueues([queue], {"items": StorageQueue(service, "items")})
+    entries = tools.list()
+    assert sorted(e.message.reason.value for e in entries) == ["invalid_item", "retries_exhausted"]
+    assert any(e.message.original_message == "{not base64: moved as it came}" for e in entries)
+    assert len(tools.list()) == 2  # released: a second scan sees them all again
+    assert len(tools.replay(reason_selector("retries_exhausted")).replayed) == 1
+    assert [e.message.reason.value for e in tools.list()] == ["invalid_item"]
