@@ -97,3 +97,42 @@ def test_phone_errors_never_show_the_whole_number():
             normalize_phone(raw)
         digits = "".join(c for c in raw if c.isdigit())
         assert digits not in "".join(c for c in str(error.value) if c.isdigit() or c == " ").replace(" ", "")
+
+
+def test_excel_csv_from_a_european_locale_is_cp1252_with_semicolons_extra_columns_and_crlf():
+    # Excel "CSV (Comma delimited)" on a German or French Windows: ANSI code page, ";" separators,
+    # the sheet's other columns kept, empty trailing cells, CRLF.
+    data = ("Name;Mobile Phone;UPN;Abteilung;;\r\n"
+            "José Núñez;+44 (0)7700 900102;Jose.Nunez@contoso.example;Vertrieb;;\r\n"
+            "Zoë Brandt;0044 7700 900103;zoe.brandt@contoso.example;Einkauf;;\r\n").encode("cp1252")
+    parsed = parse_mapping(data, "GB")
+    assert parsed.ok and parsed.rows == 2
+    assert parsed.table.lookup("+447700900102").email == "jose.nunez@contoso.example"
+    assert parsed.table.lookup("+447700900103").email == "zoe.brandt@contoso.example"
+
+
+def test_libreoffice_csv_is_utf8_without_bom_every_field_quoted_email_column_first():
+    data = (b'"Email","Phone","Notes"\n'
+            b'"amelia.hughes@contoso.example","+44 7700 900101","desk, 3rd floor"\n'
+            b'"priya.raman@contoso.example","tel:+1-202-555-0110",""\n')
+    parsed = parse_mapping(data)
+    assert parsed.ok
+    assert parsed.table.lookup("+447700900101").email == "amelia.hughes@contoso.example"
+    assert parsed.table.lookup("+12025550110").email == "priya.raman@contoso.example"
+
+
+@pytest.mark.parametrize("phone_header,email_header", [
+    ("PhoneNumber", "EmailAddress"), ("phone", "email"), ("MOBILE", "Mail"), ("MobilePhone", "UserPrincipalName"),
+    ("Phone Number", "UPN"), ("phone_number", "E-mail"),
+])
+def test_header_variants_in_any_case(phone_header, email_header):
+    parsed = parse_mapping(f"{phone_header},{email_header}\n+447700900123,a@contoso.example\n")
+    assert parsed.ok and len(parsed.table) == 1
+
+
+def test_excel_scientific_notation_in_a_file_names_the_line_and_the_fix():
+    parsed = parse_mapping(
+        "PhoneNumber,EmailAddress\n+447700900001,a@contoso.example\n4.47700900123E+11,b@contoso.example\n"
+    )
+    (problem,) = parsed.errors
+    assert problem.line == 3 and "scientific notation" in problem.message and "as Text" in problem.message
