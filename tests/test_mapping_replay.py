@@ -106,3 +106,25 @@ def test_replay_after_mapping_upload_imports_the_previously_unmapped_records_onc
     assert len(entries) == unmapped - len(henriks)
     assert all(e["replays"] == 2 and e["first_failed_at"] < e["last_failed_at"] for e in entries)
     assert all(e["record_ref"] and e["reason"] == "no_mapping" for e in entries)
+
+
+def test_running_functions_pick_up_an_uploaded_mapping_without_a_restart(azurite):
+    from azure.storage.blob import BlobServiceClient
+
+    from shared.adapters.azure_storage import BlobMappingSource
+
+    service = BlobServiceClient.from_connection_string(azurite.connection_string)
+    now = [1000.0]
+    admin = BlobMappingSource(service, "archive-state", "mapping/phone-to-email.csv", default_region="GB")
+    worker = BlobMappingSource(service, "archive-state", "mapping/phone-to-email.csv", default_region="GB",
+                               refresh_seconds=60, clock=lambda: now[0])
+    assert len(worker.current()) == 0  # no file yet: nothing maps by CSV, nothing fails
+    admin.upload(b"PhoneNumber,EmailAddress\n07700 900127,henrik.lovas@contoso.example\n")
+    now[0] += 30
+    assert len(worker.current()) == 0  # cached until the refresh interval passes
+    now[0] += 31
+    assert worker.current().lookup(HENRIK_PHONE).email == HENRIK_MAILBOX
+    admin.upload(b"PhoneNumber,EmailAddress\n")  # the number removed again
+    now[0] += 61
+    assert worker.current().lookup(HENRIK_PHONE) is None
+    assert len(admin.history()) == 1

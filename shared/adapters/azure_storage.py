@@ -326,7 +326,7 @@ class BlobMappingSource:
 
     def __init__(
         self, service: BlobServiceClient, container: str, blob: str, *,
-        default_region: str | None, refresh_seconds: float = 60.0,
+        default_region: str | None, refresh_seconds: float = 60.0, clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._container = ensured_container(service, container)
         self._blob = blob
@@ -335,11 +335,12 @@ class BlobMappingSource:
         self._etag: str | None = None
         self._table = MappingTable()
         self._checked_at = float("-inf")
+        self._clock = clock
         self._lock = threading.Lock()
 
     def current(self) -> MappingTable:
         with self._lock:
-            if time.monotonic() - self._checked_at >= self._refresh:
+            if self._clock() - self._checked_at >= self._refresh:
                 self._reload()
             return self._table
 
@@ -385,14 +386,14 @@ class BlobMappingSource:
         client = self._container.get().get_blob_client(self._blob)
         try:
             if self._etag is not None and client.get_blob_properties().etag == self._etag:
-                self._checked_at = time.monotonic()
+                self._checked_at = self._clock()
                 return
             download = client.download_blob()
         except ResourceNotFoundError:
             self._table, self._etag = MappingTable(), None
-            self._checked_at = time.monotonic()
+            self._checked_at = self._clock()
             return
         self._table = parse_mapping(download.readall(), self._region).table
         self._etag = download.properties.etag
-        self._checked_at = time.monotonic()
+        self._checked_at = self._clock()
 
