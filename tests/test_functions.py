@@ -141,7 +141,9 @@ def test_each_permanent_failure_goes_to_poison_at_once_with_its_reason_and_the_r
     assert poison.reason is reason and poison.detail
     assert poison.record_ref == task.record_ref and poison.window_id == "w1" and poison.failed_at
     assert container.records.get(poison.record_ref)  # the payload is kept for replay
-    assert poison.item_task() == task
+    replay = poison.item_task()  # the same record again, carrying its failure history
+    assert replay == task.model_copy(update={"first_failed_at": poison.failed_at, "replays": 1})
+    assert poison.first_failed_at == poison.failed_at
     [outcome] = container.ledger.outcomes("w1")
     assert (outcome.outcome, outcome.reason) == (RecordOutcome.POISONED, reason.value)
     assert not local_app.mailbox_dir.exists() or not any(local_app.mailbox_dir.rglob("*.eml"))
@@ -177,7 +179,8 @@ def test_transient_failure_is_retried_by_the_runner_then_moved_to_poison_after_m
         assert runner.stats["failed"] == 3 and runner.stats["poisoned"] == 1
     [poison] = poison_messages(container)
     assert poison.reason is PoisonReason.RETRIES_EXHAUSTED
-    assert poison.item_task() == task and poison.attempts >= 1
+    assert poison.item_task() == task.model_copy(update={"first_failed_at": poison.failed_at, "replays": 1})
+    assert poison.attempts >= 1
     assert container.ledger.outcomes("w1") == []  # not accounted yet: it waits in poison for replay
 
 
