@@ -13,11 +13,11 @@ import function_app
 from shared.adapters.graph_mailbox import ID_PROPERTY_GUID
 from shared.domain.ledger import RecordOutcome
 from shared.local.demo import DemoPaths, run_window
+from shared.local.graph_server import LocalGraph, extended_property
 from shared.local.host_runner import HostRunner
 from shared.local.traffic import generate_day
 from shared.service.status import window_summary
 from tests.conftest import REPO_ROOT
-from tests.graph_server import LocalGraph, extended_property
 
 pytestmark = pytest.mark.integration
 

@@ -11,8 +11,8 @@ import pytest
 from shared.cli.main import main
 from shared.composition import reset_container
 from shared.local.demo import DemoPaths, run_window
+from shared.local.graph_server import LocalGraph
 from shared.local.traffic import generate_day
-from tests.graph_server import LocalGraph
 
 pytestmark = pytest.mark.integration
 TOKEN = "local-graph-token"

@@ -2,7 +2,7 @@
 
 Everything below goes through the real msgraph-sdk client (kiota middleware, serialisation,
 error mapping) built by build_graph_client; only Exchange Online is replaced, by LocalGraph
-(tests/graph_server.py), whose own behaviour is checked at the end with plain HTTP.
+(shared/local/graph_server.py), whose own behaviour is checked at the end with plain HTTP.
 """
 
 from __future__ import annotations
@@ -60,9 +60,9 @@ from shared.domain.errors import (
 from shared.domain.records import ArchiveRecord
 from shared.domain.rendered import BytesPayload, FilePayload, MailAddress, RenderedAttachment, RenderedItem
 from shared.domain.rendering import render
+from shared.local.graph_server import LocalGraph, binary_property, extended_property
 from shared.ports import WriteOutcome
 from tests import builders
-from tests.graph_server import LocalGraph, binary_property, extended_property
 
 # msgraph-sdk's generated request builders warn about their own deprecated classes on import.
 pytestmark = [

@@ -1,5 +1,5 @@
 """GraphPhoneDirectory against LocalGraph: the Entra ID phone index, through the real msgraph-sdk
-client on loopback (build_graph_client), with the directory listing served by tests/graph_server.py."""
+client on loopback (build_graph_client), with the directory listing served by shared/local/graph_server.py."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import pytest
 from shared.adapters.graph_client import build_graph_client
 from shared.adapters.graph_directory import PHONE_INDEX_SELECT, GraphPhoneDirectory
 from shared.domain.errors import ConfigurationError, TransientError
-from tests.graph_server import DIRECTORY, LocalGraph
+from shared.local.graph_server import DIRECTORY, LocalGraph
 
 pytestmark = [
     pytest.mark.filterwarnings("ignore:This class is deprecated:DeprecationWarning"),

@@ -16,10 +16,10 @@ from shared.composition import reset_container
 from shared.domain.records import ArchiveRecord
 from shared.domain.rendering import render
 from shared.local.demo import DemoPaths, run_window
+from shared.local.graph_server import LocalGraph, extended_property
 from shared.local.traffic import generate_day
 from shared.service.delivery import OnceOnlyMailbox
 from tests.builders import record
-from tests.graph_server import LocalGraph, extended_property
 
 pytestmark = pytest.mark.integration
 TOKEN = "local-graph-token"

@@ -31,7 +31,7 @@ record to the same mailbox run one after the other; across writers (processes) n
 two first attempts from both creating the item: the service layer's lease does that.
 
 Cost in Graph requests per record and mailbox, folder id already cached; measured against
-``tests/graph_server.py`` by counting the requests it received for the mailbox (upload PUTs
+``shared/local/graph_server.py`` by counting the requests it received for the mailbox (upload PUTs
 included), see ``test_requests_per_record_match_the_documented_cost``:
 
 =====================================  ======================  =====================
