@@ -265,6 +265,7 @@ class Container:
             max_window=timedelta(days=s.max_window_days),
             slice_length=timedelta(minutes=s.slice_minutes),
             settle=timedelta(minutes=s.capture_settle_minutes),
+            overlap=timedelta(minutes=s.listing_overlap_minutes),
             transcript_delay=timedelta(minutes=s.transcript_delay_minutes) if s.daily_transcripts else None,
         )
 

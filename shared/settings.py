@@ -32,6 +32,9 @@ class Settings(BaseSettings):
     first_run_lookback_hours: int = Field(24, ge=1, le=24 * 31)
     slice_minutes: int = Field(60, ge=1, le=24 * 60, description="length of one listing work item")
     max_window_days: int = Field(31, ge=1, le=31, description="longest window one run hands off")
+    listing_overlap_minutes: int = Field(
+        0, ge=0, le=24 * 60, description="each window re-lists this much before the watermark; repeats are skipped"
+    )
     capture_settle_minutes: int = Field(
         15, ge=0, le=24 * 60, description="windows end this long before now, so late-indexed records are seen"
     )
@@ -118,6 +121,12 @@ class Settings(BaseSettings):
         except (ZoneInfoNotFoundError, ValueError):
             raise ValueError(f"TRANSCRIPT_TIME_ZONE: {value!r} is not an IANA time zone (e.g. Europe/London)") from None
         return value
+
+    @model_validator(mode="after")
+    def _overlap_shorter_than_a_window(self) -> Settings:
+        if self.listing_overlap_minutes >= self.max_window_days * 24 * 60:
+            raise ValueError("LISTING_OVERLAP_MINUTES must be shorter than MAX_WINDOW_DAYS")
+        return self
 
     @model_validator(mode="after")
     def _local_writers_need_paths(self) -> Settings:

@@ -85,3 +85,16 @@ def test_window_ends_the_settle_margin_before_now():
     window = next_window(None, NOW, first_run_lookback=timedelta(hours=24), max_length=timedelta(days=31),
                          settle=timedelta(minutes=15))
     assert window.end == datetime(2026, 11, 23, 1, 45, tzinfo=UTC)
+
+
+def test_an_overlap_starts_the_window_that_much_before_the_watermark_but_never_opens_one_alone():
+    mark = Watermark(datetime(2026, 11, 22, 2, 0, tzinfo=UTC))
+    window = next_window(mark, NOW, first_run_lookback=timedelta(hours=24), max_length=timedelta(days=31),
+                         overlap=timedelta(minutes=30))
+    assert window.start == mark.position - timedelta(minutes=30) and window.end > mark.position
+    caught_up = Watermark(window.end)
+    assert next_window(caught_up, NOW, first_run_lookback=timedelta(hours=24), max_length=timedelta(days=31),
+                       overlap=timedelta(minutes=30)) is None
+    with pytest.raises(ValueError, match="overlap"):
+        next_window(mark, NOW, first_run_lookback=timedelta(hours=1), max_length=timedelta(hours=1),
+                    overlap=timedelta(hours=1))

@@ -91,6 +91,7 @@ def next_window(
     first_run_lookback: timedelta,
     max_length: timedelta,
     settle: timedelta = timedelta(0),
+    overlap: timedelta = timedelta(0),
     granularity: timedelta = timedelta(minutes=1),
 ) -> Window | None:
     """The window to hand off now, or None when nothing new has been captured since the watermark.
@@ -101,9 +102,20 @@ def next_window(
     Rounding keeps ids readable and makes a run repeated within the same minute find nothing. A
     window longer than ``max_length`` (after a long outage) is cut there; the next run continues
     from the new watermark.
+
+    ``overlap`` starts each window that much before the watermark, so records the source indexed
+    later than the settle margin allowed are still listed; idempotent import skips the repeats.
+    Only new capture time opens a window: the overlap alone never does.
     """
+    if overlap >= max_length:
+        raise ValueError("the overlap must be shorter than the longest window, or no window would progress")
     end = _floor(utc(now) - settle, granularity)
-    start = watermark.position if watermark else end - first_run_lookback
+    if watermark is None:
+        start = end - first_run_lookback
+    else:
+        if end <= watermark.position:
+            return None
+        start = watermark.position - overlap
     if end <= start:
         return None
     end = min(end, start + max_length)

@@ -20,6 +20,7 @@ class SchedulePolicy:
     max_window: timedelta = timedelta(days=31)
     slice_length: timedelta = timedelta(hours=1)
     settle: timedelta = timedelta(0)
+    overlap: timedelta = timedelta(0)
     # Daily transcript mode: when, after the hand-off, to compose the days that are over.
     transcript_delay: timedelta | None = None
 
@@ -42,7 +43,7 @@ def schedule_window(
     watermark, version = watermarks.read()
     window = next_window(
         watermark, now, first_run_lookback=policy.first_run_lookback, max_length=policy.max_window,
-        settle=policy.settle,
+        settle=policy.settle, overlap=policy.overlap,
     )
     if window is None:
         log.info("no new capture time since the watermark; nothing to hand off")
