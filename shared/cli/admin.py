@@ -208,3 +208,50 @@ def _poison_purge(args: argparse.Namespace) -> int:
         print(f"{'would delete' if args.dry_run else 'deleted'} {len(purged)} poison message(s) "
               f"older than {args.older_than:g} days (claim-check blobs kept)")
     return 0
+
+
+def add_status_command(commands) -> None:
+    status = commands.add_parser(
+        "status", help="recent windows: reconciled or not, and why not; queue depths",
+        description="The same figures as the archive_status endpoint. A window reconciles when every slice was "
+                    "listed and every listed record was imported, skipped as a duplicate or poisoned. Exit 0 when "
+                    "no window is overdue (unreconciled more than 6 hours after its hand-off), 1 otherwise.",
+    )
+    status.add_argument("--windows", type=int, default=None, metavar="N",
+                        help="how many recent windows (default STATUS_RECENT_WINDOWS)")
+    status.add_argument("--json", action="store_true", help="print JSON")
+    status.set_defaults(handler=_status)
+
+
+def _status(args: argparse.Namespace) -> int:
+    from shared.service.status import build_status
+
+    container = _container()
+    limit = args.windows or container.settings.status_recent_windows
+    if limit < 1:
+        raise AdminUsageError("--windows must be at least 1")
+    status = build_status(container.ledger, container.queue_depths(), limit=limit)
+    if args.json:
+        print(json.dumps(status, indent=2))
+        return 1 if status["overdue_windows"] else 0
+    if not status["windows"]:
+        print("no windows yet: the timer has not handed any capture time off")
+    for window in status["windows"]:
+        poisoned = window["poisoned"]
+        if window["reconciled"]:
+            verdict = "reconciled"
+        else:
+            verdict = "NOT RECONCILED — OVERDUE" if window["overdue"] else "in progress"
+        print(f"{window['window_id']}  {window['start']} → {window['end']}  {verdict}")
+        print(f"  listed {window['listed']}, fan-out {window['fanout']}, imported {window['imported']}, "
+              f"skipped {window['skipped_duplicates']}, partial {window['partially_imported']}, "
+              f"poisoned {sum(poisoned.values())}"
+              + (" (" + ", ".join(f"{k} {v}" for k, v in poisoned.items()) + ")" if poisoned else "")
+              + f", pending {window['pending']}")
+        for problem in window["problems"]:
+            print(f"  ! {problem}")
+    print("queues: " + ", ".join(f"{name} {depth}" for name, depth in status["queues"].items()))
+    if status["overdue_windows"]:
+        print(f"{len(status['overdue_windows'])} window(s) OVERDUE: not reconciled 6 hours after their hand-off")
+        return 1
+    return 0

@@ -6,6 +6,7 @@
     mapping upload MAP.csv     check it, then store it where the functions read it
     mapping show PHONE         which mailbox a number maps to, and by which rule
     poison list|show|replay|purge   the records that could not be archived
+    status                     recent windows: reconciled or not, and why not
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import json
 import sys
 from pathlib import Path
 
-from shared.cli.admin import AdminUsageError, add_mapping_commands, add_poison_commands
+from shared.cli.admin import AdminUsageError, add_mapping_commands, add_poison_commands, add_status_command
 from shared.settings import MAX_ITEM_MB_CEILING
 
 
@@ -92,6 +93,7 @@ def _parser() -> argparse.ArgumentParser:
     check.set_defaults(handler=_mapping_check)
     add_mapping_commands(mapping_commands)
     add_poison_commands(commands)
+    add_status_command(commands)
     return parser
 
 

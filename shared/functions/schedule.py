@@ -9,6 +9,7 @@ import azure.functions as func
 
 from shared.composition import get_container
 from shared.service.scheduling import schedule_window
+from shared.service.status import flag_overdue_windows
 
 bp = func.Blueprint()
 log = logging.getLogger(__name__)
@@ -20,11 +21,13 @@ def schedule_archive_window(timer: func.TimerRequest) -> None:
         # Missed runs are not replayed one by one; the window from the watermark covers them.
         log.info("timer is past due; the window from the watermark covers the missed time")
     container = get_container()
+    now = datetime.now(UTC)
     schedule_window(
-        datetime.now(UTC),
+        now,
         watermarks=container.watermarks,
         listing_queue=container.listing_queue,
         ledger=container.ledger,
         policy=container.schedule_policy,
         transcripts_queue=container.transcripts_queue if container.settings.daily_transcripts else None,
     )
+    flag_overdue_windows(container.ledger, now, limit=container.settings.status_recent_windows)
