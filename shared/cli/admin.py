@@ -224,12 +224,14 @@ def add_status_command(commands) -> None:
 
 
 def _status(args: argparse.Namespace) -> int:
+    from shared.service.poison import account_moved_items
     from shared.service.status import build_status
 
     container = _container()
     limit = args.windows or container.settings.status_recent_windows
     if limit < 1:
         raise AdminUsageError("--windows must be at least 1")
+    account_moved_items(container.poison_queues(), container.ledger)
     status = build_status(container.ledger, container.queue_depths(), limit=limit)
     if args.json:
         print(json.dumps(status, indent=2))

@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 import azure.functions as func
 
 from shared.composition import get_container
+from shared.service.poison import account_moved_items
 from shared.service.scheduling import schedule_window
 from shared.service.status import flag_overdue_windows
 
@@ -30,4 +31,7 @@ def schedule_archive_window(timer: func.TimerRequest) -> None:
         policy=container.schedule_policy,
         transcripts_queue=container.transcripts_queue if container.settings.daily_transcripts else None,
     )
+    # Records the host moved to poison after exhausted retries are accounted in their windows, so
+    # those reconcile truthfully; windows that still do not, long after their hand-off, are flagged.
+    account_moved_items(container.poison_queues(), container.ledger)
     flag_overdue_windows(container.ledger, now, limit=container.settings.status_recent_windows)

@@ -21,9 +21,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from shared.domain.errors import PoisonReason
+from shared.domain.ledger import OutcomeEntry, RecordOutcome, fold_outcomes
 from shared.domain.tasks import PoisonMessage, read_poison_queue_message
 from shared.domain.window import isoformat_z
-from shared.ports import InspectableQueue, QueuedMessage, WorkQueue
+from shared.ports import InspectableQueue, QueuedMessage, WindowLedger, WorkQueue
 from shared.settings import ITEMS_QUEUE
 
 log = logging.getLogger(__name__)
@@ -201,3 +203,35 @@ def count_by_reason(entries: Sequence[PoisonEntry]) -> dict[str, int]:
     for entry in entries:
         counts[entry.message.reason.value] = counts.get(entry.message.reason.value, 0) + 1
     return dict(sorted(counts.items()))
+
+
+def account_moved_items(tools: PoisonQueues, ledger: WindowLedger, *, now: datetime | None = None) -> int:
+    """Record, in their windows, the records the host moved to poison after exhausted retries.
+
+    The host moves such a message without our code running, so its window would show the record
+    as pending for ever. Accounting it as poisoned (``retries_exhausted``) lets the window
+    reconcile truthfully: the record is not archived, it waits in poison for a replay."""
+    now = now or datetime.now(UTC)
+    moved = [
+        e for e in tools.list(reason=PoisonReason.RETRIES_EXHAUSTED.value)
+        if e.message.record_key and e.message.window_id
+    ]
+    accounted = 0
+    by_window: dict[str, list[PoisonEntry]] = {}
+    for entry in moved:
+        by_window.setdefault(entry.message.window_id, []).append(entry)
+    for window_id, entries in by_window.items():
+        known = fold_outcomes(ledger.outcomes(window_id))
+        for entry in entries:
+            if entry.message.record_key in known:
+                continue  # already has an outcome (this run, an earlier one, or a replay since)
+            ledger.record_outcome(window_id, OutcomeEntry(
+                record_key=entry.message.record_key, message_id=entry.message.message_id,
+                outcome=RecordOutcome.POISONED, at=entry.failed_at, reason=entry.message.reason.value,
+                detail=entry.message.detail,
+            ))
+            accounted += 1
+    if accounted:
+        log.warning("%d record(s) the host moved to poison after exhausted retries accounted in their windows",
+                    accounted)
+    return accounted
