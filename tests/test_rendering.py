@@ -134,3 +134,18 @@ def test_system_events_read_as_words_a_reviewer_understands():
                            system={"eventType": "PARTICIPANT_ADDED", "description": "Bob was added"}))
     assert "Group event: Participant added" in item.text_body and "Bob was added" in item.text_body
     assert item.subject.startswith("WhatsApp group event from Alice Smith")
+
+
+def test_a_huge_participant_name_is_capped_in_headers_and_renders_quickly():
+    import time
+
+    from shared.domain.records import ArchiveRecord
+    from tests.builders import ALICE, record
+
+    giant = {**ALICE, "firstName": "Ωmega " * 100_000}
+    started = time.perf_counter()
+    item = render(ArchiveRecord.model_validate(record(sender=giant)), {})
+    item.to_mime_bytes()
+    name, _, phone = item.sender.display_name.rpartition(" ")
+    assert len(name) <= 120 and name.endswith("…") and phone == "(+447700900001)"
+    assert time.perf_counter() - started < 30  # a guard against hanging, not a benchmark

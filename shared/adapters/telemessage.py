@@ -133,7 +133,9 @@ class TeleMessageClient:
             raise _unexpected(response, what)
         try:
             body = response.json()
-        except ValueError:
+        except (ValueError, RecursionError):
+            # RecursionError: nesting deeper than the JSON parser goes. Not ours to fix, so the page
+            # is retried like any malformed page and ends in listing-poison, kept for a human.
             raise TransientError(f"malformed listing page for window {window.id}: not JSON") from None
         if not isinstance(body, dict) or not isinstance(body.get("items"), list):
             raise TransientError(

@@ -31,6 +31,7 @@ from shared.domain.window import isoformat_z
 SYNTHETIC_DOMAIN = "whatsapp.invalid"
 MAX_SUBJECT_LENGTH = 200
 MAX_FILE_NAME_LENGTH = 150
+MAX_NAME_LENGTH = 120
 
 KIND_LABELS = {
     "TEXT": "message", "IMAGE": "image", "VIDEO": "video", "AUDIO": "audio",
@@ -136,7 +137,9 @@ def participant_address(participant: Participant, default_region: str | None = N
     """The person as a mail address: their own when they have one, else a stable synthetic one."""
     phone = normalize_participant_phone(participant.phone, default_region)
     name = participant.name
-    cleaned = single_line(name) if name else ""
+    # A name is a label, not evidence (the claim check keeps it whole): capped, so a megabyte of
+    # "name" cannot make header folding crawl.
+    cleaned = shorten(single_line(name), MAX_NAME_LENGTH) if name else ""
     label_parts = [cleaned] if cleaned else []
     if phone:
         label_parts.append(f"({phone})")

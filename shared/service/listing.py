@@ -5,7 +5,9 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 from shared.domain.ledger import PageEntry
 from shared.domain.records import record_key
@@ -37,7 +39,7 @@ def list_slice_page(
     page = source.list_page(task.slice, task.page_token, page_size)
     keys: list[str] = []
     for raw in page.items:
-        body = json.dumps(raw, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+        body = serialise_item(raw)
         message_id = _message_id(raw)
         key = record_key(message_id) if message_id else "unidentified-" + hashlib.sha256(body).hexdigest()
         reference = records.put(key, body)
@@ -58,6 +60,86 @@ def _message_id(raw: object) -> str | None:
     to be poisoned as invalid_item with its payload kept rather than dropped here."""
     if isinstance(raw, dict):
         value = raw.get("messageId")
-        if isinstance(value, str) and 0 < len(value) <= 256:
+        if isinstance(value, str) and 0 < len(value) <= 256 and _is_utf8(value):
             return value
     return None
+
+
+def _is_utf8(text: str) -> bool:
+    # A "\\ud800" escape in the source's JSON parses to a lone surrogate: no UTF-8 form, so no key.
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def serialise_item(raw: object) -> bytes:
+    """The item as compact UTF-8 JSON, exactly the value the source sent, whatever it is.
+
+    Two things the plain ``json.dumps(...).encode()`` cannot store, and which must not stall the
+    page (one bad record would hold back every good record listed with it):
+    - text with lone surrogates (a "\\ud800" escape in the source's JSON): kept as \\u escapes;
+    - nesting deeper than Python's recursion limit: written out without recursion.
+    Either way the blob parses back to the same value, and import poisons it as invalid_item.
+    """
+    for ensure_ascii in (False, True):
+        try:
+            text = json.dumps(raw, ensure_ascii=ensure_ascii, separators=(",", ":"))
+        except RecursionError:
+            text = _dumps_without_recursion(raw, ensure_ascii=ensure_ascii)
+        try:
+            return text.encode("utf-8")
+        except UnicodeEncodeError:
+            continue  # lone surrogates: the ASCII form escapes them
+    raise AssertionError("ASCII JSON always encodes")  # pragma: no cover
+
+
+_END = object()
+
+
+def _dumps_without_recursion(value: object, *, ensure_ascii: bool) -> str:
+    """``json.dumps(value, separators=(",", ":"))`` with an explicit stack instead of recursion."""
+    parts: list[str] = []
+    open_containers: set[int] = set()
+    # Each frame: the container's remaining children, its closing bracket, its id, "first child?".
+    stack: list[list[Any]] = []
+
+    def begin(item: object) -> None:
+        if isinstance(item, dict | list | tuple):
+            if id(item) in open_containers:
+                raise ValueError("Circular reference detected")
+            open_containers.add(id(item))
+            is_object = isinstance(item, dict)
+            children: Iterator[Any] = iter(item.items()) if is_object else iter(item)
+            parts.append("{" if is_object else "[")
+            stack.append([children, "}" if is_object else "]", id(item), True])
+        else:
+            parts.append(json.dumps(item, ensure_ascii=ensure_ascii))
+
+    begin(value)
+    while stack:
+        frame = stack[-1]
+        child = next(frame[0], _END)
+        if child is _END:
+            parts.append(frame[1])
+            open_containers.discard(frame[2])
+            stack.pop()
+            continue
+        if not frame[3]:
+            parts.append(",")
+        frame[3] = False
+        if frame[1] == "}":
+            key, child = child
+            parts.append(json.dumps(_object_key(key), ensure_ascii=ensure_ascii) + ":")
+        begin(child)
+    return "".join(parts)
+
+
+def _object_key(key: object) -> str:
+    """An object key as json.dumps writes it (only text keys come from parsed JSON)."""
+    if isinstance(key, str):
+        return key
+    if key is None or isinstance(key, bool | int | float):
+        return json.dumps(key)
+    raise TypeError(f"keys must be str, int, float, bool or None, not {type(key).__name__}")
