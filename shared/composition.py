@@ -50,7 +50,10 @@ class Container:
         from shared.adapters.azure_storage import storage_service_clients
 
         s = self.settings
-        return storage_service_clients(s.storage_connection, s.storage_account_name, s.storage_client_id)
+        return storage_service_clients(
+            s.storage_connection, s.storage_account_name, s.storage_client_id,
+            s.storage_blob_service_uri, s.storage_queue_service_uri,
+        )
 
     def _queue(self, name: str):
         from shared.adapters.azure_storage import StorageQueue

@@ -49,6 +49,10 @@ class Settings(BaseSettings):
     storage_connection: str = Field("", validation_alias="AzureWebJobsStorage")
     storage_account_name: str = Field("", validation_alias="AzureWebJobsStorage__accountName")
     storage_client_id: str = Field("", validation_alias="AzureWebJobsStorage__clientId")
+    # Outside Azure's public cloud (Azure Government for GCC High, Azure China) the service URIs
+    # are set, as the Functions host reads them for its own triggers.
+    storage_blob_service_uri: str = Field("", validation_alias="AzureWebJobsStorage__blobServiceUri")
+    storage_queue_service_uri: str = Field("", validation_alias="AzureWebJobsStorage__queueServiceUri")
     records_container: str = "archive-records"
     state_container: str = "archive-state"
 

@@ -43,21 +43,27 @@ from shared.ports import QueuedMessage, RecordMissing, WatermarkConflict
 
 
 def storage_service_clients(
-    connection_string: str, account_name: str = "", client_id: str = ""
+    connection_string: str, account_name: str = "", client_id: str = "",
+    blob_service_uri: str = "", queue_service_uri: str = "",
 ) -> tuple[BlobServiceClient, QueueServiceClient]:
     if connection_string:
         return (
             BlobServiceClient.from_connection_string(connection_string),
             QueueServiceClient.from_connection_string(connection_string),
         )
-    if not account_name:
-        raise ConfigurationError("set AzureWebJobsStorage or AzureWebJobsStorage__accountName")
+    if not account_name and not (blob_service_uri and queue_service_uri):
+        raise ConfigurationError(
+            "set AzureWebJobsStorage, or AzureWebJobsStorage__accountName "
+            "(or __blobServiceUri and __queueServiceUri)"
+        )
     from azure.identity import DefaultAzureCredential, ManagedIdentityCredential
 
     credential = ManagedIdentityCredential(client_id=client_id) if client_id else DefaultAzureCredential()
     return (
-        BlobServiceClient(f"https://{account_name}.blob.core.windows.net", credential=credential),
-        QueueServiceClient(f"https://{account_name}.queue.core.windows.net", credential=credential),
+        BlobServiceClient(blob_service_uri or f"https://{account_name}.blob.core.windows.net", credential=credential),
+        QueueServiceClient(
+            queue_service_uri or f"https://{account_name}.queue.core.windows.net", credential=credential
+        ),
     )
 
 

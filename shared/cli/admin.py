@@ -92,7 +92,7 @@ def _container():
     except ValueError as error:
         raise AdminUsageError(f"settings: {error}") from None
     s = container.settings
-    if not (s.storage_connection or s.storage_account_name):
+    if not (s.storage_connection or s.storage_account_name or s.storage_blob_service_uri):
         raise AdminUsageError(
             "set AzureWebJobsStorage (or AzureWebJobsStorage__accountName) to the deployment's storage"
         )

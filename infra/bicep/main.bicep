@@ -1,0 +1,740 @@
+// WhatsApp Archiver: one resource group holding everything the connector needs in Azure.
+//
+//   az group create -n <rg> -l <region>
+//   az deployment group create -g <rg> -f infra/bicep/main.bicep -p namePrefix=... (see docs/deploy.md)
+//
+// The same deployment as infra/terraform (tests/test_infra.py keeps queues, containers and app
+// settings identical in both). Microsoft 365 permissions are not ARM resources: after this
+// deployment run infra/scripts/grant-graph-roles.sh and infra/scripts/scope-exchange-rbac.ps1.
+//
+// Deploy into the cloud your Microsoft 365 tenant lives in (az cloud set --name AzureUSGovernment
+// for GCC High and DoD) and set graphCloud to match: a managed identity only gets tokens from its
+// own cloud's Entra ID.
+
+targetScope = 'resourceGroup'
+
+// --- Naming, region, cloud --------------------------------------------------------------------
+
+@description('Short prefix for every resource name: lowercase letters and digits, 2 to 10 characters.')
+@minLength(2)
+@maxLength(10)
+param namePrefix string
+
+@description('Azure region; it must offer the Flex Consumption plan with Python 3.13.')
+param location string = resourceGroup().location
+
+@description('GRAPH_CLOUD: global (also GCC), usgov (GCC High), dod, china (21Vianet).')
+@allowed([
+  'global'
+  'usgov'
+  'dod'
+  'china'
+])
+param graphCloud string = 'global'
+
+@description('Storage redundancy. The account holds every record (claim checks) until it is archived.')
+@allowed([
+  'Standard_LRS'
+  'Standard_ZRS'
+  'Standard_GRS'
+  'Standard_GZRS'
+])
+param storageSku string = 'Standard_GRS'
+
+@description('Upper bound of Flex Consumption instances (each queue function scales out to it).')
+@minValue(1)
+@maxValue(1000)
+param maximumInstanceCount int = 40
+
+@description('Memory of one Flex Consumption instance.')
+@allowed([
+  512
+  2048
+  4096
+])
+param instanceMemoryMB int = 2048
+
+@description('Days the Log Analytics workspace keeps the app logs.')
+@minValue(30)
+@maxValue(730)
+param logRetentionDays int = 90
+
+@description('Alerts go to this address.')
+param alertEmail string
+
+@description('Function failures in one hour above which the failure alert fires (queue retries fail on purpose).')
+@minValue(0)
+param functionFailureThreshold int = 5
+
+// --- TeleMessage ------------------------------------------------------------------------------
+
+@description('TELEMESSAGE_BASE_URL: the TeleMessage archive API of your account.')
+param telemessageBaseUrl string
+
+@description('TeleMessage account user name; stored in Key Vault, never in an app setting.')
+@secure()
+param telemessageUsername string
+
+@description('TeleMessage account password; stored in Key Vault, never in an app setting.')
+@secure()
+param telemessagePassword string
+
+@description('TELEMESSAGE_PAGE_SIZE: records per listing page (1-1000).')
+@minValue(1)
+@maxValue(1000)
+param telemessagePageSize int = 200
+
+// --- Schedule and windows ---------------------------------------------------------------------
+
+@description('ARCHIVE_SCHEDULE: NCRONTAB with 6 fields, in UTC. Daily at 02:00 UTC by default.')
+param archiveSchedule string = '0 0 2 * * *'
+
+@description('FIRST_RUN_LOOKBACK_HOURS: the first window when there is no watermark yet.')
+@minValue(1)
+@maxValue(744)
+param firstRunLookbackHours int = 24
+
+@description('SLICE_MINUTES: capture time per listing work item.')
+@minValue(1)
+@maxValue(1440)
+param sliceMinutes int = 60
+
+@description('MAX_WINDOW_DAYS: longest window one run hands off.')
+@minValue(1)
+@maxValue(31)
+param maxWindowDays int = 31
+
+@description('LISTING_OVERLAP_MINUTES: capture time re-listed before the watermark (repeats are skipped).')
+@minValue(0)
+@maxValue(1440)
+param listingOverlapMinutes int = 0
+
+@description('CAPTURE_SETTLE_MINUTES: windows end this long before now.')
+@minValue(0)
+@maxValue(1440)
+param captureSettleMinutes int = 15
+
+// --- Mapping ----------------------------------------------------------------------------------
+
+@description('CUSTOM_MAPPING_ENABLED: the phone -> email CSV (python -m shared.cli mapping upload).')
+param customMappingEnabled bool = true
+
+@description('AUTO_MAPPING_ENABLED: the participant email property of a record.')
+param autoMappingEnabled bool = true
+
+@description('DIRECTORY_PHONE_MAPPING_ENABLED: the Entra ID user whose mobilePhone/businessPhones is the number.')
+param directoryPhoneMappingEnabled bool = false
+
+@description('DEFAULT_PHONE_REGION: region such as GB for numbers written without a country code; empty for none.')
+param defaultPhoneRegion string = ''
+
+@description('MAPPING_BLOB: the mapping CSV in the state container.')
+param mappingBlob string = 'mapping/phone-to-email.csv'
+
+@description('CATCH_ALL_MAILBOX: records no participant maps to go here instead of poison; empty for none.')
+param catchAllMailbox string = ''
+
+// --- Delivery ---------------------------------------------------------------------------------
+
+@description('MAX_ITEM_MB: largest rendered item in MB (at most 150).')
+@minValue(1)
+@maxValue(150)
+param maxItemMb int = 10
+
+@description('ARCHIVE_FOLDER_NAME: the folder under the mailbox root.')
+param archiveFolderName string = 'WhatsApp Archiver'
+
+@description('ARCHIVE_ITEM_CLASS: item class of archived items; keep it derived from IPM.Note.')
+param archiveItemClass string = 'IPM.Note.WhatsAppArchiver'
+
+@description('GRAPH_UPLOAD_SESSIONS: attachments over 3 MB through upload sessions; false where the cloud lacks them.')
+param graphUploadSessions bool = true
+
+@description('GRAPH_CONVERSATION_PROPERTIES: group a chat into one Outlook conversation.')
+param graphConversationProperties bool = true
+
+@description('Client id of an app registration to use for Graph instead of the managed identity; empty: the managed identity.')
+param graphAppClientId string = ''
+
+@description('Name of a Key Vault certificate of that app registration (imported after deployment); empty: none.')
+param graphCertificateName string = ''
+
+// --- Daily transcripts and status -------------------------------------------------------------
+
+@description('DAILY_TRANSCRIPTS: one item per chat, day and mailbox instead of one per record.')
+param dailyTranscripts bool = false
+
+@description('TRANSCRIPT_TIME_ZONE: IANA zone whose calendar days transcripts cover.')
+param transcriptTimeZone string = 'UTC'
+
+@description('TRANSCRIPT_DELAY_MINUTES: wait after a hand-off before composing the days that are over.')
+@minValue(0)
+@maxValue(1440)
+param transcriptDelayMinutes int = 30
+
+@description('TRANSCRIPT_MAX_WAIT_HOURS: compose anyway after this long.')
+@minValue(1)
+@maxValue(72)
+param transcriptMaxWaitHours int = 6
+
+@description('STATUS_RECENT_WINDOWS: windows shown by archive_status.')
+@minValue(1)
+@maxValue(366)
+param statusRecentWindows int = 14
+
+// --- Names ------------------------------------------------------------------------------------
+
+var suffix = uniqueString(resourceGroup().id)
+var storageAccountName = take(toLower('${namePrefix}st${suffix}'), 24)
+var keyVaultName = take(toLower('${namePrefix}kv${suffix}'), 24)
+var functionAppName = '${namePrefix}-func-${suffix}'
+
+// Queue names are fixed in the code (shared/settings.py); the host creates a -poison queue on
+// first use, they are created here so that the poison alert and `poison list` work from day one.
+var queueNames = [
+  'listing'
+  'items'
+  'transcripts'
+  'listing-poison'
+  'items-poison'
+  'transcripts-poison'
+]
+var deploymentContainerName = 'app-package'
+var recordsContainerName = 'archive-records'
+var stateContainerName = 'archive-state'
+var containerNames = [
+  deploymentContainerName
+  recordsContainerName
+  stateContainerName
+]
+
+// Built-in role definitions (the same GUID in every Azure cloud).
+var storageBlobDataOwner = 'b7e6dc6d-f1e8-4753-8033-0f276bb0955b'
+var storageQueueDataContributor = '974c5e8b-45b9-4653-ba55-5f855dd0fb88'
+var keyVaultSecretsUser = '4633458b-17de-408a-b874-0445c86b69e6'
+var monitoringMetricsPublisher = '3913510d-42f4-4e42-8a64-420c390055eb'
+
+var useAppRegistration = !empty(graphAppClientId)
+
+// --- Identity ---------------------------------------------------------------------------------
+
+// One user-assigned identity for everything: host storage, the code's storage clients, Key Vault
+// references, keyless Application Insights and (through the scripts) Microsoft Graph.
+resource identity 'Microsoft.ManagedIdentity/userAssignedIdentities@2023-01-31' = {
+  name: '${namePrefix}-id'
+  location: location
+}
+
+// --- Storage ----------------------------------------------------------------------------------
+
+resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' = {
+  // checkov:skip=CKV_AZURE_35:No VNet in this deployment: the Flex app reaches storage over its public endpoint, authenticated by Entra ID only (shared keys off). Add VNet integration and private endpoints where policy requires (docs/deploy.md).
+  // checkov:skip=CKV_AZURE_43:The name is computed, take('<namePrefix>st<uniqueString>', 24), lowercase letters and digits within 24 characters; checkov cannot evaluate the expression.
+  // checkov:skip=CKV_AZURE_59:Same reason as CKV_AZURE_35: without a VNet the app needs the public endpoint; every request needs an Entra ID token and an RBAC role.
+  name: storageAccountName
+  location: location
+  kind: 'StorageV2'
+  sku: {
+    name: storageSku
+  }
+  properties: {
+    accessTier: 'Hot'
+    allowSharedKeyAccess: false
+    defaultToOAuthAuthentication: true
+    allowBlobPublicAccess: false
+    allowCrossTenantReplication: false
+    minimumTlsVersion: 'TLS1_2'
+    supportsHttpsTrafficOnly: true
+    publicNetworkAccess: 'Enabled'
+    networkAcls: {
+      defaultAction: 'Allow'
+      bypass: 'AzureServices'
+    }
+  }
+}
+
+resource blobService 'Microsoft.Storage/storageAccounts/blobServices@2023-05-01' = {
+  parent: storage
+  name: 'default'
+  properties: {
+    deleteRetentionPolicy: {
+      enabled: true
+      days: 7
+    }
+    containerDeleteRetentionPolicy: {
+      enabled: true
+      days: 7
+    }
+  }
+}
+
+resource containers 'Microsoft.Storage/storageAccounts/blobServices/containers@2023-05-01' = [for name in containerNames: {
+  parent: blobService
+  name: name
+  properties: {
+    publicAccess: 'None'
+  }
+}]
+
+resource queueService 'Microsoft.Storage/storageAccounts/queueServices@2023-05-01' = {
+  parent: storage
+  name: 'default'
+}
+
+resource queues 'Microsoft.Storage/storageAccounts/queueServices/queues@2023-05-01' = [for name in queueNames: {
+  parent: queueService
+  name: name
+}]
+
+// Storage Blob Data Owner: what the Functions host documents for identity-based AzureWebJobsStorage
+// (timer singleton and listener leases, the timer's schedule monitor, host keys, the Flex
+// deployment package); the code's claim checks, state, ledger and lease-held delivery records need
+// Contributor, which Owner includes. Owner adds only POSIX ACL/ownership changes on Data Lake
+// accounts (this one has no hierarchical namespace).
+resource blobOwnerRole 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(storage.id, identity.id, storageBlobDataOwner)
+  scope: storage
+  properties: {
+    principalId: identity.properties.principalId
+    principalType: 'ServicePrincipal'
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', storageBlobDataOwner)
+  }
+}
+
+// Storage Queue Data Contributor: the queue triggers read, update and delete messages and the host
+// creates -poison queues and moves messages there; the code sends (listing, items, transcripts,
+// poison), reads queue depth (metadata) and replays/purges poison. Message Processor + Sender are
+// not enough (no queue metadata, no queue creation), so they are not assigned besides.
+resource queueContributorRole 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(storage.id, identity.id, storageQueueDataContributor)
+  scope: storage
+  properties: {
+    principalId: identity.properties.principalId
+    principalType: 'ServicePrincipal'
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', storageQueueDataContributor)
+  }
+}
+
+// No Table role: neither the host (no Durable Functions) nor the code uses tables.
+
+// --- Key Vault --------------------------------------------------------------------------------
+
+resource vault 'Microsoft.KeyVault/vaults@2023-07-01' = {
+  // checkov:skip=CKV_AZURE_109:No VNet in this deployment: Key Vault references are resolved by the platform over the public endpoint with the app's identity and an RBAC role; restrict it with VNet integration and a private endpoint where policy requires.
+  // checkov:skip=CKV_AZURE_189:Same reason as CKV_AZURE_109.
+  name: keyVaultName
+  location: location
+  properties: {
+    tenantId: subscription().tenantId
+    sku: {
+      family: 'A'
+      name: 'standard'
+    }
+    enableRbacAuthorization: true
+    enableSoftDelete: true
+    softDeleteRetentionInDays: 90
+    enablePurgeProtection: true
+    publicNetworkAccess: 'Enabled'
+    networkAcls: {
+      defaultAction: 'Allow'
+      bypass: 'AzureServices'
+    }
+  }
+}
+
+resource telemessageUsernameSecret 'Microsoft.KeyVault/vaults/secrets@2023-07-01' = {
+  // checkov:skip=CKV_AZURE_41:TeleMessage account credentials have no expiry of their own; an expiry date here would only stop the connector. Rotate them at TeleMessage and update the secret.
+  parent: vault
+  name: 'telemessage-username'
+  properties: {
+    value: telemessageUsername
+    contentType: 'text/plain'
+  }
+}
+
+resource telemessagePasswordSecret 'Microsoft.KeyVault/vaults/secrets@2023-07-01' = {
+  // checkov:skip=CKV_AZURE_41:TeleMessage account credentials have no expiry of their own; an expiry date here would only stop the connector. Rotate them at TeleMessage and update the secret.
+  parent: vault
+  name: 'telemessage-password'
+  properties: {
+    value: telemessagePassword
+    contentType: 'text/plain'
+  }
+}
+
+// Key Vault Secrets User on this vault only: read secret values for the app settings' Key Vault
+// references (the TeleMessage credentials and, if used, the Graph certificate's secret).
+resource vaultSecretsUserRole 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(vault.id, identity.id, keyVaultSecretsUser)
+  scope: vault
+  properties: {
+    principalId: identity.properties.principalId
+    principalType: 'ServicePrincipal'
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', keyVaultSecretsUser)
+  }
+}
+
+// --- Monitoring -------------------------------------------------------------------------------
+
+resource logs 'Microsoft.OperationalInsights/workspaces@2023-09-01' = {
+  name: '${namePrefix}-log'
+  location: location
+  properties: {
+    sku: {
+      name: 'PerGB2018'
+    }
+    retentionInDays: logRetentionDays
+  }
+}
+
+resource appInsights 'Microsoft.Insights/components@2020-02-02' = {
+  name: '${namePrefix}-appi'
+  location: location
+  kind: 'web'
+  properties: {
+    Application_Type: 'web'
+    WorkspaceResourceId: logs.id
+    IngestionMode: 'LogAnalytics'
+    DisableLocalAuth: true
+  }
+}
+
+// Monitoring Metrics Publisher on this component only: keyless (Entra ID) telemetry ingestion,
+// required once DisableLocalAuth is true.
+resource metricsPublisherRole 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(appInsights.id, identity.id, monitoringMetricsPublisher)
+  scope: appInsights
+  properties: {
+    principalId: identity.properties.principalId
+    principalType: 'ServicePrincipal'
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', monitoringMetricsPublisher)
+  }
+}
+
+resource storageBlobLogs 'Microsoft.Insights/diagnosticSettings@2021-05-01-preview' = {
+  name: 'storageBlobLogs'
+  scope: blobService
+  properties: {
+    workspaceId: logs.id
+    logs: [
+      {
+        category: 'StorageRead'
+        enabled: true
+      }
+      {
+        category: 'StorageWrite'
+        enabled: true
+      }
+      {
+        category: 'StorageDelete'
+        enabled: true
+      }
+    ]
+  }
+}
+
+resource storageQueueLogs 'Microsoft.Insights/diagnosticSettings@2021-05-01-preview' = {
+  name: 'storageQueueLogs'
+  scope: queueService
+  properties: {
+    workspaceId: logs.id
+    logs: [
+      {
+        category: 'StorageRead'
+        enabled: true
+      }
+      {
+        category: 'StorageWrite'
+        enabled: true
+      }
+      {
+        category: 'StorageDelete'
+        enabled: true
+      }
+    ]
+  }
+}
+
+resource actionGroup 'Microsoft.Insights/actionGroups@2023-01-01' = {
+  name: '${namePrefix}-alerts'
+  location: 'Global'
+  properties: {
+    groupShortName: 'waarchiver'
+    enabled: true
+    emailReceivers: [
+      {
+        name: 'operator'
+        emailAddress: alertEmail
+        useCommonAlertSchema: true
+      }
+    ]
+  }
+}
+
+// Poison: Azure Storage queue metrics are per account (no per-queue dimension), so "items-poison
+// is not empty" cannot be a metric alert. The alert reads the app's own logs instead: the
+// connector logs every record it poisons ("... poisoned ...", "moved to poison") and the host
+// logs "Moving message to queue '<name>-poison'" when retries run out. It fires on each new poison
+// message; `python -m shared.cli poison list` shows what is there.
+resource poisonAlert 'Microsoft.Insights/scheduledQueryRules@2022-06-15' = {
+  name: '${namePrefix}-poison'
+  location: location
+  properties: {
+    displayName: 'WhatsApp Archiver: records poisoned'
+    description: 'A record or task went to a -poison queue. Run python -m shared.cli poison list.'
+    severity: 2
+    enabled: true
+    scopes: [
+      appInsights.id
+    ]
+    evaluationFrequency: 'PT15M'
+    windowSize: 'PT15M'
+    criteria: {
+      allOf: [
+        {
+          query: 'traces | where message has "poisoned" or message has "moved to poison" or (message has "MaxDequeueCount" and message has "-poison")'
+          timeAggregation: 'Count'
+          operator: 'GreaterThan'
+          threshold: 0
+          failingPeriods: {
+            numberOfEvaluationPeriods: 1
+            minFailingPeriodsToAlert: 1
+          }
+        }
+      ]
+    }
+    autoMitigate: false
+    actions: {
+      actionGroups: [
+        actionGroup.id
+      ]
+    }
+  }
+}
+
+// No reconciled window in 26 hours: the timer runs daily and logs "window <id> DOES NOT RECONCILE"
+// (ERROR) at every run for a window still unreconciled 6 hours after its hand-off. The alert also
+// fires when no timer run succeeded in 26 hours (the app is stopped, not deployed, or failing).
+resource reconcileAlert 'Microsoft.Insights/scheduledQueryRules@2022-06-15' = {
+  name: '${namePrefix}-not-reconciled'
+  location: location
+  properties: {
+    displayName: 'WhatsApp Archiver: no reconciled window in 26 hours'
+    description: 'A window does not reconcile, or the archive timer has not run successfully for 26 hours. Run python -m shared.cli status.'
+    severity: 1
+    enabled: true
+    scopes: [
+      appInsights.id
+    ]
+    evaluationFrequency: 'PT1H'
+    windowSize: 'P2D'
+    criteria: {
+      allOf: [
+        {
+          query: 'let runs = toscalar(requests | where timestamp > ago(26h) and operation_Name =~ "schedule_archive_window" and success == true | count); let unreconciled = toscalar(traces | where timestamp > ago(26h) and severityLevel >= 3 and message has "DOES NOT RECONCILE" | count); print runs = runs, unreconciled = unreconciled | where runs == 0 or unreconciled > 0'
+          timeAggregation: 'Count'
+          operator: 'GreaterThan'
+          threshold: 0
+          failingPeriods: {
+            numberOfEvaluationPeriods: 1
+            minFailingPeriodsToAlert: 1
+          }
+        }
+      ]
+    }
+    autoMitigate: true
+    actions: {
+      actionGroups: [
+        actionGroup.id
+      ]
+    }
+  }
+}
+
+resource failureAlert 'Microsoft.Insights/scheduledQueryRules@2022-06-15' = {
+  name: '${namePrefix}-function-failures'
+  location: location
+  properties: {
+    displayName: 'WhatsApp Archiver: function failures'
+    description: 'Function invocations failed (exceptions reach the host); transient ones are retried by the queue.'
+    severity: 2
+    enabled: true
+    scopes: [
+      appInsights.id
+    ]
+    evaluationFrequency: 'PT15M'
+    windowSize: 'PT1H'
+    criteria: {
+      allOf: [
+        {
+          query: 'requests | where success == false'
+          timeAggregation: 'Count'
+          operator: 'GreaterThan'
+          threshold: functionFailureThreshold
+          failingPeriods: {
+            numberOfEvaluationPeriods: 1
+            minFailingPeriodsToAlert: 1
+          }
+        }
+      ]
+    }
+    autoMitigate: true
+    actions: {
+      actionGroups: [
+        actionGroup.id
+      ]
+    }
+  }
+}
+
+// --- Function app -----------------------------------------------------------------------------
+
+resource plan 'Microsoft.Web/serverfarms@2024-04-01' = {
+  // checkov:skip=CKV_AZURE_225:Zone redundancy for Flex Consumption is offered in some regions only; the queues retry work on another instance, and storage redundancy is set by storageSku.
+  name: '${namePrefix}-plan'
+  location: location
+  kind: 'functionapp'
+  sku: {
+    name: 'FC1'
+    tier: 'FlexConsumption'
+  }
+  properties: {
+    reserved: true
+  }
+}
+
+var appSettings = {
+  // Functions host: identity-based AzureWebJobsStorage (the code reads __accountName and __clientId
+  // too). The service URIs carry the cloud's storage suffix, which accountName alone does not.
+  AzureWebJobsStorage__accountName: storage.name
+  AzureWebJobsStorage__credential: 'managedidentity'
+  AzureWebJobsStorage__clientId: identity.properties.clientId
+  AzureWebJobsStorage__blobServiceUri: storage.properties.primaryEndpoints.blob
+  AzureWebJobsStorage__queueServiceUri: storage.properties.primaryEndpoints.queue
+  // Keyless Application Insights.
+  APPLICATIONINSIGHTS_CONNECTION_STRING: appInsights.properties.ConnectionString
+  APPLICATIONINSIGHTS_AUTHENTICATION_STRING: 'Authorization=AAD;ClientId=${identity.properties.clientId}'
+  // The connector (shared/settings.py).
+  ARCHIVE_SCHEDULE: archiveSchedule
+  FIRST_RUN_LOOKBACK_HOURS: string(firstRunLookbackHours)
+  SLICE_MINUTES: string(sliceMinutes)
+  MAX_WINDOW_DAYS: string(maxWindowDays)
+  LISTING_OVERLAP_MINUTES: string(listingOverlapMinutes)
+  CAPTURE_SETTLE_MINUTES: string(captureSettleMinutes)
+  TELEMESSAGE_BASE_URL: telemessageBaseUrl
+  TELEMESSAGE_USERNAME: '@Microsoft.KeyVault(SecretUri=${telemessageUsernameSecret.properties.secretUri})'
+  TELEMESSAGE_PASSWORD: '@Microsoft.KeyVault(SecretUri=${telemessagePasswordSecret.properties.secretUri})'
+  TELEMESSAGE_PAGE_SIZE: string(telemessagePageSize)
+  RECORDS_CONTAINER: recordsContainerName
+  STATE_CONTAINER: stateContainerName
+  CUSTOM_MAPPING_ENABLED: customMappingEnabled ? 'true' : 'false'
+  AUTO_MAPPING_ENABLED: autoMappingEnabled ? 'true' : 'false'
+  DIRECTORY_PHONE_MAPPING_ENABLED: directoryPhoneMappingEnabled ? 'true' : 'false'
+  DEFAULT_PHONE_REGION: defaultPhoneRegion
+  MAPPING_BLOB: mappingBlob
+  CATCH_ALL_MAILBOX: catchAllMailbox
+  MAX_ITEM_MB: string(maxItemMb)
+  ARCHIVE_FOLDER_NAME: archiveFolderName
+  ARCHIVE_ITEM_CLASS: archiveItemClass
+  DAILY_TRANSCRIPTS: dailyTranscripts ? 'true' : 'false'
+  TRANSCRIPT_TIME_ZONE: transcriptTimeZone
+  TRANSCRIPT_DELAY_MINUTES: string(transcriptDelayMinutes)
+  TRANSCRIPT_MAX_WAIT_HOURS: string(transcriptMaxWaitHours)
+  GRAPH_CLOUD: graphCloud
+  GRAPH_UPLOAD_SESSIONS: graphUploadSessions ? 'true' : 'false'
+  GRAPH_CONVERSATION_PROPERTIES: graphConversationProperties ? 'true' : 'false'
+  // Graph credential: the managed identity (AZURE_CLIENT_ID), or an app registration with a
+  // certificate from Key Vault. The code refuses both at once, so one side is always empty.
+  AZURE_CLIENT_ID: useAppRegistration ? '' : identity.properties.clientId
+  GRAPH_TENANT_ID: useAppRegistration ? subscription().tenantId : ''
+  GRAPH_CLIENT_ID: graphAppClientId
+  GRAPH_CERTIFICATE: empty(graphCertificateName) ? '' : '@Microsoft.KeyVault(SecretUri=${vault.properties.vaultUri}secrets/${graphCertificateName}/)'
+  STATUS_RECENT_WINDOWS: string(statusRecentWindows)
+}
+
+resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
+  // checkov:skip=CKV_AZURE_17:Client certificates do not apply: the only HTTP function (archive_status) is protected by a function key; the others are timer and queue triggers.
+  // checkov:skip=CKV_AZURE_212:Flex Consumption scales from zero by design; the daily timer and the queue triggers need no always-on instance, and queue work retries on any instance.
+  // checkov:skip=CKV_AZURE_213:No health check: the only HTTP endpoint (archive_status) needs a function key, which a platform health probe does not send; the alerts watch the app instead.
+  // checkov:skip=CKV_AZURE_222:No VNet in this deployment: archive_status needs a reachable endpoint (function key); restrict it with access restrictions or a private endpoint where policy requires.
+  name: functionAppName
+  location: location
+  kind: 'functionapp,linux'
+  identity: {
+    type: 'UserAssigned'
+    userAssignedIdentities: {
+      '${identity.id}': {}
+    }
+  }
+  properties: {
+    serverFarmId: plan.id
+    httpsOnly: true
+    clientCertEnabled: false
+    keyVaultReferenceIdentity: identity.id
+    functionAppConfig: {
+      deployment: {
+        storage: {
+          type: 'blobContainer'
+          value: '${storage.properties.primaryEndpoints.blob}${deploymentContainerName}'
+          authentication: {
+            type: 'UserAssignedIdentity'
+            userAssignedIdentityResourceId: identity.id
+          }
+        }
+      }
+      scaleAndConcurrency: {
+        maximumInstanceCount: maximumInstanceCount
+        instanceMemoryMB: instanceMemoryMB
+      }
+      runtime: {
+        name: 'python'
+        version: '3.13'
+      }
+    }
+    siteConfig: {
+      minTlsVersion: '1.2'
+      http20Enabled: true
+      ftpsState: 'Disabled'
+      appSettings: [for setting in items(appSettings): {
+        name: setting.key
+        value: setting.value
+      }]
+    }
+  }
+  dependsOn: [
+    containers
+    queues
+    blobOwnerRole
+    queueContributorRole
+    vaultSecretsUserRole
+    metricsPublisherRole
+  ]
+}
+
+// Publishing with Entra ID only (az functionapp deployment ... uses a token): no basic-auth
+// publishing credentials for FTP or SCM.
+resource ftpBasicAuth 'Microsoft.Web/sites/basicPublishingCredentialsPolicies@2023-12-01' = {
+  parent: functionApp
+  name: 'ftp'
+  properties: {
+    allow: false
+  }
+}
+
+resource scmBasicAuth 'Microsoft.Web/sites/basicPublishingCredentialsPolicies@2023-12-01' = {
+  parent: functionApp
+  name: 'scm'
+  properties: {
+    allow: false
+  }
+}
+
+// --- Outputs ----------------------------------------------------------------------------------
+
+output functionAppName string = functionApp.name
+output storageAccountName string = storage.name
+output keyVaultName string = vault.name
+output appInsightsName string = appInsights.name
+output identityName string = identity.name
+output identityClientId string = identity.properties.clientId
+output identityPrincipalId string = identity.properties.principalId

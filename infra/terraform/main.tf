@@ -1,0 +1,120 @@
+data "azurerm_client_config" "current" {}
+
+locals {
+  # Stable per subscription and resource group, like Bicep's uniqueString(resourceGroup().id).
+  suffix               = substr(sha1("${var.subscription_id}/${var.resource_group_name}"), 0, 13)
+  storage_account_name = substr("${var.name_prefix}st${local.suffix}", 0, 24)
+  key_vault_name       = substr("${var.name_prefix}kv${local.suffix}", 0, 24)
+  function_app_name    = "${var.name_prefix}-func-${local.suffix}"
+
+  # Queue names are fixed in the code (shared/settings.py); the host creates a -poison queue on
+  # first use, they are created here so that the poison alert and `poison list` work from day one.
+  queue_names = [
+    "listing",
+    "items",
+    "transcripts",
+    "listing-poison",
+    "items-poison",
+    "transcripts-poison",
+  ]
+  deployment_container_name = "app-package"
+  records_container_name    = "archive-records"
+  state_container_name      = "archive-state"
+  container_names = [
+    local.deployment_container_name,
+    local.records_container_name,
+    local.state_container_name,
+  ]
+}
+
+resource "azurerm_resource_group" "main" {
+  name     = var.resource_group_name
+  location = var.location
+}
+
+# --- Identity ------------------------------------------------------------------------------------
+
+# One user-assigned identity for everything: host storage, the code's storage clients, Key Vault
+# references, keyless Application Insights and Microsoft Graph (graph.tf).
+resource "azurerm_user_assigned_identity" "app" {
+  name                = "${var.name_prefix}-id"
+  location            = azurerm_resource_group.main.location
+  resource_group_name = azurerm_resource_group.main.name
+}
+
+# --- Storage -------------------------------------------------------------------------------------
+
+resource "azurerm_storage_account" "main" {
+  #checkov:skip=CKV_AZURE_35:No VNet in this deployment: the Flex app reaches storage over its public endpoint, authenticated by Entra ID only (shared keys off). Add VNet integration and private endpoints where policy requires (docs/deploy.md).
+  #checkov:skip=CKV_AZURE_59:Public network access stays on for the same reason as CKV_AZURE_35: without a VNet the app needs the public endpoint; every request needs an Entra ID token and an RBAC role.
+  #checkov:skip=CKV2_AZURE_33:No private endpoint: no VNet in this deployment, see CKV_AZURE_35.
+  #checkov:skip=CKV2_AZURE_1:Microsoft-managed keys: a customer-managed key needs a key, its rotation and vault access of its own; add one if your policy demands it.
+  #checkov:skip=CKV_AZURE_33:Classic Storage Analytics queue logging needs shared keys, which are disabled; queue reads, writes and deletes go to Log Analytics through azurerm_monitor_diagnostic_setting.storage_queue instead.
+  name                             = local.storage_account_name
+  resource_group_name              = azurerm_resource_group.main.name
+  location                         = azurerm_resource_group.main.location
+  account_kind                     = "StorageV2"
+  account_tier                     = "Standard"
+  account_replication_type         = var.storage_sku
+  access_tier                      = "Hot"
+  shared_access_key_enabled        = false
+  default_to_oauth_authentication  = true
+  allow_nested_items_to_be_public  = false
+  cross_tenant_replication_enabled = false
+  min_tls_version                  = "TLS1_2"
+  https_traffic_only_enabled       = true
+  public_network_access_enabled    = true
+
+  network_rules {
+    default_action = "Allow"
+    bypass         = ["AzureServices"]
+  }
+
+  blob_properties {
+    delete_retention_policy {
+      days = 7
+    }
+    container_delete_retention_policy {
+      days = 7
+    }
+  }
+}
+
+resource "azurerm_storage_container" "main" {
+  #checkov:skip=CKV2_AZURE_21:This check wants azurerm_log_analytics_storage_insights, which reads blobs with the account key; shared keys are disabled. Blob reads, writes and deletes go to Log Analytics through azurerm_monitor_diagnostic_setting.storage_blob instead.
+  for_each              = toset(local.container_names)
+  name                  = each.value
+  storage_account_id    = azurerm_storage_account.main.id
+  container_access_type = "private"
+}
+
+resource "azurerm_storage_queue" "main" {
+  for_each           = toset(local.queue_names)
+  name               = each.value
+  storage_account_id = azurerm_storage_account.main.id
+}
+
+# Storage Blob Data Owner: what the Functions host documents for identity-based AzureWebJobsStorage
+# (timer singleton and listener leases, the timer's schedule monitor, host keys, the Flex
+# deployment package); the code's claim checks, state, ledger and lease-held delivery records need
+# Contributor, which Owner includes. Owner adds only POSIX ACL/ownership changes on Data Lake
+# accounts (this one has no hierarchical namespace).
+resource "azurerm_role_assignment" "blob_owner" {
+  scope                = azurerm_storage_account.main.id
+  role_definition_name = "Storage Blob Data Owner"
+  principal_id         = azurerm_user_assigned_identity.app.principal_id
+  principal_type       = "ServicePrincipal"
+}
+
+# Storage Queue Data Contributor: the queue triggers read, update and delete messages and the host
+# creates -poison queues and moves messages there; the code sends (listing, items, transcripts,
+# poison), reads queue depth (metadata) and replays/purges poison. Message Processor + Sender are
+# not enough (no queue metadata, no queue creation), so they are not assigned besides.
+resource "azurerm_role_assignment" "queue_contributor" {
+  scope                = azurerm_storage_account.main.id
+  role_definition_name = "Storage Queue Data Contributor"
+  principal_id         = azurerm_user_assigned_identity.app.principal_id
+  principal_type       = "ServicePrincipal"
+}
+
+# No Table role: neither the host (no Durable Functions) nor the code uses tables.

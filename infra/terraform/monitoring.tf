@@ -1,0 +1,153 @@
+resource "azurerm_log_analytics_workspace" "main" {
+  name                = "${var.name_prefix}-log"
+  location            = azurerm_resource_group.main.location
+  resource_group_name = azurerm_resource_group.main.name
+  sku                 = "PerGB2018"
+  retention_in_days   = var.log_retention_days
+}
+
+resource "azurerm_application_insights" "main" {
+  name                = "${var.name_prefix}-appi"
+  location            = azurerm_resource_group.main.location
+  resource_group_name = azurerm_resource_group.main.name
+  application_type    = "web"
+  workspace_id        = azurerm_log_analytics_workspace.main.id
+  # Keyless: telemetry only with an Entra ID token (APPLICATIONINSIGHTS_AUTHENTICATION_STRING).
+  local_authentication_disabled = true
+}
+
+# Monitoring Metrics Publisher on this component only: keyless (Entra ID) telemetry ingestion,
+# required once local authentication is disabled.
+resource "azurerm_role_assignment" "metrics_publisher" {
+  scope                = azurerm_application_insights.main.id
+  role_definition_name = "Monitoring Metrics Publisher"
+  principal_id         = azurerm_user_assigned_identity.app.principal_id
+  principal_type       = "ServicePrincipal"
+}
+
+resource "azurerm_monitor_diagnostic_setting" "storage_blob" {
+  name                       = "storageBlobLogs"
+  target_resource_id         = "${azurerm_storage_account.main.id}/blobServices/default"
+  log_analytics_workspace_id = azurerm_log_analytics_workspace.main.id
+  enabled_log {
+    category = "StorageRead"
+  }
+  enabled_log {
+    category = "StorageWrite"
+  }
+  enabled_log {
+    category = "StorageDelete"
+  }
+}
+
+resource "azurerm_monitor_diagnostic_setting" "storage_queue" {
+  name                       = "storageQueueLogs"
+  target_resource_id         = "${azurerm_storage_account.main.id}/queueServices/default"
+  log_analytics_workspace_id = azurerm_log_analytics_workspace.main.id
+  enabled_log {
+    category = "StorageRead"
+  }
+  enabled_log {
+    category = "StorageWrite"
+  }
+  enabled_log {
+    category = "StorageDelete"
+  }
+}
+
+resource "azurerm_monitor_action_group" "main" {
+  name                = "${var.name_prefix}-alerts"
+  resource_group_name = azurerm_resource_group.main.name
+  short_name          = "waarchiver"
+  email_receiver {
+    name                    = "operator"
+    email_address           = var.alert_email
+    use_common_alert_schema = true
+  }
+}
+
+# Poison: Azure Storage queue metrics are per account (no per-queue dimension), so "items-poison
+# is not empty" cannot be a metric alert. The alert reads the app's own logs instead: the
+# connector logs every record it poisons ("... poisoned ...", "moved to poison") and the host
+# logs "Moving message to queue '<name>-poison'" when retries run out. It fires on each new poison
+# message; `python -m shared.cli poison list` shows what is there.
+resource "azurerm_monitor_scheduled_query_rules_alert_v2" "poison" {
+  name                    = "${var.name_prefix}-poison"
+  display_name            = "WhatsApp Archiver: records poisoned"
+  description             = "A record or task went to a -poison queue. Run python -m shared.cli poison list."
+  resource_group_name     = azurerm_resource_group.main.name
+  location                = azurerm_resource_group.main.location
+  scopes                  = [azurerm_application_insights.main.id]
+  severity                = 2
+  evaluation_frequency    = "PT15M"
+  window_duration         = "PT15M"
+  auto_mitigation_enabled = false
+  criteria {
+    query                   = "traces | where message has \"poisoned\" or message has \"moved to poison\" or (message has \"MaxDequeueCount\" and message has \"-poison\")"
+    time_aggregation_method = "Count"
+    operator                = "GreaterThan"
+    threshold               = 0
+    failing_periods {
+      number_of_evaluation_periods             = 1
+      minimum_failing_periods_to_trigger_alert = 1
+    }
+  }
+  action {
+    action_groups = [azurerm_monitor_action_group.main.id]
+  }
+}
+
+# No reconciled window in 26 hours: the timer runs daily and logs "window <id> DOES NOT RECONCILE"
+# (ERROR) at every run for a window still unreconciled 6 hours after its hand-off. The alert also
+# fires when no timer run succeeded in 26 hours (the app is stopped, not deployed, or failing).
+resource "azurerm_monitor_scheduled_query_rules_alert_v2" "not_reconciled" {
+  name                    = "${var.name_prefix}-not-reconciled"
+  display_name            = "WhatsApp Archiver: no reconciled window in 26 hours"
+  description             = "A window does not reconcile, or the archive timer has not run successfully for 26 hours. Run python -m shared.cli status."
+  resource_group_name     = azurerm_resource_group.main.name
+  location                = azurerm_resource_group.main.location
+  scopes                  = [azurerm_application_insights.main.id]
+  severity                = 1
+  evaluation_frequency    = "PT1H"
+  window_duration         = "P2D"
+  auto_mitigation_enabled = true
+  criteria {
+    query                   = "let runs = toscalar(requests | where timestamp > ago(26h) and operation_Name =~ \"schedule_archive_window\" and success == true | count); let unreconciled = toscalar(traces | where timestamp > ago(26h) and severityLevel >= 3 and message has \"DOES NOT RECONCILE\" | count); print runs = runs, unreconciled = unreconciled | where runs == 0 or unreconciled > 0"
+    time_aggregation_method = "Count"
+    operator                = "GreaterThan"
+    threshold               = 0
+    failing_periods {
+      number_of_evaluation_periods             = 1
+      minimum_failing_periods_to_trigger_alert = 1
+    }
+  }
+  action {
+    action_groups = [azurerm_monitor_action_group.main.id]
+  }
+}
+
+resource "azurerm_monitor_scheduled_query_rules_alert_v2" "function_failures" {
+  name                    = "${var.name_prefix}-function-failures"
+  display_name            = "WhatsApp Archiver: function failures"
+  description             = "Function invocations failed (exceptions reach the host); transient ones are retried by the queue."
+  resource_group_name     = azurerm_resource_group.main.name
+  location                = azurerm_resource_group.main.location
+  scopes                  = [azurerm_application_insights.main.id]
+  severity                = 2
+  evaluation_frequency    = "PT15M"
+  window_duration         = "PT1H"
+  auto_mitigation_enabled = true
+  criteria {
+    query                   = "requests | where success == false"
+    time_aggregation_method = "Count"
+    operator                = "GreaterThan"
+    threshold               = var.function_failure_threshold
+    failing_periods {
+      number_of_evaluation_periods             = 1
+      minimum_failing_periods_to_trigger_alert = 1
+    }
+  }
+  action {
+    action_groups = [azurerm_monitor_action_group.main.id]
+  }
+}

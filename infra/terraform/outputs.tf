@@ -1,0 +1,31 @@
+output "function_app_name" {
+  value = azapi_resource.function_app.name
+}
+
+output "function_app_hostname" {
+  value = azapi_resource.function_app.output.properties.defaultHostName
+}
+
+output "storage_account_name" {
+  value = azurerm_storage_account.main.name
+}
+
+output "key_vault_name" {
+  value = azurerm_key_vault.main.name
+}
+
+output "app_insights_name" {
+  value = azurerm_application_insights.main.name
+}
+
+output "identity_name" {
+  value = azurerm_user_assigned_identity.app.name
+}
+
+output "identity_client_id" {
+  value = azurerm_user_assigned_identity.app.client_id
+}
+
+output "identity_principal_id" {
+  value = azurerm_user_assigned_identity.app.principal_id
+}

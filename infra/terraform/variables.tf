@@ -1,0 +1,276 @@
+# --- Subscription, naming, region, cloud ---------------------------------------------------------
+
+variable "subscription_id" {
+  description = "Azure subscription to deploy into."
+  type        = string
+}
+
+variable "resource_group_name" {
+  description = "Resource group created for the connector."
+  type        = string
+}
+
+variable "name_prefix" {
+  description = "Short prefix for every resource name: lowercase letters and digits, 2 to 10 characters."
+  type        = string
+  validation {
+    condition     = can(regex("^[a-z0-9]{2,10}$", var.name_prefix))
+    error_message = "name_prefix: 2 to 10 lowercase letters or digits."
+  }
+}
+
+variable "location" {
+  description = "Azure region; it must offer the Flex Consumption plan with Python 3.13."
+  type        = string
+}
+
+variable "graph_cloud" {
+  description = "GRAPH_CLOUD and the cloud of every provider: global (also GCC), usgov (GCC High), dod, china."
+  type        = string
+  default     = "global"
+  validation {
+    condition     = contains(["global", "usgov", "dod", "china"], var.graph_cloud)
+    error_message = "graph_cloud: global, usgov, dod or china."
+  }
+}
+
+variable "storage_sku" {
+  description = "Storage redundancy (account_replication_type). The account holds every record until it is archived."
+  type        = string
+  default     = "GRS"
+  validation {
+    condition     = contains(["LRS", "ZRS", "GRS", "GZRS"], var.storage_sku)
+    error_message = "storage_sku: LRS, ZRS, GRS or GZRS."
+  }
+}
+
+variable "maximum_instance_count" {
+  description = "Upper bound of Flex Consumption instances (each queue function scales out to it)."
+  type        = number
+  default     = 40
+  validation {
+    condition     = var.maximum_instance_count >= 1 && var.maximum_instance_count <= 1000
+    error_message = "maximum_instance_count: 1 to 1000."
+  }
+}
+
+variable "instance_memory_mb" {
+  description = "Memory of one Flex Consumption instance: 512, 2048 or 4096."
+  type        = number
+  default     = 2048
+  validation {
+    condition     = contains([512, 2048, 4096], var.instance_memory_mb)
+    error_message = "instance_memory_mb: 512, 2048 or 4096."
+  }
+}
+
+variable "log_retention_days" {
+  description = "Days the Log Analytics workspace keeps the app logs."
+  type        = number
+  default     = 90
+}
+
+variable "alert_email" {
+  description = "Alerts go to this address."
+  type        = string
+}
+
+variable "function_failure_threshold" {
+  description = "Function failures in one hour above which the failure alert fires (queue retries fail on purpose)."
+  type        = number
+  default     = 5
+}
+
+# --- Microsoft 365 -------------------------------------------------------------------------------
+
+variable "graph_mail_tenant_wide" {
+  description = <<-EOT
+    Grant the Graph application role Mail.ReadWrite tenant-wide to the managed identity. Set it to
+    false once infra/scripts/scope-exchange-rbac.ps1 has scoped Mail.ReadWrite to the archived users'
+    group in Exchange Online (or before the first run, if you scope first): otherwise the next apply
+    restores the tenant-wide grant the script removed.
+  EOT
+  type        = bool
+  default     = true
+}
+
+variable "graph_app_client_id" {
+  description = "Client id of an app registration to use for Graph instead of the managed identity; empty: the managed identity."
+  type        = string
+  default     = ""
+}
+
+variable "graph_certificate_name" {
+  description = "Name of a Key Vault certificate of that app registration (imported after deployment); empty: none."
+  type        = string
+  default     = ""
+}
+
+# --- TeleMessage ---------------------------------------------------------------------------------
+
+variable "telemessage_base_url" {
+  description = "TELEMESSAGE_BASE_URL: the TeleMessage archive API of your account."
+  type        = string
+}
+
+variable "telemessage_username" {
+  description = "TeleMessage account user name; stored in Key Vault (and in the Terraform state: use an encrypted backend)."
+  type        = string
+  sensitive   = true
+}
+
+variable "telemessage_password" {
+  description = "TeleMessage account password; stored in Key Vault (and in the Terraform state: use an encrypted backend)."
+  type        = string
+  sensitive   = true
+}
+
+variable "telemessage_page_size" {
+  description = "TELEMESSAGE_PAGE_SIZE: records per listing page (1-1000)."
+  type        = number
+  default     = 200
+}
+
+# --- Schedule and windows ------------------------------------------------------------------------
+
+variable "archive_schedule" {
+  description = "ARCHIVE_SCHEDULE: NCRONTAB with 6 fields, in UTC. Daily at 02:00 UTC by default."
+  type        = string
+  default     = "0 0 2 * * *"
+  validation {
+    condition     = length(split(" ", trimspace(var.archive_schedule))) == 6
+    error_message = "archive_schedule: NCRONTAB has six fields: second minute hour day month day-of-week."
+  }
+}
+
+variable "first_run_lookback_hours" {
+  description = "FIRST_RUN_LOOKBACK_HOURS: the first window when there is no watermark yet."
+  type        = number
+  default     = 24
+}
+
+variable "slice_minutes" {
+  description = "SLICE_MINUTES: capture time per listing work item."
+  type        = number
+  default     = 60
+}
+
+variable "max_window_days" {
+  description = "MAX_WINDOW_DAYS: longest window one run hands off."
+  type        = number
+  default     = 31
+}
+
+variable "listing_overlap_minutes" {
+  description = "LISTING_OVERLAP_MINUTES: capture time re-listed before the watermark (repeats are skipped)."
+  type        = number
+  default     = 0
+}
+
+variable "capture_settle_minutes" {
+  description = "CAPTURE_SETTLE_MINUTES: windows end this long before now."
+  type        = number
+  default     = 15
+}
+
+# --- Mapping -------------------------------------------------------------------------------------
+
+variable "custom_mapping_enabled" {
+  description = "CUSTOM_MAPPING_ENABLED: the phone -> email CSV (python -m shared.cli mapping upload)."
+  type        = bool
+  default     = true
+}
+
+variable "auto_mapping_enabled" {
+  description = "AUTO_MAPPING_ENABLED: the participant email property of a record."
+  type        = bool
+  default     = true
+}
+
+variable "directory_phone_mapping_enabled" {
+  description = "DIRECTORY_PHONE_MAPPING_ENABLED: the Entra ID user whose mobilePhone/businessPhones is the number."
+  type        = bool
+  default     = false
+}
+
+variable "default_phone_region" {
+  description = "DEFAULT_PHONE_REGION: region such as GB for numbers written without a country code; empty for none."
+  type        = string
+  default     = ""
+}
+
+variable "mapping_blob" {
+  description = "MAPPING_BLOB: the mapping CSV in the state container."
+  type        = string
+  default     = "mapping/phone-to-email.csv"
+}
+
+variable "catch_all_mailbox" {
+  description = "CATCH_ALL_MAILBOX: records no participant maps to go here instead of poison; empty for none."
+  type        = string
+  default     = ""
+}
+
+# --- Delivery ------------------------------------------------------------------------------------
+
+variable "max_item_mb" {
+  description = "MAX_ITEM_MB: largest rendered item in MB (at most 150)."
+  type        = number
+  default     = 10
+}
+
+variable "archive_folder_name" {
+  description = "ARCHIVE_FOLDER_NAME: the folder under the mailbox root."
+  type        = string
+  default     = "WhatsApp Archiver"
+}
+
+variable "archive_item_class" {
+  description = "ARCHIVE_ITEM_CLASS: item class of archived items; keep it derived from IPM.Note."
+  type        = string
+  default     = "IPM.Note.WhatsAppArchiver"
+}
+
+variable "graph_upload_sessions" {
+  description = "GRAPH_UPLOAD_SESSIONS: attachments over 3 MB through upload sessions; false where the cloud lacks them."
+  type        = bool
+  default     = true
+}
+
+variable "graph_conversation_properties" {
+  description = "GRAPH_CONVERSATION_PROPERTIES: group a chat into one Outlook conversation."
+  type        = bool
+  default     = true
+}
+
+# --- Daily transcripts and status ----------------------------------------------------------------
+
+variable "daily_transcripts" {
+  description = "DAILY_TRANSCRIPTS: one item per chat, day and mailbox instead of one per record."
+  type        = bool
+  default     = false
+}
+
+variable "transcript_time_zone" {
+  description = "TRANSCRIPT_TIME_ZONE: IANA zone whose calendar days transcripts cover."
+  type        = string
+  default     = "UTC"
+}
+
+variable "transcript_delay_minutes" {
+  description = "TRANSCRIPT_DELAY_MINUTES: wait after a hand-off before composing the days that are over."
+  type        = number
+  default     = 30
+}
+
+variable "transcript_max_wait_hours" {
+  description = "TRANSCRIPT_MAX_WAIT_HOURS: compose anyway after this long."
+  type        = number
+  default     = 6
+}
+
+variable "status_recent_windows" {
+  description = "STATUS_RECENT_WINDOWS: windows shown by archive_status."
+  type        = number
+  default     = 14
+}
