@@ -1,17 +1,23 @@
 # make demo   install everything, then run one archive window on local infrastructure
 # make test   install everything, then run the test suite
+# make soak   install everything, then push ~20,000 records through the local stack with faults
+#             injected; fails on any duplicate or lost record (options: make soak SOAK_ARGS="--records 1500",
+#             see python -m bench.soak --help)
 # make lint   ruff
 
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: demo test lint install clean
+.PHONY: demo test soak lint install clean
 
 demo: install
 	$(PY) -m shared.cli demo
 
 test: install
 	$(PY) -m pytest
+
+soak: install
+	$(PY) -m bench.soak $(SOAK_ARGS)
 
 lint: install
 	$(PY) -m ruff check .
