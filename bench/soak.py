@@ -96,9 +96,9 @@ class SoakOptions:
     records: int = DEFAULT_RECORDS  # approximate: the traffic generator's scale is picked to match
     seed: int = 7
     # Host instances (HostRunners) pumping the queues side by side. More than one makes them
-    # competing consumers: a message whose function outlasts CRASH_REDELIVERY_SECONDS is taken
-    # by another instance meanwhile, and HostRunner then fails on the lost pop receipt (it does
-    # not recognise PopReceiptMismatch, see its _settle) instead of ignoring it as the host does.
+    # competing consumers: a message whose function outlasts CRASH_REDELIVERY_SECONDS is taken by
+    # another instance meanwhile, the race the delivery records exist for. One is the default:
+    # the run is bound by Azurite, not by the workers, so a second instance gains little.
     instances: int = 1
     workers: int = 8  # per instance
     faults: bool = True
