@@ -53,10 +53,11 @@ from azure.storage.blob import BlobServiceClient
 
 import function_app
 from shared.adapters.graph_mailbox import id_property_id
-from shared.composition import get_container, reset_container
+from shared.composition import get_container
 from shared.domain.ledger import OutcomeEntry, RecordOutcome, WindowSummary
 from shared.domain.records import record_key
 from shared.local.azurite import Azurite
+from shared.local.demo import app_settings
 from shared.local.graph_server import LocalGraph, extended_property
 from shared.local.host_runner import DrainTimeout, HostRunner, registered_functions
 from shared.local.telemessage_server import ATTACHMENTS_PREFIX, ITEMS_PATH, Faults, LocalTeleMessage
@@ -417,23 +418,6 @@ class FaultInjector:
 # -- the run -----------------------------------------------------------------------------------------
 
 
-@contextmanager
-def _environment(values: Mapping[str, str]) -> Iterator[None]:
-    """App settings for the in-process functions, restored afterwards (as the demo does)."""
-    saved = {key: os.environ.get(key) for key in values}
-    os.environ.update(values)
-    reset_container()
-    try:
-        yield
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-        reset_container()
-
-
 def _settings(*, storage: str, telemessage: str, password: str, graph: str) -> dict[str, str]:
     """Every setting the expectations depend on is pinned, so the caller's environment cannot
     change what the soak proves."""
@@ -492,7 +476,7 @@ def _run(options: SoakOptions, state_dir: Path) -> dict[str, Any]:
                         keep_attachment_bytes=0, **graph_limits) as graph:
         env = _settings(storage=azurite.connection_string, telemessage=telemessage.base_url,
                         password=password, graph=graph.base_url)
-        with _environment(env):
+        with app_settings(env):
             outcome = _drive(options, traffic, state_dir, azurite=azurite, telemessage=telemessage, graph=graph)
         items = _archived_items(graph, traffic.directory())
     report = reconcile(

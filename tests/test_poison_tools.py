@@ -141,3 +141,12 @@ def test_storage_queue_reads_what_the_host_moved_even_when_it_is_not_base64(azur
     assert len(tools.list()) == 2  # released: a second scan sees them all again
     assert len(tools.replay(reason_selector("retries_exhausted")).replayed) == 1
     assert [e.message.reason.value for e in tools.list()] == ["invalid_item"]
+
+
+def test_a_record_poisoned_twice_after_a_crash_is_replayed_once_and_both_copies_go(setup):
+    items_poison, _, targets, tools = setup
+    items_poison.put(poison(PoisonReason.NO_MAPPING, "a", failed_at=NOW - timedelta(minutes=1)))
+    items_poison.put(poison(PoisonReason.NO_MAPPING, "a", failed_at=NOW))
+    report = tools.replay(reason_selector("no_mapping"))
+    assert len(report.replayed) == 1 and len(targets["items"].messages) == 1
+    assert not items_poison.stored

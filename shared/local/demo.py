@@ -13,7 +13,7 @@ import logging
 import os
 import shutil
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -122,7 +122,7 @@ def run_window(
             env.update({
                 "DAILY_TRANSCRIPTS": "true", "TRANSCRIPT_DELAY_MINUTES": "0", "FIRST_RUN_LOOKBACK_HOURS": "48",
             })
-        with _environment(env):
+        with app_settings(env):
             from shared.composition import get_container
 
             container = get_container()
@@ -188,7 +188,8 @@ def _rewind_to(container, position: datetime) -> None:
 
 
 @contextmanager
-def _environment(values: dict[str, str]) -> Iterator[None]:
+def app_settings(values: Mapping[str, str]) -> Iterator[None]:
+    """App settings for the in-process functions (a fresh container reads them), restored afterwards."""
     from shared.composition import reset_container
 
     saved = {key: os.environ.get(key) for key in values}

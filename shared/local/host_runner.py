@@ -49,7 +49,7 @@ import azure.functions as func
 from azure.core.exceptions import HttpResponseError, ResourceExistsError, ResourceNotFoundError
 from azure.functions.queue import QueueMessage as _FullQueueMessage
 from azure.functions.timer import TimerRequest as _FullTimerRequest
-from azure.storage.queue import LinearRetry, QueueClient, QueueServiceClient
+from azure.storage.queue import LinearRetry, QueueClient, QueueServiceClient, StorageErrorCode
 
 __all__ = [
     "CrashHook",
@@ -716,12 +716,7 @@ class HostRunner:
         except ResourceNotFoundError:
             logger.debug("%s of message %s skipped: message or queue gone", what, message_id)
         except HttpResponseError as exc:
-            # Azure answers 400 with the error code; Azurite has been seen answering other 4xx, or
-            # leaving the code only in the message.
-            code = f"{getattr(exc, 'error_code', '')} {exc.message or ''}"
-            if exc.status_code is not None and 400 <= exc.status_code < 500 and (
-                "PopReceiptMismatch" in code or "pop receipt did not match" in code
-            ):
+            if exc.error_code == StorageErrorCode.POP_RECEIPT_MISMATCH:
                 logger.debug("%s of message %s skipped: pop receipt mismatch", what, message_id)
                 return
             raise

@@ -142,6 +142,7 @@ class PoisonQueues:
 
     def replay(self, select: Callable[[PoisonEntry], bool], *, dry_run: bool = False) -> ReplayReport:
         report = ReplayReport()
+        sent: set[tuple[str, str, str]] = set()
         with self.scan() as entries:
             for entry in entries:
                 if not select(entry):
@@ -149,10 +150,16 @@ class PoisonQueues:
                 if not entry.replayable:
                     report.not_replayable.append(entry)
                     continue
+                # A worker that died between poisoning a record and completing its queue message
+                # poisons it again on redelivery: the record is sent back once, its copies go.
+                key = (entry.queue, entry.message.window_id or "", entry.message.record_key or entry.id)
                 if not dry_run:
-                    self._send_back(entry)
+                    if key not in sent:
+                        self._send_back(entry)
                     self._delete(entries, entry)
-                report.replayed.append(entry)
+                if key not in sent:
+                    report.replayed.append(entry)
+                sent.add(key)
         log.info("poison replay: %d replayed, %d not replayable", len(report.replayed), len(report.not_replayable))
         return report
 
