@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
@@ -107,6 +107,7 @@ class OutcomeEntry:
     detail: str | None = None
     partial: bool = False  # archived, but some media was never captured
     unavailable: tuple[str, ...] = ()  # mapped mailboxes that could not take mail
+    source_user: str | None = None  # the sender's phone number, masked (the admin report's "source user")
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -121,6 +122,7 @@ class OutcomeEntry:
             "detail": self.detail,
             "partial": self.partial,
             "unavailable": list(self.unavailable),
+            "source_user": self.source_user,
         }
 
     @classmethod
@@ -138,6 +140,7 @@ class OutcomeEntry:
             detail=data.get("detail"),
             partial=bool(data.get("partial", False)),
             unavailable=tuple(data.get("unavailable", ())),
+            source_user=data.get("source_user"),
         )
 
 
@@ -206,10 +209,13 @@ def fold_outcomes(entries: Iterable[OutcomeEntry]) -> dict[str, OutcomeEntry]:
 def _merge(a: OutcomeEntry, b: OutcomeEntry) -> OutcomeEntry:
     a_ok = a.outcome in _ARCHIVED
     b_ok = b.outcome in _ARCHIVED
-    if a_ok != b_ok:
-        return a if a_ok else b
-    if not a_ok:
-        return b if b.at >= a.at else a
+    if a_ok != b_ok or not a_ok:
+        if a_ok != b_ok:
+            chosen = a if a_ok else b
+        else:
+            chosen = b if b.at >= a.at else a
+        # Entries written later (a transcript's composition) may not know the sender.
+        return chosen if chosen.source_user else replace(chosen, source_user=a.source_user or b.source_user)
     per_mailbox: dict[str, MailboxResult] = {}
     for result in (*a.mailboxes, *b.mailboxes):
         seen = per_mailbox.get(result.mailbox)
@@ -226,6 +232,7 @@ def _merge(a: OutcomeEntry, b: OutcomeEntry) -> OutcomeEntry:
         mailboxes=mailboxes,
         partial=a.partial or b.partial,
         unavailable=tuple(sorted(set(a.unavailable) | set(b.unavailable))),
+        source_user=a.source_user or b.source_user,
     )
 
 

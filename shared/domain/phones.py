@@ -23,7 +23,7 @@ def normalize_phone(raw: str, default_region: str | None = None) -> str:
         raise PhoneNumberError("the phone number is empty")
     if _SCIENTIFIC.match(text):
         raise PhoneNumberError(
-            f"'{_mask(text)}' is in scientific notation, as Excel shows long numbers: format the column "
+            f"'{mask_phone(text)}' is in scientific notation, as Excel shows long numbers: format the column "
             "as Text (or prefix the number with +) and save the file again"
         )
     if text.lower().startswith("tel:"):
@@ -41,11 +41,11 @@ def normalize_phone(raw: str, default_region: str | None = None) -> str:
                 if not default_region
                 else f"the country code is unknown (DEFAULT_PHONE_REGION is {default_region})"
             )
-            raise PhoneNumberError(f"'{_mask(text)}' has no recognisable country code: {hint}") from None
-        raise PhoneNumberError(f"'{_mask(text)}' is not a phone number") from None
+            raise PhoneNumberError(f"'{mask_phone(text)}' has no recognisable country code: {hint}") from None
+        raise PhoneNumberError(f"'{mask_phone(text)}' is not a phone number") from None
     if not phonenumbers.is_possible_number(number):
         raise PhoneNumberError(
-            f"'{_mask(text)}' cannot be a phone number (wrong length for its country)"
+            f"'{mask_phone(text)}' cannot be a phone number (wrong length for its country)"
         )
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
 
@@ -77,7 +77,9 @@ def normalize_participant_phone(raw: str | None, default_region: str | None = No
     return try_normalize_phone(raw, default_region)
 
 
-def _mask(text: str) -> str:
+def mask_phone(text: str) -> str:
+    """The number with all but its first two and last three digits starred: enough for an
+    administrator to recognise it, not enough to dial it (reports and error messages)."""
     digits = [c for c in text if c.isdigit()]
     if len(digits) <= 4:
         return "*" * len(text)
@@ -92,3 +94,10 @@ def _mask(text: str) -> str:
         else:
             out.append(c)
     return "".join(out)
+
+
+def masked_number(raw: str | None, default_region: str | None = None) -> str | None:
+    """A participant's number as reports show it: E.164 when it reads as one, then masked."""
+    if not raw or not raw.strip():
+        return None
+    return mask_phone(try_normalize_phone(raw, default_region) or raw.strip())

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 from pydantic import ValidationError
 
 from shared.domain.errors import MailboxUnavailable, PermanentError, PoisonReason
 from shared.domain.ledger import MailboxResult, RecordOutcome
+from shared.domain.phones import masked_number
 from shared.domain.records import ArchiveRecord, record_key
 from shared.domain.rendered import RenderedItem, base64_mime_size
 from shared.domain.rendering import render
@@ -49,6 +50,7 @@ class ImportResult:
     # Mapped mailboxes that could not take mail when written (no Exchange mailbox after all): not
     # part of the fan-out, but kept so the report shows which pairs were dropped and why.
     unavailable: tuple[str, ...] = ()
+    source_user: str | None = None  # the sender's number, masked, for the admin report
 
     @classmethod
     def poisoned(cls, message_id: str | None, error: PermanentError) -> ImportResult:
@@ -85,9 +87,10 @@ class ItemImporter:
         except PermanentError as error:
             return ImportResult.poisoned(None, error)
         try:
-            return self.import_record(record, attempt=attempt, origin=origin)
+            result = self.import_record(record, attempt=attempt, origin=origin)
         except PermanentError as error:
-            return ImportResult.poisoned(record.message_id, error)
+            result = ImportResult.poisoned(record.message_id, error)
+        return replace(result, source_user=masked_number(record.sender.phone, self._region))
 
     def import_record(
         self, record: ArchiveRecord, *, attempt: int = 1, origin: RecordOrigin | None = None,

@@ -84,6 +84,6 @@ def process_item_message(
     ledger.record_outcome(task.window_id, OutcomeEntry(
         record_key=task.record_key, message_id=task.message_id, outcome=result.outcome, at=now,
         mailboxes=result.mailboxes, reason=result.reason, detail=result.detail, partial=result.partial,
-        unavailable=result.unavailable,
+        unavailable=result.unavailable, source_user=result.source_user,
     ))
     return result
