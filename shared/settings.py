@@ -107,8 +107,11 @@ class Settings(BaseSettings):
     graph_certificate_path: str = ""
     graph_certificate_password: SecretStr = SecretStr("")
 
-    # --- Status -----------------------------------------------------------------------------
+    # --- Status and the admin report ---------------------------------------------------------
     status_recent_windows: int = Field(14, ge=1, le=366)
+    report_retention_days: int = Field(
+        90, ge=1, le=3650, description="how long each window's admin report (JSON and CSV) is kept in storage"
+    )
 
     @field_validator("default_phone_region", mode="before")
     @classmethod
