@@ -102,6 +102,12 @@ class Container:
 
         return BlobWindowLedger(self._service_clients[0], self.settings.state_container)
 
+    @_built_once
+    def reports(self):
+        from shared.adapters.azure_storage import BlobReportStore
+
+        return BlobReportStore(self._service_clients[0], self.settings.state_container)
+
     def poison_queues(self):
         from shared.service.poison import PoisonQueues
 

@@ -231,3 +231,19 @@ class TranscriptStore(Protocol):
         ...
 
     def mark_transcribed(self, record_keys: list[str], item_id: str) -> None: ...
+
+
+class ReportStore(Protocol):
+    """Each window's admin report, as JSON and as CSV, kept for the retention setting."""
+
+    def save(self, window_id: str, report: dict[str, Any], csv_text: str) -> None: ...
+
+    def load(self, window_id: str, fmt: str) -> bytes | None:
+        """The stored report in ``fmt`` ("json" or "csv"), or None when there is none."""
+        ...
+
+    def stored(self) -> list[str]:
+        """The window ids with a stored report."""
+        ...
+
+    def delete(self, window_id: str) -> None: ...

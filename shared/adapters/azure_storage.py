@@ -26,7 +26,7 @@ from azure.core.exceptions import (
     ServiceRequestError,
     ServiceResponseError,
 )
-from azure.storage.blob import BlobServiceClient, ContainerClient
+from azure.storage.blob import BlobServiceClient, ContainerClient, ContentSettings
 from azure.storage.queue import (
     QueueClient,
     QueueServiceClient,
@@ -324,6 +324,47 @@ class BlobWindowLedger:
         except ResourceNotFoundError:
             return []
         return [json.loads(line) for line in data.decode("utf-8").splitlines() if line.strip()]
+
+
+class BlobReportStore:
+    """``reports/<window id>.json`` and ``.csv`` in the state container (the templates' lifecycle
+    rule deletes this prefix after REPORT_RETENTION_DAYS; the app purges it too)."""
+
+    PREFIX = "reports/"
+
+    def __init__(self, service: BlobServiceClient, container: str) -> None:
+        self._container = ensured_container(service, container)
+
+    @transient_storage_errors
+    def save(self, window_id: str, report: dict[str, Any], csv_text: str) -> None:
+        container = self._container.get()
+        body = json.dumps(report, indent=1, ensure_ascii=False).encode("utf-8")
+        container.upload_blob(f"{self.PREFIX}{window_id}.json", body, overwrite=True,
+                              content_settings=ContentSettings(content_type="application/json; charset=utf-8"))
+        # UTF-8 with a BOM: Excel opens it with the right encoding.
+        container.upload_blob(f"{self.PREFIX}{window_id}.csv", "\ufeff".encode() + csv_text.encode("utf-8"),
+                              overwrite=True,
+                              content_settings=ContentSettings(content_type="text/csv; charset=utf-8"))
+
+    @transient_storage_errors
+    def load(self, window_id: str, fmt: str) -> bytes | None:
+        try:
+            return self._container.get().download_blob(f"{self.PREFIX}{window_id}.{fmt}").readall()
+        except ResourceNotFoundError:
+            return None
+
+    @transient_storage_errors
+    def stored(self) -> list[str]:
+        names = (b.name for b in self._container.get().list_blobs(name_starts_with=self.PREFIX))
+        return sorted({name.removeprefix(self.PREFIX).rsplit(".", 1)[0] for name in names})
+
+    @transient_storage_errors
+    def delete(self, window_id: str) -> None:
+        for fmt in ("json", "csv"):
+            try:
+                self._container.get().delete_blob(f"{self.PREFIX}{window_id}.{fmt}")
+            except ResourceNotFoundError:
+                pass
 
 
 class BlobMappingSource:

@@ -157,6 +157,7 @@ class WindowSummary:
     slices_listed: int
     awaiting_transcript: int = 0
     records: dict[str, OutcomeEntry] = field(default_factory=dict, repr=False)
+    pending_keys: tuple[str, ...] = field(default=(), repr=False)  # listed, without an outcome yet
 
     @property
     def listing_complete(self) -> bool:
@@ -260,7 +261,7 @@ def summarize(info: WindowInfo, pages: Iterable[PageEntry], outcomes: Iterable[O
         imported += sum(m.outcome is RecordOutcome.IMPORTED for m in entry.mailboxes)
         skipped += sum(m.outcome is RecordOutcome.SKIPPED_DUPLICATE for m in entry.mailboxes)
         partial += entry.partial
-    pending = sum(1 for key in listed_keys if key not in folded)
+    pending_keys = tuple(sorted(key for key in listed_keys if key not in folded))
     return WindowSummary(
         info=info,
         listed=len(listed_keys),
@@ -269,8 +270,9 @@ def summarize(info: WindowInfo, pages: Iterable[PageEntry], outcomes: Iterable[O
         skipped_duplicates=skipped,
         partially_imported=partial,
         poisoned=dict(poisoned),
-        pending=pending,
+        pending=len(pending_keys),
         slices_listed=len(finished_slices),
         awaiting_transcript=awaiting,
-        records=folded,
+        records={key: entry for key, entry in folded.items() if key in listed_keys},
+        pending_keys=pending_keys,
     )

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import azure.functions as func
 
 from shared.composition import get_container
 from shared.service.poison import account_moved_items
+from shared.service.reports import publish_reports
 from shared.service.scheduling import schedule_window
 from shared.service.status import flag_overdue_windows
 
@@ -35,3 +36,12 @@ def schedule_archive_window(timer: func.TimerRequest) -> None:
     # those reconcile truthfully; windows that still do not, long after their hand-off, are flagged.
     account_moved_items(container.poison_queues(), container.ledger)
     flag_overdue_windows(container.ledger, now, limit=container.settings.status_recent_windows)
+    try:
+        publish_reports(
+            container.ledger, container.reports, now, limit=container.settings.status_recent_windows,
+            retention=timedelta(days=container.settings.report_retention_days),
+        )
+    except Exception:
+        # The hand-off above is done and durable; a report that failed to store is rebuilt from the
+        # ledger by the next run (and `report` reads the ledger directly meanwhile).
+        log.exception("admin reports were not stored this run; the next run stores them")

@@ -1,0 +1,161 @@
+"""The admin report of one window: what the documented connector's admin log shows, and more.
+
+Per window: records from the source, records after fan-out (record × mailbox), imported,
+partially imported (archived, some media never captured), skipped duplicates, failed (poisoned)
+by reason, still pending or awaiting their transcript; then one row per record and mailbox with
+the record id, the source user (masked), the Microsoft 365 user, the mapping rule and, for
+failures, the reason. Built from the window's ledger, so it is complete the moment the window
+reconciles, not days later.
+
+The report is for administrators: it names mailboxes, and shows senders' numbers only masked.
+It never holds message content.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from shared.domain.ledger import RecordOutcome, WindowSummary
+from shared.domain.window import isoformat_z
+
+REPORT_VERSION = 1
+
+
+class RowOutcome(StrEnum):
+    IMPORTED = "imported"
+    PARTIALLY_IMPORTED = "partially_imported"  # archived without media that was never captured
+    SKIPPED_DUPLICATE = "skipped_duplicate"
+    FAILED = "failed"  # poisoned: kept intact with its reason, replayable
+    MAILBOX_UNAVAILABLE = "mailbox_unavailable"  # mapped, but the mailbox could not take mail
+    AWAITING_TRANSCRIPT = "awaiting_transcript"
+    PENDING = "pending"  # listed, no outcome yet
+
+
+CSV_COLUMNS = (
+    "window_id", "record_id", "record_key", "outcome", "source_user", "microsoft_365_user",
+    "mapping_rule", "reason", "detail", "at",
+)
+
+
+@dataclass(frozen=True)
+class ReportRow:
+    window_id: str
+    record_id: str | None  # the source's message id (None when the record could not be read at all)
+    record_key: str
+    outcome: RowOutcome
+    source_user: str | None  # the sender's number, masked
+    microsoft_365_user: str | None
+    mapping_rule: str | None
+    reason: str | None
+    detail: str | None
+    at: str | None
+
+    def to_json(self) -> dict[str, Any]:
+        return {**asdict(self), "outcome": self.outcome.value}
+
+
+@dataclass(frozen=True)
+class WindowReport:
+    window: dict[str, Any]  # the window's id, capture range and hand-off time
+    generated_at: datetime
+    reconciled: bool
+    problems: tuple[str, ...]
+    totals: dict[str, Any]
+    rows: tuple[ReportRow, ...]
+
+    @property
+    def window_id(self) -> str:
+        return self.window["window_id"]
+
+    def failures(self) -> list[ReportRow]:
+        return [r for r in self.rows if r.outcome in (RowOutcome.FAILED, RowOutcome.MAILBOX_UNAVAILABLE)]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "report_version": REPORT_VERSION,
+            **self.window,
+            "generated_at": isoformat_z(self.generated_at),
+            "reconciled": self.reconciled,
+            "problems": list(self.problems),
+            "totals": self.totals,
+            "rows": [row.to_json() for row in self.rows],
+        }
+
+
+def window_report(summary: WindowSummary, *, problems: Sequence[str], generated_at: datetime) -> WindowReport:
+    window_id = summary.info.window_id
+    rows: list[ReportRow] = []
+    unavailable_pairs = 0
+    for key in sorted(summary.records, key=lambda k: (summary.records[k].at, k)):
+        entry = summary.records[key]
+        at = isoformat_z(entry.at)
+        common = {"window_id": window_id, "record_id": entry.message_id, "record_key": key,
+                  "source_user": entry.source_user, "at": at}
+        if entry.outcome is RecordOutcome.POISONED:
+            rows.append(ReportRow(**common, outcome=RowOutcome.FAILED, microsoft_365_user=None, mapping_rule=None,
+                                  reason=entry.reason or "unknown", detail=entry.detail))
+            continue
+        if entry.outcome is RecordOutcome.AWAITING_TRANSCRIPT:
+            rows.append(ReportRow(**common, outcome=RowOutcome.AWAITING_TRANSCRIPT, microsoft_365_user=None,
+                                  mapping_rule=None, reason=None, detail=None))
+            continue
+        for result in entry.mailboxes:
+            if result.outcome is RecordOutcome.SKIPPED_DUPLICATE:
+                outcome = RowOutcome.SKIPPED_DUPLICATE
+            else:
+                outcome = RowOutcome.PARTIALLY_IMPORTED if entry.partial else RowOutcome.IMPORTED
+            rows.append(ReportRow(**common, outcome=outcome, microsoft_365_user=result.mailbox,
+                                  mapping_rule=result.rule.value, reason=None,
+                                  detail="media never captured" if entry.partial else None))
+        for mailbox in entry.unavailable:
+            unavailable_pairs += 1
+            rows.append(ReportRow(**common, outcome=RowOutcome.MAILBOX_UNAVAILABLE, microsoft_365_user=mailbox,
+                                  mapping_rule=None, reason="mailbox_unavailable",
+                                  detail="mapped, but the mailbox could not take mail"))
+    for key in sorted(summary.pending_keys):
+        rows.append(ReportRow(window_id, None, key, RowOutcome.PENDING, None, None, None, None, None, None))
+    poisoned = dict(sorted(summary.poisoned.items()))
+    totals = {
+        "records_from_source": summary.listed,
+        "records_after_fanout": summary.fanout,
+        "imported": summary.imported,
+        "partially_imported": summary.partially_imported,
+        "skipped_duplicates": summary.skipped_duplicates,
+        "failed": sum(poisoned.values()),
+        "failed_by_reason": poisoned,
+        "mailbox_unavailable": unavailable_pairs,
+        "pending": summary.pending,
+        "awaiting_transcript": summary.awaiting_transcript,
+    }
+    return WindowReport(
+        window=summary.info.to_json(), generated_at=generated_at, reconciled=summary.reconciled,
+        problems=tuple(problems), totals=totals, rows=tuple(rows),
+    )
+
+
+# Spreadsheet programs run a cell that starts with one of these as a formula (CSV injection,
+# OWASP); the cell is prefixed with an apostrophe, which Excel shows as text and does not display.
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _cell(value: Any) -> str:
+    text = "" if value is None else str(value)
+    return "'" + text if text.startswith(_FORMULA_STARTS) else text
+
+
+def report_csv(reports: Iterable[WindowReport]) -> str:
+    """One row per record and mailbox, every window in one table (``window_id`` says which)."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\r\n")
+    writer.writerow(CSV_COLUMNS)
+    for report in reports:
+        for row in report.rows:
+            data = row.to_json()
+            writer.writerow([_cell(data[column]) for column in CSV_COLUMNS])
+    return out.getvalue()
