@@ -57,8 +57,9 @@ def add_poison_commands(commands) -> None:
     listing.add_argument("--json", action="store_true", help="print JSON")
     listing.set_defaults(handler=_poison_list)
 
-    show = actions.add_parser("show", help="one poison message, whole")
+    show = actions.add_parser("show", help="one poison message, whole (always JSON)")
     show.add_argument("id", metavar="ID", help="the message id from `poison list`")
+    show.add_argument("--json", action="store_true", help="accepted for symmetry: the output is JSON anyway")
     show.set_defaults(handler=_poison_show)
 
     replay = actions.add_parser(

@@ -7,6 +7,8 @@
     mapping show PHONE         which mailbox a number maps to, and by which rule
     poison list|show|replay|purge   the records that could not be archived
     status                     recent windows: reconciled or not, and why not
+    report                     a window's admin report (summary, JSON or CSV)
+    backfill --from --to       archive a past range again, with a progress bar
 """
 
 from __future__ import annotations
@@ -17,7 +19,28 @@ import sys
 from pathlib import Path
 
 from shared.cli.admin import AdminUsageError, add_mapping_commands, add_poison_commands, add_status_command
+from shared.cli.reports import add_report_commands
 from shared.settings import MAX_ITEM_MB_CEILING
+
+MAIN_EPILOG = """Against a deployment, set AzureWebJobsStorage__accountName (and sign in with `az login`: the
+commands use your Entra ID identity) or AzureWebJobsStorage, plus the app's other settings.
+
+a day's routine:
+  status                               did every recent window reconcile? (exit 1 when one is overdue)
+  report                               the latest window's admin report: totals and every failure
+  poison list                          what could not be archived, by reason
+
+when records went to poison because a number was not mapped:
+  mapping check MAP.csv                check the corrected file, line by line
+  mapping upload MAP.csv               store it (the old one is kept); functions use it within a minute
+  mapping show "+44 7700 900123"       which mailbox that number reaches now, and by which rule
+  poison replay --reason no_mapping    archive those records (once: duplicates are skipped)
+
+after an outage, or to archive a range again:
+  backfill --from 2026-11-01 --to 2026-11-07
+
+Every command takes --json for scripts; `COMMAND --help` explains each one. Exit codes: 0 done,
+1 the command ran and found a problem (overdue window, mapping errors, not found), 2 bad usage."""
 
 
 class UsageError(Exception):
@@ -38,6 +61,7 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m shared.cli",
         description="WhatsApp Archiver: archive TeleMessage WhatsApp records into Exchange Online mailboxes.",
+        epilog=MAIN_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -80,6 +104,7 @@ def _parser() -> argparse.ArgumentParser:
     imp.add_argument("--report", type=Path, metavar="REPORT.json", help="write the JSON report here")
     imp.add_argument("--region", default=None, metavar="CC", help="region for national phone numbers, e.g. GB")
     imp.add_argument("--no-auto-mapping", action="store_true", help="do not map by the participant's email")
+    imp.add_argument("--json", action="store_true", help="print the report as JSON instead of the counts")
     imp.set_defaults(handler=_import)
 
     mapping = commands.add_parser("mapping", help="work with the phone → email mapping file")
@@ -90,10 +115,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     check.add_argument("file", type=Path, metavar="MAP.csv")
     check.add_argument("--region", default=None, metavar="CC", help="region for national numbers, e.g. GB")
+    check.add_argument("--json", action="store_true", help="print the verdict and every problem as JSON")
     check.set_defaults(handler=_mapping_check)
     add_mapping_commands(mapping_commands)
     add_poison_commands(commands)
     add_status_command(commands)
+    add_report_commands(commands)
     return parser
 
 
@@ -144,7 +171,10 @@ def _import(args: argparse.Namespace) -> int:
         report = import_lines(handle, importer).to_json()
     if args.report:
         args.report.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    _print_counts(report, where=args.mailbox_dir or "Exchange Online (Microsoft Graph)")
+    if args.json:
+        print(json.dumps(report, indent=2, ensure_ascii=False))
+    else:
+        _print_counts(report, where=args.mailbox_dir or "Exchange Online (Microsoft Graph)")
     return 0
 
 
@@ -177,9 +207,16 @@ def _mapping_check(args: argparse.Namespace) -> int:
 
     path = _readable(args.file, "mapping file")
     parsed = parse_mapping(path.read_bytes(), args.region)
+    errors = len(parsed.errors)
+    if args.json:
+        print(json.dumps({
+            "file": str(path), "ok": parsed.ok, "rows": parsed.rows, "numbers": len(parsed.table),
+            "errors": errors, "warnings": len(parsed.problems) - errors,
+            "problems": [{"line": p.line, "severity": p.severity.value, "message": p.message} for p in parsed.problems],
+        }, indent=2, ensure_ascii=False))
+        return 0 if parsed.ok else 1
     for problem in parsed.problems:
         print(f"{path.name}: {problem}")
-    errors = len(parsed.errors)
     warnings = len(parsed.problems) - errors
     verdict = "PASS" if parsed.ok else "FAIL"
     print(f"{verdict}: {parsed.rows} rows, {len(parsed.table)} numbers mapped, {errors} errors, {warnings} warnings")

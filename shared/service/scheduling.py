@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 
 from shared.domain.ledger import WindowInfo
 from shared.domain.tasks import ListingTask, TranscriptsDueTask
-from shared.domain.window import Watermark, next_window
+from shared.domain.window import Watermark, Window, next_window
 from shared.ports import WatermarkConflict, WatermarkStore, WindowLedger, WorkQueue
 
 log = logging.getLogger(__name__)
@@ -48,6 +48,30 @@ def schedule_window(
     if window is None:
         log.info("no new capture time since the watermark; nothing to hand off")
         return None
+    info = hand_off(window, now, listing_queue=listing_queue, ledger=ledger, policy=policy,
+                    transcripts_queue=transcripts_queue)
+    try:
+        watermarks.advance(Watermark(window.end, info.window_id), version)
+    except WatermarkConflict:
+        # Another run advanced it first (two timers, or a manual backfill). What we enqueued
+        # overlaps its work; idempotent import makes the overlap harmless.
+        log.warning("window %s: the watermark moved under us; left as the other run set it", info.window_id)
+        return info
+    log.info("window %s handed off as %d listing slices", info.window_id, info.slice_count)
+    return info
+
+
+def hand_off(
+    window: Window,
+    now: datetime,
+    *,
+    listing_queue: WorkQueue,
+    ledger: WindowLedger,
+    policy: SchedulePolicy,
+    transcripts_queue: WorkQueue | None = None,
+) -> WindowInfo:
+    """Queue one listing task per slice of ``window`` (and, in daily transcript mode, the task
+    that composes its days), then open the window in the ledger. The watermark is the caller's."""
     slices = window.slices(policy.slice_length)
     info = WindowInfo(window, len(slices), now)
     for slice_ in slices:
@@ -63,12 +87,4 @@ def schedule_window(
     # Opened only once every slice is queued: a hand-off that fails half-way leaves no window that
     # could never reconcile; its slices' records are listed again by the next run and skipped there.
     ledger.open_window(info)
-    try:
-        watermarks.advance(Watermark(window.end, info.window_id), version)
-    except WatermarkConflict:
-        # Another run advanced it first (two timers, or a manual backfill). What we enqueued
-        # overlaps its work; idempotent import makes the overlap harmless.
-        log.warning("window %s: the watermark moved under us; left as the other run set it", info.window_id)
-        return info
-    log.info("window %s handed off as %d listing slices", info.window_id, len(slices))
     return info
