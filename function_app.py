@@ -2,7 +2,7 @@
 
 import azure.functions as func
 
-from shared.functions import items, listing, schedule, status, transcripts
+from shared.functions import items, listing, report, schedule, status, transcripts
 
 app = func.FunctionApp()
 app.register_functions(schedule.bp)
@@ -10,3 +10,4 @@ app.register_functions(listing.bp)
 app.register_functions(items.bp)
 app.register_functions(transcripts.bp)
 app.register_functions(status.bp)
+app.register_functions(report.bp)

@@ -49,10 +49,11 @@ def poison_messages(container):
             for m in take_all(container.items_poison_queue)]
 
 
-def test_function_app_registers_the_five_functions_with_their_triggers():
+def test_function_app_registers_the_six_functions_with_their_triggers():
     functions = {f.get_function_name(): f for f in registered_functions(function_app.app)}
     assert set(functions) == {
         "schedule_archive_window", "list_archive_slice", "import_archive_item", "compose_transcripts", "archive_status",
+        "archive_report",
     }
     timer = json.loads(functions["schedule_archive_window"].get_function_json())["bindings"][0]
     assert timer["schedule"] == "%ARCHIVE_SCHEDULE%" and timer["runOnStartup"] is False
@@ -61,8 +62,9 @@ def test_function_app_registers_the_five_functions_with_their_triggers():
     assert queues == {
         "list_archive_slice": "listing", "import_archive_item": "items", "compose_transcripts": "transcripts",
     }
-    http = json.loads(functions["archive_status"].get_function_json())["bindings"][0]
-    assert http["authLevel"] == "FUNCTION" and http["methods"] == ["GET"]
+    for name, route in (("archive_status", "status"), ("archive_report", "report")):
+        http = json.loads(functions[name].get_function_json())["bindings"][0]
+        assert http["authLevel"] == "FUNCTION" and http["methods"] == ["GET"] and http["route"] == route
 
 
 def test_timer_hands_the_last_24_hours_off_as_hourly_slices_then_advances_the_watermark(local_app):

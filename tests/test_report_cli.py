@@ -31,6 +31,9 @@ def test_report_shows_the_demo_windows_totals_and_failures_as_text_json_and_csv(
         runner.run_timer("schedule_archive_window")
         runner.drain(timeout=300)
         runner.run_timer("schedule_archive_window")  # the next run stores the finished window's report
+        as_csv = runner.call_http("archive_report", params={"format": "csv"})
+        as_json = runner.call_http("archive_report")
+        missing = runner.call_http("archive_report", params={"window": "no-such-window"})
     reset_container()
     ledger = get_container().ledger
     first = ledger.recent_windows(5)[-1]
@@ -67,6 +70,14 @@ def test_report_shows_the_demo_windows_totals_and_failures_as_text_json_and_csv(
     assert [r["window_id"] for r in json.loads(capsys.readouterr().out)][0] == first.window_id
 
     assert main(["report", "--window", "no-such-window"]) == 1
+
+    # The HTTP endpoint serves the latest window (the second run's, empty or a minute long) the same way.
+    latest = json.loads(as_json.get_body())
+    assert as_json.status_code == 200 and latest["window_id"] == ledger.recent_windows(1)[0].window_id
+    assert as_csv.status_code == 200 and as_csv.mimetype == "text/csv"
+    assert as_csv.get_body().decode().startswith("window_id,record_id,")
+    assert "attachment" in as_csv.headers["Content-Disposition"]
+    assert missing.status_code == 404
 
 
 def test_backfill_relists_a_past_range_follows_it_and_leaves_the_watermark(local_app, traffic, capsys):
