@@ -52,6 +52,10 @@ class DemoPaths:
     def log(self) -> Path:
         return self.root / "demo.log"
 
+    @property
+    def reports(self) -> Path:
+        return self.root / "reports"
+
 
 def _log_to(path: Path) -> None:
     """The functions' logs (ids and counts only) go to a file, so the report stays readable."""
@@ -130,7 +134,7 @@ def run_window(
             container.mapping_source.upload(paths.mapping.read_bytes())
             if relist:
                 _rewind_to(container, traffic.window.start)
-            report = _drive(container, workers=workers)
+            report = _drive(container, workers=workers, reports_dir=paths.reports)
     report["generated"] = len(traffic.records)
     report["mailbox_dir"] = str(paths.mailboxes)
     report["eml_files"] = sum(1 for _ in paths.mailboxes.rglob("*.eml")) if paths.mailboxes.exists() else 0
@@ -139,7 +143,7 @@ def run_window(
     return report
 
 
-def _drive(container, *, workers: int) -> dict[str, Any]:
+def _drive(container, *, workers: int, reports_dir: Path) -> dict[str, Any]:
     import function_app
     from shared.local.host_runner import HostRunner
     from shared.service.status import window_summary
@@ -157,9 +161,25 @@ def _drive(container, *, workers: int) -> dict[str, Any]:
         depths = container.queue_depths()
     after, _ = container.watermarks.read()
     window = None
+    report_files = []
     if after is not None and after != before and after.last_window_id:
         window = window_summary(container.ledger, after.last_window_id).to_json()
-    return {"window": window, "queues": depths}
+        report_files = _write_admin_report(container, after.last_window_id, reports_dir)
+    return {"window": window, "queues": depths, "admin_report": report_files}
+
+
+def _write_admin_report(container, window_id: str, folder: Path) -> list[str]:
+    """The window's admin report beside the demo's mail, as `report --json / --csv` would print it."""
+    from shared.domain.report import report_csv
+    from shared.service.reports import window_report_by_id
+
+    report = window_report_by_id(container.ledger, window_id, datetime.now(UTC))
+    folder.mkdir(parents=True, exist_ok=True)
+    as_json = folder / f"{window_id}.json"
+    as_csv = folder / f"{window_id}.csv"
+    as_json.write_text(json.dumps(report.to_json(), indent=1, ensure_ascii=False), encoding="utf-8")
+    as_csv.write_text(report_csv([report]), encoding="utf-8-sig", newline="")
+    return [str(as_json), str(as_csv)]
 
 
 def _anchor(paths: DemoPaths, *, midnight: bool = False) -> datetime:
@@ -232,5 +252,7 @@ def print_report(report: dict[str, Any]) -> None:
           "fan-out = imported + skipped)")
     print("  queues:               " + ", ".join(f"{k} {v}" for k, v in report["queues"].items()))
     print(f"  mail (.eml):          {report['mailbox_dir']} ({report['eml_files']} files)")
+    if report.get("admin_report"):
+        print(f"  admin report:         {' and '.join(report['admin_report'])}")
     print(f"  log (ids and counts): {report['log']}")
     print(f"  took:                 {report['seconds']} s")
