@@ -1,16 +1,18 @@
 """What the status endpoint and the CLI show: recent windows, reconciled or not (and why not),
-and queue depths. A window still unreconciled long after its hand-off is *overdue*: something is
-stuck or lost, and it is flagged loudly (an ERROR log line per window at every timer run, a
-non-zero exit from ``status``)."""
+queue depths, poisoned records by reason and the daily volume. A window still unreconciled long after
+its hand-off is *overdue*: something is stuck or lost, and it is flagged loudly (an ERROR log line per
+window at every timer run, a non-zero exit from ``status``)."""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
-from datetime import UTC, datetime, timedelta
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from shared.domain.ledger import WindowSummary, summarize
+from shared.domain.ledger import RecordOutcome, WindowSummary, summarize
+from shared.domain.window import isoformat_z
 from shared.ports import WindowLedger
 
 log = logging.getLogger(__name__)
@@ -18,6 +20,10 @@ log = logging.getLogger(__name__)
 # A day's window normally reconciles within minutes; throttling and retries can stretch that to
 # hours. Past this, waiting longer will not fix it: a human must look.
 RECONCILE_GRACE = timedelta(hours=6)
+
+# The daily volume lists every day between the first and the last with an outcome (days without
+# one as zeros) when they span at most this many days; beyond that only the days with outcomes.
+DAILY_VOLUME_MAX_SPAN_DAYS = 92
 
 
 def window_summary(ledger: WindowLedger, window_id: str) -> WindowSummary:
@@ -71,7 +77,52 @@ def build_status(
         "queues": dict(queue_depths),
         "unreconciled_windows": [s.info.window_id for s in summaries if not s.reconciled],
         "overdue_windows": [s.info.window_id for s in summaries if is_overdue(s, now, grace)],
+        "poisoned_by_reason": poisoned_by_reason(summaries),
+        "daily_volume": daily_volume(summaries),
+        "overdue_after_hours": grace.total_seconds() / 3600,
+        "generated_at": isoformat_z(now),
     }
+
+
+def poisoned_by_reason(summaries: Iterable[WindowSummary]) -> dict[str, int]:
+    """Poisoned records of the given windows, per reason (most first, then by name)."""
+    total: Counter[str] = Counter()
+    for summary in summaries:
+        total.update(summary.poisoned)
+    return dict(sorted(total.items(), key=lambda item: (-item[1], item[0])))
+
+
+def daily_volume(summaries: Iterable[WindowSummary]) -> list[dict[str, Any]]:
+    """Per UTC day on which outcomes were recorded (``OutcomeEntry.at``), oldest first: records archived
+    (imported or skipped as duplicates), pairs imported and skipped, records poisoned. A record that two
+    windows listed (a re-list) counts in each, as the windows count it."""
+    days: dict[date, Counter[str]] = {}
+    for summary in summaries:
+        for entry in summary.records.values():
+            if entry.outcome is RecordOutcome.AWAITING_TRANSCRIPT:
+                continue
+            day = days.setdefault(entry.at.astimezone(UTC).date(), Counter())
+            if entry.outcome is RecordOutcome.POISONED:
+                day["poisoned"] += 1
+                continue
+            day["records"] += 1
+            day["imported"] += sum(m.outcome is RecordOutcome.IMPORTED for m in entry.mailboxes)
+            day["skipped_duplicates"] += sum(m.outcome is RecordOutcome.SKIPPED_DUPLICATE for m in entry.mailboxes)
+    if days:
+        first, last = min(days), max(days)
+        if (last - first).days < DAILY_VOLUME_MAX_SPAN_DAYS:
+            for offset in range((last - first).days + 1):
+                days.setdefault(first + timedelta(days=offset), Counter())
+    return [
+        {
+            "date": day.isoformat(),
+            "records": counts["records"],
+            "imported": counts["imported"],
+            "skipped_duplicates": counts["skipped_duplicates"],
+            "poisoned": counts["poisoned"],
+        }
+        for day, counts in sorted(days.items())
+    ]
 
 
 def flag_overdue_windows(
