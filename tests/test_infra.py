@@ -5,6 +5,10 @@ constants, the container defaults, ``Settings.model_fields`` with their environm
 created or set by BOTH templates, and the templates may set nothing the code does not read except
 the Functions platform's own settings, listed below with the reason for each.
 
+Monitoring (the end of this module): both templates deploy the query pack and the workbook from
+the same files in infra/monitoring/, every query there is plausible KQL that uses only telemetry
+the code emits, and the storage lifecycle rule deletes old admin reports and nothing else.
+
 The templates are parsed by python-hcl2 and pycep-parser, which live in their own virtualenvs
 (.venv-infra/, made by scripts/infra-check: python-hcl2 clashes with checkov's hcl2 fork). This
 module runs them through infra/scripts/parse_templates.py and skips, saying so, when they are not
@@ -14,6 +18,7 @@ installed.
 from __future__ import annotations
 
 import copy
+import itertools
 import json
 import os
 import re
@@ -53,15 +58,18 @@ NOT_DEPLOYED = {
     "GRAPH_CERTIFICATE_PASSWORD": "a Key Vault certificate reference delivers a PFX without a password",
 }
 
-# Settings the Functions platform reads, which the code does not; both templates must set them.
-# (If the code starts reading one, move it out of here: test_the_exception_lists_name_real_settings
+# Settings the Functions platform reads, which Settings does not; both templates must set them.
+# (If Settings starts reading one, move it out of here: test_the_exception_lists_name_real_settings
 # says so. The storage service URIs moved out when the code began reading them for national clouds.)
 # Not FUNCTIONS_EXTENSION_VERSION / FUNCTIONS_WORKER_RUNTIME: Flex Consumption takes the runtime
 # from functionAppConfig and rejects those settings.
 PLATFORM_SETTINGS = {
     "AzureWebJobsStorage__credential": "identity-based host storage: 'managedidentity'",
-    "APPLICATIONINSIGHTS_CONNECTION_STRING": "where the host sends telemetry",
-    "APPLICATIONINSIGHTS_AUTHENTICATION_STRING": "keyless ingestion with the managed identity (local auth is off)",
+    "APPLICATIONINSIGHTS_CONNECTION_STRING": "where the host sends its telemetry; shared/telemetry.py reads it too "
+    "(from os.environ, not Settings) to point the app's OpenTelemetry exporter at the same component",
+    "APPLICATIONINSIGHTS_AUTHENTICATION_STRING": "keyless ingestion with the managed identity (local auth is off), "
+    "for the host and for shared/telemetry.py, which reads it from os.environ (not Settings) to give OpenTelemetry "
+    "an Entra ID credential for that identity",
 }
 
 # Containers the platform uses, which the code does not.
@@ -472,3 +480,488 @@ def test_every_checkov_skip_gives_a_reason():
     assert skips, "the templates have skips; the pattern must find them"
     unexplained = [f"{name}: {m.group(1)}" for name, m in skips if not m.group(2) or len(m.group(3).strip()) < 20]
     assert unexplained == []
+
+
+# --- Monitoring: the query pack, the workbook and the report retention rule ----------------------
+#
+# infra/monitoring/queries/<name>.kql holds each query once; queries.json gives its display name
+# and description; workbook.json is the workbook, whose query items name a file ("{{queries/<name>.kql}}")
+# instead of holding its text. Both templates load these files (Bicep loadTextContent /
+# loadJsonContent, Terraform file()); the tests below check that they load the same files, all of
+# them, and that the queries only use telemetry the code emits.
+
+MONITORING_DIR = REPO_ROOT / "infra" / "monitoring"
+QUERY_DIR = MONITORING_DIR / "queries"
+QUERY_MANIFEST = MONITORING_DIR / "queries.json"
+WORKBOOK_FILE = MONITORING_DIR / "workbook.json"
+TELEMETRY_MODULE = REPO_ROOT / "shared" / "telemetry.py"
+WORKBOOK_REFERENCE = re.compile(r"\{\{queries/([\w-]+)\.kql\}\}")
+
+# What a query may start from: Application Insights' tables (classic names), or a union of them.
+KQL_TABLES = {"customMetrics", "dependencies", "traces", "requests", "exceptions"}
+
+# The telemetry contract of issue 8 (shared/telemetry.py, meter "whatsapp_archiver"): what the
+# queries may use. test_queries_use_only_names_the_code_emits checks the same names against the code.
+TELEMETRY_CONTRACT = {
+    "metrics": {
+        "archiver.records.listed", "archiver.records.imported", "archiver.records.skipped",
+        "archiver.records.poisoned", "archiver.items.written", "archiver.bytes.archived",
+        "archiver.graph.throttled", "archiver.archive.latency",
+    },
+    "spans": {"archive_record", "list_page", "compose_transcript"},
+    "attributes": {
+        "archiver.window_id", "archiver.partial", "archiver.reason", "archiver.rule", "archiver.record_id",
+        "archiver.record_key", "archiver.outcome", "archiver.mailbox_hash", "http.response.status_code",
+    },
+}
+
+
+def query_files() -> dict[str, str]:
+    return {path.stem: path.read_text(encoding="utf-8") for path in sorted(QUERY_DIR.glob("*.kql"))}
+
+
+def query_manifest() -> dict[str, dict]:
+    return json.loads(QUERY_MANIFEST.read_text(encoding="utf-8"))
+
+
+def workbook_json() -> dict:
+    return json.loads(WORKBOOK_FILE.read_text(encoding="utf-8"))
+
+
+def workbook_query_items(workbook: dict) -> list[dict]:
+    return [item for item in workbook["items"] if item["type"] == 3]
+
+
+# --- KQL, lightly: strings, comments, brackets, statements ---------------------------------------
+
+_KQL_PAIRS = {")": "(", "]": "[", "}": "{"}
+
+
+def kql_code(text: str) -> tuple[str, list[str]]:
+    """(the text with comments blanked, its top-level statements); ValueError on an unterminated
+    string or unbalanced brackets. Strings: "..." and '...' with backslash escapes, @"..." and @'...'
+    verbatim (a doubled quote inside)."""
+    code, statements, stack, start, i = [], [], [], 0, 0
+    while i < len(text):
+        char = text[i]
+        if text.startswith("//", i):
+            end = text.find("\n", i)
+            end = len(text) if end < 0 else end
+            code.append(" " * (end - i))
+            i = end
+            continue
+        if char in "\"'":
+            verbatim = i > 0 and text[i - 1] == "@"
+            j = i + 1
+            while True:
+                if j >= len(text) or text[j] == "\n":
+                    raise ValueError(f"unterminated string at {text[i:i + 30]!r}")
+                if not verbatim and text[j] == "\\":
+                    j += 2
+                    continue
+                if text[j] == char:
+                    if verbatim and text[j + 1:j + 2] == char:
+                        j += 2
+                        continue
+                    break
+                j += 1
+            code.append(text[i:j + 1])
+            i = j + 1
+            continue
+        if char in "([{":
+            stack.append(char)
+        elif char in ")]}":
+            if not stack or stack[-1] != _KQL_PAIRS[char]:
+                raise ValueError(f"unbalanced {char!r} at {text[max(0, i - 30):i + 1]!r}")
+            stack.pop()
+        elif char == ";" and not stack:
+            statements.append("".join(code)[start:].strip())
+            start = sum(len(part) for part in code) + 1
+        code.append(char)
+        i += 1
+    if stack:
+        raise ValueError(f"unclosed {''.join(stack)!r}")
+    blanked = "".join(code)
+    statements.append(blanked[start:].strip())
+    return blanked, [s for s in statements if s]
+
+
+_LITERAL = re.compile(r'^(?:"[^"]*"|\'[^\']*\'|-?\d+(?:\.\d+)?[a-z]*|true|false|(?:datetime|dynamic|timespan)\(.*\))$',
+                      re.DOTALL)
+
+
+def kql_problems(text: str) -> list[str]:
+    """What makes a query file implausible as KQL; [] when it looks sound."""
+    problems = []
+    try:
+        _, statements = kql_code(text)
+    except ValueError as error:
+        return [str(error)]
+    tabular, scalar = set(KQL_TABLES), set()
+
+    def source_problem(expression: str) -> str | None:
+        first = re.match(r"[A-Za-z_]\w*", expression)
+        if not first or first.group() not in tabular | {"union"}:
+            return f"does not start from a known table: {expression[:40]!r}"
+        if first.group() == "union":
+            operands = re.match(r"union\s+([\w\s,]+?)\s*(?:\||$)", expression)
+            unknown = {o.strip() for o in operands.group(1).split(",")} - tabular if operands else {"?"}
+            if unknown:
+                return f"union of unknown tables {sorted(unknown)}"
+        return None
+
+    for statement in statements[:-1]:
+        let = re.match(r"let\s+([A-Za-z_]\w*)\s*=\s*(.*)$", statement, re.DOTALL)
+        if not let:
+            problems.append(f"a statement before the query is not a let: {statement[:40]!r}")
+            continue
+        name, value = let.groups()
+        first_word = (value.split() or [""])[0]
+        if _LITERAL.match(value.strip()) or re.match(r"[A-Za-z_]\w*\s*\(", value) or first_word in scalar:
+            scalar.add(name)  # a literal or a scalar expression: trim(...), iff(...), another scalar
+            continue
+        if problem := source_problem(value):
+            problems.append(f"let {name}: {problem}")
+        tabular.add(name)
+    if problem := source_problem(statements[-1]):
+        problems.append(f"the query {problem}")
+    return problems
+
+
+def kql_header_title(text: str) -> str:
+    first = text.splitlines()[0]
+    assert first.startswith("// "), "a query starts with its title: '// <title>'"
+    return first[3:].strip()
+
+
+def archiver_names(text: str) -> set[str]:
+    return set(re.findall(r"\barchiver(?:\.[a-z_]+)+", text))
+
+
+def span_names(code: str) -> set[str]:
+    """Quoted snake_case strings in the code of a query: span names (name == "archive_record")."""
+    return {m.group(2) for m in re.finditer(r"""(["'])([a-z]+(?:_[a-z]+)+)\1""", code)}
+
+
+def test_the_kql_check_finds_what_it_should():
+    assert kql_problems('customMetrics | where name == "x"') == []
+    assert kql_problems('let a = "x";\nlet t = traces | where message has a;\nunion t, requests | count') == []
+    assert kql_problems('customMetrics | where (name == "x"') == ["unclosed '('"]
+    assert kql_problems('customMetrics | where name == "x') and kql_problems("customMetrics | where x == 'a\n")
+    assert kql_problems("customMetrics | extend x = @'it''s'") == []
+    assert kql_problems('let a = trim(" ", "x");\nlet b = a;\ntraces | where message has b') == []
+    assert kql_problems('let t = trace | take 1;\nt') == ["let t: does not start from a known table: 'trace | take 1'"]
+    assert kql_problems("customMetric | count") == [
+        "the query does not start from a known table: 'customMetric | count'"]
+    assert kql_problems('union traces, spans | count') == ["the query union of unknown tables ['spans']"]
+    assert kql_problems('// (unbalanced in a comment is fine\ntraces | where message has ")"') == []
+
+
+@pytest.mark.parametrize("name", sorted(query_files()))
+def test_each_query_is_plausible_kql_with_a_header(name):
+    text = query_files()[name]
+    assert kql_problems(text) == []
+    header = list(itertools.takewhile(lambda line: line.startswith("//"), text.splitlines()))
+    assert len(header) >= 3, "a header: title, blank comment line, what the query answers"
+    assert kql_header_title(text) == query_manifest()[name]["displayName"]
+
+
+def test_the_manifest_lists_every_query_file_once():
+    manifest, files = query_manifest(), query_files()
+    assert set(manifest) == set(files) and files
+    names = [entry["displayName"] for entry in manifest.values()]
+    assert len(set(names)) == len(names), "display names are unique within a query pack"
+    for name, entry in manifest.items():
+        assert set(entry) == {"displayName", "description"}, name
+        assert 0 < len(entry["description"]) <= 256, name
+
+
+def test_queries_use_only_the_telemetry_contract():
+    known = TELEMETRY_CONTRACT["metrics"] | TELEMETRY_CONTRACT["attributes"]
+    for name, text in query_files().items():
+        code, _ = kql_code(text)
+        assert archiver_names(text) <= known, (name, archiver_names(text) - known)
+        assert span_names(code) <= TELEMETRY_CONTRACT["spans"], (name, span_names(code))
+    used = set().union(*(archiver_names(text) for text in query_files().values()))
+    # the questions of issue 8: failures by reason, latency, daily volume, throttling
+    assert {"archiver.records.poisoned", "archiver.archive.latency", "archiver.records.listed",
+            "archiver.graph.throttled", "archiver.bytes.archived"} <= used
+
+
+def test_queries_use_only_names_the_code_emits():
+    if not TELEMETRY_MODULE.exists():
+        pytest.skip("shared/telemetry.py does not exist yet: the queries are checked against the contract only")
+    source = "\n".join(path.read_text(encoding="utf-8") for path in sorted((REPO_ROOT / "shared").rglob("*.py")))
+    literals = set(re.findall(r"""["']([\w.]+)["']""", source))
+    for name, text in query_files().items():
+        code, _ = kql_code(text)
+        missing = (archiver_names(code) | span_names(code)) - literals
+        assert missing == set(), f"{name}.kql uses {sorted(missing)}, which no string in shared/ names"
+
+
+# --- Both templates: the query pack and the workbook ---------------------------------------------
+
+
+@dataclass
+class Monitoring:
+    """Which files one template deploys as the query pack and the workbook, resolved to paths."""
+
+    manifest: Path | None = None
+    queries: dict[str, Path] = field(default_factory=dict)  # pack query -> the file its body is
+    workbook: Path | None = None
+    workbook_queries: dict[str, Path] = field(default_factory=dict)  # workbook reference -> file
+    workbook_kind: dict[str, object] = field(default_factory=dict)
+
+
+def _bicep_load(value, kind: str) -> Path | None:
+    """The file of loadTextContent/loadJsonContent('<path>') (also inside any()), else None."""
+    function = value.get("function", {}) if isinstance(value, dict) else {}
+    if function.get("type") == "any":
+        return _bicep_load(function["parameters"]["value"], kind)
+    if function.get("type") != kind:
+        return None
+    return (BICEP_FILE.parent / function["parameters"]["file_path"]).resolve()
+
+
+def bicep_text(value) -> str:
+    """A parsed Bicep reference as text: 'appInsights.id', 'monitoringQueries[query.key]'."""
+    if isinstance(value, dict) and "operator" in value:
+        operator = value["operator"]
+        a, b = (bicep_text(operand) for operand in operator["operands"].values())
+        if operator["type"] == "property_accessor":
+            return f"{a}.{b}"
+        if operator["type"] == "index_accessor":
+            return f"{a}[{b}]"
+    return value if isinstance(value, str) else json.dumps(value)
+
+
+def _bicep_replacements(value) -> list[tuple[str, str]]:
+    """(old, new) of every replace() in a parsed Bicep expression, innermost first."""
+    found = []
+    if isinstance(value, dict):
+        function = value.get("function", {})
+        for item in value.values():
+            found += _bicep_replacements(item)
+        if function.get("type") == "replace":
+            found.append((function["parameters"]["old_string"], function["parameters"]["new_string"]))
+    elif isinstance(value, list):
+        for item in value:
+            found += _bicep_replacements(item)
+    return found
+
+
+def bicep_monitoring(parsed: dict) -> Monitoring:
+    variables = {name: spec["value"] for name, spec in parsed.get("variables", {}).items()}
+    resources = parsed["resources"]
+    monitoring = Monitoring()
+
+    def of_type(resource_type: str) -> list[dict]:
+        return [r["config"] for r in resources.values() if r["type"] == resource_type]
+
+    (pack_queries,) = of_type("Microsoft.OperationalInsights/queryPacks/queries")
+    assert of_type("Microsoft.OperationalInsights/queryPacks"), "the pack itself"
+    manifest_variable = pack_queries["loop_type"]["detail"]["object_name"]  # [for query in items(<manifest>)]
+    monitoring.manifest = _bicep_load(variables[manifest_variable], "load_json_content")
+    body = re.fullmatch(r"(\w+)\[query\.key\]", bicep_text(pack_queries["config"]["properties"]["body"]))
+    assert body, "the body of each pack query is <texts>[query.key]"
+    texts = variables[body.group(1)]
+    monitoring.queries = {key.strip("'"): _bicep_load(value, "load_text_content") for key, value in texts.items()}
+    assert pack_queries["config"]["name"]["function"]["type"] == "guid"
+
+    (workbook,) = of_type("Microsoft.Insights/workbooks")
+    data = workbook["properties"]["serializedData"]["function"]
+    assert data["type"] == "string"
+    document = data["parameters"]["value_to_convert"]
+    assert set(document) == {"version", "items", "fallbackResourceIds"}
+    assert [bicep_text(r) for r in document["fallbackResourceIds"]] == ["appInsights.id"]
+    items = variables[document["items"]]  # [for item in <template>.items: ... replace(...) ...]
+    template = items["loop_type"]["detail"]["array_name"]["operator"]["operands"]["operand_1"]
+    assert bicep_text(document["version"]) == f"{template}.version"
+    monitoring.workbook = _bicep_load(variables[template], "load_json_content")
+    lookup = json.dumps(items["config"])
+    assert f'"operand_1": "{body.group(1)}"' in lookup, "workbook queries come from the same texts"
+    for reference in set(WORKBOOK_REFERENCE.findall(WORKBOOK_FILE.read_text())):
+        key = f"{{{{queries/{reference}.kql}}}}"
+        for old, new in _bicep_replacements(items["config"]):
+            key = key.replace(old, new)
+        monitoring.workbook_queries[reference] = monitoring.queries.get(key)
+    monitoring.workbook_kind = {
+        "kind": workbook["kind"], "category": workbook["properties"]["category"],
+        "linked": bicep_text(workbook["properties"]["sourceId"]) == "appInsights.id",
+        "deterministic name": workbook["name"]["function"]["type"] == "guid",
+    }
+    return monitoring
+
+
+def terraform_monitoring(parsed: dict) -> Monitoring:
+    local_values = {tf_literal(k): v for block in parsed.get("locals", []) for k, v in block.items()}
+    resources = {(t, n): body for t, n, body in tf_blocks(parsed, "resource")}
+    monitoring = Monitoring()
+
+    def path(expression: str, **names: str) -> Path:
+        """A file path expression, "${local.monitoring_dir}/x" and the like, resolved."""
+        def quoted(value: str) -> str:  # '"text ${x}"' -> 'text ${x}'
+            return value[1:-1] if len(value) >= 2 and value[0] == value[-1] == '"' else value
+
+        expression = quoted(expression)
+        for _ in range(5):
+            expression = re.sub(r"\$\{local\.(\w+)\}", lambda m: quoted(local_values[m.group(1)]), expression)
+        expression = expression.replace("${path.module}", str(TERRAFORM_DIR))
+        for name, value in names.items():
+            expression = expression.replace(f"${{{name}}}", value)
+        return Path(expression).resolve()
+
+    def file_argument(expression: str) -> str:
+        match = re.search(r'file\("(.+?)"\)', expression)
+        assert match, f"no file() in {expression!r}"
+        return match.group(1)
+
+    assert ("azurerm_log_analytics_query_pack", "main") in resources, "the pack itself"
+    (pack_queries,) = [body for (t, _), body in resources.items() if t == "azurerm_log_analytics_query_pack_query"]
+    manifest = re.fullmatch(r"\$\{local\.(\w+)\}", pack_queries["for_each"]).group(1)
+    assert local_values[manifest].startswith("${jsondecode(file(")
+    monitoring.manifest = path(file_argument(local_values[manifest]))
+    texts = re.fullmatch(r"\$\{local\.(\w+)\[each\.key\]\}", pack_queries["body"]).group(1)
+    loop = re.fullmatch(rf"\$\{{\{{for (\w+), _ in local\.{manifest} : \1 => file\(\"(.+)\"\)\}}\}}",
+                        local_values[texts])
+    assert loop, local_values[texts]
+    monitoring.queries = {name: path(loop.group(2), **{loop.group(1): name})
+                          for name in json.loads(monitoring.manifest.read_text())}
+    assert pack_queries["name"].startswith("${uuidv5(")
+
+    workbook = resources["azurerm_application_insights_workbook", "main"]
+    data = re.fullmatch(r"\$\{local\.(\w+)\}", workbook["data_json"]).group(1)
+    expression = local_values[data]
+    assert "fallbackResourceIds = [azurerm_application_insights.main.id]" in expression
+    template = re.match(r"\$\{jsonencode\(\{version = local\.(\w+)\.version, items = \[for item in local\.\1\.items",
+                        expression)
+    assert template, expression
+    monitoring.workbook = path(file_argument(local_values[template.group(1)]))
+    lookup = re.search(rf'local\.{texts}\[trimsuffix\(trimprefix\(item\.content\.query, "(.+?)"\), "(.+?)"\)\]',
+                       expression)
+    assert lookup, "workbook queries come from the same texts"
+    for reference in set(WORKBOOK_REFERENCE.findall(WORKBOOK_FILE.read_text())):
+        key = f"{{{{queries/{reference}.kql}}}}"
+        key = key.removeprefix(lookup.group(1)).removesuffix(lookup.group(2))
+        monitoring.workbook_queries[reference] = monitoring.queries.get(key)
+    monitoring.workbook_kind = {
+        "kind": "shared",  # azurerm_application_insights_workbook makes shared workbooks only
+        "category": tf_literal(workbook["category"]),
+        "linked": "azurerm_application_insights.main.id" in workbook["source_id"],
+        "deterministic name": workbook["name"].startswith("${uuidv5("),
+    }
+    return monitoring
+
+
+def test_both_templates_deploy_the_query_pack_and_workbook_from_the_same_files(bicep_json, terraform_json):
+    files = {name: QUERY_DIR / f"{name}.kql" for name in query_files()}
+    expected = Monitoring(
+        manifest=QUERY_MANIFEST, queries=files, workbook=WORKBOOK_FILE,
+        workbook_queries={name: files[name] for name in query_files()},
+        workbook_kind={"kind": "shared", "category": "workbook", "linked": True, "deterministic name": True},
+    )
+    assert bicep_monitoring(bicep_json) == expected
+    assert terraform_monitoring(terraform_json) == expected
+
+
+def test_a_query_file_missing_from_bicep_is_noticed(bicep_json):
+    changed = copy.deepcopy(bicep_json)
+    changed["variables"]["monitoringQueries"]["value"].pop("'graph-throttling'")
+    monitoring = bicep_monitoring(changed)
+    assert "graph-throttling" not in monitoring.queries and monitoring.workbook_queries["graph-throttling"] is None
+
+
+def test_the_workbook_has_one_section_per_query():
+    workbook = workbook_json()
+    # Both templates rebuild the document from these two keys (and add fallbackResourceIds): any
+    # other key would be dropped silently.
+    assert set(workbook) == {"version", "items"} and workbook["version"] == "Notebook/1.0"
+    names = [item["name"] for item in workbook["items"]]
+    assert len(set(names)) == len(names)
+    parameters = {p["name"]: p for item in workbook["items"] if item["type"] == 9
+                  for p in item["content"]["parameters"]}
+    assert parameters["TimeRange"]["type"] == 4
+    referenced = []
+    for item in workbook_query_items(workbook):
+        content = item["content"]
+        match = WORKBOOK_REFERENCE.fullmatch(content["query"])
+        assert match, f"{item['name']}: the query names a file, {{{{queries/<name>.kql}}}}, never holds a copy"
+        name = match.group(1)
+        referenced.append(name)
+        text = query_files()[name]
+        assert content["timeContextFromParameter"] == "TimeRange", name
+        assert content["resourceType"] == "microsoft.insights/components", name
+        assert content["visualization"] == ("timechart" if "render timechart" in text else "table"), name
+        # The workbook substitutes {Name} everywhere in a query, comments included.
+        assert set(re.findall(r"\{([A-Za-z]\w*)\}", text)) <= set(parameters), name
+    assert sorted(referenced) == sorted(query_files())
+    charts = {i["name"] for i in workbook_query_items(workbook) if i["content"]["visualization"] == "timechart"}
+    assert {"daily-volume", "archive-latency", "graph-throttling"} <= charts
+    assert next(i for i in workbook_query_items(workbook) if i["name"] == "failures-by-reason")[
+        "content"]["visualization"] == "table"
+
+
+# --- Report retention: a lifecycle rule on reports/ only -----------------------------------------
+
+
+def _retention_code_default() -> int:
+    return Settings.model_fields["report_retention_days"].default
+
+
+def test_the_bicep_lifecycle_rule_deletes_old_reports_only(bicep_json):
+    from shared.adapters.azure_storage import BlobReportStore
+
+    variables = {name: spec["value"] for name, spec in bicep_json["variables"].items()}
+    policies = [r["config"] for r in bicep_json["resources"].values()
+                if r["type"] == "Microsoft.Storage/storageAccounts/managementPolicies"]
+    assert len(policies) == 1 and policies[0]["name"] == "default" and policies[0]["parent"] == "storage"
+    (rule,) = policies[0]["properties"]["policy"]["rules"]
+    assert (rule["type"], rule["enabled"]) == ("Lifecycle", True)
+    filters = rule["definition"]["filters"]
+    prefixes = [re.sub(r"\$\{(\w+)\}", lambda m: variables[m.group(1)], p) for p in filters["prefixMatch"]]
+    state_container = bicep_deployment(bicep_json).settings["STATE_CONTAINER"]
+    assert prefixes == [f"{state_container}/{BlobReportStore.PREFIX}"] == ["archive-state/reports/"]
+    assert filters["blobTypes"] == ["blockBlob"] and set(filters) == {"blobTypes", "prefixMatch"}
+    assert rule["definition"]["actions"] == {
+        "baseBlob": {"delete": {"daysAfterModificationGreaterThan": "reportRetentionDays"}}}
+    parameter = bicep_json["parameters"]["reportRetentionDays"]
+    bounds = {d["type"]: d["argument"] for d in parameter["decorators"] if d["type"] in ("min_value", "max_value")}
+    assert bounds == {"min_value": 1, "max_value": 3650}
+    assert parameter["default"] == _retention_code_default()
+    assert "reportRetentionDays" in strings_in(bicep_json["variables"]["appSettings"]["value"]["REPORT_RETENTION_DAYS"])
+
+
+def test_the_terraform_lifecycle_rule_deletes_old_reports_only(terraform_json):
+    from shared.adapters.azure_storage import BlobReportStore
+
+    local_values = {tf_literal(k): v for block in terraform_json["locals"] for k, v in block.items()}
+    policies = [body for block_type, _, body in tf_blocks(terraform_json, "resource")
+                if block_type == "azurerm_storage_management_policy"]
+    assert len(policies) == 1 and policies[0]["storage_account_id"] == "${azurerm_storage_account.main.id}"
+    (rule,) = policies[0]["rule"]
+    assert rule["enabled"] is True
+    (filters,) = rule["filters"]
+    prefixes = [tf_literal(re.sub(r"\$\{local\.(\w+)\}", lambda m: tf_literal(local_values[m.group(1)]), p))
+                for p in filters["prefix_match"]]
+    state_container = terraform_deployment(terraform_json).settings["STATE_CONTAINER"]
+    assert prefixes == [f"{state_container}/{BlobReportStore.PREFIX}"] == ["archive-state/reports/"]
+    assert [tf_literal(b) for b in filters["blob_types"]] == ["blockBlob"]
+    assert {k for k in filters if not k.startswith("__")} == {"blob_types", "prefix_match"}
+    (actions,) = rule["actions"]
+    assert {k for k in actions if not k.startswith("__")} == {"base_blob"}
+    (base_blob,) = actions["base_blob"]
+    assert {k: v for k, v in base_blob.items() if not k.startswith("__")} == {
+        "delete_after_days_since_modification_greater_than": "${var.report_retention_days}"}
+    variables = {tf_literal(k): v for block in terraform_json["variable"] for k, v in block.items()}
+    variable = variables["report_retention_days"]
+    assert variable["default"] == _retention_code_default()
+    (validation,) = variable["validation"]
+    assert "var.report_retention_days >= 1" in validation["condition"]
+    assert "var.report_retention_days <= 3650" in validation["condition"]
+    app_settings = next(block["app_settings"] for block in terraform_json["locals"] if "app_settings" in block)
+    assert "var.report_retention_days" in app_settings["REPORT_RETENTION_DAYS"]
+
+
+def test_the_retention_bounds_are_the_codes():
+    metadata = {type(m).__name__: m for m in Settings.model_fields["report_retention_days"].metadata}
+    assert (metadata["Ge"].ge, metadata["Le"].le) == (1, 3650)

@@ -182,6 +182,11 @@ param transcriptMaxWaitHours int = 6
 @maxValue(366)
 param statusRecentWindows int = 14
 
+@description('REPORT_RETENTION_DAYS: days each window admin report (reports/<window id>.json and .csv in the state container) is kept; a lifecycle rule deletes older ones.')
+@minValue(1)
+@maxValue(3650)
+param reportRetentionDays int = 90
+
 // --- Names ------------------------------------------------------------------------------------
 
 var suffix = uniqueString(resourceGroup().id)
@@ -275,6 +280,45 @@ resource containers 'Microsoft.Storage/storageAccounts/blobServices/containers@2
     publicAccess: 'None'
   }
 }]
+
+// Admin reports: the app writes each window's report to reports/<window id>.json and .csv in the
+// state container; this rule deletes them reportRetentionDays after their last write. It matches
+// that prefix only: the ledger, the watermark and the mapping history in the same container are
+// evidence, and no rule touches them. The app also purges reports older than REPORT_RETENTION_DAYS
+// itself (so local runs on Azurite honour the setting too); this rule is the platform's guarantee.
+// Deleted reports stay recoverable for the blob soft delete days above.
+resource lifecyclePolicy 'Microsoft.Storage/storageAccounts/managementPolicies@2023-05-01' = {
+  parent: storage
+  name: 'default'
+  properties: {
+    policy: {
+      rules: [
+        {
+          name: 'deleteOldReports'
+          enabled: true
+          type: 'Lifecycle'
+          definition: {
+            filters: {
+              blobTypes: [
+                'blockBlob'
+              ]
+              prefixMatch: [
+                '${stateContainerName}/reports/'
+              ]
+            }
+            actions: {
+              baseBlob: {
+                delete: {
+                  daysAfterModificationGreaterThan: reportRetentionDays
+                }
+              }
+            }
+          }
+        }
+      ]
+    }
+  }
+}
 
 resource queueService 'Microsoft.Storage/storageAccounts/queueServices@2023-05-01' = {
   parent: storage
@@ -551,6 +595,9 @@ resource reconcileAlert 'Microsoft.Insights/scheduledQueryRules@2022-06-15' = {
   }
 }
 
+// Failed invocations, as the Functions host records them. The connector's own spans are requests
+// too (shared/telemetry.py: span kind consumer, failed when their invocation fails): left out, so
+// that one failure counts once.
 resource failureAlert 'Microsoft.Insights/scheduledQueryRules@2022-06-15' = {
   name: '${namePrefix}-function-failures'
   location: location
@@ -567,7 +614,7 @@ resource failureAlert 'Microsoft.Insights/scheduledQueryRules@2022-06-15' = {
     criteria: {
       allOf: [
         {
-          query: 'requests | where success == false'
+          query: 'requests | where success == false and name !in ("archive_record", "list_page", "compose_transcript")'
           timeAggregation: 'Count'
           operator: 'GreaterThan'
           threshold: functionFailureThreshold
@@ -584,6 +631,79 @@ resource failureAlert 'Microsoft.Insights/scheduledQueryRules@2022-06-15' = {
         actionGroup.id
       ]
     }
+  }
+}
+
+// --- Query pack and workbook -----------------------------------------------------------------
+
+// The queries are infra/monitoring/queries/<name>.kql, one file each, with their display names in
+// infra/monitoring/queries.json; Terraform loads the same files (monitoring.tf), so neither
+// template holds a copy of a query. loadTextContent takes a literal path only: each file is named
+// once here (tests/test_infra.py checks that every .kql file is).
+var monitoringQueryInfo = loadJsonContent('../monitoring/queries.json')
+var monitoringQueries = {
+  'failures-by-reason': loadTextContent('../monitoring/queries/failures-by-reason.kql')
+  'daily-volume': loadTextContent('../monitoring/queries/daily-volume.kql')
+  'bytes-archived': loadTextContent('../monitoring/queries/bytes-archived.kql')
+  'archive-latency': loadTextContent('../monitoring/queries/archive-latency.kql')
+  'record-processing-time': loadTextContent('../monitoring/queries/record-processing-time.kql')
+  'graph-throttling': loadTextContent('../monitoring/queries/graph-throttling.kql')
+  'find-record': loadTextContent('../monitoring/queries/find-record.kql')
+}
+
+// Logs > Queries > Query packs: '<namePrefix>-queries'.
+resource queryPack 'Microsoft.OperationalInsights/queryPacks@2019-09-01' = {
+  name: '${namePrefix}-queries'
+  location: location
+  properties: {}
+}
+
+resource packQueries 'Microsoft.OperationalInsights/queryPacks/queries@2019-09-01' = [for query in items(monitoringQueryInfo): {
+  parent: queryPack
+  name: guid(queryPack.id, query.key)
+  properties: {
+    displayName: query.value.displayName
+    description: query.value.description
+    body: monitoringQueries[query.key]
+    related: {
+      categories: [
+        'applications'
+      ]
+      resourceTypes: [
+        'microsoft.insights/components'
+      ]
+    }
+  }
+}]
+
+// The workbook is infra/monitoring/workbook.json with the query of each query item, a reference
+// '{{queries/<name>.kql}}', replaced by that file's text (Terraform does the same), linked to the
+// Application Insights component (Application Insights > Workbooks). Its name is a GUID derived
+// from the resource group and prefix: every deployment updates the same workbook. any(): the items
+// differ in shape (text, parameters, queries); only query items (type 3) are read for a query, and
+// the conditional evaluates only the branch it takes.
+var workbookTemplate = any(loadJsonContent('../monitoring/workbook.json'))
+var workbookItems = [for item in workbookTemplate.items: (item.type != 3) ? item : union(item, {
+  content: union(item.content, {
+    query: monitoringQueries[replace(replace(item.content.query, '{{queries/', ''), '.kql}}', '')]
+  })
+})]
+
+resource workbook 'Microsoft.Insights/workbooks@2023-06-01' = {
+  name: guid(resourceGroup().id, namePrefix, 'workbook')
+  location: location
+  kind: 'shared'
+  properties: {
+    displayName: 'WhatsApp Archiver (${namePrefix})'
+    category: 'workbook'
+    sourceId: appInsights.id
+    serializedData: string({
+      version: workbookTemplate.version
+      items: workbookItems
+      fallbackResourceIds: [
+        appInsights.id
+      ]
+    })
   }
 }
 
@@ -650,6 +770,7 @@ var appSettings = {
   GRAPH_CLIENT_ID: graphAppClientId
   GRAPH_CERTIFICATE: empty(graphCertificateName) ? '' : '@Microsoft.KeyVault(SecretUri=${vault.properties.vaultUri}secrets/${graphCertificateName}/)'
   STATUS_RECENT_WINDOWS: string(statusRecentWindows)
+  REPORT_RETENTION_DAYS: string(reportRetentionDays)
 }
 
 resource functionApp 'Microsoft.Web/sites@2024-04-01' = {

@@ -60,6 +60,7 @@ locals {
     GRAPH_CLIENT_ID       = var.graph_app_client_id
     GRAPH_CERTIFICATE     = var.graph_certificate_name == "" ? "" : "@Microsoft.KeyVault(SecretUri=${azurerm_key_vault.main.vault_uri}secrets/${var.graph_certificate_name}/)"
     STATUS_RECENT_WINDOWS = tostring(var.status_recent_windows)
+    REPORT_RETENTION_DAYS = tostring(var.report_retention_days)
   }
 }
 

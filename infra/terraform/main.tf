@@ -94,6 +94,29 @@ resource "azurerm_storage_queue" "main" {
   storage_account_id = azurerm_storage_account.main.id
 }
 
+# Admin reports: the app writes each window's report to reports/<window id>.json and .csv in the
+# state container; this rule deletes them report_retention_days after their last write. It matches
+# that prefix only: the ledger, the watermark and the mapping history in the same container are
+# evidence, and no rule touches them. The app also purges reports older than REPORT_RETENTION_DAYS
+# itself (so local runs on Azurite honour the setting too); this rule is the platform's guarantee.
+# Deleted reports stay recoverable for the blob soft delete days above.
+resource "azurerm_storage_management_policy" "main" {
+  storage_account_id = azurerm_storage_account.main.id
+  rule {
+    name    = "deleteOldReports"
+    enabled = true
+    filters {
+      blob_types   = ["blockBlob"]
+      prefix_match = ["${local.state_container_name}/reports/"]
+    }
+    actions {
+      base_blob {
+        delete_after_days_since_modification_greater_than = var.report_retention_days
+      }
+    }
+  }
+}
+
 # Storage Blob Data Owner: what the Functions host documents for identity-based AzureWebJobsStorage
 # (timer singleton and listener leases, the timer's schedule monitor, host keys, the Flex
 # deployment package); the code's claim checks, state, ledger and lease-held delivery records need

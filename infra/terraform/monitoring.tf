@@ -126,6 +126,9 @@ resource "azurerm_monitor_scheduled_query_rules_alert_v2" "not_reconciled" {
   }
 }
 
+# Failed invocations, as the Functions host records them. The connector's own spans are requests
+# too (shared/telemetry.py: span kind consumer, failed when their invocation fails): left out, so
+# that one failure counts once.
 resource "azurerm_monitor_scheduled_query_rules_alert_v2" "function_failures" {
   name                    = "${var.name_prefix}-function-failures"
   display_name            = "WhatsApp Archiver: function failures"
@@ -138,7 +141,7 @@ resource "azurerm_monitor_scheduled_query_rules_alert_v2" "function_failures" {
   window_duration         = "PT1H"
   auto_mitigation_enabled = true
   criteria {
-    query                   = "requests | where success == false"
+    query                   = "requests | where success == false and name !in (\"archive_record\", \"list_page\", \"compose_transcript\")"
     time_aggregation_method = "Count"
     operator                = "GreaterThan"
     threshold               = var.function_failure_threshold
@@ -150,4 +153,63 @@ resource "azurerm_monitor_scheduled_query_rules_alert_v2" "function_failures" {
   action {
     action_groups = [azurerm_monitor_action_group.main.id]
   }
+}
+
+# --- Query pack and workbook ---------------------------------------------------------------------
+
+# The queries are infra/monitoring/queries/<name>.kql, one file each, with their display names in
+# infra/monitoring/queries.json; Bicep loads the same files, so neither template holds a copy of a
+# query. Both GUID names below are uuidv5 of where the resource lives (deterministic, like Bicep's
+# guid()): a fresh state or a second apply finds the same query and workbook instead of making new ones.
+locals {
+  monitoring_dir     = "${path.module}/../monitoring"
+  monitoring_queries = jsondecode(file("${local.monitoring_dir}/queries.json"))
+  monitoring_query_texts = {
+    for name, _ in local.monitoring_queries : name => file("${local.monitoring_dir}/queries/${name}.kql")
+  }
+  resource_group_id = "/subscriptions/${var.subscription_id}/resourceGroups/${var.resource_group_name}"
+  query_pack_name   = "${var.name_prefix}-queries"
+
+  # infra/monitoring/workbook.json with the query of each query item (type 3), a reference
+  # "{{queries/<name>.kql}}", replaced by that file's text, as in Bicep. A conditional reports the
+  # errors of the branch it takes only, so text and parameter items (no content.query) pass as they are.
+  workbook_template = jsondecode(file("${local.monitoring_dir}/workbook.json"))
+  workbook_data = jsonencode({
+    version = local.workbook_template.version
+    items = [for item in local.workbook_template.items : item.type != 3 ? item : merge(item, {
+      content = merge(item.content, {
+        query = local.monitoring_query_texts[trimsuffix(trimprefix(item.content.query, "{{queries/"), ".kql}}")]
+      })
+    })]
+    fallbackResourceIds = [azurerm_application_insights.main.id]
+  })
+}
+
+# Logs > Queries > Query packs: "<name_prefix>-queries".
+resource "azurerm_log_analytics_query_pack" "main" {
+  name                = local.query_pack_name
+  resource_group_name = azurerm_resource_group.main.name
+  location            = azurerm_resource_group.main.location
+}
+
+resource "azurerm_log_analytics_query_pack_query" "main" {
+  for_each       = local.monitoring_queries
+  name           = uuidv5("url", "${local.resource_group_id}/providers/Microsoft.OperationalInsights/queryPacks/${local.query_pack_name}/queries/${each.key}")
+  query_pack_id  = azurerm_log_analytics_query_pack.main.id
+  display_name   = each.value.displayName
+  description    = each.value.description
+  body           = local.monitoring_query_texts[each.key]
+  categories     = ["applications"]
+  resource_types = ["microsoft.insights/components"]
+}
+
+# Linked to the Application Insights component: Application Insights > Workbooks.
+resource "azurerm_application_insights_workbook" "main" {
+  name                = uuidv5("url", "${local.resource_group_id}/providers/Microsoft.Insights/workbooks/${var.name_prefix}-archiver")
+  resource_group_name = azurerm_resource_group.main.name
+  location            = azurerm_resource_group.main.location
+  display_name        = "WhatsApp Archiver (${var.name_prefix})"
+  category            = "workbook"
+  source_id           = lower(azurerm_application_insights.main.id) # the provider wants it lowercase
+  data_json           = local.workbook_data
 }

@@ -274,3 +274,13 @@ variable "status_recent_windows" {
   type        = number
   default     = 14
 }
+
+variable "report_retention_days" {
+  description = "REPORT_RETENTION_DAYS: days each window's admin report (reports/<window id>.json and .csv in the state container) is kept; a lifecycle rule deletes older ones."
+  type        = number
+  default     = 90
+  validation {
+    condition     = var.report_retention_days >= 1 && var.report_retention_days <= 3650 && floor(var.report_retention_days) == var.report_retention_days
+    error_message = "report_retention_days: a whole number of days, 1 to 3650."
+  }
+}
