@@ -369,6 +369,7 @@ def _assemble_client(
     from kiota_http.kiota_client_factory import KiotaClientFactory
     from kiota_http.middleware import RetryHandler
     from kiota_http.middleware.options import RetryHandlerOption, UrlReplaceHandlerOption
+    from kiota_http.observability_options import ObservabilityOptions
     from msgraph import GraphServiceClient
     from msgraph._version import VERSION
     from msgraph.graph_request_adapter import GraphRequestAdapter
@@ -399,6 +400,10 @@ def _assemble_client(
     http_client = GraphClientFactory.create_with_custom_middleware(middleware, client=http_client)
     auth = AzureIdentityAuthenticationProvider(credential, scopes=scopes, allowed_hosts=allowed_hosts)
     adapter = GraphRequestAdapter(auth, client=http_client)
+    # kiota puts each request's full URL (``/users/{address}/...``) on its spans unless told not to.
+    # shared.telemetry records no kiota span at all; this keeps addresses off them even under a
+    # tracer provider configured some other way.
+    adapter.observability_options = ObservabilityOptions(include_euii_attributes=False)
     # httpx appends a "/" to its base_url, which would give ".../v1.0//users": set it exactly.
     adapter.base_url = base
     client = GraphServiceClient(request_adapter=adapter)
@@ -424,6 +429,12 @@ def bounded_retry_handler_class() -> type:
             self.max_wait_seconds = max_wait_seconds
 
         def should_retry(self, request: Any, options: Any, response: Any) -> bool:
+            # Every response of the chain passes here once: the place to count Graph's throttling,
+            # whether it is retried here or handed back to the queue as TransientError.
+            if response.status_code in THROTTLING_STATUSES:
+                from shared import telemetry
+
+                telemetry.count_graph_throttled(response.status_code)
             if not super().should_retry(request, options, response):
                 return False
             if request.method.upper() == "POST" and response.status_code != 429:

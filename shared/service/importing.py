@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import dataclass, replace
+from datetime import datetime
 from typing import TYPE_CHECKING
 
 from pydantic import ValidationError
@@ -51,6 +52,7 @@ class ImportResult:
     # part of the fan-out, but kept so the report shows which pairs were dropped and why.
     unavailable: tuple[str, ...] = ()
     source_user: str | None = None  # the sender's number, masked, for the admin report
+    captured_at: datetime | None = None  # when TeleMessage captured the record (telemetry: latency)
 
     @classmethod
     def poisoned(cls, message_id: str | None, error: PermanentError) -> ImportResult:
@@ -90,7 +92,9 @@ class ItemImporter:
             result = self.import_record(record, attempt=attempt, origin=origin)
         except PermanentError as error:
             result = ImportResult.poisoned(record.message_id, error)
-        return replace(result, source_user=masked_number(record.sender.phone, self._region))
+        return replace(
+            result, source_user=masked_number(record.sender.phone, self._region), captured_at=record.captured_at,
+        )
 
     def import_record(
         self, record: ArchiveRecord, *, attempt: int = 1, origin: RecordOrigin | None = None,

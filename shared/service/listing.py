@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from shared import telemetry
 from shared.domain.ledger import PageEntry
 from shared.domain.records import record_key
 from shared.domain.tasks import ItemTask, ListingTask
@@ -36,22 +37,32 @@ def list_slice_page(
     """Order matters for "nothing lost": blob, then its queue message, then the page's ledger entry,
     then the continuation. A failure anywhere raises, the task is retried, and the repeats are
     absorbed downstream (blobs are overwritten with the same bytes; imports are idempotent)."""
-    page = source.list_page(task.slice, task.page_token, page_size)
-    keys: list[str] = []
-    for raw in page.items:
-        body = serialise_item(raw)
-        message_id = _message_id(raw)
-        key = record_key(message_id) if message_id else "unidentified-" + hashlib.sha256(body).hexdigest()
-        reference = records.put(key, body)
-        items_queue.send(ItemTask(
-            window_id=task.window_id, record_key=key, record_ref=reference, message_id=message_id,
-        ).model_dump(mode="json"))
-        keys.append(key)
-    last = not page.next_page_token
-    ledger.record_page(task.window_id, PageEntry(task.slice.id, task.page, tuple(keys), last))
-    if page.next_page_token:
-        listing_queue.send(task.next_page(page.next_page_token).model_dump(mode="json"))
-    log.info("window %s slice %s page %d: %d records handed off", task.window_id, task.slice.id, task.page, len(keys))
+    with telemetry.span(
+        telemetry.SPAN_LIST_PAGE, window_id=task.window_id, slice=task.slice.id, page=task.page,
+    ) as span:
+        page = source.list_page(task.slice, task.page_token, page_size)
+        keys: list[str] = []
+        for raw in page.items:
+            body = serialise_item(raw)
+            message_id = _message_id(raw)
+            key = record_key(message_id) if message_id else "unidentified-" + hashlib.sha256(body).hexdigest()
+            reference = records.put(key, body)
+            items_queue.send(ItemTask(
+                window_id=task.window_id, record_key=key, record_ref=reference, message_id=message_id,
+            ).model_dump(mode="json"))
+            keys.append(key)
+        last = not page.next_page_token
+        ledger.record_page(task.window_id, PageEntry(task.slice.id, task.page, tuple(keys), last))
+        if page.next_page_token:
+            listing_queue.send(task.next_page(page.next_page_token).model_dump(mode="json"))
+        span.set(outcome="listed", records=len(keys), last_page=last)
+        telemetry.count_listed(len(keys), window_id=task.window_id)
+        log.info(
+            "window %s slice %s page %d: %d records handed off", task.window_id, task.slice.id, task.page, len(keys),
+            extra=telemetry.dimensions(
+                window_id=task.window_id, outcome="listed", slice=task.slice.id, page=task.page, records=len(keys),
+            ),
+        )
     return PageResult(len(keys), not last)
 
 

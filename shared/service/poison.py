@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from shared import telemetry
 from shared.domain.errors import PoisonReason
 from shared.domain.ledger import OutcomeEntry, RecordOutcome, fold_outcomes
 from shared.domain.tasks import PoisonMessage, read_poison_queue_message
@@ -237,6 +238,7 @@ def account_moved_items(tools: PoisonQueues, ledger: WindowLedger, *, now: datet
                 outcome=RecordOutcome.POISONED, at=entry.failed_at, reason=entry.message.reason.value,
                 detail=entry.message.detail,
             ))
+            telemetry.account_record(RecordOutcome.POISONED, reason=PoisonReason.RETRIES_EXHAUSTED)
             accounted += 1
     if accounted:
         log.warning("%d record(s) the host moved to poison after exhausted retries accounted in their windows",

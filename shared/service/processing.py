@@ -6,6 +6,7 @@ import logging
 from collections.abc import Callable
 from datetime import UTC, datetime
 
+from shared import telemetry
 from shared.domain.errors import PoisonReason, TransientError
 from shared.domain.ledger import OutcomeEntry, RecordOutcome
 from shared.domain.tasks import ItemTask, PoisonMessage, TaskFormatError
@@ -34,6 +35,32 @@ def process_item_message(
     """Returns the result when the record is accounted for (imported, skipped, or poisoned with the
     poison message durably queued), or None when it was handed back to ``retry_queue`` to wait out
     a throttle. Raises on other transient trouble, leaving the message to the host's retries."""
+    with telemetry.span(telemetry.SPAN_ARCHIVE_RECORD, attempt=dequeue_count) as span:
+        try:
+            result = _process(
+                body, span, dequeue_count=dequeue_count, records=records, importer=importer,
+                poison_queue=poison_queue, ledger=ledger, retry_queue=retry_queue, clock=clock,
+            )
+        except Exception:
+            span.set(outcome="retry")
+            raise
+        if result is not None:
+            span.set(outcome=result.outcome, reason=result.reason)
+        return result
+
+
+def _process(
+    body: str,
+    span: telemetry.SpanHandle,
+    *,
+    dequeue_count: int,
+    records: RecordStore,
+    importer: ItemImporter,
+    poison_queue: WorkQueue,
+    ledger: WindowLedger,
+    retry_queue: WorkQueue | None,
+    clock: Callable[[], datetime],
+) -> ImportResult | None:
     try:
         task = ItemTask.from_text(body)
     except TaskFormatError as error:
@@ -42,9 +69,15 @@ def process_item_message(
             attempts=dequeue_count, original_message=body,
         )
         poison_queue.send(poison.model_dump(mode="json"))
-        log.warning("items queue: a message that is not an item task was poisoned")
+        log.warning(
+            "items queue: a message that is not an item task was poisoned",
+            extra=telemetry.dimensions(outcome=RecordOutcome.POISONED, reason=poison.reason),
+        )
+        telemetry.account_record(RecordOutcome.POISONED, reason=poison.reason)
         return ImportResult(RecordOutcome.POISONED, None, reason=poison.reason, detail=poison.detail)
 
+    ids = {"window_id": task.window_id, "record_id": task.message_id, "record_key": task.record_key}
+    span.set(**ids)
     try:
         raw = records.get(task.record_ref)
     except RecordMissing:
@@ -59,16 +92,27 @@ def process_item_message(
             )
         except TransientError as error:
             if retry_queue is None or error.retry_after is None or task.deferrals >= MAX_DEFERRALS:
+                log.info(
+                    "record %s: transient failure on attempt %d, left to the host's retries",
+                    task.record_key[:16], dequeue_count, extra=telemetry.dimensions(**ids, outcome="retry"),
+                )
                 raise
             # Waiting out a long Retry-After here would hold a worker for nothing; a copy of the
             # message that becomes visible when the wait is over costs nothing. The copy is durable
             # before this message completes, so the record cannot be lost in between.
             delay = max(1, min(int(error.retry_after + 0.999), MAX_DEFER_SECONDS))
             retry_queue.send(task.deferred().model_dump(mode="json"), delay_seconds=delay)
-            log.info("record %s handed back to the queue for %d s (throttled)", task.record_key[:16], delay)
+            span.set(outcome="deferred")
+            log.info(
+                "record %s handed back to the queue for %d s (throttled)", task.record_key[:16], delay,
+                extra=telemetry.dimensions(**ids, outcome="deferred"),
+            )
             return None
 
     now = clock()
+    mailboxes = [m.mailbox for m in result.mailboxes]
+    span.set(mailboxes=mailboxes)
+    dims = telemetry.dimensions(**ids, outcome=result.outcome, reason=result.reason, mailboxes=mailboxes)
     if result.outcome is RecordOutcome.POISONED:
         poison_queue.send(PoisonMessage(
             reason=result.reason, detail=result.detail or "", window_id=task.window_id,
@@ -76,14 +120,20 @@ def process_item_message(
             failed_at=now, first_failed_at=task.first_failed_at or now, attempts=dequeue_count,
             replays=task.replays,
         ).model_dump(mode="json"))
-        log.warning("record %s poisoned: %s", task.record_key[:16], result.reason)
+        log.warning("record %s poisoned: %s", task.record_key[:16], result.reason, extra=dims)
     else:
         log.info(
-            "record %s %s in %d mailbox(es)", task.record_key[:16], result.outcome, len(result.mailboxes)
+            "record %s %s in %d mailbox(es)", task.record_key[:16], result.outcome, len(result.mailboxes),
+            extra=dims,
         )
     ledger.record_outcome(task.window_id, OutcomeEntry(
         record_key=task.record_key, message_id=task.message_id, outcome=result.outcome, at=now,
         mailboxes=result.mailboxes, reason=result.reason, detail=result.detail, partial=result.partial,
         unavailable=result.unavailable, source_user=result.source_user,
     ))
+    telemetry.account_record(
+        result.outcome, reason=result.reason, partial=result.partial,
+        written_rules=[m.rule for m in result.mailboxes if m.outcome is RecordOutcome.IMPORTED],
+        size_bytes=result.size_bytes, captured_at=result.captured_at, archived_at=now,
+    )
     return result

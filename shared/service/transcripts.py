@@ -22,6 +22,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
+from shared import telemetry
 from shared.domain.errors import MailboxUnavailable, PermanentError, PoisonReason, TransientError
 from shared.domain.ledger import MailboxResult, OutcomeEntry, RecordOutcome, summarize
 from shared.domain.records import ArchiveRecord, record_key
@@ -142,6 +143,19 @@ class TranscriptComposer:
     def compose(self, bucket: Bucket, *, attempt: int = 1) -> ComposeReport:
         """Write every staged record of ``bucket`` into a transcript part, finishing any part an
         earlier attempt left half done first. Raises TransientError to be retried."""
+        with telemetry.span(telemetry.SPAN_COMPOSE_TRANSCRIPT, transcript=bucket.name, attempt=attempt) as span:
+            try:
+                totals = self._compose(bucket, attempt)
+            except Exception:
+                span.set(outcome="retry")
+                raise
+            span.set(
+                outcome="composed", parts_written=totals.parts_written, records_transcribed=totals.records_transcribed,
+                records_skipped=totals.records_skipped, records_poisoned=totals.records_poisoned,
+            )
+            return totals
+
+    def _compose(self, bucket: Bucket, attempt: int) -> ComposeReport:
         totals = ComposeReport()
         while True:
             parts = self._store.parts(bucket)
@@ -181,11 +195,16 @@ class TranscriptComposer:
                 try:
                     outcome = self._writer.write(mailbox, item)
                 except MailboxUnavailable as error:
-                    log.warning("transcript %s: a mapped mailbox is unavailable (%s)", part.item_id, error.code)
+                    log.warning(
+                        "transcript %s: a mapped mailbox is unavailable (%s)", part.item_id, error.code,
+                        extra=telemetry.dimensions(mailboxes=[mailbox]),
+                    )
                     for record in mine:
                         unavailable[record.record_key].append(mailbox)
                     continue
                 written += outcome is WriteOutcome.IMPORTED
+                if outcome is WriteOutcome.IMPORTED:
+                    telemetry.count_bytes(item.mime_size())
                 state = RecordOutcome.IMPORTED if outcome is WriteOutcome.IMPORTED else RecordOutcome.SKIPPED_DUPLICATE
                 for record in mine:
                     rule = next(m.rule for m in record.mailboxes if m.address == mailbox)
@@ -203,16 +222,25 @@ class TranscriptComposer:
                 entry.media.get(a.attachment_id) is None for a in entry.record.attachments
             )
             any_imported = any(r.outcome is RecordOutcome.IMPORTED for r in results[record.record_key])
+            outcome = RecordOutcome.IMPORTED if any_imported else RecordOutcome.SKIPPED_DUPLICATE
             self._ledger.record_outcome(record.window_id, OutcomeEntry(
                 record_key=record.record_key, message_id=record.message_id,
-                outcome=RecordOutcome.IMPORTED if any_imported else RecordOutcome.SKIPPED_DUPLICATE,
+                outcome=outcome,
                 at=now, mailboxes=tuple(results[record.record_key]), partial=partial,
                 unavailable=tuple(unavailable[record.record_key]),
             ))
+            telemetry.account_record(
+                outcome, partial=partial,
+                written_rules=[r.rule for r in results[record.record_key] if r.outcome is RecordOutcome.IMPORTED],
+                captured_at=entry.record.captured_at, archived_at=now,
+            )
         self._store.unstage(part.bucket, [r.record_key for r in part.records])
         self._store.update_part(replace(part, completed=True))
         log.info(
             "transcript %s: %d record(s), written to %d mailbox(es)", part.item_id, len(part.kept), written,
+            extra=telemetry.dimensions(
+                outcome="composed", mailboxes=part.mailboxes(), transcript=part.item_id, records=len(part.kept),
+            ),
         )
         return ComposeReport(
             parts_written=1, records_transcribed=len(part.kept) - poisoned,
@@ -290,11 +318,19 @@ class TranscriptComposer:
             record_key=record.record_key, message_id=record.message_id, outcome=RecordOutcome.POISONED,
             at=now, reason=reason.value, detail=detail,
         ))
-        log.warning("record %s poisoned while composing its transcript: %s", record.record_key[:16], reason)
+        log.warning(
+            "record %s poisoned while composing its transcript: %s", record.record_key[:16], reason,
+            extra=telemetry.dimensions(
+                window_id=record.window_id, record_id=record.message_id, record_key=record.record_key,
+                outcome=RecordOutcome.POISONED, reason=reason,
+            ),
+        )
+        telemetry.account_record(RecordOutcome.POISONED, reason=reason)
 
     def _account_repeats(self, bucket: Bucket, repeats: list[StagedRecord]) -> None:
         now = self._clock()
         for record in repeats:
+            telemetry.account_record(RecordOutcome.SKIPPED_DUPLICATE)
             self._ledger.record_outcome(record.window_id, OutcomeEntry(
                 record_key=record.record_key, message_id=record.message_id,
                 outcome=RecordOutcome.SKIPPED_DUPLICATE, at=now,
@@ -337,7 +373,10 @@ def dispatch_due_transcripts(
     due = [b for b in store.staged_buckets() if is_day_over(b.day, policy.zone, task.window_end)]
     for bucket in due:
         queue.send(TranscriptTask(bucket=bucket.name).model_dump(mode="json"))
-    log.info("window %s: %d chat-day transcript(s) queued", task.window_id, len(due))
+    log.info(
+        "window %s: %d chat-day transcript(s) queued", task.window_id, len(due),
+        extra=telemetry.dimensions(window_id=task.window_id, transcripts=len(due)),
+    )
     return due
 
 
@@ -371,7 +410,10 @@ def process_transcript_message(
             reason=PoisonReason.INVALID_ITEM, detail=str(error), failed_at=clock(),
             attempts=dequeue_count, original_message=body,
         ).model_dump(mode="json"))
-        log.warning("transcripts queue: a message that is not a transcript task was poisoned")
+        log.warning(
+            "transcripts queue: a message that is not a transcript task was poisoned",
+            extra=telemetry.dimensions(outcome=RecordOutcome.POISONED, reason=PoisonReason.INVALID_ITEM),
+        )
 
 
 def _kind(body: str) -> str | None:
