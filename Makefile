@@ -3,12 +3,14 @@
 # make soak   install everything, then push ~20,000 records through the local stack with faults
 #             injected; fails on any duplicate or lost record (options: make soak SOAK_ARGS="--records 1500",
 #             see python -m bench.soak --help)
+# make bench  install everything, then measure every figure of docs/benchmarks.md beside its budget
+#             (a few minutes; options: make bench BENCH_ARGS="--only a,c" or "--json", see python -m bench --help)
 # make lint   ruff
 
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: demo test soak lint install clean
+.PHONY: demo test soak bench lint install clean
 
 demo: install
 	$(PY) -m shared.cli demo
@@ -18,6 +20,9 @@ test: install
 
 soak: install
 	$(PY) -m bench.soak $(SOAK_ARGS)
+
+bench: install
+	$(PY) -m bench $(BENCH_ARGS)
 
 lint: install
 	$(PY) -m ruff check .

@@ -48,8 +48,12 @@ below 3 MB, or 1 createUploadSession + ceil(size / 3,276,800) PUTs. The first re
 in a process adds 1 folder lookup (+1 folder create the very first time, +1 lookup again when
 another worker won the creation race). A record found already archived costs the lookup only
 (+1 attachment listing when it has attachments added after the create). All of these count
-against the per-app, per-mailbox budget: 10,000 requests per 10 minutes and 4 concurrent
-requests (``MailboxGate`` keeps this process within the latter).
+against the per-app, per-mailbox budget: 10,000 requests per 10 minutes, 4 concurrent
+requests and 150 MB of uploads per 5 minutes. ``MailboxGate`` keeps this process within the
+concurrency, ``MailboxPacer`` (graph_pacer.py) within the rate and the uploads: every request
+takes a gate slot, then its pacing turn, then goes out; a turn further away than the pacer's
+``max_wait_seconds`` (and an item whose attachments cannot all be uploaded by then) raises
+``TransientError(retry_after=...)`` before any request, so the queue waits instead of a worker.
 
 Attachments: ``UploadSessionAttachments`` (the default, swappable ``AttachmentStrategy``) puts
 attachments under 3 MB inline while the create request stays under 4 MB, and uploads the others
@@ -95,6 +99,7 @@ from shared.adapters.graph_client import (
     USER_NOT_FOUND_CODES,
     MailboxGate,
     acquire_graph_loop,
+    graph_client_info,
     graph_failure,
     is_loopback_url,
     mailbox_ref,
@@ -103,6 +108,8 @@ from shared.adapters.graph_client import (
     release_graph_loop,
     translate_common,
 )
+from shared.adapters.graph_json import send_json, string, values
+from shared.adapters.graph_pacer import MailboxPacer, PacingDeferred, process_mailbox_pacer
 from shared.domain.errors import (
     ArchiveError,
     ConfigurationError,
@@ -230,19 +237,71 @@ def conversation_properties(item: RenderedItem) -> list[tuple[str, str]]:
 
 
 class GraphSession:
-    """One client and the per-mailbox gate: every request goes through ``send`` or ``call``."""
+    """One client, the per-mailbox gate and the per-mailbox pacer: every request goes through
+    ``send`` or ``call`` (upload PUTs through ``gate`` and ``pace`` themselves).
 
-    def __init__(self, client: Any, gate: MailboxGate) -> None:
+    A request takes its gate slot first and its pacing turn second, so it goes out at the moment
+    the pacer booked for it: were the order reversed, requests admitted on time could pile up
+    behind a busy gate and leave together, over the rate. While the pacer holds a slot, the
+    mailbox is rate-bound anyway, so the slot would not have been used sooner.
+
+    The pacer's budgets are per Graph host and mailbox (Exchange's are per app and mailbox): two
+    clients of one process on the same host share them, a test server on another port has its own.
+    """
+
+    def __init__(self, client: Any, gate: MailboxGate, pacer: MailboxPacer | None = None) -> None:
         self.client = client
         self.gate = gate
+        self.pacer = pacer or process_mailbox_pacer()
+        try:
+            self._host = graph_client_info(client).base_url
+        except (KeyError, TypeError):
+            self._host = ""  # a client built elsewhere (tests): one budget per mailbox
 
-    async def send[R](self, mailbox: str, request: Callable[[], Awaitable[R]]) -> R:
-        """Runs ``request()`` inside one of ``mailbox``'s slots; failures come back untranslated.
+    def budget_key(self, mailbox: str) -> str:
+        return f"{self._host} {mailbox}" if self._host else mailbox
+
+    async def pace(self, mailbox: str, *, upload_bytes: int = 0, may_defer: bool = True) -> None:
+        """Waits for ``mailbox``'s next turn (hold a gate slot); a turn too far away is a
+        TransientError carrying the wait, raised before anything is sent."""
+        try:
+            await self.pacer.admit(self.budget_key(mailbox), upload_bytes=upload_bytes, may_defer=may_defer)
+        except PacingDeferred as deferred:
+            raise TransientError(
+                f"graph {deferred.what} budget of the mailbox used up for now", retry_after=deferred.wait,
+            ) from None
+
+    def upload_wait(self, mailbox: str, upload_bytes: int) -> float:
+        """Seconds until ``upload_bytes`` could all be uploaded into ``mailbox`` (nothing booked)."""
+        return self.pacer.upload_wait(self.budget_key(mailbox), upload_bytes)
+
+    def throttled(self, mailbox: str, retry_after: float | None) -> None:
+        """A 429 reached the writer: the rest of this process holds off that mailbox as long."""
+        self.pacer.penalize(self.budget_key(mailbox), retry_after)
+
+    async def raw(self, request: Any) -> Any:
+        """Sends a kiota ``RequestInformation``; Graph's answer as plain JSON (graph_json.py says
+        why every answer the writer reads goes this way, not through the SDK's models)."""
+        return await send_json(self.client, request)
+
+    async def send[R](
+        self, mailbox: str, request: Callable[[], Awaitable[R]], *, upload_bytes: int = 0
+    ) -> R:
+        """Runs ``request()`` inside one of ``mailbox``'s slots, in its pacing turn; failures come
+        back untranslated. ``upload_bytes``: the size of the request's body (POST), which counts
+        against the mailbox's upload budget.
 
         ``request`` is a factory so that nothing is created (and left un-awaited) while waiting.
         """
         async with self.gate.slot(mailbox):
-            return await request()
+            await self.pace(mailbox, upload_bytes=upload_bytes)
+            try:
+                return await request()
+            except Exception as exc:
+                failure = graph_failure(exc)
+                if failure is not None and failure.status == 429:
+                    self.throttled(mailbox, failure.retry_after)
+                raise
 
     async def call[R](
         self,
@@ -251,10 +310,11 @@ class GraphSession:
         request: Callable[[], Awaitable[R]],
         *,
         item_level: bool = False,
+        upload_bytes: int = 0,
     ) -> R:
         """``send``, with failures mapped to the error taxonomy (see ``graph_error``)."""
         try:
-            return await self.send(mailbox, request)
+            return await self.send(mailbox, request, upload_bytes=upload_bytes)
         except ArchiveError:
             raise
         except Exception as exc:
@@ -441,8 +501,11 @@ class UploadSessionAttachments:
     ) -> None:
         data = await read_small(attachment)
         builder = graph.client.users.by_user_id(mailbox).messages.by_message_id(message_id).attachments
+        request = builder.to_post_request_information(file_attachment(attachment, data))
+        del data
         await graph.call(
-            "attachment_add", mailbox, lambda: builder.post(file_attachment(attachment, data)), item_level=True
+            "attachment_add", mailbox, lambda: graph.raw(request), item_level=True,
+            upload_bytes=len(request.content or b""),
         )
 
     async def _upload(
@@ -466,7 +529,8 @@ class UploadSessionAttachments:
         )
         builder = graph.client.users.by_user_id(mailbox).messages.by_message_id(message_id).attachments
         try:
-            session = await graph.send(mailbox, lambda: builder.create_upload_session.post(body))
+            request = builder.create_upload_session.to_post_request_information(body)
+            session = await graph.send(mailbox, lambda: graph.raw(request))
         except ArchiveError:
             raise
         except Exception as exc:
@@ -476,8 +540,8 @@ class UploadSessionAttachments:
             if failure is not None and _is_session_refusal(failure.status, failure.code, failure.too_large):
                 raise UploadSessionRefused(failure.describe("upload_session_create")) from None
             raise graph_error(exc, "upload_session_create", mailbox, item_level=True) from None
-        upload_url = getattr(session, "upload_url", None)
-        if not upload_url:
+        upload_url = string(session, "uploadUrl")
+        if upload_url is None:
             raise TransientError("graph returned an upload session without an upload URL")
         if not (upload_url.startswith("https://") or is_loopback_url(upload_url)):
             raise ConfigurationError("graph returned a non-https upload URL")
@@ -523,6 +587,9 @@ class UploadSessionAttachments:
             body = _slices(chunk)
             try:
                 async with graph.gate.slot(mailbox):
+                    # Mid-upload the chunk waits for its turn however long: giving up here would
+                    # throw away the chunks already sent, which counted against the budget too.
+                    await graph.pace(mailbox, upload_bytes=len(chunk), may_defer=False)
                     response = await http.put(url, content=body, headers=headers)
             except httpx.TransportError as exc:
                 if last_try:
@@ -538,6 +605,8 @@ class UploadSessionAttachments:
             if status == 413 or code in TOO_LARGE_CODES:
                 raise PermanentError(PoisonReason.TOO_BIG, f"upload chunk refused with {status} {code}")
             retry_after = parse_retry_after(response.headers.get("Retry-After"))
+            if status == 429:
+                graph.throttled(mailbox, retry_after)
             retryable = status in THROTTLING_STATUSES or status >= 500
             wait = backoff if retry_after is None else retry_after
             if not retryable or last_try or wait > self.retry_max_wait_seconds:
@@ -633,6 +702,16 @@ def _create_request_estimate(item: RenderedItem) -> int:
     return escaped + 2048 + 160 * (len(item.recipients) + len(item.extra_headers) + 3)
 
 
+def _created_item(created: Any) -> tuple[str | None, bool]:
+    """(id, isDraft) from the JSON of a create's answer; (None, False) when it has no id."""
+    return string(created, "id"), isinstance(created, dict) and created.get("isDraft") is True
+
+
+def _create_upload_bytes(item: RenderedItem, plan: AttachmentPlan) -> int:
+    """About the size of the create request's body (a little more), before it is built."""
+    return _create_request_estimate(item) + sum(_inline_cost(a) for a in plan.inline)
+
+
 def _inline_cost(attachment: RenderedAttachment) -> int:
     encoded = 4 * math.ceil(attachment.size / 3)
     return encoded + len(json.dumps(attachment.file_name)) + len(attachment.content_type) + 160
@@ -667,7 +746,8 @@ class GraphMailbox:
 
     The SDK calls run on the event loop shared by the client's adapters (see graph_client);
     ``close()`` gives it back. Folder ids are cached per mailbox for the adapter's life. Every
-    request passes ``gate`` (by default the process-wide one: at most 4 in flight per mailbox).
+    request passes ``gate`` (by default the process-wide one: at most 4 in flight per mailbox) and
+    ``pacer`` (by default the process-wide one: Exchange's rate and upload budget per mailbox).
     """
 
     def __init__(
@@ -679,6 +759,7 @@ class GraphMailbox:
         id_property_guid: str = ID_PROPERTY_GUID,
         attachments: AttachmentStrategy | None = None,
         gate: MailboxGate | None = None,
+        pacer: MailboxPacer | None = None,
         conversation_properties: bool = True,
     ) -> None:
         if not item_class or not item_class.isprintable() or not item_class.upper().startswith("IPM."):
@@ -694,7 +775,7 @@ class GraphMailbox:
         self.id_property = id_property_id(guid)
         self.conversation_properties = conversation_properties
         self._client = client
-        self._graph = GraphSession(client, gate or process_mailbox_gate())
+        self._graph = GraphSession(client, gate or process_mailbox_gate(), pacer)
         self._attachments: AttachmentStrategy = attachments or UploadSessionAttachments()
         # Touched only on the loop thread, so plain dicts suffice.
         self._folder_ids: dict[str, str] = {}
@@ -770,6 +851,8 @@ class GraphMailbox:
                 logger.info("graph write %s mailbox=%s: duplicate, skipped", item.record_key, ref)
                 return WriteOutcome.SKIPPED_DUPLICATE
 
+        if plan.after_create:
+            self._check_upload_budget(mailbox, item, plan)
         message_id = await self._create_item(mailbox, folder_id, item, plan)
         if plan.after_create:
             try:
@@ -787,6 +870,14 @@ class GraphMailbox:
             item.record_key, ref, len(plan.inline), len(plan.after_create), plan.missing, check_existing,
         )
         return WriteOutcome.IMPORTED
+
+    def _check_upload_budget(self, mailbox: str, item: RenderedItem, plan: AttachmentPlan) -> None:
+        """Refuses, before anything is created, an item whose uploads the mailbox's budget cannot
+        take within the pacer's wait: half an item would only be removed and sent again later."""
+        total = _create_upload_bytes(item, plan) + sum(a.size for a in plan.after_create)
+        wait = self._graph.upload_wait(mailbox, total)
+        if wait > self._graph.pacer.max_wait_seconds:
+            raise TransientError("graph upload budget of the mailbox used up for now", retry_after=wait)
 
     # -- the archive folder -----------------------------------------------------------------------
 
@@ -830,28 +921,30 @@ class GraphMailbox:
             include_hidden_folders="true",
             select=["id", "displayName"],
         )
-        children = self._root_children(mailbox)
-        page = await self._graph.call("folder_find", mailbox, lambda: children.get(_request_configuration(query)))
-        for folder in (page.value if page is not None else None) or []:
-            if folder.id and (folder.display_name or "").casefold() == self.folder_name.casefold():
-                return str(folder.id)
+        request = self._root_children(mailbox).to_get_request_information(_request_configuration(query))
+        page = await self._graph.call("folder_find", mailbox, lambda: self._graph.raw(request))
+        for folder in values(page):
+            folder_id, name = string(folder, "id"), string(folder, "displayName")
+            if folder_id and name and name.casefold() == self.folder_name.casefold():
+                return folder_id
         return None
 
     async def _create_folder(self, mailbox: str) -> str:
         from msgraph.generated.models.mail_folder import MailFolder
 
-        children = self._root_children(mailbox)
+        request = self._root_children(mailbox).to_post_request_information(MailFolder(display_name=self.folder_name))
         try:
-            folder = await self._graph.send(mailbox, lambda: children.post(MailFolder(display_name=self.folder_name)))
+            folder = await self._graph.send(mailbox, lambda: self._graph.raw(request))
         except Exception as exc:
             failure = graph_failure(exc)
             if failure is not None and failure.code == "ErrorFolderExists":  # seen as 409 and as 400
                 raise _FolderExists() from None
             raise graph_error(exc, "folder_create", mailbox) from None
-        if folder is None or not folder.id:
+        folder_id = string(folder, "id")
+        if folder_id is None:
             raise TransientError("graph created the archive folder without returning its id")
         logger.info("graph archive folder created in mailbox=%s", mailbox_ref(mailbox))
-        return str(folder.id)
+        return folder_id
 
     # -- items ----------------------------------------------------------------------------------
 
@@ -871,13 +964,13 @@ class GraphMailbox:
             select=["id"],
             top=1,
         )
-        messages = self._folder_messages(mailbox, folder_id)
-        page = await self._folder_call(
-            "item_lookup", mailbox, lambda: messages.get(_request_configuration(query, prefer_immutable=True))
+        request = self._folder_messages(mailbox, folder_id).to_get_request_information(
+            _request_configuration(query, prefer_immutable=True)
         )
-        for message in (page.value if page is not None else None) or []:
-            if message.id:
-                return str(message.id)
+        page = await self._folder_call("item_lookup", mailbox, lambda: self._graph.raw(request))
+        for message in values(page):
+            if string(message, "id"):
+                return string(message, "id")
         return None
 
     async def _create_item(
@@ -893,19 +986,26 @@ class GraphMailbox:
             logger.info("graph write %s: %d header(s) not accepted by Graph left out",
                         item.record_key, dropped_headers)
         messages = self._folder_messages(mailbox, folder_id)
-        created = await self._folder_call(
+        request = messages.to_post_request_information(message, _request_configuration(prefer_immutable=True))
+        del message
+        # Graph answers the create with the whole message, body included. Read as the SDK's
+        # Message model that reply cost about a fifth of the connector's CPU per record (kiota
+        # builds every field's deserializer table on each parse); only its id and isDraft matter.
+        reply = await self._folder_call(
             "item_create",
             mailbox,
-            lambda: messages.post(message, _request_configuration(prefer_immutable=True)),
+            lambda: self._graph.raw(request),
             poison_bad_request=True,
+            upload_bytes=len(request.content or b""),  # the serialised body, as Exchange counts it
         )
-        if created is None or not created.id:
+        created_id, is_draft = _created_item(reply)
+        if not created_id:
             raise TransientError("graph created the item without returning its id")
-        if created.is_draft:
+        if is_draft:
             # The item exists and will be found as a duplicate; say so loudly instead of hiding it.
             logger.error("graph write %s mailbox=%s: item was stored as a draft",
                          item.record_key, mailbox_ref(mailbox))
-        return str(created.id)
+        return created_id
 
     async def _folder_call[R](
         self,
@@ -914,10 +1014,11 @@ class GraphMailbox:
         request: Callable[[], Awaitable[R]],
         *,
         poison_bad_request: bool = False,
+        upload_bytes: int = 0,
     ) -> R:
         """A call inside the archive folder: a missing folder is ours to recreate, not an error."""
         try:
-            return await self._graph.send(mailbox, request)
+            return await self._graph.send(mailbox, request, upload_bytes=upload_bytes)
         except Exception as exc:
             failure = graph_failure(exc)
             if failure is not None:
@@ -937,17 +1038,16 @@ class GraphMailbox:
         builder = self._client.users.by_user_id(mailbox).messages.by_message_id(message_id).attachments
         query = AttachmentsRequestBuilder.AttachmentsRequestBuilderGetQueryParameters(select=["name"])
         present: Counter[str] = Counter()
-        page = await self._graph.call(
-            "attachment_list", mailbox, lambda: builder.get(_request_configuration(query)), item_level=True
-        )
-        while page is not None:
-            present.update(a.name or "" for a in page.value or [])
-            next_link = page.odata_next_link
-            if not next_link:
-                break
+        request = builder.to_get_request_information(_request_configuration(query))
+        while True:
             page = await self._graph.call(
-                "attachment_list", mailbox, lambda link=next_link: builder.with_url(link).get(), item_level=True
+                "attachment_list", mailbox, lambda request=request: self._graph.raw(request), item_level=True
             )
+            present.update(str(a.get("name") or "") for a in values(page))
+            next_link = page.get("@odata.nextLink") if isinstance(page, dict) else None
+            if not isinstance(next_link, str) or not next_link:
+                break
+            request = builder.with_url(next_link).to_get_request_information()
         for attachment in plan.inline:
             present[attachment.file_name] -= 1
         added = 0

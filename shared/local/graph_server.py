@@ -12,8 +12,13 @@ Graph is strict in a way that matters to an archive, it is as strict:
 - upload sessions for attachments under 3 MB are refused
   (``ErrorAttachmentSizeShouldNotBeLessThanMinimumSize``); chunks must arrive in order, at most
   4 MB each, with an exact ``Content-Range`` and no Authorization header;
-- per mailbox: more than 4 requests in flight, or more than ``rate_limit`` requests in a sliding
-  window, are answered 429 ``ApplicationThrottled`` with ``Retry-After``;
+- per mailbox: more than 4 requests in flight, more than ``rate_limit`` requests in a sliding
+  window, or more than ``upload_limit`` bytes of request bodies (POST, PUT, PATCH) in a sliding
+  window, are answered 429 ``ApplicationThrottled`` with ``Retry-After`` (Exchange's limits are
+  10,000 requests per 10 minutes, 4 at a time, 150 MB per 5 minutes: the benchmark enforces them
+  with the windows scaled down and the rates kept). Only mail calls count against a mailbox;
+  directory calls (``/users/{u}``, ``/users?$filter=...``) are Entra ID's, not Exchange's, and are
+  counted but never throttled. ``budget_usage`` and ``admitted_requests`` say what a mailbox used;
 - a duplicate folder is ``ErrorFolderExists``; a user without a mailbox answers
   ``MailboxNotEnabledForRESTAPI``, an unknown one ``ErrorInvalidUser``, a mailbox outside the
   app's RBAC scope (``access_denied``) 403 ``ErrorAccessDenied``.
@@ -77,6 +82,8 @@ _MAIL_FILTER = re.compile(r"^mail eq '((?:[^']|'')*)'$", re.IGNORECASE)
 _CONTENT_RANGE = re.compile(r"^bytes (\d+)-(\d+)/(\d+)$")
 # The "mailbox" key that directory-wide requests (GET /users) are counted under.
 DIRECTORY = "(directory)"
+# Entra ID calls: counted under the user they name, never throttled as the mailbox's.
+DIRECTORY_OPERATIONS = frozenset({"user_find", "user_get", "user_list"})
 # Graph's largest page of users, and its page size when no $top is given.
 MAX_USER_PAGE = 999
 DEFAULT_USER_PAGE = 100
@@ -183,6 +190,7 @@ class LocalGraph:
         access_denied: set[str] | frozenset[str] = frozenset(),
         max_concurrent_per_mailbox: int | None = MAX_CONCURRENT_PER_MAILBOX,
         rate_limit: tuple[int, float] | None = None,
+        upload_limit: tuple[int, float] | None = None,
         throttle_retry_after: float | None = None,
         fractional_retry_after: bool = False,
         upload_session_min_bytes: int = UPLOAD_SESSION_MIN_BYTES,
@@ -204,7 +212,9 @@ class LocalGraph:
         holds whatever ``$top`` asks (Graph's own cap is 999): a small one forces paging.
 
         Throttling, per mailbox: ``max_concurrent_per_mailbox`` requests in flight (None: no
-        limit), ``rate_limit=(requests, per_seconds)`` in a sliding window (None: no limit). The
+        limit), ``rate_limit=(requests, per_seconds)`` in a sliding window (None: no limit),
+        ``upload_limit=(bytes, per_seconds)`` of request bodies in a sliding window (None: no
+        limit); a throttled request does not count against the rate or upload budget. The
         429's ``Retry-After`` is ``throttle_retry_after`` when given; else the time until the
         window admits a request again (for the concurrency limit: 1 s), in whole seconds as Graph
         sends it (at least 1), or to the millisecond with ``fractional_retry_after`` (fast tests)."""
@@ -215,6 +225,7 @@ class LocalGraph:
         self.access_denied = frozenset(u.strip().lower() for u in access_denied)
         self.max_concurrent_per_mailbox = max_concurrent_per_mailbox
         self.rate_limit = rate_limit
+        self.upload_limit = upload_limit
         self.throttle_retry_after = throttle_retry_after
         self.fractional_retry_after = fractional_retry_after
         self.upload_session_min_bytes = upload_session_min_bytes
@@ -242,6 +253,9 @@ class LocalGraph:
         self._inflight: Counter[str] = Counter()
         self._max_inflight: Counter[str] = Counter()
         self._recent: dict[str, deque[float]] = defaultdict(deque)
+        self._recent_uploads: dict[str, deque[tuple[float, int]]] = defaultdict(deque)
+        # Mail requests let through, per mailbox: (monotonic arrival time, body bytes).
+        self._admitted: dict[str, list[tuple[float, int]]] = defaultdict(list)
         self._barriers: dict[str, _Barrier] = {}
         self.request_log: list[dict[str, Any]] = []
         self._server = ThreadingHTTPServer((host, port), _Handler)
@@ -373,10 +387,34 @@ class LocalGraph:
         with self._lock:
             return dict(self._throttled.get(mailbox.lower(), Counter()))
 
+    def total_throttled(self) -> int:
+        """429s sent by the throttling rules, over every mailbox."""
+        with self._lock:
+            return sum(sum(counts.values()) for counts in self._throttled.values())
+
+    def admitted_requests(self, mailbox: str) -> list[tuple[float, int]]:
+        """The mail requests let through for ``mailbox`` (throttled ones not included), as
+        (``time.monotonic()`` at arrival, request body bytes)."""
+        with self._lock:
+            return list(self._admitted.get(mailbox.lower(), ()))
+
+    def budget_usage(self, mailbox: str, since: float | None = None) -> dict[str, Any]:
+        """What ``mailbox`` used of Exchange's budget (mail requests admitted, their body bytes,
+        429s from the throttling rules), from ``since`` (monotonic time) on when given."""
+        admitted = [(t, n) for t, n in self.admitted_requests(mailbox) if since is None or t >= since]
+        return {
+            "requests": len(admitted),
+            "upload_bytes": sum(n for _, n in admitted),
+            "throttled": sum(self.throttled_counts(mailbox).values()),
+            "first": admitted[0][0] if admitted else None,
+            "last": admitted[-1][0] if admitted else None,
+        }
+
     def reset_counts(self) -> None:
         with self._lock:
             self._counts.clear()
             self._throttled.clear()
+            self._admitted.clear()
             self.request_log.clear()
 
     def max_concurrency(self, mailbox: str) -> int:
@@ -399,7 +437,7 @@ class LocalGraph:
         try:
             if not upload:
                 self._check_auth(headers)
-            self._enter(mailbox, operation, method, split.path, headers, split.query)
+            in_flight = self._enter(mailbox, operation, method, split.path, headers, split.query, len(body))
         except GraphHTTPError as exc:
             return _error_response(exc)
         try:
@@ -419,16 +457,22 @@ class LocalGraph:
         except GraphHTTPError as exc:
             return _error_response(exc)
         finally:
-            self._leave(mailbox)
+            if in_flight:
+                self._leave(mailbox)
 
     def _enter(
-        self, mailbox: str, operation: str, method: str, path: str, headers: Any, query: str = ""
-    ) -> None:
-        """Counts the request, then admits it or answers 429 (concurrency first, then rate)."""
+        self, mailbox: str, operation: str, method: str, path: str, headers: Any, query: str = "",
+        body_bytes: int = 0,
+    ) -> bool:
+        """Counts the request, then admits it or answers 429 (concurrency, rate, then uploads).
+        Directory calls are counted and admitted: Exchange's per-mailbox limits are not theirs.
+        True when the request is now in flight for the mailbox (``_leave`` it afterwards)."""
         with self._lock:
+            now = time.monotonic()
             self._counts[mailbox][operation] += 1
             self.request_log.append(
                 {
+                    "at": now,
                     "mailbox": mailbox,
                     "operation": operation,
                     "method": method,
@@ -438,23 +482,46 @@ class LocalGraph:
                     "authorization": headers.get("Authorization") is not None,
                 }
             )
+            mail_call = operation not in DIRECTORY_OPERATIONS
             limit = self.max_concurrent_per_mailbox
-            if limit is not None and self._inflight[mailbox] >= limit:
+            if mail_call and limit is not None and self._inflight[mailbox] >= limit:
                 self._throttled[mailbox]["concurrency"] += 1
                 wait = max(self.latency_seconds, 0.02) if self.fractional_retry_after else 1.0
                 raise self._throttle("Application is over its MailboxConcurrency limit.", wait)
-            if self.rate_limit is not None:
+            if mail_call and self.rate_limit is not None:
                 allowed, window = self.rate_limit
-                now = time.monotonic()
                 recent = self._recent[mailbox]
                 while recent and now - recent[0] >= window:
                     recent.popleft()
                 if len(recent) >= allowed:
                     self._throttled[mailbox]["rate"] += 1
                     raise self._throttle("Application is over its request rate limit.", window - (now - recent[0]))
-                recent.append(now)
-            self._inflight[mailbox] += 1
-            self._max_inflight[mailbox] = max(self._max_inflight[mailbox], self._inflight[mailbox])
+            uploaded = body_bytes if method in ("POST", "PUT", "PATCH") else 0
+            if mail_call and self.upload_limit is not None and uploaded:
+                allowed_bytes, window = self.upload_limit
+                uploads = self._recent_uploads[mailbox]
+                while uploads and now - uploads[0][0] >= window:
+                    uploads.popleft()
+                held = sum(n for _, n in uploads)
+                if uploads and held + uploaded > allowed_bytes:
+                    # The wait until enough of the window has passed for this body to fit (a body
+                    # larger than the whole budget is let into an empty window).
+                    wait, freed = 0.0, 0
+                    for at, n in uploads:
+                        freed += n
+                        wait = window - (now - at)
+                        if held - freed + uploaded <= allowed_bytes:
+                            break
+                    self._throttled[mailbox]["upload"] += 1
+                    raise self._throttle("Application is over its upload limit.", wait)
+                uploads.append((now, uploaded))
+            if mail_call:
+                if self.rate_limit is not None:
+                    self._recent[mailbox].append(now)
+                self._admitted[mailbox].append((now, uploaded))
+                self._inflight[mailbox] += 1
+                self._max_inflight[mailbox] = max(self._max_inflight[mailbox], self._inflight[mailbox])
+            return mail_call
 
     def _throttle(self, message: str, wait: float) -> GraphHTTPError:
         if self.throttle_retry_after is not None:
