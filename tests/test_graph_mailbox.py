@@ -902,6 +902,19 @@ def test_directory_says_true_for_a_user_with_a_mailbox_and_caches_it(
     assert graph.request_counts(ALICE) == {"user_get": 1, "mailbox_probe": 1}
 
 
+def test_directory_looks_a_new_mailbox_up_once_when_many_workers_meet_it_at_once(
+    graph: LocalGraph, directory: GraphDirectory
+) -> None:
+    import concurrent.futures
+
+    graph.latency_seconds = 0.05  # long enough for every thread to arrive while the lookup runs
+    with concurrent.futures.ThreadPoolExecutor(max_workers=8) as pool:
+        answers = list(pool.map(lambda _: directory.mailbox_identity(ALICE), range(16)))
+
+    assert answers == [ALICE.lower()] * 16
+    assert graph.request_counts(ALICE) == {"user_get": 1, "mailbox_probe": 1}
+
+
 def test_directory_says_false_for_a_user_without_mailbox_and_for_an_unknown_user(
     directory: GraphDirectory,
 ) -> None:

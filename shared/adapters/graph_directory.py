@@ -41,6 +41,7 @@ from shared.adapters.graph_client import (
     release_graph_loop,
     translate_common,
 )
+from shared.adapters.graph_json import send_json, string, values
 from shared.domain.errors import ConfigurationError, MailboxUnavailable, PermanentError, TransientError
 from shared.domain.phones import try_normalize_phone
 
@@ -82,6 +83,7 @@ class GraphDirectory:
         self._negative_ttl = negative_ttl_seconds
         self._clock = clock
         self._cache: dict[str, tuple[str | None, float]] = {}
+        self._in_flight: dict[str, threading.Lock] = {}
         self._lock = threading.Lock()
         self._loop = acquire_graph_loop(client)
         self._closed = False
@@ -94,19 +96,35 @@ class GraphDirectory:
         key = address.strip().lower()
         if not key:
             return None
-        now = self._clock()
-        with self._lock:
-            cached = self._cache.get(key)
-        if cached is not None and cached[1] > now:
+        cached = self._cached(key)
+        if cached is not None:
             return cached[0]
         if self._closed:
             raise RuntimeError("GraphDirectory is closed")
-        answer = self._loop.run(self._lookup(address.strip()))
-        ttl = self._positive_ttl if answer else self._negative_ttl
+        # Single flight: the worker threads that meet a new mailbox at once (a batch of 16 from one
+        # chat) wait for one lookup instead of each sending the same two requests.
         with self._lock:
-            self._cache[key] = (answer, self._clock() + ttl)
+            flight = self._in_flight.setdefault(key, threading.Lock())
+        try:
+            with flight:
+                cached = self._cached(key)
+                if cached is not None:
+                    return cached[0]
+                answer = self._loop.run(self._lookup(address.strip()))
+                ttl = self._positive_ttl if answer else self._negative_ttl
+                with self._lock:
+                    self._cache[key] = (answer, self._clock() + ttl)
+        finally:
+            with self._lock:
+                if self._in_flight.get(key) is flight:
+                    del self._in_flight[key]
         logger.info("graph directory mailbox=%s has_mailbox=%s", mailbox_ref(key), answer is not None)
         return answer
+
+    def _cached(self, key: str) -> tuple[str | None] | None:
+        with self._lock:
+            cached = self._cache.get(key)
+        return (cached[0],) if cached is not None and cached[1] > self._clock() else None
 
     def forget(self, address: str) -> None:
         with self._lock:
@@ -134,7 +152,10 @@ class GraphDirectory:
 
         query = MailFolderItemRequestBuilder.MailFolderItemRequestBuilderGetQueryParameters(select=["id"])
         builder = self._client.users.by_user_id(user_id).mail_folders.by_mail_folder_id("inbox")
-        found = await self._answer("mailbox_probe", address, lambda: builder.get(_config(query))) is not None
+        found = await self._answer(
+            "mailbox_probe", address,
+            lambda: send_json(self._client, builder.to_get_request_information(_config(query))),
+        ) is not None
         return identity if found else None
 
     async def _user(self, address: str) -> tuple[str, str] | None:
@@ -146,9 +167,13 @@ class GraphDirectory:
             select=["id", "mail", "userPrincipalName"]
         )
         user_builder = self._client.users.by_user_id(address)
-        user = await self._answer("user_get", address, lambda: user_builder.get(_config(query)))
-        if user is not None and user.id:
-            return str(user.id), (user.user_principal_name or address).lower()
+        user = await self._answer(
+            "user_get", address,
+            lambda: send_json(self._client, user_builder.to_get_request_information(_config(query))),
+        )
+        user_id = string(user, "id")
+        if user_id:
+            return user_id, (string(user, "userPrincipalName") or address).lower()
         if "@" not in address:
             return None
         return await self._user_by_mail(address)
@@ -161,10 +186,14 @@ class GraphDirectory:
             select=["id", "mail", "userPrincipalName"],
             top=1,
         )
-        page = await self._answer("user_find", address, lambda: self._client.users.get(_config(query)))
-        for user in (page.value if page is not None else None) or []:
-            if user.id:
-                return str(user.id), (user.user_principal_name or address).lower()
+        page = await self._answer(
+            "user_find", address,
+            lambda: send_json(self._client, self._client.users.to_get_request_information(_config(query))),
+        )
+        for user in values(page):
+            user_id = string(user, "id")
+            if user_id:
+                return user_id, (string(user, "userPrincipalName") or address).lower()
         return None
 
     async def _answer(self, operation: str, address: str, request: Callable[[], Any]) -> Any:
