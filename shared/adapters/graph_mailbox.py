@@ -93,6 +93,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import IO, TYPE_CHECKING, Any, Protocol
 
+from shared import telemetry
 from shared.adapters.graph_client import (
     THROTTLING_STATUSES,
     TOO_LARGE_CODES,
@@ -607,6 +608,9 @@ class UploadSessionAttachments:
             retry_after = parse_retry_after(response.headers.get("Retry-After"))
             if status == 429:
                 graph.throttled(mailbox, retry_after)
+            if status in THROTTLING_STATUSES:
+                # Chunks go to the upload host outside kiota, whose retry handler counts the rest.
+                telemetry.count_graph_throttled(status)
             retryable = status in THROTTLING_STATUSES or status >= 500
             wait = backoff if retry_after is None else retry_after
             if not retryable or last_try or wait > self.retry_max_wait_seconds:
