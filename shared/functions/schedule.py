@@ -11,7 +11,7 @@ from shared.composition import get_container
 from shared.service.poison import account_moved_items
 from shared.service.reports import publish_reports
 from shared.service.scheduling import schedule_window
-from shared.service.status import flag_overdue_windows
+from shared.service.status import flag_overdue_windows, recent_summaries
 
 bp = func.Blueprint()
 log = logging.getLogger(__name__)
@@ -35,10 +35,12 @@ def schedule_archive_window(timer: func.TimerRequest) -> None:
     # Records the host moved to poison after exhausted retries are accounted in their windows, so
     # those reconcile truthfully; windows that still do not, long after their hand-off, are flagged.
     account_moved_items(container.poison_queues(), container.ledger)
-    flag_overdue_windows(container.ledger, now, limit=container.settings.status_recent_windows)
+    limit = container.settings.status_recent_windows
+    summaries = recent_summaries(container.ledger, limit)  # read once for both
+    flag_overdue_windows(container.ledger, now, limit=limit, summaries=summaries)
     try:
         publish_reports(
-            container.ledger, container.reports, now, limit=container.settings.status_recent_windows,
+            container.ledger, container.reports, now, limit=limit, summaries=summaries,
             retention=timedelta(days=container.settings.report_retention_days),
         )
     except Exception:

@@ -13,10 +13,10 @@ import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from shared.domain.ledger import WindowInfo, summarize
+from shared.domain.ledger import WindowInfo, WindowSummary, summarize
 from shared.domain.report import WindowReport, report_csv, window_report
 from shared.ports import ReportStore, WindowLedger
-from shared.service.status import problems
+from shared.service.status import problems, recent_summaries
 
 log = logging.getLogger(__name__)
 
@@ -55,13 +55,18 @@ class Published:
 
 def publish_reports(
     ledger: WindowLedger, store: ReportStore, now: datetime, *, limit: int, retention: timedelta,
+    summaries: list[WindowSummary] | None = None,
 ) -> Published:
-    """Store the recent windows' reports (JSON and CSV), then delete those past the retention."""
+    """Store the recent windows' reports (JSON and CSV), then delete those past the retention.
+    ``summaries``: the recent windows' summaries when the caller has read them already."""
+    if summaries is None:
+        summaries = recent_summaries(ledger, limit)
     written = []
-    for info in ledger.recent_windows(limit):
+    for summary in summaries:
+        info = summary.info
         if now - info.scheduled_at > retention:
             continue
-        report = report_for(ledger, info, now)
+        report = window_report(summary, problems=problems(summary), generated_at=now)
         store.save(info.window_id, report.to_json(), report_csv([report]))
         written.append(info.window_id)
     purged = []

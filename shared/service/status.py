@@ -127,9 +127,13 @@ def daily_volume(summaries: Iterable[WindowSummary]) -> list[dict[str, Any]]:
 
 def flag_overdue_windows(
     ledger: WindowLedger, now: datetime, *, limit: int, grace: timedelta = RECONCILE_GRACE,
+    summaries: list[WindowSummary] | None = None,
 ) -> list[WindowSummary]:
-    """Log an ERROR for every recent window that should have reconciled by now and has not."""
-    overdue = [s for s in recent_summaries(ledger, limit) if is_overdue(s, now, grace)]
+    """Log an ERROR for every recent window that should have reconciled by now and has not.
+    ``summaries``: the recent windows' summaries when the caller has read them already."""
+    if summaries is None:
+        summaries = recent_summaries(ledger, limit)
+    overdue = [s for s in summaries if is_overdue(s, now, grace)]
     for summary in overdue:
         log.error(
             "window %s DOES NOT RECONCILE %s after its hand-off: %s",
