@@ -52,6 +52,7 @@ import azure.functions as func
 from azure.storage.blob import BlobServiceClient
 
 import function_app
+from bench.settings import SETTLE_MINUTES, pinned_app_settings
 from shared.adapters.graph_mailbox import id_property_id
 from shared.composition import get_container
 from shared.domain.ledger import OutcomeEntry, RecordOutcome, WindowSummary
@@ -68,7 +69,6 @@ from shared.settings import ITEMS_QUEUE
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_RECORDS = 20_000
 SOAK_USERNAME = "soak-connector"
-SETTLE_MINUTES = 15  # CAPTURE_SETTLE_MINUTES: windows end this long before now
 GRAPH_TOKEN = "soak-local-graph-token"  # only ever sent to the local Graph on loopback
 MAX_ITEM_MB = 10
 # Workers that die right after the function ran come back this soon (the host's 10 minutes would
@@ -419,34 +419,8 @@ class FaultInjector:
 
 
 def _settings(*, storage: str, telemessage: str, password: str, graph: str) -> dict[str, str]:
-    """Every setting the expectations depend on is pinned, so the caller's environment cannot
-    change what the soak proves."""
-    return {
-        "AzureWebJobsStorage": storage,
-        "TELEMESSAGE_BASE_URL": telemessage,
-        "TELEMESSAGE_USERNAME": SOAK_USERNAME,
-        "TELEMESSAGE_PASSWORD": password,
-        "TELEMESSAGE_PAGE_SIZE": "200",
-        "MAILBOX_WRITER": "graph",
-        "DIRECTORY": "graph",
-        "GRAPH_BASE_URL": graph,
-        "GRAPH_ACCESS_TOKEN": GRAPH_TOKEN,
-        "MAPPING_FILE": "",  # the mapping is read where production reads it: the blob
-        "CUSTOM_MAPPING_ENABLED": "true",
-        "AUTO_MAPPING_ENABLED": "true",
-        "DIRECTORY_PHONE_MAPPING_ENABLED": "false",
-        "CATCH_ALL_MAILBOX": "",
-        "DEFAULT_PHONE_REGION": "GB",
-        "MAX_ITEM_MB": str(MAX_ITEM_MB),
-        "DAILY_TRANSCRIPTS": "false",
-        "ARCHIVE_SCHEDULE": "0 0 2 * * *",
-        "CAPTURE_SETTLE_MINUTES": str(SETTLE_MINUTES),
-        # An hour more than the day of traffic: however long generating it and starting the stack
-        # takes, the first window still holds every record.
-        "FIRST_RUN_LOOKBACK_HOURS": "25",
-        "SLICE_MINUTES": "60",
-        "LISTING_OVERLAP_MINUTES": "0",
-    }
+    return pinned_app_settings(storage=storage, telemessage_url=telemessage, username=SOAK_USERNAME,
+                               password=password, graph_url=graph, graph_token=GRAPH_TOKEN, max_item_mb=MAX_ITEM_MB)
 
 
 def run_soak(options: SoakOptions) -> dict[str, Any]:

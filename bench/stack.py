@@ -23,11 +23,11 @@ from typing import Any
 
 from bench.records import RecordSet
 from bench.servers import ServerProcess, TeleMessageFeed
+from bench.settings import pinned_app_settings
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 GRAPH_TOKEN = "bench-local-graph-token"  # only ever sent to the local Graph on loopback
 USERNAME = "bench-connector"
-SETTLE_MINUTES = 15
 TIMER_FUNCTION = "schedule_archive_window"
 LISTING_FUNCTION = "list_archive_slice"
 ITEMS_FUNCTION = "import_archive_item"
@@ -39,30 +39,13 @@ def app_env(
 ) -> dict[str, str]:
     """Every setting a figure depends on, pinned; a run's own containers so runs never meet."""
     return {
-        "AzureWebJobsStorage": storage,
-        "TELEMESSAGE_BASE_URL": telemessage_url,
-        "TELEMESSAGE_USERNAME": USERNAME,
-        "TELEMESSAGE_PASSWORD": password,
-        "TELEMESSAGE_PAGE_SIZE": "200",
+        **pinned_app_settings(
+            storage=storage, telemessage_url=telemessage_url, username=USERNAME, password=password,
+            graph_url=graph_url, graph_token=GRAPH_TOKEN, max_item_mb=max_item_mb,
+            custom_mapping=False,  # records map through the participant's e-mail property
+        ),
         "RECORDS_CONTAINER": f"bench-{run_id}-records",
         "STATE_CONTAINER": f"bench-{run_id}-state",
-        "MAILBOX_WRITER": "graph",
-        "DIRECTORY": "graph",
-        "GRAPH_BASE_URL": graph_url,
-        "GRAPH_ACCESS_TOKEN": GRAPH_TOKEN,
-        "MAPPING_FILE": "",
-        "CUSTOM_MAPPING_ENABLED": "false",  # records map through the participant's e-mail property
-        "AUTO_MAPPING_ENABLED": "true",
-        "DIRECTORY_PHONE_MAPPING_ENABLED": "false",
-        "CATCH_ALL_MAILBOX": "",
-        "DEFAULT_PHONE_REGION": "GB",
-        "MAX_ITEM_MB": str(max_item_mb),
-        "DAILY_TRANSCRIPTS": "false",
-        "ARCHIVE_SCHEDULE": "0 0 2 * * *",
-        "CAPTURE_SETTLE_MINUTES": str(SETTLE_MINUTES),
-        "FIRST_RUN_LOOKBACK_HOURS": "25",
-        "SLICE_MINUTES": "60",
-        "LISTING_OVERLAP_MINUTES": "0",
         "GRAPH_UPLOAD_SESSIONS": "true",
     }
 

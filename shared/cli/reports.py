@@ -4,6 +4,7 @@ window, live from the ledger) and ``backfill`` (hand a past range off again and 
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import sys
 import time
@@ -109,7 +110,7 @@ def _report(args: argparse.Namespace) -> int:
         return _emit(args, json.dumps(data, indent=2, ensure_ascii=False) + "\n")
     if not reports:
         return _emit(args, "no windows" + (f" since {args.since.isoformat()}" if args.since else "") + "\n")
-    return _emit(args, _render(reports))
+    return _emit(args, _render([r.to_json() for r in reports]))
 
 
 def _stored_report(container, args: argparse.Namespace) -> int:
@@ -121,7 +122,7 @@ def _stored_report(container, args: argparse.Namespace) -> int:
     text = stored.decode("utf-8-sig")
     if args.csv or args.json:
         return _emit(args, text)
-    return _emit(args, _render_stored(json.loads(text)))
+    return _emit(args, _render([json.loads(text)]))
 
 
 def _emit(args: argparse.Namespace, text: str) -> int:
@@ -133,19 +134,12 @@ def _emit(args: argparse.Namespace, text: str) -> int:
     return 0
 
 
-def _render(reports) -> str:
-    return _render_all([r.to_json() for r in reports])
-
-
-def _render_stored(data: dict[str, Any]) -> str:
-    return _render_all([data])
-
-
-def _render_all(reports: list[dict[str, Any]]) -> str:
+def _render(reports: list[dict[str, Any]]) -> str:
     from rich.console import Console
     from rich.table import Table
 
-    console = Console(record=True, width=max(100, min(200, _terminal_width())), file=_NullFile())
+    # Rendered into memory; _emit writes the text to a file or stdout.
+    console = Console(record=True, width=max(100, min(200, _terminal_width())), file=io.StringIO())
     for data in reports:
         totals = data["totals"]
         verdict = "[green]reconciled[/]" if data["reconciled"] else "[bold red]NOT RECONCILED[/]"
@@ -185,16 +179,6 @@ def _terminal_width() -> int:
     import shutil
 
     return shutil.get_terminal_size((120, 40)).columns
-
-
-class _NullFile:
-    """rich renders into its record buffer; the text is written by _emit (to a file or stdout)."""
-
-    def write(self, _text: str) -> int:
-        return 0
-
-    def flush(self) -> None:
-        pass
 
 
 # --- backfill -------------------------------------------------------------------------------------

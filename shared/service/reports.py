@@ -25,7 +25,10 @@ MAX_WINDOWS_SEARCHED = 3660
 
 
 def report_for(ledger: WindowLedger, info: WindowInfo, now: datetime) -> WindowReport:
-    summary = summarize(info, ledger.pages(info.window_id), ledger.outcomes(info.window_id))
+    return report_of(summarize(info, ledger.pages(info.window_id), ledger.outcomes(info.window_id)), now)
+
+
+def report_of(summary: WindowSummary, now: datetime) -> WindowReport:
     return window_report(summary, problems=problems(summary), generated_at=now)
 
 
@@ -66,7 +69,7 @@ def publish_reports(
         info = summary.info
         if now - info.scheduled_at > retention:
             continue
-        report = window_report(summary, problems=problems(summary), generated_at=now)
+        report = report_of(summary, now)
         store.save(info.window_id, report.to_json(), report_csv([report]))
         written.append(info.window_id)
     purged = []
