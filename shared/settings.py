@@ -8,8 +8,10 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Literal
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from shared.domain import identifiers
 
 MAX_ITEM_MB_CEILING = 150  # Exchange Online's largest configurable message size
 
@@ -117,6 +119,24 @@ class Settings(BaseSettings):
     @classmethod
     def _blank_region_is_none(cls, value: object) -> object:
         return value.strip().upper() or None if isinstance(value, str) else value
+
+    @field_validator("records_container", "state_container")
+    @classmethod
+    def _container_names(cls, value: str, info: ValidationInfo) -> str:
+        return identifiers.container_name(value, str(info.field_name).upper())
+
+    @field_validator("mapping_blob")
+    @classmethod
+    def _mapping_blob_name(cls, value: str) -> str:
+        try:
+            return identifiers.check_blob_name(value)
+        except identifiers.UnsafeBlobName as error:
+            raise ValueError(f"MAPPING_BLOB: {error}") from None
+
+    @field_validator("catch_all_mailbox")
+    @classmethod
+    def _catch_all_address(cls, value: str) -> str:
+        return identifiers.mailbox_address(value.strip(), "CATCH_ALL_MAILBOX") if value.strip() else ""
 
     @field_validator("transcript_time_zone")
     @classmethod

@@ -11,6 +11,8 @@ BOB = {"phone": "+447700900002", "firstName": "Bob", "lastName": "Jones"}  # CSV
 CUSTOMER = {"phone": "+12025550143", "firstName": "Carla", "lastName": "Customer"}  # external
 
 BASE_TIME = 1_763_800_000_000  # 2025-11-22T08:26:40Z
+# A window id of the form WindowInfo.window_id writes (queue messages are held to it).
+WINDOW_ID = "20251121T020000Z-20251122T020000Z.20251122T020000123Z"
 
 
 def record(message_id: str = "msg-1", **overrides: Any) -> dict[str, Any]:

@@ -3,6 +3,7 @@ the local TeleMessage and .eml mailboxes, as the Functions host would call it.""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import uuid
 from datetime import timedelta
@@ -20,7 +21,7 @@ from shared.domain.tasks import ItemTask, ListingTask, read_poison_queue_message
 from shared.domain.window import Window
 from shared.functions import items, listing, schedule, status
 from shared.local.host_runner import HostRunner, registered_functions
-from tests.builders import record
+from tests.builders import WINDOW_ID, record
 from tests.conftest import fast_host_json
 
 pytestmark = pytest.mark.integration
@@ -83,7 +84,7 @@ def test_timer_hands_the_last_24_hours_off_as_hourly_slices_then_advances_the_wa
 def test_listing_stores_claim_checks_queues_one_item_per_record_then_the_next_page(local_app, traffic, monkeypatch):
     monkeypatch.setattr(local_app.container.settings, "telemessage_page_size", 25)
     container = local_app.container
-    task = ListingTask.first_page("w1", traffic.window)
+    task = ListingTask.first_page(WINDOW_ID, traffic.window)
     listing.list_archive_slice.build().get_user_function()(queue_message(task.to_text()))
 
     item_tasks = [ItemTask.from_text(body) for body in receive_all(container.items_queue)]
@@ -93,12 +94,13 @@ def test_listing_stores_claim_checks_queues_one_item_per_record_then_the_next_pa
     assert item_tasks[0].record_key == record_key(first["messageId"])
     [continuation] = [ListingTask.from_text(b) for b in receive_all(container.listing_queue)]
     assert continuation.page == 1 and continuation.page_token
-    assert [p.page for p in container.ledger.pages("w1")] == [0]
+    assert [p.page for p in container.ledger.pages(WINDOW_ID)] == [0]
 
 
-def put_record(container, data: dict | bytes, window_id: str = "w1") -> ItemTask:
+def put_record(container, data: dict | bytes, window_id: str = WINDOW_ID) -> ItemTask:
     raw = data if isinstance(data, bytes) else json.dumps(data).encode()
-    key = record_key(data["messageId"]) if isinstance(data, dict) else "unidentified-test"
+    # A record listed without an id is keyed by its bytes, as the listing does.
+    key = record_key(data["messageId"]) if isinstance(data, dict) else "unidentified-" + hashlib.sha256(raw).hexdigest()
     ref = container.records.put(key, raw)
     return ItemTask(window_id=window_id, record_key=key, record_ref=ref,
                     message_id=data.get("messageId") if isinstance(data, dict) else None)
@@ -109,14 +111,14 @@ def test_import_writes_the_record_into_the_archive_folder_of_each_mapped_mailbox
     rec = traffic.record("csv_wins")
     task = put_record(container, rec)
     items.import_archive_item.build().get_user_function()(queue_message(task.to_text()))
-    [outcome] = container.ledger.outcomes("w1")
+    [outcome] = container.ledger.outcomes(WINDOW_ID)
     assert outcome.outcome is RecordOutcome.IMPORTED
     for result in outcome.mailboxes:
         folder = local_app.mailbox_dir / result.mailbox / "WhatsApp Archiver"
         assert len(list(folder.glob("*.eml"))) == 1
     # Delivered again (at least once): nothing new is written.
     items.import_archive_item.build().get_user_function()(queue_message(task.to_text(), dequeue_count=2))
-    assert container.ledger.outcomes("w1")[1].outcome is RecordOutcome.SKIPPED_DUPLICATE
+    assert container.ledger.outcomes(WINDOW_ID)[1].outcome is RecordOutcome.SKIPPED_DUPLICATE
     assert sum(1 for _ in local_app.mailbox_dir.rglob("*.eml")) == len(outcome.mailboxes)
 
 
@@ -141,12 +143,12 @@ def test_each_permanent_failure_goes_to_poison_at_once_with_its_reason_and_the_r
 
     [poison] = poison_messages(container)
     assert poison.reason is reason and poison.detail
-    assert poison.record_ref == task.record_ref and poison.window_id == "w1" and poison.failed_at
+    assert poison.record_ref == task.record_ref and poison.window_id == WINDOW_ID and poison.failed_at
     assert container.records.get(poison.record_ref)  # the payload is kept for replay
     replay = poison.item_task()  # the same record again, carrying its failure history
     assert replay == task.model_copy(update={"first_failed_at": poison.failed_at, "replays": 1})
     assert poison.first_failed_at == poison.failed_at
-    [outcome] = container.ledger.outcomes("w1")
+    [outcome] = container.ledger.outcomes(WINDOW_ID)
     assert (outcome.outcome, outcome.reason) == (RecordOutcome.POISONED, reason.value)
     assert not local_app.mailbox_dir.exists() or not any(local_app.mailbox_dir.rglob("*.eml"))
 
@@ -184,7 +186,7 @@ def test_transient_failure_is_retried_by_the_runner_then_moved_to_poison_after_m
 
     assert account_moved_items(container.poison_queues(), container.ledger) == 1
     assert account_moved_items(container.poison_queues(), container.ledger) == 0
-    [outcome] = container.ledger.outcomes("w1")
+    [outcome] = container.ledger.outcomes(WINDOW_ID)
     assert (outcome.record_key, outcome.outcome, outcome.reason) == (
         task.record_key, RecordOutcome.POISONED, "retries_exhausted")
     [poison] = poison_messages(container)  # still there, waiting for a replay

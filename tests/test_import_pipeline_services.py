@@ -15,7 +15,7 @@ from shared.service.listing import list_slice_page
 from shared.service.mapping import MailboxMapper
 from shared.service.processing import process_item_message
 from shared.service.scheduling import SchedulePolicy, schedule_window
-from tests.builders import BOB, CUSTOMER, DIRECTORY, MAPPING_CSV, attachment, record
+from tests.builders import BOB, CUSTOMER, DIRECTORY, MAPPING_CSV, WINDOW_ID, attachment, record
 from tests.fakes import (
     MemoryLedger,
     MemoryMailboxes,
@@ -172,12 +172,12 @@ def test_a_window_reconciles_with_every_record_accounted_for():
 def test_items_enqueued_twice_are_imported_once():
     boxes, records, ledger = MemoryMailboxes(), MemoryRecordStore(), MemoryLedger()
     ref = records.put(record_key("m1"), raw(record("m1")))
-    task = ItemTask(window_id="w", record_key=record_key("m1"), record_ref=ref, message_id="m1")
+    task = ItemTask(window_id=WINDOW_ID, record_key=record_key("m1"), record_ref=ref, message_id="m1")
     for _ in range(2):
         process_item_message(task.to_text(), dequeue_count=1, records=records, importer=importer(boxes),
                              poison_queue=MemoryQueue(), ledger=ledger)
     assert sum(len(v) for v in boxes.items.values()) == 1
-    outcomes = [e.outcome for e in ledger.outcomes("w")]
+    outcomes = [e.outcome for e in ledger.outcomes(WINDOW_ID)]
     assert outcomes == [RecordOutcome.IMPORTED, RecordOutcome.SKIPPED_DUPLICATE]
 
 
@@ -225,12 +225,12 @@ class ThrottledMailboxes(MemoryMailboxes):
 def test_a_long_retry_after_hands_the_message_back_with_that_delay():
     records, retry = MemoryRecordStore(), MemoryQueue("items")
     ref = records.put(record_key("m1"), raw(record("m1")))
-    task = ItemTask(window_id="w", record_key=record_key("m1"), record_ref=ref, message_id="m1")
+    task = ItemTask(window_id=WINDOW_ID, record_key=record_key("m1"), record_ref=ref, message_id="m1")
     ledger = MemoryLedger()
     result = process_item_message(task.to_text(), dequeue_count=1, records=records,
                                   importer=importer(ThrottledMailboxes(120.5)), poison_queue=MemoryQueue(),
                                   ledger=ledger, retry_queue=retry)
-    assert result is None and ledger.outcomes("w") == []
+    assert result is None and ledger.outcomes(WINDOW_ID) == []
     assert retry.delays == [121] and retry.messages[0]["deferrals"] == 1
 
 
@@ -240,7 +240,7 @@ def test_transient_errors_without_retry_after_or_past_the_deferral_cap_go_to_the
     records = MemoryRecordStore()
     ref = records.put(record_key("m1"), raw(record("m1")))
     for mailboxes, deferrals in ((ThrottledMailboxes(None), 0), (ThrottledMailboxes(60), MAX_DEFERRALS)):
-        task = ItemTask(window_id="w", record_key=record_key("m1"), record_ref=ref, deferrals=deferrals)
+        task = ItemTask(window_id=WINDOW_ID, record_key=record_key("m1"), record_ref=ref, deferrals=deferrals)
         with pytest.raises(TransientError):
             process_item_message(task.to_text(), dequeue_count=1, records=records, importer=importer(mailboxes),
                                  poison_queue=MemoryQueue(), ledger=MemoryLedger(), retry_queue=MemoryQueue())

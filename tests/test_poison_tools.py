@@ -9,16 +9,22 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from shared.domain.errors import PoisonReason
+from shared.domain.records import record_key
 from shared.domain.tasks import ItemTask, ListingTask, PoisonMessage
 from shared.service.poison import PoisonQueues, reason_selector
+from tests.builders import WINDOW_ID
 from tests.fakes import MemoryInspectableQueue, MemoryQueue
+
+KEY_B = record_key("b")
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 
 
-def poison(reason: PoisonReason, key: str, *, failed_at: datetime, first: datetime | None = None) -> str:
+def poison(reason: PoisonReason, name: str, *, failed_at: datetime, first: datetime | None = None) -> str:
+    key = record_key(name)
     return PoisonMessage(
-        reason=reason, detail="why", window_id="w1", record_key=key, record_ref=f"{key}.json", message_id=f"m-{key}",
+        reason=reason, detail="why", window_id=WINDOW_ID, record_key=key, record_ref=f"{key}.json",
+        message_id=f"m-{name}",
         failed_at=failed_at, first_failed_at=first, attempts=1,
     ).to_text()
 
@@ -35,10 +41,10 @@ def setup():
 def test_every_kind_of_poison_message_is_listed_oldest_first_and_left_visible(setup):
     items_poison, listing_poison, _, tools = setup
     items_poison.put(poison(PoisonReason.NO_MAPPING, "a", failed_at=NOW - timedelta(hours=1)))
-    items_poison.put(ItemTask(window_id="w1", record_key="b", record_ref="b.json").to_text(),
+    items_poison.put(ItemTask(window_id=WINDOW_ID, record_key=KEY_B, record_ref=f"{KEY_B}.json").to_text(),
                      inserted_at=NOW - timedelta(hours=3))
     items_poison.put("not json at all", inserted_at=NOW - timedelta(hours=2))
-    listing_poison.put(ListingTask(window_id="w1", slice_start=NOW - timedelta(hours=5),
+    listing_poison.put(ListingTask(window_id=WINDOW_ID, slice_start=NOW - timedelta(hours=5),
                                    slice_end=NOW - timedelta(hours=4)).to_text(), inserted_at=NOW - timedelta(hours=4))
     entries = tools.list()
     assert [(e.queue, e.message.reason.value) for e in entries] == [
@@ -48,7 +54,7 @@ def test_every_kind_of_poison_message_is_listed_oldest_first_and_left_visible(se
     assert [e.replayable for e in entries] == [True, True, False, True]
     assert entries[2].message.original_message == "not json at all"
     assert items_poison.visible == 3 and listing_poison.visible == 1  # released at the end of the scan
-    assert [e.message.record_key for e in tools.list(reason="no_mapping")] == ["a"]
+    assert [e.message.record_key for e in tools.list(reason="no_mapping")] == [record_key("a")]
 
 
 def test_replay_sends_the_work_back_with_its_history_then_deletes_the_poison_message(setup):
@@ -56,13 +62,13 @@ def test_replay_sends_the_work_back_with_its_history_then_deletes_the_poison_mes
     first = NOW - timedelta(days=2)
     items_poison.put(poison(PoisonReason.NO_MAPPING, "a", failed_at=NOW - timedelta(hours=1), first=first))
     items_poison.put(poison(PoisonReason.TOO_BIG, "b", failed_at=NOW))
-    listing_task = ListingTask(window_id="w1", slice_start=NOW - timedelta(hours=5), slice_end=NOW)
+    listing_task = ListingTask(window_id=WINDOW_ID, slice_start=NOW - timedelta(hours=5), slice_end=NOW)
     listing_poison.put(listing_task.to_text())
     report = tools.replay(reason_selector("no_mapping"))
-    assert [e.message.record_key for e in report.replayed] == ["a"]
+    assert [e.message.record_key for e in report.replayed] == [record_key("a")]
     (sent,) = targets["items"].messages
     task = ItemTask.model_validate(sent)
-    assert (task.record_key, task.first_failed_at, task.replays) == ("a", first, 1)
+    assert (task.record_key, task.first_failed_at, task.replays) == (record_key("a"), first, 1)
     assert len(items_poison.stored) == 1 and items_poison.visible == 1  # b stays, visible again
 
     tools.replay(lambda e: e.queue == "listing-poison")
@@ -101,8 +107,8 @@ def test_purge_deletes_only_messages_whose_last_failure_is_older_than_the_cutoff
     items_poison.put(poison(PoisonReason.NO_MAPPING, "old", failed_at=NOW - timedelta(days=31)))
     items_poison.put(poison(PoisonReason.NO_MAPPING, "new", failed_at=NOW - timedelta(days=29)))
     purged = tools.purge(timedelta(days=30))
-    assert [e.message.record_key for e in purged] == ["old"]
-    assert [e.message.record_key for e in tools.list()] == ["new"]
+    assert [e.message.record_key for e in purged] == [record_key("old")]
+    assert [e.message.record_key for e in tools.list()] == [record_key("new")]
 
 
 def test_a_long_scan_that_sees_a_message_again_lists_it_once(setup):
@@ -132,7 +138,7 @@ def test_storage_queue_reads_what_the_host_moved_even_when_it_is_not_base64(azur
 
     service = QueueServiceClient.from_connection_string(azurite.connection_string)
     queue = StorageQueue(service, "items-poison")
-    queue.send({"kind": "item", "window_id": "w", "record_key": "k", "record_ref": "k.json"})
+    queue.send({"kind": "item", "window_id": WINDOW_ID, "record_key": KEY_B, "record_ref": f"{KEY_B}.json"})
     service.get_queue_client("items-poison").send_message("{not base64: moved as it came}")
     tools = PoisonQueues([queue], {"items": StorageQueue(service, "items")})
     entries = tools.list()

@@ -19,6 +19,9 @@ from tests.conftest import REPO_ROOT
 
 pytestmark = pytest.mark.integration
 
+# A window id of the right form that no window has.
+UNKNOWN_WINDOW = "20200101T000000Z-20200102T000000Z.20200102T000000000Z"
+
 
 def _runner(local_app) -> HostRunner:
     return HostRunner(function_app.app, host_json=REPO_ROOT / "host.json",
@@ -33,7 +36,8 @@ def test_report_shows_the_demo_windows_totals_and_failures_as_text_json_and_csv(
         runner.run_timer("schedule_archive_window")  # the next run stores the finished window's report
         as_csv = runner.call_http("archive_report", params={"format": "csv"})
         as_json = runner.call_http("archive_report")
-        missing = runner.call_http("archive_report", params={"window": "no-such-window"})
+        missing = runner.call_http("archive_report", params={"window": UNKNOWN_WINDOW})
+        not_an_id = runner.call_http("archive_report", params={"window": "no-such-window"})
     reset_container()
     ledger = get_container().ledger
     first = ledger.recent_windows(5)[-1]
@@ -69,7 +73,10 @@ def test_report_shows_the_demo_windows_totals_and_failures_as_text_json_and_csv(
     assert main(["report", "--since", first.window.start.date().isoformat(), "--json"]) == 0
     assert [r["window_id"] for r in json.loads(capsys.readouterr().out)][0] == first.window_id
 
-    assert main(["report", "--window", "no-such-window"]) == 1
+    assert main(["report", "--window", UNKNOWN_WINDOW]) == 1
+    with pytest.raises(SystemExit) as exit_:
+        main(["report", "--window", "no-such-window"])
+    assert exit_.value.code == 2
 
     # The HTTP endpoint serves the latest window (the second run's, empty or a minute long) the same way.
     latest = json.loads(as_json.get_body())
@@ -78,6 +85,7 @@ def test_report_shows_the_demo_windows_totals_and_failures_as_text_json_and_csv(
     assert as_csv.get_body().decode().startswith("window_id,record_id,")
     assert "attachment" in as_csv.headers["Content-Disposition"]
     assert missing.status_code == 404
+    assert not_an_id.status_code == 400 and json.loads(not_an_id.get_body())["parameter"] == "window"
 
 
 def test_backfill_relists_a_past_range_follows_it_and_leaves_the_watermark(local_app, traffic, capsys):

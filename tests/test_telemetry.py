@@ -36,7 +36,7 @@ from shared.service.listing import list_slice_page
 from shared.service.mapping import MailboxMapper
 from shared.service.processing import process_item_message
 from shared.service.scheduling import schedule_window
-from tests.builders import BASE_TIME, BOB, CUSTOMER, DIRECTORY, MAPPING_CSV, attachment, record
+from tests.builders import BASE_TIME, BOB, CUSTOMER, DIRECTORY, MAPPING_CSV, WINDOW_ID, attachment, record
 from tests.conftest import REPO_ROOT
 from tests.fakes import (
     MemoryLedger,
@@ -112,7 +112,7 @@ def process(body: str, imp: ItemImporter, records: MemoryRecordStore, **kw: Any)
     )
 
 
-def queued(records: MemoryRecordStore, rec: dict[str, Any], window_id: str = "w1") -> str:
+def queued(records: MemoryRecordStore, rec: dict[str, Any], window_id: str = WINDOW_ID) -> str:
     ref = records.put(record_key(rec["messageId"]), json.dumps(rec).encode())
     return ItemTask(
         window_id=window_id, record_key=record_key(rec["messageId"]), record_ref=ref, message_id=rec["messageId"],
@@ -149,7 +149,7 @@ def test_an_imported_record_counts_once_with_its_items_by_rule_bytes_and_capture
     hashes = f"{telemetry.mailbox_hash(ALICE_BOX)},{telemetry.mailbox_hash(BOB_BOX)}"
     assert span.kind is SpanKind.CONSUMER and span.status.status_code is StatusCode.UNSET
     assert {k: v for k, v in span.attributes.items() if k != "archiver.attempt"} == {
-        telemetry.WINDOW_ID: "w1", telemetry.RECORD_ID: "m1", telemetry.RECORD_KEY: record_key("m1"),
+        telemetry.WINDOW_ID: WINDOW_ID, telemetry.RECORD_ID: "m1", telemetry.RECORD_KEY: record_key("m1"),
         telemetry.OUTCOME: "imported", telemetry.MAILBOX_HASH: hashes,
     }
     (line,) = [r for r in caplog.records if r.getMessage().endswith("imported in 2 mailbox(es)")]
@@ -178,7 +178,8 @@ def test_poisoned_records_are_counted_by_reason_and_their_spans_say_why(recorded
     unmapped = record("nobody", sender=CUSTOMER, owner={"phone": "+15550000"}, recipients=[CUSTOMER])
     process(queued(records, unmapped), imp, records)
     process(queued(records, record("huge", textContent="y" * 300_000)), imp, records)
-    missing = ItemTask(window_id="w1", record_key=record_key("gone"), record_ref="gone.json", message_id="gone")
+    missing = ItemTask(window_id=WINDOW_ID, record_key=record_key("gone"), record_ref=f"{record_key('gone')}.json",
+                       message_id="gone")
     process(missing.to_text(), imp, records)
     process("not an item task", imp, records)
 

@@ -26,7 +26,7 @@ from azure.core.exceptions import (
     ServiceRequestError,
     ServiceResponseError,
 )
-from azure.storage.blob import BlobServiceClient, ContainerClient, ContentSettings
+from azure.storage.blob import BlobClient, BlobServiceClient, ContainerClient, ContentSettings
 from azure.storage.queue import (
     QueueClient,
     QueueServiceClient,
@@ -35,6 +35,7 @@ from azure.storage.queue import (
 )
 
 from shared.domain.errors import ConfigurationError, TransientError
+from shared.domain.identifiers import check_blob_name, container_name
 from shared.domain.ledger import OutcomeEntry, PageEntry, WindowInfo
 from shared.domain.mapping_table import MappingTable, parse_mapping
 from shared.domain.tasks import MAX_QUEUE_PAYLOAD
@@ -106,8 +107,50 @@ class _CreatedOnce[Client]:
         return self._client
 
 
-def ensured_container(service: BlobServiceClient, name: str) -> _CreatedOnce[ContainerClient]:
-    client = service.get_container_client(name)
+class CheckedContainer:
+    """A container client that refuses unsafe blob names (``check_blob_name``) before any request.
+
+    The second line of defence behind the checks at the edge: every adapter reaches blobs only
+    through this, so no name built from a request, a queue message or a file can leave the
+    container or the prefix it was meant for, whichever credential signs the request."""
+
+    def __init__(self, client: ContainerClient) -> None:
+        self._client = client
+
+    @property
+    def container_name(self) -> str:
+        return self._client.container_name
+
+    def create_container(self) -> object:
+        return self._client.create_container()
+
+    def get_blob_client(self, blob: str) -> BlobClient:
+        name = check_blob_name(blob)
+        return self._client.get_blob_client(name)
+
+    def upload_blob(self, name: str, data: Any, **kwargs: Any) -> BlobClient:
+        checked = check_blob_name(name)
+        return self._client.upload_blob(checked, data, **kwargs)
+
+    def download_blob(self, blob: str, **kwargs: Any) -> Any:
+        name = check_blob_name(blob)
+        return self._client.download_blob(name, **kwargs)
+
+    def delete_blob(self, blob: str, **kwargs: Any) -> None:
+        name = check_blob_name(blob)
+        self._client.delete_blob(name, **kwargs)
+
+    def list_blobs(self, name_starts_with: str, **kwargs: Any) -> Any:
+        prefix = check_blob_name(name_starts_with, prefix=True)
+        return self._client.list_blobs(name_starts_with=prefix, **kwargs)
+
+    def walk_blobs(self, name_starts_with: str, **kwargs: Any) -> Any:
+        prefix = check_blob_name(name_starts_with, prefix=True)
+        return self._client.walk_blobs(name_starts_with=prefix, **kwargs)
+
+
+def ensured_container(service: BlobServiceClient, name: str) -> _CreatedOnce[CheckedContainer]:
+    client = CheckedContainer(service.get_container_client(container_name(name, "container")))
     return _CreatedOnce(client, client.create_container)
 
 

@@ -12,6 +12,8 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from shared.cli import arguments
+
 
 class AdminUsageError(Exception):
     """Unusable arguments or settings: exit code 2."""
@@ -37,7 +39,8 @@ def add_mapping_commands(mapping_commands) -> None:
                     "directory: the CSV, then (for a record's participant) the email property, then the "
                     "directory's phone numbers when that rule is on. Exit 0 mapped, 1 not mapped.",
     )
-    show.add_argument("phone", metavar="PHONE", help="any human format: +44 7700 900123, 0044…, tel:…")
+    show.add_argument("phone", metavar="PHONE", type=arguments.phone_text,
+                      help="any human format: +44 7700 900123, 0044…, tel:…")
     show.add_argument("--json", action="store_true", help="print the answer as JSON")
     show.set_defaults(handler=_mapping_show)
 
@@ -52,13 +55,13 @@ def add_poison_commands(commands) -> None:
     )
     actions = poison.add_subparsers(dest="poison_command", required=True, metavar="ACTION")
     listing = actions.add_parser("list", help="every poison message, oldest failure first")
-    listing.add_argument("--reason", help="only this reason, e.g. no_mapping")
-    listing.add_argument("--queue", help="only this queue, e.g. items-poison")
+    listing.add_argument("--reason", type=arguments.poison_reason, help="only this reason, e.g. no_mapping")
+    listing.add_argument("--queue", type=arguments.poison_queue, help="only this queue, e.g. items-poison")
     listing.add_argument("--json", action="store_true", help="print JSON")
     listing.set_defaults(handler=_poison_list)
 
     show = actions.add_parser("show", help="one poison message, whole (always JSON)")
-    show.add_argument("id", metavar="ID", help="the message id from `poison list`")
+    show.add_argument("id", metavar="ID", type=arguments.message_id, help="the message id from `poison list`")
     show.add_argument("--json", action="store_true", help="accepted for symmetry: the output is JSON anyway")
     show.set_defaults(handler=_poison_show)
 
@@ -68,8 +71,8 @@ def add_poison_commands(commands) -> None:
                     "with their reason and history); listing pages and transcript tasks to their queues.",
     )
     which = replay.add_mutually_exclusive_group(required=True)
-    which.add_argument("--reason", help="every message with this reason, e.g. no_mapping")
-    which.add_argument("--message-id", help="one message, by the id from `poison list`")
+    which.add_argument("--reason", type=arguments.poison_reason, help="every message with this reason, e.g. no_mapping")
+    which.add_argument("--message-id", type=arguments.message_id, help="one message, by the id from `poison list`")
     which.add_argument("--all", action="store_true", help="every replayable message")
     replay.add_argument("--dry-run", action="store_true", help="say what would be replayed, change nothing")
     replay.add_argument("--json", action="store_true", help="print JSON")

@@ -12,6 +12,7 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from shared.cli import arguments
 from shared.cli.admin import AdminUsageError, _container
 
 REPORT_EPILOG = """examples:
@@ -44,7 +45,7 @@ def add_report_commands(commands) -> None:
         epilog=REPORT_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     which = report.add_mutually_exclusive_group()
-    which.add_argument("--window", metavar="ID", help="one window, by the id `status` shows")
+    which.add_argument("--window", metavar="ID", type=arguments.window_id, help="one window, by the id `status` shows")
     which.add_argument("--since", metavar="DATE", type=_moment,
                        help="every window whose capture time ends after DATE (YYYY-MM-DD or ISO 8601, UTC)")
     shape = report.add_mutually_exclusive_group()

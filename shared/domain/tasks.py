@@ -8,14 +8,21 @@ from __future__ import annotations
 
 import json
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from shared.domain import identifiers
 from shared.domain.errors import PoisonReason
 from shared.domain.window import Window
 
 MAX_QUEUE_PAYLOAD = 48 * 1024
+
+# A queue message is input like any other: its ids become blob names, so they are held to their
+# grammar here, and a message breaking it is "not one of ours" (kept whole in poison), never a read.
+WindowId = Annotated[str, AfterValidator(identifiers.window_id)]
+RecordKey = Annotated[str, AfterValidator(identifiers.record_key)]
+RecordRef = Annotated[str, AfterValidator(identifiers.record_ref)]
 
 
 class TaskFormatError(ValueError):
@@ -44,7 +51,7 @@ class ListingTask(_Message):
     """List one page of one slice of a window."""
 
     kind: str = Field("listing", pattern="^listing$")
-    window_id: str
+    window_id: WindowId
     slice_start: datetime
     slice_end: datetime
     page: int = Field(0, ge=0)
@@ -66,9 +73,9 @@ class ItemTask(_Message):
     """Import one record, stored at ``record_ref``."""
 
     kind: str = Field("item", pattern="^item$")
-    window_id: str
-    record_key: str
-    record_ref: str
+    window_id: WindowId
+    record_key: RecordKey
+    record_ref: RecordRef
     message_id: str | None = None
     # Times this item was handed back to the queue to wait out a throttle (Retry-After).
     deferrals: int = Field(0, ge=0)
@@ -85,7 +92,7 @@ class TranscriptsDueTask(_Message):
     """After a window's hand-off: once its records are staged, compose every day that is over."""
 
     kind: str = Field("transcripts_due", pattern="^transcripts_due$")
-    window_id: str
+    window_id: WindowId
     window_end: datetime  # capture time handed off up to here: days ending before it are over
     handed_off_at: datetime
     deferrals: int = Field(0, ge=0)
@@ -107,9 +114,9 @@ class PoisonMessage(_Message):
     kind: str = Field("poison", pattern="^poison$")
     reason: PoisonReason
     detail: str
-    window_id: str | None = None
-    record_key: str | None = None
-    record_ref: str | None = None
+    window_id: WindowId | None = None
+    record_key: RecordKey | None = None
+    record_ref: RecordRef | None = None
     message_id: str | None = None
     failed_at: datetime
     first_failed_at: datetime | None = None

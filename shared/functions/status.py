@@ -11,6 +11,7 @@ from collections.abc import Mapping
 import azure.functions as func
 
 from shared.composition import get_container
+from shared.functions.http import error_response, only_get
 from shared.service.status import build_status
 from shared.service.status_page import render_status_page
 
@@ -29,24 +30,23 @@ HTML_HEADERS = {
 
 @bp.route(route="status", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
 def archive_status(req: func.HttpRequest) -> func.HttpResponse:
+    if (refused := only_get(req)) is not None:
+        return refused
     fmt = (req.params.get("format") or "").strip().lower()
     if fmt not in ("", "json", "html"):
-        return _json_error("format must be json or html")
+        return error_response(400, "format must be json or html", parameter="format")
+    windows = req.params.get("windows")
+    # ASCII digits only: int() would also take "٣" or "1_0", and a huge number costs a long parse.
+    if windows is not None and not (windows.isascii() and windows.isdigit() and len(windows) <= 6):
+        return error_response(400, "windows must be a whole number", parameter="windows")
     container = get_container()
-    try:
-        limit = int(req.params.get("windows", container.settings.status_recent_windows))
-    except ValueError:
-        return _json_error("windows must be a whole number")
+    limit = int(windows) if windows is not None else container.settings.status_recent_windows
     status = build_status(container.ledger, container.queue_depths(), limit=max(1, min(limit, 366)))
     if fmt == "html" or (not fmt and prefers_html(req.headers.get("Accept"))):
         page = render_status_page(status, json_href=json_link(req.params))
         return func.HttpResponse(page, mimetype="text/html", charset="utf-8", headers=dict(HTML_HEADERS))
     # The same URL answers HTML or JSON by the Accept header: caches must tell them apart.
     return func.HttpResponse(json.dumps(status, indent=2), mimetype="application/json", headers={"Vary": "Accept"})
-
-
-def _json_error(message: str) -> func.HttpResponse:
-    return func.HttpResponse(json.dumps({"error": message}), status_code=400, mimetype="application/json")
 
 
 def json_link(params: Mapping[str, str]) -> str:

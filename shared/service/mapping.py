@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from shared.domain.identifiers import is_mailbox_address
 from shared.domain.ledger import MappingRule
 from shared.domain.mapping_table import MappingTable
 from shared.domain.phones import PhoneNumberError, normalize_participant_phone, normalize_phone
@@ -64,7 +65,10 @@ class MailboxMapper:
 
         def valid(address: str) -> str | None:
             if address not in verdicts:
-                verdicts[address] = self._directory.mailbox_identity(address)
+                # A record's email property is the sender's word: only an address's grammar
+                # reaches the directory (and so a Graph URL); anything else has no mailbox.
+                verdicts[address] = self._directory.mailbox_identity(address) if is_mailbox_address(address) \
+                    else None
             return verdicts[address]
 
         mapped: dict[str, MappedMailbox] = {}

@@ -1,0 +1,48 @@
+"""argparse types for the identifiers a command line hands to a deployment: each value is checked
+against its grammar (``shared.domain.identifiers``) while the arguments are parsed, so a bad one
+ends the command with exit 2 and the argument named before any storage or network call."""
+
+from __future__ import annotations
+
+import argparse
+import re
+from collections.abc import Callable
+
+from shared.domain import identifiers
+from shared.domain.errors import PoisonReason
+from shared.settings import ITEMS_POISON_QUEUE, LISTING_POISON_QUEUE, TRANSCRIPTS_POISON_QUEUE
+
+POISON_QUEUES = (ITEMS_POISON_QUEUE, LISTING_POISON_QUEUE, TRANSCRIPTS_POISON_QUEUE)
+POISON_REASONS = tuple(reason.value for reason in PoisonReason)
+# What people type for a number: digits, +, separators, "tel:", letters of vanity numbers, an
+# extension. Normalising it is the mapper's job; this only keeps out what is no phone number at all.
+_PHONE_TEXT = re.compile(r"[0-9A-Za-z+()./ \-:;,#*]{1,64}")
+
+
+def checked(check: Callable[[str, str], str]) -> Callable[[str], str]:
+    """An argparse ``type`` from a check of ``shared.domain.identifiers``."""
+
+    def parse(value: str) -> str:
+        try:
+            return check(value, "value")
+        except identifiers.InvalidIdentifier as error:
+            raise argparse.ArgumentTypeError(f"not {error.expected}") from None
+
+    parse.__name__ = check.__name__.replace("_", " ")  # argparse names the type in some messages
+    return parse
+
+
+def choice_of(allowed: tuple[str, ...]) -> Callable[[str], str]:
+    return checked(lambda value, parameter: identifiers.one_of(value, allowed, parameter))
+
+
+window_id = checked(identifiers.window_id)
+message_id = checked(identifiers.message_id)
+poison_queue = choice_of(POISON_QUEUES)
+poison_reason = choice_of(POISON_REASONS)
+
+
+def phone_text(value: str) -> str:
+    if not _PHONE_TEXT.fullmatch(value) or not any(char.isdigit() for char in value):
+        raise argparse.ArgumentTypeError("not a phone number (digits, +, spaces and the usual separators)")
+    return value
