@@ -1,0 +1,312 @@
+"""Every HTTP function and every CLI command that takes an id, tried as an attacker holding the
+function key would: arbitrary query parameters, headers and methods, over Azurite, with every
+storage request recorded as the service would resolve it.
+
+Two credentials: the account key (Shared Key signs the path, so a traversal fails inside the SDK)
+and an account SAS, which, like the managed identity's bearer token, does not sign the path — under
+it ``reports/../mapping/x`` is served as ``mapping/x``. The control test shows that.
+
+What must hold for any input: no request outside the containers and prefixes the endpoint serves,
+no 5xx, no personal data (nor the rejected value) in an error body.
+"""
+
+from __future__ import annotations
+
+import json
+import posixpath
+import urllib.parse
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+import azure.functions as func
+import pytest
+from azure.core.pipeline.transport import RequestsTransport
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from shared.composition import reset_container
+from shared.domain.ledger import WindowInfo
+from shared.domain.records import record_key
+from shared.domain.window import Window
+from shared.functions import report, status
+from tests.test_identifiers import TRAVERSALS
+
+pytestmark = pytest.mark.integration
+
+STATE = "archive-state"
+RECORDS = "archive-records"
+# Planted where no endpoint may look: if any of these shows in a response, the endpoint leaked.
+MAPPING_MARKER = "+447700900999,leak-canary@contoso.example"
+RECORD_MARKER = "record content canary: the client's message text"
+RECORD_KEY = record_key("canary-message")
+KNOWN_WINDOW = WindowInfo(
+    Window(datetime(2026, 11, 1, 2, tzinfo=UTC), datetime(2026, 11, 2, 2, tzinfo=UTC)), 1,
+    datetime(2026, 11, 2, 2, 0, 0, 123000, tzinfo=UTC),
+)
+STORED_ONLY_WINDOW = "20261020T020000Z-20261021T020000Z.20261021T020000456Z"  # a report, no ledger entry
+QUEUES = {"listing", "items", "listing-poison", "items-poison", "transcripts", "transcripts-poison"}
+
+# What each function may touch in the state container: (method, blob-name prefix).
+SERVES = {
+    "archive_report": ("windows/", "reports/"),
+    "archive_status": ("windows/",),
+}
+
+
+@dataclass
+class StorageRequest:
+    method: str
+    container: str | None
+    blob: str | None  # as the service resolves it: percent-decoded, dot segments removed
+    query: dict[str, str]
+    queue: bool
+
+    @property
+    def lists(self) -> bool:
+        return self.query.get("comp") == "list"
+
+
+@dataclass
+class Recorder:
+    requests: list[StorageRequest] = field(default_factory=list)
+    queue_ports: set[int] = field(default_factory=set)
+
+    def record(self, url: str, method: str) -> None:
+        split = urllib.parse.urlsplit(url)
+        # What a server (or a proxy, or the transport) makes of the path: decoded, then resolved.
+        path = posixpath.normpath("/" + urllib.parse.unquote(split.path).lstrip("/"))
+        parts = path.strip("/").split("/", 2)[1:]  # drop the account segment (Azurite's path style)
+        query = dict(urllib.parse.parse_qsl(split.query))
+        queue = split.port in self.queue_ports
+        self.requests.append(StorageRequest(
+            method, parts[0] if parts else None, parts[1] if len(parts) > 1 else None, query, queue,
+        ))
+
+
+@pytest.fixture(scope="module")
+def recorder() -> Iterator[Recorder]:
+    recording = Recorder()
+    original = RequestsTransport.send
+
+    def send(self, request, **kwargs):
+        recording.record(request.url, request.method)
+        return original(self, request, **kwargs)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(RequestsTransport, "send", send)
+        yield recording
+
+
+@pytest.fixture(scope="module")
+def storage(recorder) -> Iterator[dict[str, str]]:
+    """Azurite seeded with a window, a stored report, the mapping and a record; the connection
+    strings of both credentials."""
+    from azure.storage.blob import BlobServiceClient
+    from azure.storage.blob._shared.models import AccountSasPermissions, ResourceTypes, Services
+    from azure.storage.blob._shared.shared_access_signature import SharedAccessSignature
+
+    from shared.adapters.azure_storage import BlobReportStore, BlobWindowLedger
+    from shared.local.azurite import ACCOUNT_KEY, ACCOUNT_NAME, Azurite
+
+    with Azurite() as azurite:
+        recorder.queue_ports.add(azurite.queue_port)
+        service = BlobServiceClient.from_connection_string(azurite.connection_string)
+        for name in (STATE, RECORDS):
+            service.create_container(name)
+        state = service.get_container_client(STATE)
+        state.upload_blob("mapping/phone-to-email.csv", f"PhoneNumber,EmailAddress\n{MAPPING_MARKER}\n")
+        state.upload_blob(f"deliveries/aa/{RECORD_KEY}.json", json.dumps({"mailbox": "leak-canary@contoso.example"}))
+        service.get_container_client(RECORDS).upload_blob(f"{RECORD_KEY}.json", json.dumps({"text": RECORD_MARKER}))
+        BlobWindowLedger(service, STATE).open_window(KNOWN_WINDOW)
+        BlobReportStore(service, STATE).save(STORED_ONLY_WINDOW, {"window_id": STORED_ONLY_WINDOW}, "window_id\r\n")
+        sas = SharedAccessSignature(ACCOUNT_NAME, ACCOUNT_KEY).generate_account(
+            Services(blob=True, queue=True), ResourceTypes(service=True, container=True, object=True),
+            AccountSasPermissions(read=True, list=True, write=True, create=True, add=True, update=True,
+                                  process=True),
+            datetime.now(UTC) + timedelta(hours=2),
+        )
+        yield {
+            "account key": azurite.connection_string,
+            "unsigned path (account SAS)": (
+                f"BlobEndpoint={azurite.endpoint('blob')};QueueEndpoint={azurite.endpoint('queue')};"
+                f"SharedAccessSignature={sas}"
+            ),
+        }
+
+
+CREDENTIALS = ["account key", "unsigned path (account SAS)"]
+
+
+@pytest.fixture(scope="module", params=CREDENTIALS)
+def app(request, storage, recorder, tmp_path_factory) -> Iterator[Recorder]:
+    """The function app's settings on Azurite under one credential."""
+    env = {
+        "AzureWebJobsStorage": storage[request.param],
+        "DIRECTORY": "file", "DIRECTORY_FILE": str(tmp_path_factory.mktemp("dir") / "users.txt"),
+        "MAILBOX_WRITER": "eml", "EML_MAILBOX_DIR": str(tmp_path_factory.mktemp("mail")),
+    }
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in env.items():
+            patch.setenv(name, value)
+        reset_container()
+        yield recorder
+    reset_container()
+
+
+def test_control_an_unsigned_credential_reads_across_prefixes_and_containers_and_the_recorder_sees_it(
+    storage, recorder,
+):
+    """Without the checks, reports/../mapping/... would be served as the mapping file: the fuzz
+    below is not looking for something that cannot happen."""
+    from azure.storage.blob import BlobServiceClient
+
+    raw = BlobServiceClient.from_connection_string(storage["unsigned path (account SAS)"]).get_container_client(STATE)
+    recorder.requests.clear()
+    assert MAPPING_MARKER.encode() in raw.download_blob("reports/../mapping/phone-to-email.csv").readall()
+    assert RECORD_MARKER.encode() in raw.download_blob(f"reports/../../{RECORDS}/{RECORD_KEY}.json").readall()
+    reads = [(r.container, r.blob) for r in recorder.requests if r.method == "GET"]
+    assert (STATE, "mapping/phone-to-email.csv") in reads and (RECORDS, f"{RECORD_KEY}.json") in reads
+
+
+def _outside(requests: list[StorageRequest], function: str) -> list[StorageRequest]:
+    allowed = SERVES[function]
+    wrong = []
+    for r in requests:
+        if r.queue:
+            # status reads queue depths (GET ?comp=metadata) of the connector's own queues, nothing else.
+            if function != "archive_status" or r.container not in QUEUES or r.method not in ("GET", "HEAD", "PUT") \
+                    or r.blob is not None:
+                wrong.append(r)
+            continue
+        if r.container != STATE:
+            wrong.append(r)
+        elif r.blob is None:
+            # The container itself: created once per process, or listed under a served prefix.
+            prefix = r.query.get("prefix", "")
+            if not (r.method == "PUT" and r.query.get("restype") == "container") and not (
+                r.lists and prefix.startswith(allowed)
+            ):
+                wrong.append(r)
+        elif r.method != "GET" or not r.blob.startswith(allowed):
+            wrong.append(r)
+    return wrong
+
+
+def _call(function, method: str, params: dict[str, str], headers: dict[str, str]) -> func.HttpResponse:
+    request = func.HttpRequest(method, "http://localhost/api/x", headers=headers, params=params, body=b"")
+    return function.build().get_user_function()(request)  # an exception here is the host's 500
+
+
+def _check(recorder: Recorder, name: str, response: func.HttpResponse, params: dict[str, str]) -> None:
+    assert response.status_code in (200, 400, 404, 405), (name, response.status_code)
+    assert not _outside(recorder.requests, name), _outside(recorder.requests, name)
+    body = response.get_body().decode("utf-8", errors="replace")
+    for marker in (MAPPING_MARKER, RECORD_MARKER, "leak-canary"):
+        assert marker not in body
+    if response.status_code >= 400:
+        for value in params.values():
+            if len(value) >= 4:
+                assert value not in body, "an error body repeats the request's value"
+
+
+WINDOW_VALUES = st.one_of(
+    st.sampled_from(TRAVERSALS + [
+        "../mapping/phone-to-email", "../../archive-records/" + RECORD_KEY, "..%2fmapping%2fphone-to-email",
+        "%2e%2e/%2e%2e/archive-records/x", "reports\\..\\mapping", "/windows", KNOWN_WINDOW.window_id,
+        STORED_ONLY_WINDOW, KNOWN_WINDOW.window_id + "/../../mapping/phone-to-email",
+        "20261101T020000Z-20261102T020000Z.20261102T020000123Z\x00", "",
+    ]),
+    st.text(max_size=80),
+    st.text(alphabet="./\\%2eEfFcC5", max_size=24),
+)
+METHODS = st.sampled_from(["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "get", "TRACE"])
+HEADERS = st.dictionaries(
+    st.sampled_from(["Accept", "X-Forwarded-For", "X-Original-URL", "Range", "If-Match", "Cookie"]),
+    st.text(max_size=40), max_size=3,
+)
+FUZZ = settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+
+
+@FUZZ
+@given(window=WINDOW_VALUES, fmt=st.one_of(st.sampled_from(["json", "csv", "CSV", "html", "", "../csv"]),
+                                           st.text(max_size=12)),
+       extra=st.dictionaries(st.text(min_size=1, max_size=8), st.text(max_size=20), max_size=2),
+       method=METHODS, headers=HEADERS)
+def test_report_reads_only_windows_and_reports_whatever_it_is_asked(app, window, fmt, extra, method, headers):
+    params = {**extra, "window": window, "format": fmt}
+    app.requests.clear()
+    response = _call(report.archive_report, method, params, headers)
+    _check(app, "archive_report", response, params)
+    if method.upper() not in ("GET", "HEAD"):
+        assert response.status_code == 405 and not app.requests
+
+
+@FUZZ
+@given(fmt=st.one_of(st.sampled_from(["json", "html", "", "HTML", "xml"]), st.text(max_size=12)),
+       windows=st.one_of(st.sampled_from(["1", "14", "366", "100000", "-1", "1e9", "٣", "1_0", "../1"]),
+                         st.text(max_size=12)),
+       extra=st.dictionaries(st.text(min_size=1, max_size=8), st.text(max_size=20), max_size=2),
+       method=METHODS, headers=HEADERS)
+def test_status_reads_only_windows_and_queue_depths_whatever_it_is_asked(app, fmt, windows, extra, method, headers):
+    params = {**extra, "format": fmt, "windows": windows}
+    app.requests.clear()
+    response = _call(status.archive_status, method, params, headers)
+    _check(app, "archive_status", response, params)
+
+
+@pytest.mark.parametrize("window", [
+    "../mapping/phone-to-email", "..%2fmapping%2fphone-to-email", "%2e%2e/%2e%2e/archive-records/" + RECORD_KEY,
+    "reports\\..\\mapping\\phone-to-email", "/archive-state/mapping/phone-to-email", "a\x00b", "a\nb",
+    KNOWN_WINDOW.window_id + "/../../mapping/phone-to-email",
+])
+@pytest.mark.parametrize("fmt", ["json", "csv"])
+def test_report_answers_400_and_reads_nothing_for_every_window_id_that_is_not_one(app, window, fmt):
+    app.requests.clear()
+    response = _call(report.archive_report, "GET", {"window": window, "format": fmt}, {})
+    assert response.status_code == 400 and json.loads(response.get_body())["parameter"] == "window"
+    assert app.requests == []
+
+
+def test_valid_input_is_served_as_before(app):
+    known = _call(report.archive_report, "GET", {"window": KNOWN_WINDOW.window_id}, {})
+    assert known.status_code == 200 and json.loads(known.get_body())["window_id"] == KNOWN_WINDOW.window_id
+    stored = _call(report.archive_report, "GET", {"window": STORED_ONLY_WINDOW, "format": "csv"}, {})
+    assert stored.status_code == 200 and stored.get_body().decode().startswith("window_id")
+    unknown = _call(report.archive_report, "GET", {"window": "20200101T000000Z-20200102T000000Z.20200102T000000000Z"},
+                    {})
+    assert unknown.status_code == 404
+    page = _call(status.archive_status, "GET", {"windows": "3"}, {})
+    assert page.status_code == 200 and json.loads(page.get_body())["windows"][0]["window_id"] == KNOWN_WINDOW.window_id
+
+
+# --- the CLI ----------------------------------------------------------------------------------------
+CLI_COMMANDS = {
+    "report --window": lambda v: ["report", "--window", v],
+    "poison show": lambda v: ["poison", "show", v],
+    "poison replay --message-id": lambda v: ["poison", "replay", "--message-id", v],
+    "poison replay --reason": lambda v: ["poison", "replay", "--reason", v],
+    "poison list --reason": lambda v: ["poison", "list", "--reason", v],
+    "poison list --queue": lambda v: ["poison", "list", "--queue", v],
+    "mapping show": lambda v: ["mapping", "show", v],
+}
+CLI_VALUES = ["../mapping/phone-to-email", "..%2f..%2farchive-records", "a\\..\\b", "/etc/passwd", "x\x00y",
+              "%2e%2e"]
+
+
+@pytest.mark.parametrize("value", CLI_VALUES)
+@pytest.mark.parametrize("command", list(CLI_COMMANDS))
+def test_every_cli_command_that_takes_an_id_or_a_name_exits_2_naming_it_and_reads_nothing(
+    app, capsys, command, value,
+):
+    from shared.cli.main import main
+
+    app.requests.clear()
+    with pytest.raises(SystemExit) as exit_:
+        main(CLI_COMMANDS[command](value))
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    argument = command.split()[-1] if command.split()[-1].startswith("--") else {"poison show": "ID",
+                                                                                  "mapping show": "PHONE"}[command]
+    assert f"argument {argument}:" in err and value not in err
+    assert app.requests == []
