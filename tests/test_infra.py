@@ -5,6 +5,13 @@ constants, the container defaults, ``Settings.model_fields`` with their environm
 created or set by BOTH templates, and the templates may set nothing the code does not read except
 the Functions platform's own settings, listed below with the reason for each.
 
+Role assignments: both templates grant the same roles on the same scopes, every one of them to the
+app's managed identity and on the narrowest scope Azure allows (one container, one queue, one Key
+Vault secret, the Application Insights component); the only account-level grant is read-only
+Reader, for the Functions host's container listing. No broad role (Owner, Contributor, Storage
+Account Contributor, ...) appears, and Storage Blob Data Owner only on the host's own containers.
+The expected table is derived from the code, like the queues and containers.
+
 Monitoring (the end of this module): both templates deploy the query pack and the workbook from
 the same files in infra/monitoring/, every query there is plausible KQL that uses only telemetry
 the code emits, and the storage lifecycle rule deletes old admin reports and nothing else.
@@ -73,22 +80,97 @@ PLATFORM_SETTINGS = {
 }
 
 # Containers the platform uses, which the code does not.
-PLATFORM_CONTAINERS = {"app-package": "the Flex Consumption deployment package (functionAppConfig.deployment)"}
+HOST_CONTAINERS = {
+    "azure-webjobs-hosts": "the Functions host's leases (host, timer singleton), timer schedule monitor and host id",
+    "azure-webjobs-secrets": "the Functions host's key store (function and host keys; archive_status needs one)",
+}
+PLATFORM_CONTAINERS = {
+    "app-package": "the Flex Consumption deployment package (functionAppConfig.deployment)",
+    **HOST_CONTAINERS,  # created by the templates so that the host's role can be scoped to them
+}
 
-# The only data roles the app's identity may hold (least privilege; each is justified in the templates).
-IDENTITY_ROLES = {
-    "Storage Blob Data Owner",
-    "Storage Queue Data Contributor",
-    "Key Vault Secrets User",
-    "Monitoring Metrics Publisher",
+# --- Role assignments ----------------------------------------------------------------------------
+#
+# A grant is (principal, role name, scope). Scopes are written the same way for both templates:
+# "container:<name>", "queue:<name>", "key-vault-secret:<name>" (a parameter as "${snake_name}"),
+# "application-insights", and the broad ones "storage-account", "key-vault", "resource-group",
+# "subscription". The principal is "identity" (the app's managed identity), "deployer" (whoever runs
+# the template) or what the template says.
+
+BUILTIN_ROLES = {  # name -> GUID, the same in every Azure cloud
+    "Owner": "8e3af657-a8ff-443c-a75c-2fe8c4bcb635",
+    "Contributor": "b24988ac-6180-42a0-ab88-20f7382dd24c",
+    "Reader": "acdd72a7-3385-48ef-bd42-f606fba81ae7",
+    "User Access Administrator": "18d7d88d-d35e-4fb5-a5c3-7773c20a72d9",
+    "Role Based Access Control Administrator": "f58310d9-a9f6-439a-9e8d-f62e7b41a168",
+    "Storage Account Contributor": "17d1049b-9a84-46fb-8f53-869881c3d3ab",
+    "Storage Blob Data Owner": "b7e6dc6d-f1e8-4753-8033-0f276bb0955b",
+    "Storage Blob Data Contributor": "ba92f5b4-2d11-453d-a403-e96b0029c9fe",
+    "Storage Blob Data Reader": "2a2b9908-6ea1-4ae2-8e65-a410df84e7d1",
+    "Storage Queue Data Contributor": "974c5e8b-45b9-4653-ba55-5f855dd0fb88",
+    "Storage Queue Data Reader": "19e7f393-937e-4f77-808e-94535e297925",
+    "Storage Queue Data Message Processor": "8a0f0c08-91a1-4084-bc3d-661d67233fed",
+    "Storage Queue Data Message Sender": "c6a89b2d-59bc-44d0-9896-0f6e12d7b80a",
+    "Storage Table Data Contributor": "0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3",
+    "Key Vault Administrator": "00482a5a-887f-4fb3-b363-3b7fe8e74483",
+    "Key Vault Secrets Officer": "b86a8fe4-44ce-4948-aee5-eccb2c155cd7",
+    "Key Vault Secrets User": "4633458b-17de-408a-b874-0445c86b69e6",
+    "Monitoring Metrics Publisher": "3913510d-42f4-4e42-8a64-420c390055eb",
 }
-ROLE_NAMES_BY_ID = {
-    "b7e6dc6d-f1e8-4753-8033-0f276bb0955b": "Storage Blob Data Owner",
-    "ba92f5b4-2d11-453d-a403-e96b0029c9fe": "Storage Blob Data Contributor",
-    "974c5e8b-45b9-4653-ba55-5f855dd0fb88": "Storage Queue Data Contributor",
-    "4633458b-17de-408a-b874-0445c86b69e6": "Key Vault Secrets User",
-    "3913510d-42f4-4e42-8a64-420c390055eb": "Monitoring Metrics Publisher",
+ROLE_NAMES_BY_ID = {guid: name for name, guid in BUILTIN_ROLES.items()}
+
+# Roles that reach far beyond what one function app needs: never granted by the templates.
+BROAD_ROLES = {
+    "Owner", "Contributor", "User Access Administrator", "Role Based Access Control Administrator",
+    "Storage Account Contributor", "Key Vault Administrator", "Key Vault Secrets Officer",
 }
+# Scopes narrower than which Azure has none for the resource: a grant must be on one of these...
+NARROW_SCOPE_KINDS = {"container", "queue", "key-vault-secret", "application-insights"}
+# ...unless it is one of these, each needed at that scope and no narrower one exists.
+JUSTIFIED_BROAD_GRANTS = {
+    ("identity", "Reader", "storage-account"): "the Functions host's storage health check lists containers "
+    "(azure-functions-host WebJobsStorageHealthCheck); List Containers is authorized only at the storage account "
+    "or above, and Reader grants it with no data access",
+}
+DATA_CONTAINER_ROLE = "Storage Blob Data Contributor"  # the code: read, write, lease, append, list, delete
+HOST_CONTAINER_ROLE = "Storage Blob Data Owner"  # what the Functions docs name for identity-based AzureWebJobsStorage
+QUEUE_ROLE = "Storage Queue Data Contributor"  # triggers + host poison queues + the code's create/send/depth/replay
+
+# App settings that are Key Vault references -> the secret each names (the third is a parameter).
+SECRET_REFERENCES = {
+    "TELEMESSAGE_USERNAME": "telemessage-username",
+    "TELEMESSAGE_PASSWORD": "telemessage-password",
+    "GRAPH_CERTIFICATE": "${graph_certificate_name}",
+}
+
+
+def expected_grants(deployment: Deployment) -> set[tuple[str, str, str]]:
+    """Every grant the app needs, derived from the code and the platform; nothing more."""
+    grants = {("identity", DATA_CONTAINER_ROLE, f"container:{c}") for c in code_containers() | {"app-package"}}
+    grants |= {("identity", HOST_CONTAINER_ROLE, f"container:{c}") for c in HOST_CONTAINERS}
+    grants |= {("identity", QUEUE_ROLE, f"queue:{q}") for q in code_queues()}
+    grants |= {("identity", "Key Vault Secrets User", f"key-vault-secret:{deployment.secret_references.get(s)}")
+               for s in SECRET_REFERENCES}
+    grants.add(("identity", "Monitoring Metrics Publisher", "application-insights"))
+    grants |= set(JUSTIFIED_BROAD_GRANTS)
+    return grants
+
+
+def grant_problems(grants: set[tuple[str, str, str]]) -> list[str]:
+    """Grants broader than least privilege; [] when every one is as narrow as Azure allows."""
+    problems = []
+    for principal, role, scope in sorted(grants):
+        grant = f"{role} on {scope} for {principal}"
+        kind, _, name = scope.partition(":")
+        if role in BROAD_ROLES:
+            problems.append(f"broad role: {grant}")
+        if kind not in NARROW_SCOPE_KINDS and (principal, role, scope) not in JUSTIFIED_BROAD_GRANTS:
+            problems.append(f"broad scope: {grant} (grant it on the container, queue or secret it is for)")
+        if role == "Storage Blob Data Owner" and not (kind == "container" and name in HOST_CONTAINERS):
+            problems.append(f"Storage Blob Data Owner outside the host's containers: {grant}")
+        if principal != "identity":
+            problems.append(f"a principal other than the app's identity holds a role: {grant}")
+    return problems
 
 
 # --- What the code uses --------------------------------------------------------------------------
@@ -120,7 +202,8 @@ class Deployment:
     queues: set[str] = field(default_factory=set)
     containers: set[str] = field(default_factory=set)
     settings: dict[str, object] = field(default_factory=dict)
-    identity_roles: set[str] = field(default_factory=set)
+    grants: set[tuple[str, str, str]] = field(default_factory=set)  # (principal, role, scope), see above
+    secret_references: dict[str, str] = field(default_factory=dict)  # Key Vault reference setting -> secret
     setting_defaults: dict[str, object] = field(default_factory=dict)  # setting -> default of the parameter behind it
 
 
@@ -152,7 +235,7 @@ def consistency_problems(deployment: Deployment) -> list[str]:
 
 def template_differences(bicep: Deployment, terraform: Deployment) -> list[str]:
     problems = []
-    for kind in ("queues", "containers", "identity_roles"):
+    for kind in ("queues", "containers", "grants"):
         a, b = getattr(bicep, kind), getattr(terraform, kind)
         if a != b:
             problems.append(f"{kind}: only in Bicep {sorted(a - b)}, only in Terraform {sorted(b - a)}")
@@ -245,13 +328,146 @@ def bicep_deployment(parsed: dict) -> Deployment:
         referenced = [s for s in strings_in(value) if s in parameters]
         if len(referenced) == 1 and parameters[referenced[0]].get("default") is not None:
             deployment.setting_defaults[name] = parameters[referenced[0]]["default"]
-    for resource in resources.values():
-        if resource["type"] == "Microsoft.Authorization/roleAssignments":
-            properties = resource["config"]["properties"]
-            if "identity" in strings_in(properties["principalId"]):
-                role_ids = [resolve(s) for s in strings_in(properties["roleDefinitionId"])]
-                deployment.identity_roles |= {ROLE_NAMES_BY_ID.get(r, r) for r in role_ids if r in ROLE_NAMES_BY_ID}
+    deployment.grants = bicep_grants(parsed)
+    evaluate = BicepEvaluator(parsed)
+    for setting in SECRET_REFERENCES:
+        value = settings.get(setting)
+        # '@Microsoft.KeyVault(SecretUri=${<secret>.properties.secretUri})', or a URI built from a parameter
+        names = [n for text in strings_in(value) for n in re.findall(r"\$\{(\w+)", text)]
+        secrets = [evaluate.scope(n, {}) for n in names if resources.get(n, {}).get("type") == KV_SECRET]
+        secrets += [f"key-vault-secret:{evaluate(n, {})}" for n in names if n in parameters]
+        if len(secrets) == 1:
+            deployment.secret_references[setting] = secrets[0].removeprefix("key-vault-secret:")
     return deployment
+
+
+KV_SECRET = "Microsoft.KeyVault/vaults/secrets"
+BICEP_SCOPE_KINDS = {
+    "Microsoft.Storage/storageAccounts": "storage-account",
+    "Microsoft.Storage/storageAccounts/blobServices/containers": "container",
+    "Microsoft.Storage/storageAccounts/queueServices/queues": "queue",
+    "Microsoft.KeyVault/vaults": "key-vault",
+    KV_SECRET: "key-vault-secret",
+    "Microsoft.Insights/components": "application-insights",
+}
+NAMED_SCOPE_KINDS = {"container", "queue", "key-vault-secret"}
+
+
+def snake_case(name: str) -> str:
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
+
+
+def bicep_body(resource: dict) -> tuple[dict | None, dict | None, dict]:
+    """(loop, condition, body) of a parsed resource: pycep nests the body under loops and conditions."""
+    config, loop, condition = resource["config"], None, None
+    if "loop_type" in config:
+        loop, config = config["loop_type"], config["config"]
+    if set(config) == {"condition", "config"}:
+        condition, config = config["condition"], config["config"]
+    return loop, condition, config
+
+
+class BicepEvaluator:
+    """Evaluates the few Bicep expressions role assignments use, as if every optional parameter were
+    set (so that a conditional grant counts): variables, loop items, property and index access,
+    ?:, !, empty(), subscriptionResourceId(); a parameter evaluates to "${snake_name}"."""
+
+    def __init__(self, parsed: dict) -> None:
+        self.variables = {name: spec["value"] for name, spec in parsed.get("variables", {}).items()}
+        self.parameters = parsed.get("parameters", {})
+        self.resources = parsed.get("resources", {})
+
+    def __call__(self, expr, env: dict):
+        if isinstance(expr, str):
+            if expr in env:
+                return env[expr]
+            if expr in self.variables:
+                return self(self.variables[expr], env)
+            if expr in self.parameters:
+                return "${" + snake_case(expr) + "}"
+            return expr.strip("'")
+        if isinstance(expr, list):
+            return [self(item, env) for item in expr]
+        if not isinstance(expr, dict):
+            return expr
+        if "operator" in expr:
+            operator = expr["operator"]
+            operands = operator["operands"]
+            if operator["type"] == "property_accessor":
+                base = self(operands["operand_1"], env)
+                key = operands["operand_2"]
+                return base.get(key) if isinstance(base, dict) and isinstance(key, str) else f"{base}.{key}"
+            if operator["type"] == "index_accessor":
+                base, key = self(operands["operand_1"], env), self(operands["operand_2"], env)
+                return base[key] if isinstance(base, (dict, list)) else f"{base}[{key}]"
+            if operator["type"] == "conditional":
+                chosen = "true_value" if self(operands["condition"], env) else "false_value"
+                return self(operands[chosen], env)
+            if operator["type"] == "not":
+                return not self(operands["bool_value"], env)
+        if "function" in expr:
+            function = expr["function"]
+            if function["type"] == "empty":
+                value = self(function["parameters"]["item_to_test"], env)
+                return not value or value == "${}"  # a parameter counts as set
+            if function["type"] == "subscription_resource_id":
+                return self(function["parameters"]["resource_name_1"], env)
+            if function["type"] == "resource_group":
+                return "resource-group"
+            if function["type"] == "subscription":
+                return "subscription"
+            return function["type"]
+        return {key.strip("'"): self(value, env) for key, value in expr.items()}
+
+    def loop_items(self, loop: dict | None, env: dict):
+        """The environments of a resource's loop iterations (one, empty, without a loop)."""
+        if loop is None:
+            yield dict(env)
+            return
+        detail = loop["detail"]
+        for index, item in enumerate(self(detail["array_name"], env)):
+            index_variable = {detail["index_name"]: index} if "index_name" in detail else {}
+            yield {**env, detail["item_name"]: item, **index_variable}
+
+    def scope(self, expr, env: dict) -> str:
+        """A role assignment's scope as a grant scope string ("container:archive-state", ...)."""
+        if expr is None:
+            return "resource-group"  # an extension resource without scope: the deployment's resource group
+        symbol, index = expr, None
+        if isinstance(expr, dict) and expr.get("operator", {}).get("type") == "index_accessor":
+            operands = expr["operator"]["operands"]
+            symbol, index = operands["operand_1"], self(operands["operand_2"], env)
+        if isinstance(expr, dict) and "function" in expr:
+            return self(expr, env)
+        if not isinstance(symbol, str) or symbol not in self.resources:
+            return f"unknown:{json.dumps(expr)}"
+        resource = self.resources[symbol]
+        kind = BICEP_SCOPE_KINDS.get(resource["type"], resource["type"])
+        if kind not in NAMED_SCOPE_KINDS:
+            return kind
+        loop, _, body = bicep_body(resource)
+        iterations = list(self.loop_items(loop, {}))
+        name = self(body["name"], iterations[index if index is not None else 0])
+        return f"{kind}:{name}"
+
+
+def bicep_grants(parsed: dict) -> set[tuple[str, str, str]]:
+    evaluate = BicepEvaluator(parsed)
+    grants = set()
+    for resource in parsed.get("resources", {}).values():
+        if resource["type"] != "Microsoft.Authorization/roleAssignments":
+            continue
+        loop, condition, body = bicep_body(resource)
+        for env in evaluate.loop_items(loop, {}):
+            if condition is not None and not evaluate(condition, env):
+                continue
+            properties = body["properties"]
+            principal = "identity" if "identity" in strings_in(properties["principalId"]) \
+                else "deployer" if "deployer" in json.dumps(properties["principalId"]) \
+                else json.dumps(properties["principalId"])
+            role = evaluate(properties["roleDefinitionId"], env)
+            grants.add((principal, ROLE_NAMES_BY_ID.get(role, f"role {role}"), evaluate.scope(body.get("scope"), env)))
+    return grants
 
 
 # --- Reading the parsed Terraform ----------------------------------------------------------------
@@ -328,10 +544,92 @@ def terraform_deployment(parsed: dict) -> Deployment:
         referenced = set(re.findall(r"\bvar\.(\w+)", str(value)))
         if len(referenced) == 1 and "default" in variables.get(next(iter(referenced)), {}):
             deployment.setting_defaults[tf_literal(name)] = tf_literal(variables[next(iter(referenced))]["default"])
-    for block_type, _, body in resources:
-        if block_type == "azurerm_role_assignment" and "azurerm_user_assigned_identity.app." in body["principal_id"]:
-            deployment.identity_roles.add(tf_literal(body["role_definition_name"]))
+    deployment.grants = terraform_grants(parsed)
+    azapi = {name: body for block_type, name, body in resources if block_type == "azapi_resource"}
+    for setting in SECRET_REFERENCES:
+        value = str(settings.get(setting, ""))
+        references = re.findall(r'(azapi_resource\.\w+(?:\["[^"]+"\])?)\.output', value)
+        secrets = [scope.removeprefix("key-vault-secret:") for r in references
+                   if (scope := terraform_scope("${" + r + ".id}", azapi)).startswith("key-vault-secret:")]
+        secrets += ["${" + v + "}" for v in re.findall(r"\$\{var\.(\w+)\}", value)]
+        if len(secrets) == 1:
+            deployment.secret_references[setting] = secrets[0]
     return deployment
+
+
+def terraform_scope(scope: str, azapi: dict[str, dict]) -> str:
+    """A role assignment's scope expression, for_each keys already substituted, as a grant scope."""
+    if len(scope) >= 2 and scope[0] == scope[-1] == '"':  # a template string: "${a.id}/x/${b}"
+        scope = scope[1:-1]
+    named = {
+        r"\$\{azurerm_storage_account\.main\.id\}/blobServices/default/containers/(.+)": "container",
+        r"\$\{azurerm_storage_account\.main\.id\}/queueServices/default/queues/(.+)": "queue",
+        r"\$\{azurerm_key_vault\.main\.id\}/secrets/(.+)": "key-vault-secret",
+    }
+    for pattern, kind in named.items():
+        if match := re.fullmatch(pattern, scope):
+            # "${azurerm_storage_container.main["x"].name}" -> x; "${var.name}" -> "${name}"
+            name = re.sub(r'\$\{azurerm_storage_(?:container|queue)\.main\["([^"]+)"\]\.name\}', r"\1", match.group(1))
+            return f"{kind}:{re.sub(r'\$\{var\.(\w+)\}', r'${\1}', name)}"
+    whole = {
+        "${azurerm_storage_account.main.id}": "storage-account",
+        "${azurerm_key_vault.main.id}": "key-vault",
+        "${azurerm_application_insights.main.id}": "application-insights",
+        "${azurerm_resource_group.main.id}": "resource-group",
+    }
+    if scope in whole:
+        return whole[scope]
+    if match := re.fullmatch(r'\$\{azapi_resource\.(\w+)(?:\["([^"]+)"\])?\.id\}', scope):
+        body = azapi.get(match.group(1), {})
+        name = tf_literal(body.get("name", ""))
+        if name == "${each.key}" and match.group(2) is not None:  # for_each over the names
+            name = match.group(2)
+        if tf_literal(body.get("type", "")).startswith(KV_SECRET + "@"):
+            return f"key-vault-secret:{name}"
+    if "subscription" in scope and "resourceGroups" not in scope and "resource_group" not in scope:
+        return "subscription"
+    return f"unknown:{scope}"
+
+
+def terraform_grants(parsed: dict) -> set[tuple[str, str, str]]:
+    local_values = {tf_literal(k): v for block in parsed.get("locals", []) for k, v in block.items()
+                    if not k.startswith("__")}
+    azapi = {name: body for block_type, name, body in tf_blocks(parsed, "resource") if block_type == "azapi_resource"}
+
+    def iterations(body: dict):
+        """(each.key, each.value) of every instance; count counts as one (its optional grant is set)."""
+        for_each = body.get("for_each")
+        if for_each is None:
+            yield None, None
+            return
+        reference = re.fullmatch(r"\$\{(?:toset\()?local\.(\w+)\)?\}", for_each)
+        assert reference, f"role assignment for_each must be a local or toset(<local>): {for_each}"
+        values = local_values[reference.group(1)]
+        pairs = values.items() if isinstance(values, dict) else ((v, v) for v in values)
+        for key, value in pairs:
+            yield tf_literal(key), tf_literal(value)
+
+    def each(text: str, key: str | None, value: str | None) -> str:
+        """each.key and each.value substituted: "${each.value}" -> value, "x[each.key]" -> 'x["key"]'."""
+        if text == "${each.value}":
+            return value or ""
+        return text.replace("[each.key]", f'["{key}"]').replace("${each.key}", key or "")
+
+    grants = set()
+    for block_type, _, body in tf_blocks(parsed, "resource"):
+        if block_type != "azurerm_role_assignment":
+            continue
+        principal = body["principal_id"]
+        principal = "identity" if "azurerm_user_assigned_identity.app." in principal \
+            else "deployer" if "azurerm_client_config.current.object_id" in principal else principal
+        for key, value in iterations(body):
+            if "role_definition_name" in body:
+                role = tf_literal(each(body["role_definition_name"], key, value))
+            else:
+                guid = tf_literal(body["role_definition_id"]).rsplit("/", 1)[-1]
+                role = ROLE_NAMES_BY_ID.get(guid, f"role {guid}")
+            grants.add((principal, role, terraform_scope(each(body["scope"], key, value), azapi)))
+    return grants
 
 
 # --- The tests -----------------------------------------------------------------------------------
@@ -355,7 +653,114 @@ def test_terraform_creates_and_sets_exactly_what_the_code_uses(terraform_json):
 def test_both_templates_deploy_the_same(bicep_json, terraform_json):
     bicep, terraform = bicep_deployment(bicep_json), terraform_deployment(terraform_json)
     assert template_differences(bicep, terraform) == []
-    assert bicep.identity_roles == terraform.identity_roles == IDENTITY_ROLES
+
+
+# --- Role assignments: least privilege, the same in both templates -------------------------------
+
+
+def _table(grants) -> list[str]:
+    return [f"{principal}: {role} on {scope}" for principal, role, scope in sorted(grants)]
+
+
+@pytest.mark.parametrize("template", ["bicep", "terraform"])
+def test_every_grant_is_as_narrow_as_azure_allows(template, bicep_json, terraform_json):
+    deployment = bicep_deployment(bicep_json) if template == "bicep" else terraform_deployment(terraform_json)
+    assert grant_problems(deployment.grants) == []
+
+
+@pytest.mark.parametrize("template", ["bicep", "terraform"])
+def test_the_grants_are_exactly_what_the_code_and_the_host_need(template, bicep_json, terraform_json):
+    deployment = bicep_deployment(bicep_json) if template == "bicep" else terraform_deployment(terraform_json)
+    # every Key Vault reference names one secret, and it is the one expected
+    assert deployment.secret_references == SECRET_REFERENCES
+    assert _table(deployment.grants) == _table(expected_grants(deployment))
+
+
+def test_both_templates_grant_the_same_roles_on_the_same_scopes(bicep_json, terraform_json):
+    bicep, terraform = bicep_deployment(bicep_json), terraform_deployment(terraform_json)
+    assert bicep.grants and _table(bicep.grants) == _table(terraform.grants)
+
+
+def test_every_container_and_queue_has_a_role_and_no_more(bicep_json, terraform_json):
+    for deployment in (bicep_deployment(bicep_json), terraform_deployment(terraform_json)):
+        per_scope: dict[str, list[str]] = {}
+        for _, role, scope in deployment.grants:
+            per_scope.setdefault(scope, []).append(role)
+        assert {s: r for s, r in per_scope.items() if len(r) > 1} == {}, deployment.name
+        assert {f"container:{c}" for c in deployment.containers} | {f"queue:{q}" for q in deployment.queues} \
+            <= set(per_scope), deployment.name
+
+
+def test_the_bicep_role_guids_are_the_builtin_roles(bicep_json):
+    variables = {name: spec["value"] for name, spec in bicep_json["variables"].items()}
+    guids = {name: value for name, value in variables.items()
+             if isinstance(value, str) and re.fullmatch(r"[0-9a-f]{8}(-[0-9a-f]{4}){3}-[0-9a-f]{12}", value)}
+    assert guids and all(guid in ROLE_NAMES_BY_ID for guid in guids.values()), guids
+    # the variable says which role it is: storageBlobDataOwner is Storage Blob Data Owner
+    assert {name: ROLE_NAMES_BY_ID[guid].replace(" ", "").lower() for name, guid in guids.items()} == \
+        {name: name.lower() for name in guids}
+
+
+def _bicep_role_assignment(parsed: dict, symbol: str) -> dict:
+    return bicep_body(parsed["resources"][symbol])[2]
+
+
+def test_a_broad_grant_in_bicep_is_reported(bicep_json):
+    changed = copy.deepcopy(bicep_json)
+    # the password secret's role moved to the whole vault...
+    changed["resources"]["telemessagePasswordRole"]["config"]["scope"] = "vault"
+    # ...the account-level Reader made Storage Account Contributor...
+    changed["variables"]["reader"]["value"] = BUILTIN_ROLES["Storage Account Contributor"]
+    # ...and Owner on the records container
+    changed["variables"]["containerRoles"]["value"]["'archive-records'"] = "storageBlobDataOwner"
+    assert grant_problems(bicep_grants(changed)) == [
+        "broad scope: Key Vault Secrets User on key-vault for identity "
+        "(grant it on the container, queue or secret it is for)",
+        "broad role: Storage Account Contributor on storage-account for identity",
+        "broad scope: Storage Account Contributor on storage-account for identity "
+        "(grant it on the container, queue or secret it is for)",
+        "Storage Blob Data Owner outside the host's containers: "
+        "Storage Blob Data Owner on container:archive-records for identity",
+    ]
+
+
+def test_a_grant_without_scope_in_bicep_is_at_the_resource_group(bicep_json):
+    changed = copy.deepcopy(bicep_json)
+    del _bicep_role_assignment(changed, "metricsPublisherRole")["scope"]
+    assert ("identity", "Monitoring Metrics Publisher", "resource-group") in bicep_grants(changed)
+    assert "broad scope: Monitoring Metrics Publisher on resource-group for identity " \
+        "(grant it on the container, queue or secret it is for)" in grant_problems(bicep_grants(changed))
+
+
+def test_a_broad_or_foreign_grant_in_terraform_is_reported(terraform_json):
+    changed = copy.deepcopy(terraform_json)
+    changed["resource"].append({'"azurerm_role_assignment"': {'"deployer_secrets_officer"': {
+        "scope": "${azurerm_key_vault.main.id}",
+        "role_definition_name": '"Key Vault Secrets Officer"',
+        "principal_id": "${data.azurerm_client_config.current.object_id}",
+    }}})
+    for block in changed["locals"]:
+        if "container_roles" in block:
+            block["container_roles"]['"archive-state"'] = '"Storage Blob Data Owner"'
+    problems = grant_problems(terraform_grants(changed))
+    assert problems == [
+        "broad role: Key Vault Secrets Officer on key-vault for deployer",
+        "broad scope: Key Vault Secrets Officer on key-vault for deployer "
+        "(grant it on the container, queue or secret it is for)",
+        "a principal other than the app's identity holds a role: Key Vault Secrets Officer on key-vault for deployer",
+        "Storage Blob Data Owner outside the host's containers: "
+        "Storage Blob Data Owner on container:archive-state for identity",
+    ]
+
+
+def test_a_grant_only_in_one_template_is_reported(bicep_json, terraform_json):
+    changed = copy.deepcopy(terraform_json)
+    changed["resource"] = [block for block in changed["resource"]
+                           if '"storage_reader"' not in block.get('"azurerm_role_assignment"', {})]
+    bicep, terraform = bicep_deployment(bicep_json), terraform_deployment(changed)
+    assert template_differences(bicep, terraform) == [
+        "grants: only in Bicep [('identity', 'Reader', 'storage-account')], only in Terraform []",
+    ]
 
 
 def test_a_queue_renamed_in_bicep_only_is_reported_exactly(bicep_json, terraform_json):
@@ -369,6 +774,8 @@ def test_a_queue_renamed_in_bicep_only_is_reported_exactly(bicep_json, terraform
     ]
     assert template_differences(bicep, terraform_deployment(terraform_json)) == [
         "queues: only in Bicep ['item-poison'], only in Terraform ['items-poison']",
+        "grants: only in Bicep [('identity', 'Storage Queue Data Contributor', 'queue:item-poison')], "
+        "only in Terraform [('identity', 'Storage Queue Data Contributor', 'queue:items-poison')]",
     ]
 
 

@@ -3,9 +3,10 @@
 //   az group create -n <rg> -l <region>
 //   az deployment group create -g <rg> -f infra/bicep/main.bicep -p namePrefix=... (see docs/deploy.md)
 //
-// The same deployment as infra/terraform (tests/test_infra.py keeps queues, containers and app
-// settings identical in both). Microsoft 365 permissions are not ARM resources: after this
-// deployment run infra/scripts/grant-graph-roles.sh and infra/scripts/scope-exchange-rbac.ps1.
+// The same deployment as infra/terraform (tests/test_infra.py keeps queues, containers, app settings
+// and every role assignment, role and scope, identical in both). Microsoft 365 permissions are not
+// ARM resources: after this deployment run infra/scripts/grant-graph-roles.sh and
+// infra/scripts/scope-exchange-rbac.ps1.
 //
 // Deploy into the cloud your Microsoft 365 tenant lives in (az cloud set --name AzureUSGovernment
 // for GCC High and DoD) and set graphCloud to match: a managed identity only gets tokens from its
@@ -207,17 +208,51 @@ var queueNames = [
 var deploymentContainerName = 'app-package'
 var recordsContainerName = 'archive-records'
 var stateContainerName = 'archive-state'
+// The Functions host's own containers in AzureWebJobsStorage: azure-webjobs-hosts (host and timer
+// singleton leases, the timer's schedule monitor, the host id) and azure-webjobs-secrets (function
+// and host keys). The host creates them if they are missing; they are created here so that its
+// roles can be scoped to them (a role assignment needs its scope to exist).
+var hostsContainerName = 'azure-webjobs-hosts'
+var secretsContainerName = 'azure-webjobs-secrets'
 var containerNames = [
   deploymentContainerName
   recordsContainerName
   stateContainerName
+  hostsContainerName
+  secretsContainerName
 ]
 
 // Built-in role definitions (the same GUID in every Azure cloud).
+var reader = 'acdd72a7-3385-48ef-bd42-f606fba81ae7'
 var storageBlobDataOwner = 'b7e6dc6d-f1e8-4753-8033-0f276bb0955b'
+var storageBlobDataContributor = 'ba92f5b4-2d11-453d-a403-e96b0029c9fe'
 var storageQueueDataContributor = '974c5e8b-45b9-4653-ba55-5f855dd0fb88'
 var keyVaultSecretsUser = '4633458b-17de-408a-b874-0445c86b69e6'
 var monitoringMetricsPublisher = '3913510d-42f4-4e42-8a64-420c390055eb'
+
+// The identity's data role on each container, assigned on that container only (the same table as
+// container_roles in infra/terraform/main.tf; tests/test_infra.py keeps them equal).
+//   app-package      Contributor: the Flex Consumption platform writes and reads the deployment
+//                    package with this identity (functionAppConfig.deployment.storage).
+//   archive-records  Contributor: claim checks, written once and read back. The code never
+//                    deletes here; Contributor still includes delete (no built-in role has write
+//                    without delete), and blob soft delete (7 days) covers a deletion.
+//   archive-state    Contributor: watermark (ETag), ledger (append blobs), mapping and its
+//                    history, delivery records under blob leases, transcript staging (deleted once
+//                    composed) and admin reports (purged after REPORT_RETENTION_DAYS).
+//   azure-webjobs-*  Owner: the role the Functions documentation names for identity-based
+//                    AzureWebJobsStorage ("Connecting to host storage with an identity": Storage
+//                    Blob Data Owner covers the host's coordination blobs and its key store).
+// Owner is kept off the data containers: over Contributor it adds POSIX ACL and ownership changes,
+// blob tags, permanent deletion of soft-deleted blobs and versions, and immutability-policy bypass,
+// none of which the code uses and all of which weaken the evidence kept there.
+var containerRoles = {
+  'app-package': storageBlobDataContributor
+  'archive-records': storageBlobDataContributor
+  'archive-state': storageBlobDataContributor
+  'azure-webjobs-hosts': storageBlobDataOwner
+  'azure-webjobs-secrets': storageBlobDataOwner
+}
 
 var useAppRegistration = !empty(graphAppClientId)
 
@@ -330,32 +365,51 @@ resource queues 'Microsoft.Storage/storageAccounts/queueServices/queues@2023-05-
   name: name
 }]
 
-// Storage Blob Data Owner: what the Functions host documents for identity-based AzureWebJobsStorage
-// (timer singleton and listener leases, the timer's schedule monitor, host keys, the Flex
-// deployment package); the code's claim checks, state, ledger and lease-held delivery records need
-// Contributor, which Owner includes. Owner adds only POSIX ACL/ownership changes on Data Lake
-// accounts (this one has no hierarchical namespace).
-resource blobOwnerRole 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
-  name: guid(storage.id, identity.id, storageBlobDataOwner)
-  scope: storage
+// Storage roles: each container and each queue gets the identity's role on itself only; nothing
+// is granted on the storage account's data as a whole. Azure RBAC scopes blob data roles to a
+// single container and queue data roles to a single queue (Storage docs, "Authorize access to
+// blobs/queues using Microsoft Entra ID", Resource scope); a container or queue created later gets
+// no access from these assignments.
+resource containerRoleAssignments 'Microsoft.Authorization/roleAssignments@2022-04-01' = [for (name, i) in containerNames: {
+  name: guid(containers[i].id, identity.id, containerRoles[name])
+  scope: containers[i]
   properties: {
     principalId: identity.properties.principalId
     principalType: 'ServicePrincipal'
-    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', storageBlobDataOwner)
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', containerRoles[name])
   }
-}
+}]
 
-// Storage Queue Data Contributor: the queue triggers read, update and delete messages and the host
-// creates -poison queues and moves messages there; the code sends (listing, items, transcripts,
-// poison), reads queue depth (metadata) and replays/purges poison. Message Processor + Sender are
-// not enough (no queue metadata, no queue creation), so they are not assigned besides.
-resource queueContributorRole 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
-  name: guid(storage.id, identity.id, storageQueueDataContributor)
-  scope: storage
+// Storage Queue Data Contributor on each queue, the narrowest built-in role that covers what both
+// sides do there: the triggers (listing, items, transcripts) receive, update and delete messages
+// and the host creates and writes the -poison queues when retries run out (Functions docs: queue
+// trigger Reader + Message Processor, output Contributor or Message Sender); the code sends with
+// create-on-first-use (Create Queue is queues/write, which only Contributor among the queue data
+// roles has), reads queue depth (queue metadata) and receives, replays and purges poison messages.
+// Contributor also permits deleting the queue itself, which nothing here does.
+resource queueRoleAssignments 'Microsoft.Authorization/roleAssignments@2022-04-01' = [for (name, i) in queueNames: {
+  name: guid(queues[i].id, identity.id, storageQueueDataContributor)
+  scope: queues[i]
   properties: {
     principalId: identity.properties.principalId
     principalType: 'ServicePrincipal'
     roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', storageQueueDataContributor)
+  }
+}]
+
+// Reader (control plane, read-only, no data access) on the storage account: the Functions host's
+// storage health check lists the account's containers every 30 seconds (azure-functions-host,
+// WebJobsStorageHealthCheck: GetBlobContainersAsync), and List Containers is an account-level
+// operation (blobServices/containers/read) that no container-scoped role grants. Reader is the only
+// built-in role that allows it without any blob or queue data action; it cannot read keys (listKeys
+// is an action, not a read). Without it the host reports AzureWebJobsStorage unhealthy.
+resource storageReaderRole 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(storage.id, identity.id, reader)
+  scope: storage
+  properties: {
+    principalId: identity.properties.principalId
+    principalType: 'ServicePrincipal'
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', reader)
   }
 }
 
@@ -406,11 +460,42 @@ resource telemessagePasswordSecret 'Microsoft.KeyVault/vaults/secrets@2023-07-01
   }
 }
 
-// Key Vault Secrets User on this vault only: read secret values for the app settings' Key Vault
-// references (the TeleMessage credentials and, if used, the Graph certificate's secret).
-resource vaultSecretsUserRole 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
-  name: guid(vault.id, identity.id, keyVaultSecretsUser)
-  scope: vault
+// Key Vault Secrets User (read a secret's value; not Officer, which may also write and delete) on
+// each secret the app settings reference, not on the vault: the identity cannot read any other
+// secret or certificate that is or will be in this vault. Key Vault RBAC supports assignments on a
+// single secret (Key Vault docs, "Provide access with Azure RBAC": secret scope role assignment).
+resource telemessageUsernameRole 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(telemessageUsernameSecret.id, identity.id, keyVaultSecretsUser)
+  scope: telemessageUsernameSecret
+  properties: {
+    principalId: identity.properties.principalId
+    principalType: 'ServicePrincipal'
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', keyVaultSecretsUser)
+  }
+}
+
+resource telemessagePasswordRole 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(telemessagePasswordSecret.id, identity.id, keyVaultSecretsUser)
+  scope: telemessagePasswordSecret
+  properties: {
+    principalId: identity.properties.principalId
+    principalType: 'ServicePrincipal'
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', keyVaultSecretsUser)
+  }
+}
+
+// The Graph certificate (only with graphCertificateName): its private key is read through the
+// certificate's secret of the same name, so Key Vault Secrets User on that one secret. Import the
+// certificate before deploying with its name (docs/deploy.md): the scope must exist. The name
+// 'unused' never reaches Azure (the condition is false whenever it would be used).
+resource graphCertificateSecret 'Microsoft.KeyVault/vaults/secrets@2023-07-01' existing = if (!empty(graphCertificateName)) {
+  parent: vault
+  name: empty(graphCertificateName) ? 'unused' : graphCertificateName
+}
+
+resource graphCertificateRole 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (!empty(graphCertificateName)) {
+  name: guid(graphCertificateSecret.id, identity.id, keyVaultSecretsUser)
+  scope: graphCertificateSecret
   properties: {
     principalId: identity.properties.principalId
     principalType: 'ServicePrincipal'
@@ -443,8 +528,8 @@ resource appInsights 'Microsoft.Insights/components@2020-02-02' = {
   }
 }
 
-// Monitoring Metrics Publisher on this component only: keyless (Entra ID) telemetry ingestion,
-// required once DisableLocalAuth is true.
+// Monitoring Metrics Publisher on this component only (the narrowest scope: the component is the
+// resource): keyless (Entra ID) telemetry ingestion, required once DisableLocalAuth is true.
 resource metricsPublisherRole 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
   name: guid(appInsights.id, identity.id, monitoringMetricsPublisher)
   scope: appInsights
@@ -825,9 +910,12 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
   dependsOn: [
     containers
     queues
-    blobOwnerRole
-    queueContributorRole
-    vaultSecretsUserRole
+    containerRoleAssignments
+    queueRoleAssignments
+    storageReaderRole
+    telemessageUsernameRole
+    telemessagePasswordRole
+    graphCertificateRole
     metricsPublisherRole
   ]
 }

@@ -32,8 +32,8 @@ locals {
     LISTING_OVERLAP_MINUTES         = tostring(var.listing_overlap_minutes)
     CAPTURE_SETTLE_MINUTES          = tostring(var.capture_settle_minutes)
     TELEMESSAGE_BASE_URL            = var.telemessage_base_url
-    TELEMESSAGE_USERNAME            = "@Microsoft.KeyVault(SecretUri=${azurerm_key_vault_secret.telemessage_username.versionless_id})"
-    TELEMESSAGE_PASSWORD            = "@Microsoft.KeyVault(SecretUri=${azurerm_key_vault_secret.telemessage_password.versionless_id})"
+    TELEMESSAGE_USERNAME            = "@Microsoft.KeyVault(SecretUri=${azapi_resource.secret["telemessage-username"].output.properties.secretUri})"
+    TELEMESSAGE_PASSWORD            = "@Microsoft.KeyVault(SecretUri=${azapi_resource.secret["telemessage-password"].output.properties.secretUri})"
     TELEMESSAGE_PAGE_SIZE           = tostring(var.telemessage_page_size)
     RECORDS_CONTAINER               = local.records_container_name
     STATE_CONTAINER                 = local.state_container_name
@@ -118,9 +118,11 @@ resource "azapi_resource" "function_app" {
   depends_on = [
     azurerm_storage_container.main,
     azurerm_storage_queue.main,
-    azurerm_role_assignment.blob_owner,
-    azurerm_role_assignment.queue_contributor,
-    azurerm_role_assignment.vault_secrets_user,
+    azurerm_role_assignment.container,
+    azurerm_role_assignment.queue,
+    azurerm_role_assignment.storage_reader,
+    azurerm_role_assignment.secrets_user,
+    azurerm_role_assignment.graph_certificate_secrets_user,
     azurerm_role_assignment.metrics_publisher,
   ]
 }

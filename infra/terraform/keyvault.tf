@@ -18,38 +18,72 @@ resource "azurerm_key_vault" "main" {
   }
 }
 
-# Key Vault Secrets User on this vault only: read secret values for the app settings' Key Vault
-# references (the TeleMessage credentials and, if used, the Graph certificate's secret).
-resource "azurerm_role_assignment" "vault_secrets_user" {
-  scope                = azurerm_key_vault.main.id
+# The secrets are written through ARM (Microsoft.KeyVault/vaults/secrets), as Bicep does, not
+# through the Key Vault data plane: the identity running Terraform needs no Key Vault data role (its
+# Contributor or Owner on the resource group includes Microsoft.KeyVault/vaults/secrets/write), so
+# no Key Vault Secrets Officer grant exists for it. ARM never returns a secret's value, so only a
+# changed variable writes a new version. The values are in the Terraform state, as before: use an
+# encrypted backend. (for_each takes the names only: sensitive values cannot drive it.)
+locals {
+  secret_names = ["telemessage-username", "telemessage-password"]
+  secret_values = {
+    "telemessage-username" = var.telemessage_username
+    "telemessage-password" = var.telemessage_password
+  }
+}
+
+resource "azapi_resource" "secret" {
+  for_each  = toset(local.secret_names)
+  type      = "Microsoft.KeyVault/vaults/secrets@2023-07-01"
+  name      = each.key
+  parent_id = azurerm_key_vault.main.id
+  body = {
+    properties = {
+      value       = local.secret_values[each.key]
+      contentType = "text/plain"
+    }
+  }
+  response_export_values = ["properties.secretUri"]
+}
+
+# Deployments made before the secrets moved to ARM: forget the data-plane secret resources without
+# deleting the secrets (a deleted secret stays soft-deleted under purge protection and would block
+# the ARM write of the same name); azapi_resource.secret writes a new version of each. The
+# deployer's former Key Vault Secrets Officer assignment is no longer in the configuration, so the
+# next apply removes it.
+removed {
+  from = azurerm_key_vault_secret.telemessage_username
+  lifecycle {
+    destroy = false
+  }
+}
+
+removed {
+  from = azurerm_key_vault_secret.telemessage_password
+  lifecycle {
+    destroy = false
+  }
+}
+
+# Key Vault Secrets User (read a secret's value; not Officer, which may also write and delete) on
+# each secret the app settings reference, not on the vault: the identity cannot read any other
+# secret or certificate that is or will be in this vault. Key Vault RBAC supports assignments on a
+# single secret (Key Vault docs, "Provide access with Azure RBAC": secret scope role assignment).
+resource "azurerm_role_assignment" "secrets_user" {
+  for_each             = toset(local.secret_names)
+  scope                = azapi_resource.secret[each.key].id
   role_definition_name = "Key Vault Secrets User"
   principal_id         = azurerm_user_assigned_identity.app.principal_id
   principal_type       = "ServicePrincipal"
 }
 
-# Terraform writes the secrets through the Key Vault data plane (Bicep does it through ARM), so the
-# identity running Terraform needs Key Vault Secrets Officer on this vault. Role assignments can
-# take a few minutes to apply: if the first apply fails with 403 on a secret, apply again.
-resource "azurerm_role_assignment" "deployer_secrets_officer" {
-  scope                = azurerm_key_vault.main.id
-  role_definition_name = "Key Vault Secrets Officer"
-  principal_id         = data.azurerm_client_config.current.object_id
-}
-
-resource "azurerm_key_vault_secret" "telemessage_username" {
-  #checkov:skip=CKV_AZURE_41:TeleMessage account credentials have no expiry of their own; an expiry date here would only stop the connector. Rotate them at TeleMessage and update the secret.
-  name         = "telemessage-username"
-  value        = var.telemessage_username
-  content_type = "text/plain"
-  key_vault_id = azurerm_key_vault.main.id
-  depends_on   = [azurerm_role_assignment.deployer_secrets_officer]
-}
-
-resource "azurerm_key_vault_secret" "telemessage_password" {
-  #checkov:skip=CKV_AZURE_41:TeleMessage account credentials have no expiry of their own; an expiry date here would only stop the connector. Rotate them at TeleMessage and update the secret.
-  name         = "telemessage-password"
-  value        = var.telemessage_password
-  content_type = "text/plain"
-  key_vault_id = azurerm_key_vault.main.id
-  depends_on   = [azurerm_role_assignment.deployer_secrets_officer]
+# The Graph certificate (only with graph_certificate_name): its private key is read through the
+# certificate's secret of the same name, so Key Vault Secrets User on that one secret. Import the
+# certificate before applying with its name (docs/deploy.md): the scope must exist.
+resource "azurerm_role_assignment" "graph_certificate_secrets_user" {
+  count                = var.graph_certificate_name == "" ? 0 : 1
+  scope                = "${azurerm_key_vault.main.id}/secrets/${var.graph_certificate_name}"
+  role_definition_name = "Key Vault Secrets User"
+  principal_id         = azurerm_user_assigned_identity.app.principal_id
+  principal_type       = "ServicePrincipal"
 }

@@ -20,11 +20,43 @@ locals {
   deployment_container_name = "app-package"
   records_container_name    = "archive-records"
   state_container_name      = "archive-state"
+  # The Functions host's own containers in AzureWebJobsStorage: azure-webjobs-hosts (host and timer
+  # singleton leases, the timer's schedule monitor, the host id) and azure-webjobs-secrets (function
+  # and host keys). The host creates them if they are missing; they are created here so that its
+  # roles can be scoped to them (a role assignment needs its scope to exist).
+  hosts_container_name   = "azure-webjobs-hosts"
+  secrets_container_name = "azure-webjobs-secrets"
   container_names = [
     local.deployment_container_name,
     local.records_container_name,
     local.state_container_name,
+    local.hosts_container_name,
+    local.secrets_container_name,
   ]
+
+  # The identity's data role on each container, assigned on that container only (the same table as
+  # containerRoles in infra/bicep/main.bicep; tests/test_infra.py keeps them equal).
+  #   app-package      Contributor: the Flex Consumption platform writes and reads the deployment
+  #                    package with this identity (functionAppConfig.deployment.storage).
+  #   archive-records  Contributor: claim checks, written once and read back. The code never
+  #                    deletes here; Contributor still includes delete (no built-in role has write
+  #                    without delete), and blob soft delete (7 days) covers a deletion.
+  #   archive-state    Contributor: watermark (ETag), ledger (append blobs), mapping and its
+  #                    history, delivery records under blob leases, transcript staging (deleted once
+  #                    composed) and admin reports (purged after REPORT_RETENTION_DAYS).
+  #   azure-webjobs-*  Owner: the role the Functions documentation names for identity-based
+  #                    AzureWebJobsStorage ("Connecting to host storage with an identity": Storage
+  #                    Blob Data Owner covers the host's coordination blobs and its key store).
+  # Owner is kept off the data containers: over Contributor it adds POSIX ACL and ownership changes,
+  # blob tags, permanent deletion of soft-deleted blobs and versions, and immutability-policy bypass,
+  # none of which the code uses and all of which weaken the evidence kept there.
+  container_roles = {
+    "app-package"           = "Storage Blob Data Contributor"
+    "archive-records"       = "Storage Blob Data Contributor"
+    "archive-state"         = "Storage Blob Data Contributor"
+    "azure-webjobs-hosts"   = "Storage Blob Data Owner"
+    "azure-webjobs-secrets" = "Storage Blob Data Owner"
+  }
 }
 
 resource "azurerm_resource_group" "main" {
@@ -117,25 +149,44 @@ resource "azurerm_storage_management_policy" "main" {
   }
 }
 
-# Storage Blob Data Owner: what the Functions host documents for identity-based AzureWebJobsStorage
-# (timer singleton and listener leases, the timer's schedule monitor, host keys, the Flex
-# deployment package); the code's claim checks, state, ledger and lease-held delivery records need
-# Contributor, which Owner includes. Owner adds only POSIX ACL/ownership changes on Data Lake
-# accounts (this one has no hierarchical namespace).
-resource "azurerm_role_assignment" "blob_owner" {
-  scope                = azurerm_storage_account.main.id
-  role_definition_name = "Storage Blob Data Owner"
+# Storage roles: each container and each queue gets the identity's role on itself only; nothing is
+# granted on the storage account's data as a whole. Azure RBAC scopes blob data roles to a single
+# container and queue data roles to a single queue (Storage docs, "Authorize access to
+# blobs/queues using Microsoft Entra ID", Resource scope); a container or queue created later gets
+# no access from these assignments. The scopes are ARM resource IDs, built here rather than taken
+# from the container and queue resources, whose id is not always the ARM ID in azurerm.
+resource "azurerm_role_assignment" "container" {
+  for_each             = local.container_roles
+  scope                = "${azurerm_storage_account.main.id}/blobServices/default/containers/${azurerm_storage_container.main[each.key].name}"
+  role_definition_name = each.value
   principal_id         = azurerm_user_assigned_identity.app.principal_id
   principal_type       = "ServicePrincipal"
 }
 
-# Storage Queue Data Contributor: the queue triggers read, update and delete messages and the host
-# creates -poison queues and moves messages there; the code sends (listing, items, transcripts,
-# poison), reads queue depth (metadata) and replays/purges poison. Message Processor + Sender are
-# not enough (no queue metadata, no queue creation), so they are not assigned besides.
-resource "azurerm_role_assignment" "queue_contributor" {
-  scope                = azurerm_storage_account.main.id
+# Storage Queue Data Contributor on each queue, the narrowest built-in role that covers what both
+# sides do there: the triggers (listing, items, transcripts) receive, update and delete messages and
+# the host creates and writes the -poison queues when retries run out (Functions docs: queue trigger
+# Reader + Message Processor, output Contributor or Message Sender); the code sends with
+# create-on-first-use (Create Queue is queues/write, which only Contributor among the queue data
+# roles has), reads queue depth (queue metadata) and receives, replays and purges poison messages.
+# Contributor also permits deleting the queue itself, which nothing here does.
+resource "azurerm_role_assignment" "queue" {
+  for_each             = toset(local.queue_names)
+  scope                = "${azurerm_storage_account.main.id}/queueServices/default/queues/${azurerm_storage_queue.main[each.key].name}"
   role_definition_name = "Storage Queue Data Contributor"
+  principal_id         = azurerm_user_assigned_identity.app.principal_id
+  principal_type       = "ServicePrincipal"
+}
+
+# Reader (control plane, read-only, no data access) on the storage account: the Functions host's
+# storage health check lists the account's containers every 30 seconds (azure-functions-host,
+# WebJobsStorageHealthCheck: GetBlobContainersAsync), and List Containers is an account-level
+# operation (blobServices/containers/read) that no container-scoped role grants. Reader is the only
+# built-in role that allows it without any blob or queue data action; it cannot read keys (listKeys
+# is an action, not a read). Without it the host reports AzureWebJobsStorage unhealthy.
+resource "azurerm_role_assignment" "storage_reader" {
+  scope                = azurerm_storage_account.main.id
+  role_definition_name = "Reader"
   principal_id         = azurerm_user_assigned_identity.app.principal_id
   principal_type       = "ServicePrincipal"
 }

@@ -16,8 +16,8 @@ resource "azurerm_application_insights" "main" {
   local_authentication_disabled = true
 }
 
-# Monitoring Metrics Publisher on this component only: keyless (Entra ID) telemetry ingestion,
-# required once local authentication is disabled.
+# Monitoring Metrics Publisher on this component only (the narrowest scope: the component is the
+# resource): keyless (Entra ID) telemetry ingestion, required once local authentication is disabled.
 resource "azurerm_role_assignment" "metrics_publisher" {
   scope                = azurerm_application_insights.main.id
   role_definition_name = "Monitoring Metrics Publisher"
