@@ -208,7 +208,8 @@ def test_status_serves_html_to_browsers_json_by_default_and_format_json_wins(loc
     assert forced.mimetype == "application/json" and json.loads(forced.get_body())["queues"]["listing"] == 24
     assert call_status({}, {"Accept": "*/*"}).mimetype == "application/json"
     bad = call_status({"format": "xml"})
-    assert bad.status_code == 400 and json.loads(bad.get_body()) == {"error": "format must be json or html"}
+    assert bad.status_code == 400
+    assert json.loads(bad.get_body()) == {"error": "format must be json or html", "parameter": "format"}
 
 
 # -- in a real browser ------------------------------------------------------------------------------------------------
