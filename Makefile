@@ -6,11 +6,13 @@
 # make bench  install everything, then measure every figure of docs/benchmarks.md beside its budget
 #             (a few minutes; options: make bench BENCH_ARGS="--only a,c" or "--json", see python -m bench --help)
 # make lint   ruff
+# make audit  known vulnerabilities in every pinned requirements file and what they pull in (scripts/pip-audit;
+#             accepted ones, each with its reason and review date, in .ci/pip-audit-exceptions.toml)
 
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: demo test soak bench lint install clean
+.PHONY: demo test soak bench lint audit install clean
 
 demo: install
 	$(PY) -m shared.cli demo
@@ -27,10 +29,14 @@ bench: install
 lint: install
 	$(PY) -m ruff check .
 
+audit:
+	scripts/pip-audit
+
 install: $(VENV)/.installed node_modules/.installed
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	@test -x $(PY) || "$$(scripts/find-python313)" -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check "$$(grep -E '^pip==' requirements-dev.txt)"
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
 	@touch $@
 
@@ -39,4 +45,4 @@ node_modules/.installed: package.json package-lock.json
 	@touch $@
 
 clean:
-	rm -rf $(VENV) node_modules .demo .pytest_cache test-artifacts
+	rm -rf $(VENV) .venv-audit node_modules .demo .pytest_cache test-artifacts
