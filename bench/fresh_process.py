@@ -94,19 +94,26 @@ def _run_child(env: dict[str, str], item: str, *, warm_up: str = "") -> tuple[fl
 
 def _prepare(records: RecordSet, env: dict[str, str]) -> list[str]:
     """Claim checks stored as the listing would store them; the items' queue messages."""
+    from datetime import UTC, datetime, timedelta
+
     from shared.composition import get_container
+    from shared.domain.ledger import WindowInfo
     from shared.domain.records import record_key
     from shared.domain.tasks import ItemTask
+    from shared.domain.window import Window
     from shared.local.demo import app_settings
     from shared.service.listing import serialise_item
 
+    now = datetime.now(UTC)
+    # A window id of the ledger's form: queue messages are held to it (each run has its own state container).
+    window_id = WindowInfo(Window(now - timedelta(days=1), now), 1, now).window_id
     with app_settings(env):
         container = get_container()
         tasks = []
         for record in records.records:
             key = record_key(record["messageId"])
             reference = container.records.put(key, serialise_item(record))
-            tasks.append(ItemTask(window_id=f"bench-fresh-{env['STATE_CONTAINER']}", record_key=key,
+            tasks.append(ItemTask(window_id=window_id, record_key=key,
                                   record_ref=reference, message_id=record["messageId"]).to_text())
     return tasks
 
