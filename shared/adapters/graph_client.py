@@ -6,9 +6,14 @@ of that again, so both are imported inside the functions below, never when this 
 imported. The function app can import the adapters eagerly and pay for the SDK only on the first
 Graph call.
 
-National clouds: one row of ``CLOUDS`` picks the Graph host, the token scope and the sign-in
-authority together; mixing them (a GCC High token for graph.microsoft.com) fails at run time with
-a 401, so they are never configured separately.
+National clouds: one row of ``CLOUDS`` picks the Graph host, the token scope, the sign-in
+authority and the hosts upload sessions may point at together; mixing them (a GCC High token for
+graph.microsoft.com) fails at run time with a 401, so they are never configured separately.
+
+Where credentials go: the token only ever to the cloud's Graph host (or, for tests, to the
+loopback server ``base_url`` names); a link out of an answer (``@odata.nextLink``) only when it
+stays on that same server (``checked_graph_link``); an upload URL only to the cloud's Exchange
+hosts (``checked_upload_url``); and no redirect is ever followed (``refuse_redirects_class``).
 
 Credentials (``build_graph_client``), in this order:
 
@@ -48,7 +53,6 @@ import base64
 import binascii
 import hashlib
 import importlib.util
-import ipaddress
 import logging
 import random
 import threading
@@ -60,9 +64,10 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from functools import cache
 from typing import TYPE_CHECKING, Any, TypeVar
-from urllib.parse import urlparse
+from urllib.parse import unquote, urlsplit, urlunsplit
 
-from shared.domain.errors import ConfigurationError
+from shared.adapters.urls import checked_base_url, has_userinfo, is_loopback_host, origin, split_url
+from shared.domain.errors import ConfigurationError, PermanentError, PoisonReason
 
 if TYPE_CHECKING:
     import httpx
@@ -86,6 +91,9 @@ class GraphCloud:
     name: str
     graph_host: str  # https://...
     authority_host: str  # host name only, as azure-identity wants it
+    # Host names only. Graph's upload sessions hand out a URL on the cloud's Exchange Online host
+    # (the old Outlook REST endpoint), not on the Graph host; the URL carries its own token.
+    upload_hosts: tuple[str, ...]
 
     @property
     def scope(self) -> str:
@@ -96,10 +104,30 @@ class GraphCloud:
         return f"{self.graph_host}/v1.0"
 
 
-_GLOBAL = GraphCloud("global", "https://graph.microsoft.com", "login.microsoftonline.com")
-_USGOV = GraphCloud("usgov", "https://graph.microsoft.us", "login.microsoftonline.us")
-_DOD = GraphCloud("dod", "https://dod-graph.microsoft.us", "login.microsoftonline.us")
-_CHINA = GraphCloud("china", "https://microsoftgraph.chinacloudapi.cn", "login.chinacloudapi.cn")
+# Upload hosts, from Microsoft's own pages:
+# - global: the uploadUrl of the example on learn.microsoft.com/graph/api/attachment-createuploadsession
+#   is on outlook.office.com; answers seen in the field use outlook.office365.com
+#   (microsoftgraph/microsoft-graph-docs-contrib issue #8880); "Microsoft 365 URLs and IP address
+#   ranges", Exchange Online ID 1, serves it on outlook.cloud.microsoft, outlook.office.com and
+#   outlook.office365.com;
+# - GCC High: outlook.office365.us ("Microsoft 365 U.S. Government GCC High endpoints", Exchange ID 1);
+# - DoD: outlook-dod.office365.us and webmail.apps.mil ("Microsoft 365 U.S. Government DoD endpoints",
+#   Exchange ID 1);
+# - 21Vianet: partner.outlook.cn ("API endpoints of Office 365 operated by 21Vianet", Mail API).
+# Graph's national-cloud table marks createUploadSession unavailable in US Government L4/L5; the
+# hosts are listed there all the same, so that a session Graph does grant is not refused here.
+_GLOBAL = GraphCloud(
+    "global", "https://graph.microsoft.com", "login.microsoftonline.com",
+    ("outlook.office.com", "outlook.office365.com", "outlook.cloud.microsoft"),
+)
+_USGOV = GraphCloud("usgov", "https://graph.microsoft.us", "login.microsoftonline.us", ("outlook.office365.us",))
+_DOD = GraphCloud(
+    "dod", "https://dod-graph.microsoft.us", "login.microsoftonline.us",
+    ("outlook-dod.office365.us", "webmail.apps.mil"),
+)
+_CHINA = GraphCloud(
+    "china", "https://microsoftgraph.chinacloudapi.cn", "login.chinacloudapi.cn", ("partner.outlook.cn",)
+)
 
 CLOUDS: dict[str, GraphCloud] = {
     "global": _GLOBAL,
@@ -119,18 +147,6 @@ def resolve_cloud(cloud: str) -> GraphCloud:
         raise ConfigurationError(
             f"unknown Graph cloud {cloud!r}; expected one of {', '.join(sorted(CLOUDS))}"
         ) from None
-
-
-def is_loopback_url(url: str) -> bool:
-    host = urlparse(url).hostname
-    if not host:
-        return False
-    if host.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 class StaticTokenCredential:
@@ -187,6 +203,60 @@ def graph_client_info(client: Any) -> GraphClientInfo:
     return _CLIENT_INFO[client]
 
 
+def checked_graph_link(link: str, base_url: str) -> str:
+    """``link`` (an ``@odata.nextLink`` out of Graph's answer) when following it keeps the token
+    on the client's own Graph: an absolute URL with the scheme, host and port of ``base_url``, a
+    path under its path and no userinfo. It comes back rebuilt on ``base_url``'s own scheme and
+    authority, so what is sent is exactly what was checked.
+
+    Anything else is a ``PermanentError(INVALID_ITEM)``, raised before any request: Graph handing
+    out a link to another server is not something a retry fixes. A caller whose failure would
+    poison records that are not at fault turns it into a ``TransientError``.
+    """
+    base = split_url(base_url)
+    parts = split_url(link) if isinstance(link, str) else None
+    if base is None or parts is None:
+        why = "not an absolute http(s) URL"
+    elif has_userinfo(parts):
+        why = "it carries userinfo"
+    elif origin(parts) != origin(base):
+        why = "another scheme, host or port"
+    elif not _under(parts.path, base.path):
+        why = "a path outside the API version"
+    else:
+        return urlunsplit((base.scheme, base.netloc, parts.path, parts.query, ""))
+    # The link itself is not quoted: it names users and carries Graph's paging tokens.
+    raise PermanentError(PoisonReason.INVALID_ITEM, f"graph answered with a page link not followed ({why})")
+
+
+def checked_upload_url(url: str, base_url: str, cloud: str) -> str:
+    """``url`` (an upload session's ``uploadUrl``) when it is https on one of ``cloud``'s Exchange
+    hosts (``GraphCloud.upload_hosts``) or, for a client on a loopback test server, on that very
+    server. The PUTs carry no Authorization header, but they do carry the attachment: a foreign
+    upload URL is refused like a foreign page link, a ``PermanentError(INVALID_ITEM)``.
+    """
+    parts = split_url(url)
+    base = split_url(base_url)
+    if parts is None or has_userinfo(parts):
+        why = "not an absolute http(s) URL without userinfo"
+    elif base is not None and is_loopback_host(base.hostname):
+        if origin(parts) == origin(base):
+            return url
+        why = "not on the loopback Graph server"
+    elif origin(parts) in {("https", host, 443) for host in resolve_cloud(cloud).upload_hosts}:
+        return url
+    else:
+        why = f"not https on an Exchange host of the {resolve_cloud(cloud).name} cloud"
+    # The URL is not quoted: it embeds the session's own token.
+    raise PermanentError(PoisonReason.INVALID_ITEM, f"graph answered with an upload URL not used ({why})")
+
+
+def _under(path: str, base_path: str) -> bool:
+    """``path`` is below ``base_path`` without leaving it through dot segments."""
+    prefix = base_path.rstrip("/") + "/"
+    return path.startswith(prefix) and not any(unquote(s) in (".", "..") for s in path.split("/"))
+
+
 def build_graph_client(
     *,
     cloud: str = "global",
@@ -206,20 +276,23 @@ def build_graph_client(
 ) -> GraphServiceClient:
     """A ``GraphServiceClient`` for one national cloud, with bounded retries (see module docstring).
 
-    ``base_url`` (including the version segment, e.g. ``http://127.0.0.1:8123/v1.0``) replaces the
-    cloud's host, for Graph-compatible test servers; the token scope stays the cloud's. A static
-    ``access_token`` is accepted only together with a loopback ``base_url``: it has no place in
-    front of the real Graph.
+    ``base_url`` (including the version segment, e.g. ``http://127.0.0.1:8123/v1.0``) is either a
+    loopback Graph-compatible test server or the cloud's own Graph host (e.g.
+    ``https://graph.microsoft.us/v1.0`` for ``usgov``); any other host is refused, since the token
+    goes wherever the base URL points. The token scope stays the cloud's. A static ``access_token``
+    is accepted only together with a loopback ``base_url``: it has no place in front of the real
+    Graph.
     """
     target = resolve_cloud(cloud)
-    base = (base_url or target.base_url).rstrip("/")
-    parsed = urlparse(base)
-    if parsed.scheme not in ("https", "http") or not parsed.hostname:
-        raise ConfigurationError("Graph base URL must be an absolute http(s) URL")
-    loopback = is_loopback_url(base)
-    if parsed.scheme != "https" and not loopback:
-        # kiota would refuse to attach a token anyway; fail at start-up, not on the first write.
-        raise ConfigurationError("Graph base URL must use https unless it is a loopback test server")
+    parts = checked_base_url(base_url or target.base_url, "GRAPH_BASE_URL")
+    base = urlunsplit(parts).rstrip("/")
+    loopback = is_loopback_host(parts.hostname)
+    graph_host = urlsplit(target.graph_host).hostname or ""
+    if not loopback and origin(parts) != ("https", graph_host, 443):
+        raise ConfigurationError(
+            f"GRAPH_BASE_URL must be on {graph_host}, the Graph host of the {target.name} cloud, or on "
+            "a loopback test server: the Graph token goes nowhere else"
+        )
     if not 0 <= max_retries <= 10:
         raise ConfigurationError("max_retries must be between 0 and 10")
     if not 0 <= retry_max_wait_seconds <= 60:
@@ -250,8 +323,8 @@ def build_graph_client(
         token_source = ThreadedCredential(identity)
 
     scopes = [target.scope]
-    # Tokens only ever go to the Graph host this client was built for.
-    allowed_hosts = [] if base_url else [urlparse(target.graph_host).hostname or ""]
+    # kiota reads an empty list as "any host": name the one host this client is built for.
+    allowed_hosts = [parts.hostname or graph_host]
     client = _assemble_client(token_source, base, scopes, allowed_hosts, max_retries, retry_max_wait_seconds)
     _CLIENT_INFO[client] = GraphClientInfo(target.name, base, target.scope, target.authority_host, kind)
     return client
@@ -367,7 +440,7 @@ def _assemble_client(
         AzureIdentityAuthenticationProvider,
     )
     from kiota_http.kiota_client_factory import KiotaClientFactory
-    from kiota_http.middleware import RetryHandler
+    from kiota_http.middleware import RedirectHandler, RetryHandler
     from kiota_http.middleware.options import RetryHandlerOption, UrlReplaceHandlerOption
     from kiota_http.observability_options import ObservabilityOptions
     from msgraph import GraphServiceClient
@@ -385,7 +458,11 @@ def _assemble_client(
     middleware = KiotaClientFactory.get_default_middleware(options)
     retry_option = RetryHandlerOption(delay=0.0, max_retries=max_retries)
     bounded = bounded_retry_handler_class()(retry_option, max_wait_seconds=retry_max_wait_seconds)
-    middleware = [bounded if isinstance(m, RetryHandler) else m for m in middleware]
+    refuse = refuse_redirects_class()()
+    middleware = [
+        bounded if isinstance(m, RetryHandler) else refuse if isinstance(m, RedirectHandler) else m
+        for m in middleware
+    ]
     middleware.append(
         GraphTelemetryHandler(
             options=GraphTelemetryHandlerOption(api_version=APIVersion.v1, sdk_version=VERSION)
@@ -396,6 +473,7 @@ def _assemble_client(
         base_url=base,
         timeout=httpx.Timeout(REQUEST_TIMEOUT_SECONDS, connect=CONNECT_TIMEOUT_SECONDS),
         http2=_h2_available(),
+        follow_redirects=False,  # see refuse_redirects_class
     )
     http_client = GraphClientFactory.create_with_custom_middleware(middleware, client=http_client)
     auth = AzureIdentityAuthenticationProvider(credential, scopes=scopes, allowed_hosts=allowed_hosts)
@@ -451,6 +529,37 @@ def bounded_retry_handler_class() -> type:
             return min(self.max_wait_seconds, 0.25 * 2**retry_count + random.uniform(0.0, 0.25))
 
     return BoundedRetryHandler
+
+
+@cache
+def refuse_redirects_class() -> type:
+    """A middleware that ends every 3xx answer as an ``APIError`` instead of following it.
+
+    It takes the place of kiota's RedirectHandler, which follows up to five redirects: it drops the
+    Authorization header only when the scheme, host or port changes, so a redirect elsewhere on
+    the Graph host still carries the token; a 307/308 to another host re-sends the body (mail
+    content) there; and the hop is made whatever the new host is. Left alone (no handler at all),
+    kiota would read a 3xx that has a Location as a success with an empty answer: a lookup would
+    look like "not found". Graph's v1.0 API answers none of our calls with a redirect, so one
+    means something in between (a proxy, a wrong GRAPH_BASE_URL) that an operator must look at;
+    ``translate_common`` says so.
+    """
+    from kiota_abstractions.api_error import APIError
+    from kiota_http.middleware.middleware import BaseMiddleware
+
+    class RefuseRedirects(BaseMiddleware):  # type: ignore[misc,valid-type]
+        async def send(self, request: Any, transport: Any) -> Any:
+            response = await super().send(request, transport)
+            if 300 <= response.status_code < 400:
+                await response.aclose()
+                raise APIError(
+                    f"graph answered {response.status_code}: redirects are not followed",
+                    response.status_code,
+                    response.headers,
+                )
+            return response
+
+    return RefuseRedirects
 
 
 # ---------------------------------------------------------------------------------------------
@@ -809,6 +918,8 @@ def translate_common(exc: BaseException, *, mailbox: str, operation: str) -> Exc
     if status in (401, 403):
         # A refused or expired token, missing consent for the whole API.
         return ConfigurationError(failure.describe(operation))
+    if 300 <= status < 400:
+        return ConfigurationError(f"{failure.describe(operation)}: a redirect, never followed with the token")
     if failure.too_large:
         return PermanentError(PoisonReason.TOO_BIG, failure.describe(operation))
     return PermanentError(PoisonReason.INVALID_ITEM, failure.describe(operation))

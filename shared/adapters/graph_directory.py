@@ -35,6 +35,8 @@ from shared.adapters.graph_client import (
     USER_NOT_FOUND_CODES,
     MailboxGate,
     acquire_graph_loop,
+    checked_graph_link,
+    graph_client_info,
     graph_failure,
     mailbox_ref,
     process_mailbox_gate,
@@ -414,6 +416,12 @@ class GraphPhoneDirectory:
             if not isinstance(link, str) or link in seen_links:
                 raise TransientError("graph user listing returned a bad or repeated page link")
             seen_links.add(link)
+            try:
+                link = checked_graph_link(link, graph_client_info(self._client).base_url)
+            except PermanentError as refused:
+                # Every record mapped by phone waits on this index: poisoning them all for one
+                # bad page would be wrong. Retried instead, and a previous index keeps serving.
+                raise TransientError(refused.detail) from None
             request = users_builder.with_url(link).to_get_request_information()
         index = {phone: frozenset(upns) for phone, upns in owners.items()}
         ambiguous = sum(1 for upns in index.values() if len(upns) > 1)

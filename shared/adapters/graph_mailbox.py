@@ -100,9 +100,10 @@ from shared.adapters.graph_client import (
     USER_NOT_FOUND_CODES,
     MailboxGate,
     acquire_graph_loop,
+    checked_graph_link,
+    checked_upload_url,
     graph_client_info,
     graph_failure,
-    is_loopback_url,
     mailbox_ref,
     parse_retry_after,
     process_mailbox_gate,
@@ -255,12 +256,14 @@ class GraphSession:
         self.gate = gate
         self.pacer = pacer or process_mailbox_pacer()
         try:
-            self._host = graph_client_info(client).base_url
+            info = graph_client_info(client)
+            self.base_url, self.cloud = info.base_url, info.cloud
         except (KeyError, TypeError):
-            self._host = ""  # a client built elsewhere (tests): one budget per mailbox
+            # A client built elsewhere (tests): one budget per mailbox; no page link is followed.
+            self.base_url, self.cloud = "", "global"
 
     def budget_key(self, mailbox: str) -> str:
-        return f"{self._host} {mailbox}" if self._host else mailbox
+        return f"{self.base_url} {mailbox}" if self.base_url else mailbox
 
     async def pace(self, mailbox: str, *, upload_bytes: int = 0, may_defer: bool = True) -> None:
         """Waits for ``mailbox``'s next turn (hold a gate slot); a turn too far away is a
@@ -392,7 +395,8 @@ class UploadSessionAttachments:
     (their bytes are read whole: they are small). One that misses the create is posted on its own
     (``POST .../messages/{id}/attachments``) when it is under 3 MB, else uploaded through
     ``createUploadSession`` and plain httpx PUTs of at most ``chunk_bytes`` with ``Content-Range``
-    and no Authorization header (the upload URL carries its own token, so it is never logged),
+    and no Authorization header (the upload URL carries its own token, so it is never logged; it
+    is used only on the cloud's Exchange hosts, see ``checked_upload_url``),
     read one chunk at a time from ``payload.open()``. The SDK's LargeFileUploadTask is avoided: it
     is known to misbehave with Outlook items.
 
@@ -544,8 +548,7 @@ class UploadSessionAttachments:
         upload_url = string(session, "uploadUrl")
         if upload_url is None:
             raise TransientError("graph returned an upload session without an upload URL")
-        if not (upload_url.startswith("https://") or is_loopback_url(upload_url)):
-            raise ConfigurationError("graph returned a non-https upload URL")
+        upload_url = checked_upload_url(upload_url, graph.base_url, graph.cloud)
 
         http = self._client()
         reader = await asyncio.to_thread(attachment.payload.open)
@@ -1051,7 +1054,7 @@ class GraphMailbox:
             next_link = page.get("@odata.nextLink") if isinstance(page, dict) else None
             if not isinstance(next_link, str) or not next_link:
                 break
-            request = builder.with_url(next_link).to_get_request_information()
+            request = builder.with_url(checked_graph_link(next_link, self._graph.base_url)).to_get_request_information()
         for attachment in plan.inline:
             present[attachment.file_name] -= 1
         added = 0

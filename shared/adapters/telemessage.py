@@ -11,6 +11,10 @@ taxonomy of ``shared.domain.errors`` for everything else.
 
 Never log or raise with the password, the token or record content (numbers, names, text): the
 logs leave the compliance boundary. Ids, counts and status codes only.
+
+The password and the token go to ``base_url`` only: it must be https (http only for a loopback
+test server), and no redirect is ever followed; a 3xx is a ConfigurationError, since following it
+would hand the credentials (a 307 re-sends the login body) to whatever host the Location names.
 """
 
 from __future__ import annotations
@@ -27,10 +31,11 @@ from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlunsplit
 
 import httpx
 
+from shared.adapters.urls import checked_base_url
 from shared.domain.errors import ConfigurationError, TransientError
 from shared.domain.window import Window, isoformat_z
 from shared.ports import ListingPage
@@ -76,13 +81,13 @@ class TeleMessageClient:
             raise ValueError("attempts must be at least 1")
         if not source_types:
             raise ValueError("at least one source type is needed")
-        self._base = base_url.rstrip("/")
+        self._base = urlunsplit(checked_base_url(base_url, "TELEMESSAGE_BASE_URL")).rstrip("/")
         self._username = username
         self._password = password
         self._source_types = tuple(source_types)
         self._timeout = httpx.Timeout(timeout)
         self._owns_http = http is None
-        self._http = http if http is not None else httpx.Client(timeout=self._timeout)
+        self._http = http if http is not None else httpx.Client(timeout=self._timeout, follow_redirects=False)
         self._sleep = sleep
         self._max_inline_wait = max_inline_wait
         self._attempts = attempts
@@ -198,12 +203,20 @@ class TeleMessageClient:
                     method, self._base + path, params=params, headers=request_headers, json=json,
                     timeout=self._timeout,
                 )
-                response = self._http.send(request, stream=stream)
+                # Per request too, so that an ``http`` client built to follow redirects does not.
+                response = self._http.send(request, stream=stream, follow_redirects=False)
             except httpx.TransportError as exc:
                 failures += 1
                 self._pause_or_give_up(failures, what, type(exc).__name__, exc)
                 continue
             status = response.status_code
+            if 300 <= status < 400:
+                _discard(response)
+                # The Location is not quoted: it may carry anything, a token included.
+                raise ConfigurationError(
+                    f"TeleMessage {what}: answered HTTP {status}, a redirect, which is never followed with "
+                    "credentials; set TELEMESSAGE_BASE_URL to the address the API is served on"
+                )
             if authenticated and status == 401:
                 _discard(response)
                 if refreshed:

@@ -130,6 +130,8 @@ class _Fault:
     method: str | None
     after_execution: bool
     skip: int = 0
+    location: str | None = None  # a redirect's Location
+    amend: dict[str, Any] | None = None  # served as usual, these fields added to the answer
 
 
 @dataclass
@@ -315,6 +317,7 @@ class LocalGraph:
         method: str | None = None,
         after_execution: bool = False,
         skip: int = 0,
+        location: str | None = None,
     ) -> None:
         """The next ``times`` matching requests fail with ``status`` (and Graph error ``code``).
 
@@ -322,10 +325,27 @@ class LocalGraph:
         (either left out: any). Upload PUTs match too. ``after_execution``: the request is carried
         out first and only its answer is replaced (a 503/504 after the item was created).
         ``skip``: that many matching requests are served normally first (the second page fails).
+        ``location``: sent as the answer's Location header (with a 3xx: a redirect).
         """
         with self._lock:
             self._faults.append(
-                _Fault(status, times, retry_after, path_contains, code, method, after_execution, skip)
+                _Fault(status, times, retry_after, path_contains, code, method, after_execution, skip, location)
+            )
+
+    def amend_next(
+        self,
+        fields: dict[str, Any],
+        *,
+        path_contains: str | None = None,
+        method: str | None = None,
+        times: int = 1,
+    ) -> None:
+        """The next ``times`` matching requests (as for ``fail_next``) are served as usual, with
+        ``fields`` set in their JSON answer: e.g. an ``@odata.nextLink`` or an ``uploadUrl`` that
+        points at another server, as a compromised or misrouted Graph could answer."""
+        with self._lock:
+            self._faults.append(
+                _Fault(200, times, None, path_contains, None, method, True, amend=dict(fields))
             )
 
     def hold_until(self, operation: str, parties: int, timeout: float = 5.0) -> None:
@@ -448,7 +468,9 @@ class LocalGraph:
             if fault is not None and not fault.after_execution:
                 raise _fault_error(fault)
             status, payload, extra = self._dispatch(operation, segments, query, headers, body)
-            if fault is not None:
+            if fault is not None and fault.amend is not None:
+                payload = {**(payload or {}), **fault.amend}
+            elif fault is not None:
                 raise _fault_error(fault)
             data = b"" if payload is None else json.dumps(payload).encode("utf-8")
             response_headers = {"Content-Type": "application/json"} if payload is not None else {}
@@ -1070,6 +1092,8 @@ def _file_attachment(payload: dict[str, Any], via: str, keep_bytes: int) -> dict
 
 def _fault_error(fault: _Fault) -> GraphHTTPError:
     headers = {} if fault.retry_after is None else {"Retry-After": f"{fault.retry_after:g}"}
+    if fault.location is not None:
+        headers["Location"] = fault.location
     code = fault.code or {429: "TooManyRequests", 503: "ServiceUnavailable", 504: "GatewayTimeout"}.get(
         fault.status, "InjectedFault"
     )
