@@ -119,6 +119,10 @@ def storage(recorder) -> Iterator[dict[str, str]]:
         state.upload_blob(f"deliveries/aa/{RECORD_KEY}.json", json.dumps({"mailbox": "leak-canary@contoso.example"}))
         service.get_container_client(RECORDS).upload_blob(f"{RECORD_KEY}.json", json.dumps({"text": RECORD_MARKER}))
         BlobWindowLedger(service, STATE).open_window(KNOWN_WINDOW)
+        # Stray folders under windows/ (anyone with a data role can write them): they must neither
+        # break status and report nor take a real window's place among the newest.
+        for stray in ("windows/zzzz/window.json", "windows/zz%2fx/window.json", "windows/zz..x/window.json"):
+            state.upload_blob(stray, b"{}")
         BlobReportStore(service, STATE).save(STORED_ONLY_WINDOW, {"window_id": STORED_ONLY_WINDOW}, "window_id\r\n")
         sas = SharedAccessSignature(ACCOUNT_NAME, ACCOUNT_KEY).generate_account(
             Services(blob=True, queue=True), ResourceTypes(service=True, container=True, object=True),
@@ -141,10 +145,14 @@ CREDENTIALS = ["account key", "unsigned path (account SAS)"]
 @pytest.fixture(scope="module", params=CREDENTIALS)
 def app(request, storage, recorder, tmp_path_factory) -> Iterator[Recorder]:
     """The function app's settings on Azurite under one credential."""
+    users = tmp_path_factory.mktemp("dir") / "users.txt"
+    users.write_text("leak-canary@contoso.example\n", encoding="utf-8")
     env = {
         "AzureWebJobsStorage": storage[request.param],
-        "DIRECTORY": "file", "DIRECTORY_FILE": str(tmp_path_factory.mktemp("dir") / "users.txt"),
+        "DIRECTORY": "file", "DIRECTORY_FILE": str(users),
         "MAILBOX_WRITER": "eml", "EML_MAILBOX_DIR": str(tmp_path_factory.mktemp("mail")),
+        # Built by the import function's composition; a forged message must never get as far as calling it.
+        "TELEMESSAGE_BASE_URL": "http://127.0.0.1:9", "TELEMESSAGE_USERNAME": "never-used",
     }
     with pytest.MonkeyPatch.context() as patch:
         for name, value in env.items():
@@ -280,8 +288,39 @@ def test_valid_input_is_served_as_before(app):
     assert page.status_code == 200 and json.loads(page.get_body())["windows"][0]["window_id"] == KNOWN_WINDOW.window_id
 
 
+@pytest.mark.parametrize("field,value", [
+    ("record_ref", "../mapping/phone-to-email.csv"), ("record_ref", f"../../{RECORDS}/{RECORD_KEY}.json"),
+    ("window_id", "../../mapping/phone-to-email"), ("record_key", "../deliveries/aa"),
+])
+def test_a_forged_item_message_is_poisoned_whole_and_reads_nothing(app, field, value):
+    """The import trigger's input is a queue message: anyone with a queue data role can write one."""
+    from azure.functions.queue import QueueMessage
+
+    from shared.composition import get_container
+    from shared.domain.tasks import ItemTask, read_poison_queue_message
+    from shared.functions import items
+
+    task = ItemTask(window_id=KNOWN_WINDOW.window_id, record_key=RECORD_KEY, record_ref=f"{RECORD_KEY}.json")
+    forged = json.dumps({**task.model_dump(mode="json"), field: value})
+    app.requests.clear()
+    items.import_archive_item.build().get_user_function()(QueueMessage(id="m", body=forged.encode(), dequeue_count=1))
+    reads = [r for r in app.requests if not r.queue and r.method == "GET"]
+    assert reads == []  # neither the named blob nor anything else was read
+    queue = get_container().items_poison_queue
+    [message] = queue.client.receive_messages(max_messages=32, visibility_timeout=1)
+    queue.client.delete_message(message)
+    poison = read_poison_queue_message(message.content, inserted_at=message.inserted_on, dequeue_count=1)
+    assert poison.reason.value == "invalid_item" and poison.original_message == forged
+
+
 # --- the CLI ----------------------------------------------------------------------------------------
 CLI_COMMANDS = {
+    "report --since": lambda v: ["report", "--since", v],
+    "backfill --from": lambda v: ["backfill", "--from", v, "--to", "2026-01-02"],
+    "backfill --to": lambda v: ["backfill", "--from", "2026-01-01", "--to", v],
+    "poison purge --older-than": lambda v: ["poison", "purge", "--older-than", v],
+    "status --windows": lambda v: ["status", "--windows", v],
+    "mapping check --region": lambda v: ["mapping", "check", "MAP.csv", "--region", v],
     "report --window": lambda v: ["report", "--window", v],
     "poison show": lambda v: ["poison", "show", v],
     "poison replay --message-id": lambda v: ["poison", "replay", "--message-id", v],
@@ -292,10 +331,13 @@ CLI_COMMANDS = {
 }
 CLI_VALUES = ["../mapping/phone-to-email", "..%2f..%2farchive-records", "a\\..\\b", "/etc/passwd", "x\x00y",
               "%2e%2e"]
+# Numbers and times that overflow or mean nothing, for the arguments that take numbers and times.
+ODD_NUMBERS = ["nan", "-inf", "1e400", "0001-01-01T00:00+14:00", "0900-01-01", "9999-12-31", "99999999999999"]
+NUMERIC = ("report --since", "backfill --from", "backfill --to", "poison purge --older-than", "status --windows")
 
 
-@pytest.mark.parametrize("value", CLI_VALUES)
-@pytest.mark.parametrize("command", list(CLI_COMMANDS))
+@pytest.mark.parametrize("command,value", [(command, value) for command in CLI_COMMANDS for value in CLI_VALUES]
+                         + [(command, value) for command in NUMERIC for value in ODD_NUMBERS])
 def test_every_cli_command_that_takes_an_id_or_a_name_exits_2_naming_it_and_reads_nothing(
     app, capsys, command, value,
 ):

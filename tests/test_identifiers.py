@@ -17,7 +17,7 @@ from tests.builders import WINDOW_ID
 TRAVERSALS = [
     "../mapping/phone-to-email", "..", ".", "reports/../mapping/x", "a/./b", "%2e%2e/mapping", "%2E%2E%2Fx",
     "a%2fb", "a%5Cb", "..\\mapping", "a\\b", "/etc/passwd", "//host/share", "a//b", "a\x00b", "a\nb",
-    "a\rb", "a\x7fb", "a\x85b", "a\u2028b", "",
+    "a\rb", "a\x7fb", "a\x85b", "a\u2028b", "", "windows/zz./window.json", "report.",
 ]
 
 
@@ -157,3 +157,15 @@ def test_settings_refuse_unsafe_container_and_mapping_blob_names():
                 {"records_container": "Archive_Records"}, {"catch_all_mailbox": "a/b@contoso.example"}):
         with pytest.raises(ValidationError):
             Settings(**bad)
+
+
+@pytest.mark.parametrize("digits", ["١٢٣", "１２３", "߁߂߃"])
+def test_digits_of_other_scripts_make_no_window_id_anywhere_in_it(digits):
+    with pytest.raises(InvalidIdentifier):
+        identifiers.window_id(WINDOW_ID[:-4] + digits + "Z")
+
+
+def test_transcript_buckets_are_a_day_and_a_chat_id_in_ascii():
+    assert identifiers.is_bucket("2026-11-01/" + "0" * 32)
+    for bad in ("2026-11-01/" + "0" * 31, "２０２６-11-01/" + "0" * 32, "2026-11-01/../" + "0" * 29, "x"):
+        assert not identifiers.is_bucket(bad)

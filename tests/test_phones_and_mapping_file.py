@@ -136,3 +136,11 @@ def test_excel_scientific_notation_in_a_file_names_the_line_and_the_fix():
     )
     (problem,) = parsed.errors
     assert problem.line == 3 and "scientific notation" in problem.message and "as Text" in problem.message
+
+
+@pytest.mark.parametrize("address", ["a/b@contoso.com", "x?$select=id@contoso.com", "a%2f@contoso.com"])
+def test_an_address_rfc_5322_allows_but_no_mailbox_has_is_an_error_in_the_mapping_file(address):
+    """The connector never sends such an address to the directory: `mapping check` says so at once."""
+    parsed = parse_mapping(f"PhoneNumber,EmailAddress\n+44 7700 900123,{address}\n".encode(), None)
+    assert not parsed.ok and len(parsed.table) == 0
+    assert "cannot be a mailbox" in parsed.problems[0].message

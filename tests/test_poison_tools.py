@@ -156,3 +156,28 @@ def test_a_record_poisoned_twice_after_a_crash_is_replayed_once_and_both_copies_
     report = tools.replay(reason_selector("no_mapping"))
     assert len(report.replayed) == 1 and len(targets["items"].messages) == 1
     assert not items_poison.stored
+
+
+@pytest.mark.parametrize("forged", [
+    {"source_queue": "../../x"},
+    {"source_queue": "items"},
+])
+def test_a_poison_message_naming_a_queue_that_is_not_a_source_is_not_ours_and_kept(setup, forged):
+    items_poison, _, targets, tools = setup
+    listing = ListingTask(window_id=WINDOW_ID, slice_start=NOW - timedelta(hours=5), slice_end=NOW)
+    message = PoisonMessage(reason=PoisonReason.RETRIES_EXHAUSTED, detail="moved", failed_at=NOW,
+                            original_message=listing.to_text(), source_queue="listing")
+    items_poison.put(json.dumps({**message.model_dump(mode="json"), **forged}))
+    [entry] = tools.list()
+    assert entry.message.reason is PoisonReason.INVALID_ITEM and not entry.replayable
+    report = tools.replay(lambda e: True)
+    assert report.replayed == [] and len(tools.list()) == 1 and all(not q.messages for q in targets.values())
+
+
+def test_moved_work_goes_back_only_when_it_still_reads_as_its_queues_message(setup):
+    items_poison, _, targets, tools = setup
+    for original in ('{"kind": "listing", "window_id": "../x"}', "not json", '{"kind": "transcript", "bucket": "x"}'):
+        items_poison.put(PoisonMessage(reason=PoisonReason.RETRIES_EXHAUSTED, detail="moved", failed_at=NOW,
+                                       original_message=original, source_queue="listing").to_text())
+    assert [e.replayable for e in tools.list()] == [False, False, False]
+    assert tools.replay(lambda e: True).replayed == [] and not targets["listing"].messages

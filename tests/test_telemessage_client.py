@@ -507,3 +507,15 @@ def test_stand_in_honours_byte_ranges(server, client, day):
     assert whole.status_code == 200
     assert whole.headers["Content-Type"] == attachment["contentType"]
     assert int(whole.headers["Content-Length"]) == len(expected)
+
+
+@pytest.mark.parametrize("attachment_id", [".", "..", "...", "a\nb"])
+def test_an_attachment_id_that_would_resolve_to_another_path_is_refused_before_any_request(server, client,
+                                                                                           attachment_id):
+    """quote() keeps "." and "..": /attachments/.. would resolve to the listing with the token."""
+    from shared.domain.errors import PermanentError, PoisonReason
+
+    before = len(server.requests)
+    with pytest.raises(PermanentError) as error:
+        client.open_attachment(attachment_id)
+    assert error.value.reason is PoisonReason.INVALID_ITEM and len(server.requests) == before

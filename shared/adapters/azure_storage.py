@@ -11,6 +11,7 @@ import base64
 import functools
 import hashlib
 import json
+import logging
 import threading
 import time
 from collections.abc import Callable
@@ -35,12 +36,14 @@ from azure.storage.queue import (
 )
 
 from shared.domain.errors import ConfigurationError, TransientError
-from shared.domain.identifiers import check_blob_name, container_name
+from shared.domain.identifiers import check_blob_name, container_name, is_window_id
 from shared.domain.ledger import OutcomeEntry, PageEntry, WindowInfo
 from shared.domain.mapping_table import MappingTable, parse_mapping
 from shared.domain.tasks import MAX_QUEUE_PAYLOAD
 from shared.domain.window import Watermark, isoformat_z, parse_iso
 from shared.ports import QueuedMessage, RecordMissing, WatermarkConflict
+
+logger = logging.getLogger(__name__)
 
 
 def storage_service_clients(
@@ -330,12 +333,18 @@ class BlobWindowLedger:
 
     @transient_storage_errors
     def recent_windows(self, limit: int) -> list[WindowInfo]:
-        prefixes = [
-            item.name for item in self._container.get().walk_blobs(name_starts_with="windows/", delimiter="/")
+        found = [
+            item.name.removeprefix("windows/").rstrip("/")
+            for item in self._container.get().walk_blobs(name_starts_with="windows/", delimiter="/")
         ]
+        # Only window ids count: a stray folder (anyone with a data role can write one) must neither
+        # break every status and report nor take a real window's place among the newest.
+        ids = [name for name in found if is_window_id(name)]
+        if len(ids) < len(found):
+            logger.warning("window ledger: %d folder(s) under windows/ are not window ids; ignored",
+                           len(found) - len(ids))
         # Window ids start with their start time, so names sort chronologically.
-        newest = sorted(prefixes, reverse=True)[:limit]
-        infos = [self.window(prefix.removeprefix("windows/").rstrip("/")) for prefix in newest]
+        infos = [self.window(window_id) for window_id in sorted(ids, reverse=True)[:limit]]
         return [info for info in infos if info is not None]
 
     @transient_storage_errors
@@ -399,7 +408,8 @@ class BlobReportStore:
     @transient_storage_errors
     def stored(self) -> list[str]:
         names = (b.name for b in self._container.get().list_blobs(name_starts_with=self.PREFIX))
-        return sorted({name.removeprefix(self.PREFIX).rsplit(".", 1)[0] for name in names})
+        ids = {name.removeprefix(self.PREFIX).rsplit(".", 1)[0] for name in names}
+        return sorted(window_id for window_id in ids if is_window_id(window_id))
 
     @transient_storage_errors
     def delete(self, window_id: str) -> None:

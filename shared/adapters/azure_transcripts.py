@@ -15,6 +15,7 @@ from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
 from azure.storage.blob import BlobServiceClient
 
 from shared.adapters.azure_storage import ensured_container, transient_storage_errors
+from shared.domain.identifiers import is_bucket
 from shared.domain.transcripts import Bucket, StagedRecord, TranscriptPart
 
 _STAGED = "transcripts/staged/"
@@ -36,8 +37,10 @@ class BlobTranscriptStore:
     def staged_buckets(self) -> list[Bucket]:
         buckets: set[str] = set()
         for blob in self._container.get().list_blobs(name_starts_with=_STAGED):
-            day, chat, _ = blob.name.removeprefix(_STAGED).split("/", 2)
-            buckets.add(f"{day}/{chat}")
+            day, _, rest = blob.name.removeprefix(_STAGED).partition("/")
+            bucket = f"{day}/{rest.partition('/')[0]}"
+            if is_bucket(bucket):  # a stray blob must not stop every day's transcripts
+                buckets.add(bucket)
         return [Bucket.parse(name) for name in sorted(buckets)]
 
     @transient_storage_errors

@@ -36,7 +36,7 @@ from urllib.parse import quote, urlunsplit
 import httpx
 
 from shared.adapters.urls import checked_base_url
-from shared.domain.errors import ConfigurationError, TransientError
+from shared.domain.errors import ConfigurationError, PermanentError, PoisonReason, TransientError
 from shared.domain.window import Window, isoformat_z
 from shared.ports import ListingPage
 
@@ -159,6 +159,10 @@ class TeleMessageClient:
         return ListingPage(items=items, next_page_token=next_token or None)
 
     def open_attachment(self, attachment_id: str) -> AttachmentStream | None:
+        if attachment_id.strip(".") == "" or not attachment_id.isprintable():
+            # quote() leaves "." and ".." as they are, and the URL would then resolve to the parent
+            # path: a record's attachment id must name an attachment, nothing else on the server.
+            raise PermanentError(PoisonReason.INVALID_ITEM, "an attachment id is empty, dots only or unprintable")
         path = ATTACHMENT_PATH.format(attachment_id=quote(attachment_id, safe=""))
         what = f"download of attachment {attachment_id}"
         response = self._call("GET", path, what, headers=_IDENTITY, stream=True)

@@ -28,7 +28,7 @@ def add_mapping_commands(mapping_commands) -> None:
                     "Exit 0 stored, 1 not stored because of errors.",
     )
     upload.add_argument("file", type=Path, metavar="MAP.csv")
-    upload.add_argument("--region", default=None, metavar="CC",
+    upload.add_argument("--region", type=arguments.phone_region, default=None, metavar="CC",
                         help="region for national numbers (default: DEFAULT_PHONE_REGION)")
     upload.add_argument("--json", action="store_true", help="print the result as JSON")
     upload.set_defaults(handler=_mapping_upload)
@@ -82,7 +82,7 @@ def add_poison_commands(commands) -> None:
         "purge", help="delete poison messages whose last failure is older than N days",
         description="The records' claim-check blobs are kept (evidence); only the queue messages go.",
     )
-    purge.add_argument("--older-than", type=float, required=True, metavar="DAYS")
+    purge.add_argument("--older-than", type=arguments.number_between(0, 36500), required=True, metavar="DAYS")
     purge.add_argument("--dry-run", action="store_true", help="say what would be deleted, change nothing")
     purge.add_argument("--json", action="store_true", help="print JSON")
     purge.set_defaults(handler=_poison_purge)
@@ -203,8 +203,6 @@ def _poison_replay(args: argparse.Namespace) -> int:
 
 
 def _poison_purge(args: argparse.Namespace) -> int:
-    if args.older_than < 0:
-        raise AdminUsageError("--older-than must be 0 or more days")
     purged = _container().poison_queues().purge(timedelta(days=args.older_than), dry_run=args.dry_run)
     if args.json:
         print(json.dumps({"purged": len(purged), "dry_run": args.dry_run, "ids": [e.id for e in purged]}, indent=2))
@@ -221,7 +219,7 @@ def add_status_command(commands) -> None:
                     "listed and every listed record was imported, skipped as a duplicate or poisoned. Exit 0 when "
                     "no window is overdue (unreconciled more than 6 hours after its hand-off), 1 otherwise.",
     )
-    status.add_argument("--windows", type=int, default=None, metavar="N",
+    status.add_argument("--windows", type=arguments.number_between(1, 366, whole=True), default=None, metavar="N",
                         help="how many recent windows (default STATUS_RECENT_WINDOWS)")
     status.add_argument("--json", action="store_true", help="print JSON")
     status.set_defaults(handler=_status)
@@ -233,8 +231,6 @@ def _status(args: argparse.Namespace) -> int:
 
     container = _container()
     limit = args.windows or container.settings.status_recent_windows
-    if limit < 1:
-        raise AdminUsageError("--windows must be at least 1")
     account_moved_items(container.poison_queues(), container.ledger)
     status = build_status(container.ledger, container.queue_depths(), limit=limit)
     if args.json:

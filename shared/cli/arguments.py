@@ -5,6 +5,7 @@ ends the command with exit 2 and the argument named before any storage or networ
 from __future__ import annotations
 
 import argparse
+import math
 import re
 from collections.abc import Callable
 
@@ -40,6 +41,34 @@ window_id = checked(identifiers.window_id)
 message_id = checked(identifiers.message_id)
 poison_queue = choice_of(POISON_QUEUES)
 poison_reason = choice_of(POISON_REASONS)
+
+
+def number_between(low: float, high: float, *, whole: bool = False) -> Callable[[str], float]:
+    """A finite number in [low, high]: float() takes "nan", "inf" and "1e300", which no count of
+    days or seconds means, and an int() of a thousand digits costs a long parse."""
+
+    def parse(value: str) -> float:
+        try:
+            number = int(value) if whole and len(value) <= 12 else float(value) if len(value) <= 32 else None
+        except ValueError:
+            number = None
+        if number is None or not math.isfinite(number) or not low <= number <= high:
+            kind = "a whole number" if whole else "a number"
+            raise argparse.ArgumentTypeError(f"not {kind} from {low:g} to {high:g}")
+        return number
+
+    parse.__name__ = "number"
+    return parse
+
+
+def phone_region(value: str) -> str:
+    """A region whose national numbers the phone library knows (GB, US, DE, ...), upper-cased."""
+    import phonenumbers
+
+    region = value.strip().upper()
+    if region not in phonenumbers.SUPPORTED_REGIONS:
+        raise argparse.ArgumentTypeError("not a two-letter region the phone library knows, e.g. GB")
+    return region
 
 
 def phone_text(value: str) -> str:

@@ -18,6 +18,7 @@ import json
 import sys
 from pathlib import Path
 
+from shared.cli import arguments
 from shared.cli.admin import AdminUsageError, add_mapping_commands, add_poison_commands, add_status_command
 from shared.cli.reports import add_report_commands
 from shared.settings import MAX_ITEM_MB_CEILING
@@ -102,7 +103,8 @@ def _parser() -> argparse.ArgumentParser:
     imp.add_argument("--max-item-mb", type=float, default=10.0, metavar="N",
                      help=f"largest rendered item (default 10, at most {MAX_ITEM_MB_CEILING})")
     imp.add_argument("--report", type=Path, metavar="REPORT.json", help="write the JSON report here")
-    imp.add_argument("--region", default=None, metavar="CC", help="region for national phone numbers, e.g. GB")
+    imp.add_argument("--region", type=arguments.phone_region, default=None, metavar="CC",
+                     help="region for national phone numbers, e.g. GB")
     imp.add_argument("--no-auto-mapping", action="store_true", help="do not map by the participant's email")
     imp.add_argument("--json", action="store_true", help="print the report as JSON instead of the counts")
     imp.set_defaults(handler=_import)
@@ -114,7 +116,8 @@ def _parser() -> argparse.ArgumentParser:
         description="Exit code 0 when the file has no errors (warnings allowed), 1 otherwise.",
     )
     check.add_argument("file", type=Path, metavar="MAP.csv")
-    check.add_argument("--region", default=None, metavar="CC", help="region for national numbers, e.g. GB")
+    check.add_argument("--region", type=arguments.phone_region, default=None, metavar="CC",
+                       help="region for national numbers, e.g. GB")
     check.add_argument("--json", action="store_true", help="print the verdict and every problem as JSON")
     check.set_defaults(handler=_mapping_check)
     add_mapping_commands(mapping_commands)

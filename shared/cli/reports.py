@@ -65,11 +65,18 @@ def add_report_commands(commands) -> None:
     backfill.add_argument("--to", dest="end", required=True, type=lambda v: _moment(v, end_of_day=True),
                           metavar="DATE", help="end of capture time (a date includes that whole day)")
     backfill.add_argument("--no-wait", action="store_true", help="hand off and return; follow with `status`")
-    backfill.add_argument("--timeout", type=float, default=6 * 3600, metavar="SECONDS",
+    backfill.add_argument("--timeout", type=arguments.number_between(0, 31 * 86400), default=6 * 3600,
+                          metavar="SECONDS",
                           help="stop following after this long (default 6 hours); the work goes on")
-    backfill.add_argument("--poll", type=float, default=2.0, metavar="SECONDS", help=argparse.SUPPRESS)
+    backfill.add_argument("--poll", type=arguments.number_between(0.01, 3600), default=2.0, metavar="SECONDS",
+                          help=argparse.SUPPRESS)
     backfill.add_argument("--json", action="store_true", help="no progress bar; print the result as JSON")
     backfill.set_defaults(handler=_backfill)
+
+
+# Window ids hold four-digit years, and WhatsApp is younger than 2000: nothing outside this range
+# can be a capture time.
+EARLIEST, LATEST = datetime(2000, 1, 1, tzinfo=UTC), datetime(9999, 1, 1, tzinfo=UTC)
 
 
 def _moment(value: str, *, end_of_day: bool = False) -> datetime:
@@ -78,13 +85,18 @@ def _moment(value: str, *, end_of_day: bool = False) -> datetime:
         if len(text) == 10:
             day = date.fromisoformat(text)
             moment = datetime(day.year, day.month, day.day, tzinfo=UTC)
-            return moment + timedelta(days=1) if end_of_day else moment
-        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
+            moment = moment + timedelta(days=1) if end_of_day else moment
+        else:
+            moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+            moment = moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+    except (ValueError, OverflowError):
+        # The value is not repeated: it may be anything.
         raise argparse.ArgumentTypeError(
-            f"{value!r} is not a date (YYYY-MM-DD) or an ISO 8601 time (2026-11-03T09:00Z)"
+            "not a date (YYYY-MM-DD) or an ISO 8601 time (2026-11-03T09:00Z)"
         ) from None
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+    if not EARLIEST <= moment < LATEST:
+        raise argparse.ArgumentTypeError("not a time from the year 2000 to 9998")
+    return moment
 
 
 # --- report ---------------------------------------------------------------------------------------

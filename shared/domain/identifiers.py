@@ -18,14 +18,16 @@ import unicodedata
 from datetime import UTC, datetime
 
 WINDOW_ID_FORM = "YYYYMMDDTHHMMSSZ-YYYYMMDDTHHMMSSZ.YYYYMMDDTHHMMSSmmmZ, as `status` shows it"
-_STAMP = r"\d{8}T\d{6}Z"
-_WINDOW_ID = re.compile(rf"({_STAMP})-({_STAMP})\.(\d{{8}}T\d{{6}})(\d{{3}})Z")
+# [0-9], not \d: \d takes any script's digits ("١٢٣"), which no id of ours holds.
+_STAMP = r"[0-9]{8}T[0-9]{6}Z"
+_WINDOW_ID = re.compile(rf"({_STAMP})-({_STAMP})\.([0-9]{{8}}T[0-9]{{6}})([0-9]{{3}})Z")
 # The SHA-256 of the record's id; for a record listed without an id, of its bytes, marked as such
 # (shared.service.listing).
 _RECORD_KEY = re.compile(r"(unidentified-)?[0-9a-f]{64}")
 # A record's claim check: ``<key>.json``, or ``<key>.<sha256 prefix>.json`` for a second version
 # of the same id (shared.adapters.azure_storage.BlobRecordStore).
 _RECORD_REF = re.compile(r"(unidentified-)?[0-9a-f]{64}(\.[0-9a-f]{16})?\.json")
+_BUCKET = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}/[0-9a-f]{32}")
 # Azure Storage queue message ids are GUIDs (Azurite's too).
 _MESSAGE_ID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 # Azure's container naming rule: 3-63 of lower-case letters, digits and single hyphens.
@@ -65,6 +67,19 @@ def window_id(value: str, parameter: str = "window") -> str:
     if end <= start:
         raise InvalidIdentifier(parameter, "a window id: its capture range ends before it starts")
     return value
+
+
+def is_window_id(value: str) -> bool:
+    try:
+        window_id(value)
+    except InvalidIdentifier:
+        return False
+    return True
+
+
+def is_bucket(value: str) -> bool:
+    """A transcript bucket, ``<day>/<chat id>`` (``shared.domain.transcripts.Bucket``)."""
+    return isinstance(value, str) and _BUCKET.fullmatch(value) is not None
 
 
 def record_key(value: str, parameter: str = "record_key") -> str:
@@ -125,10 +140,11 @@ def mailbox_address(value: str, parameter: str) -> str:
 
 def check_blob_name(name: str, *, prefix: bool = False) -> str:
     """A blob name (or, with ``prefix``, a listing prefix) that can only mean itself: no ``.`` or
-    ``..`` segment, no backslash, no leading ``/``, no empty segment, no percent-encoded separator,
-    dot or NUL, no control character. A name breaking these rules is refused whatever produced it:
-    a storage SDK or a proxy may resolve ``reports/../mapping/x`` to ``mapping/x`` before the
-    request is authorised, and a bearer token (unlike a Shared Key signature) does not pin the path."""
+    ``..`` segment, no segment ending with a dot, no backslash, no leading ``/``, no empty segment,
+    no percent-encoded separator, dot or NUL, no control character. A name breaking these rules is
+    refused whatever produced it: a storage SDK or a proxy may resolve ``reports/../mapping/x`` to
+    ``mapping/x`` before the request is authorised, and a bearer token (unlike a Shared Key
+    signature) does not pin the path."""
     if not isinstance(name, str) or not name:
         raise UnsafeBlobName("empty")
     if len(name) > MAX_BLOB_NAME:
@@ -149,6 +165,9 @@ def check_blob_name(name: str, *, prefix: bool = False) -> str:
             raise UnsafeBlobName("holds a . or .. segment")
         if segment == "":
             raise UnsafeBlobName("holds an empty segment (//)")
+        if segment.endswith("."):
+            # Azure may trim a trailing dot, so "a./b" and "a/b" could be one blob.
+            raise UnsafeBlobName("holds a segment ending with a dot")
     return name
 
 

@@ -16,6 +16,7 @@ from enum import StrEnum
 
 from email_validator import EmailNotValidError, validate_email
 
+from shared.domain.identifiers import is_mailbox_address
 from shared.domain.phones import PhoneNumberError, normalize_phone
 
 PHONE_HEADERS = {"phonenumber", "phone", "mobile", "mobilephone", "mobilenumber", "phoneno"}
@@ -180,4 +181,11 @@ def _normalize_email(raw: str, errors: list[str]) -> str | None:
     except EmailNotValidError as error:
         errors.append(f"email address is not valid: {error}")
         return None
-    return result.normalized.lower()
+    address = result.normalized.lower()
+    # RFC 5322 allows "/", "?" or "%" in a local part; no Exchange mailbox has them, and the
+    # connector never sends such an address to the directory: say so here, not as no_mapping later.
+    if not is_mailbox_address(address):
+        errors.append("email address cannot be a mailbox's (it holds / \\ ? % or another character "
+                      "mailbox addresses never have)")
+        return None
+    return address

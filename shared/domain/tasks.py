@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -23,6 +23,12 @@ MAX_QUEUE_PAYLOAD = 48 * 1024
 WindowId = Annotated[str, AfterValidator(identifiers.window_id)]
 RecordKey = Annotated[str, AfterValidator(identifiers.record_key)]
 RecordRef = Annotated[str, AfterValidator(identifiers.record_ref)]
+
+
+def _bucket(value: str) -> str:
+    if not identifiers.is_bucket(value):
+        raise ValueError("not a transcript bucket (<YYYY-MM-DD>/<32 hex digits>)")
+    return value
 
 
 class TaskFormatError(ValueError):
@@ -105,7 +111,7 @@ class TranscriptTask(_Message):
     """Compose the transcripts of one chat on one day (a bucket: "<day>/<chat id>")."""
 
     kind: str = Field("transcript", pattern="^transcript$")
-    bucket: str = Field(pattern=r"^\d{4}-\d{2}-\d{2}/[0-9a-f]{32}$")
+    bucket: Annotated[str, AfterValidator(_bucket)]
 
 
 class PoisonMessage(_Message):
@@ -124,7 +130,7 @@ class PoisonMessage(_Message):
     replays: int = 0
     # For work the host moved after exhausted retries (a listing page, a transcript task): the
     # queue it came from, so a replay can put it back there as it was.
-    source_queue: str | None = None
+    source_queue: Literal["listing", "transcripts"] | None = None
     # The queue message as received when it was not one of ours: kept so nothing is lost.
     original_message: str | None = None
 
@@ -137,6 +143,22 @@ class PoisonMessage(_Message):
         if value is not None and len(value.encode()) > limit:
             return value.encode()[:limit].decode("utf-8", errors="ignore") + " …[truncated]"
         return value
+
+    def moved_work(self) -> dict[str, Any] | None:
+        """The work the host moved here, as it goes back on ``source_queue``: only when it still
+        reads as that queue's own message (a damaged or forged one stays in poison, kept whole)."""
+        if self.source_queue is None or self.original_message is None:
+            return None
+        try:
+            kind = json.loads(self.original_message).get("kind")
+        except (ValueError, AttributeError):
+            return None
+        if kind not in _MOVED_WORK or _MOVED_WORK[kind][1] != self.source_queue:
+            return None
+        try:
+            return _MOVED_WORK[kind][0].from_text(self.original_message).model_dump(mode="json")
+        except TaskFormatError:
+            return None
 
     def item_task(self) -> ItemTask | None:
         """The work item to replay, when the record reference is known."""

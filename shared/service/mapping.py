@@ -109,7 +109,7 @@ class MailboxMapper:
             notes.append("custom mapping (CSV) is switched off")
         elif (entry := self._mapping.current().lookup(phone)) is None:
             notes.append("not in the mapping file")
-        elif identity := self._directory.mailbox_identity(entry.email):
+        elif is_mailbox_address(entry.email) and (identity := self._directory.mailbox_identity(entry.email)):
             return PhoneExplanation(phone, identity, MappingRule.CSV, [f"mapping file line {entry.line}"])
         else:
             notes.append(f"the mapping file (line {entry.line}) names {entry.email}, which has no mailbox")
@@ -121,7 +121,7 @@ class MailboxMapper:
             notes.append("directory phone mapping is switched off")
         elif (user := self._phones.mailbox_for_phone(phone)) is None:
             notes.append("no single Entra ID user has this number")
-        elif identity := self._directory.mailbox_identity(user):
+        elif is_mailbox_address(user) and (identity := self._directory.mailbox_identity(user)):
             return PhoneExplanation(phone, identity, MappingRule.DIRECTORY_PHONE, notes)
         else:
             notes.append(f"the Entra ID user with this number ({user}) has no mailbox")

@@ -13,7 +13,6 @@ leaves a duplicate the idempotent import absorbs, never a lost record.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -51,9 +50,7 @@ class PoisonEntry:
 
     @property
     def replayable(self) -> bool:
-        return self.message.item_task() is not None or (
-            self.message.source_queue is not None and self.message.original_message is not None
-        )
+        return self.message.item_task() is not None or self.message.moved_work() is not None
 
     def to_json(self) -> dict[str, Any]:
         m = self.message
@@ -181,8 +178,10 @@ class PoisonQueues:
         if task is not None:
             self._targets[ITEMS_QUEUE].send(task.model_dump(mode="json"))
             return
-        target = self._targets[entry.message.source_queue]
-        target.send(json.loads(entry.message.original_message))
+        work = entry.message.moved_work()
+        if work is None or entry.message.source_queue is None:
+            raise ValueError("not replayable")  # replay() checks replayable first
+        self._targets[entry.message.source_queue].send(work)
 
     def _delete(self, entries: _Tracked, entry: PoisonEntry) -> None:
         queue = next(q for q in self._queues if q.name == entry.queue)
