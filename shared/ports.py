@@ -89,6 +89,19 @@ class RecordStore(Protocol):
         ...
 
 
+class WebhookBodyStore(Protocol):
+    """Each signed webhook body exactly as it arrived, stored before it is acknowledged: Meta keeps
+    no copy it can send again once it has had a 200."""
+
+    def put(self, name: str, raw: bytes, metadata: dict[str, str]) -> None:
+        """Store under ``name`` (content-addressed, so a redelivery finds its bytes already there)."""
+        ...
+
+    def get(self, name: str) -> bytes:
+        """The stored body; raises RecordMissing when there is none."""
+        ...
+
+
 class RecordMissing(LookupError):
     pass
 

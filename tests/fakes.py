@@ -9,6 +9,7 @@ from collections import defaultdict
 from collections.abc import Iterator
 from typing import Any
 
+from shared.domain.errors import TransientError
 from shared.domain.ledger import OutcomeEntry, PageEntry, WindowInfo
 from shared.domain.mapping_table import MappingTable, parse_mapping
 from shared.domain.rendered import RenderedItem
@@ -301,3 +302,24 @@ class MemoryInspectableQueue:
     @property
     def visible(self) -> int:
         return sum(not m["hidden"] for m in self.stored.values())
+
+
+class MemoryWebhookBodyStore:
+    """Webhook bodies by name, written once, as the blob adapter keeps them."""
+
+    def __init__(self, *, fail: bool = False) -> None:
+        self.bodies: dict[str, bytes] = {}
+        self.metadata: dict[str, dict[str, str]] = {}
+        self._fail = fail
+
+    def put(self, name: str, raw: bytes, metadata: dict[str, str]) -> None:
+        if self._fail:
+            raise TransientError("storage unreachable (injected)")
+        self.bodies.setdefault(name, bytes(raw))
+        self.metadata.setdefault(name, dict(metadata))
+
+    def get(self, name: str) -> bytes:
+        try:
+            return self.bodies[name]
+        except KeyError:
+            raise RecordMissing(name) from None

@@ -36,7 +36,7 @@ from azure.storage.queue import (
 )
 
 from shared.domain.errors import ConfigurationError, TransientError
-from shared.domain.identifiers import check_blob_name, container_name, is_window_id
+from shared.domain.identifiers import check_blob_name, container_name, is_window_id, webhook_body_ref
 from shared.domain.ledger import OutcomeEntry, PageEntry, WindowInfo
 from shared.domain.mapping_table import MappingTable, parse_mapping
 from shared.domain.tasks import MAX_QUEUE_PAYLOAD
@@ -189,6 +189,31 @@ class BlobRecordStore:
             return self._container.get().download_blob(reference).readall()
         except ResourceNotFoundError:
             raise RecordMissing(reference) from None
+
+
+class BlobWebhookBodyStore:
+    """Webhook bodies in the records container under ``webhooks/``, written once: the name is the
+    bytes' SHA-256, so a body already there is the same body delivered again."""
+
+    def __init__(self, service: BlobServiceClient, container: str) -> None:
+        self._container = ensured_container(service, container)
+
+    @transient_storage_errors
+    def put(self, name: str, raw: bytes, metadata: dict[str, str]) -> None:
+        try:
+            self._container.get().upload_blob(
+                webhook_body_ref(name, "name"), raw, overwrite=False, metadata=metadata,
+                content_settings=ContentSettings(content_type="application/json"),
+            )
+        except ResourceExistsError:
+            pass  # a redelivery: the same bytes are stored already
+
+    @transient_storage_errors
+    def get(self, name: str) -> bytes:
+        try:
+            return self._container.get().download_blob(webhook_body_ref(name, "name")).readall()
+        except ResourceNotFoundError:
+            raise RecordMissing(name) from None
 
 
 class StorageQueue:

@@ -94,6 +94,15 @@ class ItemTask(_Message):
         return self.model_copy(update={"deferrals": self.deferrals + 1})
 
 
+class WebhookBodyTask(_Message):
+    """Turn one stored webhook body into records: handed off by the webhook once the body is stored."""
+
+    kind: str = Field("webhook_body", pattern="^webhook_body$")
+    body_ref: Annotated[str, AfterValidator(identifiers.webhook_body_ref)]
+    source: str = Field(pattern="^whatsapp-cloud$")
+    received_at: datetime
+
+
 class TranscriptsDueTask(_Message):
     """After a window's hand-off: once its records are staged, compose every day that is over."""
 

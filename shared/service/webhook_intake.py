@@ -1,0 +1,83 @@
+"""The receiving end of a push source (WhatsApp Business Platform webhooks): authenticate, store,
+hand off, acknowledge — in that order, and nothing more before the answer.
+
+Meta keeps no copy it can send again once it has had a 200, and it retries anything else for days:
+so a 200 goes out only after the body is durably stored and its work queued, and every failure
+before that is a 5xx for Meta to retry. Splitting the body into records, fetching media and
+archiving happen behind the queue, where a slow mailbox cannot make Meta time out.
+
+The body is stored content-addressed (``webhooks/<day of receipt>/<sha256>.json``), so Meta's
+duplicate deliveries land on the bytes already there; archiving once per message is the records'
+job (their keys derive from the message ids).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+
+from shared.domain.tasks import WebhookBodyTask
+from shared.domain.webhook_auth import MAX_BODY_BYTES, SIGNATURE_HEADER, signature_valid, verification_handshake
+from shared.domain.window import isoformat_z
+from shared.ports import WebhookBodyStore, WorkQueue
+
+log = logging.getLogger(__name__)
+
+SOURCE = "whatsapp-cloud"
+
+
+@dataclass(frozen=True)
+class WebhookRequest:
+    method: str
+    params: Mapping[str, str]
+    headers: Mapping[str, str]  # looked up case-insensitively by the caller's mapping
+    body: bytes
+
+
+@dataclass(frozen=True)
+class WebhookAnswer:
+    status: int
+    text: str = ""  # text/plain; the handshake's challenge, else empty (nothing about why)
+
+
+def body_name(raw: bytes, received_at: datetime) -> str:
+    return f"webhooks/{received_at.date().isoformat()}/{hashlib.sha256(raw).hexdigest()}.json"
+
+
+def receive_webhook(
+    request: WebhookRequest, *, verify_token: str, app_secrets: tuple[str, ...], store: WebhookBodyStore,
+    handoff: WorkQueue, clock: Callable[[], datetime],
+) -> WebhookAnswer:
+    """Errors from ``store`` and ``handoff`` propagate: the host answers 500, and Meta retries."""
+    method = request.method.upper()
+    if method == "GET":
+        handshake = verification_handshake(dict(request.params), verify_token)
+        if handshake.status != 200:
+            log.warning("webhook verification refused")
+        return WebhookAnswer(handshake.status, handshake.challenge or "")
+    if method != "POST":
+        return WebhookAnswer(405)
+    if len(request.body) > MAX_BODY_BYTES:
+        log.warning("webhook body of %d bytes refused: over %d", len(request.body), MAX_BODY_BYTES)
+        return WebhookAnswer(413)
+    if not app_secrets:
+        # Unsigned bodies are never taken; 503 so that Meta keeps the deliveries until it is set.
+        log.error("webhook refused: WHATSAPP_APP_SECRET is not set")
+        return WebhookAnswer(503)
+    signature = request.headers.get(SIGNATURE_HEADER)
+    if not signature_valid(request.body, signature, app_secrets):
+        log.warning("webhook signature %s: body of %d bytes refused, nothing stored",
+                    "missing" if not signature else "wrong", len(request.body))
+        return WebhookAnswer(401)
+    received_at = clock()
+    name = body_name(request.body, received_at)
+    # The signature is kept with the body: with the app secret, anyone can check later that these
+    # are the bytes Meta sent.
+    store.put(name, request.body, {"source": SOURCE, "received_at": isoformat_z(received_at),
+                                   "x_hub_signature_256": (signature or "").strip()})
+    handoff.send(WebhookBodyTask(body_ref=name, source=SOURCE, received_at=received_at).model_dump(mode="json"))
+    log.info("webhook body %s stored (%d bytes) and handed off", name.rsplit("/", 1)[-1][:16], len(request.body))
+    return WebhookAnswer(200)
