@@ -85,6 +85,12 @@ class Container:
         return self._queue(TRANSCRIPTS_POISON_QUEUE)
 
     @_built_once
+    def webhook_bodies(self):
+        from shared.adapters.azure_storage import BlobWebhookBodyStore
+
+        return BlobWebhookBodyStore(self._service_clients[0], self.settings.records_container)
+
+    @_built_once
     def records(self):
         from shared.adapters.azure_storage import BlobRecordStore
 

@@ -47,6 +47,15 @@ class Settings(BaseSettings):
     telemessage_password: SecretStr = SecretStr("")
     telemessage_page_size: int = Field(200, ge=1, le=1000)
 
+    # --- WhatsApp Business Platform (Cloud API) webhooks: a second source, off unless set ------
+    whatsapp_verify_token: SecretStr = Field(SecretStr(""), description="the token of Meta's GET handshake")
+    whatsapp_app_secret: SecretStr = Field(
+        SecretStr(""), description="the Meta app secret(s) bodies are signed with; comma-separated to rotate"
+    )
+    whatsapp_access_token: SecretStr = Field(SecretStr(""), description="system-user token for media downloads")
+    whatsapp_graph_base_url: str = Field("https://graph.facebook.com", description="Meta's Graph API (media)")
+    whatsapp_graph_version: str = Field("v26.0", pattern=r"^v[0-9]{1,3}\.0$", description="pinned Graph API version")
+
     # --- Storage (queues, claim checks, state) ---------------------------------------------
     storage_connection: str = Field("", validation_alias="AzureWebJobsStorage")
     storage_account_name: str = Field("", validation_alias="AzureWebJobsStorage__accountName")

@@ -52,6 +52,7 @@ ITEMS_WRITTEN = "archiver.items.written"
 BYTES_ARCHIVED = "archiver.bytes.archived"
 GRAPH_THROTTLED = "archiver.graph.throttled"
 ARCHIVE_LATENCY = "archiver.archive.latency"
+WEBHOOK_DELIVERIES = "archiver.webhook.deliveries"
 
 # Span names.
 SPAN_ARCHIVE_RECORD = "archive_record"
@@ -136,6 +137,9 @@ class _Instruments:
             BYTES_ARCHIVED, unit="By", description="rendered item bytes written (size x mailboxes)")
         self.throttled = meter.create_counter(
             GRAPH_THROTTLED, unit="{response}", description="Graph responses 429, 503 and 504")
+        self.webhook = meter.create_counter(
+            WEBHOOK_DELIVERIES, unit="{request}",
+            description="webhook requests by outcome: accepted, or why refused (signature, size, configuration)")
         self.latency = meter.create_histogram(
             ARCHIVE_LATENCY, unit="s", description="capture time of a record to the moment it was archived")
 
@@ -222,6 +226,10 @@ def account_record(
 def count_bytes(size_bytes: int) -> None:
     if size_bytes > 0:
         _get_instruments().bytes.add(size_bytes)
+
+
+def count_webhook(outcome: str) -> None:
+    _get_instruments().webhook.add(1, {OUTCOME: outcome})
 
 
 def count_graph_throttled(status: int) -> None:

@@ -138,3 +138,35 @@ def test_the_blob_adapter_refuses_a_name_that_is_not_a_webhook_body_reference():
 
     with pytest.raises(InvalidIdentifier):
         identifiers.webhook_body_ref("webhooks/2026-12-05/../../mapping.json")
+
+
+def test_the_http_function_stores_hands_off_and_answers_an_explicit_200_over_azurite(azurite, monkeypatch, tmp_path):
+    import azure.functions as func
+
+    from shared.composition import get_container, reset_container
+    from shared.functions import whatsapp_webhook
+
+    for name, value in {"AzureWebJobsStorage": azurite.connection_string, "WHATSAPP_APP_SECRET": f"old, {SECRET}",
+                        "WHATSAPP_VERIFY_TOKEN": "vt", "MAILBOX_WRITER": "eml", "EML_MAILBOX_DIR": str(tmp_path),
+                        "DIRECTORY": "file", "DIRECTORY_FILE": str(tmp_path / "users.txt")}.items():
+        monkeypatch.setenv(name, value)
+    reset_container()
+    try:
+        function = whatsapp_webhook.whatsapp_webhook.build().get_user_function()
+        url = "https://app.example/api/whatsapp/webhook"
+        # Header names arrive in any case; the host's mapping finds them all the same.
+        ok = function(func.HttpRequest("POST", url, headers={"x-hub-signature-256": signed(BODY)[
+            "X-Hub-Signature-256"]}, body=BODY))
+        forged = function(func.HttpRequest("POST", url, headers=signed(BODY, "forged"), body=BODY))
+        hello = function(func.HttpRequest("GET", url, params={"hub.mode": "subscribe", "hub.verify_token": "vt",
+                                                              "hub.challenge": "12345"}, body=b""))
+        container = get_container()
+        [message] = container.listing_queue.receive(32, visibility_timeout=1)
+        task = WebhookBodyTask.from_text(message.text)
+        stored = container.webhook_bodies.get(task.body_ref)
+    finally:
+        reset_container()
+    assert ok.status_code == 200 and ok.get_body() == b""
+    assert forged.status_code == 401
+    assert hello.status_code == 200 and hello.get_body() == b"12345" and hello.mimetype == "text/plain"
+    assert stored == BODY

@@ -19,6 +19,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
+from shared import telemetry
 from shared.domain.tasks import WebhookBodyTask
 from shared.domain.webhook_auth import MAX_BODY_BYTES, SIGNATURE_HEADER, signature_valid, verification_handshake
 from shared.domain.window import isoformat_z
@@ -57,20 +58,24 @@ def receive_webhook(
         handshake = verification_handshake(dict(request.params), verify_token)
         if handshake.status != 200:
             log.warning("webhook verification refused")
+        telemetry.count_webhook("verified" if handshake.status == 200 else "verification_refused")
         return WebhookAnswer(handshake.status, handshake.challenge or "")
     if method != "POST":
         return WebhookAnswer(405)
     if len(request.body) > MAX_BODY_BYTES:
         log.warning("webhook body of %d bytes refused: over %d", len(request.body), MAX_BODY_BYTES)
+        telemetry.count_webhook("too_big")
         return WebhookAnswer(413)
     if not app_secrets:
         # Unsigned bodies are never taken; 503 so that Meta keeps the deliveries until it is set.
         log.error("webhook refused: WHATSAPP_APP_SECRET is not set")
+        telemetry.count_webhook("not_configured")
         return WebhookAnswer(503)
     signature = request.headers.get(SIGNATURE_HEADER)
     if not signature_valid(request.body, signature, app_secrets):
-        log.warning("webhook signature %s: body of %d bytes refused, nothing stored",
-                    "missing" if not signature else "wrong", len(request.body))
+        why = "signature_missing" if not signature else "signature_wrong"
+        log.warning("webhook %s: body of %d bytes refused, nothing stored", why, len(request.body))
+        telemetry.count_webhook(why)
         return WebhookAnswer(401)
     received_at = clock()
     name = body_name(request.body, received_at)
@@ -80,4 +85,5 @@ def receive_webhook(
                                    "x_hub_signature_256": (signature or "").strip()})
     handoff.send(WebhookBodyTask(body_ref=name, source=SOURCE, received_at=received_at).model_dump(mode="json"))
     log.info("webhook body %s stored (%d bytes) and handed off", name.rsplit("/", 1)[-1][:16], len(request.body))
+    telemetry.count_webhook("accepted")
     return WebhookAnswer(200)
