@@ -1,10 +1,15 @@
-"""The TeleMessage archive record, validated as the schema says.
+"""The canonical archive record, validated as the schema says.
 
 The models mirror ``telemessage-item.schema.json`` field by field (camelCase on the wire,
-snake_case in Python). Unknown fields are kept, never rejected: the vendor adds fields over
-time and a compliance archive must not lose what it was given. Validation is strict (no
-"123" for an integer, no 1 for a boolean) because a record that does not match the contract
-is poisoned as ``invalid_item`` with its payload kept, not silently coerced.
+snake_case in Python), extended with the facts the WhatsApp Business Platform delivers that
+TeleMessage's shape has no field for (interactive replies, orders, ad referrals, Meta's errors,
+business-scoped user ids). Every record says which source produced it (``source``); TeleMessage
+records, which never carry the new fields, validate and render exactly as before.
+
+Unknown fields are kept, never rejected: vendors add fields over time and a compliance archive
+must not lose what it was given. Validation is strict (no "123" for an integer, no 1 for a
+boolean) because a record that does not match the contract is poisoned as ``invalid_item`` with
+its payload kept, not silently coerced.
 """
 
 from __future__ import annotations
@@ -23,11 +28,15 @@ MAX_EPOCH_MS = 253_402_300_799_999
 EpochMillis = Annotated[int, Field(ge=0, le=MAX_EPOCH_MS)]
 Sha256Hex = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
 
-SourceType = Literal["WHATSAPP_ARCHIVER", "WHATSAPP_CLOUD_ARCHIVER"]
+# WHATSAPP_CLOUD_ARCHIVER is TeleMessage's capture product of that name, not Meta's webhooks.
+SourceType = Literal["WHATSAPP_ARCHIVER", "WHATSAPP_CLOUD_ARCHIVER", "WHATSAPP_BUSINESS_PLATFORM"]
+Source = Literal["telemessage", "whatsapp-cloud"]
 RecordEvent = Literal["CREATED", "EDITED", "DELETED"]
 MessageType = Literal[
     "TEXT", "IMAGE", "VIDEO", "AUDIO", "VOICE_NOTE", "DOCUMENT",
     "STICKER", "LOCATION", "CONTACT", "CALL", "REACTION", "SYSTEM",
+    # Business Platform only:
+    "INTERACTIVE", "TEMPLATE_REPLY", "ORDER", "UNSUPPORTED", "MEDIA_PLACEHOLDER",
 ]
 
 
@@ -47,6 +56,12 @@ class Participant(_Model):
     first_name: str | None = None
     last_name: str | None = None
     display_name: str | None = None
+    # Business Platform identities: a customer may have no phone at all (a username user), and
+    # the business number's stable key is its Graph id, not its display digits.
+    wa_id: str | None = None
+    user_id: str | None = None
+    username: str | None = None
+    phone_number_id: str | None = None
 
     @property
     def name(self) -> str | None:
@@ -62,6 +77,11 @@ class Attachment(_Model):
     size: Annotated[int, Field(ge=0)]
     sha256: Sha256Hex | None = None
     content: str | None = None  # base64; only present for small files
+    # Meta announces media by id and sends no size: the bytes are fetched later by that id, and
+    # until then the size is not a fact (size_known False, size 0).
+    media_id: str | None = None
+    media_url: str | None = None
+    size_known: bool = True
 
 
 class Deletion(_Model):
@@ -99,8 +119,66 @@ class SystemEvent(_Model):
     event_type: Literal[
         "GROUP_CREATED", "PARTICIPANT_ADDED", "PARTICIPANT_REMOVED", "PARTICIPANT_LEFT",
         "SUBJECT_CHANGED", "ICON_CHANGED", "SECURITY_CODE_CHANGED", "NUMBER_CHANGED", "OTHER",
+        "USER_ID_CHANGED",
     ] | None = None
     description: str | None = None
+
+
+class InteractiveReply(_Model):
+    """A tap or a form: a reply button, a list row, a Flow or address form, a template button, or
+    (sent by the business) the interactive message itself."""
+
+    kind: str | None = None  # as Meta names it: button_reply, list_reply, nfm_reply, template_button...
+    reply_id: str | None = None
+    title: str | None = None
+    description: str | None = None
+    flow_name: str | None = None
+    body: str | None = None
+    payload_json: str | None = None  # the JSON behind it, exactly (a Flow's response_json)
+
+
+class OrderItem(_Model):
+    product_retailer_id: str | None = None
+    quantity: Annotated[float, Field(ge=0)] | None = None
+    item_price: float | None = None
+    currency: str | None = None
+
+
+class Order(_Model):
+    catalog_id: str | None = None
+    text: str | None = None
+    items: list[OrderItem] = Field(default_factory=list)
+
+
+class Referral(_Model):
+    """The ad or post a customer tapped to start the chat (Click-to-WhatsApp)."""
+
+    source_url: str | None = None
+    source_id: str | None = None
+    source_type: str | None = None
+    headline: str | None = None
+    body: str | None = None
+    media_type: str | None = None
+    image_url: str | None = None
+    video_url: str | None = None
+    thumbnail_url: str | None = None
+    ctwa_clid: str | None = None
+    welcome_text: str | None = None
+
+
+class ReferredProduct(_Model):
+    catalog_id: str | None = None
+    product_retailer_id: str | None = None
+
+
+class PlatformError(_Model):
+    """An error the platform reported with a message (why its content could not be delivered)."""
+
+    code: int | None = None
+    title: str | None = None
+    message: str | None = None
+    details: str | None = None
+    href: str | None = None
 
 
 class ArchiveRecord(_Model):
@@ -128,6 +206,14 @@ class ArchiveRecord(_Model):
     contacts: list[ContactCard] = Field(default_factory=list)
     reaction: Reaction | None = None
     system: SystemEvent | None = None
+    source: Source = "telemessage"
+    frequently_forwarded: bool = False
+    interactive: InteractiveReply | None = None
+    order: Order | None = None
+    referral: Referral | None = None
+    referred_product: ReferredProduct | None = None
+    platform_errors: list[PlatformError] = Field(default_factory=list)
+    unsupported_type: str | None = None  # what the platform could not deliver, by its own name
 
     @property
     def participants(self) -> tuple[Participant, ...]:

@@ -83,10 +83,11 @@ class MailAddress:
 class RenderedAttachment:
     file_name: str  # already sanitised: no path, no control characters, never empty
     content_type: str  # "type/subtype"
-    declared_size: int
+    declared_size: int | None  # None: the source did not say (media announced by id only)
     declared_sha256: str | None
     payload: AttachmentPayload | None  # None: the media was not captured
     generated: bool = False  # made by the connector (a contact card's .vcf), not captured media
+    generated_from: str = "the shared contact card"
 
     @property
     def missing(self) -> bool:

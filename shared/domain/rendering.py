@@ -1,4 +1,4 @@
-"""A TeleMessage record rendered as one archive email (first version).
+"""An archive record rendered as one archive email (first version).
 
 Message text is data, never markup: it is escaped in HTML and never reaches a header with a
 control character in it. Every writer serialises the same RenderedItem, so the .eml and the
@@ -14,13 +14,17 @@ import mimetypes
 import re
 import unicodedata
 from collections.abc import Mapping
+from decimal import Decimal
 
 from shared.domain.phones import normalize_participant_phone
 from shared.domain.records import (
     ArchiveRecord,
     Attachment,
     ContactCard,
+    InteractiveReply,
+    Order,
     Participant,
+    Referral,
     epoch_ms_to_datetime,
     record_key,
 )
@@ -38,15 +42,21 @@ KIND_LABELS = {
     "VOICE_NOTE": "voice note", "DOCUMENT": "document", "STICKER": "sticker",
     "LOCATION": "location", "CONTACT": "contact card", "CALL": "call",
     "REACTION": "reaction", "SYSTEM": "group event",
+    "INTERACTIVE": "interactive reply", "TEMPLATE_REPLY": "template button reply", "ORDER": "order",
+    "UNSUPPORTED": "unsupported message", "MEDIA_PLACEHOLDER": "media from the chat history",
 }
 _SYSTEM_EVENTS = {
     "GROUP_CREATED": "Group created", "PARTICIPANT_ADDED": "Participant added",
     "PARTICIPANT_REMOVED": "Participant removed", "PARTICIPANT_LEFT": "Participant left",
     "SUBJECT_CHANGED": "Group subject changed", "ICON_CHANGED": "Group icon changed",
     "SECURITY_CODE_CHANGED": "Security code changed", "NUMBER_CHANGED": "Phone number changed",
-    "OTHER": "Other group event",
+    "OTHER": "Other group event", "USER_ID_CHANGED": "WhatsApp user id changed",
 }
-SOURCE_LABELS = {"WHATSAPP_ARCHIVER": "WhatsApp Phone Archiver", "WHATSAPP_CLOUD_ARCHIVER": "WhatsApp Cloud Archiver"}
+SOURCE_LABELS = {
+    "WHATSAPP_ARCHIVER": "WhatsApp Phone Archiver", "WHATSAPP_CLOUD_ARCHIVER": "WhatsApp Cloud Archiver",
+    "WHATSAPP_BUSINESS_PLATFORM": "WhatsApp Business Platform (Meta webhook)",
+}
+_INTERACTIVE_FILES = {"nfm_reply": "flow-response.json"}
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 _SIMPLE_ADDRESS = re.compile(r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+$")
 
@@ -95,12 +105,24 @@ def render(
     )
 
 
+def kind_label(record: ArchiveRecord) -> str:
+    """What the record is, in a reviewer's words."""
+    if record.message_type == "SYSTEM" and record.source != "telemessage":
+        # TeleMessage's system records are group events; the Business Platform's are about a
+        # customer's account (a new number or user id).
+        return "system message"
+    if record.message_type == "INTERACTIVE" and record.direction == "OUTGOING":
+        return "interactive message"
+    return KIND_LABELS[record.message_type]
+
+
 def chat_key(record: ArchiveRecord, default_region: str | None = None) -> str:
     """The same for every record of one chat: the group's id, or for a 1:1 chat both people."""
     if record.dialog_group_id:
         return f"group:{record.dialog_group_id}"
     people = sorted({
-        normalize_participant_phone(p.phone, default_region) or (p.email or "").lower() or (p.name or "")
+        normalize_participant_phone(p.phone, default_region) or (p.email or "").lower()
+        or (f"user:{p.user_id}" if p.user_id else "") or (p.name or "")
         for p in record.participants
     })
     return "direct:" + "|".join(people)
@@ -141,10 +163,13 @@ def participant_address(participant: Participant, default_region: str | None = N
     # "name" cannot make header folding crawl.
     cleaned = shorten(single_line(name), MAX_NAME_LENGTH) if name else ""
     label_parts = [cleaned] if cleaned else []
+    platform_ids = _platform_ids(participant)
     if phone:
         label_parts.append(f"({phone})")
     elif participant.phone:
         label_parts.append(f"({single_line(participant.phone)})")
+    elif platform_ids:
+        label_parts.append(f"({shorten(single_line(', '.join(platform_ids)), MAX_NAME_LENGTH)})")
     email = (participant.email or "").strip()
     if email and _SIMPLE_ADDRESS.match(email):
         address = email.lower()
@@ -152,10 +177,23 @@ def participant_address(participant: Participant, default_region: str | None = N
         address = f"{phone}@{SYNTHETIC_DOMAIN}"
     else:
         # No usable phone or address: a stable address derived from what the record says of them.
-        seed = "|".join(str(v or "") for v in (participant.phone, participant.email, name))
+        seed = "|".join(str(v or "") for v in (participant.phone, participant.email, name, *platform_ids))
         address = f"unknown-{hashlib.sha256(seed.encode()).hexdigest()[:16]}@{SYNTHETIC_DOMAIN}"
     display = " ".join(label_parts) or address
     return MailAddress(display_name=display, address=address)
+
+
+def _platform_ids(participant: Participant) -> list[str]:
+    """Who a participant without a phone is: a username user has only Meta's ids; a business
+    number may be known by its Graph id alone."""
+    ids = []
+    if participant.username:
+        ids.append(f"@{participant.username}")
+    if participant.user_id:
+        ids.append(f"user id {participant.user_id}")
+    if participant.phone_number_id:
+        ids.append(f"number id {participant.phone_number_id}")
+    return ids
 
 
 def single_line(text: str) -> str:
@@ -203,7 +241,7 @@ def _attachment(attachment: Attachment, content: AttachmentPayload | bytes | Non
     return RenderedAttachment(
         file_name=sanitize_file_name(attachment.file_name, content_type, index),
         content_type=content_type,
-        declared_size=attachment.size,
+        declared_size=attachment.size if attachment.size_known else None,
         declared_sha256=attachment.sha256,
         payload=BytesPayload(content) if isinstance(content, bytes) else content,
     )
@@ -222,6 +260,19 @@ def _contact_attachment(contact: ContactCard, index: int) -> RenderedAttachment:
     )
 
 
+def _json_attachment(name: str, text: str, index: int, origin: str) -> RenderedAttachment:
+    data = text.encode("utf-8", "surrogatepass")
+    return RenderedAttachment(
+        file_name=sanitize_file_name(name, "application/json", index),
+        content_type="application/json",
+        declared_size=len(data),
+        declared_sha256=hashlib.sha256(data).hexdigest(),
+        payload=BytesPayload(data),
+        generated=True,
+        generated_from=origin,
+    )
+
+
 def chat_label(record: ArchiveRecord, recipients: tuple[MailAddress, ...]) -> str:
     if record.group_message or record.dialog_group_name:
         name = single_line(record.dialog_group_name or record.dialog_group_id or "unnamed group")
@@ -230,7 +281,7 @@ def chat_label(record: ArchiveRecord, recipients: tuple[MailAddress, ...]) -> st
 
 
 def _subject(record: ArchiveRecord, sender: MailAddress, chat: str) -> str:
-    kind = KIND_LABELS[record.message_type]
+    kind = kind_label(record)
     if record.message_type == "CALL" and record.call:
         call_kind = "video call" if record.call.call_type == "VIDEO" else "call"
         result = (record.call.result or "").lower()
@@ -257,7 +308,7 @@ def _facts(
         ("Sent (UTC)", isoformat_z(record.sent_at)),
         ("Captured (UTC)", isoformat_z(record.captured_at)),
         ("Source", SOURCE_LABELS[record.source_type]),
-        ("Type", KIND_LABELS[record.message_type]),
+        ("Type", kind_label(record)),
         ("Event", record.event),
         ("Record id", record.message_id),
         *reference_facts(record),
@@ -272,7 +323,9 @@ def reference_facts(record: ArchiveRecord) -> list[tuple[str, str]]:
         facts.append(("Refers to record", record.related_message_id))
     if record.reply_to_message_id:
         facts.append(("In reply to record", record.reply_to_message_id))
-    if record.forwarded:
+    if record.frequently_forwarded:
+        facts.append(("Forwarded", "many times"))
+    elif record.forwarded:
         facts.append(("Forwarded", "yes"))
     return facts
 
@@ -280,9 +333,15 @@ def reference_facts(record: ArchiveRecord) -> list[tuple[str, str]]:
 def rendered_attachments(
     record: ArchiveRecord, media: Mapping[str, AttachmentPayload | bytes | None],
 ) -> tuple[RenderedAttachment, ...]:
-    """The record's media (verified payloads, or missing) followed by its contact cards as .vcf."""
+    """The record's media (verified payloads, or missing), its contact cards as .vcf, then the JSON
+    of an interactive reply (a Flow's answers are only readable there)."""
     attachments = tuple(_attachment(a, media.get(a.attachment_id), i) for i, a in enumerate(record.attachments))
-    return attachments + tuple(_contact_attachment(c, len(attachments) + i) for i, c in enumerate(record.contacts))
+    attachments += tuple(_contact_attachment(c, len(attachments) + i) for i, c in enumerate(record.contacts))
+    interactive = record.interactive
+    if interactive is not None and interactive.payload_json is not None:
+        name = _INTERACTIVE_FILES.get(interactive.kind or "", "interactive.json")
+        attachments += (_json_attachment(name, interactive.payload_json, len(attachments), "the interactive reply"),)
+    return attachments
 
 
 def content_lines(record: ArchiveRecord, replied_text: str | None = None) -> list[str]:
@@ -335,21 +394,111 @@ def content_lines(record: ArchiveRecord, replied_text: str | None = None) -> lis
         target = record.related_message_id or "(unknown)"
         lines.append(f"Reacted {emoji} to message {target}" if emoji else f"Removed a reaction from {target}")
     if record.system:
-        lines.append(f"Group event: {_SYSTEM_EVENTS[record.system.event_type or 'OTHER']}")
+        heading = "Group event" if record.source == "telemessage" else "System message"
+        lines.append(f"{heading}: {_SYSTEM_EVENTS[record.system.event_type or 'OTHER']}")
         if record.system.description:
             lines.append(record.system.description)
+    lines += _platform_lines(record)
     if record.text_content:
         lines.append(record.text_content)
     return lines
 
 
+def _platform_lines(record: ArchiveRecord) -> list[str]:
+    """What only the Business Platform says: taps and forms, orders, ads, Meta's errors."""
+    lines = _interactive_lines(record.interactive) if record.interactive else []
+    if record.order:
+        lines += _order_lines(record.order)
+    if record.referred_product:
+        product = record.referred_product
+        lines.append(
+            f"Asked about catalogue item {product.product_retailer_id or '(unknown)'} "
+            f"(catalogue {product.catalog_id or 'unknown'})"
+        )
+    if record.referral:
+        lines += _referral_lines(record.referral)
+    if record.message_type == "UNSUPPORTED":
+        what = f" (type: {record.unsupported_type})" if record.unsupported_type else ""
+        lines.append(
+            f"WhatsApp did not deliver this message's content{what}. The message as received is attached as JSON."
+        )
+    if record.message_type == "MEDIA_PLACEHOLDER":
+        lines.append(
+            "A media file was shared here (chat history import). WhatsApp sends the file itself only for the "
+            "14 days before onboarding, as a separate message."
+        )
+    for error in record.platform_errors:
+        said = " – ".join(part for part in (error.title, error.message, error.details) if part)
+        code = f" {error.code}" if error.code is not None else ""
+        lines.append(f"WhatsApp reported error{code}: {said or '(no description)'}")
+    return lines
+
+
+def _interactive_lines(reply: InteractiveReply) -> list[str]:
+    quoted = f"“{reply.title}”" if reply.title else "(no title)"
+    reply_id = f" (id {reply.reply_id})" if reply.reply_id else ""
+    if reply.kind == "button_reply":
+        lines = [f"Tapped the reply button {quoted}{reply_id}"]
+    elif reply.kind == "list_reply":
+        described = f" – {reply.description}" if reply.description else ""
+        lines = [f"Chose the list item {quoted}{described}{reply_id}"]
+    elif reply.kind == "template_button":
+        lines = [f"Tapped the template button {quoted} (payload {reply.reply_id or 'none'})"]
+    elif reply.kind == "nfm_reply":
+        form = "an address form" if reply.flow_name == "address_message" else f"the form “{reply.flow_name or 'flow'}”"
+        lines = [f"Submitted {form}"]
+    else:
+        lines = [f"Interactive message ({reply.kind or 'type unknown'})" + (f": {quoted}" if reply.title else "")]
+    if reply.body:
+        lines.append(reply.body)
+    if reply.payload_json is not None:
+        lines.append("The response JSON is attached.")
+    return lines
+
+
+def _order_lines(order: Order) -> list[str]:
+    lines = [f"Order from catalogue {order.catalog_id or '(unknown)'}, {len(order.items)} item(s):"]
+    totals: dict[str, Decimal] = {}
+    for item in order.items:
+        quantity = _number(item.quantity)
+        price = _number(item.item_price)
+        currency = item.currency or ""
+        priced = f" at {price} {currency}".rstrip() if price is not None else ""
+        lines.append(f"- {quantity if quantity is not None else '?'} × {item.product_retailer_id or '(no id)'}{priced}")
+        if quantity is not None and price is not None:
+            totals[currency] = totals.get(currency, Decimal(0)) + Decimal(quantity) * Decimal(price)
+    lines += [f"Total: {total} {currency}".rstrip() for currency, total in sorted(totals.items())]
+    return lines
+
+
+def _number(value: float | None) -> str | None:
+    """A quantity or price as written: 2, not 2.0; exact decimals, not binary fractions."""
+    if value is None:
+        return None
+    return format(Decimal(repr(float(value))).normalize(), "f")
+
+
+def _referral_lines(referral: Referral) -> list[str]:
+    source = referral.source_type or "ad"
+    lines = [f"Started from a Click-to-WhatsApp {source}" + (f": “{referral.headline}”" if referral.headline else "")]
+    lines += [text for text in (referral.body,) if text]
+    for label, value in (
+        ("Ad link", referral.source_url), ("Ad id", referral.source_id), ("Ad media", referral.image_url
+         or referral.video_url), ("Welcome message", referral.welcome_text), ("Click id", referral.ctwa_clid),
+    ):
+        if value:
+            lines.append(f"{label}: {value}")
+    return lines
+
+
 def attachment_facts(attachment: RenderedAttachment) -> str:
     if attachment.generated:
-        state = "generated from the shared contact card"
+        state = f"generated from {attachment.generated_from}"
     else:
         state = "MEDIA NOT CAPTURED" if attachment.missing else "SHA-256 verified"
+    size = f"{attachment.declared_size} bytes" if attachment.declared_size is not None else "size not declared"
     return (
-        f"{attachment.file_name} ({attachment.content_type}, {attachment.declared_size} bytes, "
+        f"{attachment.file_name} ({attachment.content_type}, {size}, "
         f"SHA-256 {attachment.declared_sha256 or 'not provided'}) – {state}"
     )
 

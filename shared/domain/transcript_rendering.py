@@ -16,7 +16,6 @@ from zoneinfo import ZoneInfo
 from shared.domain.records import ArchiveRecord
 from shared.domain.rendered import AttachmentPayload, MailAddress, RenderedAttachment, RenderedItem
 from shared.domain.rendering import (
-    KIND_LABELS,
     MAX_SUBJECT_LENGTH,
     SOURCE_LABELS,
     SYNTHETIC_DOMAIN,
@@ -25,6 +24,7 @@ from shared.domain.rendering import (
     chat_label,
     content_lines,
     header_safe,
+    kind_label,
     participant_address,
     reference_facts,
     rendered_attachments,
@@ -106,7 +106,7 @@ def render_transcript(
 def _entry(number: int, entry: TranscriptEntry, zone: ZoneInfo, region: str | None) -> _RenderedEntry:
     record = entry.record
     sender = participant_address(record.sender, region)
-    kind = KIND_LABELS[record.message_type]
+    kind = kind_label(record)
     flag = f"{record.event} " if record.event != "CREATED" else ""
     local = record.sent_at.astimezone(zone).strftime("%H:%M:%S")
     heading = f"{number}. {local} {flag}{kind} from {sender.display_name}"
