@@ -12,6 +12,10 @@ Reader, for the Functions host's container listing. No broad role (Owner, Contri
 Account Contributor, ...) appears, and Storage Blob Data Owner only on the host's own containers.
 The expected table is derived from the code, like the queues and containers.
 
+Alerts: both templates deploy the same scheduled log alerts (the WhatsApp webhook's only with its
+app secret), and their queries name only metrics, functions and values the code has. The optional
+WhatsApp secrets are written, granted and referenced only when given; their settings are empty otherwise.
+
 Monitoring (the end of this module): both templates deploy the query pack and the workbook from
 the same files in infra/monitoring/, every query there is plausible KQL that uses only telemetry
 the code emits, and the storage lifecycle rule deletes old admin reports and nothing else.
@@ -136,11 +140,23 @@ DATA_CONTAINER_ROLE = "Storage Blob Data Contributor"  # the code: read, write, 
 HOST_CONTAINER_ROLE = "Storage Blob Data Owner"  # what the Functions docs name for identity-based AzureWebJobsStorage
 QUEUE_ROLE = "Storage Queue Data Contributor"  # triggers + host poison queues + the code's create/send/depth/replay
 
-# App settings that are Key Vault references -> the secret each names (the third is a parameter).
+# App settings that are Key Vault references -> the secret each names (GRAPH_CERTIFICATE's is a
+# parameter). The WhatsApp ones and GRAPH_CERTIFICATE are optional: a reference, and the secret's
+# grant, only when the secret is given (the grants are read as if every optional one were).
 SECRET_REFERENCES = {
     "TELEMESSAGE_USERNAME": "telemessage-username",
     "TELEMESSAGE_PASSWORD": "telemessage-password",
     "GRAPH_CERTIFICATE": "${graph_certificate_name}",
+    "WHATSAPP_VERIFY_TOKEN": "whatsapp-verify-token",
+    "WHATSAPP_APP_SECRET": "whatsapp-app-secret",
+    "WHATSAPP_ACCESS_TOKEN": "whatsapp-access-token",
+}
+# The optional secrets the templates write themselves (the Graph certificate is imported by hand):
+# written, granted and referenced only when given; otherwise the setting is empty, which the code
+# reads as "this source is off" (a reference to a secret that does not exist would not resolve, and
+# App Service would hand the app the reference's own text as the value).
+OPTIONAL_SECRET_SETTINGS = {
+    setting: secret for setting, secret in SECRET_REFERENCES.items() if setting.startswith("WHATSAPP_")
 }
 
 
@@ -482,6 +498,43 @@ def tf_literal(value):
     return value
 
 
+def _tf_arguments(text: str) -> list[str]:
+    """The top-level comma-separated parts of a function's arguments ("a, [b, c]" -> ["a", "[b, c]"])."""
+    parts, depth, quote, start = [], 0, False, 0
+    for i, char in enumerate(text):
+        if char == '"' and (i == 0 or text[i - 1] != "\\"):
+            quote = not quote
+        elif not quote and char in "([{":
+            depth += 1
+        elif not quote and char in ")]}":
+            depth -= 1
+        elif not quote and char == "," and depth == 0:
+            parts.append(text[start:i])
+            start = i + 1
+    parts.append(text[start:])
+    return [part.strip() for part in parts if part.strip()]
+
+
+def tf_list(expression, local_values: dict) -> list:
+    """The items of a list-valued Terraform expression: a literal list, local.<name>, toset() or
+    concat() of these, or [for x in <list> : x if <condition>], whose condition counts as true (as
+    if every optional item were given, as count and BicepEvaluator do)."""
+    if isinstance(expression, list):
+        return [tf_literal(item) for item in expression]
+    text = expression.strip()
+    if match := _INTERPOLATION.match(text):
+        text = match.group(1).strip()
+    if match := re.fullmatch(r"local\.(\w+)", text):
+        return tf_list(local_values[match.group(1)], local_values)
+    if match := re.fullmatch(r"(?:toset|concat)\((.*)\)", text, re.DOTALL):
+        return [item for part in _tf_arguments(match.group(1)) for item in tf_list(part, local_values)]
+    if match := re.fullmatch(r"\[for (\w+) in (.+?) : \1(?: if .+)?\]", text, re.DOTALL):
+        return tf_list(match.group(2), local_values)
+    if match := re.fullmatch(r"\[(.*)\]", text, re.DOTALL):
+        return [tf_literal(item) for item in _tf_arguments(match.group(1))]
+    raise AssertionError(f"not a list expression this test can read: {expression!r}")
+
+
 def tf_blocks(parsed: dict, kind: str):
     """(type, name, body) of every resource (or data source) block."""
     for block in parsed.get(kind, []):
@@ -605,7 +658,7 @@ def terraform_grants(parsed: dict) -> set[tuple[str, str, str]]:
         reference = re.fullmatch(r"\$\{(?:toset\()?local\.(\w+)\)?\}", for_each)
         assert reference, f"role assignment for_each must be a local or toset(<local>): {for_each}"
         values = local_values[reference.group(1)]
-        pairs = values.items() if isinstance(values, dict) else ((v, v) for v in values)
+        pairs = values.items() if isinstance(values, dict) else ((v, v) for v in tf_list(values, local_values))
         for key, value in pairs:
             yield tf_literal(key), tf_literal(value)
 
@@ -836,7 +889,196 @@ def test_secrets_are_key_vault_references(bicep_json, terraform_json):
         for setting in ("TELEMESSAGE_USERNAME", "TELEMESSAGE_PASSWORD"):
             value = deployment.settings[setting]
             assert isinstance(value, str) and "@Microsoft.KeyVault(SecretUri=" in value, (deployment.name, setting)
-        assert "@Microsoft.KeyVault(SecretUri=" in json.dumps(deployment.settings["GRAPH_CERTIFICATE"])
+        for setting in ("GRAPH_CERTIFICATE", *OPTIONAL_SECRET_SETTINGS):
+            assert "@Microsoft.KeyVault(SecretUri=" in json.dumps(deployment.settings[setting]), (deployment.name, setting)
+
+
+def _camel_case(setting: str) -> str:
+    first, *rest = setting.lower().split("_")
+    return first + "".join(word.title() for word in rest)
+
+
+def test_the_bicep_whatsapp_secrets_exist_only_when_given(bicep_json):
+    # A deployment without the WhatsApp source writes, grants and references none of its secrets:
+    # each secret and its grant are conditional on its own @secure() parameter, default empty, and
+    # its setting is '' unless that parameter is given.
+    parameters, resources = bicep_json["parameters"], bicep_json["resources"]
+    settings = bicep_json["variables"]["appSettings"]["value"]
+    for setting, secret in OPTIONAL_SECRET_SETTINGS.items():
+        parameter = _camel_case(setting)
+        spec = parameters[parameter]
+        assert spec["default"] == "" and {"type": "secure"} in spec["decorators"], parameter
+        given = {"operator": {"type": "not", "operands": {"bool_value": {"function": {
+            "type": "empty", "parameters": {"item_to_test": parameter}}}}}}
+        (symbol,) = [n for n, r in resources.items() if r["type"] == KV_SECRET and bicep_body(r)[2]["name"] == secret]
+        _, condition, body = bicep_body(resources[symbol])
+        assert condition == given and body["properties"]["value"] == parameter, symbol
+        grants = [bicep_body(r)[1] for r in resources.values()
+                  if r["type"] == "Microsoft.Authorization/roleAssignments" and bicep_body(r)[2].get("scope") == symbol]
+        assert grants == [given], symbol
+        value = settings[setting]["operator"]
+        assert value["type"] == "conditional", setting
+        assert value["operands"]["condition"] == given["operator"]["operands"]["bool_value"], setting
+        assert value["operands"]["true_value"] == "", setting
+        assert value["operands"]["false_value"] == f"@Microsoft.KeyVault(SecretUri=${{{symbol}!.properties.secretUri}})"
+
+
+def test_the_terraform_whatsapp_secrets_exist_only_when_given(terraform_json):
+    # The same in Terraform: one for_each (local.secret_names) writes the secrets and grants them;
+    # it holds the TeleMessage ones always and each WhatsApp one only when its variable is not empty.
+    local_values = {tf_literal(k): v for block in terraform_json["locals"] for k, v in block.items()}
+    variables = {tf_literal(k): v for block in terraform_json["variable"] for k, v in block.items()}
+    resources = {(t, n): body for t, n, body in tf_blocks(terraform_json, "resource")}
+    optional = list(OPTIONAL_SECRET_SETTINGS.values())
+    assert tf_list(local_values["optional_secret_names"], local_values) == optional
+    assert set(tf_list(local_values["required_secret_names"], local_values)) == {
+        secret for setting, secret in SECRET_REFERENCES.items() if setting.startswith("TELEMESSAGE_")}
+    assert local_values["secret_names"] == (
+        "${concat(local.required_secret_names, [for name in local.optional_secret_names : name "
+        'if nonsensitive(local.secret_values[name] != "")])}')
+    assert resources["azapi_resource", "secret"]["for_each"] == "${toset(local.secret_names)}"
+    assert resources["azurerm_role_assignment", "secrets_user"]["for_each"] == "${toset(local.secret_names)}"
+    app_settings = next(block["app_settings"] for block in terraform_json["locals"] if "app_settings" in block)
+    for setting, secret in OPTIONAL_SECRET_SETTINGS.items():
+        variable = variables[setting.lower()]
+        assert (tf_literal(variable["default"]), variable["sensitive"], variable["nullable"]) == ("", True, False)
+        assert local_values["secret_values"][f'"{secret}"'] == f"${{var.{setting.lower()}}}"
+        reference = f'azapi_resource.secret["{secret}"].output.properties.secretUri'
+        assert app_settings[setting] == (
+            f'${{contains(local.secret_names, "{secret}") ? "@Microsoft.KeyVault(SecretUri=${{{reference}}})" : ""}}')
+
+
+def test_tf_list_reads_what_the_templates_write():
+    local_values = {"a": ['"x"', '"y"'], "b": ['"z"']}
+    assert tf_list('${concat(local.a, [for n in local.b : n if nonsensitive(f(n, ",") != "")])}', local_values) == [
+        "x", "y", "z"]
+    assert tf_list("${toset(local.a)}", local_values) == ["x", "y"]
+    assert tf_list('["p", "q"]', local_values) == ["p", "q"]
+    with pytest.raises(AssertionError):
+        tf_list("${keys(local.c)}", local_values)
+
+
+# --- Alerts: the same scheduled log alerts in both templates, on telemetry the code emits --------
+
+# alert (its name after the prefix) -> the app setting that must be given for it to exist, or None
+ALERTS = {
+    "poison": None,
+    "not-reconciled": None,
+    "function-failures": None,
+    "webhook-signature": "WHATSAPP_APP_SECRET",  # the WhatsApp source on: without it every POST is a 503
+    "webhook-5xx": "WHATSAPP_APP_SECRET",
+}
+
+
+def bicep_alerts(parsed: dict) -> dict[str, dict]:
+    parameters = parsed["parameters"]
+    evaluate = BicepEvaluator(parsed)
+    alerts = {}
+    for resource in parsed["resources"].values():
+        if resource["type"] != "Microsoft.Insights/scheduledQueryRules":
+            continue
+        _, condition, body = bicep_body(resource)
+        properties = body["properties"]
+        (criterion,) = properties["criteria"]["allOf"]
+        threshold = criterion["threshold"]
+        given = None
+        if condition is not None:  # if (<condition on a parameter>): the setting that parameter sets
+            (parameter,) = {s for s in strings_in(evaluate.variables.get(condition, condition)) if s in parameters}
+            given = re.sub(r"(?<!^)(?=[A-Z])", "_", parameter).upper()
+        alerts[body["name"].removeprefix("${namePrefix}-")] = {
+            "only with": given,
+            "display name": properties["displayName"], "description": properties["description"],
+            "severity": properties["severity"], "enabled": properties["enabled"],
+            "frequency": properties["evaluationFrequency"], "window": properties["windowSize"],
+            "auto mitigate": properties["autoMitigate"],
+            "scope": [bicep_text(scope) for scope in properties["scopes"]] == ["appInsights.id"],
+            "action": [bicep_text(group) for group in properties["actions"]["actionGroups"]] == ["actionGroup.id"],
+            "query": criterion["query"], "aggregation": criterion["timeAggregation"],
+            "measure": criterion.get("metricMeasureColumn"), "operator": criterion["operator"],
+            "threshold": "${" + snake_case(threshold) + "}" if isinstance(threshold, str) else threshold,
+            "failing periods": (criterion["failingPeriods"]["numberOfEvaluationPeriods"],
+                                criterion["failingPeriods"]["minFailingPeriodsToAlert"]),
+        }
+    return alerts
+
+
+def _tf_string(value) -> object:
+    """A parsed HCL string literal's text ('"a \\"b\\""' -> 'a "b"'); other values unchanged."""
+    if isinstance(value, str) and len(value) >= 2 and value[0] == value[-1] == '"':
+        return value[1:-1].replace('\\"', '"')
+    return value
+
+
+def terraform_alerts(parsed: dict) -> dict[str, dict]:
+    local_values = {tf_literal(k): v for block in parsed.get("locals", []) for k, v in block.items()}
+    settings_by_secret = {secret: setting for setting, secret in SECRET_REFERENCES.items()}
+    alerts = {}
+    for block_type, _, body in tf_blocks(parsed, "resource"):
+        if block_type != "azurerm_monitor_scheduled_query_rules_alert_v2":
+            continue
+        given = None
+        if "count" in body:  # local.<x> ? 1 : 0, x being contains(local.secret_names, "<secret>")
+            local = re.fullmatch(r"\$\{local\.(\w+) \? 1 : 0\}", body["count"]).group(1)
+            secret = re.fullmatch(r'\$\{contains\(local\.secret_names, "([\w-]+)"\)\}', local_values[local]).group(1)
+            given = settings_by_secret[secret]
+        (criterion,) = body["criteria"]
+        (failing,) = criterion["failing_periods"]
+        (action,) = body["action"]
+        threshold = criterion["threshold"]
+        alerts[_tf_string(body["name"]).removeprefix("${var.name_prefix}-")] = {
+            "only with": given,
+            "display name": _tf_string(body["display_name"]), "description": _tf_string(body["description"]),
+            "severity": body["severity"], "enabled": body.get("enabled", True),
+            "frequency": _tf_string(body["evaluation_frequency"]), "window": _tf_string(body["window_duration"]),
+            "auto mitigate": body["auto_mitigation_enabled"],
+            "scope": body["scopes"] == ["${azurerm_application_insights.main.id}"],
+            "action": action["action_groups"] == ["${azurerm_monitor_action_group.main.id}"],
+            "query": _tf_string(criterion["query"]), "aggregation": _tf_string(criterion["time_aggregation_method"]),
+            "measure": _tf_string(criterion.get("metric_measure_column")), "operator": _tf_string(criterion["operator"]),
+            "threshold": re.sub(r"\$\{var\.(\w+)\}", r"${\1}", threshold) if isinstance(threshold, str) else threshold,
+            "failing periods": (failing["number_of_evaluation_periods"],
+                                failing["minimum_failing_periods_to_trigger_alert"]),
+        }
+    return alerts
+
+
+def code_function_names() -> set[str]:
+    """The functions the code defines for the host (a decorator call on a blueprint or the app): the
+    host names its requests after them."""
+    import ast
+
+    names = set()
+    for path in [REPO_ROOT / "function_app.py", *sorted((REPO_ROOT / "shared" / "functions").glob("*.py"))]:
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.FunctionDef) and any(
+                    isinstance(d, ast.Call) and isinstance(d.func, ast.Attribute) and isinstance(d.func.value, ast.Name)
+                    and d.func.value.id in ("bp", "app") for d in node.decorator_list):
+                names.add(node.name)
+    return names
+
+
+def test_both_templates_deploy_the_same_alerts(bicep_json, terraform_json):
+    bicep, terraform = bicep_alerts(bicep_json), terraform_alerts(terraform_json)
+    assert {name: alert["only with"] for name, alert in bicep.items()} == ALERTS
+    assert bicep == terraform
+    for name, alert in bicep.items():
+        assert alert["scope"] and alert["action"] and alert["enabled"], name
+        assert (alert["measure"] is None) == (alert["aggregation"] == "Count"), name  # Total etc. sum a column
+
+
+def test_alert_queries_use_only_names_the_code_emits(bicep_json):
+    source = "\n".join(path.read_text(encoding="utf-8") for path in sorted((REPO_ROOT / "shared").rglob("*.py")))
+    literals = set(re.findall(r"""["']([\w.]+)["']""", source))
+    functions = code_function_names()
+    assert {"schedule_archive_window", "whatsapp_webhook"} <= functions
+    for name, alert in bicep_alerts(bicep_json).items():
+        code, _ = kql_code(alert["query"])
+        assert archiver_names(code) <= literals, (name, archiver_names(code) - literals)
+        # quoted snake_case: span names, function names, attribute values (outcomes)
+        assert span_names(code) <= literals | functions, (name, span_names(code) - literals - functions)
+    webhook = bicep_alerts(bicep_json)
+    assert '"archiver.webhook.deliveries"' in webhook["webhook-signature"]["query"]
+    assert '"whatsapp_webhook"' in webhook["webhook-5xx"]["query"]
 
 
 def test_the_cloud_parameters_offer_the_clouds_the_code_knows(bicep_json, terraform_json):

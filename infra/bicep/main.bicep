@@ -85,6 +85,33 @@ param telemessagePassword string
 @maxValue(1000)
 param telemessagePageSize int = 200
 
+// --- WhatsApp Business Platform (Cloud API) webhooks: optional -------------------------------
+// Leave the three secrets empty for a deployment without this source: nothing is stored for them
+// and their app settings are empty (the webhook then refuses every delivery with 503). Each one
+// given is stored in Key Vault and set as a Key Vault reference.
+
+@description('WHATSAPP_VERIFY_TOKEN: the Verify token typed into Meta\'s App Dashboard (the GET handshake); empty: the source is off.')
+@secure()
+param whatsappVerifyToken string = ''
+
+@description('WHATSAPP_APP_SECRET: the Meta app secret the webhook bodies are signed with (two, comma-separated, while rotating); empty: the webhook refuses every delivery.')
+@secure()
+param whatsappAppSecret string = ''
+
+@description('WHATSAPP_ACCESS_TOKEN: a Meta system-user access token, for media downloads; empty: none.')
+@secure()
+param whatsappAccessToken string = ''
+
+@description('WHATSAPP_GRAPH_BASE_URL: Meta\'s Graph API (media downloads).')
+param whatsappGraphBaseUrl string = 'https://graph.facebook.com'
+
+@description('WHATSAPP_GRAPH_VERSION: the pinned Graph API version, v<major>.0 such as v26.0.')
+param whatsappGraphVersion string = 'v26.0'
+
+@description('WhatsApp webhook deliveries refused for a missing or wrong signature in 15 minutes above which the signature alert fires.')
+@minValue(0)
+param webhookSignatureFailureThreshold int = 5
+
 // --- Schedule and windows ---------------------------------------------------------------------
 
 @description('ARCHIVE_SCHEDULE: NCRONTAB with 6 fields, in UTC. Daily at 02:00 UTC by default.')
@@ -255,6 +282,10 @@ var containerRoles = {
 }
 
 var useAppRegistration = !empty(graphAppClientId)
+
+// The WhatsApp source is on when its app secret is given: without it the webhook refuses every
+// delivery (503), so its alerts exist only then.
+var whatsappEnabled = !empty(whatsappAppSecret)
 
 // --- Identity ---------------------------------------------------------------------------------
 
@@ -477,6 +508,71 @@ resource telemessageUsernameRole 'Microsoft.Authorization/roleAssignments@2022-0
 resource telemessagePasswordRole 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
   name: guid(telemessagePasswordSecret.id, identity.id, keyVaultSecretsUser)
   scope: telemessagePasswordSecret
+  properties: {
+    principalId: identity.properties.principalId
+    principalType: 'ServicePrincipal'
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', keyVaultSecretsUser)
+  }
+}
+
+// The WhatsApp Business Platform secrets (optional): each written, and granted, only when given, so
+// a deployment without this source has none of them. Their app settings are empty otherwise.
+resource whatsappVerifyTokenSecret 'Microsoft.KeyVault/vaults/secrets@2023-07-01' = if (!empty(whatsappVerifyToken)) {
+  // checkov:skip=CKV_AZURE_114:contentType is set (text/plain, below); checkov reads no property of a conditional resource (= if (...)) and reports it missing.
+  // checkov:skip=CKV_AZURE_41:The verify token is a string chosen for Meta's handshake and has no expiry; an expiry date here would only stop the handshake. Change it in Meta's App Dashboard and here together.
+  parent: vault
+  name: 'whatsapp-verify-token'
+  properties: {
+    value: whatsappVerifyToken
+    contentType: 'text/plain'
+  }
+}
+
+resource whatsappAppSecretSecret 'Microsoft.KeyVault/vaults/secrets@2023-07-01' = if (!empty(whatsappAppSecret)) {
+  // checkov:skip=CKV_AZURE_114:contentType is set (text/plain, below); checkov reads no property of a conditional resource (= if (...)) and reports it missing.
+  // checkov:skip=CKV_AZURE_41:Meta app secrets have no expiry; an expiry date here would only make the webhook refuse every delivery. Rotate at Meta with both secrets comma-separated here (docs/deploy.md).
+  parent: vault
+  name: 'whatsapp-app-secret'
+  properties: {
+    value: whatsappAppSecret
+    contentType: 'text/plain'
+  }
+}
+
+resource whatsappAccessTokenSecret 'Microsoft.KeyVault/vaults/secrets@2023-07-01' = if (!empty(whatsappAccessToken)) {
+  // checkov:skip=CKV_AZURE_114:contentType is set (text/plain, below); checkov reads no property of a conditional resource (= if (...)) and reports it missing.
+  // checkov:skip=CKV_AZURE_41:A Meta system-user token's expiry is chosen at Meta when the token is generated; a second date here could only disagree with it. Replace the secret before Meta's token expires.
+  parent: vault
+  name: 'whatsapp-access-token'
+  properties: {
+    value: whatsappAccessToken
+    contentType: 'text/plain'
+  }
+}
+
+resource whatsappVerifyTokenRole 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (!empty(whatsappVerifyToken)) {
+  name: guid(whatsappVerifyTokenSecret.id, identity.id, keyVaultSecretsUser)
+  scope: whatsappVerifyTokenSecret
+  properties: {
+    principalId: identity.properties.principalId
+    principalType: 'ServicePrincipal'
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', keyVaultSecretsUser)
+  }
+}
+
+resource whatsappAppSecretRole 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (!empty(whatsappAppSecret)) {
+  name: guid(whatsappAppSecretSecret.id, identity.id, keyVaultSecretsUser)
+  scope: whatsappAppSecretSecret
+  properties: {
+    principalId: identity.properties.principalId
+    principalType: 'ServicePrincipal'
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', keyVaultSecretsUser)
+  }
+}
+
+resource whatsappAccessTokenRole 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (!empty(whatsappAccessToken)) {
+  name: guid(whatsappAccessTokenSecret.id, identity.id, keyVaultSecretsUser)
+  scope: whatsappAccessTokenSecret
   properties: {
     principalId: identity.properties.principalId
     principalType: 'ServicePrincipal'
@@ -719,6 +815,88 @@ resource failureAlert 'Microsoft.Insights/scheduledQueryRules@2022-06-15' = {
   }
 }
 
+// WhatsApp Business Platform webhooks (only with whatsappAppSecret, the source on). Deliveries
+// refused for a missing or wrong X-Hub-Signature-256 (counter archiver.webhook.deliveries by
+// archiver.outcome): forged traffic, or the app secret changed at Meta but not here. Meta retries a
+// refused delivery only for a limited time, so a rotation gone wrong loses messages unless fixed.
+resource webhookSignatureAlert 'Microsoft.Insights/scheduledQueryRules@2022-06-15' = if (whatsappEnabled) {
+  name: '${namePrefix}-webhook-signature'
+  location: location
+  properties: {
+    displayName: 'WhatsApp Archiver: webhook signature failures'
+    description: 'WhatsApp webhook deliveries were refused (401) for a missing or wrong signature: forged traffic, or the Meta app secret changed without WHATSAPP_APP_SECRET. Meta retries them only for a limited time.'
+    severity: 2
+    enabled: true
+    scopes: [
+      appInsights.id
+    ]
+    evaluationFrequency: 'PT15M'
+    windowSize: 'PT15M'
+    criteria: {
+      allOf: [
+        {
+          query: 'customMetrics | where name == "archiver.webhook.deliveries" and tostring(customDimensions["archiver.outcome"]) in ("signature_missing", "signature_wrong") | project timestamp, refused = valueSum'
+          metricMeasureColumn: 'refused'
+          timeAggregation: 'Total'
+          operator: 'GreaterThan'
+          threshold: webhookSignatureFailureThreshold
+          failingPeriods: {
+            numberOfEvaluationPeriods: 1
+            minFailingPeriodsToAlert: 1
+          }
+        }
+      ]
+    }
+    autoMitigate: true
+    actions: {
+      actionGroups: [
+        actionGroup.id
+      ]
+    }
+  }
+}
+
+// The webhook answered 5xx: a storage or queue failure before the body was safe (an exception, which
+// the host answers with 500), or 503 while the app has no app secret to check signatures with. Meta
+// keeps such a delivery and retries it, for 36 hours to 7 days by its own pages, then drops it:
+// every one counts. The host records an HTTP function's status in resultCode but can mark the
+// request successful whatever the status (azure-functions-host#6511), so the alert reads resultCode.
+resource webhookServerErrorAlert 'Microsoft.Insights/scheduledQueryRules@2022-06-15' = if (whatsappEnabled) {
+  name: '${namePrefix}-webhook-5xx'
+  location: location
+  properties: {
+    displayName: 'WhatsApp Archiver: webhook answered 5xx'
+    description: 'The WhatsApp webhook answered Meta with a server error; Meta retries for a limited time, then drops the delivery. See the failed whatsapp_webhook requests and their exceptions.'
+    severity: 1
+    enabled: true
+    scopes: [
+      appInsights.id
+    ]
+    evaluationFrequency: 'PT15M'
+    windowSize: 'PT15M'
+    criteria: {
+      allOf: [
+        {
+          query: 'requests | where name == "whatsapp_webhook" and toint(resultCode) >= 500'
+          timeAggregation: 'Count'
+          operator: 'GreaterThan'
+          threshold: 0
+          failingPeriods: {
+            numberOfEvaluationPeriods: 1
+            minFailingPeriodsToAlert: 1
+          }
+        }
+      ]
+    }
+    autoMitigate: true
+    actions: {
+      actionGroups: [
+        actionGroup.id
+      ]
+    }
+  }
+}
+
 // --- Query pack and workbook -----------------------------------------------------------------
 
 // The queries are infra/monitoring/queries/<name>.kql, one file each, with their display names in
@@ -848,6 +1026,15 @@ var appSettings = {
   GRAPH_CLOUD: graphCloud
   GRAPH_UPLOAD_SESSIONS: graphUploadSessions ? 'true' : 'false'
   GRAPH_CONVERSATION_PROPERTIES: graphConversationProperties ? 'true' : 'false'
+  // WhatsApp Business Platform webhooks (optional): a Key Vault reference for each secret given,
+  // else empty, never a reference to a secret that was not written. A reference that does not
+  // resolve leaves its own text as the value, which the app would take for a secret. ARM evaluates
+  // only the branch the condition takes, so the secret that was not written is never read.
+  WHATSAPP_VERIFY_TOKEN: empty(whatsappVerifyToken) ? '' : '@Microsoft.KeyVault(SecretUri=${whatsappVerifyTokenSecret!.properties.secretUri})'
+  WHATSAPP_APP_SECRET: empty(whatsappAppSecret) ? '' : '@Microsoft.KeyVault(SecretUri=${whatsappAppSecretSecret!.properties.secretUri})'
+  WHATSAPP_ACCESS_TOKEN: empty(whatsappAccessToken) ? '' : '@Microsoft.KeyVault(SecretUri=${whatsappAccessTokenSecret!.properties.secretUri})'
+  WHATSAPP_GRAPH_BASE_URL: whatsappGraphBaseUrl
+  WHATSAPP_GRAPH_VERSION: whatsappGraphVersion
   // Graph credential: the managed identity (AZURE_CLIENT_ID), or an app registration with a
   // certificate from Key Vault. The code refuses both at once, so one side is always empty.
   AZURE_CLIENT_ID: useAppRegistration ? '' : identity.properties.clientId
@@ -859,10 +1046,10 @@ var appSettings = {
 }
 
 resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
-  // checkov:skip=CKV_AZURE_17:Client certificates do not apply: the only HTTP function (archive_status) is protected by a function key; the others are timer and queue triggers.
+  // checkov:skip=CKV_AZURE_17:Client certificates do not apply: archive_status and archive_report take a function key, and whatsapp_webhook (anonymous, as Meta sends no key) takes only bodies bearing Meta's HMAC signature; the other functions are timer and queue triggers.
   // checkov:skip=CKV_AZURE_212:Flex Consumption scales from zero by design; the daily timer and the queue triggers need no always-on instance, and queue work retries on any instance.
-  // checkov:skip=CKV_AZURE_213:No health check: the only HTTP endpoint (archive_status) needs a function key, which a platform health probe does not send; the alerts watch the app instead.
-  // checkov:skip=CKV_AZURE_222:No VNet in this deployment: archive_status needs a reachable endpoint (function key); restrict it with access restrictions or a private endpoint where policy requires.
+  // checkov:skip=CKV_AZURE_213:No health check: archive_status and archive_report need a function key, which a platform health probe does not send, and the WhatsApp webhook answers only Meta's handshake and signed bodies; the alerts watch the app instead.
+  // checkov:skip=CKV_AZURE_222:No VNet in this deployment: Meta must reach the WhatsApp webhook from the internet (its addresses change too often for an allow-list), and archive_status needs a reachable endpoint (function key); restrict the rest with access restrictions or a private endpoint where policy requires.
   name: functionAppName
   location: location
   kind: 'functionapp,linux'
@@ -915,6 +1102,9 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
     storageReaderRole
     telemessageUsernameRole
     telemessagePasswordRole
+    whatsappVerifyTokenRole
+    whatsappAppSecretRole
+    whatsappAccessTokenRole
     graphCertificateRole
     metricsPublisherRole
   ]
@@ -941,6 +1131,9 @@ resource scmBasicAuth 'Microsoft.Web/sites/basicPublishingCredentialsPolicies@20
 // --- Outputs ----------------------------------------------------------------------------------
 
 output functionAppName string = functionApp.name
+// The Callback URL to enter in Meta's App Dashboard (WhatsApp > Configuration) for the WhatsApp
+// Business Platform source: the function whatsapp_webhook, route whatsapp/webhook.
+output whatsappWebhookUrl string = 'https://${functionApp.properties.defaultHostName}/api/whatsapp/webhook'
 output storageAccountName string = storage.name
 output keyVaultName string = vault.name
 output appInsightsName string = appInsights.name

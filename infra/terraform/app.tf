@@ -53,6 +53,14 @@ locals {
     GRAPH_CLOUD                     = var.graph_cloud
     GRAPH_UPLOAD_SESSIONS           = tostring(var.graph_upload_sessions)
     GRAPH_CONVERSATION_PROPERTIES   = tostring(var.graph_conversation_properties)
+    # WhatsApp Business Platform webhooks (optional): a Key Vault reference for each secret given,
+    # else empty, never a reference to a secret that was not written. A reference that does not
+    # resolve leaves its own text as the value, which the app would take for a secret.
+    WHATSAPP_VERIFY_TOKEN   = contains(local.secret_names, "whatsapp-verify-token") ? "@Microsoft.KeyVault(SecretUri=${azapi_resource.secret["whatsapp-verify-token"].output.properties.secretUri})" : ""
+    WHATSAPP_APP_SECRET     = contains(local.secret_names, "whatsapp-app-secret") ? "@Microsoft.KeyVault(SecretUri=${azapi_resource.secret["whatsapp-app-secret"].output.properties.secretUri})" : ""
+    WHATSAPP_ACCESS_TOKEN   = contains(local.secret_names, "whatsapp-access-token") ? "@Microsoft.KeyVault(SecretUri=${azapi_resource.secret["whatsapp-access-token"].output.properties.secretUri})" : ""
+    WHATSAPP_GRAPH_BASE_URL = var.whatsapp_graph_base_url
+    WHATSAPP_GRAPH_VERSION  = var.whatsapp_graph_version
     # Graph credential: the managed identity (AZURE_CLIENT_ID), or an app registration with a
     # certificate from Key Vault. The code refuses both at once, so one side is always empty.
     AZURE_CLIENT_ID       = local.use_app_registration ? "" : azurerm_user_assigned_identity.app.client_id

@@ -24,12 +24,28 @@ resource "azurerm_key_vault" "main" {
 # no Key Vault Secrets Officer grant exists for it. ARM never returns a secret's value, so only a
 # changed variable writes a new version. The values are in the Terraform state, as before: use an
 # encrypted backend. (for_each takes the names only: sensitive values cannot drive it.)
+#
+# The WhatsApp Business Platform secrets are optional (the source is off unless they are given):
+# each is written, and granted, only when its variable is not empty, so a deployment without the
+# source has none of them. Whether a secret was given is no secret, hence nonsensitive() on that
+# test alone (for_each refuses anything derived from a sensitive value).
 locals {
-  secret_names = ["telemessage-username", "telemessage-password"]
+  required_secret_names = ["telemessage-username", "telemessage-password"]
+  optional_secret_names = ["whatsapp-verify-token", "whatsapp-app-secret", "whatsapp-access-token"]
   secret_values = {
-    "telemessage-username" = var.telemessage_username
-    "telemessage-password" = var.telemessage_password
+    "telemessage-username"  = var.telemessage_username
+    "telemessage-password"  = var.telemessage_password
+    "whatsapp-verify-token" = var.whatsapp_verify_token
+    "whatsapp-app-secret"   = var.whatsapp_app_secret
+    "whatsapp-access-token" = var.whatsapp_access_token
   }
+  secret_names = concat(
+    local.required_secret_names,
+    [for name in local.optional_secret_names : name if nonsensitive(local.secret_values[name] != "")],
+  )
+  # The WhatsApp source is on when its app secret is given: without it the webhook refuses every
+  # delivery (503), so its alerts (monitoring.tf) exist only then.
+  whatsapp_enabled = contains(local.secret_names, "whatsapp-app-secret")
 }
 
 resource "azapi_resource" "secret" {

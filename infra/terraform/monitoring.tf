@@ -155,6 +155,70 @@ resource "azurerm_monitor_scheduled_query_rules_alert_v2" "function_failures" {
   }
 }
 
+# WhatsApp Business Platform webhooks (only with whatsapp_app_secret, the source on). Deliveries
+# refused for a missing or wrong X-Hub-Signature-256 (counter archiver.webhook.deliveries by
+# archiver.outcome): forged traffic, or the app secret changed at Meta but not here. Meta retries a
+# refused delivery only for a limited time, so a rotation gone wrong loses messages unless fixed.
+resource "azurerm_monitor_scheduled_query_rules_alert_v2" "webhook_signature" {
+  count                   = local.whatsapp_enabled ? 1 : 0
+  name                    = "${var.name_prefix}-webhook-signature"
+  display_name            = "WhatsApp Archiver: webhook signature failures"
+  description             = "WhatsApp webhook deliveries were refused (401) for a missing or wrong signature: forged traffic, or the Meta app secret changed without WHATSAPP_APP_SECRET. Meta retries them only for a limited time."
+  resource_group_name     = azurerm_resource_group.main.name
+  location                = azurerm_resource_group.main.location
+  scopes                  = [azurerm_application_insights.main.id]
+  severity                = 2
+  evaluation_frequency    = "PT15M"
+  window_duration         = "PT15M"
+  auto_mitigation_enabled = true
+  criteria {
+    query                   = "customMetrics | where name == \"archiver.webhook.deliveries\" and tostring(customDimensions[\"archiver.outcome\"]) in (\"signature_missing\", \"signature_wrong\") | project timestamp, refused = valueSum"
+    metric_measure_column   = "refused"
+    time_aggregation_method = "Total"
+    operator                = "GreaterThan"
+    threshold               = var.webhook_signature_failure_threshold
+    failing_periods {
+      number_of_evaluation_periods             = 1
+      minimum_failing_periods_to_trigger_alert = 1
+    }
+  }
+  action {
+    action_groups = [azurerm_monitor_action_group.main.id]
+  }
+}
+
+# The webhook answered 5xx: a storage or queue failure before the body was safe (an exception, which
+# the host answers with 500), or 503 while the app has no app secret to check signatures with. Meta
+# keeps such a delivery and retries it, for 36 hours to 7 days by its own pages, then drops it:
+# every one counts. The host records an HTTP function's status in resultCode but can mark the
+# request successful whatever the status (azure-functions-host#6511), so the alert reads resultCode.
+resource "azurerm_monitor_scheduled_query_rules_alert_v2" "webhook_5xx" {
+  count                   = local.whatsapp_enabled ? 1 : 0
+  name                    = "${var.name_prefix}-webhook-5xx"
+  display_name            = "WhatsApp Archiver: webhook answered 5xx"
+  description             = "The WhatsApp webhook answered Meta with a server error; Meta retries for a limited time, then drops the delivery. See the failed whatsapp_webhook requests and their exceptions."
+  resource_group_name     = azurerm_resource_group.main.name
+  location                = azurerm_resource_group.main.location
+  scopes                  = [azurerm_application_insights.main.id]
+  severity                = 1
+  evaluation_frequency    = "PT15M"
+  window_duration         = "PT15M"
+  auto_mitigation_enabled = true
+  criteria {
+    query                   = "requests | where name == \"whatsapp_webhook\" and toint(resultCode) >= 500"
+    time_aggregation_method = "Count"
+    operator                = "GreaterThan"
+    threshold               = 0
+    failing_periods {
+      number_of_evaluation_periods             = 1
+      minimum_failing_periods_to_trigger_alert = 1
+    }
+  }
+  action {
+    action_groups = [azurerm_monitor_action_group.main.id]
+  }
+}
+
 # --- Query pack and workbook ---------------------------------------------------------------------
 
 # The queries are infra/monitoring/queries/<name>.kql, one file each, with their display names in

@@ -6,6 +6,12 @@ output "function_app_hostname" {
   value = azapi_resource.function_app.output.properties.defaultHostName
 }
 
+# The Callback URL to enter in Meta's App Dashboard (WhatsApp > Configuration) for the WhatsApp
+# Business Platform source: the function whatsapp_webhook, route whatsapp/webhook.
+output "whatsapp_webhook_url" {
+  value = "https://${azapi_resource.function_app.output.properties.defaultHostName}/api/whatsapp/webhook"
+}
+
 output "storage_account_name" {
   value = azurerm_storage_account.main.name
 }

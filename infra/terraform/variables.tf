@@ -131,6 +131,58 @@ variable "telemessage_page_size" {
   default     = 200
 }
 
+# --- WhatsApp Business Platform (Cloud API) webhooks: optional -----------------------------------
+# Leave the three secrets empty for a deployment without this source: nothing is stored for them and
+# the app settings are empty (the webhook then refuses every delivery with 503). Each one given is
+# stored in Key Vault (and in the Terraform state: use an encrypted backend) and set as a Key Vault
+# reference.
+
+variable "whatsapp_verify_token" {
+  description = "WHATSAPP_VERIFY_TOKEN: the Verify token typed into Meta's App Dashboard (the GET handshake); empty: the source is off."
+  type        = string
+  default     = ""
+  sensitive   = true
+  nullable    = false
+}
+
+variable "whatsapp_app_secret" {
+  description = "WHATSAPP_APP_SECRET: the Meta app secret the webhook bodies are signed with (two, comma-separated, while rotating); empty: the webhook refuses every delivery."
+  type        = string
+  default     = ""
+  sensitive   = true
+  nullable    = false
+}
+
+variable "whatsapp_access_token" {
+  description = "WHATSAPP_ACCESS_TOKEN: a Meta system-user access token, for media downloads; empty: none."
+  type        = string
+  default     = ""
+  sensitive   = true
+  nullable    = false
+}
+
+variable "whatsapp_graph_base_url" {
+  description = "WHATSAPP_GRAPH_BASE_URL: Meta's Graph API (media downloads)."
+  type        = string
+  default     = "https://graph.facebook.com"
+}
+
+variable "whatsapp_graph_version" {
+  description = "WHATSAPP_GRAPH_VERSION: the pinned Graph API version, such as v26.0."
+  type        = string
+  default     = "v26.0"
+  validation {
+    condition     = can(regex("^v[0-9]{1,3}\\.0$", var.whatsapp_graph_version))
+    error_message = "whatsapp_graph_version: v<major>.0, such as v26.0."
+  }
+}
+
+variable "webhook_signature_failure_threshold" {
+  description = "WhatsApp webhook deliveries refused for a missing or wrong signature in 15 minutes above which the signature alert fires."
+  type        = number
+  default     = 5
+}
+
 # --- Schedule and windows ------------------------------------------------------------------------
 
 variable "archive_schedule" {
