@@ -890,7 +890,8 @@ def test_secrets_are_key_vault_references(bicep_json, terraform_json):
             value = deployment.settings[setting]
             assert isinstance(value, str) and "@Microsoft.KeyVault(SecretUri=" in value, (deployment.name, setting)
         for setting in ("GRAPH_CERTIFICATE", *OPTIONAL_SECRET_SETTINGS):
-            assert "@Microsoft.KeyVault(SecretUri=" in json.dumps(deployment.settings[setting]), (deployment.name, setting)
+            reference = json.dumps(deployment.settings[setting])
+            assert "@Microsoft.KeyVault(SecretUri=" in reference, (deployment.name, setting)
 
 
 def _camel_case(setting: str) -> str:
@@ -1034,7 +1035,8 @@ def terraform_alerts(parsed: dict) -> dict[str, dict]:
             "scope": body["scopes"] == ["${azurerm_application_insights.main.id}"],
             "action": action["action_groups"] == ["${azurerm_monitor_action_group.main.id}"],
             "query": _tf_string(criterion["query"]), "aggregation": _tf_string(criterion["time_aggregation_method"]),
-            "measure": _tf_string(criterion.get("metric_measure_column")), "operator": _tf_string(criterion["operator"]),
+            "measure": _tf_string(criterion.get("metric_measure_column")),
+            "operator": _tf_string(criterion["operator"]),
             "threshold": re.sub(r"\$\{var\.(\w+)\}", r"${\1}", threshold) if isinstance(threshold, str) else threshold,
             "failing periods": (failing["number_of_evaluation_periods"],
                                 failing["minimum_failing_periods_to_trigger_alert"]),

@@ -93,3 +93,10 @@ def test_the_handshake_echoes_the_challenge_only_for_subscribe_with_our_token():
 def test_anything_else_is_403_and_echoes_nothing(params, token):
     answer = verification_handshake(params, token)
     assert answer.status == 403 and answer.challenge is None
+
+
+def test_an_unresolved_key_vault_reference_is_no_secret():
+    """The platform hands an unresolvable reference to the app as its own text: guessable."""
+    reference = "@Microsoft.KeyVault(SecretUri=https://kv-x.vault.azure.net/secrets/whatsapp-app-secret/)"
+    assert secrets_from_setting(reference) == ()
+    assert not signature_valid(BODY, sign(BODY, reference), secrets_from_setting(reference))

@@ -27,7 +27,14 @@ _CHALLENGE = re.compile(r"[A-Za-z0-9._~-]{1,256}")
 
 def secrets_from_setting(value: str) -> tuple[str, ...]:
     """The app secrets of a comma-separated setting, blanks dropped."""
-    return tuple(part.strip() for part in value.split(",") if part.strip())
+    return tuple(part.strip() for part in unresolved_as_unset(value).split(",") if part.strip())
+
+
+def unresolved_as_unset(value: str) -> str:
+    """A Key Vault reference the platform could not resolve reaches the app as its own text
+    (``@Microsoft.KeyVault(SecretUri=...)``): anyone who can guess the vault's name could then
+    sign with it. Such a value is no secret at all."""
+    return "" if value.strip().startswith("@Microsoft.KeyVault(") else value
 
 
 def signature_valid(body: bytes, header: str | None, secrets: tuple[str, ...]) -> bool:

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 import azure.functions as func
 
 from shared.composition import get_container
-from shared.domain.webhook_auth import secrets_from_setting
+from shared.domain.webhook_auth import secrets_from_setting, unresolved_as_unset
 from shared.service.webhook_intake import WebhookRequest, receive_webhook
 
 bp = func.Blueprint()
@@ -23,7 +23,7 @@ def whatsapp_webhook(req: func.HttpRequest) -> func.HttpResponse:
     settings = container.settings
     answer = receive_webhook(
         WebhookRequest(req.method or "", req.params, req.headers, req.get_body()),
-        verify_token=settings.whatsapp_verify_token.get_secret_value(),
+        verify_token=unresolved_as_unset(settings.whatsapp_verify_token.get_secret_value()),
         app_secrets=secrets_from_setting(settings.whatsapp_app_secret.get_secret_value()),
         store=container.webhook_bodies, handoff=container.listing_queue, clock=lambda: datetime.now(UTC),
     )
