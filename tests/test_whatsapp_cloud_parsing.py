@@ -12,6 +12,7 @@ from datetime import timedelta
 from email import message_from_bytes
 from email.policy import default
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -20,9 +21,14 @@ from hypothesis import strategies as st
 from shared.domain.records import ArchiveRecord, record_key
 from shared.domain.rendered import RenderedItem
 from shared.domain.rendering import render
+from shared.domain.transcript_rendering import TranscriptEntry, render_transcript
+from shared.domain.transcripts import Bucket, StagedRecord, TranscriptPart
 from shared.domain.whatsapp_cloud import BODY, RAW_MESSAGE_FILE, WebhookBatch, parse_webhook
+from shared.service.mapping import MailboxMapper
 from tests import whatsapp_cloud_builders as wa
+from tests.builders import DIRECTORY, MAPPING_CSV
 from tests.builders import record as telemessage_record
+from tests.fakes import SetDirectory, StaticMapping
 
 EMPLOYEE = "+447700900002"
 CUSTOMER = "+12025550143"
@@ -75,6 +81,9 @@ TYPES: list[tuple[str, dict[str, Any], str, tuple[str, ...]]] = [
      ("Chose the list item “Tuesday 10:00” – Call with the desk (id slot-2)",)),
     ("flow reply", wa.message("interactive", wa.flow_reply()), "INTERACTIVE",
      ("Submitted the form “flow”", "The response JSON is attached.", "flow-response.json (application/json")),
+    ("new interactive kind", wa.message("interactive", {"type": "call_permission_reply", "call_permission_reply": [
+        {"response": "accept"}], "body": "not an object"}), "INTERACTIVE",
+     ("Interactive message (call_permission_reply)", "interactive.json (application/json")),
     ("address reply", wa.message("interactive", wa.flow_reply("address_message", '{"city":"Leeds"}')), "INTERACTIVE",
      ("Submitted an address form",)),
     ("template button", wa.message("button", {"payload": "STOP-PROMOS", "text": "Stop promotions"},
@@ -96,7 +105,9 @@ TYPES: list[tuple[str, dict[str, Any], str, tuple[str, ...]]] = [
     ("unsupported", wa.message("unsupported", {"type": "poll"}, errors=[wa.meta_error()]), "UNSUPPORTED",
      ("WhatsApp unsupported message from", "did not deliver this message's content (type: poll)",
       "WhatsApp reported error 131051: Message type unknown", f"{RAW_MESSAGE_FILE} (application/json")),
-    ("unknown type", wa.message("hologram", {"frames": 3}), "UNSUPPORTED", ("(type: hologram)",)),
+    ("unknown type", wa.message("hologram", {"frames": 3}), "UNSUPPORTED",
+     ("This message is of a kind the archive does not read yet (type: hologram).",
+      "The message as received is attached as JSON.")),
     ("old unknown", wa.message("unknown", None, errors=[wa.meta_error()]), "UNSUPPORTED",
      ("did not deliver this message's content.",)),
 ]
@@ -158,6 +169,12 @@ def test_customers_carry_their_user_id_and_username_and_a_username_user_without_
     assert rendered(data).sender == rendered(only_record(wa.inbound(
         wa.message("text", wa.text("again"), n=2, sender=None, from_user_id=wa.CUSTOMER_USER_ID),
         contacts=[wa.contact(None, "Carla", user_id=wa.CUSTOMER_USER_ID, username="carla.c")]))).sender
+
+
+def test_the_business_number_maps_to_the_employee_through_the_phone_csv_and_customers_stay_external():
+    record = ArchiveRecord.model_validate(only_record(wa.inbound(wa.message("text", wa.text()))))
+    mapper = MailboxMapper(SetDirectory(*DIRECTORY), StaticMapping(MAPPING_CSV))
+    assert [m.address for m in mapper.map_record(record)] == ["bob@contoso.example"]
 
 
 def test_each_message_finds_its_own_customer_among_the_changes_contacts():
@@ -543,6 +560,26 @@ def test_a_redelivery_differs_only_in_when_it_was_captured():
     assert [m.key for m in later.messages] == [m.key for m in first.messages]
     strip = [{k: v for k, v in r.items() if k != "archivedTime"} for r in first.records]
     assert strip == [{k: v for k, v in r.items() if k != "archivedTime"} for r in later.records]
+
+
+def test_a_days_transcript_of_business_platform_records_says_each_in_a_reviewers_words():
+    batch = parse(wa.inbound(
+        wa.message("text", wa.text("Hello"), n=1),
+        wa.message("audio", wa.media("9004", "audio/ogg", voice=True), n=2),
+        wa.message("system", {"body": "Carla changed her number", "type": "user_changed_number"}, n=3),
+        wa.message("interactive", wa.flow_reply(), n=4),
+    ))
+    records = [ArchiveRecord.model_validate(r) for r in batch.records]
+    staged = tuple(StagedRecord(m.key, f"{m.key}.json", "w", r.message_id, r.message_time, (), 0)
+                   for m, r in zip(batch.messages, records, strict=True))
+    part = TranscriptPart(Bucket(records[0].sent_at.date(), "0" * 32), 1, staged)
+    item = render_transcript(part, [TranscriptEntry(r, {}) for r in records], zone=ZoneInfo("UTC"))
+    for phrase in (f"1. 09:30:01 message from {wa.CUSTOMER_NAME} ({CUSTOMER})", "2. 09:30:02 voice note from",
+                   "3. 09:30:03 system message from", "System message: Phone number changed",
+                   "4. 09:30:04 interactive reply from", "Submitted the form “flow”",
+                   "Source: WhatsApp Business Platform (Meta webhook)"):
+        assert phrase in item.text_body, phrase
+    assert [a.file_name for a in item.attachments] == ["002-voice-note-9004.ogg", "004-flow-response.json"]
 
 
 def test_telemessage_records_are_tagged_telemessage_by_default():

@@ -419,9 +419,12 @@ def _platform_lines(record: ArchiveRecord) -> list[str]:
         lines += _referral_lines(record.referral)
     if record.message_type == "UNSUPPORTED":
         what = f" (type: {record.unsupported_type})" if record.unsupported_type else ""
+        # Meta explains what it withheld with an error; without one the type is merely new to us.
         lines.append(
-            f"WhatsApp did not deliver this message's content{what}. The message as received is attached as JSON."
+            f"WhatsApp did not deliver this message's content{what}." if record.platform_errors
+            else f"This message is of a kind the archive does not read yet{what}."
         )
+        lines.append("The message as received is attached as JSON.")
     if record.message_type == "MEDIA_PLACEHOLDER":
         lines.append(
             "A media file was shared here (chat history import). WhatsApp sends the file itself only for the "

@@ -655,7 +655,7 @@ def _card(card: _At) -> dict[str, Any]:
 
 def _interactive(payload: _At) -> dict[str, Any]:
     kind = payload["type"].text()
-    reply = payload[kind].obj() if kind else None
+    reply = payload[kind].obj() if kind in ("nfm_reply", "button_reply", "list_reply") else None
     if kind == "nfm_reply" and reply is not None:
         details = {
             "flowName": reply["name"].text(),
@@ -670,9 +670,13 @@ def _interactive(payload: _At) -> dict[str, Any]:
             "description": reply["description"].text(),
             "payloadJson": _json_text(payload.value),
         }
-    else:  # an interactive message the business sent (an echo), or a kind Meta added since
-        body = payload["body"].obj()
-        details = {"body": body["text"].text() if body else None, "payloadJson": _json_text(payload.value)}
+    else:
+        # An interactive message the business sent (an echo), or a kind Meta added since: its
+        # shape is not known here, so the text is taken only where it is plainly there; the JSON
+        # attached keeps all of it.
+        body = payload.value.get("body")
+        words = body.get("text") if isinstance(body, dict) else None
+        details = {"body": words if isinstance(words, str) else None, "payloadJson": _json_text(payload.value)}
     return {"messageType": "INTERACTIVE", "interactive": _compact({"kind": kind, **details})}
 
 
