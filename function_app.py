@@ -2,7 +2,7 @@
 
 import azure.functions as func
 
-from shared.functions import items, listing, report, schedule, status, transcripts
+from shared.functions import items, listing, report, schedule, status, transcripts, whatsapp_webhook
 
 app = func.FunctionApp()
 app.register_functions(schedule.bp)
@@ -11,3 +11,4 @@ app.register_functions(items.bp)
 app.register_functions(transcripts.bp)
 app.register_functions(status.bp)
 app.register_functions(report.bp)
+app.register_functions(whatsapp_webhook.bp)

@@ -182,9 +182,19 @@ class PoisonMessage(_Message):
 
 _MOVED_WORK = {
     "listing": (ListingTask, "listing", "a listing page"),
+    "webhook_body": (WebhookBodyTask, "listing", "a webhook body"),
     "transcript": (TranscriptTask, "transcripts", "a chat-day transcript"),
     "transcripts_due": (TranscriptsDueTask, "transcripts", "the transcript dispatch of a window"),
 }
+
+
+def read_listing_work(text: str) -> ListingTask | WebhookBodyTask:
+    """A message of the listing queue: a TeleMessage page, or a stored webhook body."""
+    try:
+        kind = json.loads(text).get("kind")
+    except (ValueError, AttributeError):
+        kind = None
+    return WebhookBodyTask.from_text(text) if kind == "webhook_body" else ListingTask.from_text(text)
 
 
 def read_poison_queue_message(text: str, *, inserted_at: datetime, dequeue_count: int) -> PoisonMessage:

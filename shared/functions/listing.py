@@ -1,4 +1,5 @@
-"""Queue trigger on `listing`: one page of one slice; records to blobs, one item message each."""
+"""Queue trigger on `listing`: a source's records to blobs, one item message each — one page of one
+slice of a TeleMessage window, or one stored webhook body of a push source."""
 
 from __future__ import annotations
 
@@ -9,8 +10,9 @@ import azure.functions as func
 
 from shared.composition import get_container
 from shared.domain.errors import PoisonReason
-from shared.domain.tasks import ListingTask, PoisonMessage, TaskFormatError
+from shared.domain.tasks import PoisonMessage, TaskFormatError, WebhookBodyTask, read_listing_work
 from shared.service.listing import list_slice_page
+from shared.service.webhook_records import split_webhook_body
 from shared.settings import LISTING_QUEUE, STORAGE_CONNECTION
 
 bp = func.Blueprint()
@@ -22,7 +24,7 @@ def list_archive_slice(message: func.QueueMessage) -> None:
     container = get_container()
     body = message.get_body().decode("utf-8", errors="replace")
     try:
-        task = ListingTask.from_text(body)
+        task = read_listing_work(body)
     except TaskFormatError as error:
         # Retrying cannot repair a damaged task; keep it whole in the poison queue for a human.
         container.listing_poison_queue.send(PoisonMessage(
@@ -30,6 +32,12 @@ def list_archive_slice(message: func.QueueMessage) -> None:
             attempts=message.dequeue_count or 1, original_message=body,
         ).model_dump(mode="json"))
         log.error("listing queue: message %s is not a listing task; moved to poison", message.id)
+        return
+    if isinstance(task, WebhookBodyTask):
+        split_webhook_body(
+            task, bodies=container.webhook_bodies, records=container.records, items_queue=container.items_queue,
+            poison_queue=container.items_poison_queue, ledger=container.ledger, clock=lambda: datetime.now(UTC),
+        )
         return
     list_slice_page(
         task,

@@ -108,8 +108,11 @@ class ItemImporter:
             if origin is None:
                 raise ValueError("daily transcript mode imports records from the items queue only")
             return self._transcripts.stage(record, mapped, origin)
+        # The TeleMessage client serves TeleMessage's attachment ids only: another source's media ids
+        # never go there (its media is captured by its own path, or shows as not captured).
+        media_source = self._source if record.source == "telemessage" else None
         with MediaSpool(
-            self._source, max_bytes=self._max_item_bytes, attempt=attempt,
+            media_source, max_bytes=self._max_item_bytes, attempt=attempt,
             corrupt_after_attempts=self._corrupt_after_attempts, spool_dir=self._spool_dir,
         ) as spool:
             media = {a.attachment_id: spool.payload(a) for a in record.attachments}

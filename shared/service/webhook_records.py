@@ -1,0 +1,110 @@
+"""A stored webhook body becomes records on the items queue, like a listed page does.
+
+Accounting: a push source has no windows of capture time, so its records are accounted in one
+window per UTC day of receipt (``webhook_day``), each body being one finished "slice" of it. The
+day window's hand-off time is the last millisecond of the day: no TeleMessage window can have that
+id (their hand-off is never before their end), and the window counts as overdue only once the day
+is over and six hours have passed with records still unaccounted.
+
+Each message becomes a claim check and an item task exactly as listing makes them, so import,
+mapping, rendering, poison and replay are the TeleMessage path's own. Each part of the body that
+could not become a record is poisoned at once with the JSON path at fault and its fragment kept.
+The page entry is written last, once every record's work is durably queued.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, time, timedelta
+
+from shared import telemetry
+from shared.domain.errors import PoisonReason
+from shared.domain.ledger import OutcomeEntry, PageEntry, RecordOutcome, WindowInfo
+from shared.domain.records import record_key
+from shared.domain.tasks import ItemTask, PoisonMessage, WebhookBodyTask
+from shared.domain.whatsapp_cloud import WebhookProblem, parse_webhook
+from shared.domain.window import Window
+from shared.ports import RecordStore, WebhookBodyStore, WindowLedger, WorkQueue
+from shared.service.listing import serialise_item
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class SplitResult:
+    window_id: str
+    records: int
+    problems: int
+    statuses: dict[str, int]
+    failed_statuses: int
+
+
+def webhook_day(received_at: datetime) -> WindowInfo:
+    """The accounting window of the UTC day a webhook body arrived on."""
+    day = received_at.astimezone(UTC).date()
+    start = datetime.combine(day, time(), tzinfo=UTC)
+    end = start + timedelta(days=1)
+    return WindowInfo(Window(start, end), 1, end - timedelta(milliseconds=1))
+
+
+def split_webhook_body(
+    task: WebhookBodyTask, *, bodies: WebhookBodyStore, records: RecordStore, items_queue: WorkQueue,
+    poison_queue: WorkQueue, ledger: WindowLedger, clock: Callable[[], datetime],
+) -> SplitResult:
+    """Errors from storage and queues propagate (the host retries the task; every step repeats
+    safely: claim checks are written once, item tasks are deduplicated at import)."""
+    raw = bodies.get(task.body_ref)
+    batch = parse_webhook(raw, received_at=task.received_at)
+    info = webhook_day(task.received_at)
+    window_id = info.window_id
+    if ledger.window(window_id) is None:
+        ledger.open_window(info)
+    keys: list[str] = []
+    for message in batch.messages:
+        reference = records.put(message.key, serialise_item(message.record))
+        items_queue.send(ItemTask(
+            window_id=window_id, record_key=message.key, record_ref=reference, message_id=message.message_id,
+        ).model_dump(mode="json"))
+        keys.append(message.key)
+    for problem in batch.problems:
+        keys.append(_poison(problem, window_id, records=records, poison_queue=poison_queue, ledger=ledger,
+                            now=clock()))
+    body_hash = task.body_ref.rsplit("/", 1)[-1].removesuffix(".json")
+    ledger.record_page(window_id, PageEntry(f"webhook-{body_hash[:32]}", 0, tuple(keys), True))
+    telemetry.count_listed(len(keys), window_id=window_id)
+    statuses = batch.status_counts
+    log.info(
+        "webhook body %s: %d record(s), %d problem(s), %d status(es) (%d failed), %d notice(s)",
+        body_hash[:16], len(batch.messages), len(batch.problems), sum(statuses.values()),
+        len(batch.failed_statuses), len(batch.notices),
+    )
+    return SplitResult(window_id, len(batch.messages), len(batch.problems), statuses, len(batch.failed_statuses))
+
+
+def _poison(
+    problem: WebhookProblem, window_id: str, *, records: RecordStore, poison_queue: WorkQueue,
+    ledger: WindowLedger, now: datetime,
+) -> str:
+    """The fragment kept as a claim check, a poison message naming the path at fault, the outcome
+    in the ledger: the same three a record poisoned at import leaves."""
+    fragment = serialise_item(problem.fragment)
+    key = record_key(problem.message_id) if problem.message_id else \
+        "unidentified-" + hashlib.sha256(fragment).hexdigest()
+    reference = records.put(key, fragment)
+    poison_queue.send(PoisonMessage(
+        reason=PoisonReason.INVALID_ITEM, detail=problem.detail[:2000], window_id=window_id, record_key=key,
+        record_ref=reference, message_id=problem.message_id, failed_at=now, first_failed_at=now,
+    ).model_dump(mode="json"))
+    ledger.record_outcome(window_id, OutcomeEntry(
+        record_key=key, message_id=problem.message_id, outcome=RecordOutcome.POISONED, at=now,
+        reason=PoisonReason.INVALID_ITEM.value, detail=problem.detail[:2000],
+    ))
+    telemetry.account_record(RecordOutcome.POISONED, reason=PoisonReason.INVALID_ITEM)
+    log.warning("webhook: a part of a body could not become a record (%s); poisoned with its fragment",
+                problem.path, extra=telemetry.dimensions(outcome=RecordOutcome.POISONED,
+                                                         reason=PoisonReason.INVALID_ITEM))
+    return key
+

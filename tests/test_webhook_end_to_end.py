@@ -1,0 +1,128 @@
+"""Webhook bodies through the registered functions under the host runner, over Azurite, into .eml
+mailboxes: signed deliveries are archived once per message and mailbox however often Meta sends
+them, the day's window reconciles, malformed parts are poisoned with their path, forged bodies leave
+nothing behind."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+from email import policy
+from email.parser import BytesParser
+
+import pytest
+
+import function_app
+from shared.composition import get_container, reset_container
+from shared.domain.ledger import summarize
+from shared.local.host_runner import HostRunner
+from tests import whatsapp_cloud_builders as wa
+from tests.conftest import fast_host_json
+
+pytestmark = pytest.mark.integration
+
+SECRET = "test-app-secret"
+EMPLOYEE = "trader@contoso.example"
+
+
+@pytest.fixture
+def webhook_app(tmp_path, azurite, monkeypatch):
+    mapping = tmp_path / "mapping.csv"
+    mapping.write_text(f"PhoneNumber,EmailAddress\n+{wa.BUSINESS},{EMPLOYEE}\n", encoding="utf-8")
+    directory = tmp_path / "directory.txt"
+    directory.write_text(EMPLOYEE + "\n", encoding="utf-8")
+    env = {
+        "AzureWebJobsStorage": azurite.connection_string, "WHATSAPP_APP_SECRET": SECRET,
+        "WHATSAPP_VERIFY_TOKEN": "verify-me", "MAILBOX_WRITER": "eml", "EML_MAILBOX_DIR": str(tmp_path / "mail"),
+        "DIRECTORY": "file", "DIRECTORY_FILE": str(directory), "MAPPING_FILE": str(mapping),
+        # The TeleMessage path is not used here; its client is built all the same, and never called.
+        "TELEMESSAGE_BASE_URL": "http://127.0.0.1:9", "TELEMESSAGE_USERNAME": "unused",
+        "ARCHIVE_SCHEDULE": "0 0 2 * * *",
+    }
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    reset_container()
+    runner = HostRunner(function_app.app, host_json=fast_host_json(tmp_path),
+                        connection_settings={"AzureWebJobsStorage": azurite.connection_string}, settings=env, workers=4)
+    with runner:
+        yield runner, tmp_path / "mail"
+    reset_container()
+
+
+def deliver(runner: HostRunner, body: bytes, secret: str = SECRET):
+    signature = "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+    return runner.call_http("whatsapp_webhook", "POST", headers={"X-Hub-Signature-256": signature}, body=body)
+
+
+def archived(mail_dir) -> list:
+    return [BytesParser(policy=policy.default).parsebytes(p.read_bytes()) for p in sorted(mail_dir.rglob("*.eml"))]
+
+
+def test_signed_deliveries_are_archived_once_per_message_however_often_meta_sends_them(webhook_app):
+    runner, mail = webhook_app
+    first = wa.inbound(wa.message("text", wa.text("Buy 100 at market."), n=1),
+                       wa.message("text", wa.text("Confirm when done."), n=2), contacts=[wa.contact()])
+    again = first  # Meta redelivers the same body (a retry, or the same update to another app)
+    echo = wa.echoes(wa.echo("text", wa.text("Done: 100 filled."), n=3))
+    for body in (first, again, echo):
+        assert deliver(runner, body).status_code == 200
+    runner.drain(timeout=120)
+
+    items = archived(mail)
+    assert len(items) == 3  # two inbound, one echo: the redelivery added nothing
+    ids = {item["X-Archive-Item-Id"] for item in items}
+    assert ids == {wa.wamid(1), wa.wamid(2), wa.wamid(3)}
+    assert {path.relative_to(mail).parts[0] for path in mail.rglob("*.eml")} == {EMPLOYEE}  # the number's mailbox
+    echoed = next(item for item in items if item["X-Archive-Item-Id"] == wa.wamid(3))
+    assert f"+{wa.BUSINESS}" in str(echoed["From"])  # an echo is what the employee sent
+    ledger = get_container().ledger
+    [window] = ledger.recent_windows(5)
+    outcomes = ledger.outcomes(window.window_id)
+    summary = summarize(window, ledger.pages(window.window_id), outcomes)
+    # One day window: the redelivered records fold into the ones already imported, and the ledger
+    # keeps the evidence that they came again and were skipped.
+    assert summary.listed == 3 and summary.imported == 3 and summary.pending == 0 and not summary.poisoned
+    written = sorted(m.outcome.value for o in outcomes for m in o.mailboxes)
+    assert written == ["imported"] * 3 + ["skipped_duplicate"] * 2
+
+
+def test_a_malformed_message_is_poisoned_naming_its_path_and_the_good_ones_beside_it_are_archived(webhook_app):
+    runner, mail = webhook_app
+    broken = wa.message("text", wa.text("no time"), n=5)
+    broken["timestamp"] = "yesterday"
+    body = wa.inbound(wa.message("text", wa.text("fine"), n=4), broken, contacts=[wa.contact()])
+    assert deliver(runner, body).status_code == 200
+    runner.drain(timeout=120)
+
+    assert [item["X-Archive-Item-Id"] for item in archived(mail)] == [wa.wamid(4)]
+    queue = get_container().items_poison_queue.client
+    [message] = queue.receive_messages(max_messages=32, visibility_timeout=1)
+    poison = json.loads(message.content)
+    assert poison["reason"] == "invalid_item" and "messages[1].timestamp" in poison["detail"]
+    assert poison["message_id"] == wa.wamid(5) and "no time" not in poison["detail"]
+
+
+def test_a_forged_or_unsigned_body_leaves_nothing_behind(webhook_app):
+    runner, mail = webhook_app
+    body = wa.inbound(wa.message("text", wa.text("forged"), n=9), contacts=[wa.contact()])
+    assert deliver(runner, body, secret="not-the-app-secret").status_code == 401
+    assert runner.call_http("whatsapp_webhook", "POST", body=body).status_code == 401
+    runner.drain(timeout=30)
+    assert archived(mail) == [] and get_container().ledger.recent_windows(5) == []
+    assert runner.call_http("whatsapp_webhook", "GET", params={
+        "hub.mode": "subscribe", "hub.verify_token": "verify-me", "hub.challenge": "31337"}).get_body() == b"31337"
+
+
+def test_meta_media_ids_never_go_to_the_telemessage_client_and_the_record_says_not_captured(webhook_app):
+    runner, mail = webhook_app
+    body = wa.inbound(wa.message("image", wa.media("media-1", "image/jpeg", caption="the chart"), n=6),
+                      contacts=[wa.contact()])
+    assert deliver(runner, body).status_code == 200
+    runner.drain(timeout=120)
+    [item] = archived(mail)
+    assert item["X-Archive-Item-Id"] == wa.wamid(6)
+    ledger = get_container().ledger
+    [window] = ledger.recent_windows(5)
+    summary = summarize(window, ledger.pages(window.window_id), ledger.outcomes(window.window_id))
+    assert summary.partially_imported == 1  # counted as partial until the media capture step exists
