@@ -140,6 +140,7 @@ def storage(recorder) -> Iterator[dict[str, str]]:
 
 
 CREDENTIALS = ["account key", "unsigned path (account SAS)"]
+WEBHOOK_SECRET = "fuzz-app-secret"
 
 
 @pytest.fixture(scope="module", params=CREDENTIALS)
@@ -153,6 +154,7 @@ def app(request, storage, recorder, tmp_path_factory) -> Iterator[Recorder]:
         "MAILBOX_WRITER": "eml", "EML_MAILBOX_DIR": str(tmp_path_factory.mktemp("mail")),
         # Built by the import function's composition; a forged message must never get as far as calling it.
         "TELEMESSAGE_BASE_URL": "http://127.0.0.1:9", "TELEMESSAGE_USERNAME": "never-used",
+        "WHATSAPP_APP_SECRET": WEBHOOK_SECRET, "WHATSAPP_VERIFY_TOKEN": "fuzz-verify-token",
     }
     with pytest.MonkeyPatch.context() as patch:
         for name, value in env.items():
@@ -311,6 +313,51 @@ def test_a_forged_item_message_is_poisoned_whole_and_reads_nothing(app, field, v
     queue.client.delete_message(message)
     poison = read_poison_queue_message(message.content, inserted_at=message.inserted_on, dequeue_count=1)
     assert poison.reason.value == "invalid_item" and poison.original_message == forged
+
+
+def _webhook_writes_only_its_bodies_and_hand_offs(requests: list[StorageRequest]) -> list[StorageRequest]:
+    wrong = []
+    for r in requests:
+        if r.queue:
+            if r.container != "listing" or r.method not in ("POST", "PUT"):
+                wrong.append(r)
+        elif r.method == "GET" or r.container != RECORDS or (r.blob is not None and not r.blob.startswith("webhooks/")):
+            if not (r.method == "PUT" and r.blob is None and r.query.get("restype") == "container"):
+                wrong.append(r)
+    return wrong
+
+
+@FUZZ
+@given(method=METHODS, params=st.dictionaries(st.sampled_from(["hub.mode", "hub.verify_token", "hub.challenge", "x"]),
+                                              st.text(max_size=40), max_size=4),
+       headers=st.dictionaries(st.sampled_from(["X-Hub-Signature-256", "X-Hub-Signature", "Content-Type", "Accept"]),
+                               st.text(max_size=80), max_size=3),
+       body=st.binary(max_size=2048), sign=st.booleans())
+def test_the_webhook_reads_nothing_and_writes_only_signed_bodies_whatever_it_is_sent(
+    app, method, params, headers, body, sign,
+):
+    import hashlib
+    import hmac
+
+    from shared.functions import whatsapp_webhook
+
+    if sign:
+        headers = {**headers, "X-Hub-Signature-256": "sha256=" + hmac.new(
+            WEBHOOK_SECRET.encode(), body, hashlib.sha256).hexdigest()}
+    app.requests.clear()
+    request = func.HttpRequest(method, "http://localhost/api/whatsapp/webhook", headers=headers, params=params,
+                               body=body)
+    response = whatsapp_webhook.whatsapp_webhook.build().get_user_function()(request)
+    assert response.status_code in (200, 401, 403, 405, 413)
+    assert not _webhook_writes_only_its_bodies_and_hand_offs(app.requests)
+    stored = [r for r in app.requests if not r.queue and r.blob is not None]
+    if method.upper() == "POST" and sign:
+        assert response.status_code == 200 and len(stored) == 1
+    elif method.upper() == "POST":
+        assert response.status_code == 401 and stored == []
+    answer = response.get_body()
+    if response.status_code != 200 or method.upper() != "GET":
+        assert answer == b""  # nothing is ever said back but the handshake's challenge
 
 
 # --- the CLI ----------------------------------------------------------------------------------------
