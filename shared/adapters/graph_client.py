@@ -28,13 +28,14 @@ Credentials (``build_graph_client``), in this order:
 
 Retries: kiota's RetryHandler would sleep inside the request for any ``Retry-After`` below 180 s,
 three times over: up to nine minutes blocked in one write while the queue message's visibility
-timeout runs out. The client built here uses ``BoundedRetryHandler`` instead: at most
-``max_retries`` quick retries, only when the wait is at most ``retry_max_wait_seconds`` (the
-``Retry-After`` when Graph sends one, else a short exponential backoff with jitter); longer waits
-come back as the 429/503/504 response, which the adapters turn into
-``TransientError(retry_after=...)`` at once so the queue, not a sleeping worker, does the waiting.
-A POST is retried only on 429 (throttled requests were not executed); a 503/504 on a POST may have
-created the item, and the next attempt's idempotency lookup is the safe way to find out.
+timeout runs out. The client built here uses ``BoundedRetryHandler`` instead, which takes every
+decision from ``graph_retry_policy`` (a ``RetryPolicy``, retry_policy.py): at most ``max_retries``
+quick retries, only when the wait is at most ``retry_max_wait_seconds`` (the ``Retry-After`` when
+Graph sends one, else a short exponential backoff with jitter); longer waits come back as the
+429/503/504 response, which the adapters turn into ``TransientError(retry_after=...)`` at once so
+the queue, not a sleeping worker, does the waiting. A POST is retried only on 429 (throttled
+requests were not executed); a 503/504 on a POST may have created the item, and the next
+attempt's idempotency lookup is the safe way to find out.
 
 Concurrency: Exchange allows 4 concurrent requests per app and mailbox. ``MailboxGate`` keeps
 every Graph request of this process (all clients, all loops, upload PUTs included) within that,
@@ -54,7 +55,6 @@ import binascii
 import hashlib
 import importlib.util
 import logging
-import random
 import threading
 import time
 import weakref
@@ -66,6 +66,7 @@ from functools import cache
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import unquote, urlsplit, urlunsplit
 
+from shared.adapters.retry_policy import THROTTLING_STATUSES, RetryDecision, RetryPolicy, parse_retry_after
 from shared.adapters.urls import checked_base_url, has_userinfo, is_loopback_host, origin, split_url
 from shared.domain.errors import ConfigurationError, PermanentError, PoisonReason
 
@@ -457,7 +458,9 @@ def _assemble_client(
     }
     middleware = KiotaClientFactory.get_default_middleware(options)
     retry_option = RetryHandlerOption(delay=0.0, max_retries=max_retries)
-    bounded = bounded_retry_handler_class()(retry_option, max_wait_seconds=retry_max_wait_seconds)
+    bounded = bounded_retry_handler_class()(
+        retry_option, policy=graph_retry_policy(max_retries, retry_max_wait_seconds)
+    )
     refuse = refuse_redirects_class()()
     middleware = [
         bounded if isinstance(m, RetryHandler) else refuse if isinstance(m, RedirectHandler) else m
@@ -493,18 +496,50 @@ def _h2_available() -> bool:
     return importlib.util.find_spec("h2") is not None
 
 
+def graph_retry_policy(
+    max_retries: int = DEFAULT_MAX_RETRIES, max_wait_seconds: float = DEFAULT_RETRY_MAX_WAIT_SECONDS
+) -> RetryPolicy:
+    """The retries of a Graph request (see the module docstring): throttling and unavailability
+    only, a POST on 429 only; 0.25 s, 0.5 s, 1 s ... plus up to 0.25 s of jitter between attempts,
+    and no wait above ``max_wait_seconds`` slept inline."""
+    return RetryPolicy(
+        max_attempts=max_retries + 1,
+        backoff_factor=0.25,
+        backoff_jitter=0.25,
+        backoff_max=max_wait_seconds,
+        max_inline_wait=max_wait_seconds,
+        retry_statuses=THROTTLING_STATUSES,
+        unsafe_methods=frozenset({"POST"}),
+        unsafe_retry_statuses=frozenset({429}),
+    )
+
+
 @cache
 def bounded_retry_handler_class() -> type:
-    """kiota's RetryHandler, but never sleeping long inside a request (see the module docstring).
+    """kiota's RetryHandler with every decision taken by a ``RetryPolicy`` (see the module docstring).
 
-    Built on first use so importing this module does not import kiota.
+    kiota keeps the loop, the count of attempts (its ``Retry-Attempt`` header) and its refusal to
+    resend a body it cannot rewind (octet streams); whether to retry and how long to wait are the
+    policy's. Built on first use so importing this module does not import kiota.
     """
     from kiota_http.middleware import RetryHandler
+    from kiota_http.middleware.retry_handler import RETRY_ATTEMPT
 
     class BoundedRetryHandler(RetryHandler):  # type: ignore[misc,valid-type]
-        def __init__(self, options: Any = None, *, max_wait_seconds: float) -> None:
+        def __init__(self, options: Any = None, *, policy: RetryPolicy) -> None:
             super().__init__(options)
-            self.max_wait_seconds = max_wait_seconds
+            self.policy = policy
+            self.retry_on_status_codes = set(policy.retry_statuses)
+
+        def _decision(self, retry_count: int, response: Any) -> RetryDecision:
+            return self.policy.at(retry_count).after_failure(
+                method=response.request.method,
+                status=response.status_code,
+                retry_after_header=response.headers.get("Retry-After"),
+            )
+
+        def check_retry_valid(self, retry_count: int, options: Any) -> bool:
+            return True  # the policy counts the attempts (should_retry)
 
         def should_retry(self, request: Any, options: Any, response: Any) -> bool:
             # Every response of the chain passes here once: the place to count Graph's throttling,
@@ -515,18 +550,13 @@ def bounded_retry_handler_class() -> type:
                 telemetry.count_graph_throttled(response.status_code)
             if not super().should_retry(request, options, response):
                 return False
-            if request.method.upper() == "POST" and response.status_code != 429:
-                return False
-            retry_after = parse_retry_after(response.headers.get("Retry-After"))
-            return retry_after is None or retry_after <= self.max_wait_seconds
+            retry_count = int(response.request.headers.get(RETRY_ATTEMPT, 0))
+            return self._decision(retry_count, response).retry
 
         def get_delay_time(self, retry_count: int, response: Any = None, delay: float = 0.0) -> float:
-            # Graph's Retry-After when there is one (kiota's own parser drops fractional seconds);
-            # else 0.25 s, 0.5 s, 1 s ... plus up to 0.25 s of jitter, never above the bound.
-            retry_after = parse_retry_after(response.headers.get("Retry-After")) if response is not None else None
-            if retry_after is not None:
-                return retry_after
-            return min(self.max_wait_seconds, 0.25 * 2**retry_count + random.uniform(0.0, 0.25))
+            if response is None:
+                return self.policy.at(retry_count + 1).next_wait()
+            return self._decision(retry_count, response).wait
 
     return BoundedRetryHandler
 
@@ -807,7 +837,6 @@ USER_NOT_FOUND_CODES = frozenset({"Request_ResourceNotFound", "ResourceNotFound"
 # unavailable at once.
 ACCESS_DENIED_CODE = "ErrorAccessDenied"
 ACCESS_DENIED_RETRY_SECONDS = 15 * 60
-THROTTLING_STATUSES = frozenset({429, 503, 504})
 # Codes and message fragments of "this request or message is too big". Graph has answered an
 # oversized request both as 413 and as 400 BadRequest "Maximum request length exceeded" /
 # "The maximum request length supported is 4MB".
@@ -863,27 +892,6 @@ def _header(headers: Any, name: str) -> str | None:
         lowered = name.lower()
         value = next((v for k, v in headers.items() if str(k).lower() == lowered), None)
     return None if value is None else str(value)
-
-
-def parse_retry_after(value: str | None) -> float | None:
-    """Seconds from a Retry-After header (delta-seconds or an HTTP date); None if absent or unreadable."""
-    if not value:
-        return None
-    value = value.strip()
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    from datetime import UTC, datetime
-    from email.utils import parsedate_to_datetime
-
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - datetime.now(UTC)).total_seconds())
 
 
 def translate_common(exc: BaseException, *, mailbox: str, operation: str) -> Exception | None:

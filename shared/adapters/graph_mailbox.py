@@ -89,7 +89,7 @@ import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import IO, TYPE_CHECKING, Any, Protocol
 
@@ -104,14 +104,15 @@ from shared.adapters.graph_client import (
     checked_upload_url,
     graph_client_info,
     graph_failure,
+    graph_retry_policy,
     mailbox_ref,
-    parse_retry_after,
     process_mailbox_gate,
     release_graph_loop,
     translate_common,
 )
 from shared.adapters.graph_json import send_json, string, values
 from shared.adapters.graph_pacer import MailboxPacer, PacingDeferred, process_mailbox_pacer
+from shared.adapters.retry_policy import SERVER_ERRORS, RetryPolicy
 from shared.domain.errors import (
     ArchiveError,
     ConfigurationError,
@@ -420,13 +421,19 @@ class UploadSessionAttachments:
         retry_max_wait_seconds: float = 5.0,
         timeout_seconds: float = 120.0,
         clock: Callable[[], float] = time.monotonic,
+        retry_policy: RetryPolicy | None = None,
     ) -> None:
         if chunk_bytes <= 0 or chunk_bytes > MAX_REQUEST_BYTES or chunk_bytes % (320 * 1024):
             raise ConfigurationError("upload chunks must be a multiple of 320 KiB and at most 4 MB")
         self.upload_sessions = upload_sessions
         self.chunk_bytes = chunk_bytes
-        self.chunk_retries = chunk_retries
-        self.retry_max_wait_seconds = retry_max_wait_seconds
+        # A chunk PUT is Graph's retry policy (``chunk_retries`` retries, no wait above
+        # ``retry_max_wait_seconds`` slept) on any server error too: the upload host is not behind
+        # kiota, and a chunk refused for good costs the whole item (the writer removes it).
+        self.retry_policy = retry_policy or replace(
+            graph_retry_policy(chunk_retries, retry_max_wait_seconds),
+            retry_statuses=THROTTLING_STATUSES | SERVER_ERRORS,
+        )
         self.timeout_seconds = timeout_seconds
         self._clock = clock
         self._sessions_refused_at: float | None = None
@@ -585,9 +592,8 @@ class UploadSessionAttachments:
             "Content-Length": str(len(chunk)),
             "Content-Type": "application/octet-stream",
         }
-        for attempt in range(self.chunk_retries + 1):
-            last_try = attempt == self.chunk_retries
-            backoff = min(self.retry_max_wait_seconds, 0.25 * 2**attempt)
+        retry = self.retry_policy
+        while True:
             body = _slices(chunk)
             try:
                 async with graph.gate.slot(mailbox):
@@ -596,9 +602,11 @@ class UploadSessionAttachments:
                     await graph.pace(mailbox, upload_bytes=len(chunk), may_defer=False)
                     response = await http.put(url, content=body, headers=headers)
             except httpx.TransportError as exc:
-                if last_try:
+                decision = retry.after_failure(method="PUT")
+                if not decision.retry:
                     raise TransientError(f"upload chunk failed: {type(exc).__name__}") from None
-                await asyncio.sleep(backoff)
+                retry = decision.policy
+                await asyncio.sleep(decision.wait)
                 continue
             finally:
                 await body.aclose()
@@ -608,19 +616,22 @@ class UploadSessionAttachments:
             code = _error_code(response)
             if status == 413 or code in TOO_LARGE_CODES:
                 raise PermanentError(PoisonReason.TOO_BIG, f"upload chunk refused with {status} {code}")
-            retry_after = parse_retry_after(response.headers.get("Retry-After"))
+            decision = retry.after_failure(
+                method="PUT", status=status, retry_after_header=response.headers.get("Retry-After")
+            )
             if status == 429:
-                graph.throttled(mailbox, retry_after)
+                graph.throttled(mailbox, decision.retry_after)
             if status in THROTTLING_STATUSES:
                 # Chunks go to the upload host outside kiota, whose retry handler counts the rest.
                 telemetry.count_graph_throttled(status)
-            retryable = status in THROTTLING_STATUSES or status >= 500
-            wait = backoff if retry_after is None else retry_after
-            if not retryable or last_try or wait > self.retry_max_wait_seconds:
+            if not decision.retry:
                 # An expired or confused session is not resumed: the writer removes the item and
                 # the next attempt starts the record again.
-                raise TransientError(f"upload chunk refused with {status} {code}", retry_after=retry_after)
-            await asyncio.sleep(wait)
+                raise TransientError(
+                    f"upload chunk refused with {status} {code}", retry_after=decision.retry_after
+                )
+            retry = decision.policy
+            await asyncio.sleep(decision.wait)
 
     def _client(self) -> httpx.AsyncClient:
         import httpx

@@ -20,21 +20,19 @@ would hand the credentials (a 307 re-sends the login body) to whatever host the 
 from __future__ import annotations
 
 import contextlib
-import email.utils
 import logging
-import math
-import random
 import re
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from datetime import UTC, datetime
+from dataclasses import replace
 from types import TracebackType
 from typing import Any
 from urllib.parse import quote, urlunsplit
 
 import httpx
 
+from shared.adapters.retry_policy import SERVER_ERRORS, RetryPolicy, Verdict
 from shared.adapters.urls import checked_base_url
 from shared.domain.errors import ConfigurationError, PermanentError, PoisonReason, TransientError
 from shared.domain.window import Window, isoformat_z
@@ -48,10 +46,24 @@ ATTACHMENT_PATH = "/api/v1/archive/attachments/{attachment_id}"
 DEFAULT_SOURCE_TYPES = ("WHATSAPP_ARCHIVER", "WHATSAPP_CLOUD_ARCHIVER")
 MAX_PAGE_SIZE = 1000
 
-# 408 is the server saying it gave up waiting for us: as safe to repeat as a 5xx.
-_RETRYABLE_STATUS = frozenset({408})
 _CONTENT_RANGE = re.compile(r"^bytes (\d+)-(\d+)/(\d+|\*)$")
 _ERROR_CODE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+
+
+def telemessage_retry_policy(attempts: int = 3, backoff: float = 0.5, max_inline_wait: float = 5.0) -> RetryPolicy:
+    """The retries of a TeleMessage request: ``attempts`` in all, on 429 (its Retry-After when at
+    most ``max_inline_wait``), 408 (the server gave up waiting for us) and any 5xx, and on a lost
+    connection; ``backoff``, twice that, ... plus up to half a ``backoff`` of jitter in between.
+    Every method is safe to repeat: the only POST is the login."""
+    return RetryPolicy(
+        max_attempts=attempts,
+        backoff_factor=backoff,
+        backoff_jitter=backoff / 2,
+        backoff_max=max_inline_wait,
+        max_inline_wait=max_inline_wait,
+        retry_statuses=frozenset({408, 429}) | SERVER_ERRORS,
+        unsafe_methods=frozenset(),
+    )
 
 
 class TeleMessageClient:
@@ -76,7 +88,10 @@ class TeleMessageClient:
         max_resumes: int = 3,
         chunk_size: int = 64 * 1024,
         clock: Callable[[], float] = time.monotonic,
+        retry_policy: RetryPolicy | None = None,
     ) -> None:
+        """``attempts``, ``backoff`` and ``max_inline_wait`` make ``telemessage_retry_policy``;
+        ``retry_policy`` replaces it whole. A download resumes at most ``max_resumes`` times."""
         if attempts < 1:
             raise ValueError("attempts must be at least 1")
         if not source_types:
@@ -89,10 +104,8 @@ class TeleMessageClient:
         self._owns_http = http is None
         self._http = http if http is not None else httpx.Client(timeout=self._timeout, follow_redirects=False)
         self._sleep = sleep
-        self._max_inline_wait = max_inline_wait
-        self._attempts = attempts
-        self._backoff = backoff
-        self._max_resumes = max_resumes
+        self._retry = retry_policy or telemessage_retry_policy(attempts, backoff, max_inline_wait)
+        self._resume_retry = replace(self._retry, max_attempts=max_resumes + 1)
         self._chunk_size = chunk_size
         self._clock = clock
         self._token_lock = threading.Lock()
@@ -191,10 +204,11 @@ class TeleMessageClient:
     ) -> httpx.Response:
         """One logical request: retries what is safe to retry, refreshes an expired token once.
 
-        Returns the response for any status the caller must interpret (2xx, 4xx other than 401
-        and 429). For ``stream=True`` the body is not read yet and the caller must close it.
+        Returns the response for any status the caller must interpret (2xx, 4xx other than 401,
+        408 and 429); what is retried, and how often, is ``telemessage_retry_policy``'s call.
+        For ``stream=True`` the body is not read yet and the caller must close it.
         """
-        failures = 0
+        retry = self._retry
         refreshed = False
         while True:
             request_headers = dict(headers or {})
@@ -210,8 +224,7 @@ class TeleMessageClient:
                 # Per request too, so that an ``http`` client built to follow redirects does not.
                 response = self._http.send(request, stream=stream, follow_redirects=False)
             except httpx.TransportError as exc:
-                failures += 1
-                self._pause_or_give_up(failures, what, type(exc).__name__, exc)
+                retry = self._pause_or_give_up(retry, method, what, type(exc).__name__, cause=exc)
                 continue
             status = response.status_code
             if 300 <= status < 400:
@@ -229,43 +242,44 @@ class TeleMessageClient:
                 logger.info("TeleMessage token refused during %s; fetching a new one", what)
                 self._forget_token(token)
                 continue
-            if status == 429:
-                retry_after = _retry_after_seconds(response.headers.get("Retry-After"))
+            if status in retry.retry_statuses:
+                retry_after = response.headers.get("Retry-After")
                 _discard(response)
-                failures += 1
-                if retry_after is not None and retry_after > self._max_inline_wait:
-                    # Sleeping here would hold a worker hostage; let the queue redeliver later.
-                    raise TransientError(
-                        f"TeleMessage {what}: rate limited, retry after {retry_after:g}s",
-                        retry_after=retry_after,
-                    )
-                if failures >= self._attempts:
-                    raise TransientError(
-                        f"TeleMessage {what}: still rate limited after {failures} attempts",
-                        retry_after=retry_after if retry_after is not None else self._delay(failures),
-                    )
-                delay = retry_after if retry_after is not None else self._delay(failures)
-                logger.warning("TeleMessage %s: rate limited (429), retrying in %.2fs", what, delay)
-                self._sleep(delay)
-                continue
-            if status >= 500 or status in _RETRYABLE_STATUS:
-                _discard(response)
-                failures += 1
-                self._pause_or_give_up(failures, what, f"HTTP {status}", None)
+                reason = "rate limited (429)" if status == 429 else f"HTTP {status}"
+                retry = self._pause_or_give_up(retry, method, what, reason, status=status, retry_after=retry_after)
                 continue
             return response
 
-    def _pause_or_give_up(self, failures: int, what: str, reason: str, cause: Exception | None) -> None:
-        if failures >= self._attempts:
-            raise TransientError(f"TeleMessage {what}: {reason} after {failures} attempts") from cause
-        delay = self._delay(failures)
+    def _pause_or_give_up(
+        self,
+        retry: RetryPolicy,
+        method: str,
+        what: str,
+        reason: str,
+        *,
+        status: int | None = None,
+        retry_after: str | None = None,
+        cause: Exception | None = None,
+    ) -> RetryPolicy:
+        """Sleeps before the next attempt and returns the policy's next state, or raises the
+        TransientError that ends the request."""
+        decision = retry.after_failure(method=method, status=status, retry_after_header=retry_after)
+        if decision.verdict is Verdict.WAIT_TOO_LONG:
+            # Sleeping here would hold a worker hostage; let the queue redeliver later.
+            raise TransientError(
+                f"TeleMessage {what}: {reason}, retry after {decision.wait:g}s", retry_after=decision.wait
+            ) from cause
+        if not decision.retry:
+            # Still rate limited: come back no sooner than the next attempt would have. Any other
+            # failure carries the server's Retry-After if it named one, else the host retries.
+            hint = decision.wait if status == 429 else decision.retry_after
+            raise TransientError(
+                f"TeleMessage {what}: {reason} after {decision.policy.failures} attempts", retry_after=hint
+            ) from cause
         logger.warning("TeleMessage %s: %s (attempt %d of %d), retrying in %.2fs",
-                       what, reason, failures, self._attempts, delay)
-        self._sleep(delay)
-
-    def _delay(self, failures: int) -> float:
-        # Jitter keeps a fleet of workers that failed together from retrying in lockstep.
-        return self._backoff * (2 ** (failures - 1)) * random.uniform(0.75, 1.25)
+                       what, reason, decision.policy.failures, retry.max_attempts, decision.wait)
+        self._sleep(decision.wait)
+        return decision.policy
 
     def _current_token(self) -> str:
         with self._token_lock:
@@ -327,7 +341,7 @@ class AttachmentStream(Iterator[bytes]):
         self._total = _content_length(response)
         self._received = 0
         self._skip = 0
-        self._resumes = 0
+        self._retry = client._resume_retry  # counts the resumes
         self._closed = False
         self._chunks = self._generate()
 
@@ -338,7 +352,7 @@ class AttachmentStream(Iterator[bytes]):
 
     @property
     def resumes(self) -> int:
-        return self._resumes
+        return self._retry.failures
 
     def __iter__(self) -> AttachmentStream:
         return self
@@ -394,16 +408,16 @@ class AttachmentStream(Iterator[bytes]):
         """Reopen the download at the first missing byte; False when nothing is left to fetch."""
         client = self._client
         where = f"attachment {self._attachment_id}"
-        self._resumes += 1
-        if self._resumes > client._max_resumes:
+        decision = self._retry.after_failure(method="GET")
+        self._retry = decision.policy
+        if not decision.retry:
             raise TransientError(
-                f"TeleMessage download of {where}: connection lost {self._resumes} times "
+                f"TeleMessage download of {where}: connection lost {self.resumes} times "
                 f"({reason}); got {self._received} of {self._total if self._total is not None else '?'} bytes"
             )
-        delay = client._delay(self._resumes)
         logger.warning("TeleMessage download of %s interrupted (%s) at byte %d; resuming in %.2fs",
-                       where, reason, self._received, delay)
-        client._sleep(delay)
+                       where, reason, self._received, decision.wait)
+        client._sleep(decision.wait)
         headers = {**_IDENTITY, "Range": f"bytes={self._received}-"}
         response = client._call("GET", self._path, f"resumed download of {where}", headers=headers,
                                 stream=True)
@@ -463,23 +477,3 @@ def _unexpected(response: httpx.Response, what: str) -> ConfigurationError:
     code = _error_code(response)
     detail = f" ({code})" if code else ""
     return ConfigurationError(f"TeleMessage {what}: unexpected HTTP {response.status_code}{detail}")
-
-
-def _retry_after_seconds(value: str | None) -> float | None:
-    """Retry-After as seconds from now: either delta-seconds or an HTTP date."""
-    if value is None:
-        return None
-    value = value.strip()
-    try:
-        seconds = float(value)
-    except ValueError:
-        pass
-    else:
-        return max(0.0, seconds) if math.isfinite(seconds) else None
-    try:
-        moment = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return max(0.0, (moment - datetime.now(UTC)).total_seconds())
