@@ -91,6 +91,23 @@ class Container:
         return BlobWebhookBodyStore(self._service_clients[0], self.settings.records_container)
 
     @_built_once
+    def captured_media(self):
+        """Per push source, its media as captured when the messages arrived."""
+        from shared.adapters.azure_storage import BlobCapturedMedia
+
+        return {"whatsapp-cloud": BlobCapturedMedia(self._service_clients[0], self.settings.records_container,
+                                                    "whatsapp-cloud")}
+
+    @_built_once
+    def meta_media(self):
+        from shared.adapters.meta_media import MetaMediaClient
+        from shared.domain.webhook_auth import unresolved_as_unset
+
+        s = self.settings
+        return MetaMediaClient(s.whatsapp_graph_base_url, s.whatsapp_graph_version,
+                               unresolved_as_unset(s.whatsapp_access_token.get_secret_value()))
+
+    @_built_once
     def records(self):
         from shared.adapters.azure_storage import BlobRecordStore
 
@@ -235,6 +252,7 @@ class Container:
             self.mapper, self.writer, self.source,
             max_item_bytes=s.max_item_bytes, default_region=s.default_phone_region, records=self.records,
             transcripts=self.transcript_stager if s.daily_transcripts else None,
+            media_sources=self.captured_media,
         )
 
     # --- daily transcripts --------------------------------------------------------------------
@@ -259,6 +277,7 @@ class Container:
         return TranscriptComposer(
             self.transcript_store, self.records, self.writer, self.source, self.ledger, self.items_poison_queue,
             zone=s.transcript_zone, max_item_bytes=s.max_item_bytes, default_region=s.default_phone_region,
+            media_sources=self.captured_media,
         )
 
     @property

@@ -26,8 +26,19 @@ SECRET = "test-app-secret"
 EMPLOYEE = "trader@contoso.example"
 
 
+MEDIA_TOKEN = "test-system-user-token"
+
+
 @pytest.fixture
-def webhook_app(tmp_path, azurite, monkeypatch):
+def meta():
+    from shared.local.meta_server import LocalMeta
+
+    with LocalMeta(MEDIA_TOKEN) as server:
+        yield server
+
+
+@pytest.fixture
+def webhook_app(tmp_path, azurite, meta, monkeypatch):
     mapping = tmp_path / "mapping.csv"
     mapping.write_text(f"PhoneNumber,EmailAddress\n+{wa.BUSINESS},{EMPLOYEE}\n", encoding="utf-8")
     directory = tmp_path / "directory.txt"
@@ -39,6 +50,7 @@ def webhook_app(tmp_path, azurite, monkeypatch):
         # The TeleMessage path is not used here; its client is built all the same, and never called.
         "TELEMESSAGE_BASE_URL": "http://127.0.0.1:9", "TELEMESSAGE_USERNAME": "unused",
         "ARCHIVE_SCHEDULE": "0 0 2 * * *",
+        "WHATSAPP_GRAPH_BASE_URL": meta.base_url, "WHATSAPP_ACCESS_TOKEN": MEDIA_TOKEN,
     }
     for name, value in env.items():
         monkeypatch.setenv(name, value)
@@ -114,15 +126,30 @@ def test_a_forged_or_unsigned_body_leaves_nothing_behind(webhook_app):
         "hub.mode": "subscribe", "hub.verify_token": "verify-me", "hub.challenge": "31337"}).get_body() == b"31337"
 
 
-def test_meta_media_ids_never_go_to_the_telemessage_client_and_the_record_says_not_captured(webhook_app):
+def test_media_is_captured_from_meta_at_once_and_archived_byte_exact(webhook_app, meta):
     runner, mail = webhook_app
+    meta.add("media-1", wa.PICTURE, "image/jpeg")
     body = wa.inbound(wa.message("image", wa.media("media-1", "image/jpeg", caption="the chart"), n=6),
                       contacts=[wa.contact()])
     assert deliver(runner, body).status_code == 200
     runner.drain(timeout=120)
     [item] = archived(mail)
     assert item["X-Archive-Item-Id"] == wa.wamid(6)
+    [attachment] = [part for part in item.iter_attachments()]
+    assert attachment.get_content() == wa.PICTURE
+    # The token went to the stand-in's lookup and its own download link, nowhere else.
+    assert {r.authorization for r in meta.requests} == {f"Bearer {MEDIA_TOKEN}"} and len(meta.downloads()) == 1
+
+
+def test_media_meta_no_longer_has_is_archived_as_not_captured_and_counted_partial(webhook_app, meta):
+    runner, mail = webhook_app
+    body = wa.inbound(wa.message("image", wa.media("media-gone", "image/jpeg", caption="expired"), n=7),
+                      contacts=[wa.contact()])
+    assert deliver(runner, body).status_code == 200
+    runner.drain(timeout=120)
+    [item] = archived(mail)
+    assert item["X-Archive-Item-Id"] == wa.wamid(7)
     ledger = get_container().ledger
     [window] = ledger.recent_windows(5)
     summary = summarize(window, ledger.pages(window.window_id), ledger.outcomes(window.window_id))
-    assert summary.partially_imported == 1  # counted as partial until the media capture step exists
+    assert summary.imported == 1 and summary.partially_imported == 1 and summary.pending == 0

@@ -14,7 +14,7 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -214,6 +214,51 @@ class BlobWebhookBodyStore:
             return self._container.get().download_blob(webhook_body_ref(name, "name")).readall()
         except ResourceNotFoundError:
             raise RecordMissing(name) from None
+
+
+class BlobCapturedMedia:
+    """A push source's media, captured when its message arrived: ``media/<source>/<sha256 of the
+    media id>`` in the records container, streamed in (never whole in memory), read back at import
+    as the source's attachments (``open_attachment``, the port MediaSpool reads)."""
+
+    def __init__(self, service: BlobServiceClient, container: str, source: str) -> None:
+        self._container = ensured_container(service, container)
+        self._source = source
+
+    def _name(self, media_id: str) -> str:
+        return f"media/{self._source}/{hashlib.sha256(media_id.encode('utf-8')).hexdigest()}"
+
+    @transient_storage_errors
+    def has(self, media_id: str) -> bool:
+        try:
+            self._container.get().get_blob_client(self._name(media_id)).get_blob_properties()
+        except ResourceNotFoundError:
+            return False
+        return True
+
+    @transient_storage_errors
+    def put(self, media_id: str, chunks: Iterator[bytes], metadata: dict[str, str]) -> tuple[int, str]:
+        """Store the bytes; (size, SHA-256 hex) of what was stored."""
+        digest = hashlib.sha256()
+        size = 0
+
+        def counted() -> Iterator[bytes]:
+            nonlocal size
+            for chunk in chunks:
+                size += len(chunk)
+                digest.update(chunk)
+                yield chunk
+
+        self._container.get().upload_blob(self._name(media_id), counted(), overwrite=True, metadata=metadata)
+        return size, digest.hexdigest()
+
+    @transient_storage_errors
+    def open_attachment(self, media_id: str) -> Iterator[bytes] | None:
+        try:
+            download = self._container.get().download_blob(self._name(media_id))
+        except ResourceNotFoundError:
+            return None
+        return download.chunks()
 
 
 class StorageQueue:

@@ -7,6 +7,7 @@ travel on a queue; only their reference does.
 from __future__ import annotations
 
 import json
+import re
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
@@ -103,6 +104,19 @@ class WebhookBodyTask(_Message):
     received_at: datetime
 
 
+MEDIA_ID = re.compile(r"[A-Za-z0-9_-]{1,128}")  # Meta's media ids: digits, in practice
+MediaId = Annotated[str, Field(pattern=rf"^{MEDIA_ID.pattern}$")]
+
+
+class MediaCaptureTask(_Message):
+    """Fetch a webhook message's media from Meta now (its ids expire in 7 days, its links in
+    minutes), then hand the record on to import as ``item`` says."""
+
+    kind: str = Field("media_capture", pattern="^media_capture$")
+    item: ItemTask
+    media_ids: Annotated[list[MediaId], Field(min_length=1, max_length=64)]
+
+
 class TranscriptsDueTask(_Message):
     """After a window's hand-off: once its records are staged, compose every day that is over."""
 
@@ -183,18 +197,24 @@ class PoisonMessage(_Message):
 _MOVED_WORK = {
     "listing": (ListingTask, "listing", "a listing page"),
     "webhook_body": (WebhookBodyTask, "listing", "a webhook body"),
+    "media_capture": (MediaCaptureTask, "listing", "a webhook message's media capture"),
     "transcript": (TranscriptTask, "transcripts", "a chat-day transcript"),
     "transcripts_due": (TranscriptsDueTask, "transcripts", "the transcript dispatch of a window"),
 }
 
 
-def read_listing_work(text: str) -> ListingTask | WebhookBodyTask:
-    """A message of the listing queue: a TeleMessage page, or a stored webhook body."""
+def read_listing_work(text: str) -> ListingTask | WebhookBodyTask | MediaCaptureTask:
+    """A message of the listing queue: a TeleMessage page, a stored webhook body, or the media of
+    a webhook message to capture."""
     try:
         kind = json.loads(text).get("kind")
     except (ValueError, AttributeError):
         kind = None
-    return WebhookBodyTask.from_text(text) if kind == "webhook_body" else ListingTask.from_text(text)
+    if kind == "webhook_body":
+        return WebhookBodyTask.from_text(text)
+    if kind == "media_capture":
+        return MediaCaptureTask.from_text(text)
+    return ListingTask.from_text(text)
 
 
 def read_poison_queue_message(text: str, *, inserted_at: datetime, dequeue_count: int) -> PoisonMessage:

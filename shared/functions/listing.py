@@ -10,8 +10,15 @@ import azure.functions as func
 
 from shared.composition import get_container
 from shared.domain.errors import PoisonReason
-from shared.domain.tasks import PoisonMessage, TaskFormatError, WebhookBodyTask, read_listing_work
+from shared.domain.tasks import (
+    MediaCaptureTask,
+    PoisonMessage,
+    TaskFormatError,
+    WebhookBodyTask,
+    read_listing_work,
+)
 from shared.service.listing import list_slice_page
+from shared.service.webhook_media import capture_media
 from shared.service.webhook_records import split_webhook_body
 from shared.settings import LISTING_QUEUE, STORAGE_CONNECTION
 
@@ -36,8 +43,13 @@ def list_archive_slice(message: func.QueueMessage) -> None:
     if isinstance(task, WebhookBodyTask):
         split_webhook_body(
             task, bodies=container.webhook_bodies, records=container.records, items_queue=container.items_queue,
-            poison_queue=container.items_poison_queue, ledger=container.ledger, clock=lambda: datetime.now(UTC),
+            media_queue=container.listing_queue, poison_queue=container.items_poison_queue,
+            ledger=container.ledger, clock=lambda: datetime.now(UTC),
         )
+        return
+    if isinstance(task, MediaCaptureTask):
+        capture_media(task, fetcher=container.meta_media, store=container.captured_media["whatsapp-cloud"],
+                      items_queue=container.items_queue, clock=lambda: datetime.now(UTC))
         return
     list_slice_page(
         task,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import TYPE_CHECKING
@@ -72,6 +73,7 @@ class ItemImporter:
         spool_dir: str | None = None,
         records: RecordStore | None = None,
         transcripts: TranscriptStager | None = None,
+        media_sources: Mapping[str, ArchiveSource] | None = None,
     ) -> None:
         self._mapper = mapper
         self._writer = writer
@@ -82,6 +84,9 @@ class ItemImporter:
         self._spool_dir = spool_dir
         self._records = records
         self._transcripts = transcripts
+        # Where each source's media is read at import: TeleMessage serves its own attachments;
+        # a push source's media was captured into storage when the message arrived.
+        self._media_sources: dict[str, ArchiveSource | None] = {"telemessage": source, **(media_sources or {})}
 
     def import_raw(self, raw: bytes | str, *, attempt: int = 1, origin: RecordOrigin | None = None) -> ImportResult:
         try:
@@ -108,9 +113,8 @@ class ItemImporter:
             if origin is None:
                 raise ValueError("daily transcript mode imports records from the items queue only")
             return self._transcripts.stage(record, mapped, origin)
-        # The TeleMessage client serves TeleMessage's attachment ids only: another source's media ids
-        # never go there (its media is captured by its own path, or shows as not captured).
-        media_source = self._source if record.source == "telemessage" else None
+        # Each source's media from its own place: Meta's media ids never reach the TeleMessage client.
+        media_source = self._media_sources.get(record.source)
         with MediaSpool(
             media_source, max_bytes=self._max_item_bytes, attempt=attempt,
             corrupt_after_attempts=self._corrupt_after_attempts, spool_dir=self._spool_dir,

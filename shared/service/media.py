@@ -24,6 +24,7 @@ from shared.domain.rendered import AttachmentPayload, BytesPayload, FilePayload
 from shared.ports import ArchiveSource
 
 IN_MEMORY_LIMIT = 1024 * 1024
+_SPOOLS_OWN = object()  # payload(): no source given, the spool's own
 
 
 class MediaSpool(contextlib.AbstractContextManager):
@@ -51,8 +52,11 @@ class MediaSpool(contextlib.AbstractContextManager):
                 path.unlink()
         self._files.clear()
 
-    def payload(self, attachment: Attachment) -> AttachmentPayload | None:
-        """The verified payload, or None when the media was never captured."""
+    def payload(self, attachment: Attachment, *, source: ArchiveSource | None | object = _SPOOLS_OWN) \
+            -> AttachmentPayload | None:
+        """The verified payload, or None when the media was never captured. ``source`` overrides the
+        spool's own for one record (a transcript mixes records of several sources)."""
+        origin = self._source if source is _SPOOLS_OWN else source
         if attachment.content is not None:
             try:
                 data = base64.b64decode(attachment.content, validate=True)
@@ -62,9 +66,9 @@ class MediaSpool(contextlib.AbstractContextManager):
                 ) from None
             self._verify(attachment, hashlib.sha256(data).hexdigest(), downloaded=False)
             return BytesPayload(data)
-        if self._source is None:
+        if origin is None:
             return None
-        stream = self._source.open_attachment(attachment.attachment_id)
+        stream = origin.open_attachment(attachment.attachment_id)  # type: ignore[union-attr]
         if stream is None:
             return None
         return self._spool(attachment, stream)

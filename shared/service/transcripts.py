@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
@@ -126,11 +126,14 @@ class TranscriptComposer:
         spool_dir: str | None = None,
         corrupt_after_attempts: int = 3,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        media_sources: Mapping[str, ArchiveSource] | None = None,
     ) -> None:
         self._store = store
         self._records = records
         self._writer = writer
         self._source = source
+        # A chat-day can hold records of several sources: each one's media from its own place.
+        self._media_sources: dict[str, ArchiveSource | None] = {"telemessage": source, **(media_sources or {})}
         self._ledger = ledger
         self._poison = poison_queue
         self._zone = zone
@@ -273,7 +276,8 @@ class TranscriptComposer:
         except RecordMissing:
             raise PermanentError(PoisonReason.INVALID_ITEM, "the claim-check blob of this record is missing") from None
         record = parse_record(raw)
-        media = {a.attachment_id: spool.payload(a) for a in record.attachments}
+        origin = self._media_sources.get(record.source)
+        media = {a.attachment_id: spool.payload(a, source=origin) for a in record.attachments}
         return TranscriptEntry(record, media, replied_text(self._records, record))
 
     def _fit(self, part: TranscriptPart, entries: dict[str, TranscriptEntry]) -> TranscriptPart:

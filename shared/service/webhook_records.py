@@ -24,7 +24,7 @@ from shared import telemetry
 from shared.domain.errors import PoisonReason
 from shared.domain.ledger import OutcomeEntry, PageEntry, RecordOutcome, WindowInfo
 from shared.domain.records import record_key
-from shared.domain.tasks import ItemTask, PoisonMessage, WebhookBodyTask
+from shared.domain.tasks import MEDIA_ID, ItemTask, MediaCaptureTask, PoisonMessage, WebhookBodyTask
 from shared.domain.whatsapp_cloud import WebhookProblem, parse_webhook
 from shared.domain.window import Window
 from shared.ports import RecordStore, WebhookBodyStore, WindowLedger, WorkQueue
@@ -52,7 +52,7 @@ def webhook_day(received_at: datetime) -> WindowInfo:
 
 def split_webhook_body(
     task: WebhookBodyTask, *, bodies: WebhookBodyStore, records: RecordStore, items_queue: WorkQueue,
-    poison_queue: WorkQueue, ledger: WindowLedger, clock: Callable[[], datetime],
+    media_queue: WorkQueue, poison_queue: WorkQueue, ledger: WindowLedger, clock: Callable[[], datetime],
 ) -> SplitResult:
     """Errors from storage and queues propagate (the host retries the task; every step repeats
     safely: claim checks are written once, item tasks are deduplicated at import)."""
@@ -65,9 +65,16 @@ def split_webhook_body(
     keys: list[str] = []
     for message in batch.messages:
         reference = records.put(message.key, serialise_item(message.record))
-        items_queue.send(ItemTask(
+        item = ItemTask(
             window_id=window_id, record_key=message.key, record_ref=reference, message_id=message.message_id,
-        ).model_dump(mode="json"))
+        )
+        # A media id of another form is not fetched (import archives the message saying so): one odd id
+        # must not hold back every message of its body.
+        media_ids = [media_id for a in message.record.get("attachments", [])
+                     if isinstance(media_id := a.get("mediaId"), str) and MEDIA_ID.fullmatch(media_id)][:64]
+        # Media first (its ids expire), then the record goes on to import: the capture task hands it on.
+        work = MediaCaptureTask(item=item, media_ids=media_ids) if media_ids else item
+        (media_queue if media_ids else items_queue).send(work.model_dump(mode="json"))
         keys.append(message.key)
     for problem in batch.problems:
         keys.append(_poison(problem, window_id, records=records, poison_queue=poison_queue, ledger=ledger,
