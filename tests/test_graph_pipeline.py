@@ -66,9 +66,11 @@ def test_a_throttling_storm_ends_with_every_record_written_once(tmp_path, monkey
             window = run_window(paths, graph=True, workers=8)["window"]
         finally:
             reset_container()
-        throttled = sum(sum(graph.throttled_counts(a).values()) for a in users)
+        storm_left = graph.pending_faults()
         pairs = archived_pairs(graph, users)
-    assert throttled > 0
+    # The storm really happened: all 50 scripted 503s and 429s were served. (Whether the rate rule
+    # throttles as well depends on the machine's speed: the writer's pacer keeps below it.)
+    assert storm_left == 0
     assert window["reconciled"] and window["pending"] == 0
     assert len(pairs) == len(set(pairs)) == window["imported"] == window["fanout"]
 

@@ -402,6 +402,11 @@ class LocalGraph:
     def total_requests(self, mailbox: str) -> int:
         return sum(self.request_counts(mailbox).values())
 
+    def pending_faults(self) -> int:
+        """Scripted failures (``fail_next``) not served yet."""
+        with self._lock:
+            return sum(fault.remaining for fault in self._faults)
+
     def throttled_counts(self, mailbox: str) -> dict[str, int]:
         """429s sent by the throttling rules (not by ``fail_next``), per rule (``concurrency``, ``rate``)."""
         with self._lock:
