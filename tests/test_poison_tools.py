@@ -181,3 +181,22 @@ def test_moved_work_goes_back_only_when_it_still_reads_as_its_queues_message(set
                                        original_message=original, source_queue="listing").to_text())
     assert [e.replayable for e in tools.list()] == [False, False, False]
     assert tools.replay(lambda e: True).replayed == [] and not targets["listing"].messages
+
+
+def test_a_moved_media_capture_is_accounted_in_its_window_and_replayed_as_a_capture(setup):
+    from shared.domain.ledger import RecordOutcome
+    from shared.domain.tasks import ItemTask, MediaCaptureTask
+    from shared.service.poison import account_moved_items
+    from tests.fakes import MemoryLedger
+
+    items_poison, _, targets, tools = setup
+    item = ItemTask(window_id=WINDOW_ID, record_key=KEY_B, record_ref=f"{KEY_B}.json", message_id="wamid.b")
+    capture = MediaCaptureTask(item=item, media_ids=["1001"])
+    items_poison.put(capture.to_text(), inserted_at=NOW)
+    ledger = MemoryLedger()
+    assert account_moved_items(tools, ledger, now=NOW) == 1
+    [outcome] = ledger.outcomes(WINDOW_ID)
+    assert (outcome.record_key, outcome.outcome, outcome.reason) == (KEY_B, RecordOutcome.POISONED,
+                                                                     "retries_exhausted")
+    assert len(tools.replay(lambda e: True).replayed) == 1
+    assert targets["listing"].messages == [capture.model_dump(mode="json")] and not targets["items"].messages

@@ -239,11 +239,16 @@ def read_poison_queue_message(text: str, *, inserted_at: datetime, dequeue_count
         if kind in _MOVED_WORK:
             model, queue, what = _MOVED_WORK[kind]
             task = model.from_text(text)
+            # A media capture carries its record: named here, the record is accounted in its window
+            # (retries_exhausted), while a replay still sends the capture back, not the bare record
+            # (no record_ref, so no item task is made of it).
+            item = task.item if isinstance(task, MediaCaptureTask) else None
             return PoisonMessage(
                 reason=PoisonReason.RETRIES_EXHAUSTED,
                 detail=f"{what}: the host gave up after maxDequeueCount failed attempts",
-                window_id=getattr(task, "window_id", None), failed_at=inserted_at, attempts=dequeue_count,
-                original_message=text, source_queue=queue,
+                window_id=item.window_id if item else getattr(task, "window_id", None),
+                record_key=item.record_key if item else None, message_id=item.message_id if item else None,
+                failed_at=inserted_at, attempts=dequeue_count, original_message=text, source_queue=queue,
             )
     except TaskFormatError:
         pass
