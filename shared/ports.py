@@ -102,6 +102,26 @@ class WebhookBodyStore(Protocol):
         ...
 
 
+class MediaFetcher(Protocol):
+    """A push source's media by id (Meta's Graph API): the bytes in chunks, or None when the
+    source no longer has them."""
+
+    def open_media(self, media_id: str) -> Iterator[bytes] | None: ...
+
+
+class CapturedMediaStore(Protocol):
+    """A push source's media as captured when its message arrived, read back at import through
+    ``open_attachment`` (the ArchiveSource side)."""
+
+    def has(self, media_id: str) -> bool: ...
+
+    def put(self, media_id: str, chunks: Iterator[bytes], metadata: dict[str, str]) -> tuple[int, str]:
+        """Stream the bytes in; (size, SHA-256 hex) of what was stored."""
+        ...
+
+    def open_attachment(self, media_id: str) -> Iterator[bytes] | None: ...
+
+
 class RecordMissing(LookupError):
     pass
 

@@ -67,6 +67,14 @@ def deliver(runner: HostRunner, body: bytes, secret: str = SECRET):
     return runner.call_http("whatsapp_webhook", "POST", headers={"X-Hub-Signature-256": signature}, body=body)
 
 
+def the_day():
+    """The one day window the deliveries were accounted in: its summary and its raw outcomes."""
+    ledger = get_container().ledger
+    [window] = ledger.recent_windows(5)
+    outcomes = ledger.outcomes(window.window_id)
+    return summarize(window, ledger.pages(window.window_id), outcomes), outcomes
+
+
 def archived(mail_dir) -> list:
     return [BytesParser(policy=policy.default).parsebytes(p.read_bytes()) for p in sorted(mail_dir.rglob("*.eml"))]
 
@@ -88,10 +96,7 @@ def test_signed_deliveries_are_archived_once_per_message_however_often_meta_send
     assert {path.relative_to(mail).parts[0] for path in mail.rglob("*.eml")} == {EMPLOYEE}  # the number's mailbox
     echoed = next(item for item in items if item["X-Archive-Item-Id"] == wa.wamid(3))
     assert f"+{wa.BUSINESS}" in str(echoed["From"])  # an echo is what the employee sent
-    ledger = get_container().ledger
-    [window] = ledger.recent_windows(5)
-    outcomes = ledger.outcomes(window.window_id)
-    summary = summarize(window, ledger.pages(window.window_id), outcomes)
+    summary, outcomes = the_day()
     # One day window: the redelivered records fold into the ones already imported, and the ledger
     # keeps the evidence that they came again and were skipped.
     assert summary.listed == 3 and summary.imported == 3 and summary.pending == 0 and not summary.poisoned
@@ -149,7 +154,5 @@ def test_media_meta_no_longer_has_is_archived_as_not_captured_and_counted_partia
     runner.drain(timeout=120)
     [item] = archived(mail)
     assert item["X-Archive-Item-Id"] == wa.wamid(7)
-    ledger = get_container().ledger
-    [window] = ledger.recent_windows(5)
-    summary = summarize(window, ledger.pages(window.window_id), ledger.outcomes(window.window_id))
+    summary, _ = the_day()
     assert summary.imported == 1 and summary.partially_imported == 1 and summary.pending == 0

@@ -10,46 +10,32 @@ the record goes on without it, and import archives it saying its media could not
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import datetime
-from typing import Protocol
 
 from shared.domain.tasks import MediaCaptureTask
 from shared.domain.window import isoformat_z
-from shared.ports import WorkQueue
+from shared.ports import CapturedMediaStore, MediaFetcher, WorkQueue
 
 log = logging.getLogger(__name__)
-
-
-class MediaFetcher(Protocol):
-    def open_media(self, media_id: str) -> Iterator[bytes] | None: ...
-
-
-class CapturedMediaStore(Protocol):
-    def has(self, media_id: str) -> bool: ...
-
-    def put(self, media_id: str, chunks: Iterator[bytes], metadata: dict[str, str]) -> tuple[int, str]: ...
 
 
 def capture_media(
     task: MediaCaptureTask, *, fetcher: MediaFetcher, store: CapturedMediaStore, items_queue: WorkQueue,
     clock: Callable[[], datetime],
-) -> dict[str, int]:
+) -> None:
     """Errors propagate (the host retries the task; what was captured stays captured)."""
-    counts = {"captured": 0, "already": 0, "gone": 0}
+    gone = 0
     for media_id in task.media_ids:
         if store.has(media_id):
-            counts["already"] += 1
-            continue
+            continue  # captured by an earlier attempt of this task
         chunks = fetcher.open_media(media_id)
         if chunks is None:
-            counts["gone"] += 1
+            gone += 1
             continue
         size, _ = store.put(media_id, chunks, {"captured_at": isoformat_z(clock())})
-        counts["captured"] += 1
         log.info("record %s: media captured (%d bytes)", task.item.record_key[:16], size)
     items_queue.send(task.item.model_dump(mode="json"))
-    if counts["gone"]:
+    if gone:
         log.warning("record %s: %d media item(s) Meta no longer has; archived without them",
-                    task.item.record_key[:16], counts["gone"])
-    return counts
+                    task.item.record_key[:16], gone)

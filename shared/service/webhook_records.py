@@ -17,7 +17,6 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
 
 from shared import telemetry
@@ -33,15 +32,6 @@ from shared.service.listing import serialise_item
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class SplitResult:
-    window_id: str
-    records: int
-    problems: int
-    statuses: dict[str, int]
-    failed_statuses: int
-
-
 def webhook_day(received_at: datetime) -> WindowInfo:
     """The accounting window of the UTC day a webhook body arrived on."""
     day = received_at.astimezone(UTC).date()
@@ -53,7 +43,7 @@ def webhook_day(received_at: datetime) -> WindowInfo:
 def split_webhook_body(
     task: WebhookBodyTask, *, bodies: WebhookBodyStore, records: RecordStore, items_queue: WorkQueue,
     media_queue: WorkQueue, poison_queue: WorkQueue, ledger: WindowLedger, clock: Callable[[], datetime],
-) -> SplitResult:
+) -> None:
     """Errors from storage and queues propagate (the host retries the task; every step repeats
     safely: claim checks are written once, item tasks are deduplicated at import)."""
     raw = bodies.get(task.body_ref)
@@ -88,7 +78,6 @@ def split_webhook_body(
         body_hash[:16], len(batch.messages), len(batch.problems), sum(statuses.values()),
         len(batch.failed_statuses), len(batch.notices),
     )
-    return SplitResult(window_id, len(batch.messages), len(batch.problems), statuses, len(batch.failed_statuses))
 
 
 def _poison(
