@@ -7,6 +7,7 @@ tests share one Azurite per module without seeing each other's messages.
 from __future__ import annotations
 
 import base64
+import concurrent.futures
 import json
 import logging
 import os
@@ -492,6 +493,59 @@ def test_call_http_returns_the_function_response_with_params_and_route_values(
     with pytest.raises(HostRunnerError):
         runner.call_http("greet", "DELETE", route_params={"name": "x"})
 
+
+
+@integration
+def test_call_http_from_a_hundred_threads_at_once_answers_each_and_creates_the_output_queue_once(
+    azurite: Azurite, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    queue = _queue_name("http")
+    app = func.FunctionApp(http_auth_level=func.AuthLevel.ANONYMOUS)
+
+    @app.route(route="take/{n}", methods=["POST"])
+    @app.queue_output(arg_name="out", queue_name=queue, connection="AzureWebJobsStorage")
+    def take(req: func.HttpRequest, out: func.Out[str]) -> func.HttpResponse:
+        out.set(req.get_body().decode())
+        return func.HttpResponse(f"{req.route_params['n']}:{req.get_body().decode()}")
+
+    creates: list[str] = []
+    create_queue = QueueClient.create_queue
+
+    def counted(self: QueueClient, *args: Any, **kwargs: Any) -> Any:
+        creates.append(self.queue_name)
+        return create_queue(self, *args, **kwargs)
+
+    monkeypatch.setattr(QueueClient, "create_queue", counted)
+    runner = _runner(azurite, app, _host_json(tmp_path, messageEncoding="none"))
+    start = threading.Barrier(100)
+
+    def call(n: int) -> bytes:
+        start.wait()
+        return runner.call_http("take", "POST", f"http://localhost/api/take/{n}", body=str(n)).get_body()
+
+    with concurrent.futures.ThreadPoolExecutor(100) as pool:
+        answers = list(pool.map(call, range(100)))
+    assert answers == [f"{n}:{n}".encode() for n in range(100)]
+    assert creates.count(queue) == 1
+    sent = runner.queue_client(queue).receive_messages(messages_per_page=32, visibility_timeout=60)
+    assert sorted(int(m.content) for m in sent) == list(range(100))
+
+
+def test_http_function_at_finds_the_route_under_the_prefix_literal_before_parameter(tmp_path: Path):
+    app = func.FunctionApp(http_auth_level=func.AuthLevel.ANONYMOUS)
+
+    @app.route(route="items/{id}", methods=["GET"])
+    def item(req: func.HttpRequest) -> func.HttpResponse:
+        return func.HttpResponse("")
+
+    @app.route(route="items/latest")
+    def latest(req: func.HttpRequest) -> func.HttpResponse:
+        return func.HttpResponse("")
+
+    runner = HostRunner(app, host_json=_host_json(tmp_path), connection_settings={"AzureWebJobsStorage": "unused"})
+    assert runner.http_function_at("/api/items/42") == ("item", ("GET",))
+    assert runner.http_function_at("/api/items/latest") == ("latest", None)
+    assert runner.http_function_at("/api/other") is None and runner.http_function_at("/items/42") is None
 
 # -- Azurite ---------------------------------------------------------------------------------------------
 

@@ -298,6 +298,7 @@ class HostRunner:
         self._clients: dict[_QueueRef, QueueClient] = {}
         self._created: set[_QueueRef] = set()
         self._lock = threading.Lock()
+        self._create_lock = threading.Lock()
         self._stats_lock = threading.Lock()
         self._timer_last: dict[str, dt.datetime] = {}
         self._pool: concurrent.futures.ThreadPoolExecutor | None = None
@@ -340,6 +341,19 @@ class HostRunner:
     def trigger_queues(self) -> list[str]:
         """Resolved names of all queues some function triggers on."""
         return [ref.queue for ref in self._trigger_refs()]
+
+    def http_function_at(self, path: str) -> tuple[str, tuple[str, ...] | None] | None:
+        """The HTTP function whose route (under host.json's route prefix) matches the URL path `path`,
+        and the methods it accepts (None: any); None when no route matches. A route with fewer
+        parameters wins, as a literal segment outranks a parameter in the host's routing."""
+        matches = [
+            spec for spec in self._specs.values()
+            if spec.route is not None and self._match_route(spec.route, path) is not None
+        ]
+        if not matches:
+            return None
+        spec = min(matches, key=lambda s: len(_ROUTE_PARAM.findall(s.route or "")))
+        return spec.name, spec.methods
 
     def timer_schedule(self, function_name: str) -> str:
         schedule = self._spec(function_name, "timerTrigger").schedule
@@ -462,7 +476,7 @@ class HostRunner:
         query = dict(urllib.parse.parse_qsl(split.query, keep_blank_values=True))
         query.update(params or {})
         if route_params is None:
-            route_params = self._match_route(spec.route, split.path)
+            route_params = self._match_route(spec.route, split.path) or {}
         request = func.HttpRequest(
             method,
             url,
@@ -598,11 +612,16 @@ class HostRunner:
     def _ensure_queue(self, ref: _QueueRef) -> None:
         if ref in self._created:
             return
-        try:
-            self._client(ref).create_queue()
-        except ResourceExistsError:
-            pass
-        self._created.add(ref)
+        # HTTP functions are called from many threads at once (shared/local/http_front.py): without
+        # the lock each of them would create the same queue again on its first output.
+        with self._create_lock:
+            if ref in self._created:
+                return
+            try:
+                self._client(ref).create_queue()
+            except ResourceExistsError:
+                pass
+            self._created.add(ref)
 
     @staticmethod
     def _poison_name(queue: str) -> str | None:
@@ -755,7 +774,7 @@ class HostRunner:
         path = _ROUTE_PARAM.sub(value, route).rstrip("/")
         return f"{self.route_prefix}/{path}" if self.route_prefix else path
 
-    def _match_route(self, route: str, path: str) -> dict[str, str]:
+    def _match_route(self, route: str, path: str) -> dict[str, str] | None:
         pattern, pos = "", 0
         for match in _ROUTE_PARAM.finditer(route):
             literal = route[pos : match.start()]
@@ -770,7 +789,7 @@ class HostRunner:
         prefix = re.escape(self.route_prefix) + "/" if self.route_prefix else ""
         found = re.fullmatch(f"/?{prefix}{pattern}/?", path)
         if found is None:
-            return {}
+            return None
         return {k: urllib.parse.unquote(v) for k, v in found.groupdict().items() if v is not None}
 
 
