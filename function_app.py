@@ -2,7 +2,16 @@
 
 import azure.functions as func
 
-from shared.functions import items, listing, report, schedule, status, transcripts, whatsapp_webhook
+from shared.functions import (
+    items,
+    listing,
+    report,
+    schedule,
+    status,
+    transcripts,
+    whatsapp_outbound,
+    whatsapp_webhook,
+)
 
 app = func.FunctionApp()
 app.register_functions(schedule.bp)
@@ -12,3 +21,4 @@ app.register_functions(transcripts.bp)
 app.register_functions(status.bp)
 app.register_functions(report.bp)
 app.register_functions(whatsapp_webhook.bp)
+app.register_functions(whatsapp_outbound.bp)

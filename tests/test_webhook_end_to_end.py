@@ -156,3 +156,32 @@ def test_media_meta_no_longer_has_is_archived_as_not_captured_and_counted_partia
     assert item["X-Archive-Item-Id"] == wa.wamid(7)
     summary, _ = the_day()
     assert summary.imported == 1 and summary.partially_imported == 1 and summary.pending == 0
+
+
+def test_a_send_the_firms_application_reports_is_archived_once_and_its_failed_receipt_reported_against_it(
+    webhook_app,
+):
+    from shared.domain.report import window_report
+    from tests.test_whatsapp_outbound import send
+
+    runner, mail = webhook_app
+    post = json.dumps(send(21)).encode()
+    for _ in range(2):  # the application retries after a timeout: the same post again
+        answer = runner.call_http("whatsapp_outbound", "POST", body=post)
+        assert answer.status_code == 200 and json.loads(answer.get_body())["messageId"] == wa.wamid(21)
+    refused = runner.call_http("whatsapp_outbound", "POST", body=b'{"wamid": "nope"}')
+    assert refused.status_code == 400 and json.loads(refused.get_body())["parameter"] == "wamid"
+    receipts = wa.statuses(wa.status(21, "sent"), wa.status(21, "failed", errors=[wa.meta_error(131049, "Not sent")]))
+    for body in (receipts, receipts):
+        assert deliver(runner, body).status_code == 200
+    runner.drain(timeout=120)
+
+    [item] = archived(mail)
+    assert item["X-Archive-Item-Id"] == wa.wamid(21) and f"+{wa.BUSINESS}" in str(item["From"])
+    assert "Your order is booked." in item.get_body(("plain",)).get_content()
+    summary, _ = the_day()
+    assert summary.listed == 1 and summary.imported == 1 and summary.reconciled
+    assert summary.receipts == {"sent": 1, "failed": 1}
+    report = window_report(summary, problems=(), generated_at=summary.info.scheduled_at)
+    [row] = [row for row in report.rows if row.outcome == "delivery_failed"]
+    assert row.record_id == wa.wamid(21) and row.microsoft_365_user == EMPLOYEE and "131049" in row.detail

@@ -1046,7 +1046,7 @@ var appSettings = {
 }
 
 resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
-  // checkov:skip=CKV_AZURE_17:Client certificates do not apply: archive_status and archive_report take a function key, and whatsapp_webhook (anonymous, as Meta sends no key) takes only bodies bearing Meta's HMAC signature; the other functions are timer and queue triggers.
+  // checkov:skip=CKV_AZURE_17:Client certificates do not apply: archive_status, archive_report and whatsapp_outbound take a function key, and whatsapp_webhook (anonymous, as Meta sends no key) takes only bodies bearing Meta's HMAC signature; the other functions are timer and queue triggers.
   // checkov:skip=CKV_AZURE_212:Flex Consumption scales from zero by design; the daily timer and the queue triggers need no always-on instance, and queue work retries on any instance.
   // checkov:skip=CKV_AZURE_213:No health check: archive_status and archive_report need a function key, which a platform health probe does not send, and the WhatsApp webhook answers only Meta's handshake and signed bodies; the alerts watch the app instead.
   // checkov:skip=CKV_AZURE_222:No VNet in this deployment: Meta must reach the WhatsApp webhook from the internet (its addresses change too often for an allow-list), and archive_status needs a reachable endpoint (function key); restrict the rest with access restrictions or a private endpoint where policy requires.
@@ -1134,6 +1134,9 @@ output functionAppName string = functionApp.name
 // The Callback URL to enter in Meta's App Dashboard (WhatsApp > Configuration) for the WhatsApp
 // Business Platform source: the function whatsapp_webhook, route whatsapp/webhook.
 output whatsappWebhookUrl string = 'https://${functionApp.properties.defaultHostName}/api/whatsapp/webhook'
+// Where the firm's sending application reports each message it sends through the Cloud API (the
+// function whatsapp_outbound, route whatsapp/outbound; append ?code=<function key>).
+output whatsappOutboundUrl string = 'https://${functionApp.properties.defaultHostName}/api/whatsapp/outbound'
 output storageAccountName string = storage.name
 output keyVaultName string = vault.name
 output appInsightsName string = appInsights.name

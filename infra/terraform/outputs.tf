@@ -12,6 +12,12 @@ output "whatsapp_webhook_url" {
   value = "https://${azapi_resource.function_app.output.properties.defaultHostName}/api/whatsapp/webhook"
 }
 
+# Where the firm's sending application reports each message it sends through the Cloud API (the
+# function whatsapp_outbound, route whatsapp/outbound; append ?code=<function key>).
+output "whatsapp_outbound_url" {
+  value = "https://${azapi_resource.function_app.output.properties.defaultHostName}/api/whatsapp/outbound"
+}
+
 output "storage_account_name" {
   value = azurerm_storage_account.main.name
 }

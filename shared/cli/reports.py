@@ -172,10 +172,13 @@ def _render(reports: list[dict[str, Any]]) -> str:
             ("awaiting transcript", totals["awaiting_transcript"]),
         ):
             summary.add_row(label, str(value))
+        if receipts := totals.get("delivery_receipts"):
+            summary.add_row("delivery receipts (WhatsApp statuses)", ", ".join(f"{k} {v}" for k, v in receipts.items()))
+            summary.add_row("sent messages not delivered", str(totals.get("delivery_failed", 0)))
         console.print(summary)
         for problem in data["problems"]:
             console.print(f"  [red]![/] {problem}")
-        failures = [r for r in data["rows"] if r["outcome"] in ("failed", "mailbox_unavailable")]
+        failures = [r for r in data["rows"] if r["outcome"] in ("failed", "mailbox_unavailable", "delivery_failed")]
         if failures:
             table = Table(title=f"{len(failures)} failure(s)", title_justify="left")
             for column in ("record id", "source user", "Microsoft 365 user", "reason", "detail"):

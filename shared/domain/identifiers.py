@@ -28,8 +28,9 @@ _RECORD_KEY = re.compile(r"(unidentified-)?[0-9a-f]{64}")
 # of the same id (shared.adapters.azure_storage.BlobRecordStore).
 _RECORD_REF = re.compile(r"(unidentified-)?[0-9a-f]{64}(\.[0-9a-f]{16})?\.json")
 _BUCKET = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}/[0-9a-f]{32}")
-# A stored webhook body: its day of receipt and the SHA-256 of its bytes.
-_WEBHOOK_BODY = re.compile(r"webhooks/[0-9]{4}-[0-9]{2}-[0-9]{2}/[0-9a-f]{64}\.json")
+# A stored webhook body (or a send the firm's application reported): its day of receipt and the
+# SHA-256 of its bytes.
+_WEBHOOK_BODY = re.compile(r"(?:webhooks|outbound)/[0-9]{4}-[0-9]{2}-[0-9]{2}/[0-9a-f]{64}\.json")
 # Azure Storage queue message ids are GUIDs (Azurite's too).
 _MESSAGE_ID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 # Azure's container naming rule: 3-63 of lower-case letters, digits and single hyphens.
@@ -96,7 +97,8 @@ def record_ref(value: str, parameter: str = "record_ref") -> str:
 
 def webhook_body_ref(value: str, parameter: str = "body_ref") -> str:
     """Where a webhook body is stored (``shared.service.webhook_intake.body_name``)."""
-    return _matching(_WEBHOOK_BODY, value, parameter, "a webhook body reference (webhooks/<day>/<sha256>.json)")
+    return _matching(_WEBHOOK_BODY, value, parameter,
+                     "a webhook body reference (webhooks/<day>/<sha256>.json, or outbound/…)")
 
 
 def message_id(value: str, parameter: str = "message id") -> str:

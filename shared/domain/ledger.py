@@ -1,7 +1,8 @@
 """What happened to every record of a window, and whether the window reconciles.
 
-Listing appends one ``PageEntry`` per page it handed off; importing appends one ``OutcomeEntry``
-per record it finished (imported, skipped as a duplicate, or poisoned). Delivery is at least
+Listing appends one ``PageEntry`` per page it handed off (a push source: per body it split, with
+the body's delivery receipts); importing appends one ``OutcomeEntry`` per record it finished
+(imported, skipped as a duplicate, or poisoned). Delivery is at least
 once, so entries repeat: ``summarize`` folds them idempotently. A window reconciles when every
 slice's listing finished and every listed record has an outcome:
 
@@ -75,18 +76,56 @@ class WindowInfo:
 
 
 @dataclass(frozen=True)
+class Receipt:
+    """A delivery receipt for a message the business sent (a WhatsApp status: sent, delivered,
+    read, played, failed). Receipts carry no content: they are evidence, counted per window and,
+    when failed, reported against the message they are about (``record_key`` of its wamid)."""
+
+    message_id: str
+    status: str
+    at: datetime
+    recipient: str | None = None  # the customer's number, masked (or a group id)
+    errors: tuple[str, ...] = ()  # Meta's error codes and titles ("131049 …"), never its details
+
+    @property
+    def key(self) -> tuple[str, str]:
+        """The same receipt again (Meta redelivers, and one body may repeat another's)."""
+        return self.message_id, self.status
+
+    @property
+    def failed(self) -> bool:
+        return self.status == "failed"
+
+    def to_json(self) -> dict[str, Any]:
+        return {"message_id": self.message_id, "status": self.status, "at": isoformat_z(self.at),
+                "recipient": self.recipient, "errors": list(self.errors)}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Receipt:
+        return cls(str(data["message_id"]), str(data["status"]), parse_iso(data["at"]), data.get("recipient"),
+                   tuple(str(e) for e in data.get("errors", ())))
+
+
+@dataclass(frozen=True)
 class PageEntry:
     slice_id: str
     page: int
     record_keys: tuple[str, ...]
     last: bool
+    receipts: tuple[Receipt, ...] = ()  # a push source's delivery receipts handed in with the page
 
     def to_json(self) -> dict[str, Any]:
-        return {"slice": self.slice_id, "page": self.page, "records": list(self.record_keys), "last": self.last}
+        data: dict[str, Any] = {
+            "slice": self.slice_id, "page": self.page, "records": list(self.record_keys), "last": self.last,
+        }
+        if self.receipts:
+            data["receipts"] = [receipt.to_json() for receipt in self.receipts]
+        return data
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> PageEntry:
-        return cls(data["slice"], int(data["page"]), tuple(data["records"]), bool(data["last"]))
+        return cls(data["slice"], int(data["page"]), tuple(data["records"]), bool(data["last"]),
+                   tuple(Receipt.from_json(r) for r in data.get("receipts", ())))
 
 
 @dataclass(frozen=True)
@@ -158,6 +197,8 @@ class WindowSummary:
     awaiting_transcript: int = 0
     records: dict[str, OutcomeEntry] = field(default_factory=dict, repr=False)
     pending_keys: tuple[str, ...] = field(default=(), repr=False)  # listed, without an outcome yet
+    receipts: dict[str, int] = field(default_factory=dict)  # delivery receipts by status, each once
+    failed_receipts: tuple[Receipt, ...] = field(default=(), repr=False)
 
     @property
     def listing_complete(self) -> bool:
@@ -186,6 +227,8 @@ class WindowSummary:
             "slices_listed": self.slices_listed,
             "listing_complete": self.listing_complete,
             "reconciled": self.reconciled,
+            # Only a push source has receipts; a TeleMessage window's summary reads as it always did.
+            **({"receipts": dict(sorted(self.receipts.items()))} if self.receipts else {}),
         }
 
 
@@ -240,10 +283,13 @@ def _merge(a: OutcomeEntry, b: OutcomeEntry) -> OutcomeEntry:
 def summarize(info: WindowInfo, pages: Iterable[PageEntry], outcomes: Iterable[OutcomeEntry]) -> WindowSummary:
     listed_keys: set[str] = set()
     finished_slices: set[str] = set()
+    receipts: dict[tuple[str, str], Receipt] = {}
     for page in pages:
         listed_keys.update(page.record_keys)
         if page.last:
             finished_slices.add(page.slice_id)
+        for receipt in page.receipts:
+            receipts.setdefault(receipt.key, receipt)
     folded = fold_outcomes(outcomes)
     fanout = imported = skipped = partial = awaiting = 0
     poisoned: Counter[str] = Counter()
@@ -275,4 +321,6 @@ def summarize(info: WindowInfo, pages: Iterable[PageEntry], outcomes: Iterable[O
         awaiting_transcript=awaiting,
         records={key: entry for key, entry in folded.items() if key in listed_keys},
         pending_keys=pending_keys,
+        receipts=dict(Counter(receipt.status for receipt in receipts.values())),
+        failed_receipts=tuple(sorted((r for r in receipts.values() if r.failed), key=lambda r: (r.at, r.message_id))),
     )

@@ -2,9 +2,10 @@
 
 Per window: records from the source, records after fan-out (record × mailbox), imported,
 partially imported (archived, some media never captured), skipped duplicates, failed (poisoned)
-by reason, still pending or awaiting their transcript; then one row per record and mailbox with
-the record id, the source user (masked), the Microsoft 365 user, the mapping rule and, for
-failures, the reason. Built from the window's ledger, so it is complete the moment the window
+by reason, still pending or awaiting their transcript, and for a push source its delivery receipts
+by status; then one row per record and mailbox with the record id, the source user (masked), the
+Microsoft 365 user, the mapping rule and, for failures, the reason; and one row per message the
+business sent that WhatsApp failed to deliver. Built from the window's ledger, so it is complete the moment the window
 reconciles, not days later.
 
 The report is for administrators: it names mailboxes, and shows senders' numbers only masked.
@@ -22,6 +23,7 @@ from enum import StrEnum
 from typing import Any
 
 from shared.domain.ledger import RecordOutcome, WindowSummary
+from shared.domain.records import record_key
 from shared.domain.window import isoformat_z
 
 REPORT_VERSION = 1
@@ -35,6 +37,9 @@ class RowOutcome(StrEnum):
     MAILBOX_UNAVAILABLE = "mailbox_unavailable"  # mapped, but the mailbox could not take mail
     AWAITING_TRANSCRIPT = "awaiting_transcript"
     PENDING = "pending"  # listed, no outcome yet
+    # A message the business sent that WhatsApp could not deliver (a failed receipt): the archive
+    # holds the message, but the firm should know it never reached the customer.
+    DELIVERY_FAILED = "delivery_failed"
 
 
 CSV_COLUMNS = (
@@ -120,6 +125,18 @@ def window_report(summary: WindowSummary, *, problems: Sequence[str], generated_
                                   detail="mapped, but the mailbox could not take mail"))
     for key in sorted(summary.pending_keys):
         rows.append(ReportRow(window_id, None, key, RowOutcome.PENDING, None, None, None, None, None, None))
+    for receipt in summary.failed_receipts:
+        # The row joins the receipt to its message by wamid: the record key is the wamid's, whichever
+        # window (or day) archived the message; the mailboxes are named when this window did.
+        key = record_key(receipt.message_id)
+        archived = summary.records.get(key)
+        mailboxes = ", ".join(m.mailbox for m in archived.mailboxes) if archived else None
+        errors = "; ".join(receipt.errors) or "no error given"
+        rows.append(ReportRow(
+            window_id, receipt.message_id, key, RowOutcome.DELIVERY_FAILED, receipt.recipient, mailboxes or None,
+            None, "delivery_failed", f"WhatsApp could not deliver the message: {errors}"[:2000],
+            isoformat_z(receipt.at),
+        ))
     poisoned = dict(sorted(summary.poisoned.items()))
     totals = {
         "records_from_source": summary.listed,
@@ -133,6 +150,9 @@ def window_report(summary: WindowSummary, *, problems: Sequence[str], generated_
         "pending": summary.pending,
         "awaiting_transcript": summary.awaiting_transcript,
     }
+    if summary.receipts:
+        totals["delivery_receipts"] = dict(sorted(summary.receipts.items()))
+        totals["delivery_failed"] = len(summary.failed_receipts)
     return WindowReport(
         window=summary.info.to_json(), generated_at=generated_at, reconciled=summary.reconciled,
         problems=tuple(problems), totals=totals, rows=tuple(rows),

@@ -1,5 +1,6 @@
-"""The receiving end of a push source (WhatsApp Business Platform webhooks): authenticate, store,
-hand off, acknowledge — in that order, and nothing more before the answer.
+"""The receiving end of a push source (WhatsApp Business Platform webhooks, and the sends the firm's
+application reports): authenticate, store, hand off, acknowledge — in that order, and nothing more
+before the answer.
 
 Meta keeps no copy it can send again once it has had a 200, and it retries anything else for days:
 so a 200 goes out only after the body is durably stored and its work queued, and every failure
@@ -18,10 +19,12 @@ import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from shared import telemetry
 from shared.domain.tasks import WebhookBodyTask
 from shared.domain.webhook_auth import MAX_BODY_BYTES, SIGNATURE_HEADER, signature_valid, verification_handshake
+from shared.domain.whatsapp_outbound import MAX_OUTBOUND_BYTES, OutboundRefused, read_outbound
 from shared.domain.window import isoformat_z
 from shared.ports import WebhookBodyStore, WorkQueue
 
@@ -44,8 +47,8 @@ class WebhookAnswer:
     text: str = ""  # text/plain; the handshake's challenge, else empty (nothing about why)
 
 
-def body_name(raw: bytes, received_at: datetime) -> str:
-    return f"webhooks/{received_at.date().isoformat()}/{hashlib.sha256(raw).hexdigest()}.json"
+def body_name(raw: bytes, received_at: datetime, folder: str = "webhooks") -> str:
+    return f"{folder}/{received_at.date().isoformat()}/{hashlib.sha256(raw).hexdigest()}.json"
 
 
 def receive_webhook(
@@ -87,3 +90,35 @@ def receive_webhook(
     log.info("webhook body %s stored (%d bytes) and handed off", name.rsplit("/", 1)[-1][:16], len(request.body))
     telemetry.count_webhook("accepted")
     return WebhookAnswer(200)
+
+
+@dataclass(frozen=True)
+class OutboundAnswer:
+    status: int
+    body: dict[str, Any]
+
+
+def receive_outbound(
+    body: bytes, *, store: WebhookBodyStore, handoff: WorkQueue, clock: Callable[[], datetime],
+) -> OutboundAnswer:
+    """A send the firm's application reports (``whatsapp_outbound``): checked, stored, handed off,
+    then 200 — the same order as a webhook, so that a 200 means the message will be archived.
+
+    Unlike Meta, the caller is the firm's own software: a post that cannot be archived is refused
+    with a 400 naming the field, before anything is stored, for it to be fixed and sent again.
+    Errors from ``store`` and ``handoff`` propagate (500: the caller retries; the same post
+    again lands on the bytes already stored and the record already archived)."""
+    try:
+        send = read_outbound(body)
+    except OutboundRefused as refused:
+        status = 413 if len(body) > MAX_OUTBOUND_BYTES else 400
+        log.warning("outbound send refused (%d bytes): %s", len(body), refused.parameter)
+        telemetry.count_webhook("outbound_refused")
+        return OutboundAnswer(status, {"error": str(refused), "parameter": refused.parameter})
+    received_at = clock()
+    name = body_name(body, received_at, folder="outbound")
+    store.put(name, body, {"source": SOURCE, "received_at": isoformat_z(received_at), "kind": "outbound_send"})
+    handoff.send(WebhookBodyTask(body_ref=name, source=SOURCE, received_at=received_at).model_dump(mode="json"))
+    log.info("outbound send %s stored (%d bytes) and handed off", name.rsplit("/", 1)[-1][:16], len(body))
+    telemetry.count_webhook("outbound_accepted")
+    return OutboundAnswer(200, {"messageId": send.wamid, "stored": True})

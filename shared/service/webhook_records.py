@@ -21,10 +21,12 @@ from datetime import UTC, datetime, time, timedelta
 
 from shared import telemetry
 from shared.domain.errors import PoisonReason
-from shared.domain.ledger import OutcomeEntry, PageEntry, RecordOutcome, WindowInfo
+from shared.domain.ledger import OutcomeEntry, PageEntry, Receipt, RecordOutcome, WindowInfo
+from shared.domain.phones import masked_number
 from shared.domain.records import record_key
 from shared.domain.tasks import MEDIA_ID, ItemTask, MediaCaptureTask, PoisonMessage, WebhookBodyTask
-from shared.domain.whatsapp_cloud import WebhookProblem, parse_webhook
+from shared.domain.whatsapp_cloud import StatusEvidence, WebhookProblem, parse_webhook
+from shared.domain.whatsapp_outbound import parse_outbound
 from shared.domain.window import Window
 from shared.ports import RecordStore, WebhookBodyStore, WindowLedger, WorkQueue
 from shared.service.listing import serialise_item
@@ -47,7 +49,9 @@ def split_webhook_body(
     """Errors from storage and queues propagate (the host retries the task; every step repeats
     safely: claim checks are written once, item tasks are deduplicated at import)."""
     raw = bodies.get(task.body_ref)
-    batch = parse_webhook(raw, received_at=task.received_at)
+    # The folder says who wrote the body: Meta (a webhook) or the firm's sending application.
+    parse = parse_outbound if task.body_ref.startswith("outbound/") else parse_webhook
+    batch = parse(raw, received_at=task.received_at)
     info = webhook_day(task.received_at)
     window_id = info.window_id
     if ledger.window(window_id) is None:
@@ -70,14 +74,28 @@ def split_webhook_body(
         keys.append(_poison(problem, window_id, records=records, poison_queue=poison_queue, ledger=ledger,
                             now=clock()))
     body_hash = task.body_ref.rsplit("/", 1)[-1].removesuffix(".json")
-    ledger.record_page(window_id, PageEntry(f"webhook-{body_hash[:32]}", 0, tuple(keys), True))
+    receipts = tuple(_receipt(status) for status in batch.statuses)
+    ledger.record_page(window_id, PageEntry(f"webhook-{body_hash[:32]}", 0, tuple(keys), True, receipts))
     telemetry.count_listed(len(keys), window_id=window_id)
-    statuses = batch.status_counts
     log.info(
         "webhook body %s: %d record(s), %d problem(s), %d status(es) (%d failed), %d notice(s)",
-        body_hash[:16], len(batch.messages), len(batch.problems), sum(statuses.values()),
-        len(batch.failed_statuses), len(batch.notices),
+        body_hash[:16], len(batch.messages), len(batch.problems), len(receipts),
+        sum(receipt.failed for receipt in receipts), len(batch.notices),
     )
+
+
+def _receipt(status: StatusEvidence) -> Receipt:
+    """What the window keeps of a receipt: no pricing, no conversation, the customer masked; the
+    whole receipt stays in the stored body."""
+    recipient = status.recipient_id
+    if recipient and status.recipient_type != "group":
+        recipient = masked_number("+" + recipient if recipient.isdigit() else recipient)
+    errors = tuple(
+        " ".join(str(part) for part in (error.get("code"), error.get("title")) if part is not None)[:200]
+        for error in status.errors if isinstance(error, dict)
+    )
+    return Receipt(status.message_id, status.status[:64], datetime.fromtimestamp(status.timestamp / 1000, UTC),
+                   recipient, errors)
 
 
 def _poison(
