@@ -1,7 +1,7 @@
 """``python -m shared.cli``: the administrator's tool.
 
     demo                       run one scheduled window on local infrastructure and print the report
-    import ITEMS.jsonl ...     import a JSON Lines file of records into .eml mailboxes
+    import ITEMS.jsonl ...     import a JSON Lines file of records (or of Meta's webhook bodies) into mailboxes
     mapping check MAP.csv      check a phone → email mapping file, line by line
     mapping upload MAP.csv     check it, then store it where the functions read it
     mapping show PHONE         which mailbox a number maps to, and by which rule
@@ -44,6 +44,9 @@ Every command takes --json for scripts; `COMMAND --help` explains each one. Exit
 1 the command ran and found a problem (overdue window, mapping errors, not found), 2 bad usage."""
 
 
+IMPORT_FORMATS = ("telemessage", "whatsapp-cloud")
+
+
 class UsageError(Exception):
     """Unusable arguments: exit code 2 with a clear message."""
 
@@ -73,6 +76,10 @@ def _parser() -> argparse.ArgumentParser:
                     "prints the report. State is kept in --state-dir, so a second run imports nothing new.",
     )
     demo.add_argument("--state-dir", type=Path, default=Path(".demo"), help="where state and mail go (.demo)")
+    demo.add_argument("--source", choices=("telemessage", "whatsapp-cloud"), default="telemessage",
+                      help="telemessage: one scheduled window of the local TeleMessage's day (default); "
+                           "whatsapp-cloud: a day of WhatsApp Business Platform webhooks, signed and delivered "
+                           "by a local Meta over loopback HTTP, then reconciled")
     demo.add_argument("--fresh", action="store_true", help="forget earlier demo runs first")
     demo.add_argument("--relist", action="store_true",
                       help="hand the demo's day of traffic off again (shows duplicates being skipped)")
@@ -90,9 +97,15 @@ def _parser() -> argparse.ArgumentParser:
     imp = commands.add_parser(
         "import", help="import a JSON Lines file of records into .eml mailboxes",
         description="Runs each record (one per line, attachments inline) through validation, mapping, "
-                    "rendering and the .eml writer. Exit 0 when the file was processed, whatever was poisoned.",
+                    "rendering and the .eml writer. Exit 0 when the file was processed, whatever was poisoned. "
+                    "With --format whatsapp-cloud each line is one WhatsApp Business Platform webhook body as "
+                    "Meta sent it; media is fetched from WHATSAPP_GRAPH_BASE_URL with WHATSAPP_ACCESS_TOKEN "
+                    "from the environment (exit 1 when Meta refuses the token: the run stops at that line).",
     )
     imp.add_argument("items", type=Path, metavar="ITEMS.jsonl")
+    imp.add_argument("--format", choices=IMPORT_FORMATS, default=IMPORT_FORMATS[0],
+                     help="telemessage: one canonical record a line (default); whatsapp-cloud: one webhook "
+                          "body a line")
     imp.add_argument("--mapping", type=Path, required=True, metavar="MAP.csv", help="PhoneNumber,EmailAddress CSV")
     imp.add_argument("--directory", type=Path, metavar="USERS.txt",
                      help="addresses that have a mailbox, one per line (not with --graph)")
@@ -136,8 +149,6 @@ def _readable(path: Path, what: str) -> Path:
 def _import(args: argparse.Namespace) -> int:
     from shared.adapters.local_files import EmlMailbox, FileDirectory, FileMappingSource
     from shared.domain.mapping_table import parse_mapping
-    from shared.service.batch_import import import_lines
-    from shared.service.importing import ItemImporter
     from shared.service.mapping import MailboxMapper
 
     items = _readable(args.items, "items file")
@@ -156,6 +167,8 @@ def _import(args: argparse.Namespace) -> int:
         raise UsageError(f"report folder {args.report.parent} does not exist")
     if parsed.rows == 0 and parsed.errors:  # empty file, or no recognisable header anywhere
         raise UsageError(f"mapping file {mapping_path} is unusable: {parsed.problems[0]}")
+    # Meta's settings are checked before anything is written: a bad one is a usage error.
+    meta_media = _meta_media() if args.format == "whatsapp-cloud" else None
     for problem in parsed.problems:
         print(f"mapping {mapping_path.name}: {problem} (row not used)", file=sys.stderr)
 
@@ -167,18 +180,76 @@ def _import(args: argparse.Namespace) -> int:
         directory, FileMappingSource(mapping_path, default_region=args.region),
         auto_enabled=not args.no_auto_mapping, default_region=args.region,
     )
-    importer = ItemImporter(
-        mapper, writer, None, max_item_bytes=int(args.max_item_mb * 1024 * 1024), default_region=args.region,
-    )
-    with items.open("rb") as handle:
-        report = import_lines(handle, importer).to_json()
+    if args.format == "whatsapp-cloud":
+        report = _import_webhooks(items, args, mapper, writer, meta_media)
+    else:
+        from shared.service.batch_import import import_lines
+
+        with items.open("rb") as handle:
+            report = import_lines(handle, _importer(args, mapper, writer)).to_json()
     if args.report:
         args.report.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     if args.json:
         print(json.dumps(report, indent=2, ensure_ascii=False))
     else:
         _print_counts(report, where=args.mailbox_dir or "Exchange Online (Microsoft Graph)")
+    if "stopped" in report:
+        print(f"error: stopped at line {report['stopped']['line']}: {report['stopped']['error']}; the lines "
+              "before it are archived, run the file again once the setting is fixed", file=sys.stderr)
+        return 1
     return 0
+
+
+def _importer(args: argparse.Namespace, mapper, writer, media_sources=None):
+    from shared.service.importing import ItemImporter
+
+    return ItemImporter(
+        mapper, writer, None, max_item_bytes=int(args.max_item_mb * 1024 * 1024), default_region=args.region,
+        media_sources=media_sources,
+    )
+
+
+NO_MEDIA_TOKEN = ("WHATSAPP_ACCESS_TOKEN is not set: media cannot be fetched from Meta; messages with media are "
+                  "archived saying their media could not be captured (partially imported)")
+
+
+def _meta_media():
+    """Meta's media client from the environment's WHATSAPP_* settings; None, said on stderr, without a token."""
+    from pydantic import ValidationError
+
+    from shared.composition import Container
+    from shared.domain.errors import ConfigurationError
+    from shared.domain.webhook_auth import unresolved_as_unset
+    from shared.settings import Settings
+
+    try:
+        settings = Settings(directory="graph", mailbox_writer="graph")
+    except ValidationError as error:
+        names = ", ".join(".".join(map(str, e["loc"])) or "settings" for e in error.errors(include_input=False))
+        raise UsageError(f"the environment's settings are not valid ({names})") from None
+    if not unresolved_as_unset(settings.whatsapp_access_token.get_secret_value()):
+        print(f"warning: {NO_MEDIA_TOKEN}", file=sys.stderr)
+        return None
+    try:
+        return Container(settings).meta_media
+    except ConfigurationError as error:
+        raise UsageError(str(error)) from None
+
+
+def _import_webhooks(items: Path, args: argparse.Namespace, mapper, writer, meta_media) -> dict:
+    import contextlib
+    from datetime import UTC, datetime
+
+    from shared.domain.whatsapp_cloud import SOURCE
+    from shared.service.webhook_batch_import import CapturedMediaFiles, import_webhook_lines
+
+    with CapturedMediaFiles() as store, items.open("rb") as handle, \
+            (meta_media or contextlib.nullcontext()):
+        importer = _importer(args, mapper, writer, media_sources={SOURCE: store})
+        return import_webhook_lines(
+            handle, importer, store=store, fetcher=meta_media, received_at=datetime.now(UTC),
+            media_note=None if meta_media else NO_MEDIA_TOKEN,
+        ).to_json()
 
 
 def _graph_delivery():
@@ -192,6 +263,8 @@ def _graph_delivery():
 
 
 def _print_counts(report: dict, *, where: Path | str | None = None) -> None:
+    if "bodies" in report:
+        print(f"webhook bodies read:  {report['bodies']}")
     print(f"records listed:       {report['listed']}")
     print(f"fan-out (record x mailbox): {report['fanout']}")
     print(f"imported:             {report['imported']}")
@@ -201,6 +274,16 @@ def _print_counts(report: dict, *, where: Path | str | None = None) -> None:
     poisoned = report["poisoned"]
     print(f"poisoned:             {sum(poisoned.values())}"
           + (" (" + ", ".join(f"{k} {v}" for k, v in poisoned.items()) + ")" if poisoned else ""))
+    if "statuses" in report:
+        statuses = report["statuses"]
+        counts = ", ".join(f"{k} {v}" for k, v in statuses["counts"].items())
+        print(f"statuses:             {sum(statuses['counts'].values())}" + (f" ({counts})" if counts else "")
+              + (f", {statuses['repeated']} repeated" if statuses["repeated"] else ""))
+        for failed in statuses["failed"]:
+            codes = ", ".join(f"{e['code']} {e['title'] or ''}".strip() for e in failed["errors"]) or "no error given"
+            print(f"  failed: {failed['messageId']} (line {failed['line']}): {codes}")
+        media = report["media"]
+        print(f"media:                {media['captured']} captured, {media['not_captured']} not captured")
     if where is not None:
         print(f"mailboxes:            {where}")
 
@@ -231,6 +314,8 @@ def _demo(args: argparse.Namespace) -> int:
 
     if args.mapping and not args.graph:
         raise UsageError("--mapping goes with --graph (the local demo maps its own people)")
+    if args.source != "telemessage" and (args.relist or args.transcripts or args.graph):
+        raise UsageError("--relist, --transcripts and --graph go with --source telemessage")
     mapping = _readable(args.mapping, "mapping file") if args.mapping else None
     return run_demo(state_dir=args.state_dir, fresh=args.fresh, relist=args.relist, as_json=args.json,
-                    graph=args.graph, transcripts=args.transcripts, mapping=mapping)
+                    graph=args.graph, transcripts=args.transcripts, mapping=mapping, source=args.source)

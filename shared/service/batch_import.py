@@ -21,7 +21,8 @@ class BatchReport:
 
     items: list[dict[str, Any]] = field(default_factory=list)
 
-    def add(self, line: int, result: ImportResult, message_id: str | None) -> None:
+    def add(self, line: int, result: ImportResult, message_id: str | None) -> dict[str, Any]:
+        """The entry added, for a caller that knows more about where the record stood."""
         entry: dict[str, Any] = {
             "line": line,
             "messageId": message_id,
@@ -39,6 +40,7 @@ class BatchReport:
         if result.unavailable:
             entry["unavailable_mailboxes"] = list(result.unavailable)
         self.items.append(entry)
+        return entry
 
     def to_json(self) -> dict[str, Any]:
         pairs = [o for item in self.items for o in item.get("mailbox_outcomes", {}).values()]
