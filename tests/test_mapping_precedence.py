@@ -147,3 +147,18 @@ def test_local_directory_file_lists_phones_beside_addresses(tmp_path):
     assert directory.has_mailbox("NoPhone@contoso.example")
     assert directory.mailbox_for_phone("+447700900001") == "alice@contoso.example"
     assert directory.mailbox_for_phone("+447700900002") is None  # ambiguous
+
+
+def test_a_business_platform_number_maps_by_its_phone_number_id_before_its_display_number():
+    business = {"phone": "+447700900002", "phoneNumberId": "310000000000111"}
+    rec = record(sender=business, recipients=[CUSTOMER])
+    by_id = "PhoneNumber,EmailAddress\nphone_number_id:310000000000111,desk@contoso.example\n"
+    directory = ("desk@contoso.example", "bob@contoso.example")
+    assert mapped(rec, csv=by_id, directory=directory) == {("desk@contoso.example", MappingRule.CSV)}
+    # Meta re-formats display numbers; the id still maps, and wins over a row for the number.
+    both = by_id + "+447700900002,bob@contoso.example\n"
+    assert mapped(record(sender={**business, "phone": "+44 7700 900002"}, recipients=[CUSTOMER]), csv=both,
+                  directory=directory) == {("desk@contoso.example", MappingRule.CSV)}
+    # Without an id row the display number maps as any number does.
+    only_number = "PhoneNumber,EmailAddress\n+447700900002,bob@contoso.example\n"
+    assert mapped(rec, csv=only_number, directory=directory) == {("bob@contoso.example", MappingRule.CSV)}

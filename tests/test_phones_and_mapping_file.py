@@ -144,3 +144,14 @@ def test_an_address_rfc_5322_allows_but_no_mailbox_has_is_an_error_in_the_mappin
     parsed = parse_mapping(f"PhoneNumber,EmailAddress\n+44 7700 900123,{address}\n".encode(), None)
     assert not parsed.ok and len(parsed.table) == 0
     assert "cannot be a mailbox" in parsed.problems[0].message
+
+
+def test_a_mapping_row_may_name_a_business_platform_number_by_its_phone_number_id():
+    from shared.domain.mapping_table import parse_mapping
+
+    parsed = parse_mapping("PhoneNumber,EmailAddress\nphone_number_id:310000000000111,desk@contoso.example\n"
+                           "Phone_Number_ID: 42,desk2@contoso.example\nphone_number_id:../x,x@contoso.example\n")
+    assert parsed.table.lookup_phone_number_id("310000000000111").email == "desk@contoso.example"
+    assert parsed.table.lookup_phone_number_id("42").line == 3
+    [problem] = parsed.errors
+    assert problem.line == 4 and "phone_number_id" in problem.message and "../x" not in problem.message

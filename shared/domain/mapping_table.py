@@ -11,6 +11,7 @@ from __future__ import annotations
 import codecs
 import csv
 import io
+import re
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -39,21 +40,32 @@ class Problem:
         return f"{where}: {self.severity}: {self.message}"
 
 
+# A WhatsApp Business Platform number by its Graph id (``metadata.phone_number_id``), the key Meta
+# keeps when the display number is re-formatted: written ``phone_number_id:<digits>`` in the phone
+# column, so that the documented two-column file stays the only format.
+PHONE_NUMBER_ID_PREFIX = "phone_number_id:"
+_PHONE_NUMBER_ID = re.compile(r"phone_number_id:([0-9]{1,32})", re.IGNORECASE)
+
+
 @dataclass(frozen=True)
 class MappingEntry:
-    phone: str  # E.164
+    phone: str  # E.164, or phone_number_id:<digits>
     email: str  # lower-case
     line: int
 
 
 @dataclass(frozen=True)
 class MappingTable:
-    """E.164 phone → mailbox address. Built only from rows without errors."""
+    """E.164 phone (or a Business Platform number's id) → mailbox address. Built only from rows
+    without errors."""
 
     entries: dict[str, MappingEntry] = field(default_factory=dict)
 
     def lookup(self, e164: str) -> MappingEntry | None:
         return self.entries.get(e164)
+
+    def lookup_phone_number_id(self, phone_number_id: str) -> MappingEntry | None:
+        return self.entries.get(PHONE_NUMBER_ID_PREFIX + phone_number_id)
 
     def __len__(self) -> int:
         return len(self.entries)
@@ -121,7 +133,7 @@ def parse_mapping(data: bytes | str, default_region: str | None = None) -> Parse
         raw_email = cells[email_col] if email_col < len(cells) else ""
         row_errors = []
         try:
-            phone = normalize_phone(raw_phone, default_region)
+            phone = _key(raw_phone, default_region)
         except PhoneNumberError as error:
             phone = None
             row_errors.append(f"phone number: {error}")
@@ -150,6 +162,14 @@ def parse_mapping(data: bytes | str, default_region: str | None = None) -> Parse
         problems.append(Problem(0, Severity.ERROR, "no header row"))
     entries = {phone: entry for phone, entry in entries.items() if phone not in conflicted}
     return ParsedMapping(MappingTable(entries), tuple(sorted(problems, key=lambda p: p.line)), rows)
+
+
+def _key(raw: str, default_region: str | None) -> str:
+    if raw.lower().startswith(PHONE_NUMBER_ID_PREFIX):
+        if not (match := _PHONE_NUMBER_ID.fullmatch(raw.replace(" ", ""))):
+            raise PhoneNumberError("a phone_number_id is phone_number_id: and up to 32 digits")
+        return PHONE_NUMBER_ID_PREFIX + match.group(1)
+    return normalize_phone(raw, default_region)
 
 
 def _delimiter(header_line: str) -> str:

@@ -85,7 +85,10 @@ class MailboxMapper:
     ) -> MappedMailbox | None:
         phone = normalize_participant_phone(participant.phone, self._region)
         if table is not None:
-            entry = table.lookup(phone) if phone else None
+            # A Business Platform number's id first: Meta keeps it when the display number changes form.
+            entry = table.lookup_phone_number_id(participant.phone_number_id) if participant.phone_number_id else None
+            if entry is None and phone:
+                entry = table.lookup(phone)
             if entry is not None and (identity := valid(entry.email)):
                 return MappedMailbox(identity, MappingRule.CSV)
         if self._auto_enabled:
