@@ -358,6 +358,14 @@ def test_history_backfill_chunks_become_records_in_both_directions():
     assert records[2].message_type == "MEDIA_PLACEHOLDER"
     assert "WhatsApp sends the file itself only for the 14 days before onboarding" in rendered(
         batch.records[2]).text_body
+    # The file comes later under the same wamid: the placeholder's own id keeps it from being taken
+    # for a duplicate of the placeholder (and so never archived).
+    assert records[2].message_id == f"{wa.wamid(13)}:media_placeholder"
+    assert records[2].related_message_id == wa.wamid(13)
+    asset = wa.inbound(wa.message("image", wa.media("hist-1", "image/jpeg"), n=13), contacts=[wa.contact()])
+    [file] = parse(asset).messages
+    assert file.message_id == wa.wamid(13) and file.key != batch.messages[2].key
+    assert f"record {wa.wamid(13)}" in rendered(batch.records[2]).text_body
     assert batch.records[0]["whatsappCloud"]["historyChunk"] == {"phase": 1, "chunk_order": 1, "progress": 40}
     assert batch.messages[1].path == "entry[0].changes[0].value.history[0].threads[0].messages[1]"
 

@@ -428,7 +428,8 @@ def _platform_lines(record: ArchiveRecord) -> list[str]:
     if record.message_type == "MEDIA_PLACEHOLDER":
         lines.append(
             "A media file was shared here (chat history import). WhatsApp sends the file itself only for the "
-            "14 days before onboarding, as a separate message."
+            "14 days before onboarding, as a separate message; when it does, the file is archived as its own "
+            f"item, record {record.related_message_id or '(unknown)'}."
         )
     for error in record.platform_errors:
         said = " – ".join(part for part in (error.title, error.message, error.details) if part)

@@ -467,6 +467,12 @@ class _Parser:
         if group_id:
             record.update(groupMessage=True, dialogGroupId=group_id)
         record.update(_content(node, type_name))
+        if record.get("messageType") == "MEDIA_PLACEHOLDER":
+            # Meta sends the file later as a message of its own with the same wamid; an archive keeps
+            # both (an item is never replaced), so the placeholder takes an id of its own, pointing
+            # at the wamid the file will come with.
+            message_id = f"{message_id}:media_placeholder"
+            record.update(messageId=message_id, relatedMessageId=node["id"].value)
         if record["event"] == "DELETED":
             record["deletion"] = {"scope": "FOR_EVERYONE", "deletedTime": time}
         record.update(_context(node["context"]))
