@@ -1081,6 +1081,7 @@ def test_alert_queries_use_only_names_the_code_emits(bicep_json):
     webhook = bicep_alerts(bicep_json)
     assert '"archiver.webhook.deliveries"' in webhook["webhook-signature"]["query"]
     assert '"whatsapp_webhook"' in webhook["webhook-5xx"]["query"]
+    assert '"whatsapp_outbound"' in webhook["webhook-5xx"]["query"]
 
 
 def test_the_cloud_parameters_offer_the_clouds_the_code_knows(bicep_json, terraform_json):

@@ -866,7 +866,7 @@ resource webhookServerErrorAlert 'Microsoft.Insights/scheduledQueryRules@2022-06
   location: location
   properties: {
     displayName: 'WhatsApp Archiver: webhook answered 5xx'
-    description: 'The WhatsApp webhook answered Meta with a server error; Meta retries for a limited time, then drops the delivery. See the failed whatsapp_webhook requests and their exceptions.'
+    description: 'The WhatsApp webhook answered Meta (or whatsapp_outbound answered the sending application of the firm) with a server error; Meta retries for a limited time, then drops the delivery. See the failed requests and their exceptions.'
     severity: 1
     enabled: true
     scopes: [
@@ -877,7 +877,7 @@ resource webhookServerErrorAlert 'Microsoft.Insights/scheduledQueryRules@2022-06
     criteria: {
       allOf: [
         {
-          query: 'requests | where name == "whatsapp_webhook" and toint(resultCode) >= 500'
+          query: 'requests | where name in ("whatsapp_webhook", "whatsapp_outbound") and toint(resultCode) >= 500'
           timeAggregation: 'Count'
           operator: 'GreaterThan'
           threshold: 0

@@ -196,7 +196,7 @@ resource "azurerm_monitor_scheduled_query_rules_alert_v2" "webhook_5xx" {
   count                   = local.whatsapp_enabled ? 1 : 0
   name                    = "${var.name_prefix}-webhook-5xx"
   display_name            = "WhatsApp Archiver: webhook answered 5xx"
-  description             = "The WhatsApp webhook answered Meta with a server error; Meta retries for a limited time, then drops the delivery. See the failed whatsapp_webhook requests and their exceptions."
+  description             = "The WhatsApp webhook answered Meta (or whatsapp_outbound answered the sending application of the firm) with a server error; Meta retries for a limited time, then drops the delivery. See the failed requests and their exceptions."
   resource_group_name     = azurerm_resource_group.main.name
   location                = azurerm_resource_group.main.location
   scopes                  = [azurerm_application_insights.main.id]
@@ -205,7 +205,7 @@ resource "azurerm_monitor_scheduled_query_rules_alert_v2" "webhook_5xx" {
   window_duration         = "PT15M"
   auto_mitigation_enabled = true
   criteria {
-    query                   = "requests | where name == \"whatsapp_webhook\" and toint(resultCode) >= 500"
+    query                   = "requests | where name in (\"whatsapp_webhook\", \"whatsapp_outbound\") and toint(resultCode) >= 500"
     time_aggregation_method = "Count"
     operator                = "GreaterThan"
     threshold               = 0
