@@ -4,6 +4,9 @@ Azurite (from node_modules) and the local TeleMessage start on free loopback por
 registered in function_app.py run under the local host runner; mail lands as .eml files. State
 (Azurite's data, the watermark, the mailboxes) stays in the state directory, so a second run
 finds nothing new, and ``--relist`` hands the whole day off again to show duplicates skipped.
+
+``source="whatsapp-cloud"`` runs a day of WhatsApp Business Platform webhooks instead
+(shared/local/whatsapp_demo.py), in the same state directory.
 """
 
 from __future__ import annotations
@@ -27,6 +30,10 @@ DEMO_USERNAME = "demo-connector"
 @dataclass(frozen=True)
 class DemoPaths:
     root: Path
+    source: str = "telemessage"  # each source keeps its own day and mapping; Azurite and the mail are shared
+
+    def _own(self, name: str, suffix: str) -> Path:
+        return self.root / (f"{name}{suffix}" if self.source == "telemessage" else f"{name}-{self.source}{suffix}")
 
     @property
     def azurite(self) -> Path:
@@ -38,15 +45,15 @@ class DemoPaths:
 
     @property
     def mapping(self) -> Path:
-        return self.root / "mapping.csv"
+        return self._own("mapping", ".csv")
 
     @property
     def directory(self) -> Path:
-        return self.root / "directory.txt"
+        return self._own("directory", ".txt")
 
     @property
     def state(self) -> Path:
-        return self.root / "demo.json"
+        return self._own("demo", ".json")
 
     @property
     def log(self) -> Path:
@@ -68,13 +75,22 @@ def _log_to(path: Path) -> None:
 
 def run_demo(
     *, state_dir: Path, fresh: bool = False, relist: bool = False, as_json: bool = False,
-    graph: bool = False, mapping: Path | None = None, transcripts: bool = False,
+    graph: bool = False, mapping: Path | None = None, transcripts: bool = False, source: str = "telemessage",
 ) -> int:
-    paths = DemoPaths(state_dir.resolve())
+    paths = DemoPaths(state_dir.resolve(), source)
     if fresh and paths.root.exists():
         shutil.rmtree(paths.root)
     paths.root.mkdir(parents=True, exist_ok=True)
     _log_to(paths.log)
+    if source == "whatsapp-cloud":
+        from shared.local.whatsapp_demo import print_whatsapp_report, run_whatsapp_day
+
+        report = run_whatsapp_day(paths)
+        if as_json:
+            print(json.dumps(report, indent=2))
+        else:
+            print_whatsapp_report(report)
+        return 0 if report["reconciled"] else 1
     report = run_window(paths, relist=relist, graph=graph, mapping=mapping, transcripts=transcripts)
     if as_json:
         print(json.dumps(report, indent=2))
@@ -234,22 +250,35 @@ def print_report(report: dict[str, Any]) -> None:
         print(f"  mail (.eml):          {report['mailbox_dir']} ({report['eml_files']} files)")
         print("  run with --relist to hand the day off again, or --fresh to start over")
         return
-    poisoned = window["poisoned"]
     print(f"  window (capture time, UTC): {window['start']} → {window['end']}  [{window['window_id']}]")
     print(f"  records in the local TeleMessage: {report['generated']}")
-    print(f"  records listed:       {window['listed']}")
-    print(f"  fan-out (record × mailbox): {window['fanout']}")
-    print(f"  imported:             {window['imported']}")
-    print(f"  skipped duplicates:   {window['skipped_duplicates']}")
-    print(f"  partially imported:   {window['partially_imported']} (archived; media never captured)")
-    print(f"  poisoned:             {sum(poisoned.values())}"
-          + (" (" + ", ".join(f"{k}: {v}" for k, v in poisoned.items()) + ")" if poisoned else ""))
-    print(f"  pending:              {window['pending']}")
+    print_window_counts(window)
     if window.get("awaiting_transcript"):
         print(f"  awaiting transcript:  {window['awaiting_transcript']} (their day is not over yet)")
     verdict = "yes" if window["reconciled"] else "NO — see pending and the poison queues"
     print(f"  reconciled:           {verdict} (listed = imported or skipped + poisoned; "
           "fan-out = imported + skipped)")
+    print_where(report)
+
+
+def print_window_counts(window: dict[str, Any], indent: str = "  ") -> None:
+    """A window's counts, as every demo prints them."""
+    poisoned = window["poisoned"]
+    for label, value in (
+        ("records listed:", window["listed"]),
+        ("fan-out (record × mailbox):", window["fanout"]),
+        ("imported:", window["imported"]),
+        ("skipped duplicates:", window["skipped_duplicates"]),
+        ("partially imported:", f"{window['partially_imported']} (archived; media never captured)"),
+        ("poisoned:", f"{sum(poisoned.values())}"
+                      + (" (" + ", ".join(f"{k}: {v}" for k, v in poisoned.items()) + ")" if poisoned else "")),
+        ("pending:", window["pending"]),
+    ):
+        print(f"{indent}{label.ljust(21)} {value}")
+
+
+def print_where(report: dict[str, Any]) -> None:
+    """Queues, mail, admin report, log and time, as every demo prints them."""
     print("  queues:               " + ", ".join(f"{k} {v}" for k, v in report["queues"].items()))
     print(f"  mail (.eml):          {report['mailbox_dir']} ({report['eml_files']} files)")
     if report.get("admin_report"):

@@ -36,6 +36,7 @@ class StoredMedia:
     data: bytes
     mime_type: str
     sha256_base64: bool = False  # Meta's samples show the digest in base64 in some places
+    expired: bool = False  # Meta's webhook media ids lapse after 7 days: then it answers as for an unknown id
 
 
 class LocalMeta:
@@ -72,8 +73,9 @@ class LocalMeta:
         return f"http://127.0.0.1:{self._httpd.server_address[1]}"
 
     # -- test controls ----------------------------------------------------------------------------
-    def add(self, media_id: str, data: bytes, mime_type: str, *, sha256_base64: bool = False) -> None:
-        self.media[media_id] = StoredMedia(data, mime_type, sha256_base64)
+    def add(self, media_id: str, data: bytes, mime_type: str, *, sha256_base64: bool = False,
+            expired: bool = False) -> None:
+        self.media[media_id] = StoredMedia(data, mime_type, sha256_base64, expired)
 
     def fail_next_lookups(self, *statuses: int) -> None:
         with self._lock:
@@ -111,7 +113,7 @@ class LocalMeta:
             return _error(failure, "injected failure", 4 if failure == 429 else 2)
         media_id = parts.path.removeprefix(prefix)
         stored = self.media.get(media_id)
-        if stored is None:
+        if stored is None or stored.expired:
             return _error(400, "Unsupported get request. Object does not exist", 100)
         key = secrets.token_urlsafe(16)
         with self._lock:

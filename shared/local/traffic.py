@@ -40,7 +40,7 @@ _DAY = 24 * _HOUR
 _FILLER_PER_SCALE = 260
 
 # Leading bytes of each format so that a downloaded "image" at least smells like one to a viewer.
-_MAGIC = {
+MEDIA_MAGIC = {
     "image/jpeg": b"\xff\xd8\xff\xe0\x00\x10JFIF\x00",
     "image/webp": b"RIFF\x00\x00\x00\x00WEBPVP8 ",
     "video/mp4": b"\x00\x00\x00\x18ftypmp42",
@@ -262,7 +262,7 @@ def write_jsonl(
 def _media_bytes(seed: int, attachment_id: str, size: int, content_type: str) -> bytes:
     digest = hashlib.sha256(f"{seed}\x00{attachment_id}".encode()).digest()
     rng = random.Random(int.from_bytes(digest[:16], "big"))
-    magic = _MAGIC.get(content_type, b"")[:size]
+    magic = MEDIA_MAGIC.get(content_type, b"")[:size]
     return magic + rng.randbytes(size - len(magic))
 
 
