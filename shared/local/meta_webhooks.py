@@ -9,7 +9,8 @@ every app). Bodies go out concurrently, in no guaranteed order.
 
 The backoff here is fractions of a second (Meta's runs for days). Which bodies lose their answer
 (as when Meta's 20 s timeout passes before the receiver answers) or come twice is decided per body
-from the seed and the body's bytes, so a run repeats itself whatever the threads do. The log keeps
+from the seed and the body's label, so a run repeats itself whatever the threads do and whatever
+day it is. The log keeps
 labels, attempts and statuses, never a body.
 """
 
@@ -169,7 +170,7 @@ class WebhookSender(Courier):
         }
 
     def job(self, body: WebhookBody) -> Job:
-        fate = random.Random(f"{self.seed}:{body.sha256}")
+        fate = random.Random(f"{self.seed}:{body.label}")
         lose = fate.random() < self.lost_answer_rate
         duplicate = fate.random() < self.duplicate_rate
         return Job(body.label, self.url, body.wire, self.headers(body), lose, duplicate)

@@ -110,10 +110,6 @@ class WebhookBody:
     signed: bytes
     malformed: bool = False
 
-    @property
-    def sha256(self) -> str:
-        return hashlib.sha256(self.wire).hexdigest()
-
 
 @dataclass
 class WhatsAppDay:
