@@ -214,8 +214,8 @@ def print_whatsapp_report(report: dict[str, Any]) -> None:
         print(f"  window (UTC day of receipt): {window['start']} → {window['end']}  [{window['window_id']}]")
         print_window_counts(window, indent="    ")
         if window.get("receipts"):
-            print("    receipts counted:      " + ", ".join(f"{k} {v}" for k, v in window["receipts"].items()))
-        print(f"    reconciled:            {'yes' if window['reconciled'] else 'NO'}")
+            print("    receipts counted:     " + ", ".join(f"{k} {v}" for k, v in window["receipts"].items()))
+        print(f"    reconciled:           {'yes' if window['reconciled'] else 'NO'}")
     if not report["windows"]:
         print("  no window: nothing was accounted (see the log)")
     run = report["this_run"]
