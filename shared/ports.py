@@ -101,6 +101,14 @@ class WebhookBodyStore(Protocol):
         """The stored body; raises RecordMissing when there is none."""
         ...
 
+    def split_done(self, name: str) -> bool:
+        """Whether this body's records, problems and page entry were all handed on already."""
+        ...
+
+    def mark_split(self, name: str) -> None:
+        """Note that they were (a marker beside the body: the body itself is never touched)."""
+        ...
+
 
 class MediaFetcher(Protocol):
     """A push source's media by id (Meta's Graph API): the bytes in chunks, or None when the

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from shared.domain.errors import TransientError
+from shared.domain.identifiers import webhook_body_ref
 from shared.domain.ledger import OutcomeEntry, PageEntry, WindowInfo
 from shared.domain.mapping_table import MappingTable, parse_mapping
 from shared.domain.rendered import RenderedItem
@@ -310,6 +311,7 @@ class MemoryWebhookBodyStore:
     def __init__(self, *, fail: bool = False) -> None:
         self.bodies: dict[str, bytes] = {}
         self.metadata: dict[str, dict[str, str]] = {}
+        self.split: set[str] = set()
         self._fail = fail
 
     def put(self, name: str, raw: bytes, metadata: dict[str, str]) -> None:
@@ -323,3 +325,9 @@ class MemoryWebhookBodyStore:
             return self.bodies[name]
         except KeyError:
             raise RecordMissing(name) from None
+
+    def split_done(self, name: str) -> bool:
+        return webhook_body_ref(name, "name") in self.split
+
+    def mark_split(self, name: str) -> None:
+        self.split.add(webhook_body_ref(name, "name"))

@@ -293,7 +293,9 @@ def test_the_whatsapp_cloud_demo_archives_every_message_once_reconciles_and_a_se
     items = _items(paths.mailboxes)
     assert {wamid: mailbox for wamid, (mailbox, _) in items.items()} == expected
     assert len(list(paths.mailboxes.rglob("*.eml"))) == len(expected) == first["eml_files"]
-    assert first["this_run"]["skipped_duplicate"] > 0
+    # A body Meta sent again after a lost answer, or twice after a 200, is split once: nothing of it
+    # reaches import a second time.
+    assert "skipped_duplicate" not in first["this_run"]
     header = {name: items[wamid][1] for name, wamid in day.labels.items() if wamid in items}
     assert header["voice"]["X-Archive-Message-Type"] == "VOICE_NOTE"
     assert header["edit"]["X-Archive-Event"] == "EDITED" and header["revoke"]["X-Archive-Event"] == "DELETED"
@@ -308,8 +310,7 @@ def test_the_whatsapp_cloud_demo_archives_every_message_once_reconciles_and_a_se
         "$: the body is not JSON", "object: not whatsapp_business_account"]
 
     second = run_whatsapp_day(paths)
-    assert second["reconciled"] and second["this_run"].get("imported", 0) == 0
-    assert second["this_run"]["skipped_duplicate"] >= len(expected)
+    assert second["reconciled"] and second["this_run"] == {}  # the same day's bodies again: all split before
     assert len(list(paths.mailboxes.rglob("*.eml"))) == len(expected)
 
 

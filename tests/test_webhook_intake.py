@@ -170,3 +170,17 @@ def test_the_http_function_stores_hands_off_and_answers_an_explicit_200_over_azu
     assert forged.status_code == 401
     assert hello.status_code == 200 and hello.get_body() == b"12345" and hello.mimetype == "text/plain"
     assert stored == BODY
+
+
+def test_a_split_body_is_marked_beside_it_and_the_body_itself_stays_as_it_arrived(store):
+    from shared.domain.identifiers import InvalidIdentifier
+
+    post(store, MemoryQueue("listing"))
+    name = body_name(BODY, NOW)
+    assert not store.split_done(name)
+    store.mark_split(name)
+    store.mark_split(name)  # a retried task marks it again
+    assert store.split_done(name) and store.get(name) == BODY
+    assert not store.split_done(body_name(b'{"other": 1}', NOW))
+    with pytest.raises(InvalidIdentifier):
+        store.split_done("webhooks/../mapping/mapping.csv")

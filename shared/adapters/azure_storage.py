@@ -215,6 +215,23 @@ class BlobWebhookBodyStore:
         except ResourceNotFoundError:
             raise RecordMissing(name) from None
 
+    @transient_storage_errors
+    def split_done(self, name: str) -> bool:
+        try:
+            self._container.get().get_blob_client(_split_marker(name)).get_blob_properties()
+        except ResourceNotFoundError:
+            return False
+        return True
+
+    @transient_storage_errors
+    def mark_split(self, name: str) -> None:
+        self._container.get().upload_blob(_split_marker(name), b"", overwrite=True)
+
+
+def _split_marker(name: str) -> str:
+    # Beside the body, not on it: the body's bytes and metadata stay as they arrived (evidence).
+    return webhook_body_ref(name, "name").removesuffix(".json") + ".split"
+
 
 class BlobCapturedMedia:
     """A push source's media, captured when its message arrived: ``media/<source>/<sha256 of the

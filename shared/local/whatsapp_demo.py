@@ -220,7 +220,8 @@ def print_whatsapp_report(report: dict[str, Any]) -> None:
         print("  no window: nothing was accounted (see the log)")
     run = report["this_run"]
     print(f"  this run:             {run.get('imported', 0)} items written, "
-          f"{run.get('skipped_duplicate', 0)} deliveries skipped as duplicates")
+          f"{run.get('skipped_duplicate', 0)} skipped as duplicates "
+          "(a body sent again is split once: nothing of it is queued twice)")
     verdict = "yes" if report["reconciled"] else "NO — see the windows, undelivered bodies and the poison queues"
     print(f"  reconciled:           {verdict}")
     print_where(report)

@@ -9,7 +9,8 @@ is over and six hours have passed with records still unaccounted.
 Each message becomes a claim check and an item task exactly as listing makes them, so import,
 mapping, rendering, poison and replay are the TeleMessage path's own. Each part of the body that
 could not become a record is poisoned at once with the JSON path at fault and its fragment kept.
-The page entry is written last, once every record's work is durably queued.
+The page entry is written last, once every record's work is durably queued; then a marker beside
+the body says it was split, so a body Meta sends again costs one read and queues nothing.
 """
 
 from __future__ import annotations
@@ -48,6 +49,11 @@ def split_webhook_body(
 ) -> None:
     """Errors from storage and queues propagate (the host retries the task; every step repeats
     safely: claim checks are written once, item tasks are deduplicated at import)."""
+    if bodies.split_done(task.body_ref):
+        # Meta sent the same bytes again (or the task came back after its work was done): every
+        # record of it is on its way already, and its problems are poisoned once, not per delivery.
+        log.info("webhook body %s: split before, nothing to do", task.body_ref.rsplit("/", 1)[-1][:16])
+        return
     raw = bodies.get(task.body_ref)
     # The folder says who wrote the body: Meta (a webhook) or the firm's sending application.
     parse = parse_outbound if task.body_ref.startswith("outbound/") else parse_webhook
@@ -76,6 +82,7 @@ def split_webhook_body(
     body_hash = task.body_ref.rsplit("/", 1)[-1].removesuffix(".json")
     receipts = tuple(_receipt(status) for status in batch.statuses)
     ledger.record_page(window_id, PageEntry(f"webhook-{body_hash[:32]}", 0, tuple(keys), True, receipts))
+    bodies.mark_split(task.body_ref)
     telemetry.count_listed(len(keys), window_id=window_id)
     log.info(
         "webhook body %s: %d record(s), %d problem(s), %d status(es) (%d failed), %d notice(s)",
