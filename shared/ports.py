@@ -18,6 +18,7 @@ from shared.domain.ledger import OutcomeEntry, PageEntry, WindowInfo
 from shared.domain.mapping_table import MappingTable
 from shared.domain.rendered import RenderedItem
 from shared.domain.transcripts import Bucket, StagedRecord, TranscriptPart
+from shared.domain.whatsapp_cloud import WebhookBatch
 from shared.domain.window import Watermark, Window
 
 
@@ -68,13 +69,22 @@ class ListingPage:
 
 
 class ArchiveSource(Protocol):
-    """The vendor's archive (TeleMessage): lists captured records and serves attachment bytes."""
+    """A pull source, the vendor's archive (TeleMessage): lists captured records window by window
+    and serves attachment bytes. Its records are validated into the canonical model at import."""
 
     def list_page(self, window: Window, page_token: str | None, page_size: int) -> ListingPage: ...
 
     def open_attachment(self, attachment_id: str) -> Iterator[bytes] | None:
         """The attachment's bytes in chunks, or None when the media was never captured."""
         ...
+
+
+class PushSource(Protocol):
+    """A push source (Meta's webhooks; the sends the firm's application reports): one stored body
+    in, the canonical records tagged with their source, delivery receipts and what could not become
+    a record out. Pure, and it never raises: nothing after it knows the vendor's shapes."""
+
+    def __call__(self, raw: bytes, *, received_at: datetime) -> WebhookBatch: ...
 
 
 class RecordStore(Protocol):

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, time, timedelta
 
 from shared import telemetry
@@ -29,10 +29,15 @@ from shared.domain.tasks import MEDIA_ID, ItemTask, MediaCaptureTask, PoisonMess
 from shared.domain.whatsapp_cloud import StatusEvidence, WebhookProblem, parse_webhook
 from shared.domain.whatsapp_outbound import parse_outbound
 from shared.domain.window import Window
-from shared.ports import RecordStore, WebhookBodyStore, WindowLedger, WorkQueue
+from shared.ports import PushSource, RecordStore, WebhookBodyStore, WindowLedger, WorkQueue
 from shared.service.listing import serialise_item
 
 log = logging.getLogger(__name__)
+
+
+# The folder a body is stored under says who wrote it, and so which source reads it (the body
+# reference's grammar admits only these folders).
+PUSH_SOURCES: Mapping[str, PushSource] = {"webhooks": parse_webhook, "outbound": parse_outbound}
 
 
 def webhook_day(received_at: datetime) -> WindowInfo:
@@ -55,9 +60,7 @@ def split_webhook_body(
         log.info("webhook body %s: split before, nothing to do", task.body_ref.rsplit("/", 1)[-1][:16])
         return
     raw = bodies.get(task.body_ref)
-    # The folder says who wrote the body: Meta (a webhook) or the firm's sending application.
-    parse = parse_outbound if task.body_ref.startswith("outbound/") else parse_webhook
-    batch = parse(raw, received_at=task.received_at)
+    batch = PUSH_SOURCES[task.body_ref.split("/", 1)[0]](raw, received_at=task.received_at)
     info = webhook_day(task.received_at)
     window_id = info.window_id
     if ledger.window(window_id) is None:
