@@ -10,7 +10,9 @@ local infrastructure and prints each beside its budget.
 and the local Graph (set latency per request) for 1 and 50 mailboxes, and the growth with the
 number of mailboxes; (c) Graph requests per record and mailbox; (d) listing and enqueueing
 throughput; (e) cold start to the first record archived; (f) peak memory archiving a 100 MiB
-attachment; (g) the share of Exchange's per-mailbox limits reached, and the 429s.
+attachment; (g) the share of Exchange's per-mailbox limits reached, and the 429s; (h) the
+WhatsApp webhook's acknowledgement latency under 100 concurrent signed deliveries over HTTP; (i)
+webhook records per second end to end, from delivery until the day window reconciles.
 
 Exit status: 0 when every selected figure was measured (a MISS is a finding, not a failure; add
 ``--strict`` to fail on one), 1 when a figure could not be measured. The functions' logs go to a
@@ -32,7 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-FIGURES = "abcdefg"
+FIGURES = "abcdefghi"
 
 
 @dataclass(frozen=True)
@@ -54,12 +56,17 @@ class Plan:
     upload_seconds: float = 30.0  # two of the scaled 15 s windows
     unpaced_seconds: float = 31.0
     rendering_rounds: int = 2
+    webhook_deliveries: int = 3000  # (h), after a warm-up round of webhook_concurrency
+    webhook_concurrency: int = 100  # (h) and (i): deliveries in flight, as Meta's load test asks
+    webhook_one_at_a_time: int = 100  # (h): the service time, nothing queued
+    webhook_bodies: int = 1000  # (i)
 
 
 QUICK = Plan(
     records=60, mailboxes=(1, 3), latency=0.01, workers=8, scaling=((1, 12), (2, 8)), scaling_latency=0.1,
     text_records=6, small_records=2, large_records=1, cold_starts=1, memory_mib=10,
     throttle_seconds=4.0, upload_seconds=3.0, unpaced_seconds=0.0, rendering_rounds=1,
+    webhook_deliveries=20, webhook_concurrency=10, webhook_one_at_a_time=5, webhook_bodies=20,
 )
 
 
@@ -72,7 +79,7 @@ def _log_to(path: Path) -> None:
 
 
 def run(selected: str, plan: Plan, state_dir: Path, progress: Callable[[str], None]) -> dict[str, Any]:
-    from bench import fresh_process, rendering, throttling, throughput
+    from bench import fresh_process, rendering, throttling, throughput, webhook
     from bench.records import realistic
     from shared.local.azurite import Azurite
 
@@ -91,7 +98,7 @@ def run(selected: str, plan: Plan, state_dir: Path, progress: Callable[[str], No
     if "a" in selected:
         measure("a", "a", "rendering", lambda: rendering.measure_rendering(
             realistic(plan.records, 1), rounds=plan.rendering_rounds))
-    if set(selected) & set("bcdef"):
+    if set(selected) & set("bcdefhi"):
         with Azurite(location=state_dir / "azurite") as azurite:
             if set(selected) & set("bd"):
                 measure("b", "b", f"end to end, {' and '.join(map(str, plan.mailboxes))} mailboxes",
@@ -112,6 +119,15 @@ def run(selected: str, plan: Plan, state_dir: Path, progress: Callable[[str], No
             if "f" in selected:
                 measure("f", "f", "peak memory", lambda: fresh_process.measure_peak_memory(
                     azurite, attachment_mib=plan.memory_mib, latency=plan.latency))
+            if "h" in selected:
+                measure("h", "h", f"webhook acknowledgement, {plan.webhook_concurrency} in flight",
+                        lambda: webhook.measure_acknowledgement(
+                            azurite, deliveries=plan.webhook_deliveries, concurrency=plan.webhook_concurrency,
+                            one_at_a_time=plan.webhook_one_at_a_time, state_dir=state_dir))
+            if "i" in selected:
+                measure("i", "i", "webhook records end to end", lambda: webhook.measure_webhook_throughput(
+                    azurite, bodies=plan.webhook_bodies, concurrency=plan.webhook_concurrency, latency=plan.latency,
+                    workers=plan.workers, pumps=plan.pumps, state_dir=state_dir))
     if "g" in selected:
         measure("g", "g", "request limit", lambda: throttling.measure_throttling(
             seconds=plan.throttle_seconds, workers=plan.workers, latency=plan.latency))
@@ -127,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--only", default=FIGURES, metavar="LETTERS",
-                        help="figures to measure, e.g. a,c or ceg (default: all of abcdefg)")
+                        help=f"figures to measure, e.g. a,c or ceg (default: all of {FIGURES})")
     parser.add_argument("--quick", action="store_true", help="a tiny run of every figure (seconds, not minutes)")
     parser.add_argument("--json", action="store_true", help="print the table and every measurement as JSON")
     parser.add_argument("--strict", action="store_true", help="exit 2 when a figure misses its budget")

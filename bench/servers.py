@@ -1,4 +1,4 @@
-"""The local Graph and the local TeleMessage in a process of their own, for the benchmark.
+"""The local Graph, the local TeleMessage and the local Meta in a process of their own, for the benchmark.
 
 In the soak they run inside the process under test; for measuring throughput, cold start and
 memory that would be wrong twice over: their request handling would share the connector's GIL and
@@ -11,6 +11,8 @@ parent drives them through a socket pair:
         servers.graph("budget_usage", "alice@contoso.example")   # any LocalGraph method
         servers.telemessage("add_records", records)               # any LocalTeleMessage method
         servers.media(spec)                                       # more attachment bytes to serve
+
+    ServerProcess(graph=..., meta=MetaFeed(token, spec, seed))   # Meta's media endpoints: servers.meta_url
 
 Attachment bytes are made on demand from a spec ``{attachmentId: (size, contentType, captured)}``
 and a seed, exactly as shared/local/traffic.py makes them, so a 100 MB attachment costs nothing
@@ -46,19 +48,33 @@ class TeleMessageFeed:
     options: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass
+class MetaFeed:
+    """What the local Meta serves (shared/local/meta_server.py): media by id, made from the spec and
+    the seed as the TeleMessage feed's attachments are, behind the system user's token."""
+
+    token: str
+    media: MediaSpec
+    seed: int
+
+
 class ServerError(RuntimeError):
     pass
 
 
 class ServerProcess:
-    def __init__(self, *, graph: dict[str, Any], telemessage: TeleMessageFeed | None = None) -> None:
+    def __init__(
+        self, *, graph: dict[str, Any], telemessage: TeleMessageFeed | None = None, meta: MetaFeed | None = None,
+    ) -> None:
         self._graph_options = graph
         self._feed = telemessage
+        self._meta = meta
         self._lock = threading.Lock()
         self._conn: Any = None
         self._process: Any = None
         self.graph_url = ""
         self.telemessage_url = ""
+        self.meta_url = ""
 
     def __enter__(self) -> ServerProcess:
         return self.start()
@@ -74,12 +90,12 @@ class ServerProcess:
         )
         theirs.close()
         self._conn = Connection(ours.detach())
-        self._conn.send((self._graph_options, self._feed))
+        self._conn.send((self._graph_options, self._feed, self._meta))
         status, payload = self._receive(timeout=60)
         if status != "ok":
             self.stop()
             raise ServerError(f"the local servers did not start: {payload}")
-        self.graph_url, self.telemessage_url = payload
+        self.graph_url, self.telemessage_url, self.meta_url = payload
         return self
 
     def stop(self) -> None:
@@ -159,9 +175,9 @@ def child_main(fd: int) -> None:
     from shared.local.telemessage_server import LocalTeleMessage
 
     conn = Connection(fd)
-    graph = telemessage = None
+    graph = telemessage = meta = None
     try:
-        graph_options, feed = conn.recv()
+        graph_options, feed, meta_feed = conn.recv()
         options = dict(graph_options)
         users = options.pop("users")
         graph = LocalGraph(users, **options).start()
@@ -172,7 +188,10 @@ def child_main(fd: int) -> None:
             telemessage = LocalTeleMessage(
                 feed.records, username=feed.username, password=feed.password, attachments=media, **feed.options,
             ).start()
-        conn.send(("ok", (graph.base_url, telemessage.base_url if telemessage else "")))
+        if meta_feed is not None:
+            meta = _local_meta(meta_feed)
+        conn.send(("ok", (graph.base_url, telemessage.base_url if telemessage else "",
+                          meta.base_url if meta else "")))
     except BaseException:
         conn.send(("error", traceback.format_exc()))
         return
@@ -194,6 +213,19 @@ def child_main(fd: int) -> None:
             else:
                 conn.send(("ok", result))
     finally:
+        if meta is not None:
+            meta.__exit__(None, None, None)
         if telemessage is not None:
             telemessage.stop()
         graph.stop()
+
+
+def _local_meta(feed: MetaFeed) -> Any:
+    from shared.local.meta_server import LocalMeta
+
+    meta = LocalMeta(feed.token).__enter__()
+    meta._httpd.handle_error = lambda request, client_address: None  # a hang-up is routine here
+    made = _Media(feed.media, feed.seed)
+    for media_id, (_, content_type, _) in feed.media.items():
+        meta.add(media_id, made(media_id), content_type)
+    return meta

@@ -3,7 +3,8 @@
 A tiny run of every figure (``--quick``) in a fresh process, as ``make bench`` runs the real one.
 Nothing here asserts a timing (a shared CI machine makes them noise); only what is deterministic:
 every figure was measured, the request counts per record, the large attachment archived whole
-through an upload session, and the limits respected by the writer.
+through an upload session, the limits respected by the writer, every webhook delivery answered 200
+and every record of the webhook bodies archived.
 """
 
 from __future__ import annotations
@@ -32,11 +33,11 @@ def quick_run(tmp_path_factory) -> dict:
 @pytest.mark.integration
 def test_every_figure_is_measured_and_printed_beside_its_budget(quick_run):
     rows = quick_run["rows"]
-    assert {row["figure"] for row in rows} == {f"({c})" for c in "abcdefg"}
+    assert {row["figure"] for row in rows} == {f"({c})" for c in "abcdefghi"}
     assert not quick_run["results"]["errors"]
     assert all(row["status"] in ("PASS", "MISS", "info") for row in rows)
     budgeted = {row["figure"] for row in rows if row["status"] in ("PASS", "MISS")}
-    assert budgeted == {"(b)", "(c)", "(e)", "(f)", "(g)"}
+    assert budgeted == {"(b)", "(c)", "(e)", "(f)", "(g)", "(h)", "(i)"}
     assert quick_run["machine"]["cores"] >= 1 and quick_run["machine"]["python"].startswith("3.13")
 
 
@@ -70,3 +71,15 @@ def test_the_paced_writer_keeps_within_the_mailbox_limits(quick_run):
         assert figure["most_in_flight"] <= 4
         assert figure["most_requests_in_a_window_share"] <= 1.0
         assert figure["most_bytes_in_a_window_share"] <= 1.0
+
+
+@pytest.mark.integration
+def test_every_webhook_delivery_is_answered_200_and_every_record_it_carried_is_archived(quick_run):
+    acknowledged = quick_run["results"]["h"]
+    assert acknowledged["all_answered_200"] and acknowledged["deliveries"] == quick_run["plan"]["webhook_deliveries"]
+    assert acknowledged["handed_off"] == acknowledged["sent"]  # each body stored and queued before its 200
+    end_to_end = quick_run["results"]["i"]
+    assert end_to_end["delivery_statuses"] == {"200": end_to_end["bodies"]}
+    assert end_to_end["reconciled"] and end_to_end["listed"] == end_to_end["records_sent"] > 0
+    assert end_to_end["imported"] == end_to_end["records_sent"] and not end_to_end["poisoned"]
+    assert end_to_end["partially_imported"] == 0  # every media item was captured from the local Meta
