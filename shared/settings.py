@@ -55,6 +55,11 @@ class Settings(BaseSettings):
     whatsapp_access_token: SecretStr = Field(SecretStr(""), description="system-user token for media downloads")
     whatsapp_graph_base_url: str = Field("https://graph.facebook.com", description="Meta's Graph API (media)")
     whatsapp_graph_version: str = Field("v26.0", pattern=r"^v[0-9]{1,3}\.0$", description="pinned Graph API version")
+    whatsapp_phone_number_ids: str = Field(
+        "", pattern=r"^[0-9, ]{0,4000}$",
+        description="the firm's business numbers (Meta's phone_number_id, comma-separated) whose API sends "
+                    "whatsapp_outbound takes; empty: it takes none",
+    )
 
     # --- Storage (queues, claim checks, state) ---------------------------------------------
     storage_connection: str = Field("", validation_alias="AzureWebJobsStorage")

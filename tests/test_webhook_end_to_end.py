@@ -51,6 +51,7 @@ def webhook_app(tmp_path, azurite, meta, monkeypatch):
         "TELEMESSAGE_BASE_URL": "http://127.0.0.1:9", "TELEMESSAGE_USERNAME": "unused",
         "ARCHIVE_SCHEDULE": "0 0 2 * * *",
         "WHATSAPP_GRAPH_BASE_URL": meta.base_url, "WHATSAPP_ACCESS_TOKEN": MEDIA_TOKEN,
+        "WHATSAPP_PHONE_NUMBER_IDS": wa.PHONE_NUMBER_ID,
     }
     for name, value in env.items():
         monkeypatch.setenv(name, value)

@@ -108,6 +108,9 @@ param whatsappGraphBaseUrl string = 'https://graph.facebook.com'
 @description('WHATSAPP_GRAPH_VERSION: the pinned Graph API version, v<major>.0 such as v26.0.')
 param whatsappGraphVersion string = 'v26.0'
 
+@description('WHATSAPP_PHONE_NUMBER_IDS: the firm\'s business numbers (Meta phone_number_id, comma-separated) whose API sends whatsapp_outbound takes; empty: it takes none.')
+param whatsappPhoneNumberIds string = ''
+
 @description('WhatsApp webhook deliveries refused for a missing or wrong signature in 15 minutes above which the signature alert fires.')
 @minValue(0)
 param webhookSignatureFailureThreshold int = 5
@@ -1035,6 +1038,7 @@ var appSettings = {
   WHATSAPP_ACCESS_TOKEN: empty(whatsappAccessToken) ? '' : '@Microsoft.KeyVault(SecretUri=${whatsappAccessTokenSecret!.properties.secretUri})'
   WHATSAPP_GRAPH_BASE_URL: whatsappGraphBaseUrl
   WHATSAPP_GRAPH_VERSION: whatsappGraphVersion
+  WHATSAPP_PHONE_NUMBER_IDS: whatsappPhoneNumberIds
   // Graph credential: the managed identity (AZURE_CLIENT_ID), or an app registration with a
   // certificate from Key Vault. The code refuses both at once, so one side is always empty.
   AZURE_CLIENT_ID: useAppRegistration ? '' : identity.properties.clientId

@@ -61,6 +61,7 @@ locals {
     WHATSAPP_ACCESS_TOKEN   = contains(local.secret_names, "whatsapp-access-token") ? "@Microsoft.KeyVault(SecretUri=${azapi_resource.secret["whatsapp-access-token"].output.properties.secretUri})" : ""
     WHATSAPP_GRAPH_BASE_URL = var.whatsapp_graph_base_url
     WHATSAPP_GRAPH_VERSION  = var.whatsapp_graph_version
+    WHATSAPP_PHONE_NUMBER_IDS = var.whatsapp_phone_number_ids
     # Graph credential: the managed identity (AZURE_CLIENT_ID), or an app registration with a
     # certificate from Key Vault. The code refuses both at once, so one side is always empty.
     AZURE_CLIENT_ID       = local.use_app_registration ? "" : azurerm_user_assigned_identity.app.client_id

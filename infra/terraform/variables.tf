@@ -177,6 +177,16 @@ variable "whatsapp_graph_version" {
   }
 }
 
+variable "whatsapp_phone_number_ids" {
+  description = "WHATSAPP_PHONE_NUMBER_IDS: the firm's business numbers (Meta phone_number_id, comma-separated) whose API sends whatsapp_outbound takes; empty: it takes none."
+  type        = string
+  default     = ""
+  validation {
+    condition     = can(regex("^[0-9, ]{0,4000}$", var.whatsapp_phone_number_ids))
+    error_message = "whatsapp_phone_number_ids: phone_number_id digits, comma-separated."
+  }
+}
+
 variable "webhook_signature_failure_threshold" {
   description = "WhatsApp webhook deliveries refused for a missing or wrong signature in 15 minutes above which the signature alert fires."
   type        = number

@@ -36,7 +36,7 @@ MessageType = Literal[
     "TEXT", "IMAGE", "VIDEO", "AUDIO", "VOICE_NOTE", "DOCUMENT",
     "STICKER", "LOCATION", "CONTACT", "CALL", "REACTION", "SYSTEM",
     # Business Platform only:
-    "INTERACTIVE", "TEMPLATE_REPLY", "ORDER", "UNSUPPORTED", "MEDIA_PLACEHOLDER",
+    "INTERACTIVE", "TEMPLATE_REPLY", "ORDER", "UNSUPPORTED", "MEDIA_PLACEHOLDER", "TEMPLATE",
 ]
 
 
@@ -214,6 +214,9 @@ class ArchiveRecord(_Model):
     referred_product: ReferredProduct | None = None
     platform_errors: list[PlatformError] = Field(default_factory=list)
     unsupported_type: str | None = None  # what the platform could not deliver, by its own name
+    # Whose word the content is, where it is not the platform's own delivery (a send the firm's
+    # application reported): shown to the reviewer beside the source.
+    provenance: Annotated[str, StringConstraints(max_length=500)] | None = None
 
     @property
     def participants(self) -> tuple[Participant, ...]:

@@ -43,7 +43,8 @@ KIND_LABELS = {
     "LOCATION": "location", "CONTACT": "contact card", "CALL": "call",
     "REACTION": "reaction", "SYSTEM": "group event",
     "INTERACTIVE": "interactive reply", "TEMPLATE_REPLY": "template button reply", "ORDER": "order",
-    "UNSUPPORTED": "unsupported message", "MEDIA_PLACEHOLDER": "media from the chat history",
+    "TEMPLATE": "template message", "UNSUPPORTED": "unsupported message",
+    "MEDIA_PLACEHOLDER": "media from the chat history",
 }
 _SYSTEM_EVENTS = {
     "GROUP_CREATED": "Group created", "PARTICIPANT_ADDED": "Participant added",
@@ -56,7 +57,7 @@ SOURCE_LABELS = {
     "WHATSAPP_ARCHIVER": "WhatsApp Phone Archiver", "WHATSAPP_CLOUD_ARCHIVER": "WhatsApp Cloud Archiver",
     "WHATSAPP_BUSINESS_PLATFORM": "WhatsApp Business Platform (Meta webhook)",
 }
-_INTERACTIVE_FILES = {"nfm_reply": "flow-response.json"}
+_INTERACTIVE_FILES = {"nfm_reply": "flow-response.json", "template": "template.json"}
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 _SIMPLE_ADDRESS = re.compile(r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+$")
 
@@ -308,6 +309,7 @@ def _facts(
         ("Sent (UTC)", isoformat_z(record.sent_at)),
         ("Captured (UTC)", isoformat_z(record.captured_at)),
         ("Source", SOURCE_LABELS[record.source_type]),
+        *((("Provenance", record.provenance),) if record.provenance else ()),
         ("Type", kind_label(record)),
         ("Event", record.event),
         ("Record id", record.message_id),
@@ -448,6 +450,10 @@ def _interactive_lines(reply: InteractiveReply) -> list[str]:
         lines = [f"Chose the list item {quoted}{described}{reply_id}"]
     elif reply.kind == "template_button":
         lines = [f"Tapped the template button {quoted} (payload {reply.reply_id or 'none'})"]
+    elif reply.kind == "template":
+        language = f" (language {reply.description})" if reply.description else ""
+        lines = [f"Sent the message template {quoted}{language}. WhatsApp showed its approved wording with "
+                 "these values filled in:" if reply.body else f"Sent the message template {quoted}{language}."]
     elif reply.kind == "nfm_reply":
         form = "an address form" if reply.flow_name == "address_message" else f"the form “{reply.flow_name or 'flow'}”"
         lines = [f"Submitted {form}"]
@@ -456,7 +462,8 @@ def _interactive_lines(reply: InteractiveReply) -> list[str]:
     if reply.body:
         lines.append(reply.body)
     if reply.payload_json is not None:
-        lines.append("The response JSON is attached.")
+        lines.append("The template as sent is attached as JSON." if reply.kind == "template"
+                     else "The response JSON is attached.")
     return lines
 
 

@@ -686,6 +686,35 @@ def _interactive(payload: _At) -> dict[str, Any]:
     return {"messageType": "INTERACTIVE", "interactive": _compact({"kind": kind, **details})}
 
 
+def _template(payload: _At) -> dict[str, Any]:
+    """A template the business sent (an echo, or a send its application reported). The approved
+    wording lives with Meta, not in the message: what is archived is the template's name and
+    language and every value filled into it, with the template object attached as JSON."""
+    language = payload["language"].obj()
+    filled: list[str] = []
+    for component in payload["components"].objects():
+        values = [_parameter_text(parameter) for parameter in component["parameters"].objects()]
+        if values:
+            filled.append(f"{component['type'].text() or 'component'}: " + " | ".join(values))
+    return {"messageType": "TEMPLATE", "interactive": _compact({
+        "kind": "template",
+        "title": payload["name"].text(required=True),
+        "description": language["code"].text() if language else None,
+        "body": "\n".join(filled) or None,
+        "payloadJson": _json_text(payload.value),
+    })}
+
+
+def _parameter_text(parameter: _At) -> str:
+    kind = parameter["type"].text() or "value"
+    value = parameter.value.get(kind)
+    if isinstance(value, str):
+        return value
+    if isinstance(value, dict) and isinstance(value.get("fallback_value"), str):
+        return value["fallback_value"]  # currency and date_time say what the customer saw here
+    return f"({kind})"
+
+
 def _template_button(payload: _At) -> dict[str, Any]:
     return {"messageType": "TEMPLATE_REPLY", "interactive": _compact({
         "kind": "template_button", "replyId": payload["payload"].text(), "title": payload["text"].text(),
@@ -772,6 +801,7 @@ _READERS: dict[str, Callable[[_At], dict[str, Any]]] = {
     "contacts": _contact_cards,
     "interactive": _interactive,
     "button": _template_button,
+    "template": _template,
     "reaction": _reaction,
     "order": _order,
     "system": _system,

@@ -11,7 +11,7 @@ import azure.functions as func
 
 from shared.composition import get_container
 from shared.functions.http import JSON_ERROR_HEADERS, error_response
-from shared.service.webhook_intake import receive_outbound
+from shared.service.webhook_intake import business_numbers, receive_outbound
 
 bp = func.Blueprint()
 
@@ -22,8 +22,8 @@ def whatsapp_outbound(req: func.HttpRequest) -> func.HttpResponse:
         return error_response(405, "method not allowed")
     container = get_container()
     answer = receive_outbound(
-        req.get_body(), store=container.webhook_bodies, handoff=container.listing_queue,
-        clock=lambda: datetime.now(UTC),
+        req.get_body(), numbers=business_numbers(container.settings.whatsapp_phone_number_ids),
+        store=container.webhook_bodies, handoff=container.listing_queue, clock=lambda: datetime.now(UTC),
     )
     return func.HttpResponse(json.dumps(answer.body), status_code=answer.status, mimetype="application/json",
                              headers=dict(JSON_ERROR_HEADERS))

@@ -69,6 +69,7 @@ def run_whatsapp_day(paths: DemoPaths, *, seed: int = 15, workers: int = 4) -> d
             "WHATSAPP_ACCESS_TOKEN": secrets["access_token"],
             "WHATSAPP_GRAPH_BASE_URL": meta.base_url,
             "WHATSAPP_GRAPH_VERSION": meta.version,
+            "WHATSAPP_PHONE_NUMBER_IDS": ",".join(b.phone_number_id for b in day.businesses),
             "MAILBOX_WRITER": "eml",
             "EML_MAILBOX_DIR": str(paths.mailboxes),
             "DIRECTORY": "file",

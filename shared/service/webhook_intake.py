@@ -24,7 +24,7 @@ from typing import Any
 from shared import telemetry
 from shared.domain.tasks import WebhookBodyTask
 from shared.domain.webhook_auth import MAX_BODY_BYTES, SIGNATURE_HEADER, signature_valid, verification_handshake
-from shared.domain.whatsapp_outbound import MAX_OUTBOUND_BYTES, OutboundRefused, read_outbound
+from shared.domain.whatsapp_outbound import OutboundRefused, check_outbound
 from shared.domain.window import isoformat_z
 from shared.ports import WebhookBodyStore, WorkQueue
 
@@ -99,26 +99,36 @@ class OutboundAnswer:
 
 
 def receive_outbound(
-    body: bytes, *, store: WebhookBodyStore, handoff: WorkQueue, clock: Callable[[], datetime],
+    body: bytes, *, numbers: frozenset[str], store: WebhookBodyStore, handoff: WorkQueue,
+    clock: Callable[[], datetime],
 ) -> OutboundAnswer:
     """A send the firm's application reports (``whatsapp_outbound``): checked, stored, handed off,
     then 200 — the same order as a webhook, so that a 200 means the message will be archived.
 
-    Unlike Meta, the caller is the firm's own software: a post that cannot be archived is refused
-    with a 400 naming the field, before anything is stored, for it to be fixed and sent again.
-    Errors from ``store`` and ``handoff`` propagate (500: the caller retries; the same post
-    again lands on the bytes already stored and the record already archived)."""
+    Unlike Meta, the caller is the firm's own software: a post that would not become exactly one
+    record is refused (400 naming the field, 403 for a number that is not the firm's, 413 too big)
+    before anything is stored, for it to be fixed and sent again. With no numbers configured the
+    function takes nothing (503). Errors from ``store`` and ``handoff`` propagate (500: the caller
+    retries; the same post again lands on the bytes already stored and the record already archived)."""
+    if not numbers:
+        log.error("outbound send refused: WHATSAPP_PHONE_NUMBER_IDS is not set")
+        telemetry.count_webhook("outbound_not_configured")
+        return OutboundAnswer(503, {"error": "no business numbers are configured (WHATSAPP_PHONE_NUMBER_IDS)"})
+    received_at = clock()
     try:
-        send = read_outbound(body)
+        send = check_outbound(body, received_at=received_at, numbers=numbers)
     except OutboundRefused as refused:
-        status = 413 if len(body) > MAX_OUTBOUND_BYTES else 400
         log.warning("outbound send refused (%d bytes): %s", len(body), refused.parameter)
         telemetry.count_webhook("outbound_refused")
-        return OutboundAnswer(status, {"error": str(refused), "parameter": refused.parameter})
-    received_at = clock()
+        return OutboundAnswer(refused.status, {"error": str(refused), "parameter": refused.parameter})
     name = body_name(body, received_at, folder="outbound")
     store.put(name, body, {"source": SOURCE, "received_at": isoformat_z(received_at), "kind": "outbound_send"})
     handoff.send(WebhookBodyTask(body_ref=name, source=SOURCE, received_at=received_at).model_dump(mode="json"))
     log.info("outbound send %s stored (%d bytes) and handed off", name.rsplit("/", 1)[-1][:16], len(body))
     telemetry.count_webhook("outbound_accepted")
     return OutboundAnswer(200, {"messageId": send.wamid, "stored": True})
+
+
+def business_numbers(setting: str) -> frozenset[str]:
+    """``WHATSAPP_PHONE_NUMBER_IDS``: Meta's phone_number_ids, comma-separated."""
+    return frozenset(part.strip() for part in setting.split(",") if part.strip())

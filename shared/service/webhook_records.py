@@ -26,7 +26,7 @@ from shared.domain.ledger import OutcomeEntry, PageEntry, Receipt, RecordOutcome
 from shared.domain.phones import masked_number
 from shared.domain.records import record_key
 from shared.domain.tasks import MEDIA_ID, ItemTask, MediaCaptureTask, PoisonMessage, WebhookBodyTask
-from shared.domain.whatsapp_cloud import StatusEvidence, WebhookProblem, parse_webhook
+from shared.domain.whatsapp_cloud import BODY, StatusEvidence, WebhookBatch, WebhookProblem, parse_webhook
 from shared.domain.whatsapp_outbound import parse_outbound
 from shared.domain.window import Window
 from shared.ports import PushSource, RecordStore, WebhookBodyStore, WindowLedger, WorkQueue
@@ -60,7 +60,16 @@ def split_webhook_body(
         log.info("webhook body %s: split before, nothing to do", task.body_ref.rsplit("/", 1)[-1][:16])
         return
     raw = bodies.get(task.body_ref)
-    batch = PUSH_SOURCES[task.body_ref.split("/", 1)[0]](raw, received_at=task.received_at)
+    try:
+        batch = PUSH_SOURCES[task.body_ref.split("/", 1)[0]](raw, received_at=task.received_at)
+    except Exception as error:  # a source that breaks its promise never to raise
+        # Retrying would fail the same way and leave the body in no window: it is accounted as a
+        # problem of the whole body instead, kept, with the kind of failure (never its message).
+        log.error("webhook body %s could not be read (%s)", task.body_ref.rsplit("/", 1)[-1][:16],
+                  type(error).__name__)
+        batch = WebhookBatch(problems=(WebhookProblem(
+            BODY, BODY, f"could not be read ({type(error).__name__})", raw.decode("utf-8", "replace"),
+        ),))
     info = webhook_day(task.received_at)
     window_id = info.window_id
     if ledger.window(window_id) is None:
