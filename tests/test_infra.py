@@ -968,6 +968,7 @@ ALERTS = {
     "function-failures": None,
     "webhook-signature": "WHATSAPP_APP_SECRET",  # the WhatsApp source on: without it every POST is a 503
     "webhook-5xx": "WHATSAPP_APP_SECRET",
+    "outbound-refused": "WHATSAPP_APP_SECRET",
 }
 
 
@@ -1082,6 +1083,7 @@ def test_alert_queries_use_only_names_the_code_emits(bicep_json):
     assert '"archiver.webhook.deliveries"' in webhook["webhook-signature"]["query"]
     assert '"whatsapp_webhook"' in webhook["webhook-5xx"]["query"]
     assert '"whatsapp_outbound"' in webhook["webhook-5xx"]["query"]
+    assert '"outbound_refused"' in webhook["outbound-refused"]["query"]
 
 
 def test_the_cloud_parameters_offer_the_clouds_the_code_knows(bicep_json, terraform_json):

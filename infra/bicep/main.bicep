@@ -859,6 +859,46 @@ resource webhookSignatureAlert 'Microsoft.Insights/scheduledQueryRules@2022-06-1
   }
 }
 
+// Sends the firm's application reported and the connector refused (400/403: a field, a number that
+// is not the firm's; 503: no number configured). Each is a message the business sent that is not
+// archived until the application posts it again, so one is enough to alert on.
+resource outboundRefusedAlert 'Microsoft.Insights/scheduledQueryRules@2022-06-15' = if (whatsappEnabled) {
+  name: '${namePrefix}-outbound-refused'
+  location: location
+  properties: {
+    displayName: 'WhatsApp Archiver: outbound sends refused'
+    description: 'whatsapp_outbound refused sends the sending application reported (a malformed post, a number not in WHATSAPP_PHONE_NUMBER_IDS, or none configured): those messages are not archived until it posts them again. See the warnings of whatsapp_outbound for the field at fault.'
+    severity: 2
+    enabled: true
+    scopes: [
+      appInsights.id
+    ]
+    evaluationFrequency: 'PT15M'
+    windowSize: 'PT15M'
+    criteria: {
+      allOf: [
+        {
+          query: 'customMetrics | where name == "archiver.webhook.deliveries" and tostring(customDimensions["archiver.outcome"]) in ("outbound_refused", "outbound_not_configured") | project timestamp, refused = valueSum'
+          metricMeasureColumn: 'refused'
+          timeAggregation: 'Total'
+          operator: 'GreaterThan'
+          threshold: 0
+          failingPeriods: {
+            numberOfEvaluationPeriods: 1
+            minFailingPeriodsToAlert: 1
+          }
+        }
+      ]
+    }
+    autoMitigate: true
+    actions: {
+      actionGroups: [
+        actionGroup.id
+      ]
+    }
+  }
+}
+
 // The webhook answered 5xx: a storage or queue failure before the body was safe (an exception, which
 // the host answers with 500), or 503 while the app has no app secret to check signatures with. Meta
 // keeps such a delivery and retries it, for 36 hours to 7 days by its own pages, then drops it:

@@ -187,6 +187,37 @@ resource "azurerm_monitor_scheduled_query_rules_alert_v2" "webhook_signature" {
   }
 }
 
+# Sends the firm's application reported and the connector refused (400/403: a field, a number that
+# is not the firm's; 503: no number configured). Each is a message the business sent that is not
+# archived until the application posts it again, so one is enough to alert on.
+resource "azurerm_monitor_scheduled_query_rules_alert_v2" "outbound_refused" {
+  count                   = local.whatsapp_enabled ? 1 : 0
+  name                    = "${var.name_prefix}-outbound-refused"
+  display_name            = "WhatsApp Archiver: outbound sends refused"
+  description             = "whatsapp_outbound refused sends the sending application reported (a malformed post, a number not in WHATSAPP_PHONE_NUMBER_IDS, or none configured): those messages are not archived until it posts them again. See the warnings of whatsapp_outbound for the field at fault."
+  resource_group_name     = azurerm_resource_group.main.name
+  location                = azurerm_resource_group.main.location
+  scopes                  = [azurerm_application_insights.main.id]
+  severity                = 2
+  evaluation_frequency    = "PT15M"
+  window_duration         = "PT15M"
+  auto_mitigation_enabled = true
+  criteria {
+    query                   = "customMetrics | where name == \"archiver.webhook.deliveries\" and tostring(customDimensions[\"archiver.outcome\"]) in (\"outbound_refused\", \"outbound_not_configured\") | project timestamp, refused = valueSum"
+    metric_measure_column   = "refused"
+    time_aggregation_method = "Total"
+    operator                = "GreaterThan"
+    threshold               = 0
+    failing_periods {
+      number_of_evaluation_periods             = 1
+      minimum_failing_periods_to_trigger_alert = 1
+    }
+  }
+  action {
+    action_groups = [azurerm_monitor_action_group.main.id]
+  }
+}
+
 # The webhook answered 5xx: a storage or queue failure before the body was safe (an exception, which
 # the host answers with 500), or 503 while the app has no app secret to check signatures with. Meta
 # keeps such a delivery and retries it, for 36 hours to 7 days by its own pages, then drops it:
