@@ -181,3 +181,10 @@ def test_a_hundred_deliveries_at_once_are_all_answered_stored_and_queued(webhook
         statuses = list(pool.map(deliver, bodies))
     assert statuses == [200] * len(bodies)
     assert sorted(handed_off().values()) == sorted(bodies)
+
+
+def test_the_front_refuses_to_listen_beyond_loopback():
+    from shared.local.http_front import HttpFront
+
+    with pytest.raises(ValueError, match="loopback"):
+        HttpFront(None, host="0.0.0.0")  # type: ignore[arg-type]

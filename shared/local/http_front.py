@@ -20,6 +20,7 @@ handshake's verify token travels there) nor the body.
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import socket
 import threading
@@ -177,6 +178,9 @@ class HttpFront:
 
     def __init__(self, runner: HostRunner, *, host: str = "127.0.0.1",
                  max_body_bytes: int = DEFAULT_MAX_BODY_BYTES) -> None:
+        # It checks no function key and no auth level: a stand-in for the host on this machine only.
+        if not ipaddress.ip_address(host).is_loopback:
+            raise ValueError("HttpFront serves loopback only (127.0.0.1 or ::1)")
         self.runner = runner
         self.host = host
         self.max_body_bytes = max_body_bytes
