@@ -179,6 +179,10 @@ class InspectableQueue(Protocol):
         """Make a received message visible again at once."""
         ...
 
+    def send(self, payload: dict[str, Any], *, delay_seconds: int = 0) -> None:
+        """Put a message on it that never expires (the connector's own poison messages)."""
+        ...
+
 
 class WatermarkStore(Protocol):
     """The connector's watermark, updated with optimistic concurrency."""

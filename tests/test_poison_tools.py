@@ -200,3 +200,49 @@ def test_a_moved_media_capture_is_accounted_in_its_window_and_replayed_as_a_capt
                                                                      "retries_exhausted")
     assert len(tools.replay(lambda e: True).replayed) == 1
     assert targets["listing"].messages == [capture.model_dump(mode="json")] and not targets["items"].messages
+
+
+def test_work_the_host_moved_is_adopted_as_our_own_poison_message_and_still_replays(setup):
+    items_poison, listing_poison, targets, tools = setup
+    item = ItemTask(window_id=WINDOW_ID, record_key=KEY_B, record_ref=f"{KEY_B}.json", message_id="m-b")
+    listing = ListingTask(window_id=WINDOW_ID, slice_start=NOW - timedelta(hours=5), slice_end=NOW)
+    items_poison.put(item.to_text(), inserted_at=NOW - timedelta(days=6))
+    items_poison.put("not json at all", inserted_at=NOW - timedelta(days=6))
+    items_poison.put(poison(PoisonReason.NO_MAPPING, "a", failed_at=NOW))
+    listing_poison.put(listing.to_text(), inserted_at=NOW - timedelta(days=6))
+
+    adopted = tools.adopt_moved()
+    assert sorted(e.message.reason.value for e in adopted) == ["invalid_item", "retries_exhausted",
+                                                                "retries_exhausted"]
+    # Every message left is the connector's own now (the host's copies, with their 7-day life, are gone).
+    for queue in (items_poison, listing_poison):
+        assert all(json.loads(m["text"])["kind"] == "poison" for m in queue.stored.values())
+    assert len(items_poison.stored) == 3 and len(listing_poison.stored) == 1
+    assert tools.adopt_moved() == []  # adopted once
+    foreign = next(e for e in tools.list() if e.message.reason is PoisonReason.INVALID_ITEM)
+    assert foreign.message.original_message == "not json at all" and not foreign.replayable
+    report = tools.replay(reason_selector("retries_exhausted"))
+    assert len(report.replayed) == 2
+    assert targets["items"].messages[0]["record_key"] == KEY_B
+    assert targets["listing"].messages == [listing.model_dump(mode="json")]
+
+
+@pytest.mark.integration
+def test_an_adopted_message_never_expires_on_the_storage_queue(azurite):
+    from azure.storage.queue import QueueServiceClient
+
+    from shared.adapters.azure_storage import StorageQueue
+
+    service = QueueServiceClient.from_connection_string(azurite.connection_string)
+    queue = StorageQueue(service, "items-poison")
+    queue.client  # noqa: B018 - created
+    item = ItemTask(window_id=WINDOW_ID, record_key=KEY_B, record_ref=f"{KEY_B}.json")
+    # As the host moves it: base64 text, the queue's default time to live (7 days).
+    import base64
+
+    service.get_queue_client("items-poison").send_message(base64.b64encode(item.to_text().encode()).decode())
+    [before] = service.get_queue_client("items-poison").peek_messages()
+    assert (before.expires_on - before.inserted_on) <= timedelta(days=7)
+    [adopted] = PoisonQueues([queue], {}).adopt_moved()
+    [after] = service.get_queue_client("items-poison").peek_messages()
+    assert after.expires_on.year >= 9999 and adopted.message.record_key == KEY_B

@@ -13,6 +13,7 @@ leaves a duplicate the idempotent import absorbs, never a lost record.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -173,6 +174,25 @@ class PoisonQueues:
         log.info("poison purge: %d message(s) older than %s removed", len(purged), older_than)
         return purged
 
+    def adopt_moved(self) -> list[PoisonEntry]:
+        """Work the host moved to a poison queue (and any foreign message) goes there with the
+        queue's default time to live, 7 days: it is sent again as the connector's own poison message,
+        which never expires, and the host's copy deleted. Send first, delete second: a crash between
+        leaves a copy the next adoption (and a replay's de-duplication) absorbs, never a loss."""
+        adopted = []
+        with self.scan() as entries:
+            for entry in entries:
+                if _is_own(entry.queued.text):
+                    continue
+                queue = next(q for q in self._queues if q.name == entry.queue)
+                queue.send(entry.message.model_dump(mode="json"))
+                self._delete(entries, entry)
+                adopted.append(entry)
+        if adopted:
+            log.warning("%d message(s) the host moved to poison kept as the connector's own (no expiry)",
+                        len(adopted))
+        return adopted
+
     def _send_back(self, entry: PoisonEntry) -> None:
         task = entry.message.item_task()
         if task is not None:
@@ -197,6 +217,14 @@ class _Tracked(list):
         self.handled = handled
 
 
+def _is_own(text: str) -> bool:
+    try:
+        data = json.loads(text)
+    except ValueError:
+        return False
+    return isinstance(data, dict) and data.get("kind") == "poison"
+
+
 def _matches(entry: PoisonEntry, *, reason: str | None, queue: str | None) -> bool:
     return (reason is None or entry.message.reason.value == reason) and (queue is None or entry.queue == queue)
 
@@ -215,10 +243,12 @@ def count_by_reason(entries: Sequence[PoisonEntry]) -> dict[str, int]:
 def account_moved_items(tools: PoisonQueues, ledger: WindowLedger, *, now: datetime | None = None) -> int:
     """Record, in their windows, the records the host moved to poison after exhausted retries.
 
-    The host moves such a message without our code running, so its window would show the record
-    as pending for ever. Accounting it as poisoned (``retries_exhausted``) lets the window
+    The host moves such a message without our code running, with a time to live of 7 days: it is
+    adopted first (kept without expiry, ``adopt_moved``). Its window would show the record as
+    pending for ever. Accounting it as poisoned (``retries_exhausted``) lets the window
     reconcile truthfully: the record is not archived, it waits in poison for a replay."""
     now = now or datetime.now(UTC)
+    tools.adopt_moved()
     moved = [
         e for e in tools.list(reason=PoisonReason.RETRIES_EXHAUSTED.value)
         if e.message.record_key and e.message.window_id
