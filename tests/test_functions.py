@@ -14,7 +14,7 @@ from azure.functions.queue import QueueMessage
 from azure.functions.timer import TimerRequest
 
 import function_app
-from shared.domain.errors import PoisonReason
+from shared.domain.errors import PoisonReason, TransientError
 from shared.domain.ledger import RecordOutcome
 from shared.domain.records import record_key
 from shared.domain.tasks import ItemTask, ListingTask, read_poison_queue_message
@@ -103,6 +103,28 @@ def test_listing_stores_claim_checks_queues_one_item_per_record_then_the_next_pa
     [continuation] = [ListingTask.from_text(b) for b in receive_all(container.listing_queue)]
     assert continuation.page == 1 and continuation.page_token
     assert [p.page for p in container.ledger.pages(WINDOW_ID)] == [0]
+
+
+def test_a_listing_page_the_source_throttles_for_long_waits_on_the_queue_not_in_a_worker(
+    local_app, traffic, telemessage,
+):
+    container = local_app.container
+    task = ListingTask.first_page(WINDOW_ID, traffic.window)
+    telemessage.faults.fail_next("/api/v1/archive/items", 429, retry_after=120)
+    # No exception: none of the host's few retries is spent on a two-minute throttle.
+    listing.list_archive_slice.build().get_user_function()(queue_message(task.to_text()))
+
+    assert receive_all(container.items_queue) == [] and container.ledger.pages(WINDOW_ID) == []
+    # Handed back, invisible until the source's two minutes are over, counted as a deferral.
+    assert container.listing_queue.client.get_queue_properties().approximate_message_count == 1
+    assert receive_all(container.listing_queue) == []
+    # A throttle that never ends is left to the host's retries and poison, after the deferrals run out.
+    from shared.service.deferral import MAX_DEFERRALS
+
+    telemessage.faults.fail_next("/api/v1/archive/items", 429, retry_after=120)
+    worn = task.model_copy(update={"deferrals": MAX_DEFERRALS})
+    with pytest.raises(TransientError):
+        listing.list_archive_slice.build().get_user_function()(queue_message(worn.to_text()))
 
 
 def put_record(container, data: dict | bytes, window_id: str = WINDOW_ID) -> ItemTask:

@@ -63,6 +63,10 @@ class ListingTask(_Message):
     slice_end: datetime
     page: int = Field(0, ge=0)
     page_token: str | None = None
+    deferrals: int = Field(0, ge=0)  # times handed back to wait out the source's Retry-After
+
+    def deferred(self) -> ListingTask:
+        return self.model_copy(update={"deferrals": self.deferrals + 1})
 
     @classmethod
     def first_page(cls, window_id: str, slice_: Window) -> ListingTask:

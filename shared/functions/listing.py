@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 import azure.functions as func
 
 from shared.composition import get_container
-from shared.domain.errors import PoisonReason
+from shared.domain.errors import PoisonReason, TransientError
 from shared.domain.tasks import (
     MediaCaptureTask,
     PoisonMessage,
@@ -17,6 +17,7 @@ from shared.domain.tasks import (
     WebhookBodyTask,
     read_listing_work,
 )
+from shared.service.deferral import defer_on_retry_after
 from shared.service.listing import list_slice_page
 from shared.service.webhook_media import capture_media
 from shared.service.webhook_records import split_webhook_body
@@ -51,12 +52,21 @@ def list_archive_slice(message: func.QueueMessage) -> None:
         capture_media(task, fetcher=container.meta_media, store=container.captured_media["whatsapp-cloud"],
                       items_queue=container.items_queue, clock=lambda: datetime.now(UTC))
         return
-    list_slice_page(
-        task,
-        source=container.source,
-        records=container.records,
-        items_queue=container.items_queue,
-        listing_queue=container.listing_queue,
-        ledger=container.ledger,
-        page_size=container.settings.telemessage_page_size,
-    )
+    try:
+        list_slice_page(
+            task,
+            source=container.source,
+            records=container.records,
+            items_queue=container.items_queue,
+            listing_queue=container.listing_queue,
+            ledger=container.ledger,
+            page_size=container.settings.telemessage_page_size,
+        )
+    except TransientError as error:
+        # A throttle longer than the host's few quick retries: the page waits on the queue, not in
+        # a worker, as items do.
+        delay = defer_on_retry_after(error, task, container.listing_queue)
+        if delay is None:
+            raise
+        log.info("listing page %d of window %s handed back for %d s (the source asked to wait)", task.page,
+                 task.window_id, delay)

@@ -11,14 +11,12 @@ from shared.domain.errors import PoisonReason, TransientError
 from shared.domain.ledger import OutcomeEntry, RecordOutcome
 from shared.domain.tasks import ItemTask, PoisonMessage, TaskFormatError
 from shared.ports import RecordMissing, RecordStore, WindowLedger, WorkQueue
+from shared.service.deferral import MAX_DEFERRALS, defer_on_retry_after
 from shared.service.importing import ImportResult, ItemImporter, RecordOrigin
 
 log = logging.getLogger(__name__)
 
-# A throttle that outlasts this many hand-backs is no longer a throttle: let the host's retry and
-# poison path take over, so the record ends somewhere a human looks.
-MAX_DEFERRALS = 50
-MAX_DEFER_SECONDS = 3600
+__all__ = ["MAX_DEFERRALS", "process_item_message"]
 
 
 def process_item_message(
@@ -91,17 +89,13 @@ def _process(
                 raw, attempt=dequeue_count, origin=RecordOrigin(task.window_id, task.record_ref),
             )
         except TransientError as error:
-            if retry_queue is None or error.retry_after is None or task.deferrals >= MAX_DEFERRALS:
+            delay = defer_on_retry_after(error, task, retry_queue)
+            if delay is None:
                 log.info(
                     "record %s: transient failure on attempt %d, left to the host's retries",
                     task.record_key[:16], dequeue_count, extra=telemetry.dimensions(**ids, outcome="retry"),
                 )
                 raise
-            # Waiting out a long Retry-After here would hold a worker for nothing; a copy of the
-            # message that becomes visible when the wait is over costs nothing. The copy is durable
-            # before this message completes, so the record cannot be lost in between.
-            delay = max(1, min(int(error.retry_after + 0.999), MAX_DEFER_SECONDS))
-            retry_queue.send(task.deferred().model_dump(mode="json"), delay_seconds=delay)
             span.set(outcome="deferred")
             log.info(
                 "record %s handed back to the queue for %d s (throttled)", task.record_key[:16], delay,
