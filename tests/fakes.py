@@ -76,6 +76,7 @@ class MemoryLedger:
         self.windows: dict[str, WindowInfo] = {}
         self.page_entries: dict[str, list[PageEntry]] = defaultdict(list)
         self.outcome_entries: dict[str, list[OutcomeEntry]] = defaultdict(list)
+        self.listed: set[tuple[str, str, int]] = set()
 
     def open_window(self, info: WindowInfo) -> None:
         self.windows[info.window_id] = info
@@ -85,6 +86,12 @@ class MemoryLedger:
 
     def record_page(self, window_id: str, entry: PageEntry) -> None:
         self.page_entries[window_id].append(entry)
+
+    def page_listed(self, window_id: str, slice_id: str, page: int) -> bool:
+        return (window_id, slice_id, page) in self.listed
+
+    def mark_page_listed(self, window_id: str, slice_id: str, page: int) -> None:
+        self.listed.add((window_id, slice_id, page))
 
     def record_outcome(self, window_id: str, entry: OutcomeEntry) -> None:
         self.outcome_entries[window_id].append(entry)

@@ -414,6 +414,18 @@ class BlobWindowLedger:
         self._append(f"windows/{window_id}/pages.jsonl", entry.to_json())
 
     @transient_storage_errors
+    def page_listed(self, window_id: str, slice_id: str, page: int) -> bool:
+        try:
+            self._container.get().get_blob_client(_listed_marker(window_id, slice_id, page)).get_blob_properties()
+        except ResourceNotFoundError:
+            return False
+        return True
+
+    @transient_storage_errors
+    def mark_page_listed(self, window_id: str, slice_id: str, page: int) -> None:
+        self._container.get().upload_blob(_listed_marker(window_id, slice_id, page), b"", overwrite=True)
+
+    @transient_storage_errors
     def record_outcome(self, window_id: str, entry: OutcomeEntry) -> None:
         shard = entry.record_key[-1] if entry.record_key[-1] in self.SHARDS else "0"
         self._append(f"windows/{window_id}/outcomes/{shard}.jsonl", entry.to_json())
@@ -463,6 +475,12 @@ class BlobWindowLedger:
         except ResourceNotFoundError:
             return []
         return [json.loads(line) for line in data.decode("utf-8").splitlines() if line.strip()]
+
+
+def _listed_marker(window_id: str, slice_id: str, page: int) -> str:
+    # One empty blob per page handed off: a re-run of the page (a crash after its continuation was
+    # sent, a replay) finds it and stops, instead of sending a second continuation that forks the slice.
+    return f"windows/{window_id}/listed/{slice_id}/{page}"
 
 
 class BlobReportStore:

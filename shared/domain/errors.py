@@ -21,6 +21,9 @@ class PoisonReason(StrEnum):
     ATTACHMENT_CORRUPT = "attachment_corrupt"
     # The host (or our runner) moved the message after maxDequeueCount failed attempts.
     RETRIES_EXHAUSTED = "retries_exhausted"
+    # The source handed back a page token this slice had used already: following it would list
+    # the same pages for ever. The continuation waits in listing-poison; the slice stays open.
+    PAGE_TOKEN_LOOP = "page_token_loop"
 
 
 class ArchiveError(Exception):

@@ -6,6 +6,7 @@ travel on a queue; only their reference does.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from datetime import datetime
@@ -54,6 +55,15 @@ class _Message(BaseModel):
             raise TaskFormatError(f"not a {cls.__name__}: problems at {fields}") from None
 
 
+SEEN_TOKENS = 32
+# 100,000 pages of 200 records: 20 million records in one slice of a window, far past any tenant.
+MAX_PAGES_PER_SLICE = 100_000
+
+
+def token_digest(page_token: str) -> str:
+    return hashlib.sha256(page_token.encode("utf-8", "surrogatepass")).hexdigest()[:16]
+
+
 class ListingTask(_Message):
     """List one page of one slice of a window."""
 
@@ -64,9 +74,19 @@ class ListingTask(_Message):
     page: int = Field(0, ge=0)
     page_token: str | None = None
     deferrals: int = Field(0, ge=0)  # times handed back to wait out the source's Retry-After
+    # Digests of the page tokens this slice has followed (the latest few): a token seen again is a
+    # loop in the source's paging, which would otherwise list the same pages for ever.
+    seen_tokens: Annotated[list[Annotated[str, Field(pattern=r"^[0-9a-f]{16}$")]],
+                           Field(max_length=SEEN_TOKENS)] = []
 
     def deferred(self) -> ListingTask:
         return self.model_copy(update={"deferrals": self.deferrals + 1})
+
+    def loops_back(self, page_token: str) -> bool:
+        """Whether the source's next token is one this slice has followed already (or the page
+        count is past anything a real slice has)."""
+        seen = {*self.seen_tokens, *([token_digest(self.page_token)] if self.page_token else [])}
+        return token_digest(page_token) in seen or self.page >= MAX_PAGES_PER_SLICE
 
     @classmethod
     def first_page(cls, window_id: str, slice_: Window) -> ListingTask:
@@ -77,7 +97,10 @@ class ListingTask(_Message):
         return Window(self.slice_start, self.slice_end)
 
     def next_page(self, page_token: str) -> ListingTask:
-        return self.model_copy(update={"page": self.page + 1, "page_token": page_token})
+        seen = [*self.seen_tokens, token_digest(self.page_token)] if self.page_token else list(self.seen_tokens)
+        return self.model_copy(update={
+            "page": self.page + 1, "page_token": page_token, "deferrals": 0, "seen_tokens": seen[-SEEN_TOKENS:],
+        })
 
 
 class ItemTask(_Message):

@@ -61,6 +61,7 @@ def list_archive_slice(message: func.QueueMessage) -> None:
             listing_queue=container.listing_queue,
             ledger=container.ledger,
             page_size=container.settings.telemessage_page_size,
+            poison_queue=container.listing_poison_queue,
         )
     except TransientError as error:
         # A throttle longer than the host's few quick retries: the page waits on the queue, not in

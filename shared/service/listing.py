@@ -7,12 +7,14 @@ import json
 import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from shared import telemetry
+from shared.domain.errors import PoisonReason
 from shared.domain.ledger import PageEntry
 from shared.domain.records import record_key
-from shared.domain.tasks import ItemTask, ListingTask
+from shared.domain.tasks import ItemTask, ListingTask, PoisonMessage
 from shared.ports import ArchiveSource, RecordStore, WindowLedger, WorkQueue
 
 log = logging.getLogger(__name__)
@@ -33,13 +35,21 @@ def list_slice_page(
     listing_queue: WorkQueue,
     ledger: WindowLedger,
     page_size: int,
+    poison_queue: WorkQueue | None = None,
 ) -> PageResult:
     """Order matters for "nothing lost": blob, then its queue message, then the page's ledger entry,
-    then the continuation. A failure anywhere raises, the task is retried, and the repeats are
-    absorbed downstream (blobs are overwritten with the same bytes; imports are idempotent)."""
+    then the continuation, then the page's "listed" mark. A failure anywhere raises, the task is
+    retried, and the repeats are absorbed downstream (blobs are overwritten with the same bytes;
+    imports are idempotent); once marked, a page run again does nothing, so it never sends a second
+    continuation (which would fork the rest of its slice)."""
     with telemetry.span(
         telemetry.SPAN_LIST_PAGE, window_id=task.window_id, slice=task.slice.id, page=task.page,
     ) as span:
+        if ledger.page_listed(task.window_id, task.slice.id, task.page):
+            log.info("window %s slice %s page %d: listed before, nothing to do", task.window_id, task.slice.id,
+                     task.page)
+            span.set(outcome="listed_before")
+            return PageResult(0, False)
         page = source.list_page(task.slice, task.page_token, page_size)
         keys: list[str] = []
         for raw in page.items:
@@ -54,7 +64,12 @@ def list_slice_page(
         last = not page.next_page_token
         ledger.record_page(task.window_id, PageEntry(task.slice.id, task.page, tuple(keys), last))
         if page.next_page_token:
-            listing_queue.send(task.next_page(page.next_page_token).model_dump(mode="json"))
+            continuation = task.next_page(page.next_page_token)
+            if task.loops_back(page.next_page_token):
+                _poison_loop(task, continuation, poison_queue)
+            else:
+                listing_queue.send(continuation.model_dump(mode="json"))
+        ledger.mark_page_listed(task.window_id, task.slice.id, task.page)
         span.set(outcome="listed", records=len(keys), last_page=last)
         telemetry.count_listed(len(keys), window_id=task.window_id)
         log.info(
@@ -64,6 +79,22 @@ def list_slice_page(
             ),
         )
     return PageResult(len(keys), not last)
+
+
+def _poison_loop(task: ListingTask, continuation: ListingTask, poison_queue: WorkQueue | None) -> None:
+    """The continuation kept in poison with its reason, never followed: the slice stays unfinished,
+    so its window is flagged overdue, and a replay (once the source pages properly) resumes it."""
+    detail = (f"slice {task.slice.id} page {continuation.page}: the source handed back a page token this slice "
+              "had followed already (or paged past any real slice); following it would list the same pages "
+              "for ever")
+    log.error("window %s: %s", task.window_id, detail)
+    if poison_queue is None:
+        return
+    now = datetime.now(UTC)
+    poison_queue.send(PoisonMessage(
+        reason=PoisonReason.PAGE_TOKEN_LOOP, detail=detail, window_id=task.window_id, failed_at=now,
+        first_failed_at=now, original_message=continuation.to_text(), source_queue="listing",
+    ).model_dump(mode="json"))
 
 
 def _message_id(raw: object) -> str | None:
