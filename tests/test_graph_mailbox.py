@@ -1239,3 +1239,18 @@ def test_local_graph_refuses_a_duplicate_folder_and_mail_calls_for_users_without
     denied = http.get(f"/users/{OUTSIDER}/mailFolders/inbox")
     assert (denied.status_code, denied.json()["error"]["code"]) == (403, "ErrorAccessDenied")
     assert http.get(f"/users/{UNKNOWN}/mailFolders/inbox").json()["error"]["code"] == "ErrorInvalidUser"
+
+
+def test_the_directory_cache_keeps_at_most_its_bound_dropping_the_least_recently_asked(
+    graph: LocalGraph, client: Any,
+) -> None:
+    with GraphDirectory(client, max_entries=2) as lookup:
+        lookup.has_mailbox(ALICE)
+        lookup.has_mailbox(NOBOX)
+        lookup.has_mailbox(ALICE)  # asked again: now the most recent
+        lookup.has_mailbox(OUTSIDER)  # over the bound: NOBOX, least recently asked, is dropped
+        lookup.has_mailbox(ALICE)
+        lookup.has_mailbox(NOBOX)
+
+    assert graph.request_counts(ALICE)["user_get"] == 1
+    assert graph.request_counts(NOBOX)["user_get"] == 2

@@ -9,7 +9,8 @@ nothing can be archived there. When the address is not a UPN, one more
 request looks the user up by primary SMTP address (``$filter=mail eq '...'``): in many tenants the
 UPN and the mail address differ.
 
-Answers are cached per process: 15 minutes when a mailbox exists, 5 minutes when not, so a
+Answers are cached per process (at most ``MAX_CACHED_ADDRESSES``, least recently asked dropped
+first): 15 minutes when a mailbox exists, 5 minutes when not, so a
 mailbox provisioned after a first refusal is picked up soon. Throttling, outages and network
 errors raise ``TransientError`` and are never cached as "no mailbox"; a refused token or missing
 ``User.Read.All`` consent raises ``ConfigurationError``. Requests pass the process-wide
@@ -25,6 +26,7 @@ import json
 import logging
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -51,6 +53,9 @@ logger = logging.getLogger(__name__)
 
 POSITIVE_TTL_SECONDS = 15 * 60
 NEGATIVE_TTL_SECONDS = 5 * 60
+# Addresses remembered per process, least recently asked dropped first: a bank's 20,000 mailboxes
+# and the customers' addresses that are asked about and have none, at a few hundred bytes each.
+MAX_CACHED_ADDRESSES = 50_000
 # Codes that mean "no such user" or "no mailbox": a valid answer, not a failure.
 _NO_MAILBOX_CODES = MAILBOX_MISSING_CODES | USER_NOT_FOUND_CODES
 # On GET /users/{address} only: an identifier Graph cannot parse is no user either.
@@ -78,13 +83,17 @@ class GraphDirectory:
         negative_ttl_seconds: float = NEGATIVE_TTL_SECONDS,
         clock: Callable[[], float] = time.monotonic,
         gate: MailboxGate | None = None,
+        max_entries: int = MAX_CACHED_ADDRESSES,
     ) -> None:
         self._client = client
         self._gate = gate or process_mailbox_gate()
         self._positive_ttl = positive_ttl_seconds
         self._negative_ttl = negative_ttl_seconds
         self._clock = clock
-        self._cache: dict[str, tuple[str | None, float]] = {}
+        self._max_entries = max(1, max_entries)
+        # Least recently asked first: bounded, so a long-lived worker's memory does not grow with
+        # every address it ever met.
+        self._cache: OrderedDict[str, tuple[str | None, float]] = OrderedDict()
         self._in_flight: dict[str, threading.Lock] = {}
         self._lock = threading.Lock()
         self._loop = acquire_graph_loop(client)
@@ -116,6 +125,9 @@ class GraphDirectory:
                 ttl = self._positive_ttl if answer else self._negative_ttl
                 with self._lock:
                     self._cache[key] = (answer, self._clock() + ttl)
+                    self._cache.move_to_end(key)
+                    while len(self._cache) > self._max_entries:
+                        self._cache.popitem(last=False)
         finally:
             with self._lock:
                 if self._in_flight.get(key) is flight:
@@ -126,7 +138,13 @@ class GraphDirectory:
     def _cached(self, key: str) -> tuple[str | None] | None:
         with self._lock:
             cached = self._cache.get(key)
-        return (cached[0],) if cached is not None and cached[1] > self._clock() else None
+            if cached is None:
+                return None
+            if cached[1] <= self._clock():
+                del self._cache[key]  # expired: asked again, and not kept in the meantime
+                return None
+            self._cache.move_to_end(key)
+        return (cached[0],)
 
     def forget(self, address: str) -> None:
         with self._lock:
