@@ -219,7 +219,8 @@ class WindowLedger(Protocol):
     def record_outcome(self, window_id: str, entry: OutcomeEntry) -> None: ...
 
     def recent_windows(self, limit: int) -> list[WindowInfo]:
-        """Newest first."""
+        """The latest hand-offs first (``handoff_order``): a backfill of last month handed off today
+        is as recent as today's window, watched and reported like it."""
         ...
 
     def pages(self, window_id: str) -> list[PageEntry]: ...

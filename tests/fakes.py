@@ -11,7 +11,7 @@ from typing import Any
 
 from shared.domain.errors import TransientError
 from shared.domain.identifiers import webhook_body_ref
-from shared.domain.ledger import OutcomeEntry, PageEntry, WindowInfo
+from shared.domain.ledger import OutcomeEntry, PageEntry, WindowInfo, handoff_order
 from shared.domain.mapping_table import MappingTable, parse_mapping
 from shared.domain.rendered import RenderedItem
 from shared.domain.window import Watermark, Window
@@ -97,7 +97,7 @@ class MemoryLedger:
         self.outcome_entries[window_id].append(entry)
 
     def recent_windows(self, limit: int) -> list[WindowInfo]:
-        return [self.windows[k] for k in sorted(self.windows, reverse=True)[:limit]]
+        return [self.windows[k] for k in sorted(self.windows, key=handoff_order, reverse=True)[:limit]]
 
     def pages(self, window_id: str) -> list[PageEntry]:
         return list(self.page_entries[window_id])

@@ -66,3 +66,32 @@ def test_status_command_shows_a_reconciled_window_and_exits_0(local_app, capsys)
     out = capsys.readouterr().out
     assert out.splitlines()[0].endswith("  reconciled")
     assert "listed 324" in out and "poisoned 11 (no_mapping 10, too_big 1)" in out
+
+
+@pytest.mark.parametrize("kind", ["memory", "blob"])
+def test_a_backfill_handed_off_last_is_the_latest_window_and_is_watched_like_the_others(kind, request, caplog):
+    from shared.service.reports import latest_report
+
+    if kind == "memory":
+        ledger = MemoryLedger()
+    else:
+        from azure.storage.blob import BlobServiceClient
+
+        from shared.adapters.azure_storage import BlobWindowLedger
+
+        azurite = request.getfixturevalue("azurite")
+        ledger = BlobWindowLedger(BlobServiceClient.from_connection_string(azurite.connection_string),
+                                  "archive-state")
+    daily = WindowInfo(Window(HANDED_OFF - timedelta(days=1), HANDED_OFF), 1, HANDED_OFF)
+    # Last month, handed off an hour after today's window: its capture range is older than everything.
+    backfill = WindowInfo(Window(HANDED_OFF - timedelta(days=40), HANDED_OFF - timedelta(days=39)), 1,
+                          HANDED_OFF + timedelta(hours=1))
+    for info in (daily, backfill):
+        ledger.open_window(info)
+    ledger.record_page(backfill.window_id, PageEntry("s1", 0, ("a",), True))  # "a" never imported
+
+    assert [w.window_id for w in ledger.recent_windows(1)] == [backfill.window_id]
+    assert latest_report(ledger, HANDED_OFF + timedelta(hours=2)).window_id == backfill.window_id
+    with caplog.at_level(logging.ERROR):
+        flagged = flag_overdue_windows(ledger, HANDED_OFF + timedelta(hours=8), limit=1)
+    assert [s.info.window_id for s in flagged] == [backfill.window_id]

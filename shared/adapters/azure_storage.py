@@ -37,7 +37,7 @@ from azure.storage.queue import (
 
 from shared.domain.errors import ConfigurationError, TransientError
 from shared.domain.identifiers import check_blob_name, container_name, is_window_id, webhook_body_ref
-from shared.domain.ledger import OutcomeEntry, PageEntry, WindowInfo
+from shared.domain.ledger import OutcomeEntry, PageEntry, WindowInfo, handoff_order
 from shared.domain.mapping_table import MappingTable, parse_mapping
 from shared.domain.tasks import MAX_QUEUE_PAYLOAD
 from shared.domain.window import Watermark, isoformat_z, parse_iso
@@ -442,8 +442,8 @@ class BlobWindowLedger:
         if len(ids) < len(found):
             logger.warning("window ledger: %d folder(s) under windows/ are not window ids; ignored",
                            len(found) - len(ids))
-        # Window ids start with their start time, so names sort chronologically.
-        infos = [self.window(window_id) for window_id in sorted(ids, reverse=True)[:limit]]
+        # By hand-off, not by capture range: a backfill handed off today is among the recent windows.
+        infos = [self.window(window_id) for window_id in sorted(ids, key=handoff_order, reverse=True)[:limit]]
         return [info for info in infos if info is not None]
 
     @transient_storage_errors

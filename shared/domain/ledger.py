@@ -75,6 +75,11 @@ class WindowInfo:
         )
 
 
+def handoff_order(window_id: str) -> tuple[str, str]:
+    """Sorts window ids by when they were handed off (the stamp after the last "."), then by range."""
+    return window_id.rpartition(".")[2], window_id
+
+
 @dataclass(frozen=True)
 class Receipt:
     """A delivery receipt for a message the business sent (a WhatsApp status: sent, delivered,
