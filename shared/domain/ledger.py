@@ -251,11 +251,12 @@ def fold_outcomes(entries: Iterable[OutcomeEntry]) -> dict[str, OutcomeEntry]:
     folded: dict[str, OutcomeEntry] = {}
     for entry in entries:
         previous = folded.get(entry.record_key)
-        folded[entry.record_key] = entry if previous is None else _merge(previous, entry)
+        folded[entry.record_key] = entry if previous is None else merge_outcomes(previous, entry)
     return folded
 
 
-def _merge(a: OutcomeEntry, b: OutcomeEntry) -> OutcomeEntry:
+def merge_outcomes(a: OutcomeEntry, b: OutcomeEntry) -> OutcomeEntry:
+    """One record's two outcomes as one (``fold_outcomes``'s rule, b arriving after a)."""
     a_ok = a.outcome in _ARCHIVED
     b_ok = b.outcome in _ARCHIVED
     if a_ok != b_ok or not a_ok:

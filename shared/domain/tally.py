@@ -1,0 +1,130 @@
+"""A window's counts kept as its records are listed and their outcomes arrive, so that status,
+reports and the timer read a handful of counters instead of every outcome of the window.
+
+Why it is exact: a record's contribution to the counts depends only on its state — listed or not,
+and its outcomes folded so far (``merge_outcomes``, the rule ``summarize`` folds by). Each page
+entry or outcome changes one record's state; the window's counters change by the difference of
+that record's contribution before and after. A store that writes the record's new state and the
+counters' change together, atomically, with a compare-and-swap on both, keeps the counters equal to
+``summarize`` over every entry so far — whatever the repeats (a repeat leaves the state, so the
+change is zero) and however many workers write at once.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from shared.domain.ledger import OutcomeEntry, RecordOutcome, WindowInfo, WindowSummary, merge_outcomes
+
+
+@dataclass(frozen=True)
+class RecordState:
+    """One record of a window as the ledger knows it."""
+
+    listed: bool = False
+    outcome: OutcomeEntry | None = None  # every outcome so far, folded
+
+    def with_listing(self) -> RecordState:
+        return self if self.listed else replace(self, listed=True)
+
+    def with_outcome(self, entry: OutcomeEntry) -> RecordState:
+        folded = entry if self.outcome is None else merge_outcomes(self.outcome, entry)
+        return replace(self, outcome=folded)
+
+
+@dataclass(frozen=True)
+class Tally:
+    """Counts of records (and record × mailbox pairs), additive: a shard's, a window's."""
+
+    listed: int = 0
+    pending: int = 0  # listed, no outcome yet
+    fanout: int = 0
+    imported: int = 0
+    skipped_duplicates: int = 0
+    partially_imported: int = 0
+    awaiting_transcript: int = 0
+    poisoned: Mapping[str, int] = field(default_factory=dict)
+
+    def __add__(self, other: Tally) -> Tally:
+        return self._combine(other, 1)
+
+    def __sub__(self, other: Tally) -> Tally:
+        return self._combine(other, -1)
+
+    def _combine(self, other: Tally, sign: int) -> Tally:
+        poisoned = Counter(self.poisoned)
+        for reason, count in other.poisoned.items():
+            poisoned[reason] += sign * count
+        return Tally(
+            listed=self.listed + sign * other.listed,
+            pending=self.pending + sign * other.pending,
+            fanout=self.fanout + sign * other.fanout,
+            imported=self.imported + sign * other.imported,
+            skipped_duplicates=self.skipped_duplicates + sign * other.skipped_duplicates,
+            partially_imported=self.partially_imported + sign * other.partially_imported,
+            awaiting_transcript=self.awaiting_transcript + sign * other.awaiting_transcript,
+            poisoned={reason: count for reason, count in sorted(poisoned.items()) if count},
+        )
+
+    @property
+    def is_zero(self) -> bool:
+        return self == Tally()
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "listed": self.listed, "pending": self.pending, "fanout": self.fanout, "imported": self.imported,
+            "skipped_duplicates": self.skipped_duplicates, "partially_imported": self.partially_imported,
+            "awaiting_transcript": self.awaiting_transcript, "poisoned": dict(sorted(self.poisoned.items())),
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Tally:
+        return cls(
+            listed=int(data.get("listed", 0)), pending=int(data.get("pending", 0)),
+            fanout=int(data.get("fanout", 0)), imported=int(data.get("imported", 0)),
+            skipped_duplicates=int(data.get("skipped_duplicates", 0)),
+            partially_imported=int(data.get("partially_imported", 0)),
+            awaiting_transcript=int(data.get("awaiting_transcript", 0)),
+            poisoned={str(k): int(v) for k, v in sorted(dict(data.get("poisoned", {})).items()) if int(v)},
+        )
+
+
+def contribution(state: RecordState) -> Tally:
+    """What one record adds to its window's counts (``summarize``'s rules: an outcome counts only
+    for a record that was listed)."""
+    if not state.listed:
+        return Tally()
+    entry = state.outcome
+    if entry is None:
+        return Tally(listed=1, pending=1)
+    if entry.outcome is RecordOutcome.POISONED:
+        return Tally(listed=1, poisoned={entry.reason or "unknown": 1})
+    if entry.outcome is RecordOutcome.AWAITING_TRANSCRIPT:
+        return Tally(listed=1, awaiting_transcript=1)
+    return Tally(
+        listed=1,
+        fanout=len(entry.mailboxes),
+        imported=sum(m.outcome is RecordOutcome.IMPORTED for m in entry.mailboxes),
+        skipped_duplicates=sum(m.outcome is RecordOutcome.SKIPPED_DUPLICATE for m in entry.mailboxes),
+        partially_imported=int(entry.partial),
+    )
+
+
+def change(before: RecordState, after: RecordState) -> Tally:
+    """How the window's counters move when one record goes from ``before`` to ``after``."""
+    return contribution(after) - contribution(before)
+
+
+def summary_from_tally(info: WindowInfo, tally: Tally, *, slices_listed: int,
+                       receipts: Mapping[str, int] | None = None) -> WindowSummary:
+    """The window's summary from its counters: what status and the timer need, in constant memory
+    (no per-record rows; a report streams those from the store)."""
+    return WindowSummary(
+        info=info, listed=tally.listed, fanout=tally.fanout, imported=tally.imported,
+        skipped_duplicates=tally.skipped_duplicates, partially_imported=tally.partially_imported,
+        poisoned=dict(tally.poisoned), pending=tally.pending, slices_listed=slices_listed,
+        awaiting_transcript=tally.awaiting_transcript, receipts=dict(receipts or {}),
+    )
