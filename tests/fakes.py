@@ -105,6 +105,22 @@ class MemoryLedger:
     def outcomes(self, window_id: str) -> list[OutcomeEntry]:
         return list(self.outcome_entries[window_id])
 
+    def summary(self, window_id: str):
+        from shared.domain.ledger import summarize
+
+        info = self.windows.get(window_id)
+        return None if info is None else summarize(info, self.pages(window_id), self.outcomes(window_id))
+
+    def record_states(self, window_id: str):
+        from shared.domain.tally import states_of
+
+        yield from states_of(self.pages(window_id), self.outcomes(window_id)).items()
+
+    def record_state(self, window_id: str, record_key: str):
+        from shared.domain.tally import RecordState, states_of
+
+        return states_of(self.pages(window_id), self.outcomes(window_id)).get(record_key, RecordState())
+
 
 class StaticMapping:
     def __init__(self, csv_text: str = "PhoneNumber,EmailAddress\n", region: str | None = None) -> None:

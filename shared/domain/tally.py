@@ -13,11 +13,18 @@ change is zero) and however many workers write at once.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from shared.domain.ledger import OutcomeEntry, RecordOutcome, WindowInfo, WindowSummary, merge_outcomes
+from shared.domain.ledger import (
+    OutcomeEntry,
+    PageEntry,
+    RecordOutcome,
+    WindowInfo,
+    WindowSummary,
+    merge_outcomes,
+)
 
 
 @dataclass(frozen=True)
@@ -128,3 +135,14 @@ def summary_from_tally(info: WindowInfo, tally: Tally, *, slices_listed: int,
         poisoned=dict(tally.poisoned), pending=tally.pending, slices_listed=slices_listed,
         awaiting_transcript=tally.awaiting_transcript, receipts=dict(receipts or {}),
     )
+
+
+def states_of(pages: Iterable[PageEntry], outcomes: Iterable[OutcomeEntry]) -> dict[str, RecordState]:
+    """Every record's state from a window's entries (the stores that keep entries, not states)."""
+    states: dict[str, RecordState] = {}
+    for page in pages:
+        for key in page.record_keys:
+            states[key] = states.get(key, RecordState()).with_listing()
+    for entry in outcomes:
+        states[entry.record_key] = states.get(entry.record_key, RecordState()).with_outcome(entry)
+    return states
