@@ -14,9 +14,10 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any, Protocol
 
-from shared.domain.ledger import OutcomeEntry, PageEntry, WindowInfo
+from shared.domain.ledger import OutcomeEntry, PageEntry, WindowInfo, WindowSummary
 from shared.domain.mapping_table import MappingTable
 from shared.domain.rendered import RenderedItem
+from shared.domain.tally import RecordState
 from shared.domain.transcripts import Bucket, StagedRecord, TranscriptPart
 from shared.domain.whatsapp_cloud import WebhookBatch
 from shared.domain.window import Watermark, Window
@@ -223,9 +224,23 @@ class WindowLedger(Protocol):
         is as recent as today's window, watched and reported like it."""
         ...
 
-    def pages(self, window_id: str) -> list[PageEntry]: ...
+    def summary(self, window_id: str) -> WindowSummary | None:
+        """The window's counts (no rows): constant memory in the table ledger, whatever the size."""
+        ...
 
-    def outcomes(self, window_id: str) -> list[OutcomeEntry]: ...
+    def record_states(self, window_id: str) -> Iterator[tuple[str, RecordState]]:
+        """Every record the window knows (listed, or with an outcome), streamed."""
+        ...
+
+    def record_state(self, window_id: str, record_key: str) -> RecordState: ...
+
+    def pages(self, window_id: str) -> list[PageEntry]:
+        """Every page entry, in memory: for inspection and tests, not for a window of millions."""
+        ...
+
+    def outcomes(self, window_id: str) -> list[OutcomeEntry]:
+        """Every outcome as it came, in memory: for inspection and tests."""
+        ...
 
 
 class MappingSource(Protocol):

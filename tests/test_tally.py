@@ -72,7 +72,7 @@ def test_counters_kept_as_entries_arrive_equal_the_summary_of_every_entry(sequen
     pages = [PageEntry("s", i, value, True) for i, (kind, value) in enumerate(sequence) if kind == "page"]
     whole = summarize(INFO, pages, [value for kind, value in sequence if kind == "outcome"])
     kept = summary_from_tally(INFO, tally, slices_listed=whole.slices_listed)
-    assert kept.to_json() == whole.to_json()
+    assert kept.to_json() == whole.to_json() and kept.daily == whole.daily
     # The counters are the sum of every record's contribution: no drift, however the changes came.
     assert tally == sum((contribution(state) for state in states.values()), Tally())
 
@@ -83,7 +83,8 @@ def test_a_repeated_entry_changes_nothing_and_an_outcome_before_its_listing_coun
     unlisted = RecordState().with_outcome(entry)
     assert contribution(unlisted) == Tally()  # not listed in this window (yet): not counted
     listed = unlisted.with_listing()
-    assert change(unlisted, listed) == Tally(listed=1, fanout=1, imported=1)
+    day = {"2026-11-01": {"records": 1, "imported": 1, "skipped_duplicates": 0}}
+    assert change(unlisted, listed) == Tally(listed=1, fanout=1, imported=1, days=day) - Tally()
     assert change(listed, listed.with_outcome(entry)).is_zero and change(listed, listed.with_listing()).is_zero
 
 
@@ -93,6 +94,8 @@ def test_a_replay_that_archives_a_poisoned_record_moves_it_between_the_counts():
     archived = poisoned.with_outcome(OutcomeEntry(
         KEYS[1], "m", RecordOutcome.IMPORTED, T0 + timedelta(days=1),
         mailboxes=(MailboxResult(MAILBOXES[1], RecordOutcome.IMPORTED, MappingRule.CSV),)))
-    assert change(poisoned, archived) == Tally(fanout=1, imported=1) - Tally(poisoned={"no_mapping": 1})
+    assert change(poisoned, archived) == (
+        Tally(fanout=1, imported=1, days={"2026-11-02": {"records": 1, "imported": 1}})
+        - Tally(poisoned={"no_mapping": 1}, days={"2026-11-01": {"poisoned": 1}}))
     assert (contribution(poisoned) + change(poisoned, archived)) == contribution(archived)
     assert Tally.from_json(contribution(archived).to_json()) == contribution(archived)

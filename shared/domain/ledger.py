@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
@@ -204,6 +204,8 @@ class WindowSummary:
     pending_keys: tuple[str, ...] = field(default=(), repr=False)  # listed, without an outcome yet
     receipts: dict[str, int] = field(default_factory=dict)  # delivery receipts by status, each once
     failed_receipts: tuple[Receipt, ...] = field(default=(), repr=False)
+    # Per UTC day of the outcomes (ISO date): records, imported, skipped_duplicates, poisoned.
+    daily: dict[str, dict[str, int]] = field(default_factory=dict, repr=False)
 
     @property
     def listing_complete(self) -> bool:
@@ -299,20 +301,26 @@ def summarize(info: WindowInfo, pages: Iterable[PageEntry], outcomes: Iterable[O
     folded = fold_outcomes(outcomes)
     fanout = imported = skipped = partial = awaiting = 0
     poisoned: Counter[str] = Counter()
+    daily: dict[str, Counter[str]] = {}
     for key in listed_keys:
         entry = folded.get(key)
         if entry is None:
             continue
-        if entry.outcome is RecordOutcome.POISONED:
-            poisoned[entry.reason or "unknown"] += 1
-            continue
         if entry.outcome is RecordOutcome.AWAITING_TRANSCRIPT:
             awaiting += 1
             continue
+        day = daily.setdefault(entry.at.astimezone(UTC).date().isoformat(), Counter())
+        if entry.outcome is RecordOutcome.POISONED:
+            poisoned[entry.reason or "unknown"] += 1
+            day["poisoned"] += 1
+            continue
+        pairs_imported = sum(m.outcome is RecordOutcome.IMPORTED for m in entry.mailboxes)
+        pairs_skipped = sum(m.outcome is RecordOutcome.SKIPPED_DUPLICATE for m in entry.mailboxes)
         fanout += len(entry.mailboxes)
-        imported += sum(m.outcome is RecordOutcome.IMPORTED for m in entry.mailboxes)
-        skipped += sum(m.outcome is RecordOutcome.SKIPPED_DUPLICATE for m in entry.mailboxes)
+        imported += pairs_imported
+        skipped += pairs_skipped
         partial += entry.partial
+        day.update(records=1, imported=pairs_imported, skipped_duplicates=pairs_skipped)
     pending_keys = tuple(sorted(key for key in listed_keys if key not in folded))
     return WindowSummary(
         info=info,
@@ -329,4 +337,5 @@ def summarize(info: WindowInfo, pages: Iterable[PageEntry], outcomes: Iterable[O
         pending_keys=pending_keys,
         receipts=dict(Counter(receipt.status for receipt in receipts.values())),
         failed_receipts=tuple(sorted((r for r in receipts.values() if r.failed), key=lambda r: (r.at, r.message_id))),
+        daily={d: {k: v for k, v in sorted(c.items()) if v} for d, c in sorted(daily.items()) if +c},
     )

@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
+from datetime import UTC
 from typing import Any
 
 from shared.domain.ledger import (
@@ -54,6 +55,14 @@ class Tally:
     partially_imported: int = 0
     awaiting_transcript: int = 0
     poisoned: Mapping[str, int] = field(default_factory=dict)
+    # Per UTC day of the outcome (ISO date): records, imported, skipped_duplicates, poisoned — the
+    # status page's daily volume, kept like every other count.
+    days: Mapping[str, Mapping[str, int]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        # Zero counts are dropped, so two tallies of the same counts compare equal however made.
+        object.__setattr__(self, "poisoned", {k: v for k, v in sorted(self.poisoned.items()) if v})
+        object.__setattr__(self, "days", _combine_days(self.days, {}, 1))
 
     def __add__(self, other: Tally) -> Tally:
         return self._combine(other, 1)
@@ -74,6 +83,7 @@ class Tally:
             partially_imported=self.partially_imported + sign * other.partially_imported,
             awaiting_transcript=self.awaiting_transcript + sign * other.awaiting_transcript,
             poisoned={reason: count for reason, count in sorted(poisoned.items()) if count},
+            days=_combine_days(self.days, other.days, sign),
         )
 
     @property
@@ -85,6 +95,7 @@ class Tally:
             "listed": self.listed, "pending": self.pending, "fanout": self.fanout, "imported": self.imported,
             "skipped_duplicates": self.skipped_duplicates, "partially_imported": self.partially_imported,
             "awaiting_transcript": self.awaiting_transcript, "poisoned": dict(sorted(self.poisoned.items())),
+            "days": {day: dict(counts) for day, counts in sorted(self.days.items())},
         }
 
     @classmethod
@@ -96,6 +107,8 @@ class Tally:
             partially_imported=int(data.get("partially_imported", 0)),
             awaiting_transcript=int(data.get("awaiting_transcript", 0)),
             poisoned={str(k): int(v) for k, v in sorted(dict(data.get("poisoned", {})).items()) if int(v)},
+            days={str(day): {str(k): int(v) for k, v in counts.items()}
+                  for day, counts in sorted(dict(data.get("days", {})).items())},
         )
 
 
@@ -107,17 +120,29 @@ def contribution(state: RecordState) -> Tally:
     entry = state.outcome
     if entry is None:
         return Tally(listed=1, pending=1)
+    day = entry.at.astimezone(UTC).date().isoformat()
     if entry.outcome is RecordOutcome.POISONED:
-        return Tally(listed=1, poisoned={entry.reason or "unknown": 1})
+        return Tally(listed=1, poisoned={entry.reason or "unknown": 1}, days={day: {"poisoned": 1}})
     if entry.outcome is RecordOutcome.AWAITING_TRANSCRIPT:
         return Tally(listed=1, awaiting_transcript=1)
+    imported = sum(m.outcome is RecordOutcome.IMPORTED for m in entry.mailboxes)
+    skipped = sum(m.outcome is RecordOutcome.SKIPPED_DUPLICATE for m in entry.mailboxes)
     return Tally(
-        listed=1,
-        fanout=len(entry.mailboxes),
-        imported=sum(m.outcome is RecordOutcome.IMPORTED for m in entry.mailboxes),
-        skipped_duplicates=sum(m.outcome is RecordOutcome.SKIPPED_DUPLICATE for m in entry.mailboxes),
+        listed=1, fanout=len(entry.mailboxes), imported=imported, skipped_duplicates=skipped,
         partially_imported=int(entry.partial),
+        days={day: {"records": 1, "imported": imported, "skipped_duplicates": skipped}},
     )
+
+
+def _combine_days(a: Mapping[str, Mapping[str, int]], b: Mapping[str, Mapping[str, int]],
+                  sign: int) -> dict[str, dict[str, int]]:
+    days: dict[str, Counter[str]] = {day: Counter(counts) for day, counts in a.items()}
+    for day, counts in b.items():
+        into = days.setdefault(day, Counter())
+        for name, count in counts.items():
+            into[name] += sign * count
+    cleaned = {day: {k: v for k, v in sorted(c.items()) if v} for day, c in sorted(days.items())}
+    return {day: counts for day, counts in cleaned.items() if counts}
 
 
 def change(before: RecordState, after: RecordState) -> Tally:
@@ -134,6 +159,7 @@ def summary_from_tally(info: WindowInfo, tally: Tally, *, slices_listed: int,
         skipped_duplicates=tally.skipped_duplicates, partially_imported=tally.partially_imported,
         poisoned=dict(tally.poisoned), pending=tally.pending, slices_listed=slices_listed,
         awaiting_transcript=tally.awaiting_transcript, receipts=dict(receipts or {}),
+        daily={day: dict(counts) for day, counts in tally.days.items()},
     )
 
 

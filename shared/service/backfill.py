@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from shared.domain.ledger import WindowInfo, summarize
+from shared.domain.ledger import WindowInfo
 from shared.domain.window import Window
 from shared.ports import WindowLedger, WorkQueue
 from shared.service.scheduling import SchedulePolicy, hand_off
@@ -79,7 +79,9 @@ def backfill_progress(ledger: WindowLedger, infos: Sequence[WindowInfo]) -> Back
     totals = dict(slices=0, slices_listed=0, listed=0, accounted=0, imported=0, skipped_duplicates=0,
                   poisoned=0, windows_reconciled=0)
     for info in infos:
-        summary = summarize(info, ledger.pages(info.window_id), ledger.outcomes(info.window_id))
+        summary = ledger.summary(info.window_id)
+        if summary is None:
+            continue
         totals["slices"] += info.slice_count
         totals["slices_listed"] += min(summary.slices_listed, info.slice_count)
         totals["listed"] += summary.listed

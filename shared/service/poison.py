@@ -23,7 +23,7 @@ from typing import Any
 
 from shared import telemetry
 from shared.domain.errors import PoisonReason
-from shared.domain.ledger import OutcomeEntry, RecordOutcome, fold_outcomes
+from shared.domain.ledger import OutcomeEntry, RecordOutcome
 from shared.domain.tasks import PoisonMessage, read_poison_queue_message
 from shared.domain.window import isoformat_z
 from shared.ports import InspectableQueue, QueuedMessage, WindowLedger, WorkQueue
@@ -258,9 +258,8 @@ def account_moved_items(tools: PoisonQueues, ledger: WindowLedger, *, now: datet
     for entry in moved:
         by_window.setdefault(entry.message.window_id, []).append(entry)
     for window_id, entries in by_window.items():
-        known = fold_outcomes(ledger.outcomes(window_id))
         for entry in entries:
-            if entry.message.record_key in known:
+            if ledger.record_state(window_id, entry.message.record_key).outcome is not None:
                 continue  # already has an outcome (this run, an earlier one, or a replay since)
             ledger.record_outcome(window_id, OutcomeEntry(
                 record_key=entry.message.record_key, message_id=entry.message.message_id,

@@ -10,7 +10,7 @@ as a backstop.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
 from shared.domain.ledger import WindowInfo, WindowSummary, summarize
@@ -25,7 +25,22 @@ MAX_WINDOWS_SEARCHED = 3660
 
 
 def report_for(ledger: WindowLedger, info: WindowInfo, now: datetime) -> WindowReport:
-    return report_of(summarize(info, ledger.pages(info.window_id), ledger.outcomes(info.window_id)), now)
+    return report_of(with_rows(ledger, ledger.summary(info.window_id) or summarize(info, [], [])), now)
+
+
+def with_rows(ledger: WindowLedger, summary: WindowSummary) -> WindowSummary:
+    """The summary with its records' outcomes and pending keys, read from the ledger's record states:
+    what the report's rows are made of. (It holds the window's records in memory; a report of a
+    window of millions streams them instead — docs/scale.md.)"""
+    records, pending = {}, []
+    for key, state in ledger.record_states(summary.info.window_id):
+        if not state.listed:
+            continue
+        if state.outcome is None:
+            pending.append(key)
+        else:
+            records[key] = state.outcome
+    return replace(summary, records=records, pending_keys=tuple(sorted(pending)))
 
 
 def report_of(summary: WindowSummary, now: datetime) -> WindowReport:
@@ -69,7 +84,7 @@ def publish_reports(
         info = summary.info
         if now - info.scheduled_at > retention:
             continue
-        report = report_of(summary, now)
+        report = report_of(with_rows(ledger, summary), now)
         store.save(info.window_id, report.to_json(), report_csv([report]))
         written.append(info.window_id)
     purged = []

@@ -11,7 +11,7 @@ from collections.abc import Iterable, Mapping
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from shared.domain.ledger import RecordOutcome, WindowSummary, summarize
+from shared.domain.ledger import WindowSummary
 from shared.domain.window import isoformat_z
 from shared.ports import WindowLedger
 
@@ -27,17 +27,15 @@ DAILY_VOLUME_MAX_SPAN_DAYS = 92
 
 
 def window_summary(ledger: WindowLedger, window_id: str) -> WindowSummary:
-    info = ledger.window(window_id)
-    if info is None:
+    summary = ledger.summary(window_id)
+    if summary is None:
         raise LookupError(f"no window {window_id}")
-    return summarize(info, ledger.pages(window_id), ledger.outcomes(window_id))
+    return summary
 
 
 def recent_summaries(ledger: WindowLedger, limit: int) -> list[WindowSummary]:
-    return [
-        summarize(info, ledger.pages(info.window_id), ledger.outcomes(info.window_id))
-        for info in ledger.recent_windows(limit)
-    ]
+    summaries = (ledger.summary(info.window_id) for info in ledger.recent_windows(limit))
+    return [summary for summary in summaries if summary is not None]
 
 
 def problems(summary: WindowSummary) -> list[str]:
@@ -98,16 +96,8 @@ def daily_volume(summaries: Iterable[WindowSummary]) -> list[dict[str, Any]]:
     windows listed (a re-list) counts in each, as the windows count it."""
     days: dict[date, Counter[str]] = {}
     for summary in summaries:
-        for entry in summary.records.values():
-            if entry.outcome is RecordOutcome.AWAITING_TRANSCRIPT:
-                continue
-            day = days.setdefault(entry.at.astimezone(UTC).date(), Counter())
-            if entry.outcome is RecordOutcome.POISONED:
-                day["poisoned"] += 1
-                continue
-            day["records"] += 1
-            day["imported"] += sum(m.outcome is RecordOutcome.IMPORTED for m in entry.mailboxes)
-            day["skipped_duplicates"] += sum(m.outcome is RecordOutcome.SKIPPED_DUPLICATE for m in entry.mailboxes)
+        for day, counts in summary.daily.items():
+            days.setdefault(date.fromisoformat(day), Counter()).update(counts)
     if days:
         first, last = min(days), max(days)
         if (last - first).days < DAILY_VOLUME_MAX_SPAN_DAYS:

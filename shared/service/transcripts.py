@@ -24,7 +24,7 @@ from zoneinfo import ZoneInfo
 
 from shared import telemetry
 from shared.domain.errors import MailboxUnavailable, PermanentError, PoisonReason, TransientError
-from shared.domain.ledger import MailboxResult, OutcomeEntry, RecordOutcome, summarize
+from shared.domain.ledger import MailboxResult, OutcomeEntry, RecordOutcome
 from shared.domain.records import ArchiveRecord, record_key
 from shared.domain.rendered import base64_mime_size
 from shared.domain.rendering import chat_key
@@ -366,11 +366,8 @@ def dispatch_due_transcripts(
 
     Waiting is bounded: records stuck elsewhere (retried, poisoned by the host) must not hold a
     whole day back; whatever is staged after this compose goes into a later part of its day."""
-    info = ledger.window(task.window_id)
-    ready = False
-    if info is not None:
-        summary = summarize(info, ledger.pages(task.window_id), ledger.outcomes(task.window_id))
-        ready = summary.listing_complete and summary.pending == 0
+    summary = ledger.summary(task.window_id)
+    ready = summary is not None and summary.listing_complete and summary.pending == 0
     if not ready and now - task.handed_off_at < policy.max_wait:
         queue.send(task.deferred().model_dump(mode="json"), delay_seconds=int(policy.recheck.total_seconds()))
         return None
