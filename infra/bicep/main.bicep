@@ -208,6 +208,13 @@ param transcriptDelayMinutes int = 30
 @maxValue(72)
 param transcriptMaxWaitHours int = 6
 
+@description('LEDGER_STORE: where the window ledger is kept, table (the ledger table below) or blob (append blobs in the state container, as earlier versions kept it; windows of at most about 800,000 outcomes).')
+@allowed([
+  'table'
+  'blob'
+])
+param ledgerStore string = 'table'
+
 @description('STATUS_RECENT_WINDOWS: windows shown by archive_status.')
 @minValue(1)
 @maxValue(366)
@@ -251,12 +258,19 @@ var containerNames = [
   hostsContainerName
   secretsContainerName
 ]
+// The window ledger (LEDGER_TABLE, default archiveledger in shared/settings.py). The code creates
+// it on first use if it is missing; it is created here so that its role can be scoped to it.
+var ledgerTableName = 'archiveledger'
+var tableNames = [
+  ledgerTableName
+]
 
 // Built-in role definitions (the same GUID in every Azure cloud).
 var reader = 'acdd72a7-3385-48ef-bd42-f606fba81ae7'
 var storageBlobDataOwner = 'b7e6dc6d-f1e8-4753-8033-0f276bb0955b'
 var storageBlobDataContributor = 'ba92f5b4-2d11-453d-a403-e96b0029c9fe'
 var storageQueueDataContributor = '974c5e8b-45b9-4653-ba55-5f855dd0fb88'
+var storageTableDataContributor = '0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3'
 var keyVaultSecretsUser = '4633458b-17de-408a-b874-0445c86b69e6'
 var monitoringMetricsPublisher = '3913510d-42f4-4e42-8a64-420c390055eb'
 
@@ -399,11 +413,21 @@ resource queues 'Microsoft.Storage/storageAccounts/queueServices/queues@2023-05-
   name: name
 }]
 
-// Storage roles: each container and each queue gets the identity's role on itself only; nothing
+resource tableService 'Microsoft.Storage/storageAccounts/tableServices@2023-05-01' = {
+  parent: storage
+  name: 'default'
+}
+
+resource tables 'Microsoft.Storage/storageAccounts/tableServices/tables@2023-05-01' = [for name in tableNames: {
+  parent: tableService
+  name: name
+}]
+
+// Storage roles: each container, queue and table gets the identity's role on itself only; nothing
 // is granted on the storage account's data as a whole. Azure RBAC scopes blob data roles to a
-// single container and queue data roles to a single queue (Storage docs, "Authorize access to
-// blobs/queues using Microsoft Entra ID", Resource scope); a container or queue created later gets
-// no access from these assignments.
+// single container, queue data roles to a single queue and table data roles to a single table
+// (Storage docs, "Authorize access to blobs/queues/tables using Microsoft Entra ID", Resource
+// scope); a container, queue or table created later gets no access from these assignments.
 resource containerRoleAssignments 'Microsoft.Authorization/roleAssignments@2022-04-01' = [for (name, i) in containerNames: {
   name: guid(containers[i].id, identity.id, containerRoles[name])
   scope: containers[i]
@@ -447,7 +471,22 @@ resource storageReaderRole 'Microsoft.Authorization/roleAssignments@2022-04-01' 
   }
 }
 
-// No Table role: neither the host (no Durable Functions) nor the code uses tables.
+// Storage Table Data Contributor on each table, the only built-in table data role that writes
+// (Storage Table Data Reader only reads): the ledger creates its table on first use if it is
+// missing (Create Table is tables/write), reads records, counters and windows by point reads and
+// queries, and writes them with inserts, upserts and entity-group transactions that replace with an
+// ETag (entities/add, update and write). Scoped to the table, not the account: the identity can
+// read and write this table only, and no other table in the account, present or future.
+// Contributor also permits deleting entities and the table itself, which the code never does.
+resource tableRoleAssignments 'Microsoft.Authorization/roleAssignments@2022-04-01' = [for (name, i) in tableNames: {
+  name: guid(tables[i].id, identity.id, storageTableDataContributor)
+  scope: tables[i]
+  properties: {
+    principalId: identity.properties.principalId
+    principalType: 'ServicePrincipal'
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', storageTableDataContributor)
+  }
+}]
 
 // --- Key Vault --------------------------------------------------------------------------------
 
@@ -1037,6 +1076,7 @@ var appSettings = {
   AzureWebJobsStorage__clientId: identity.properties.clientId
   AzureWebJobsStorage__blobServiceUri: storage.properties.primaryEndpoints.blob
   AzureWebJobsStorage__queueServiceUri: storage.properties.primaryEndpoints.queue
+  AzureWebJobsStorage__tableServiceUri: storage.properties.primaryEndpoints.table
   // Keyless Application Insights.
   APPLICATIONINSIGHTS_CONNECTION_STRING: appInsights.properties.ConnectionString
   APPLICATIONINSIGHTS_AUTHENTICATION_STRING: 'Authorization=AAD;ClientId=${identity.properties.clientId}'
@@ -1053,6 +1093,8 @@ var appSettings = {
   TELEMESSAGE_PAGE_SIZE: string(telemessagePageSize)
   RECORDS_CONTAINER: recordsContainerName
   STATE_CONTAINER: stateContainerName
+  LEDGER_STORE: ledgerStore
+  LEDGER_TABLE: ledgerTableName
   CUSTOM_MAPPING_ENABLED: customMappingEnabled ? 'true' : 'false'
   AUTO_MAPPING_ENABLED: autoMappingEnabled ? 'true' : 'false'
   DIRECTORY_PHONE_MAPPING_ENABLED: directoryPhoneMappingEnabled ? 'true' : 'false'
@@ -1141,8 +1183,10 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
   dependsOn: [
     containers
     queues
+    tables
     containerRoleAssignments
     queueRoleAssignments
+    tableRoleAssignments
     storageReaderRole
     telemessageUsernameRole
     telemessagePasswordRole

@@ -21,6 +21,7 @@ locals {
     AzureWebJobsStorage__clientId        = azurerm_user_assigned_identity.app.client_id
     AzureWebJobsStorage__blobServiceUri  = azurerm_storage_account.main.primary_blob_endpoint
     AzureWebJobsStorage__queueServiceUri = azurerm_storage_account.main.primary_queue_endpoint
+    AzureWebJobsStorage__tableServiceUri = azurerm_storage_account.main.primary_table_endpoint
     # Keyless Application Insights.
     APPLICATIONINSIGHTS_CONNECTION_STRING     = azurerm_application_insights.main.connection_string
     APPLICATIONINSIGHTS_AUTHENTICATION_STRING = "Authorization=AAD;ClientId=${azurerm_user_assigned_identity.app.client_id}"
@@ -37,6 +38,8 @@ locals {
     TELEMESSAGE_PAGE_SIZE           = tostring(var.telemessage_page_size)
     RECORDS_CONTAINER               = local.records_container_name
     STATE_CONTAINER                 = local.state_container_name
+    LEDGER_STORE                    = var.ledger_store
+    LEDGER_TABLE                    = local.ledger_table_name
     CUSTOM_MAPPING_ENABLED          = tostring(var.custom_mapping_enabled)
     AUTO_MAPPING_ENABLED            = tostring(var.auto_mapping_enabled)
     DIRECTORY_PHONE_MAPPING_ENABLED = tostring(var.directory_phone_mapping_enabled)
@@ -56,11 +59,11 @@ locals {
     # WhatsApp Business Platform webhooks (optional): a Key Vault reference for each secret given,
     # else empty, never a reference to a secret that was not written. A reference that does not
     # resolve leaves its own text as the value, which the app would take for a secret.
-    WHATSAPP_VERIFY_TOKEN   = contains(local.secret_names, "whatsapp-verify-token") ? "@Microsoft.KeyVault(SecretUri=${azapi_resource.secret["whatsapp-verify-token"].output.properties.secretUri})" : ""
-    WHATSAPP_APP_SECRET     = contains(local.secret_names, "whatsapp-app-secret") ? "@Microsoft.KeyVault(SecretUri=${azapi_resource.secret["whatsapp-app-secret"].output.properties.secretUri})" : ""
-    WHATSAPP_ACCESS_TOKEN   = contains(local.secret_names, "whatsapp-access-token") ? "@Microsoft.KeyVault(SecretUri=${azapi_resource.secret["whatsapp-access-token"].output.properties.secretUri})" : ""
-    WHATSAPP_GRAPH_BASE_URL = var.whatsapp_graph_base_url
-    WHATSAPP_GRAPH_VERSION  = var.whatsapp_graph_version
+    WHATSAPP_VERIFY_TOKEN     = contains(local.secret_names, "whatsapp-verify-token") ? "@Microsoft.KeyVault(SecretUri=${azapi_resource.secret["whatsapp-verify-token"].output.properties.secretUri})" : ""
+    WHATSAPP_APP_SECRET       = contains(local.secret_names, "whatsapp-app-secret") ? "@Microsoft.KeyVault(SecretUri=${azapi_resource.secret["whatsapp-app-secret"].output.properties.secretUri})" : ""
+    WHATSAPP_ACCESS_TOKEN     = contains(local.secret_names, "whatsapp-access-token") ? "@Microsoft.KeyVault(SecretUri=${azapi_resource.secret["whatsapp-access-token"].output.properties.secretUri})" : ""
+    WHATSAPP_GRAPH_BASE_URL   = var.whatsapp_graph_base_url
+    WHATSAPP_GRAPH_VERSION    = var.whatsapp_graph_version
     WHATSAPP_PHONE_NUMBER_IDS = var.whatsapp_phone_number_ids
     # Graph credential: the managed identity (AZURE_CLIENT_ID), or an app registration with a
     # certificate from Key Vault. The code refuses both at once, so one side is always empty.
@@ -127,8 +130,10 @@ resource "azapi_resource" "function_app" {
   depends_on = [
     azurerm_storage_container.main,
     azurerm_storage_queue.main,
+    azapi_resource.table,
     azurerm_role_assignment.container,
     azurerm_role_assignment.queue,
+    azurerm_role_assignment.table,
     azurerm_role_assignment.storage_reader,
     azurerm_role_assignment.secrets_user,
     azurerm_role_assignment.graph_certificate_secrets_user,

@@ -33,6 +33,12 @@ locals {
     local.hosts_container_name,
     local.secrets_container_name,
   ]
+  # The window ledger (LEDGER_TABLE, default archiveledger in shared/settings.py). The code creates
+  # it on first use if it is missing; it is created here so that its role can be scoped to it.
+  ledger_table_name = "archiveledger"
+  table_names = [
+    local.ledger_table_name,
+  ]
 
   # The identity's data role on each container, assigned on that container only (the same table as
   # containerRoles in infra/bicep/main.bicep; tests/test_infra.py keeps them equal).
@@ -126,6 +132,16 @@ resource "azurerm_storage_queue" "main" {
   storage_account_id = azurerm_storage_account.main.id
 }
 
+# Tables through azapi (Resource Manager), not azurerm_storage_table: that resource reads and writes
+# the table's access policies on the data plane with Shared Key only, which this account refuses
+# (shared keys are off), so it could neither create nor refresh the table.
+resource "azapi_resource" "table" {
+  for_each  = toset(local.table_names)
+  type      = "Microsoft.Storage/storageAccounts/tableServices/tables@2023-05-01"
+  name      = each.value
+  parent_id = "${azurerm_storage_account.main.id}/tableServices/default"
+}
+
 # Admin reports: the app writes each window's report to reports/<window id>.json and .csv in the
 # state container; this rule deletes them report_retention_days after their last write. It matches
 # that prefix only: the ledger, the watermark and the mapping history in the same container are
@@ -149,12 +165,13 @@ resource "azurerm_storage_management_policy" "main" {
   }
 }
 
-# Storage roles: each container and each queue gets the identity's role on itself only; nothing is
-# granted on the storage account's data as a whole. Azure RBAC scopes blob data roles to a single
-# container and queue data roles to a single queue (Storage docs, "Authorize access to
-# blobs/queues using Microsoft Entra ID", Resource scope); a container or queue created later gets
-# no access from these assignments. The scopes are ARM resource IDs, built here rather than taken
-# from the container and queue resources, whose id is not always the ARM ID in azurerm.
+# Storage roles: each container, queue and table gets the identity's role on itself only; nothing
+# is granted on the storage account's data as a whole. Azure RBAC scopes blob data roles to a
+# single container, queue data roles to a single queue and table data roles to a single table
+# (Storage docs, "Authorize access to blobs/queues/tables using Microsoft Entra ID", Resource
+# scope); a container, queue or table created later gets no access from these assignments. The
+# scopes are ARM resource IDs, built here rather than taken from the container and queue resources,
+# whose id is not always the ARM ID in azurerm.
 resource "azurerm_role_assignment" "container" {
   for_each             = local.container_roles
   scope                = "${azurerm_storage_account.main.id}/blobServices/default/containers/${azurerm_storage_container.main[each.key].name}"
@@ -191,4 +208,17 @@ resource "azurerm_role_assignment" "storage_reader" {
   principal_type       = "ServicePrincipal"
 }
 
-# No Table role: neither the host (no Durable Functions) nor the code uses tables.
+# Storage Table Data Contributor on each table, the only built-in table data role that writes
+# (Storage Table Data Reader only reads): the ledger creates its table on first use if it is
+# missing (Create Table is tables/write), reads records, counters and windows by point reads and
+# queries, and writes them with inserts, upserts and entity-group transactions that replace with an
+# ETag (entities/add, update and write). Scoped to the table, not the account: the identity can
+# read and write this table only, and no other table in the account, present or future.
+# Contributor also permits deleting entities and the table itself, which the code never does.
+resource "azurerm_role_assignment" "table" {
+  for_each             = toset(local.table_names)
+  scope                = "${azurerm_storage_account.main.id}/tableServices/default/tables/${azapi_resource.table[each.key].name}"
+  role_definition_name = "Storage Table Data Contributor"
+  principal_id         = azurerm_user_assigned_identity.app.principal_id
+  principal_type       = "ServicePrincipal"
+}

@@ -331,6 +331,16 @@ variable "transcript_max_wait_hours" {
   default     = 6
 }
 
+variable "ledger_store" {
+  description = "LEDGER_STORE: where the window ledger is kept, table (the ledger table) or blob (append blobs in the state container, as earlier versions kept it; windows of at most about 800,000 outcomes)."
+  type        = string
+  default     = "table"
+  validation {
+    condition     = contains(["table", "blob"], var.ledger_store)
+    error_message = "ledger_store: table or blob."
+  }
+}
+
 variable "status_recent_windows" {
   description = "STATUS_RECENT_WINDOWS: windows shown by archive_status."
   type        = number
