@@ -21,14 +21,30 @@ creation make it an archive item rather than a draft:
   ``In-Reply-To`` / ``Thread-Index`` as internet headers (x- headers only), so these properties
   are how the Graph item carries its threading.
 
+Past Exchange's folder limit (1,000,000 items per folder): the archive folder is a chain, "WhatsApp
+Archiver", then "WhatsApp Archiver 2", "WhatsApp Archiver 3"... all under msgfolderroot. New items
+go to the first folder of the chain holding fewer than ``folder_items`` (990,000 by default); a
+full one is never written again. Each process learns a folder's ``totalItemCount`` when it finds
+the folder and then counts its own creates; it reads the count again (1 request) only when, at the
+fastest rate the app's per-mailbox budget lets all workers together create items, the folder could
+have reached ``folder_items`` since the last read. The 10,000 items of margin are what that budget
+adds in 10 minutes. Should Exchange still refuse an item for the folder's sake
+(``ErrorMessagePerFolderCountReceiveQuotaExceeded``, which Graph answers with a 500; or
+``ErrorQuotaExceeded`` when the folder's count shows it is full), the item goes to the next folder
+in the same write. A continuation folder is found or created as the first one is: several workers
+creating it at once end with one folder (``ErrorFolderExists`` means another won: look again).
+
 Idempotency: ``write(..., check_existing=True)`` first looks the record up by that property and
 answers SKIPPED_DUPLICATE (after adding attachments an interrupted attempt left out) when it is
-there. ``check_existing=False`` skips the lookup: only for a caller whose own idempotency record
-proves that no earlier attempt exists. Any failed attempt (a TransientError after the create
-POST went out, a 503/504 on the create itself) may have left an item behind, so every later
-attempt of the same record must use ``check_existing=True``. Within one writer, writes of the same
-record to the same mailbox run one after the other; across writers (processes) nothing here stops
-two first attempts from both creating the item: the service layer's lease does that.
+there. The lookup searches the whole mailbox (``GET /users/{id}/messages?$filter=...``, one request
+however many folders the chain has), so an item written into an earlier folder of the chain, or
+moved elsewhere by someone, is still found. ``check_existing=False`` skips the lookup: only for a
+caller whose own idempotency record proves that no earlier attempt exists. Any failed attempt (a
+TransientError after the create POST went out, a 503/504 on the create itself) may have left an
+item behind, so every later attempt of the same record must use ``check_existing=True``. Within one
+writer, writes of the same record to the same mailbox run one after the other; across writers
+(processes) nothing here stops two first attempts from both creating the item: the service layer's
+lease does that.
 
 Cost in Graph requests per record and mailbox, folder id already cached; measured against
 ``shared/local/graph_server.py`` by counting the requests it received for the mailbox (upload PUTs
@@ -45,15 +61,19 @@ one 20 MiB attachment (upload session) 9 (create + session     10
 
 In general: 1 create (+1 lookup when checking) + per attachment that misses the create: 1 POST
 below 3 MB, or 1 createUploadSession + ceil(size / 3,276,800) PUTs. The first record for a mailbox
-in a process adds 1 folder lookup (+1 folder create the very first time, +1 lookup again when
-another worker won the creation race). A record found already archived costs the lookup only
-(+1 attachment listing when it has attachments added after the create). All of these count
-against the per-app, per-mailbox budget: 10,000 requests per 10 minutes, 4 concurrent
-requests and 150 MB of uploads per 5 minutes. ``MailboxGate`` keeps this process within the
-concurrency, ``MailboxPacer`` (graph_pacer.py) within the rate and the uploads: every request
-takes a gate slot, then its pacing turn, then goes out; a turn further away than the pacer's
-``max_wait_seconds`` (and an item whose attachments cannot all be uploaded by then) raises
-``TransientError(retry_after=...)`` before any request, so the queue waits instead of a worker.
+in a process adds 1 folder lookup per folder of the chain up to the first with room (+1 folder
+create the very first time, +1 lookup again when another worker won the creation race). A folder's
+count is read again at most once per (items left below ``folder_items``) / 16.7 seconds per
+process: for a folder far from its limit hardly ever (an empty one: after 16 hours), near it now
+and then; moving on to the next folder costs a count read, a find and a create, once per folder and
+process. A record found already archived costs the lookup only (+1 attachment listing when it has
+attachments added after the create). All of these count against the per-app, per-mailbox budget:
+10,000 requests per 10 minutes, 4 concurrent requests and 150 MB of uploads per 5 minutes.
+``MailboxGate`` keeps this process within the concurrency, ``MailboxPacer`` (graph_pacer.py) within
+the rate and the uploads: every request takes a gate slot, then its pacing turn, then goes out; a
+turn further away than the pacer's ``max_wait_seconds`` (and an item whose attachments cannot all
+be uploaded by then) raises ``TransientError(retry_after=...)`` before any request, so the queue
+waits instead of a worker.
 
 Attachments: ``UploadSessionAttachments`` (the default, swappable ``AttachmentStrategy``) puts
 attachments under 3 MB inline while the create request stays under 4 MB, and uploads the others
@@ -111,7 +131,13 @@ from shared.adapters.graph_client import (
     translate_common,
 )
 from shared.adapters.graph_json import send_json, string, values
-from shared.adapters.graph_pacer import MailboxPacer, PacingDeferred, process_mailbox_pacer
+from shared.adapters.graph_pacer import (
+    EXCHANGE_REQUEST_WINDOW_SECONDS,
+    EXCHANGE_REQUESTS,
+    MailboxPacer,
+    PacingDeferred,
+    process_mailbox_pacer,
+)
 from shared.adapters.retry_policy import SERVER_ERRORS, RetryPolicy
 from shared.domain.errors import (
     ArchiveError,
@@ -131,6 +157,23 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_ITEM_CLASS = "IPM.Note.WhatsAppArchiver"
 DEFAULT_FOLDER_NAME = "WhatsApp Archiver"
+# Exchange Online saves no more items into a folder holding this many.
+EXCHANGE_FOLDER_ITEM_LIMIT = 1_000_000
+# Below the limit by what the app's whole per-mailbox budget (10,000 requests per 10 minutes) could
+# add while one worker's count of the folder is stale: workers switch folders before Exchange must
+# refuse anything.
+DEFAULT_FOLDER_ITEMS = 990_000
+# The fastest all workers together can fill one folder: every request of that budget a create.
+FOLDER_GROWTH_PER_SECOND = EXCHANGE_REQUESTS / EXCHANGE_REQUEST_WINDOW_SECONDS
+# Exchange's refusal of an item because its folder is full (an EWS ResponseCode; Graph's OData
+# layer answers it with a 500, which would otherwise read as a passing server error).
+FOLDER_FULL_CODE = "ErrorMessagePerFolderCountReceiveQuotaExceeded"
+# Also Exchange's answer for a full mailbox and for the named-property quota: a full folder only
+# when the folder's own count says so.
+QUOTA_EXCEEDED_CODE = "ErrorQuotaExceeded"
+# Folders one write tries when each in turn proves full or deleted; more means something else is
+# wrong, and the queue's retry is the better judge.
+MAX_FOLDER_ATTEMPTS = 4
 # Fixed for the life of the archive: items written under another GUID are invisible to the
 # idempotency lookup and would be archived twice.
 ID_PROPERTY_GUID = "6aefd327-d14f-432e-a74c-bd982a9fae40"
@@ -174,6 +217,13 @@ MAX_MESSAGE_BYTES = 150 * 1024 * 1024
 # How long a refused upload session makes the strategy refuse records that would need one.
 SESSION_REFUSAL_MEMORY_SECONDS = 3600.0
 SESSION_TOO_SMALL_CODE = "ErrorAttachmentSizeShouldNotBeLessThanMinimumSize"
+
+
+def archive_folder_name(base: str, number: int) -> str:
+    """The name of the ``number``th folder of the archive chain: ``base``, ``base 2``, ``base 3``..."""
+    if number < 1:
+        raise ValueError("archive folders are numbered from 1")
+    return base if number == 1 else f"{base} {number}"
 
 
 def id_property_id(guid: str = ID_PROPERTY_GUID) -> str:
@@ -720,6 +770,13 @@ def _create_request_estimate(item: RenderedItem) -> int:
     return escaped + 2048 + 160 * (len(item.recipients) + len(item.extra_headers) + 3)
 
 
+def _item_count(folder: Any) -> int:
+    """A mailFolder's totalItemCount from its JSON; 0 when absent (Exchange's own refusal of a full
+    folder then still moves the chain on)."""
+    count = folder.get("totalItemCount") if isinstance(folder, dict) else None
+    return count if isinstance(count, int) and not isinstance(count, bool) and count > 0 else 0
+
+
 def _created_item(created: Any) -> tuple[str | None, bool]:
     """(id, isDraft) from the JSON of a create's answer; (None, False) when it has no id."""
     return string(created, "id"), isinstance(created, dict) and created.get("isDraft") is True
@@ -759,13 +816,41 @@ class _FolderExists(Exception):
     """Another worker created the archive folder between our lookup and our create."""
 
 
+class _FolderFull(Exception):
+    """Exchange refused the item for its folder's item count (``certain``), or with a quota error
+    that is the folder's only if the folder's count says it is full; ``error`` is what it means
+    otherwise."""
+
+    def __init__(self, *, certain: bool, error: Exception) -> None:
+        super().__init__("archive folder full")
+        self.certain = certain
+        self.error = error
+
+
+@dataclass
+class _ArchiveFolder:
+    """The folder of a mailbox's chain this process puts new items in."""
+
+    id: str
+    number: int  # 1 for "WhatsApp Archiver", n for "WhatsApp Archiver n"
+    items: int  # its totalItemCount when read, plus the items this process created there since
+    read_at: float  # when that count was read (the writer's clock)
+    full: bool = False  # Exchange refused an item there for the folder's sake
+
+
 class GraphMailbox:
     """``MailboxWriter`` on Microsoft Graph. Synchronous; safe to call from several threads.
 
     The SDK calls run on the event loop shared by the client's adapters (see graph_client);
-    ``close()`` gives it back. Folder ids are cached per mailbox for the adapter's life. Every
-    request passes ``gate`` (by default the process-wide one: at most 4 in flight per mailbox) and
-    ``pacer`` (by default the process-wide one: Exchange's rate and upload budget per mailbox).
+    ``close()`` gives it back. The folder taking new items is cached per mailbox for the adapter's
+    life. Every request passes ``gate`` (by default the process-wide one: at most 4 in flight per
+    mailbox) and ``pacer`` (by default the process-wide one: Exchange's rate and upload budget per
+    mailbox).
+
+    ``folder_items``: how many items a folder of the archive chain takes before the next one is
+    used (at most Exchange's 1,000,000). ``folder_growth_per_second``: the fastest all workers
+    together can add items to one folder, which decides when a count read earlier may be stale
+    (0: trust it and this process's own creates alone). Tests scale both down.
     """
 
     def __init__(
@@ -779,24 +864,34 @@ class GraphMailbox:
         gate: MailboxGate | None = None,
         pacer: MailboxPacer | None = None,
         conversation_properties: bool = True,
+        folder_items: int = DEFAULT_FOLDER_ITEMS,
+        folder_growth_per_second: float = FOLDER_GROWTH_PER_SECOND,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if not item_class or not item_class.isprintable() or not item_class.upper().startswith("IPM."):
             raise ConfigurationError("item_class must be a printable message class starting with IPM.")
         if not folder_name.strip() or not folder_name.isprintable():
             raise ConfigurationError("folder_name must be a non-empty printable name")
+        if not 1 <= folder_items <= EXCHANGE_FOLDER_ITEM_LIMIT:
+            raise ConfigurationError(f"folder_items must be between 1 and {EXCHANGE_FOLDER_ITEM_LIMIT:,}")
+        if folder_growth_per_second < 0:
+            raise ConfigurationError("folder_growth_per_second cannot be negative")
         try:
             guid = str(uuid.UUID(id_property_guid))
         except ValueError:
             raise ConfigurationError("id_property_guid is not a GUID") from None
         self.item_class = item_class
         self.folder_name = folder_name
+        self.folder_items = folder_items
+        self.folder_growth_per_second = folder_growth_per_second
         self.id_property = id_property_id(guid)
         self.conversation_properties = conversation_properties
         self._client = client
+        self._clock = clock
         self._graph = GraphSession(client, gate or process_mailbox_gate(), pacer)
         self._attachments: AttachmentStrategy = attachments or UploadSessionAttachments()
         # Touched only on the loop thread, so plain dicts suffice.
-        self._folder_ids: dict[str, str] = {}
+        self._folders: dict[str, _ArchiveFolder] = {}
         self._folder_locks: dict[str, asyncio.Lock] = {}
         self._record_locks: dict[tuple[str, str], tuple[asyncio.Lock, int]] = {}
         self._loop = acquire_graph_loop(client)
@@ -823,16 +918,59 @@ class GraphMailbox:
 
     async def _write(self, mailbox: str, item: RenderedItem, check_existing: bool) -> WriteOutcome:
         plan = self._attachments.plan(item)  # refuses undeliverable items before any request
+        ref = mailbox_ref(mailbox)
         async with self._one_write_per_record(mailbox, item.record_id):
-            for attempt in (1, 2):
-                folder_id = await self._folder_id(mailbox)
+            if check_existing:
+                existing = await self._find_item(mailbox, item.record_id)
+                if existing is not None:
+                    if plan.after_create:
+                        added = await self._complete_attachments(mailbox, existing, plan)
+                        if added:
+                            logger.info(
+                                "graph write %s mailbox=%s: completed earlier import, %d attachment(s) added",
+                                item.record_key, ref, added,
+                            )
+                            return WriteOutcome.IMPORTED
+                    logger.info("graph write %s mailbox=%s: duplicate, skipped", item.record_key, ref)
+                    return WriteOutcome.SKIPPED_DUPLICATE
+
+            if plan.after_create:
+                self._check_upload_budget(mailbox, item, plan)
+            message_id = await self._create_in_chain(mailbox, item, plan)
+            if plan.after_create:
                 try:
-                    return await self._write_in_folder(mailbox, folder_id, item, plan, check_existing)
-                except _FolderGone:
-                    self._forget_folder(mailbox, folder_id)
-                    if attempt == 2:
-                        raise TransientError("archive folder vanished twice during one write") from None
-        raise AssertionError("unreachable")
+                    for attachment in plan.after_create:
+                        await self._attachments.attach(self._graph, mailbox, message_id, attachment)
+                except Exception as failure:
+                    removed = await self._discard(mailbox, message_id, item.record_key)
+                    if not removed and isinstance(failure, PermanentError):
+                        # Poisoning now would leave an incomplete item in an evidence archive. Retry
+                        # instead: the checked retry finds the item and completes or removes it.
+                        raise TransientError("an incomplete item could not be removed; retrying") from None
+                    raise
+            logger.info(
+                "graph write %s mailbox=%s: imported, attachments inline=%d added=%d missing=%d checked=%s",
+                item.record_key, ref, len(plan.inline), len(plan.after_create), plan.missing, check_existing,
+            )
+            return WriteOutcome.IMPORTED
+
+    async def _create_in_chain(self, mailbox: str, item: RenderedItem, plan: AttachmentPlan) -> str:
+        """Creates the item in the folder of the chain taking new items; a folder found deleted or
+        full on the way is replaced by the next one, within this write."""
+        for _ in range(MAX_FOLDER_ATTEMPTS):
+            folder = await self._current_folder(mailbox)
+            try:
+                message_id = await self._create_item(mailbox, folder.id, item, plan)
+            except _FolderGone:
+                self._forget_folder(mailbox, folder)
+            except _FolderFull as full:
+                if not full.certain and not await self._holds_enough(mailbox, folder):
+                    raise full.error from None
+                self._mark_full(mailbox, folder)
+            else:
+                folder.items += 1
+                return message_id
+        raise TransientError("no archive folder took the item: each one tried was deleted or full")
 
     @asynccontextmanager
     async def _one_write_per_record(self, mailbox: str, record_id: str) -> AsyncIterator[None]:
@@ -851,44 +989,6 @@ class GraphMailbox:
             else:
                 self._record_locks[key] = (lock, users - 1)
 
-    async def _write_in_folder(
-        self, mailbox: str, folder_id: str, item: RenderedItem, plan: AttachmentPlan, check_existing: bool
-    ) -> WriteOutcome:
-        ref = mailbox_ref(mailbox)
-        if check_existing:
-            existing = await self._find_item(mailbox, folder_id, item.record_id)
-            if existing is not None:
-                if plan.after_create:
-                    added = await self._complete_attachments(mailbox, existing, plan)
-                    if added:
-                        logger.info(
-                            "graph write %s mailbox=%s: completed earlier import, %d attachment(s) added",
-                            item.record_key, ref, added,
-                        )
-                        return WriteOutcome.IMPORTED
-                logger.info("graph write %s mailbox=%s: duplicate, skipped", item.record_key, ref)
-                return WriteOutcome.SKIPPED_DUPLICATE
-
-        if plan.after_create:
-            self._check_upload_budget(mailbox, item, plan)
-        message_id = await self._create_item(mailbox, folder_id, item, plan)
-        if plan.after_create:
-            try:
-                for attachment in plan.after_create:
-                    await self._attachments.attach(self._graph, mailbox, message_id, attachment)
-            except Exception as failure:
-                removed = await self._discard(mailbox, message_id, item.record_key)
-                if not removed and isinstance(failure, PermanentError):
-                    # Poisoning now would leave an incomplete item in an evidence archive. Retry
-                    # instead: the checked retry finds the item and completes or removes it.
-                    raise TransientError("an incomplete item could not be removed; retrying") from None
-                raise
-        logger.info(
-            "graph write %s mailbox=%s: imported, attachments inline=%d added=%d missing=%d checked=%s",
-            item.record_key, ref, len(plan.inline), len(plan.after_create), plan.missing, check_existing,
-        )
-        return WriteOutcome.IMPORTED
-
     def _check_upload_budget(self, mailbox: str, item: RenderedItem, plan: AttachmentPlan) -> None:
         """Refuses, before anything is created, an item whose uploads the mailbox's budget cannot
         take within the pacer's wait: half an item would only be removed and sent again later."""
@@ -897,60 +997,120 @@ class GraphMailbox:
         if wait > self._graph.pacer.max_wait_seconds:
             raise TransientError("graph upload budget of the mailbox used up for now", retry_after=wait)
 
-    # -- the archive folder -----------------------------------------------------------------------
+    # -- the archive folder chain ---------------------------------------------------------------
 
-    async def _folder_id(self, mailbox: str) -> str:
+    def _may_be_full(self, folder: _ArchiveFolder) -> bool:
+        if folder.full:
+            return True
+        elapsed = max(0.0, self._clock() - folder.read_at)
+        return folder.items + self.folder_growth_per_second * elapsed >= self.folder_items
+
+    async def _current_folder(self, mailbox: str) -> _ArchiveFolder:
         key = MailboxGate.key(mailbox)
-        cached = self._folder_ids.get(key)
-        if cached:
-            return cached
+        folder = self._folders.get(key)
+        if folder is not None and not self._may_be_full(folder):
+            return folder
         lock = self._folder_locks.setdefault(key, asyncio.Lock())
         async with lock:  # one lookup per mailbox in this writer, however many writes wait
-            cached = self._folder_ids.get(key)
-            if cached:
-                return cached
-            folder_id = await self._find_folder(mailbox)
-            if folder_id is None:
-                try:
-                    folder_id = await self._create_folder(mailbox)
-                except _FolderExists:
-                    folder_id = await self._find_folder(mailbox)
-                    if folder_id is None:
-                        raise TransientError("archive folder exists but cannot be found yet") from None
-            self._folder_ids[key] = folder_id
-            return folder_id
+            folder = self._folders.get(key)
+            if folder is None:
+                folder = await self._locate(mailbox, 1)
+            elif self._may_be_full(folder):
+                folder = await self._recount(mailbox, folder)
+            self._folders[key] = folder
+            return folder
 
-    def _forget_folder(self, mailbox: str, folder_id: str) -> None:
+    async def _recount(self, mailbox: str, folder: _ArchiveFolder) -> _ArchiveFolder:
+        """``folder`` with its count read again, or the next folder of the chain when it is full."""
+        if not folder.full:
+            count = await self._folder_item_count(mailbox, folder.id)
+            if count is None:  # deleted: find the chain again from its start
+                return await self._locate(mailbox, 1)
+            if count < self.folder_items:
+                folder.items, folder.read_at = count, self._clock()
+                return folder
+        logger.info("graph archive folder %d of mailbox=%s is full: continuing in the next",
+                    folder.number, mailbox_ref(mailbox))
+        return await self._locate(mailbox, folder.number + 1)
+
+    async def _locate(self, mailbox: str, number: int) -> _ArchiveFolder:
+        """The first folder of the chain from ``number`` on with room, created when missing."""
+        while True:
+            name = archive_folder_name(self.folder_name, number)
+            found = await self._find_folder(mailbox, name)
+            if found is None:
+                try:
+                    created = await self._create_folder(mailbox, name)
+                    return _ArchiveFolder(created, number, 0, self._clock())
+                except _FolderExists:
+                    found = await self._find_folder(mailbox, name)
+                    if found is None:
+                        raise TransientError("archive folder exists but cannot be found yet") from None
+            folder_id, items = found
+            if items < self.folder_items:
+                return _ArchiveFolder(folder_id, number, items, self._clock())
+            number += 1
+
+    async def _holds_enough(self, mailbox: str, folder: _ArchiveFolder) -> bool:
+        count = await self._folder_item_count(mailbox, folder.id)
+        return count is not None and count >= self.folder_items
+
+    def _mark_full(self, mailbox: str, folder: _ArchiveFolder) -> None:
+        """Exchange refused an item in ``folder``: whatever its count said, the chain moves on (the
+        next write to find it marked looks for the next folder)."""
+        folder.full = True
+        logger.warning("graph archive folder %d of mailbox=%s refused an item as full",
+                       folder.number, mailbox_ref(mailbox))
+
+    def _forget_folder(self, mailbox: str, folder: _ArchiveFolder) -> None:
         key = MailboxGate.key(mailbox)
-        if self._folder_ids.get(key) == folder_id:
-            del self._folder_ids[key]
+        if self._folders.get(key) is folder:
+            del self._folders[key]
 
     def _root_children(self, mailbox: str) -> Any:
         folders = self._client.users.by_user_id(mailbox).mail_folders
         return folders.by_mail_folder_id("msgfolderroot").child_folders
 
-    async def _find_folder(self, mailbox: str) -> str | None:
+    async def _find_folder(self, mailbox: str, name: str) -> tuple[str, int] | None:
+        """The id and item count of the folder called ``name`` under the mailbox root."""
         from msgraph.generated.users.item.mail_folders.item.child_folders import (
             child_folders_request_builder as child_folders,
         )
 
         query = child_folders.ChildFoldersRequestBuilder.ChildFoldersRequestBuilderGetQueryParameters(
-            filter=f"displayName eq {odata_string(self.folder_name)}",
+            filter=f"displayName eq {odata_string(name)}",
             include_hidden_folders="true",
-            select=["id", "displayName"],
+            select=["id", "displayName", "totalItemCount"],
         )
         request = self._root_children(mailbox).to_get_request_information(_request_configuration(query))
         page = await self._graph.call("folder_find", mailbox, lambda: self._graph.raw(request))
         for folder in values(page):
-            folder_id, name = string(folder, "id"), string(folder, "displayName")
-            if folder_id and name and name.casefold() == self.folder_name.casefold():
-                return folder_id
+            folder_id, found = string(folder, "id"), string(folder, "displayName")
+            if folder_id and found and found.casefold() == name.casefold():
+                return folder_id, _item_count(folder)
         return None
 
-    async def _create_folder(self, mailbox: str) -> str:
+    async def _folder_item_count(self, mailbox: str, folder_id: str) -> int | None:
+        """The folder's totalItemCount now; None when the folder is gone."""
+        from msgraph.generated.users.item.mail_folders.item.mail_folder_item_request_builder import (
+            MailFolderItemRequestBuilder,
+        )
+
+        query = MailFolderItemRequestBuilder.MailFolderItemRequestBuilderGetQueryParameters(
+            select=["id", "totalItemCount"],
+        )
+        builder = self._client.users.by_user_id(mailbox).mail_folders.by_mail_folder_id(folder_id)
+        request = builder.to_get_request_information(_request_configuration(query))
+        try:
+            folder = await self._folder_call("folder_get", mailbox, lambda: self._graph.raw(request))
+        except _FolderGone:
+            return None
+        return _item_count(folder)
+
+    async def _create_folder(self, mailbox: str, name: str) -> str:
         from msgraph.generated.models.mail_folder import MailFolder
 
-        request = self._root_children(mailbox).to_post_request_information(MailFolder(display_name=self.folder_name))
+        request = self._root_children(mailbox).to_post_request_information(MailFolder(display_name=name))
         try:
             folder = await self._graph.send(mailbox, lambda: self._graph.raw(request))
         except Exception as exc:
@@ -961,7 +1121,7 @@ class GraphMailbox:
         folder_id = string(folder, "id")
         if folder_id is None:
             raise TransientError("graph created the archive folder without returning its id")
-        logger.info("graph archive folder created in mailbox=%s", mailbox_ref(mailbox))
+        logger.info("graph archive folder %r created in mailbox=%s", name, mailbox_ref(mailbox))
         return folder_id
 
     # -- items ----------------------------------------------------------------------------------
@@ -969,10 +1129,10 @@ class GraphMailbox:
     def _folder_messages(self, mailbox: str, folder_id: str) -> Any:
         return self._client.users.by_user_id(mailbox).mail_folders.by_mail_folder_id(folder_id).messages
 
-    async def _find_item(self, mailbox: str, folder_id: str, record_id: str) -> str | None:
-        from msgraph.generated.users.item.mail_folders.item.messages.messages_request_builder import (
-            MessagesRequestBuilder,
-        )
+    async def _find_item(self, mailbox: str, record_id: str) -> str | None:
+        """The item holding ``record_id``, wherever it is in the mailbox: every folder of the chain
+        in one request, and an item someone moved out of it too."""
+        from msgraph.generated.users.item.messages.messages_request_builder import MessagesRequestBuilder
 
         query = MessagesRequestBuilder.MessagesRequestBuilderGetQueryParameters(
             filter=(
@@ -982,10 +1142,10 @@ class GraphMailbox:
             select=["id"],
             top=1,
         )
-        request = self._folder_messages(mailbox, folder_id).to_get_request_information(
+        request = self._client.users.by_user_id(mailbox).messages.to_get_request_information(
             _request_configuration(query, prefer_immutable=True)
         )
-        page = await self._folder_call("item_lookup", mailbox, lambda: self._graph.raw(request))
+        page = await self._graph.call("item_lookup", mailbox, lambda: self._graph.raw(request))
         for message in values(page):
             if string(message, "id"):
                 return string(message, "id")
@@ -1014,6 +1174,7 @@ class GraphMailbox:
             mailbox,
             lambda: self._graph.raw(request),
             poison_bad_request=True,
+            adds_item=True,
             upload_bytes=len(request.content or b""),  # the serialised body, as Exchange counts it
         )
         created_id, is_draft = _created_item(reply)
@@ -1032,20 +1193,26 @@ class GraphMailbox:
         request: Callable[[], Awaitable[R]],
         *,
         poison_bad_request: bool = False,
+        adds_item: bool = False,
         upload_bytes: int = 0,
     ) -> R:
-        """A call inside the archive folder: a missing folder is ours to recreate, not an error."""
+        """A call inside the archive folder: a missing folder is ours to recreate, and (``adds_item``)
+        a full one ours to replace by the next of the chain, not errors."""
         try:
             return await self._graph.send(mailbox, request, upload_bytes=upload_bytes)
         except Exception as exc:
             failure = graph_failure(exc)
-            if failure is not None:
-                if failure.status == 404 and failure.code in ("ErrorItemNotFound", "ErrorInvalidIdMalformed"):
-                    raise _FolderGone() from None
-                if poison_bad_request and failure.status in (400, 413):
-                    reason = PoisonReason.TOO_BIG if failure.too_large else PoisonReason.INVALID_ITEM
-                    raise PermanentError(reason, failure.describe(operation)) from None
-            raise graph_error(exc, operation, mailbox) from None
+            if failure is None:
+                raise graph_error(exc, operation, mailbox) from None
+            if failure.status == 404 and failure.code in ("ErrorItemNotFound", "ErrorInvalidIdMalformed"):
+                raise _FolderGone() from None
+            error = graph_error(exc, operation, mailbox)
+            if poison_bad_request and failure.status in (400, 413):
+                reason = PoisonReason.TOO_BIG if failure.too_large else PoisonReason.INVALID_ITEM
+                error = PermanentError(reason, failure.describe(operation))
+            if adds_item and failure.code in (FOLDER_FULL_CODE, QUOTA_EXCEEDED_CODE):
+                raise _FolderFull(certain=failure.code == FOLDER_FULL_CODE, error=error) from None
+            raise error from None
 
     async def _complete_attachments(self, mailbox: str, message_id: str, plan: AttachmentPlan) -> int:
         """Adds the after-create attachments an earlier, interrupted attempt did not add."""

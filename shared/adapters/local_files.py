@@ -1,6 +1,8 @@
 """Local stand-ins: a mailbox writer producing RFC 5322 .eml files, a directory file, a mapping file.
 
-Layout of the EML writer: ``<dir>/<mailbox address, lower-case>/<folder>/<one file per record>.eml``.
+Layout of the EML writer: ``<dir>/<mailbox address, lower-case>/<folder>/<one file per record>.eml``,
+where ``<folder>`` is the archive folder chain the Graph writer keeps in a mailbox: "WhatsApp
+Archiver", then "WhatsApp Archiver 2", ... once a folder holds ``folder_items`` files.
 """
 
 from __future__ import annotations
@@ -8,50 +10,160 @@ from __future__ import annotations
 import os
 import re
 import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
+from shared.adapters.graph_mailbox import DEFAULT_FOLDER_ITEMS, archive_folder_name
 from shared.domain.mapping_table import MappingTable, parse_mapping
 from shared.domain.phones import try_normalize_phone
 from shared.domain.rendered import RenderedItem
 from shared.ports import WriteOutcome
+
+try:
+    import fcntl
+except ImportError:  # Windows: one process at a time per mailbox directory is the caller's job
+    fcntl = None  # type: ignore[assignment]
 
 _SAFE_MAILBOX = re.compile(r"^[a-z0-9.!#$%&'*+=?^_`{|}~@-]+$")
 
 
 class EmlMailbox:
     """Idempotent by construction: the file name derives from the record, and the file appears
-    atomically (hard link of a complete temporary file), so a second write of the same record, even
-    concurrent, finds it there and counts as a skipped duplicate."""
+    atomically (hard link of a complete temporary file) after a look through every folder of the
+    mailbox's chain, both under an exclusive lock on the mailbox's directory (between threads, and
+    between processes through ``flock``), so a second write of the same record, even concurrent,
+    finds it there and counts as a skipped duplicate, whichever folder it went to.
 
-    def __init__(self, root: Path | str, folder_name: str = "WhatsApp Archiver") -> None:
+    Folders fill as Exchange's do, with ``folder_items`` (990,000, the Graph writer's switch point;
+    tests scale it down) where Exchange has 1,000,000. A folder's count is read from the disk when
+    this writer first meets it and again whenever its modification time says another process wrote
+    there (every write stamps it, see ``_stamp``); this writer's own files are counted as it writes
+    them, so a folder is never listed once per write.
+    """
+
+    def __init__(
+        self, root: Path | str, folder_name: str = "WhatsApp Archiver", *, folder_items: int = DEFAULT_FOLDER_ITEMS
+    ) -> None:
+        if folder_items < 1:
+            raise ValueError("folder_items must be at least 1")
         self._root = Path(root)
         self._folder = folder_name
+        self._folder_items = folder_items
+        self._lock = threading.Lock()
+        # folder path -> (.eml files in it, its st_mtime_ns when they were counted)
+        self._counts: dict[Path, tuple[int, int]] = {}
 
-    def path_for(self, mailbox: str, item: RenderedItem) -> Path:
+    def mailbox_dir(self, mailbox: str) -> Path:
         address = mailbox.strip().lower()
         if not _SAFE_MAILBOX.match(address) or address.startswith("."):
             raise ValueError("mailbox address is not safe as a folder name")
+        return self._root / address
+
+    @staticmethod
+    def file_name(item: RenderedItem) -> str:
         stamp = item.sent_at.strftime("%Y%m%dT%H%M%S%fZ")
-        return self._root / address / self._folder / f"{stamp}-{item.record_key[:24]}.eml"
+        return f"{stamp}-{item.record_key[:24]}.eml"
+
+    def find(self, mailbox: str, item: RenderedItem) -> Path | None:
+        """Where the record's file is, in whichever folder of the chain; None when not written."""
+        return self._find(self.mailbox_dir(mailbox), self.file_name(item))
 
     def write(self, mailbox: str, item: RenderedItem, *, check_existing: bool = True) -> WriteOutcome:
-        target = self.path_for(mailbox, item)
-        if target.exists():
+        home = self.mailbox_dir(mailbox)
+        name = self.file_name(item)
+        if self._find(home, name) is not None:
             return WriteOutcome.SKIPPED_DUPLICATE
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, temporary = tempfile.mkstemp(dir=target.parent, prefix=".incoming-", suffix=".eml")
+        home.mkdir(parents=True, exist_ok=True)
+        # Written next to the folders, not in one: which folder takes it is decided under the lock.
+        fd, temporary = tempfile.mkstemp(dir=home, prefix=".incoming-", suffix=".eml")
         try:
             with os.fdopen(fd, "wb") as handle:
                 handle.write(item.to_mime_bytes())
                 handle.flush()
                 os.fsync(handle.fileno())
-            try:
-                os.link(temporary, target)
-            except FileExistsError:
-                return WriteOutcome.SKIPPED_DUPLICATE
+            with self._exclusive(home):
+                if self._find(home, name) is not None:
+                    return WriteOutcome.SKIPPED_DUPLICATE
+                folder = self._folder_with_room(home)
+                try:
+                    os.link(temporary, folder / name)
+                except FileExistsError:
+                    return WriteOutcome.SKIPPED_DUPLICATE
+                items, _ = self._counts[folder]
+                self._counts[folder] = (items + 1, self._stamp(folder))
         finally:
             os.unlink(temporary)
         return WriteOutcome.IMPORTED
+
+    def _chain(self, home: Path) -> list[tuple[int, Path]]:
+        """The mailbox's archive folders on disk, numbered, in the chain's order."""
+        found: list[tuple[int, Path]] = []
+        prefix = self._folder + " "
+        with os.scandir(home) as entries:
+            for entry in entries:
+                if entry.name == self._folder:
+                    number = 1
+                elif entry.name.startswith(prefix) and entry.name[len(prefix):].isdigit():
+                    number = int(entry.name[len(prefix):])
+                else:
+                    continue
+                if entry.is_dir() and entry.name == archive_folder_name(self._folder, max(number, 1)):
+                    found.append((number, Path(entry.path)))
+        return sorted(found)
+
+    def _find(self, home: Path, name: str) -> Path | None:
+        if not home.is_dir():
+            return None
+        for _, folder in self._chain(home):
+            if (folder / name).exists():
+                return folder / name
+        return None
+
+    def _folder_with_room(self, home: Path) -> Path:
+        """The last folder of the chain while it has room, else the next one, created (hold the lock)."""
+        chain = self._chain(home)
+        number = chain[-1][0] if chain else 1
+        while True:
+            folder = home / archive_folder_name(self._folder, number)
+            folder.mkdir(exist_ok=True)
+            if self._items(folder) < self._folder_items:
+                return folder
+            number += 1
+
+    def _items(self, folder: Path) -> int:
+        stamp = folder.stat().st_mtime_ns
+        known = self._counts.get(folder)
+        if known is not None and known[1] == stamp:
+            return known[0]
+        with os.scandir(folder) as entries:
+            items = sum(1 for e in entries if e.name.endswith(".eml") and not e.name.startswith("."))
+        self._counts[folder] = (items, stamp)
+        return items
+
+    @staticmethod
+    def _stamp(folder: Path) -> int:
+        """Sets the folder's modification time to a fine-grained now and returns it: a file system
+        that keeps coarse times would give two processes' writes in one clock tick the same time,
+        and the one that wrote first would miss the other's file in its count."""
+        stamp = time.time_ns()
+        os.utime(folder, ns=(folder.stat().st_atime_ns, stamp))
+        return stamp
+
+    @contextmanager
+    def _exclusive(self, home: Path) -> Iterator[None]:
+        with self._lock:
+            if fcntl is None:
+                yield
+                return
+            fd = os.open(home, os.O_RDONLY)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+                yield
+            finally:
+                os.close(fd)  # releases the flock
 
 
 class FileDirectory:

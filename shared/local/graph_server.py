@@ -19,6 +19,10 @@ Graph is strict in a way that matters to an archive, it is as strict:
   with the windows scaled down and the rates kept). Only mail calls count against a mailbox;
   directory calls (``/users/{u}``, ``/users?$filter=...``) are Entra ID's, not Exchange's, and are
   counted but never throttled. ``budget_usage`` and ``admitted_requests`` say what a mailbox used;
+- a folder holding ``folder_item_limit`` items (Exchange's is 1,000,000; tests scale it down)
+  refuses another with 500 ``ErrorMessagePerFolderCountReceiveQuotaExceeded``, the code Exchange
+  documents for it and the status its OData layer gives that code; folders report their
+  ``totalItemCount``;
 - a duplicate folder is ``ErrorFolderExists``; a user without a mailbox answers
   ``MailboxNotEnabledForRESTAPI``, an unknown one ``ErrorInvalidUser``, a mailbox outside the
   app's RBAC scope (``access_denied``) 403 ``ErrorAccessDenied``.
@@ -34,9 +38,10 @@ Calls served (paths under ``/v1.0``; ``{u}`` is a user's UPN, id or mail alias):
 - ``GET  /users`` without ``$filter``: the directory listing, with ``$select`` and ``$top``, paged
   through ``@odata.nextLink`` (a loopback URL with a ``$skiptoken``); counted as ``user_list``
   under ``DIRECTORY`` (``request_counts(DIRECTORY)``)
-- ``GET  /users/{u}/mailFolders/inbox``
+- ``GET  /users/{u}/mailFolders/inbox`` and ``GET /users/{u}/mailFolders/{f}`` (``totalItemCount``)
 - ``GET|POST /users/{u}/mailFolders/{f}/childFolders`` (``$filter=displayName eq '...'``)
 - ``GET|POST /users/{u}/mailFolders/{f}/messages`` (GET: the extended-property ``$filter``)
+- ``GET  /users/{u}/messages``: the extended-property ``$filter`` over every folder of the mailbox
 - ``GET|POST /users/{u}/messages/{m}/attachments``
 - ``POST /users/{u}/messages/{m}/attachments/createUploadSession``, then ``PUT /upload/{token}``
 - ``POST /users/{u}/messages/{m}/permanentDelete`` and ``DELETE /users/{u}/messages/{m}``
@@ -71,6 +76,8 @@ KEEP_ATTACHMENT_BYTES = 8 * 1024 * 1024
 MAX_ATTACHMENT_BYTES = 150 * 1024 * 1024
 MAX_INTERNET_HEADERS = 5
 MSGFLAG_UNSENT = 0x8
+# Exchange Online's most items in one mail folder.
+FOLDER_ITEM_LIMIT = 1_000_000
 
 _EXTENDED_FILTER = re.compile(
     r"^singleValueExtendedProperties/any\(\s*(\w+)\s*:\s*\1/id eq '((?:[^']|'')*)'"
@@ -160,6 +167,8 @@ class _User:
 class _Mailbox:
     folders: dict[str, dict[str, Any]] = field(default_factory=dict)  # id -> folder
     messages: dict[str, dict[str, Any]] = field(default_factory=dict)  # id -> stored message
+    # folder id -> items in it, kept as items come and go (counting on every create is quadratic)
+    items: Counter[str] = field(default_factory=Counter)
 
 
 @dataclass
@@ -200,6 +209,7 @@ class LocalGraph:
         keep_attachment_bytes: int = KEEP_ATTACHMENT_BYTES,
         profiles: dict[str, dict[str, Any]] | None = None,
         user_page_size: int = MAX_USER_PAGE,
+        folder_item_limit: int = FOLDER_ITEM_LIMIT,
     ) -> None:
         """``users``: UPN -> has an Exchange Online mailbox. ``token``: the only bearer token
         accepted (any non-empty one when None). ``mail_aliases``: mail address -> UPN, for users
@@ -212,6 +222,9 @@ class LocalGraph:
         "accountEnabled": bool, "displayName": str}`` (all optional; by default no phones,
         enabled); ``set_profile`` changes them later. ``user_page_size``: the most users one page
         holds whatever ``$top`` asks (Graph's own cap is 999): a small one forces paging.
+
+        ``folder_item_limit``: the most items one folder holds (Exchange's 1,000,000 scaled down, so
+        that a test fills a folder with a few items).
 
         Throttling, per mailbox: ``max_concurrent_per_mailbox`` requests in flight (None: no
         limit), ``rate_limit=(requests, per_seconds)`` in a sliding window (None: no limit),
@@ -242,6 +255,9 @@ class LocalGraph:
             self._users[key] = _User(key, str(uuid.uuid5(uuid.NAMESPACE_URL, key)), has_mailbox, mail)
         if user_page_size < 1:
             raise ValueError("user_page_size must be at least 1")
+        if folder_item_limit < 1:
+            raise ValueError("folder_item_limit must be at least 1")
+        self.folder_item_limit = folder_item_limit
         self.user_page_size = user_page_size
         self._skip_tokens: dict[str, int] = {}  # $skiptoken -> index of the next user listed
         for upn, profile in (profiles or {}).items():
@@ -389,9 +405,12 @@ class LocalGraph:
             return copy.deepcopy(list(box.messages.values())) if box else []
 
     def folders(self, mailbox: str) -> list[dict[str, Any]]:
+        """Folders in creation order, each with its ``totalItemCount``."""
         with self._lock:
             box = self._mailboxes.get(mailbox.lower())
-            return copy.deepcopy(list(box.folders.values())) if box else []
+            if box is None:
+                return []
+            return [{**copy.deepcopy(f), "totalItemCount": box.items[f["id"]]} for f in box.folders.values()]
 
     def request_counts(self, mailbox: str) -> dict[str, int]:
         """Requests received per operation (``folder_find``, ``item_create``, ``upload_chunk``...),
@@ -765,7 +784,11 @@ class LocalGraph:
         if race is not None:
             self._new_folder(box, parent, race)
             return 200, {"value": []}, {}
-        return 200, {"value": [_folder_json(f) for f in children]}, {}
+        return 200, {"value": [_folder_json(f, box.items[f["id"]]) for f in children]}, {}
+
+    def _op_folder_get(self, user, box, rest, query, headers, body):
+        folder = self._folder(box, rest[0])
+        return 200, _folder_json(folder, box.items[folder["id"]]), {}
 
     def _op_folder_create(self, user, box, rest, query, headers, body):
         parent = self._folder(box, rest[0])
@@ -777,7 +800,7 @@ class LocalGraph:
             for f in box.folders.values()
         ):
             raise GraphHTTPError(409, "ErrorFolderExists", "A folder with the specified name already exists.")
-        return 201, _folder_json(self._new_folder(box, parent, name)), {}
+        return 201, _folder_json(self._new_folder(box, parent, name), 0), {}
 
     def _new_folder(self, box: _Mailbox, parent: dict[str, Any], name: str) -> dict[str, Any]:
         folder_id = "folder-" + secrets.token_hex(8)
@@ -786,7 +809,8 @@ class LocalGraph:
         return folder
 
     def _op_item_lookup(self, user, box, rest, query, headers, body):
-        folder = self._folder(box, rest[0])
+        """In one folder (``/mailFolders/{f}/messages``) or, as ``/messages``, in all of them."""
+        folder_id = self._folder(box, rest[0])["id"] if rest else None
         match = _EXTENDED_FILTER.match((query.get("$filter") or "").strip())
         if not match:
             raise GraphHTTPError(400, "ErrorInvalidUrlQueryFilter", "Unsupported filter.")
@@ -794,13 +818,18 @@ class LocalGraph:
         value = match.group(3).replace("''", "'")
         found = [
             m for m in box.messages.values()
-            if m["parentFolderId"] == folder["id"] and m["extendedProperties"].get(prop_id) == value
+            if folder_id in (None, m["parentFolderId"]) and m["extendedProperties"].get(prop_id) == value
         ]
         top = int(query.get("$top") or 10)
         return 200, {"value": [{"id": m["id"]} for m in found[:top]]}, {}
 
     def _op_item_create(self, user, box, rest, query, headers, body):
         folder = self._folder(box, rest[0])
+        if box.items[folder["id"]] >= self.folder_item_limit:
+            raise GraphHTTPError(
+                500, "ErrorMessagePerFolderCountReceiveQuotaExceeded",
+                "The number of received messages has exceeded the quota for the folder.",
+            )
         payload = _json(body)
         for field_name in ("sentDateTime", "receivedDateTime"):
             if field_name in payload:
@@ -844,6 +873,7 @@ class LocalGraph:
             "preferHeader": headers.get("Prefer"),
         }
         box.messages[message_id] = message
+        box.items[folder["id"]] += 1
         reply = {k: message[k] for k in ("id", "parentFolderId", "isDraft", "subject", "internetMessageId")}
         reply["hasAttachments"] = bool(attachments)
         return 201, reply, {}
@@ -890,8 +920,9 @@ class LocalGraph:
         }, {}
 
     def _op_item_discard(self, user, box, rest, query, headers, body):
-        self._message(box, rest[0])
+        message = self._message(box, rest[0])
         del box.messages[rest[0]]
+        box.items[message["parentFolderId"]] -= 1
         return 204, None, {}
 
     def _upload_chunk(self, token: str, headers: Any, body: bytes) -> tuple[int, Any, dict[str, str]]:
@@ -975,11 +1006,13 @@ def _operation(method: str, tail: list[str]) -> str | None:
             return "user_get"
         case ("GET", ["mailfolders", "inbox"]):
             return "mailbox_probe"
+        case ("GET", ["mailfolders", _]):
+            return "folder_get"
         case ("GET", ["mailfolders", _, "childfolders"]):
             return "folder_find"
         case ("POST", ["mailfolders", _, "childfolders"]):
             return "folder_create"
-        case ("GET", ["mailfolders", _, "messages"]):
+        case ("GET", ["mailfolders", _, "messages"]) | ("GET", ["messages"]):
             return "item_lookup"
         case ("POST", ["mailfolders", _, "messages"]):
             return "item_create"
@@ -1027,8 +1060,8 @@ def _user_fields(user: _User, fields: list[str]) -> dict[str, Any]:
     return {name: values[name] for name in fields}
 
 
-def _folder_json(folder: dict[str, Any]) -> dict[str, Any]:
-    return {k: folder[k] for k in ("id", "displayName", "parentFolderId")}
+def _folder_json(folder: dict[str, Any], items: int) -> dict[str, Any]:
+    return {**{k: folder[k] for k in ("id", "displayName", "parentFolderId")}, "totalItemCount": items}
 
 
 def _attachment_json(attachment: dict[str, Any]) -> dict[str, Any]:
