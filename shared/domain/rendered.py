@@ -6,12 +6,14 @@ the same fields, so what a reviewer sees is the same whichever writer archived i
 
 from __future__ import annotations
 
+import binascii
 import io
 import math
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime
-from email.charset import Charset
+from datetime import datetime, timedelta
+from email import base64mime, quoprimime
 from email.headerregistry import Address, AddressHeader, BaseHeader, UnstructuredHeader
 from email.message import EmailMessage
 from email.policy import SMTP, Policy
@@ -127,7 +129,9 @@ class RenderedItem:
     def mime_size(self) -> int:
         """The size of ``to_mime_bytes()`` without building it (large attachments stay on disk):
         exact for the bodies and headers, base64 arithmetic plus part headers for attachments."""
-        skeleton = len(self._mime(with_attachments=False).as_bytes())
+        skeleton = _skeleton_size(self)
+        if skeleton is None:  # a shape render() never makes: measure it the long way
+            skeleton = len(self._mime(with_attachments=False).as_bytes())
         per_part = 400  # boundary, Content-Type / -Disposition / -Transfer-Encoding with the name
         present = [a for a in self.attachments if not a.missing]
         return skeleton + sum(base64_mime_size(a.size) + per_part + 2 * len(a.file_name.encode()) for a in present)
@@ -187,7 +191,6 @@ class RenderedItem:
 # (RFC 2047 §2), all 7-bit. (``email.header.Header`` encodes alike, but a string set on an
 # EmailMessage is parsed and refolded by the policy, and it knows nothing of display names.)
 
-_UTF8 = Charset("utf-8")
 _MAX_ENCODED_WORD = 75
 _MAX_ENCODED_LINE = 76
 _MIN_ROOM = 20  # the longest encoded word of a single character: one emoji in base64
@@ -198,7 +201,43 @@ _ATEXT = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ01234567
 
 def _plain_ascii(text: str) -> bool:
     """Printable ASCII that no reader can take for an encoded word."""
-    return all(" " <= c <= "~" for c in text) and "=?" not in text
+    return text.isascii() and text.isprintable() and "=?" not in text
+
+
+# Bytes whose Q encoding is one character (a space becomes "_"); every other byte takes three.
+_Q_PLAIN = bytes(octet for octet in range(256) if quoprimime.header_length(bytes([octet])) == 1)
+_ENCODED_WORD_CHROME = len("=?utf-8?q??=")
+
+
+def _encoded_word_length(data: bytes) -> int:
+    """``len(Charset("utf-8").header_encode(...))`` of ``data``: the shorter of B (4 characters per 3 bytes
+    or part of them) and Q, plus the chrome."""
+    q_length = len(data) + 2 * len(data.translate(None, _Q_PLAIN))
+    return _ENCODED_WORD_CHROME + min(4 * -(-len(data) // 3), q_length)
+
+
+def _encoded_word(data: bytes) -> str:
+    """``Charset("utf-8").header_encode``'s choice, B only when strictly shorter, without its per-byte
+    Python loop that measures Q."""
+    if 4 * -(-len(data) // 3) < len(data) + 2 * len(data.translate(None, _Q_PLAIN)):
+        return base64mime.header_encode(data, "utf-8")
+    return quoprimime.header_encode(data, "utf-8")
+
+
+def _fitting_prefix(text: str, limit: int) -> int:
+    """How many characters of ``text`` (one at least) make an encoded word of at most ``limit``:
+    a binary search, as the length only grows with the prefix."""
+    # k characters encode to at least k characters: more than limit - chrome never fit.
+    low, high = 1, min(len(text), limit - _ENCODED_WORD_CHROME) + 1
+    if high - low > 1 and _encoded_word_length(text[: high - 1].encode("utf-8")) <= limit:
+        return high - 1
+    while high - low > 1:
+        middle = (low + high) // 2
+        if _encoded_word_length(text[:middle].encode("utf-8")) <= limit:
+            low = middle
+        else:
+            high = middle
+    return low
 
 
 class _HeaderLines:
@@ -226,19 +265,15 @@ class _HeaderLines:
         while text:
             room = self.room()
             if not self._empty:
-                wanted = min(len(_UTF8.header_encode(text)), _MAX_ENCODED_WORD) if few_words else _MIN_ROOM
+                wanted = (
+                    min(_encoded_word_length(text.encode("utf-8")), _MAX_ENCODED_WORD) if few_words else _MIN_ROOM
+                )
                 if room < wanted:
                     self._lines.append("")
                     room = self.room()
             limit = min(room, _MAX_ENCODED_WORD)
-            end = 1
-            word = _UTF8.header_encode(text[:1])
-            while end < len(text):
-                longer = _UTF8.header_encode(text[: end + 1])
-                if len(longer) > limit:
-                    break
-                word, end = longer, end + 1
-            self.add(word)
+            end = _fitting_prefix(text, limit)
+            self.add(_encoded_word(text[:end].encode("utf-8")))
             text = text[end:]
 
     def folded(self, linesep: str) -> str:
@@ -310,12 +345,16 @@ class _ExactText(_ExactTextFolding, UnstructuredHeader, BaseHeader):
     """An unstructured header (Subject, Thread-Topic, X-…) that reads back exactly as given."""
 
 
+def _fold_message_ids(name: str, value: str, policy: Policy) -> str:
+    lines = _HeaderLines(name)
+    for message_id in value.split():
+        lines.add(message_id)
+    return lines.folded(policy.linesep)
+
+
 class _MessageIdsFolding(_ExactTextFolding):
     def fold(self, *, policy: Policy) -> str:
-        lines = _HeaderLines(self.name)
-        for message_id in str(self).split():
-            lines.add(message_id)
-        return lines.folded(policy.linesep)
+        return _fold_message_ids(self.name, str(self), policy)
 
 
 class _MessageIds(_MessageIdsFolding, UnstructuredHeader, BaseHeader):
@@ -343,8 +382,122 @@ class _ExactMailboxes(_ExactMailboxesFolding, AddressHeader, BaseHeader):
     """From / To whose display names read back exactly as given."""
 
     def __new__(cls, name: str, value: Iterable[MailAddress]) -> _ExactMailboxes:
-        mailboxes = []
-        for mailbox in value:
-            local, _, domain = mailbox.address.rpartition("@")
-            mailboxes.append(Address(display_name=mailbox.display_name, username=local, domain=domain))
-        return super().__new__(cls, name, mailboxes)
+        return super().__new__(cls, name, list(_addresses(value)))
+
+
+# --- The size of the MIME skeleton, without building it ----------------------------------------
+#
+# Building the message with the email package to measure it cost more than everything else the
+# connector does for a record (header objects are parsed on every assignment, then folded again
+# by the generator). The size is the sum of the parts, each measured as the package writes it:
+# our own headers through the same fold functions, the few it folds itself (Date, Message-ID,
+# Thread-Index) in the one shape render() gives them, the bodies through the encoding choice of
+# ``email.contentmanager.set_text_content`` (with its own quoted-printable encoder), and the
+# multipart frame the generator writes around them. Anything else takes the long way, so the
+# number is the same either way; tests/test_rendering_size.py compares the two.
+
+_CRLF = len(SMTP.linesep)
+_MAX_LINE = SMTP.max_line_length
+# The generator's boundary: 15 "=", a 19-digit random number, "==" (email.generator._make_boundary;
+# it grows only if a body held that very line, a chance of one in 2**63).
+_BOUNDARY = 15 + len(repr(2**63 - 2)) + 2
+_MULTIPART_HEADERS = (
+    len("MIME-Version: 1.0") + _CRLF
+    + len("Content-Type: multipart/alternative;") + _CRLF + len(' boundary=""') + _BOUNDARY + _CRLF
+)
+# The frame: "--B" before the first part, "--B" between the parts, "--B--" at the end.
+_MULTIPART_FRAME = (2 + _BOUNDARY + _CRLF) + (_CRLF + 2 + _BOUNDARY + _CRLF) + (_CRLF + 2 + _BOUNDARY + 2 + _CRLF)
+_PLAIN_PART_HEADERS = len('Content-Type: text/plain; charset="utf-8"') + _CRLF
+# The HTML part is made by add_alternative as a message of its own: it has a MIME-Version too.
+_HTML_PART_HEADERS = len('Content-Type: text/html; charset="utf-8"') + _CRLF + len("MIME-Version: 1.0") + _CRLF
+_DATE_HEADER = len("Date: Fri, 04 Dec 2026 19:06:24 +0000") + _CRLF
+# A message id longer than a line that the package cannot fold: it writes it on the header's line.
+_LONG_MESSAGE_ID = re.compile(r"<[0-9a-f]{64}@[a-z0-9]+(?:[.-][a-z0-9]+)*>")
+_SHORT_TOKEN = re.compile(r"[A-Za-z0-9+/=]+")
+_HEADERS_WE_SET = frozenset({"subject", "from", "to", "date", "message-id", "thread-topic", "mime-version"})
+
+
+def _skeleton_size(item: RenderedItem) -> int | None:
+    """``len(item._mime(with_attachments=False).as_bytes())``, or None for a shape this does
+    not measure (the caller builds the message then)."""
+    try:
+        headers = _headers_size(item)
+        if headers is None:
+            return None
+        plain_cte, plain = _text_body_size(item.text_body)
+        html_cte, html = _text_body_size(item.html_body)
+    except UnicodeEncodeError:  # a lone surrogate: let the email package say what it makes of it
+        return None
+    parts = (
+        _PLAIN_PART_HEADERS + _cte_header_size(plain_cte) + _CRLF + plain
+        + _HTML_PART_HEADERS + _cte_header_size(html_cte) + _CRLF + html
+    )
+    return headers + _MULTIPART_HEADERS + _CRLF + _MULTIPART_FRAME + parts
+
+
+def _headers_size(item: RenderedItem) -> int | None:
+    # The package parses Date and writes it again: "Fri, 04 Dec 2026 19:06:24 +0000" again for a
+    # UTC time of a four-digit year (a naive one says -0000, an offset its own zone).
+    if item.sent_at.utcoffset() != timedelta(0) or item.sent_at.year < 1000:
+        return None
+    size = _DATE_HEADER
+    folded = [
+        _fold_text("Subject", item.subject, SMTP),
+        _fold_mailboxes("From", _addresses([item.sender]), SMTP),
+        _fold_mailboxes("To", _addresses(item.recipients), SMTP),
+    ]
+    if item.message_id_header:
+        if not _LONG_MESSAGE_ID.fullmatch(item.message_id_header):
+            return None
+        size += len("Message-ID: ") + len(item.message_id_header) + _CRLF
+    if item.conversation_topic:
+        folded.append(_fold_text("Thread-Topic", item.conversation_topic, SMTP))
+    names = set()
+    for name, value in item.extra_headers:
+        key = name.lower()
+        if key in names or key in _HEADERS_WE_SET or key.startswith("content-"):
+            return None  # refused, or moved into the first part by make_alternative
+        names.add(key)
+        if key in ("references", "in-reply-to"):
+            folded.append(_fold_message_ids(name, value, SMTP))
+        elif key.startswith("x-"):
+            folded.append(_fold_text(name, value, SMTP))
+        elif key == "thread-index" and _SHORT_TOKEN.fullmatch(value) and len(name) + 2 + len(value) <= _MAX_LINE:
+            size += len(name) + 2 + len(value) + _CRLF
+        else:
+            return None
+    text = "".join(folded)
+    if not text.isascii():  # the package would fail to write it
+        return None
+    return size + len(text)
+
+
+def _addresses(mailboxes: Iterable[MailAddress]) -> tuple[Address, ...]:
+    """The mailboxes as the email package's addresses (a line break in one fails here)."""
+    addresses = []
+    for mailbox in mailboxes:
+        local, _, domain = mailbox.address.rpartition("@")
+        addresses.append(Address(display_name=mailbox.display_name, username=local, domain=domain))
+    return tuple(addresses)
+
+
+def _cte_header_size(cte: str) -> int:
+    return len("Content-Transfer-Encoding: ") + len(cte) + _CRLF
+
+
+def _text_body_size(text: str) -> tuple[str, int]:
+    """The transfer encoding ``set_content(text, charset="utf-8")`` chooses under the SMTP policy,
+    and the bytes the generator writes for the encoded body (every line ending as CRLF)."""
+    lines = text.encode("utf-8").splitlines()
+    if max(map(len, lines), default=0) <= _MAX_LINE:
+        # As it is, each line ending written as CRLF (an empty text is one empty line).
+        return ("7bit" if text.isascii() else "8bit"), sum(map(len, lines)) + _CRLF * max(1, len(lines))
+    sniff = b"\r\n".join(lines[:10]) + b"\r\n"
+    sniff_qp = quoprimime.body_encode(sniff.decode("latin-1"), _MAX_LINE)
+    if len(sniff_qp) > len(binascii.b2a_base64(sniff)):
+        data = len(b"\r\n".join(lines)) + _CRLF
+        # Lines of 57 bytes, 76 characters each once encoded, each ending CRLF.
+        return "base64", 4 * -(-data // 3) + _CRLF * -(-data // 57)
+    encoded = sniff_qp if len(lines) <= 10 else quoprimime.body_encode(
+        (b"\n".join(lines) + b"\n").decode("latin-1"), _MAX_LINE)
+    return "quoted-printable", len(encoded) + (_CRLF - 1) * encoded.count("\n")

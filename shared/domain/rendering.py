@@ -8,6 +8,7 @@ Graph item say the same thing.
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import html
 import mimetypes
@@ -60,6 +61,12 @@ SOURCE_LABELS = {
 _INTERACTIVE_FILES = {"nfm_reply": "flow-response.json", "template": "template.json"}
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 _SIMPLE_ADDRESS = re.compile(r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+$")
+_PATH_SEPARATOR = re.compile(r"[\\/]")
+_RESERVED_IN_FILE_NAMES = re.compile(r'[<>:"|?*]')
+_CONTENT_TYPE = re.compile(r"^[a-z0-9.+-]+/[a-z0-9.+-]+$")
+# Parsing a number is most of what rendering a record costs, and each participant is read twice
+# (their address, the chat's key) while the same few people recur record after record.
+_normalized_phone = functools.lru_cache(maxsize=4096)(normalize_participant_phone)
 
 
 def render(
@@ -122,7 +129,7 @@ def chat_key(record: ArchiveRecord, default_region: str | None = None) -> str:
     if record.dialog_group_id:
         return f"group:{record.dialog_group_id}"
     people = sorted({
-        normalize_participant_phone(p.phone, default_region) or (p.email or "").lower()
+        _normalized_phone(p.phone, default_region) or (p.email or "").lower()
         or (f"user:{p.user_id}" if p.user_id else "") or (p.name or "")
         for p in record.participants
     })
@@ -158,7 +165,7 @@ def threading_headers(
 
 def participant_address(participant: Participant, default_region: str | None = None) -> MailAddress:
     """The person as a mail address: their own when they have one, else a stable synthetic one."""
-    phone = normalize_participant_phone(participant.phone, default_region)
+    phone = _normalized_phone(participant.phone, default_region)
     name = participant.name
     # A name is a label, not evidence (the claim check keeps it whole): capped, so a megabyte of
     # "name" cannot make header folding crawl.
@@ -205,6 +212,8 @@ def single_line(text: str) -> str:
 
 def header_safe(value: str) -> str:
     """Exact ids in headers: printable characters kept, anything else escaped visibly."""
+    if value.isprintable():  # the usual id: nothing to escape
+        return value
     return "".join(c if c.isprintable() and c not in "\r\n" else f"\\x{ord(c):02x}" for c in value)
 
 
@@ -220,9 +229,9 @@ def shorten(text: str, limit: int) -> str:
 
 def sanitize_file_name(name: str, content_type: str | None, index: int) -> str:
     """A phone's file name made safe: no path, no control characters, never empty or hidden."""
-    base = re.split(r"[\\/]", name or "")[-1]
+    base = _PATH_SEPARATOR.split(name or "")[-1]
     base = single_line(base).strip(" .")
-    base = re.sub(r'[<>:"|?*]', "_", base)
+    base = _RESERVED_IN_FILE_NAMES.sub("_", base)
     if not base:
         extension = mimetypes.guess_extension(content_type or "") or ".bin"
         base = f"attachment-{index + 1}{extension}"
@@ -237,7 +246,7 @@ def sanitize_file_name(name: str, content_type: str | None, index: int) -> str:
 
 def _attachment(attachment: Attachment, content: AttachmentPayload | bytes | None, index: int) -> RenderedAttachment:
     content_type = (attachment.content_type or "").strip().lower()
-    if not re.match(r"^[a-z0-9.+-]+/[a-z0-9.+-]+$", content_type):
+    if not _CONTENT_TYPE.match(content_type):
         content_type = mimetypes.guess_type(attachment.file_name or "")[0] or "application/octet-stream"
     return RenderedAttachment(
         file_name=sanitize_file_name(attachment.file_name, content_type, index),
