@@ -63,6 +63,7 @@ from shared.local.graph_server import LocalGraph, extended_property
 from shared.local.host_runner import DrainTimeout, HostRunner, registered_functions
 from shared.local.telemessage_server import ATTACHMENTS_PREFIX, ITEMS_PATH, Faults, LocalTeleMessage
 from shared.local.traffic import TrafficDay, generate_day
+from shared.service.reports import with_rows
 from shared.service.status import window_summary
 from shared.settings import ITEMS_QUEUE
 
@@ -561,7 +562,7 @@ def _drive(
     summary = None
     listed_keys: set[str] = set()
     if watermark is not None and watermark.last_window_id:
-        summary = window_summary(container.ledger, watermark.last_window_id)
+        summary = with_rows(container.ledger, window_summary(container.ledger, watermark.last_window_id))
         for page in container.ledger.pages(watermark.last_window_id):
             listed_keys.update(page.record_keys)
     poison_entries = container.poison_queues().list()

@@ -120,10 +120,24 @@ class Container:
         return BlobWatermarkStore(self._service_clients[0], self.settings.state_container)
 
     @_built_once
-    def ledger(self):
+    def blob_ledger(self):
+        """The append-blob ledger of earlier versions (``LEDGER_STORE=blob``, and ``ledger-migrate``'s source)."""
         from shared.adapters.azure_storage import BlobWindowLedger
 
         return BlobWindowLedger(self._service_clients[0], self.settings.state_container)
+
+    @_built_once
+    def ledger(self):
+        s = self.settings
+        if s.ledger_store == "blob":
+            return self.blob_ledger
+        from shared.adapters.azure_tables import TableWindowLedger, table_service
+
+        return TableWindowLedger(
+            table_service(s.storage_connection, s.storage_account_name, s.storage_client_id,
+                          s.storage_table_service_uri, s.storage_blob_service_uri),
+            s.ledger_table,
+        )
 
     @_built_once
     def reports(self):

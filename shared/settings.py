@@ -69,6 +69,11 @@ class Settings(BaseSettings):
     # are set, as the Functions host reads them for its own triggers.
     storage_blob_service_uri: str = Field("", validation_alias="AzureWebJobsStorage__blobServiceUri")
     storage_queue_service_uri: str = Field("", validation_alias="AzureWebJobsStorage__queueServiceUri")
+    storage_table_service_uri: str = Field("", validation_alias="AzureWebJobsStorage__tableServiceUri")
+    # The window ledger: Azure Table storage (no limit a bank reaches, summaries in constant memory;
+    # docs/scale.md), or the append blobs of earlier versions (windows of at most ~800,000 outcomes).
+    ledger_store: Literal["table", "blob"] = "table"
+    ledger_table: str = Field("archiveledger", pattern=r"^[A-Za-z][A-Za-z0-9]{2,62}$")
     records_container: str = "archive-records"
     state_container: str = "archive-state"
 

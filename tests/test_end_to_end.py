@@ -16,6 +16,7 @@ from shared.local.demo import DemoPaths, run_window
 from shared.local.graph_server import LocalGraph, extended_property
 from shared.local.host_runner import HostRunner
 from shared.local.traffic import generate_day
+from shared.service.reports import with_rows
 from shared.service.status import window_summary
 from tests.conftest import REPO_ROOT
 
@@ -84,7 +85,7 @@ def test_graph_writer_archives_the_window_into_the_local_graph_once_per_record_a
             runner.run_timer("schedule_archive_window")
             runner.drain(timeout=300)
         watermark, _ = container.watermarks.read()
-        summary = window_summary(container.ledger, watermark.last_window_id)
+        summary = with_rows(container.ledger, window_summary(container.ledger, watermark.last_window_id))
         assert summary.reconciled and summary.listed == len(traffic.records)
 
         id_property = f"String {{{ID_PROPERTY_GUID}}} Name WhatsAppArchiverItemId"

@@ -155,6 +155,10 @@ def app(request, storage, recorder, tmp_path_factory) -> Iterator[Recorder]:
         # Built by the import function's composition; a forged message must never get as far as calling it.
         "TELEMESSAGE_BASE_URL": "http://127.0.0.1:9", "TELEMESSAGE_USERNAME": "never-used",
         "WHATSAPP_APP_SECRET": WEBHOOK_SECRET, "WHATSAPP_VERIFY_TOKEN": "fuzz-verify-token",
+        # The request recorder knows blob paths: this module holds the append-blob ledger to its
+        # prefixes (the table ledger's keys come from the same checked identifiers; its own
+        # recorder is still to be written).
+        "LEDGER_STORE": "blob",
     }
     with pytest.MonkeyPatch.context() as patch:
         for name, value in env.items():

@@ -13,6 +13,7 @@ from shared.cli.main import main as cli
 from shared.composition import get_container, reset_container
 from shared.domain.records import record_key
 from shared.local.host_runner import HostRunner
+from shared.service.reports import with_rows
 from shared.service.status import window_summary
 from tests.conftest import REPO_ROOT
 
@@ -55,7 +56,7 @@ def test_replay_after_mapping_upload_imports_the_previously_unmapped_records_onc
     drain(env, timer=True)
     container = get_container()
     watermark, _ = container.watermarks.read()
-    before = window_summary(container.ledger, watermark.last_window_id)
+    before = with_rows(container.ledger, window_summary(container.ledger, watermark.last_window_id))
     unmapped = before.poisoned["no_mapping"]
     assert before.reconciled and not henrik_files(local_app)
     poisoned_keys = {key for key, entry in before.records.items() if entry.reason == "no_mapping"}

@@ -308,6 +308,7 @@ def test_status_page_of_a_demo_window_renders_in_headless_chromium_fetching_noth
 ):
     import function_app
     from shared.local.host_runner import HostRunner
+    from shared.service.reports import with_rows
     from shared.service.status import window_summary
 
     with HostRunner(function_app.app, host_json=REPO_ROOT / "host.json",
@@ -317,7 +318,8 @@ def test_status_page_of_a_demo_window_renders_in_headless_chromium_fetching_noth
         runner.drain(timeout=300)
         response = runner.call_http("archive_status", params={"format": "html", "code": "demo-key"})
     watermark, _ = local_app.container.watermarks.read()
-    summary = window_summary(local_app.container.ledger, watermark.last_window_id)
+    ledger = local_app.container.ledger
+    summary = with_rows(ledger, window_summary(ledger, watermark.last_window_id))
     assert summary.reconciled and summary.poisoned.get("no_mapping", 0) >= 1
     assert response.status_code == 200 and response.mimetype == "text/html"
     assert response.headers["Content-Security-Policy"] == CSP

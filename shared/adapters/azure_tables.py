@@ -29,6 +29,7 @@ import json
 import logging
 import os
 import re
+import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -38,7 +39,7 @@ from azure.core.exceptions import HttpResponseError, ResourceExistsError, Resour
 from azure.data.tables import TableClient, TableServiceClient, TableTransactionError, UpdateMode
 
 from shared.adapters.azure_storage import transient_storage_errors
-from shared.domain.errors import TransientError
+from shared.domain.errors import ConfigurationError, TransientError
 from shared.domain.identifiers import is_window_id
 from shared.domain.ledger import (
     OutcomeEntry,
@@ -59,6 +60,18 @@ WINDOWS = "window"
 _CHUNK = 30_000  # characters per string property: Azure takes 64 KiB, in UTF-16
 _ATTEMPTS = 20  # compare-and-swap rounds before the host's retry takes over
 _TABLE_NAME = re.compile(r"[A-Za-z][A-Za-z0-9]{2,62}")
+# Point reads of one write run side by side (a record and its shard's counters; a page's records),
+# on threads made at the first write, not at import.
+_point_reads: ThreadPoolExecutor | None = None
+_point_reads_lock = threading.Lock()
+
+
+def _readers() -> ThreadPoolExecutor:
+    global _point_reads
+    with _point_reads_lock:
+        if _point_reads is None:
+            _point_reads = ThreadPoolExecutor(8, thread_name_prefix="ledger-read")
+        return _point_reads
 
 
 class TableWindowLedger:
@@ -127,7 +140,8 @@ class TableWindowLedger:
         partition = _shard(window_id, entry.record_key)
         raw = {"PartitionKey": partition, "kind": "outcome", **_chunks("entry", entry.to_json())}
         for _ in range(_ATTEMPTS):
-            record, tally = self._get(partition, entry.record_key), self._get(partition, TALLY)
+            found = self._get_rows(partition, [entry.record_key, TALLY])
+            record, tally = found.get(entry.record_key), found.get(TALLY)
             before = _state(record)
             after = before.with_outcome(entry)
             operations = [("create", {**raw, "RowKey": f"{entry.record_key}~o~{_nonce()}"}),
@@ -192,10 +206,16 @@ class TableWindowLedger:
     def _client(self) -> TableClient:
         if self._table is None:
             client = self._service.get_table_client(self._name)
+            # Read first: a deployment creates the table and grants a role on that table only, which
+            # may not cover creating tables; only a local run on empty storage needs to create it.
             try:
-                client.create_table()
-            except ResourceExistsError:
-                pass
+                client.get_entity(WINDOWS, "~probe")
+            except ResourceNotFoundError as error:
+                if getattr(error, "error_code", None) == "TableNotFound":
+                    try:
+                        client.create_table()
+                    except ResourceExistsError:
+                        pass
             self._table = client
         return self._table
 
@@ -204,6 +224,15 @@ class TableWindowLedger:
             return self._client().get_entity(partition, row)
         except ResourceNotFoundError:
             return None
+
+    def _get_rows(self, partition: str, rows: list[str]) -> dict[str, Any]:
+        """Several entities of one partition by point reads, side by side. (A filter of RowKeys
+        joined by "or" would be one request, but the service answers it with a partition scan.)"""
+        if len(rows) == 1:
+            entity = self._get(partition, rows[0])
+            return {rows[0]: entity} if entity is not None else {}
+        found = _readers().map(lambda row: (row, self._get(partition, row)), rows)
+        return {row: entity for row, entity in found if entity is not None}
 
     def _submit(self, operations: list[tuple[Any, ...]]) -> bool:
         """True when written; False when another writer got there first (read again, retry)."""
@@ -221,8 +250,9 @@ class TableWindowLedger:
 
     def _list_records(self, partition: str, keys: list[str]) -> None:
         for _ in range(_ATTEMPTS):
-            tally = self._get(partition, TALLY)
-            records = {key: self._get(partition, key) for key in keys}
+            found = self._get_rows(partition, [*keys, TALLY])
+            tally = found.get(TALLY)
+            records = {key: found.get(key) for key in keys}
             moved = Tally()
             operations: list[tuple[Any, ...]] = []
             for key, record in records.items():
@@ -265,9 +295,15 @@ class TableWindowLedger:
 
 
 def table_service(connection_string: str, account_name: str = "", client_id: str = "",
-                  table_service_uri: str = "") -> TableServiceClient:
+                  table_service_uri: str = "", blob_service_uri: str = "") -> TableServiceClient:
     if connection_string:
         return TableServiceClient.from_connection_string(connection_string)
+    if not table_service_uri and blob_service_uri:
+        # A sovereign cloud names its blob endpoint; the table endpoint is the same account's.
+        table_service_uri = blob_service_uri.replace(".blob.", ".table.", 1)
+    if not account_name and not table_service_uri:
+        raise ConfigurationError("set AzureWebJobsStorage, or AzureWebJobsStorage__accountName "
+                                 "(or __tableServiceUri)")
     from azure.identity import DefaultAzureCredential, ManagedIdentityCredential
 
     credential = ManagedIdentityCredential(client_id=client_id) if client_id else DefaultAzureCredential()

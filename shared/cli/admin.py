@@ -257,3 +257,32 @@ def _status(args: argparse.Namespace) -> int:
         print(f"{len(status['overdue_windows'])} window(s) OVERDUE: not reconciled 6 hours after their hand-off")
         return 1
     return 0
+
+
+def add_ledger_command(commands) -> None:
+    migrate = commands.add_parser(
+        "ledger-migrate", help="copy the windows of the append-blob ledger into the table ledger (after an upgrade)",
+        description="Deployments before the table ledger kept windows in append blobs in the state container. "
+                    "This copies the most recent N of them into the table ledger (LEDGER_TABLE), replaying every "
+                    "page and outcome, so status, reports and the overdue alarm see them. Run it once after the "
+                    "upgrade; the counts are exact however often it runs.",
+    )
+    migrate.add_argument("--windows", type=arguments.number_between(1, 100_000, whole=True), default=400,
+                         metavar="N", help="how many recent windows (default 400)")
+    migrate.add_argument("--json", action="store_true", help="print JSON")
+    migrate.set_defaults(handler=_ledger_migrate)
+
+
+def _ledger_migrate(args: argparse.Namespace) -> int:
+    from shared.service.ledger_migration import copy_windows
+
+    container = _container()
+    if container.settings.ledger_store != "table":
+        raise AdminUsageError("LEDGER_STORE is not table: there is no table ledger to copy into")
+    done = copy_windows(container.blob_ledger, container.ledger, limit=int(args.windows))
+    if args.json:
+        print(json.dumps(done.__dict__))
+    else:
+        print(f"copied {done.windows} window(s), {done.pages} page(s), {done.outcomes} outcome(s) "
+              f"into the table {container.settings.ledger_table}")
+    return 0

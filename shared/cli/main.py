@@ -19,7 +19,13 @@ import sys
 from pathlib import Path
 
 from shared.cli import arguments
-from shared.cli.admin import AdminUsageError, add_mapping_commands, add_poison_commands, add_status_command
+from shared.cli.admin import (
+    AdminUsageError,
+    add_ledger_command,
+    add_mapping_commands,
+    add_poison_commands,
+    add_status_command,
+)
 from shared.cli.reports import add_report_commands
 from shared.settings import MAX_ITEM_MB_CEILING
 
@@ -136,6 +142,7 @@ def _parser() -> argparse.ArgumentParser:
     add_mapping_commands(mapping_commands)
     add_poison_commands(commands)
     add_status_command(commands)
+    add_ledger_command(commands)
     add_report_commands(commands)
     return parser
 
