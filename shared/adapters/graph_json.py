@@ -11,8 +11,9 @@ needs an id or two from each answer this is the most expensive thing it does:
   answer, which was a fifth of the connector's CPU per archived record.
 
 So adapters build the request with the builder (``to_get_request_information`` /
-``to_post_request_information``: URLs, query parameters, serialisation of the body stay the SDK's)
-and send it with ``send_json``. Errors are unchanged: kiota raises the SDK's ``ODataError`` (an
+``to_post_request_information``: URLs, query parameters, serialisation of the body stay the SDK's,
+but for the item create's body, written directly as graph_message_json.py explains) and send it with
+``send_json``. Errors are unchanged: kiota raises the SDK's ``ODataError`` (an
 ``APIError``) as the builders do, so ``graph_failure`` and the error taxonomy apply as before.
 """
 

@@ -131,6 +131,7 @@ from shared.adapters.graph_client import (
     translate_common,
 )
 from shared.adapters.graph_json import send_json, string, values
+from shared.adapters.graph_message_json import create_message_json
 from shared.adapters.graph_pacer import (
     EXCHANGE_REQUEST_WINDOW_SECONDS,
     EXCHANGE_REQUESTS,
@@ -1155,7 +1156,7 @@ class GraphMailbox:
         self, mailbox: str, folder_id: str, item: RenderedItem, plan: AttachmentPlan
     ) -> str:
         inline = [(a, await read_small(a)) for a in plan.inline]
-        message, dropped_headers = build_message(
+        body, dropped_headers = create_body(
             item, item_class=self.item_class, id_property=self.id_property, inline=inline,
             conversation=self.conversation_properties,
         )
@@ -1164,8 +1165,8 @@ class GraphMailbox:
             logger.info("graph write %s: %d header(s) not accepted by Graph left out",
                         item.record_key, dropped_headers)
         messages = self._folder_messages(mailbox, folder_id)
-        request = messages.to_post_request_information(message, _request_configuration(prefer_immutable=True))
-        del message
+        request = json_post_request(messages, body, _request_configuration(prefer_immutable=True))
+        del body
         # Graph answers the create with the whole message, body included. Read as the SDK's
         # Message model that reply cost about a fifth of the connector's CPU per record (kiota
         # builds every field's deserializer table on each parse); only its id and isDraft matter.
@@ -1264,6 +1265,48 @@ class GraphMailbox:
         return True
 
 
+def create_properties(
+    item: RenderedItem, *, item_class: str, id_property: str, conversation: bool = True
+) -> list[tuple[str, str]]:
+    """The single-value extended properties of the create request, in the order they are sent."""
+    return [
+        (PROP_MESSAGE_FLAGS, MSGFLAG_READ),
+        (PROP_CLIENT_SUBMIT_TIME, mapi_time(item.sent_at)),
+        (PROP_DELIVERY_TIME, mapi_time(item.received_at)),
+        (PROP_MESSAGE_CLASS, item_class),
+        (id_property, item.record_id),
+        *(conversation_properties(item) if conversation else ()),
+    ]
+
+
+def create_body(
+    item: RenderedItem,
+    *,
+    item_class: str,
+    id_property: str,
+    inline: list[tuple[RenderedAttachment, bytes]] | tuple[()] = (),
+    conversation: bool = True,
+) -> tuple[bytes, int]:
+    """The create POST's JSON body, and the number of headers left out: the bytes ``build_message``
+    gives through kiota's JSON writer, written directly (graph_message_json.py says why)."""
+    properties = create_properties(item, item_class=item_class, id_property=id_property, conversation=conversation)
+    headers, dropped = select_internet_headers(item.extra_headers)
+    return create_message_json(item, properties=properties, headers=headers, inline=inline), dropped
+
+
+def json_post_request(builder: Any, body: bytes, config: Any) -> Any:
+    """The POST request ``builder.to_post_request_information`` makes, with a body already
+    serialised: same URL, headers and content type."""
+    from kiota_abstractions.method import Method
+    from kiota_abstractions.request_information import RequestInformation
+
+    request = RequestInformation(Method.POST, builder.url_template, builder.path_parameters)
+    request.configure(config)
+    request.headers.try_add("Accept", "application/json")
+    request.set_stream_content(body, "application/json")
+    return request
+
+
 def build_message(
     item: RenderedItem,
     *,
@@ -1272,7 +1315,8 @@ def build_message(
     inline: list[tuple[RenderedAttachment, bytes]] | tuple[()] = (),
     conversation: bool = True,
 ) -> tuple[Any, int]:
-    """The msgraph ``Message`` for one create POST, and the number of headers left out.
+    """The msgraph ``Message`` for one create POST, and the number of headers left out. The writer
+    sends ``create_body`` instead; this stays the reference its bytes are held to.
 
     ``inline``: the attachments that travel in the create, each with its bytes (small ones only).
     ``conversation``: set the conversation properties (GRAPH_CONVERSATION_PROPERTIES=false turns
@@ -1293,14 +1337,7 @@ def build_message(
             email_address=EmailAddress(name=address.display_name or None, address=address.address)
         )
 
-    properties = [
-        (PROP_MESSAGE_FLAGS, MSGFLAG_READ),
-        (PROP_CLIENT_SUBMIT_TIME, mapi_time(item.sent_at)),
-        (PROP_DELIVERY_TIME, mapi_time(item.received_at)),
-        (PROP_MESSAGE_CLASS, item_class),
-        (id_property, item.record_id),
-        *(conversation_properties(item) if conversation else ()),
-    ]
+    properties = create_properties(item, item_class=item_class, id_property=id_property, conversation=conversation)
     headers, dropped = select_internet_headers(item.extra_headers)
     message = Message(
         subject=item.subject,
