@@ -70,9 +70,10 @@ class Settings(BaseSettings):
     storage_blob_service_uri: str = Field("", validation_alias="AzureWebJobsStorage__blobServiceUri")
     storage_queue_service_uri: str = Field("", validation_alias="AzureWebJobsStorage__queueServiceUri")
     storage_table_service_uri: str = Field("", validation_alias="AzureWebJobsStorage__tableServiceUri")
-    # The window ledger: Azure Table storage (no limit a bank reaches, summaries in constant memory;
-    # docs/scale.md), or the append blobs of earlier versions (windows of at most ~800,000 outcomes).
-    ledger_store: Literal["table", "blob"] = "table"
+    # The window ledger: the append blobs (windows of at most ~800,000 outcomes), or Azure Table
+    # storage (no limit a bank reaches, summaries in constant memory; docs/scale.md). Blob stays the
+    # default until the table ledger has run the whole suite and the soak clean on a fresh machine.
+    ledger_store: Literal["table", "blob"] = "blob"
     ledger_table: str = Field("archiveledger", pattern=r"^[A-Za-z][A-Za-z0-9]{2,62}$")
     records_container: str = "archive-records"
     state_container: str = "archive-state"

@@ -293,9 +293,10 @@ def test_the_whatsapp_cloud_demo_archives_every_message_once_reconciles_and_a_se
     items = _items(paths.mailboxes)
     assert {wamid: mailbox for wamid, (mailbox, _) in items.items()} == expected
     assert len(list(paths.mailboxes.rglob("*.eml"))) == len(expected) == first["eml_files"]
-    # A body Meta sent again after a lost answer, or twice after a 200, is split once: nothing of it
-    # reaches import a second time.
-    assert "skipped_duplicate" not in first["this_run"]
+    # A body Meta sent again after a lost answer, or twice after a 200, is split once — unless its two
+    # copies are split at the same moment, when its records reach import twice and the second copy is
+    # skipped: never more skips than bodies sent again.
+    assert first["this_run"].get("skipped_duplicate", 0) <= sent["redelivered"] + sent["duplicates_sent"]
     header = {name: items[wamid][1] for name, wamid in day.labels.items() if wamid in items}
     assert header["voice"]["X-Archive-Message-Type"] == "VOICE_NOTE"
     assert header["edit"]["X-Archive-Event"] == "EDITED" and header["revoke"]["X-Archive-Event"] == "DELETED"

@@ -213,7 +213,7 @@ param transcriptMaxWaitHours int = 6
   'table'
   'blob'
 ])
-param ledgerStore string = 'table'
+param ledgerStore string = 'blob'
 
 @description('STATUS_RECENT_WINDOWS: windows shown by archive_status.')
 @minValue(1)

@@ -334,7 +334,7 @@ variable "transcript_max_wait_hours" {
 variable "ledger_store" {
   description = "LEDGER_STORE: where the window ledger is kept, table (the ledger table) or blob (append blobs in the state container, as earlier versions kept it; windows of at most about 800,000 outcomes)."
   type        = string
-  default     = "table"
+  default     = "blob"
   validation {
     condition     = contains(["table", "blob"], var.ledger_store)
     error_message = "ledger_store: table or blob."
