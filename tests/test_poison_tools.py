@@ -246,3 +246,12 @@ def test_an_adopted_message_never_expires_on_the_storage_queue(azurite):
     [adopted] = PoisonQueues([queue], {}).adopt_moved()
     [after] = service.get_queue_client("items-poison").peek_messages()
     assert after.expires_on.year >= 9999 and adopted.message.record_key == KEY_B
+
+
+def test_a_moved_message_too_long_to_keep_whole_is_never_adopted_so_never_cut(setup):
+    items_poison, _, _, tools = setup
+    huge = "x" * 40_000  # a foreign message: a poison message keeps about 16 KB of it
+    items_poison.put(huge, inserted_at=NOW - timedelta(days=6))
+    assert tools.adopt_moved() == []
+    [stored] = items_poison.stored.values()
+    assert stored["text"] == huge

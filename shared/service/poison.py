@@ -184,6 +184,12 @@ class PoisonQueues:
             for entry in entries:
                 if _is_own(entry.queued.text):
                     continue
+                kept = entry.message.original_message
+                if kept is not None and kept != entry.queued.text:
+                    # Too long to keep whole inside a poison message: adopting it would delete the
+                    # only full copy. It stays as the host left it (and is listed, and replayable).
+                    log.warning("poison: message %s too long to adopt whole; left as the host moved it", entry.id)
+                    continue
                 queue = next(q for q in self._queues if q.name == entry.queue)
                 queue.send(entry.message.model_dump(mode="json"))
                 self._delete(entries, entry)
