@@ -7,20 +7,23 @@ without importing any of them.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-from shared.domain.ledger import OutcomeEntry, PageEntry, WindowInfo, WindowSummary
-from shared.domain.mapping_table import MappingTable
-from shared.domain.rendered import RenderedItem
-from shared.domain.tally import RecordState
-from shared.domain.transcripts import Bucket, StagedRecord, TranscriptPart
-from shared.domain.whatsapp_cloud import WebhookBatch
-from shared.domain.window import Watermark, Window
+if TYPE_CHECKING:
+    # Only the signatures name these: every function module imports the ports, and none of them
+    # should pay at cold start for the domain modules it does not use (the webhook parser, for one).
+    from shared.domain.ledger import OutcomeEntry, PageEntry, WindowInfo, WindowSummary
+    from shared.domain.mapping_table import MappingTable
+    from shared.domain.rendered import RenderedItem
+    from shared.domain.tally import RecordState
+    from shared.domain.transcripts import Bucket, StagedRecord, TranscriptPart
+    from shared.domain.whatsapp_cloud import WebhookBatch
+    from shared.domain.window import Watermark, Window
 
 
 class WriteOutcome(StrEnum):
@@ -233,6 +236,10 @@ class WindowLedger(Protocol):
         ...
 
     def record_state(self, window_id: str, record_key: str) -> RecordState: ...
+
+    def records_with_outcome(self, window_id: str, record_keys: Iterable[str]) -> set[str]:
+        """Which of these records have an outcome: point reads, or one read of the window."""
+        ...
 
     def pages(self, window_id: str) -> list[PageEntry]:
         """Every page entry, in memory: for inspection and tests, not for a window of millions."""

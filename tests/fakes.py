@@ -14,6 +14,7 @@ from shared.domain.identifiers import webhook_body_ref
 from shared.domain.ledger import OutcomeEntry, PageEntry, WindowInfo, handoff_order
 from shared.domain.mapping_table import MappingTable, parse_mapping
 from shared.domain.rendered import RenderedItem
+from shared.domain.tally import ReadsFromEntries
 from shared.domain.window import Watermark, Window
 from shared.ports import ListingPage, RecordMissing, WatermarkConflict, WriteOutcome
 
@@ -71,7 +72,7 @@ class MemoryWatermarkStore:
         return self._watermark
 
 
-class MemoryLedger:
+class MemoryLedger(ReadsFromEntries):
     def __init__(self) -> None:
         self.windows: dict[str, WindowInfo] = {}
         self.page_entries: dict[str, list[PageEntry]] = defaultdict(list)
@@ -105,21 +106,6 @@ class MemoryLedger:
     def outcomes(self, window_id: str) -> list[OutcomeEntry]:
         return list(self.outcome_entries[window_id])
 
-    def summary(self, window_id: str):
-        from shared.domain.ledger import summarize
-
-        info = self.windows.get(window_id)
-        return None if info is None else summarize(info, self.pages(window_id), self.outcomes(window_id))
-
-    def record_states(self, window_id: str):
-        from shared.domain.tally import states_of
-
-        yield from states_of(self.pages(window_id), self.outcomes(window_id)).items()
-
-    def record_state(self, window_id: str, record_key: str):
-        from shared.domain.tally import RecordState, states_of
-
-        return states_of(self.pages(window_id), self.outcomes(window_id)).get(record_key, RecordState())
 
 
 class StaticMapping:

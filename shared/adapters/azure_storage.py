@@ -37,9 +37,9 @@ from azure.storage.queue import (
 
 from shared.domain.errors import ConfigurationError, TransientError
 from shared.domain.identifiers import check_blob_name, container_name, is_window_id, webhook_body_ref
-from shared.domain.ledger import OutcomeEntry, PageEntry, WindowInfo, WindowSummary, handoff_order, summarize
+from shared.domain.ledger import OutcomeEntry, PageEntry, WindowInfo, handoff_order
 from shared.domain.mapping_table import MappingTable, parse_mapping
-from shared.domain.tally import RecordState, states_of
+from shared.domain.tally import ReadsFromEntries
 from shared.domain.tasks import MAX_QUEUE_PAYLOAD
 from shared.domain.window import Watermark, isoformat_z, parse_iso
 from shared.ports import QueuedMessage, RecordMissing, WatermarkConflict
@@ -386,7 +386,7 @@ class BlobWatermarkStore:
             raise WatermarkConflict("the watermark changed since it was read") from error
 
 
-class BlobWindowLedger:
+class BlobWindowLedger(ReadsFromEntries):
     """Per window: ``windows/<id>/window.json``, then append blobs of JSON lines: ``pages.jsonl``
     and ``outcomes/<shard>.jsonl``. Appends are atomic and concurrent writers never conflict; an
     append blob takes 50,000 blocks, so outcomes are spread over 16 shards (800,000 per window)."""
@@ -457,17 +457,6 @@ class BlobWindowLedger:
         for blob in self._container.get().list_blobs(name_starts_with=f"windows/{window_id}/outcomes/"):
             entries.extend(OutcomeEntry.from_json(line) for line in self._lines(blob.name))
         return entries
-
-    def summary(self, window_id: str) -> WindowSummary | None:
-        """Read from every entry of the window (memory grows with it: the table ledger does not)."""
-        info = self.window(window_id)
-        return None if info is None else summarize(info, self.pages(window_id), self.outcomes(window_id))
-
-    def record_states(self, window_id: str) -> Iterator[tuple[str, RecordState]]:
-        yield from states_of(self.pages(window_id), self.outcomes(window_id)).items()
-
-    def record_state(self, window_id: str, record_key: str) -> RecordState:
-        return states_of(self.pages(window_id), self.outcomes(window_id)).get(record_key, RecordState())
 
     def _append(self, name: str, data: dict[str, Any]) -> None:
         line = (json.dumps(data, ensure_ascii=False, separators=(",", ":")) + "\n").encode("utf-8")

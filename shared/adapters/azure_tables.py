@@ -30,7 +30,7 @@ import logging
 import os
 import re
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -159,8 +159,7 @@ class TableWindowLedger:
         info = self.window(window_id)
         if info is None:
             return None
-        with ThreadPoolExecutor(8) as pool:
-            tallies = list(pool.map(lambda n: self._get(f"{window_id}~r{n:02d}", TALLY), range(SHARDS)))
+        tallies = list(_readers().map(lambda n: self._get(f"{window_id}~r{n:02d}", TALLY), range(SHARDS)))
         tally = sum((Tally.from_json(_json(t, "tally")) for t in tallies if t), Tally())
         pages = _json(self._get(f"{window_id}~pages", COUNTS), "counts") or {}
         receipts = _json(self._get(f"{window_id}~receipts", COUNTS), "counts") or {}
@@ -180,6 +179,12 @@ class TableWindowLedger:
     @transient_storage_errors
     def record_state(self, window_id: str, record_key: str) -> RecordState:
         return _state(self._get(_shard(window_id, record_key), record_key))
+
+    @transient_storage_errors
+    def records_with_outcome(self, window_id: str, record_keys: Iterable[str]) -> set[str]:
+        keys = list(dict.fromkeys(record_keys))
+        states = _readers().map(lambda key: (key, self.record_state(window_id, key)), keys)
+        return {key for key, state in states if state.outcome is not None}
 
     @transient_storage_errors
     def pages(self, window_id: str) -> list[PageEntry]:

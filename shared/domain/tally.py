@@ -13,7 +13,7 @@ change is zero) and however many workers write at once.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC
 from typing import Any
@@ -24,7 +24,9 @@ from shared.domain.ledger import (
     RecordOutcome,
     WindowInfo,
     WindowSummary,
+    fold_outcomes,
     merge_outcomes,
+    summarize,
 )
 
 
@@ -172,3 +174,32 @@ def states_of(pages: Iterable[PageEntry], outcomes: Iterable[OutcomeEntry]) -> d
     for entry in outcomes:
         states[entry.record_key] = states.get(entry.record_key, RecordState()).with_outcome(entry)
     return states
+
+
+class ReadsFromEntries:
+    """The reads of a ledger that keeps entries (pages, outcomes) rather than record states: each
+    derived by reading the whole window (memory grows with it; the table ledger keeps states and
+    counters instead). A ledger provides ``window``, ``pages`` and ``outcomes``."""
+
+    def window(self, window_id: str) -> WindowInfo | None:
+        raise NotImplementedError
+
+    def pages(self, window_id: str) -> list[PageEntry]:
+        raise NotImplementedError
+
+    def outcomes(self, window_id: str) -> list[OutcomeEntry]:
+        raise NotImplementedError
+
+    def summary(self, window_id: str) -> WindowSummary | None:
+        info = self.window(window_id)
+        return None if info is None else summarize(info, self.pages(window_id), self.outcomes(window_id))
+
+    def record_states(self, window_id: str) -> Iterator[tuple[str, RecordState]]:
+        yield from states_of(self.pages(window_id), self.outcomes(window_id)).items()
+
+    def record_state(self, window_id: str, record_key: str) -> RecordState:
+        return states_of(self.pages(window_id), self.outcomes(window_id)).get(record_key, RecordState())
+
+    def records_with_outcome(self, window_id: str, record_keys: Iterable[str]) -> set[str]:
+        folded = fold_outcomes(self.outcomes(window_id))  # one read of the window, whatever the keys
+        return {key for key in record_keys if key in folded}

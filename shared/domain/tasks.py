@@ -133,6 +133,15 @@ class WebhookBodyTask(_Message):
 
 MEDIA_ID = re.compile(r"[A-Za-z0-9_-]{1,128}")  # Meta's media ids: digits, in practice
 MediaId = Annotated[str, Field(pattern=rf"^{MEDIA_ID.pattern}$")]
+MAX_MEDIA_PER_CAPTURE = 64
+
+
+def capturable_media_ids(record: dict[str, Any]) -> list[str]:
+    """The media ids of a record (its wire form) to fetch from Meta: only ids of Meta's form, at most
+    ``MAX_MEDIA_PER_CAPTURE``. Any other is archived as not captured: one odd id must not hold back
+    the message, nor one message hold a capture for long."""
+    return [media_id for a in record.get("attachments", []) if isinstance(a, dict)
+            and isinstance(media_id := a.get("mediaId"), str) and MEDIA_ID.fullmatch(media_id)][:MAX_MEDIA_PER_CAPTURE]
 
 
 class MediaCaptureTask(_Message):
@@ -141,7 +150,7 @@ class MediaCaptureTask(_Message):
 
     kind: str = Field("media_capture", pattern="^media_capture$")
     item: ItemTask
-    media_ids: Annotated[list[MediaId], Field(min_length=1, max_length=64)]
+    media_ids: Annotated[list[MediaId], Field(min_length=1, max_length=MAX_MEDIA_PER_CAPTURE)]
 
 
 class TranscriptsDueTask(_Message):

@@ -264,9 +264,11 @@ def account_moved_items(tools: PoisonQueues, ledger: WindowLedger, *, now: datet
     for entry in moved:
         by_window.setdefault(entry.message.window_id, []).append(entry)
     for window_id, entries in by_window.items():
+        known = ledger.records_with_outcome(window_id, [e.message.record_key for e in entries])
         for entry in entries:
-            if ledger.record_state(window_id, entry.message.record_key).outcome is not None:
+            if entry.message.record_key in known:
                 continue  # already has an outcome (this run, an earlier one, or a replay since)
+            known.add(entry.message.record_key)  # a record moved twice is accounted once
             ledger.record_outcome(window_id, OutcomeEntry(
                 record_key=entry.message.record_key, message_id=entry.message.message_id,
                 outcome=RecordOutcome.POISONED, at=entry.failed_at, reason=entry.message.reason.value,

@@ -36,7 +36,7 @@ from typing import Any, BinaryIO
 
 from shared.domain.errors import ConfigurationError, PermanentError, PoisonReason, TransientError
 from shared.domain.ledger import RecordOutcome
-from shared.domain.tasks import MEDIA_ID
+from shared.domain.tasks import capturable_media_ids
 from shared.domain.webhook_auth import MAX_BODY_BYTES
 from shared.domain.whatsapp_cloud import (
     BODY,
@@ -55,7 +55,6 @@ log = logging.getLogger(__name__)
 
 IMPORT_ATTEMPTS = 3  # as often as the items queue tries a record before it is poisoned
 _CHUNK = 64 * 1024
-_MAX_MEDIA_PER_RECORD = 64  # as the webhook path: one odd message cannot hold the run for long
 
 
 class CapturedMediaFiles(contextlib.AbstractContextManager):
@@ -240,10 +239,7 @@ def _import_batch(
 def _import_message(
     message: ParsedMessage, importer: ItemImporter, media: _MediaCapture, sleep: Callable[[float], None],
 ) -> ImportResult:
-    # Only ids of Meta's form are fetched, as the webhook path does: the rest is archived as not captured.
-    media_ids = [media_id for a in message.record.get("attachments", [])
-                 if isinstance(media_id := a.get("mediaId"), str) and MEDIA_ID.fullmatch(media_id)]
-    media_ids = media_ids[:_MAX_MEDIA_PER_RECORD]
+    media_ids = capturable_media_ids(message.record)  # as the webhook path fetches them
     raw = serialise_item(message.record)
     attempt = 1
     while True:

@@ -25,7 +25,7 @@ from shared.domain.errors import PoisonReason
 from shared.domain.ledger import OutcomeEntry, PageEntry, Receipt, RecordOutcome, WindowInfo
 from shared.domain.phones import masked_number
 from shared.domain.records import record_key
-from shared.domain.tasks import MEDIA_ID, ItemTask, MediaCaptureTask, PoisonMessage, WebhookBodyTask
+from shared.domain.tasks import ItemTask, MediaCaptureTask, PoisonMessage, WebhookBodyTask, capturable_media_ids
 from shared.domain.whatsapp_cloud import BODY, StatusEvidence, WebhookBatch, WebhookProblem, parse_webhook
 from shared.domain.whatsapp_outbound import parse_outbound
 from shared.domain.window import Window
@@ -80,10 +80,7 @@ def split_webhook_body(
         item = ItemTask(
             window_id=window_id, record_key=message.key, record_ref=reference, message_id=message.message_id,
         )
-        # A media id of another form is not fetched (import archives the message saying so): one odd id
-        # must not hold back every message of its body.
-        media_ids = [media_id for a in message.record.get("attachments", [])
-                     if isinstance(media_id := a.get("mediaId"), str) and MEDIA_ID.fullmatch(media_id)][:64]
+        media_ids = capturable_media_ids(message.record)
         # Media first (its ids expire), then the record goes on to import: the capture task hands it on.
         work = MediaCaptureTask(item=item, media_ids=media_ids) if media_ids else item
         (media_queue if media_ids else items_queue).send(work.model_dump(mode="json"))
