@@ -288,9 +288,15 @@ class TranscriptStore(Protocol):
     """Daily transcript mode's state: records staged per chat and day, and the parts composed.
 
     Parts are the exactly-once unit: ``create_part`` succeeds once per (bucket, number); a part's
-    manifest is then only annotated (dropped records, sealed, completed)."""
+    manifest is then only annotated (dropped records, sealed, completed).
 
-    def stage(self, bucket: Bucket, record: StagedRecord) -> None: ...
+    A record staged by several windows (a re-list before its day is composed) is kept as one copy
+    per window: ``staged`` returns every copy (``merge_staged`` folds them) and ``unstage`` removes
+    only the copies of the windows named, so a copy staged meanwhile stays to be accounted."""
+
+    def stage(self, bucket: Bucket, record: StagedRecord) -> None:
+        """Keep the record's copy for each of its windows (the same window again replaces its own)."""
+        ...
 
     def staged_buckets(self) -> list[Bucket]:
         """Every bucket holding at least one staged record."""
@@ -298,7 +304,9 @@ class TranscriptStore(Protocol):
 
     def staged(self, bucket: Bucket) -> list[StagedRecord]: ...
 
-    def unstage(self, bucket: Bucket, record_keys: list[str]) -> None: ...
+    def unstage(self, bucket: Bucket, records: Iterable[StagedRecord]) -> None:
+        """Remove each record's copies staged by its ``window_ids``, and no other window's."""
+        ...
 
     def parts(self, bucket: Bucket) -> list[TranscriptPart]:
         """The bucket's parts, in number order."""
@@ -320,7 +328,10 @@ class TranscriptStore(Protocol):
 class ReportStore(Protocol):
     """Each window's admin report, as JSON and as CSV, kept for the retention setting."""
 
-    def save(self, window_id: str, report: dict[str, Any], csv_text: str) -> None: ...
+    def save(self, window_id: str, json_parts: Iterable[str], csv_parts: Iterable[str]) -> None:
+        """Store both forms, each given as pieces of text read once in order (a report of millions of
+        rows is never one string); each replaces its earlier copy only when whole."""
+        ...
 
     def load(self, window_id: str, fmt: str) -> bytes | None:
         """The stored report in ``fmt`` ("json" or "csv"), or None when there is none."""

@@ -22,9 +22,9 @@ class MemoryReports:
     def __init__(self) -> None:
         self.blobs: dict[str, bytes] = {}
 
-    def save(self, window_id, report, csv_text):
-        self.blobs[f"{window_id}.json"] = json.dumps(report).encode()
-        self.blobs[f"{window_id}.csv"] = csv_text.encode()
+    def save(self, window_id, json_parts, csv_parts):
+        self.blobs[f"{window_id}.json"] = "".join(json_parts).encode()
+        self.blobs[f"{window_id}.csv"] = "".join(csv_parts).encode()
 
     def load(self, window_id, fmt):
         return self.blobs.get(f"{window_id}.{fmt}")
@@ -109,7 +109,7 @@ def test_reports_are_stored_as_json_and_csv_and_deleted_after_the_retention():
     ledger, store = MemoryLedger(), MemoryReports()
     old = a_day_of_outcomes(ledger, HANDED_OFF - timedelta(days=100))
     recent = a_day_of_outcomes(ledger, HANDED_OFF)
-    store.save(old, {"stale": True}, "")  # written 100 days ago, when it was recent
+    store.save(old, [json.dumps({"stale": True})], [""])  # written 100 days ago, when it was recent
     published = publish_reports(ledger, store, HANDED_OFF + timedelta(hours=1), limit=14,
                                 retention=timedelta(days=90))
     assert published.written == (recent,) and published.purged == (old,)

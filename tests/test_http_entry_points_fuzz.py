@@ -123,7 +123,8 @@ def storage(recorder) -> Iterator[dict[str, str]]:
         # break status and report nor take a real window's place among the newest.
         for stray in ("windows/zzzz/window.json", "windows/zz%2fx/window.json", "windows/zz..x/window.json"):
             state.upload_blob(stray, b"{}")
-        BlobReportStore(service, STATE).save(STORED_ONLY_WINDOW, {"window_id": STORED_ONLY_WINDOW}, "window_id\r\n")
+        BlobReportStore(service, STATE).save(STORED_ONLY_WINDOW, [json.dumps({"window_id": STORED_ONLY_WINDOW})],
+                                             ["window_id\r\n"])
         sas = SharedAccessSignature(ACCOUNT_NAME, ACCOUNT_KEY).generate_account(
             Services(blob=True, queue=True), ResourceTypes(service=True, container=True, object=True),
             AccountSasPermissions(read=True, list=True, write=True, create=True, add=True, update=True,

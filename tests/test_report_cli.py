@@ -8,9 +8,11 @@ import io
 import json
 import threading
 
+import azure.functions as func
 import pytest
 
 import function_app
+from shared.functions import report as report_function
 from shared.cli.main import main
 from shared.composition import get_container, reset_container
 from shared.domain.window import isoformat_z
@@ -29,7 +31,8 @@ def _runner(local_app) -> HostRunner:
                       settings=local_app.env, workers=4)
 
 
-def test_report_shows_the_demo_windows_totals_and_failures_as_text_json_and_csv(local_app, tmp_path, capsys):
+def test_report_shows_the_demo_windows_totals_and_failures_as_text_json_and_csv(local_app, tmp_path, capsys,
+                                                                               monkeypatch):
     with _runner(local_app) as runner:
         runner.run_timer("schedule_archive_window")
         runner.drain(timeout=300)
@@ -86,6 +89,17 @@ def test_report_shows_the_demo_windows_totals_and_failures_as_text_json_and_csv(
     assert "attachment" in as_csv.headers["Content-Disposition"]
     assert missing.status_code == 404
     assert not_an_id.status_code == 400 and json.loads(not_an_id.get_body())["parameter"] == "window"
+
+    # A window with more rows than one HTTP response holds: its head over HTTP, the rows streamed elsewhere.
+    monkeypatch.setattr(report_function, "HTTP_REPORT_MAX_ROWS", len(report["rows"]) - 1)
+    call = report_function.archive_report.build().get_user_function()
+    head = call(func.HttpRequest("GET", "/api/report", params={"window": first.window_id}, body=b""))
+    body = json.loads(head.get_body())
+    assert head.status_code == 200 and body["totals"] == totals and body["rows"] == []
+    assert body["rows_omitted"] == len(report["rows"]) and "--csv" in body["rows_note"]
+    as_csv = call(func.HttpRequest("GET", "/api/report", params={"window": first.window_id, "format": "csv"},
+                                   body=b""))
+    assert as_csv.status_code == 413 and "shared.cli report" in json.loads(as_csv.get_body())["error"]
 
 
 def test_backfill_relists_a_past_range_follows_it_and_leaves_the_watermark(local_app, traffic, capsys):

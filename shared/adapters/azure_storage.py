@@ -14,7 +14,7 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -494,14 +494,14 @@ class BlobReportStore:
         self._container = ensured_container(service, container)
 
     @transient_storage_errors
-    def save(self, window_id: str, report: dict[str, Any], csv_text: str) -> None:
+    def save(self, window_id: str, json_parts: Iterable[str], csv_parts: Iterable[str]) -> None:
+        # An iterable body goes up in blocks (staged, then committed as a list): memory holds one
+        # block, and readers see the earlier copy until the new one is whole.
         container = self._container.get()
-        body = json.dumps(report, indent=1, ensure_ascii=False).encode("utf-8")
-        container.upload_blob(f"{self.PREFIX}{window_id}.json", body, overwrite=True,
+        container.upload_blob(f"{self.PREFIX}{window_id}.json", _utf8(json_parts), overwrite=True,
                               content_settings=ContentSettings(content_type="application/json; charset=utf-8"))
         # UTF-8 with a BOM: Excel opens it with the right encoding.
-        container.upload_blob(f"{self.PREFIX}{window_id}.csv", "\ufeff".encode() + csv_text.encode("utf-8"),
-                              overwrite=True,
+        container.upload_blob(f"{self.PREFIX}{window_id}.csv", _utf8(csv_parts, bom=True), overwrite=True,
                               content_settings=ContentSettings(content_type="text/csv; charset=utf-8"))
 
     @transient_storage_errors
@@ -524,6 +524,14 @@ class BlobReportStore:
                 self._container.get().delete_blob(f"{self.PREFIX}{window_id}.{fmt}")
             except ResourceNotFoundError:
                 pass
+
+
+def _utf8(parts: Iterable[str], *, bom: bool = False) -> Iterator[bytes]:
+    if bom:
+        yield "\ufeff".encode()
+    for part in parts:
+        if part:
+            yield part.encode("utf-8")
 
 
 class BlobMappingSource:

@@ -8,6 +8,7 @@ import io
 import json
 import sys
 import time
+from collections.abc import Iterable, Iterator
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -101,29 +102,80 @@ def _moment(value: str, *, end_of_day: bool = False) -> datetime:
 
 # --- report ---------------------------------------------------------------------------------------
 def _report(args: argparse.Namespace) -> int:
-    from shared.domain.report import report_csv
-    from shared.service.reports import latest_report, reports_since, window_report_by_id
+    from shared.service.reports import latest_window, windows_since
 
     container = _container()
+    ledger = container.ledger
     now = datetime.now(UTC)
     if args.window:
-        try:
-            reports = [window_report_by_id(container.ledger, args.window, now)]
-        except LookupError:
+        info = ledger.window(args.window)
+        if info is None:
             return _stored_report(container, args)
+        infos = [info]
     elif args.since:
-        reports = reports_since(container.ledger, args.since, now)
+        infos = windows_since(ledger, args.since)
     else:
-        latest = latest_report(container.ledger, now)
-        reports = [latest] if latest else []
-    if args.csv:
-        return _emit(args, report_csv(reports))
-    if args.json:
-        data: Any = [r.to_json() for r in reports] if args.since else (reports[0].to_json() if reports else None)
-        return _emit(args, json.dumps(data, indent=2, ensure_ascii=False) + "\n")
-    if not reports:
+        latest = latest_window(ledger)
+        infos = [latest] if latest else []
+    if args.csv or args.json:
+        # Streamed window by window: a window of millions of rows is never held whole.
+        return _emit_parts(args, _export_parts(ledger, infos, now, as_csv=args.csv, as_list=bool(args.since)))
+    if not infos:
         return _emit(args, "no windows" + (f" since {args.since.isoformat()}" if args.since else "") + "\n")
-    return _emit(args, _render([r.to_json() for r in reports]))
+    return _emit(args, _render([_terminal_view(ledger, info, now) for info in infos]))
+
+
+def _export_parts(ledger, infos, now: datetime, *, as_csv: bool, as_list: bool) -> Iterator[str]:
+    from shared.service.reports import stream_report
+
+    if not as_csv and not as_list:
+        if not infos:
+            yield "null\n"
+            return
+        with stream_report(ledger, infos[0], now) as report:
+            yield from report.json_chunks()
+        yield "\n"
+        return
+    if not as_csv:
+        yield "["
+    for number, info in enumerate(infos):
+        with stream_report(ledger, info, now) as report:
+            if as_csv:
+                yield from report.csv_chunks(header=number == 0)
+            else:
+                yield ("\n" if number == 0 else ",\n")
+                yield from report.json_chunks()
+    if as_csv and not infos:
+        yield from _csv_header()
+    if not as_csv:
+        yield "\n]\n" if infos else "]\n"
+
+
+def _csv_header() -> Iterator[str]:
+    from shared.domain.report import report_csv_chunks
+
+    return report_csv_chunks(())
+
+
+# The terminal shows a window's totals and its failures; more failures than this are counted, and
+# the rest are in the CSV.
+TERMINAL_FAILURES = 200
+
+
+def _terminal_view(ledger, info, now: datetime) -> dict[str, Any]:
+    from shared.domain.report import RowOutcome
+    from shared.service.reports import stream_report
+
+    shown = (RowOutcome.FAILED, RowOutcome.MAILBOX_UNAVAILABLE, RowOutcome.DELIVERY_FAILED)
+    with stream_report(ledger, info, now) as report:
+        failures, more = [], 0
+        for row in report.rows():
+            if row.outcome in shown:
+                if len(failures) < TERMINAL_FAILURES:
+                    failures.append(row.to_json())
+                else:
+                    more += 1
+        return {**report.head.to_json(), "rows": failures, "failures_not_shown": more}
 
 
 def _stored_report(container, args: argparse.Namespace) -> int:
@@ -139,11 +191,16 @@ def _stored_report(container, args: argparse.Namespace) -> int:
 
 
 def _emit(args: argparse.Namespace, text: str) -> int:
+    return _emit_parts(args, [text])
+
+
+def _emit_parts(args: argparse.Namespace, parts: Iterable[str]) -> int:
     if args.output:
-        args.output.write_text(text, encoding="utf-8", newline="")
+        with args.output.open("w", encoding="utf-8", newline="") as out:
+            out.writelines(parts)
         print(f"written to {args.output}", file=sys.stderr)
     else:
-        sys.stdout.write(text)
+        sys.stdout.writelines(parts)
     return 0
 
 
@@ -187,6 +244,8 @@ def _render(reports: list[dict[str, Any]]) -> str:
                 table.add_row(row["record_id"] or f"(key {row['record_key'][:16]})", row["source_user"] or "",
                               row["microsoft_365_user"] or "", row["reason"] or "", row["detail"] or "")
             console.print(table)
+        if data.get("failures_not_shown"):
+            console.print(f"  … and {data['failures_not_shown']} more failure(s): see --csv")
         console.print()
     return console.export_text()
 

@@ -16,13 +16,14 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Iterable, Sequence
+import json
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
-from shared.domain.ledger import RecordOutcome, WindowSummary
+from shared.domain.ledger import OutcomeEntry, Receipt, RecordOutcome, WindowSummary
 from shared.domain.records import record_key
 from shared.domain.window import isoformat_z
 
@@ -66,8 +67,36 @@ class ReportRow:
 
 
 @dataclass(frozen=True)
-class WindowReport:
+class ReportHead:
+    """Everything in a window's report but its rows: small whatever the window's size."""
+
     window: dict[str, Any]  # the window's id, capture range and hand-off time
+    generated_at: datetime
+    reconciled: bool
+    problems: tuple[str, ...]
+    totals: dict[str, Any]
+
+    @property
+    def window_id(self) -> str:
+        return self.window["window_id"]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "report_version": REPORT_VERSION,
+            **self.window,
+            "generated_at": isoformat_z(self.generated_at),
+            "reconciled": self.reconciled,
+            "problems": list(self.problems),
+            "totals": self.totals,
+        }
+
+
+@dataclass(frozen=True)
+class WindowReport:
+    """A report held whole in memory: for windows known to be small (the demo, tests, the CLI's
+    terminal view). Stored reports and exports stream (``shared/service/reports.py``)."""
+
+    window: dict[str, Any]
     generated_at: datetime
     reconciled: bool
     problems: tuple[str, ...]
@@ -78,65 +107,76 @@ class WindowReport:
     def window_id(self) -> str:
         return self.window["window_id"]
 
+    @property
+    def head(self) -> ReportHead:
+        return ReportHead(self.window, self.generated_at, self.reconciled, self.problems, self.totals)
+
     def failures(self) -> list[ReportRow]:
-        return [r for r in self.rows if r.outcome in (RowOutcome.FAILED, RowOutcome.MAILBOX_UNAVAILABLE)]
+        return [r for r in self.rows if r.outcome in FAILURE_OUTCOMES]
 
     def to_json(self) -> dict[str, Any]:
-        return {
-            "report_version": REPORT_VERSION,
-            **self.window,
-            "generated_at": isoformat_z(self.generated_at),
-            "reconciled": self.reconciled,
-            "problems": list(self.problems),
-            "totals": self.totals,
-            "rows": [row.to_json() for row in self.rows],
-        }
+        return {**self.head.to_json(), "rows": [row.to_json() for row in self.rows]}
 
 
-def window_report(summary: WindowSummary, *, problems: Sequence[str], generated_at: datetime) -> WindowReport:
-    window_id = summary.info.window_id
-    rows: list[ReportRow] = []
-    unavailable_pairs = 0
-    for key in sorted(summary.records, key=lambda k: (summary.records[k].at, k)):
-        entry = summary.records[key]
-        at = isoformat_z(entry.at)
-        common = {"window_id": window_id, "record_id": entry.message_id, "record_key": key,
-                  "source_user": entry.source_user, "at": at}
-        if entry.outcome is RecordOutcome.POISONED:
-            rows.append(ReportRow(**common, outcome=RowOutcome.FAILED, microsoft_365_user=None, mapping_rule=None,
-                                  reason=entry.reason or "unknown", detail=entry.detail))
-            continue
-        if entry.outcome is RecordOutcome.AWAITING_TRANSCRIPT:
-            rows.append(ReportRow(**common, outcome=RowOutcome.AWAITING_TRANSCRIPT, microsoft_365_user=None,
-                                  mapping_rule=None, reason=None, detail=None))
-            continue
-        for result in entry.mailboxes:
-            if result.outcome is RecordOutcome.SKIPPED_DUPLICATE:
-                outcome = RowOutcome.SKIPPED_DUPLICATE
-            else:
-                outcome = RowOutcome.PARTIALLY_IMPORTED if entry.partial else RowOutcome.IMPORTED
-            rows.append(ReportRow(**common, outcome=outcome, microsoft_365_user=result.mailbox,
-                                  mapping_rule=result.rule.value, reason=None,
-                                  detail="media never captured" if entry.partial else None))
-        for mailbox in entry.unavailable:
-            unavailable_pairs += 1
-            rows.append(ReportRow(**common, outcome=RowOutcome.MAILBOX_UNAVAILABLE, microsoft_365_user=mailbox,
-                                  mapping_rule=None, reason="mailbox_unavailable",
-                                  detail="mapped, but the mailbox could not take mail"))
-    for key in sorted(summary.pending_keys):
-        rows.append(ReportRow(window_id, None, key, RowOutcome.PENDING, None, None, None, None, None, None))
-    for receipt in summary.failed_receipts:
-        # The row joins the receipt to its message by wamid: the record key is the wamid's, whichever
-        # window (or day) archived the message; the mailboxes are named when this window did.
-        key = record_key(receipt.message_id)
-        archived = summary.records.get(key)
-        mailboxes = ", ".join(m.mailbox for m in archived.mailboxes) if archived else None
-        errors = "; ".join(receipt.errors) or "no error given"
-        rows.append(ReportRow(
-            window_id, receipt.message_id, key, RowOutcome.DELIVERY_FAILED, receipt.recipient, mailboxes or None,
-            None, "delivery_failed", f"WhatsApp could not deliver the message: {errors}"[:2000],
-            isoformat_z(receipt.at),
-        ))
+FAILURE_OUTCOMES = frozenset({RowOutcome.FAILED, RowOutcome.MAILBOX_UNAVAILABLE})
+
+
+def record_rows(window_id: str, key: str, entry: OutcomeEntry) -> list[ReportRow]:
+    """The rows of one record with an outcome: one per mailbox, or one for the whole record."""
+    common = {"window_id": window_id, "record_id": entry.message_id, "record_key": key,
+              "source_user": entry.source_user, "at": isoformat_z(entry.at)}
+    if entry.outcome is RecordOutcome.POISONED:
+        return [ReportRow(**common, outcome=RowOutcome.FAILED, microsoft_365_user=None, mapping_rule=None,
+                          reason=entry.reason or "unknown", detail=entry.detail)]
+    if entry.outcome is RecordOutcome.AWAITING_TRANSCRIPT:
+        return [ReportRow(**common, outcome=RowOutcome.AWAITING_TRANSCRIPT, microsoft_365_user=None,
+                          mapping_rule=None, reason=None, detail=None)]
+    rows = []
+    for result in entry.mailboxes:
+        if result.outcome is RecordOutcome.SKIPPED_DUPLICATE:
+            outcome = RowOutcome.SKIPPED_DUPLICATE
+        else:
+            outcome = RowOutcome.PARTIALLY_IMPORTED if entry.partial else RowOutcome.IMPORTED
+        rows.append(ReportRow(**common, outcome=outcome, microsoft_365_user=result.mailbox,
+                              mapping_rule=result.rule.value, reason=None,
+                              detail="media never captured" if entry.partial else None))
+    for mailbox in entry.unavailable:
+        rows.append(ReportRow(**common, outcome=RowOutcome.MAILBOX_UNAVAILABLE, microsoft_365_user=mailbox,
+                              mapping_rule=None, reason="mailbox_unavailable",
+                              detail="mapped, but the mailbox could not take mail"))
+    return rows
+
+
+def record_order(key: str, entry: OutcomeEntry) -> str:
+    """A text that sorts records as the report lists them: by outcome time, then key; pending
+    records (``pending_order``) after every record with an outcome."""
+    return "0|" + entry.at.astimezone(UTC).strftime("%Y%m%dT%H%M%S%f") + "|" + key
+
+
+def pending_order(key: str) -> str:
+    return "1|" + key
+
+
+def pending_row(window_id: str, key: str) -> ReportRow:
+    return ReportRow(window_id, None, key, RowOutcome.PENDING, None, None, None, None, None, None)
+
+
+def receipt_row(window_id: str, receipt: Receipt, archived: OutcomeEntry | None) -> ReportRow:
+    """A message the business sent that WhatsApp failed to deliver. The row joins the receipt to its
+    message by wamid: the record key is the wamid's, whichever window (or day) archived the message;
+    the mailboxes are named when this window did (``archived``)."""
+    mailboxes = ", ".join(m.mailbox for m in archived.mailboxes) if archived else None
+    errors = "; ".join(receipt.errors) or "no error given"
+    return ReportRow(
+        window_id, receipt.message_id, record_key(receipt.message_id), RowOutcome.DELIVERY_FAILED,
+        receipt.recipient, mailboxes or None, None, "delivery_failed",
+        f"WhatsApp could not deliver the message: {errors}"[:2000], isoformat_z(receipt.at),
+    )
+
+
+def report_head(
+    summary: WindowSummary, *, mailbox_unavailable: int, problems: Sequence[str], generated_at: datetime,
+) -> ReportHead:
     poisoned = dict(sorted(summary.poisoned.items()))
     totals = {
         "records_from_source": summary.listed,
@@ -146,17 +186,47 @@ def window_report(summary: WindowSummary, *, problems: Sequence[str], generated_
         "skipped_duplicates": summary.skipped_duplicates,
         "failed": sum(poisoned.values()),
         "failed_by_reason": poisoned,
-        "mailbox_unavailable": unavailable_pairs,
+        "mailbox_unavailable": mailbox_unavailable,
         "pending": summary.pending,
         "awaiting_transcript": summary.awaiting_transcript,
     }
     if summary.receipts:
         totals["delivery_receipts"] = dict(sorted(summary.receipts.items()))
         totals["delivery_failed"] = len(summary.failed_receipts)
-    return WindowReport(
+    return ReportHead(
         window=summary.info.to_json(), generated_at=generated_at, reconciled=summary.reconciled,
-        problems=tuple(problems), totals=totals, rows=tuple(rows),
+        problems=tuple(problems), totals=totals,
     )
+
+
+def window_report(summary: WindowSummary, *, problems: Sequence[str], generated_at: datetime) -> WindowReport:
+    """The report of a summary that holds its records (``records``, ``pending_keys``), in memory."""
+    window_id = summary.info.window_id
+    ordered = sorted(summary.records.items(), key=lambda item: record_order(*item))
+    rows = [row for key, entry in ordered for row in record_rows(window_id, key, entry)]
+    rows += [pending_row(window_id, key) for key in sorted(summary.pending_keys)]
+    rows += [receipt_row(window_id, receipt, summary.records.get(record_key(receipt.message_id)))
+             for receipt in summary.failed_receipts]
+    unavailable = sum(row.outcome is RowOutcome.MAILBOX_UNAVAILABLE for row in rows)
+    head = report_head(summary, mailbox_unavailable=unavailable, problems=problems, generated_at=generated_at)
+    return WindowReport(head.window, head.generated_at, head.reconciled, head.problems, head.totals, tuple(rows))
+
+
+def row_from_json(data: dict[str, Any]) -> ReportRow:
+    return ReportRow(**{**data, "outcome": RowOutcome(data["outcome"])})
+
+
+def report_json_chunks(head: ReportHead, rows: Iterable[ReportRow]) -> Iterator[str]:
+    """The report as JSON text, in pieces: the head as ``json.dumps(indent=1)`` writes it, then the
+    rows one a line, so a window of millions never has to be one string."""
+    opening = json.dumps(head.to_json(), indent=1, ensure_ascii=False)
+    yield opening[: -len("\n}")] + ',\n "rows": ['
+    separator = "\n  "
+    wrote = False
+    for row in rows:
+        yield separator + json.dumps(row.to_json(), ensure_ascii=False)
+        separator, wrote = ",\n  ", True
+    yield ("\n ]" if wrote else "]") + "\n}"
 
 
 # Spreadsheet programs run a cell that starts with one of these as a formula (CSV injection,
@@ -171,11 +241,27 @@ def _cell(value: Any) -> str:
 
 def report_csv(reports: Iterable[WindowReport]) -> str:
     """One row per record and mailbox, every window in one table (``window_id`` says which)."""
+    return "".join(report_csv_chunks(row for report in reports for row in report.rows))
+
+
+CSV_ROWS_PER_CHUNK = 1000
+
+
+def report_csv_chunks(rows: Iterable[ReportRow], *, header: bool = True) -> Iterator[str]:
+    """The CSV in pieces of up to ``CSV_ROWS_PER_CHUNK`` rows (the column names first)."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\r\n")
-    writer.writerow(CSV_COLUMNS)
-    for report in reports:
-        for row in report.rows:
-            data = row.to_json()
-            writer.writerow([_cell(data[column]) for column in CSV_COLUMNS])
-    return out.getvalue()
+    if header:
+        writer.writerow(CSV_COLUMNS)
+    waiting = 0
+    for row in rows:
+        data = row.to_json()
+        writer.writerow([_cell(data[column]) for column in CSV_COLUMNS])
+        waiting += 1
+        if waiting >= CSV_ROWS_PER_CHUNK:
+            yield out.getvalue()
+            out.seek(0)
+            out.truncate()
+            waiting = 0
+    if out.tell():
+        yield out.getvalue()
