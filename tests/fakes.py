@@ -224,12 +224,18 @@ class MemoryTranscriptStore:
     def __init__(self) -> None:
         from shared.domain.transcripts import Bucket, StagedRecord, TranscriptPart
 
-        self.staged_records: dict[Bucket, dict[str, StagedRecord]] = defaultdict(dict)
+        # One copy per (record key, window), as the blob store keeps them.
+        self.staged_records: dict[Bucket, dict[tuple[str, str], StagedRecord]] = defaultdict(dict)
         self.part_manifests: dict[tuple[Bucket, int], TranscriptPart] = {}
         self.transcribed: dict[str, str] = {}
 
     def stage(self, bucket, record) -> None:
-        self.staged_records[bucket][record.record_key] = record
+        from dataclasses import replace
+
+        for window in record.window_ids:
+            self.staged_records[bucket][(record.record_key, window)] = replace(
+                record, window_id=window, relisted_by=(),
+            )
 
     def staged_buckets(self):
         return sorted((b for b, records in self.staged_records.items() if records), key=lambda b: b.name)
@@ -237,9 +243,10 @@ class MemoryTranscriptStore:
     def staged(self, bucket):
         return list(self.staged_records[bucket].values())
 
-    def unstage(self, bucket, record_keys) -> None:
-        for key in record_keys:
-            self.staged_records[bucket].pop(key, None)
+    def unstage(self, bucket, records) -> None:
+        for record in records:
+            for window in record.window_ids:
+                self.staged_records[bucket].pop((record.record_key, window), None)
 
     def parts(self, bucket):
         return [p for (b, _), p in sorted(self.part_manifests.items(), key=lambda kv: kv[0][1]) if b == bucket]

@@ -5,6 +5,12 @@ A part is written down (its manifest) before anything reaches a mailbox, so a cr
 worker re-renders the same part, under the same item id, and the mailbox writer skips it. Records
 that arrive after a day's part was composed (captured late, replayed from poison) form the next
 part of that day; a record already in a part is never put in another.
+
+A record can be listed by several windows before its day is composed (a re-list, a retried run):
+each window stages its own copy, and the copies merge into one staged record that names every
+window. The transcript holds the record once; the first window to list it (in hand-off order)
+accounts it as the transcript's outcome, every later one as a skipped duplicate, as a later window
+of the non-transcript path finds the item in the mailbox already.
 """
 
 from __future__ import annotations
@@ -16,7 +22,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from shared.domain.ledger import MappingRule
+from shared.domain.ledger import MappingRule, handoff_order
 from shared.domain.records import ArchiveRecord, epoch_ms_to_datetime
 from shared.domain.window import Window
 
@@ -50,7 +56,12 @@ class StagedMailbox:
 @dataclass(frozen=True)
 class StagedRecord:
     """A record validated and mapped, waiting for its day's transcript. The record itself stays in
-    its claim-check blob; this says where, which window accounts for it, and where it goes."""
+    its claim-check blob; this says where, which windows account for it, and where it goes.
+
+    ``window_id`` is the first window that listed the record (it accounts for the transcript's
+    outcome); ``relisted_by`` the later windows that listed it before its day was composed (each
+    accounts for it as a skipped duplicate). A store keeps one copy per window; ``merge_staged``
+    folds them."""
 
     record_key: str
     record_ref: str
@@ -59,9 +70,15 @@ class StagedRecord:
     message_time: int  # epoch ms: orders the transcript
     mailboxes: tuple[StagedMailbox, ...]
     estimated_bytes: int  # of this record in a rendered transcript, for splitting parts
+    relisted_by: tuple[str, ...] = ()  # later windows, in hand-off order
+
+    @property
+    def window_ids(self) -> tuple[str, ...]:
+        """Every window that listed the record, the one accounting for the transcript first."""
+        return (self.window_id, *self.relisted_by)
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        data: dict[str, Any] = {
             "record_key": self.record_key,
             "record_ref": self.record_ref,
             "window_id": self.window_id,
@@ -70,6 +87,9 @@ class StagedRecord:
             "mailboxes": [{"address": m.address, "rule": m.rule.value} for m in self.mailboxes],
             "estimated_bytes": self.estimated_bytes,
         }
+        if self.relisted_by:  # a record listed once is stored as it always was
+            data["relisted_by"] = list(self.relisted_by)
+        return data
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> StagedRecord:
@@ -81,7 +101,34 @@ class StagedRecord:
             message_time=int(data["message_time"]),
             mailboxes=tuple(StagedMailbox(m["address"], MappingRule(m["rule"])) for m in data["mailboxes"]),
             estimated_bytes=int(data["estimated_bytes"]),
+            relisted_by=tuple(str(w) for w in data.get("relisted_by", ())),
         )
+
+
+def merge_staged(records: Iterable[StagedRecord]) -> list[StagedRecord]:
+    """One staged record per record key from the copies the windows that listed it staged.
+
+    The windows are ordered by hand-off: the first accounts for the transcript's outcome. The
+    mailboxes are the union of every copy's (a mapping may have changed between two listings),
+    each with the rule of the first window that mapped it."""
+    copies: dict[str, list[StagedRecord]] = {}
+    for record in records:
+        copies.setdefault(record.record_key, []).append(record)
+    merged = []
+    for group in copies.values():
+        if len(group) == 1:
+            merged.append(group[0])
+            continue
+        group.sort(key=lambda r: handoff_order(r.window_id))
+        windows = sorted({w for r in group for w in r.window_ids}, key=handoff_order)
+        mailboxes: dict[str, StagedMailbox] = {}
+        for record in group:
+            for mailbox in record.mailboxes:
+                mailboxes.setdefault(mailbox.address, mailbox)
+        merged.append(replace(
+            group[0], window_id=windows[0], relisted_by=tuple(windows[1:]), mailboxes=tuple(mailboxes.values()),
+        ))
+    return merged
 
 
 @dataclass(frozen=True)
@@ -179,8 +226,10 @@ def plan_parts(
     """New parts for the staged records no existing part holds, each under ``max_bytes``.
 
     Returns the new parts and the staged records that are already in a part (a re-listed day):
-    those are duplicates, never transcribed twice.
+    those are duplicates, never transcribed twice. Copies of one record staged by several windows
+    are merged first (``merge_staged``).
     """
+    staged = merge_staged(staged)
     in_parts = {r.record_key for part in existing for r in part.records}
     fresh = [r for r in order_records(staged) if r.record_key not in in_parts]
     repeats = [r for r in staged if r.record_key in in_parts]

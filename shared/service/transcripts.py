@@ -5,7 +5,9 @@ Flow. The items function validates, maps and size-checks a record as always, the
 transcript. After a window's hand-off the timer queues a ``TranscriptsDueTask``; once the window's
 records are all staged (or after a bounded wait) it queues one ``TranscriptTask`` per chat-day
 that is over. ``TranscriptComposer`` turns a chat-day's staged records into parts and each part
-into one item per mailbox, then accounts every record in the window that listed it.
+into one item per mailbox, then accounts every record in each window that listed it: the first
+(in hand-off order) with the transcript's outcome, any later one that listed it before the day was
+composed as a skipped duplicate, as it would find the item on the non-transcript path.
 
 Exactly once. A part's manifest is stored before anything is written and fixes its records; the
 item id is the part's, so a retry or a second worker re-renders the same item and the mailbox
@@ -237,7 +239,18 @@ class TranscriptComposer:
                 written_rules=[r.rule for r in results[record.record_key] if r.outcome is RecordOutcome.IMPORTED],
                 captured_at=entry.record.captured_at, archived_at=now,
             )
-        self._store.unstage(part.bucket, [r.record_key for r in part.records])
+            # Later windows that listed it too find it in the transcript: a skipped duplicate each.
+            skipped = tuple(
+                replace(r, outcome=RecordOutcome.SKIPPED_DUPLICATE) for r in results[record.record_key]
+            )
+            for window in record.relisted_by:
+                self._ledger.record_outcome(window, OutcomeEntry(
+                    record_key=record.record_key, message_id=record.message_id,
+                    outcome=RecordOutcome.SKIPPED_DUPLICATE, at=now, mailboxes=skipped, partial=partial,
+                    unavailable=tuple(unavailable[record.record_key]),
+                ))
+                telemetry.account_record(RecordOutcome.SKIPPED_DUPLICATE)
+        self._store.unstage(part.bucket, part.records)
         self._store.update_part(replace(part, completed=True))
         log.info(
             "transcript %s: %d record(s), written to %d mailbox(es)", part.item_id, len(part.kept), written,
@@ -313,36 +326,40 @@ class TranscriptComposer:
                 self._poison_record(record, PoisonReason(dropped.reason), dropped.detail)
 
     def _poison_record(self, record: StagedRecord, reason: PoisonReason, detail: str) -> None:
+        """Poisoned in every window that listed it, each with its own poison message to replay (a
+        record listed twice and poisoned on the non-transcript path is poisoned in both windows)."""
         now = self._clock()
-        self._poison.send(PoisonMessage(
-            reason=reason, detail=detail, window_id=record.window_id, record_key=record.record_key,
-            record_ref=record.record_ref, message_id=record.message_id, failed_at=now,
-        ).model_dump(mode="json"))
-        self._ledger.record_outcome(record.window_id, OutcomeEntry(
-            record_key=record.record_key, message_id=record.message_id, outcome=RecordOutcome.POISONED,
-            at=now, reason=reason.value, detail=detail,
-        ))
-        log.warning(
-            "record %s poisoned while composing its transcript: %s", record.record_key[:16], reason,
-            extra=telemetry.dimensions(
-                window_id=record.window_id, record_id=record.message_id, record_key=record.record_key,
-                outcome=RecordOutcome.POISONED, reason=reason,
-            ),
-        )
-        telemetry.account_record(RecordOutcome.POISONED, reason=reason)
+        for window in record.window_ids:
+            self._poison.send(PoisonMessage(
+                reason=reason, detail=detail, window_id=window, record_key=record.record_key,
+                record_ref=record.record_ref, message_id=record.message_id, failed_at=now,
+            ).model_dump(mode="json"))
+            self._ledger.record_outcome(window, OutcomeEntry(
+                record_key=record.record_key, message_id=record.message_id, outcome=RecordOutcome.POISONED,
+                at=now, reason=reason.value, detail=detail,
+            ))
+            log.warning(
+                "record %s poisoned while composing its transcript: %s", record.record_key[:16], reason,
+                extra=telemetry.dimensions(
+                    window_id=window, record_id=record.message_id, record_key=record.record_key,
+                    outcome=RecordOutcome.POISONED, reason=reason,
+                ),
+            )
+            telemetry.account_record(RecordOutcome.POISONED, reason=reason)
 
     def _account_repeats(self, bucket: Bucket, repeats: list[StagedRecord]) -> None:
         now = self._clock()
         for record in repeats:
-            telemetry.account_record(RecordOutcome.SKIPPED_DUPLICATE)
-            self._ledger.record_outcome(record.window_id, OutcomeEntry(
-                record_key=record.record_key, message_id=record.message_id,
-                outcome=RecordOutcome.SKIPPED_DUPLICATE, at=now,
-                mailboxes=tuple(
-                    MailboxResult(m.address, RecordOutcome.SKIPPED_DUPLICATE, m.rule) for m in record.mailboxes
-                ),
-            ))
-        self._store.unstage(bucket, [r.record_key for r in repeats])
+            for window in record.window_ids:
+                telemetry.account_record(RecordOutcome.SKIPPED_DUPLICATE)
+                self._ledger.record_outcome(window, OutcomeEntry(
+                    record_key=record.record_key, message_id=record.message_id,
+                    outcome=RecordOutcome.SKIPPED_DUPLICATE, at=now,
+                    mailboxes=tuple(
+                        MailboxResult(m.address, RecordOutcome.SKIPPED_DUPLICATE, m.rule) for m in record.mailboxes
+                    ),
+                ))
+        self._store.unstage(bucket, repeats)
 
 
 @dataclass(frozen=True)
