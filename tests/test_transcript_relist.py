@@ -213,3 +213,35 @@ def test_a_record_staged_by_an_earlier_release_is_read_merged_and_unstaged(azuri
     assert merged.window_ids == (W1, W2)
     store.unstage(bucket, [merged])
     assert store.staged(bucket) == [] and store.staged_buckets() == []
+
+
+def test_a_record_poisoned_out_of_its_part_and_replayed_is_transcribed_in_the_next_part():
+    """A record dropped from a part was never in its transcript: replayed (the media fixed), it goes
+    into the day's next part, never counted as a duplicate of a transcript that does not hold it."""
+    from shared.domain.tasks import PoisonMessage
+    from shared.service.processing import process_item_message
+    from tests.builders import attachment
+
+    bad = b"bad bytes"
+    rig = Rig(media={"bad": b"tampered"})
+    rig.source_records += [
+        chat_record("ok", DAY_START + timedelta(hours=1), textContent="hello"),
+        chat_record("corrupt", DAY_START + timedelta(hours=2), messageType="IMAGE",
+                    attachments=[attachment("bad", bad, inline=False)]),
+    ]
+    info = rig.run_window(datetime(2026, 11, 23, 2, 0, tzinfo=UTC), compose=False)
+    (bucket,) = rig.store.staged_buckets()
+    rig.composer().compose(bucket, attempt=3)
+    assert rig.summary(info).poisoned == {"attachment_corrupt": 1}
+
+    rig.media["bad"] = bad  # the source serves the right bytes now
+    (poisoned,) = [PoisonMessage.model_validate(m) for m in rig.poison.messages]
+    process_item_message(poisoned.item_task().model_dump_json(), dequeue_count=1, records=rig.records,
+                         importer=rig.importer, poison_queue=rig.poison, ledger=rig.ledger)
+    report = rig.composer().compose(bucket)
+
+    assert (report.parts_written, report.records_transcribed, report.records_skipped) == (1, 1, 0)
+    summary = rig.summary(info)
+    assert summary.reconciled and summary.poisoned == {} and summary.imported == summary.fanout == 4
+    assert [len(items) for items in rig.boxes.items.values()] == [2, 2]  # part 1 and part 2 of the day
+    assert not rig.store.staged_buckets()

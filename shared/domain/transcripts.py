@@ -4,7 +4,8 @@ The unit of exactly-once here is the *part*: a frozen list of records of one cha
 A part is written down (its manifest) before anything reaches a mailbox, so a crash or a second
 worker re-renders the same part, under the same item id, and the mailbox writer skips it. Records
 that arrive after a day's part was composed (captured late, replayed from poison) form the next
-part of that day; a record already in a part is never put in another.
+part of that day; a record in a part's transcript is never put in another (one dropped from a
+part, poisoned, is not in its transcript: replayed, it goes into the next part).
 
 A record can be listed by several windows before its day is composed (a re-list, a retried run):
 each window stages its own copy, and the copies merge into one staged record that names every
@@ -226,11 +227,12 @@ def plan_parts(
     """New parts for the staged records no existing part holds, each under ``max_bytes``.
 
     Returns the new parts and the staged records that are already in a part (a re-listed day):
-    those are duplicates, never transcribed twice. Copies of one record staged by several windows
-    are merged first (``merge_staged``).
+    those are duplicates, never transcribed twice. A record dropped from a part (poisoned) is not in
+    its transcript: staged again (replayed, re-listed) it goes into a new part. Copies of one record
+    staged by several windows are merged first (``merge_staged``).
     """
     staged = merge_staged(staged)
-    in_parts = {r.record_key for part in existing for r in part.records}
+    in_parts = {r.record_key for part in existing for r in part.kept}
     fresh = [r for r in order_records(staged) if r.record_key not in in_parts]
     repeats = [r for r in staged if r.record_key in in_parts]
     number = max((p.number for p in existing), default=0)

@@ -11,7 +11,8 @@ composed as a skipped duplicate, as it would find the item on the non-transcript
 
 Exactly once. A part's manifest is stored before anything is written and fixes its records; the
 item id is the part's, so a retry or a second worker re-renders the same item and the mailbox
-writer skips it. A record that is already in a part (a re-listed day) is a skipped duplicate.
+writer skips it. A record that is already in a part (a re-listed day) is a skipped duplicate; one
+dropped from its part (poisoned) and replayed goes into the day's next part.
 """
 
 from __future__ import annotations
@@ -164,9 +165,11 @@ class TranscriptComposer:
         totals = ComposeReport()
         while True:
             parts = self._store.parts(bucket)
-            for part in parts:
-                if not part.completed:
-                    totals = _add(totals, self._finish(part, attempt))
+            unfinished = [part for part in parts if not part.completed]
+            for part in unfinished:
+                totals = _add(totals, self._finish(part, attempt))
+            if unfinished:  # finishing may have dropped records: plan against what the parts hold now
+                parts = self._store.parts(bucket)
             staged = self._store.staged(bucket)
             budget = int(self._max_item_bytes * PART_FILL)
             new_parts, repeats = plan_parts(bucket, staged, parts, max_bytes=budget)
