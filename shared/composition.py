@@ -233,11 +233,26 @@ class Container:
             from shared.adapters.local_files import EmlMailbox
 
             return EmlMailbox(s.eml_mailbox_dir, s.archive_folder_name)
-        from shared.adapters.azure_deliveries import BlobDeliveryRecords
         from shared.service.delivery import OnceOnlyMailbox
 
         # The .eml writer is exactly-once by itself (atomic link); Graph needs delivery records.
-        return OnceOnlyMailbox(self.graph_mailbox, BlobDeliveryRecords(self._service_clients[0], s.state_container))
+        return OnceOnlyMailbox(self.graph_mailbox, self.delivery_records)
+
+    @_built_once
+    def delivery_records(self):
+        s = self.settings
+        if s.delivery_store == "blob":
+            from shared.adapters.azure_deliveries import BlobDeliveryRecords
+
+            return BlobDeliveryRecords(self._service_clients[0], s.state_container)
+        from shared.adapters.azure_tables import table_service
+        from shared.adapters.table_deliveries import TableDeliveryRecords
+
+        return TableDeliveryRecords(
+            table_service(s.storage_connection, s.storage_account_name, s.storage_client_id,
+                          s.storage_table_service_uri, s.storage_blob_service_uri),
+            s.delivery_table,
+        )
 
     @_built_once
     def graph_mailbox(self) -> MailboxWriter:

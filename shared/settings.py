@@ -75,6 +75,11 @@ class Settings(BaseSettings):
     # default until the table ledger has run the whole suite and the soak clean on a fresh machine.
     ledger_store: Literal["table", "blob"] = "blob"
     ledger_table: str = Field("archiveledger", pattern=r"^[A-Za-z][A-Za-z0-9]{2,62}$")
+    # Delivery records (one per mailbox and record, held while the item is written): blobs under a
+    # lease in the state container, or Azure Table storage (two table transactions per pair instead
+    # of about two blob writes; docs/scale.md). Blob stays the default; it changes with the ledger's.
+    delivery_store: Literal["table", "blob"] = "blob"
+    delivery_table: str = Field("archivedeliveries", pattern=r"^[A-Za-z][A-Za-z0-9]{2,62}$")
     records_container: str = "archive-records"
     state_container: str = "archive-state"
 

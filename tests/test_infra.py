@@ -1,7 +1,7 @@
 """The Bicep and Terraform templates deploy what the code uses, and only that.
 
 Every queue, container, table and app setting the code reads (derived from shared/settings.py: the
-queue constants, the container and ledger table defaults, ``Settings.model_fields`` with their
+queue constants, the container and table defaults, ``Settings.model_fields`` with their
 environment names) must be created or set by BOTH templates, and the templates may set nothing the
 code does not read except the Functions platform's own settings, listed below with the reason for
 each.
@@ -140,7 +140,7 @@ JUSTIFIED_BROAD_GRANTS = {
 DATA_CONTAINER_ROLE = "Storage Blob Data Contributor"  # the code: read, write, lease, append, list, delete
 HOST_CONTAINER_ROLE = "Storage Blob Data Owner"  # what the Functions docs name for identity-based AzureWebJobsStorage
 QUEUE_ROLE = "Storage Queue Data Contributor"  # triggers + host poison queues + the code's create/send/depth/replay
-TABLE_ROLE = "Storage Table Data Contributor"  # the ledger: create on first use, point reads, queries, transactions
+TABLE_ROLE = "Storage Table Data Contributor"  # ledger, deliveries: create on first use, reads, queries, transactions
 
 # App settings that are Key Vault references -> the secret each names (GRAPH_CERTIFICATE's is a
 # parameter). The WhatsApp ones and GRAPH_CERTIFICATE are optional: a reference, and the secret's
@@ -213,9 +213,14 @@ def code_containers() -> set[str]:
     return {Settings.model_fields["records_container"].default, Settings.model_fields["state_container"].default}
 
 
+def table_settings() -> dict[str, str]:
+    """Environment name -> field name of every table the code uses (``ledger_table``, ``delivery_table``)."""
+    return {env: name for env, name in code_settings().items() if name.endswith("_table")}
+
+
 def code_tables() -> set[str]:
-    # The default, not Settings().ledger_table: an environment variable must not change what is expected.
-    return {Settings.model_fields["ledger_table"].default}
+    # The defaults, not Settings(): an environment variable must not change what is expected.
+    return {Settings.model_fields[name].default for name in table_settings().values()}
 
 
 @dataclass
@@ -256,9 +261,10 @@ def consistency_problems(deployment: Deployment) -> list[str]:
         value = deployment.settings.get(setting)
         if setting in deployment.settings and value not in deployment.containers:
             problems.append(f"{name}: {setting}={value!r} names no container the template creates")
-    value = deployment.settings.get("LEDGER_TABLE")
-    if "LEDGER_TABLE" in deployment.settings and value not in deployment.tables:
-        problems.append(f"{name}: LEDGER_TABLE={value!r} names no table the template creates")
+    for setting in sorted(table_settings()):
+        value = deployment.settings.get(setting)
+        if setting in deployment.settings and value not in deployment.tables:
+            problems.append(f"{name}: {setting}={value!r} names no table the template creates")
     return problems
 
 
@@ -728,7 +734,8 @@ def test_the_exception_lists_name_real_settings():
     assert set(NOT_DEPLOYED) <= set(code_settings())
     assert not set(PLATFORM_SETTINGS) & set(code_settings())
     assert code_queues() >= {"listing", "items", "transcripts", "listing-poison", "items-poison", "transcripts-poison"}
-    assert len(code_tables()) == 1 and "LEDGER_TABLE" in code_settings()
+    assert code_tables() == {"archiveledger", "archivedeliveries"}
+    assert set(table_settings()) == {"LEDGER_TABLE", "DELIVERY_TABLE"}
 
 
 def test_bicep_creates_and_sets_exactly_what_the_code_uses(bicep_json):
@@ -899,10 +906,9 @@ def test_a_container_setting_pointing_nowhere_is_reported(terraform_json):
 def test_a_table_role_on_the_account_in_bicep_is_reported(bicep_json):
     changed = copy.deepcopy(bicep_json)
     _bicep_role_assignment(changed, "tableRoleAssignments")["scope"] = "storage"
-    (ledger,) = code_tables()
     grants = bicep_grants(changed)
-    assert ("identity", TABLE_ROLE, "storage-account") in grants and ("identity", TABLE_ROLE, f"table:{ledger}") \
-        not in grants
+    assert ("identity", TABLE_ROLE, "storage-account") in grants
+    assert not {("identity", TABLE_ROLE, f"table:{t}") for t in code_tables()} & grants
     assert grant_problems(grants) == [
         f"broad scope: {TABLE_ROLE} on storage-account for identity "
         "(grant it on the container, queue, table or secret it is for)",
@@ -925,7 +931,7 @@ def test_a_table_renamed_in_terraform_only_is_reported_exactly(bicep_json, terra
     for block in changed["locals"]:
         if "ledger_table_name" in block:
             block["ledger_table_name"] = '"archiveledgr"'
-    (ledger,) = code_tables()
+    ledger = Settings.model_fields["ledger_table"].default
     terraform = terraform_deployment(changed)
     # The table, its role and LEDGER_TABLE follow the local together: the code and Bicep notice.
     assert consistency_problems(terraform) == [
@@ -939,11 +945,12 @@ def test_a_table_renamed_in_terraform_only_is_reported_exactly(bicep_json, terra
     ]
 
 
-def test_a_ledger_table_setting_pointing_nowhere_is_reported(bicep_json):
+@pytest.mark.parametrize("setting", ["LEDGER_TABLE", "DELIVERY_TABLE"])
+def test_a_table_setting_pointing_nowhere_is_reported(bicep_json, setting):
     changed = copy.deepcopy(bicep_json)
-    changed["variables"]["appSettings"]["value"]["LEDGER_TABLE"] = "archiveledgr"
+    changed["variables"]["appSettings"]["value"][setting] = "archiveledgr"
     assert consistency_problems(bicep_deployment(changed)) == [
-        "bicep: LEDGER_TABLE='archiveledgr' names no table the template creates",
+        f"bicep: {setting}='archiveledgr' names no table the template creates",
     ]
 
 

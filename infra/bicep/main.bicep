@@ -215,6 +215,13 @@ param transcriptMaxWaitHours int = 6
 ])
 param ledgerStore string = 'blob'
 
+@description('DELIVERY_STORE: where the delivery records (one per mailbox and record, held while the item is written) are kept, table (the delivery table below; two table transactions per archived pair) or blob (blobs under a lease in the state container, as earlier versions kept them).')
+@allowed([
+  'table'
+  'blob'
+])
+param deliveryStore string = 'blob'
+
 @description('STATUS_RECENT_WINDOWS: windows shown by archive_status.')
 @minValue(1)
 @maxValue(366)
@@ -261,8 +268,11 @@ var containerNames = [
 // The window ledger (LEDGER_TABLE, default archiveledger in shared/settings.py). The code creates
 // it on first use if it is missing; it is created here so that its role can be scoped to it.
 var ledgerTableName = 'archiveledger'
+// The delivery records (DELIVERY_TABLE, default archivedeliveries in shared/settings.py), the same way.
+var deliveryTableName = 'archivedeliveries'
 var tableNames = [
   ledgerTableName
+  deliveryTableName
 ]
 
 // Built-in role definitions (the same GUID in every Azure cloud).
@@ -475,8 +485,9 @@ resource storageReaderRole 'Microsoft.Authorization/roleAssignments@2022-04-01' 
 // (Storage Table Data Reader only reads): the ledger creates its table on first use if it is
 // missing (Create Table is tables/write), reads records, counters and windows by point reads and
 // queries, and writes them with inserts, upserts and entity-group transactions that replace with an
-// ETag (entities/add, update and write). Scoped to the table, not the account: the identity can
-// read and write this table only, and no other table in the account, present or future.
+// ETag (entities/add, update and write); the delivery records the same way, with inserts, point
+// reads and merges that hold an ETag. Scoped to each table, not the account: the identity can read
+// and write these tables only, and no other table in the account, present or future.
 // Contributor also permits deleting entities and the table itself, which the code never does.
 resource tableRoleAssignments 'Microsoft.Authorization/roleAssignments@2022-04-01' = [for (name, i) in tableNames: {
   name: guid(tables[i].id, identity.id, storageTableDataContributor)
@@ -1095,6 +1106,8 @@ var appSettings = {
   STATE_CONTAINER: stateContainerName
   LEDGER_STORE: ledgerStore
   LEDGER_TABLE: ledgerTableName
+  DELIVERY_STORE: deliveryStore
+  DELIVERY_TABLE: deliveryTableName
   CUSTOM_MAPPING_ENABLED: customMappingEnabled ? 'true' : 'false'
   AUTO_MAPPING_ENABLED: autoMappingEnabled ? 'true' : 'false'
   DIRECTORY_PHONE_MAPPING_ENABLED: directoryPhoneMappingEnabled ? 'true' : 'false'

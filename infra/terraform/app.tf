@@ -40,6 +40,8 @@ locals {
     STATE_CONTAINER                 = local.state_container_name
     LEDGER_STORE                    = var.ledger_store
     LEDGER_TABLE                    = local.ledger_table_name
+    DELIVERY_STORE                  = var.delivery_store
+    DELIVERY_TABLE                  = local.delivery_table_name
     CUSTOM_MAPPING_ENABLED          = tostring(var.custom_mapping_enabled)
     AUTO_MAPPING_ENABLED            = tostring(var.auto_mapping_enabled)
     DIRECTORY_PHONE_MAPPING_ENABLED = tostring(var.directory_phone_mapping_enabled)

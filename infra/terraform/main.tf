@@ -36,8 +36,11 @@ locals {
   # The window ledger (LEDGER_TABLE, default archiveledger in shared/settings.py). The code creates
   # it on first use if it is missing; it is created here so that its role can be scoped to it.
   ledger_table_name = "archiveledger"
+  # The delivery records (DELIVERY_TABLE, default archivedeliveries in shared/settings.py), the same way.
+  delivery_table_name = "archivedeliveries"
   table_names = [
     local.ledger_table_name,
+    local.delivery_table_name,
   ]
 
   # The identity's data role on each container, assigned on that container only (the same table as
@@ -212,8 +215,9 @@ resource "azurerm_role_assignment" "storage_reader" {
 # (Storage Table Data Reader only reads): the ledger creates its table on first use if it is
 # missing (Create Table is tables/write), reads records, counters and windows by point reads and
 # queries, and writes them with inserts, upserts and entity-group transactions that replace with an
-# ETag (entities/add, update and write). Scoped to the table, not the account: the identity can
-# read and write this table only, and no other table in the account, present or future.
+# ETag (entities/add, update and write); the delivery records the same way, with inserts, point
+# reads and merges that hold an ETag. Scoped to each table, not the account: the identity can read
+# and write these tables only, and no other table in the account, present or future.
 # Contributor also permits deleting entities and the table itself, which the code never does.
 resource "azurerm_role_assignment" "table" {
   for_each             = toset(local.table_names)

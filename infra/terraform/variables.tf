@@ -341,6 +341,16 @@ variable "ledger_store" {
   }
 }
 
+variable "delivery_store" {
+  description = "DELIVERY_STORE: where the delivery records (one per mailbox and record, held while the item is written) are kept, table (the delivery table; two table transactions per archived pair) or blob (blobs under a lease in the state container, as earlier versions kept them)."
+  type        = string
+  default     = "blob"
+  validation {
+    condition     = contains(["table", "blob"], var.delivery_store)
+    error_message = "delivery_store: table or blob."
+  }
+}
+
 variable "status_recent_windows" {
   description = "STATUS_RECENT_WINDOWS: windows shown by archive_status."
   type        = number
