@@ -4,6 +4,7 @@ append and refuse exactly as the Azure adapters do, so service tests exercise re
 from __future__ import annotations
 
 import copy
+import hashlib
 import itertools
 from collections import defaultdict
 from collections.abc import Iterator
@@ -24,9 +25,13 @@ class MemoryRecordStore:
         self.blobs: dict[str, bytes] = {}
 
     def put(self, record_key: str, raw: bytes) -> str:
+        # As the blob store: written once; other bytes under the same key are kept beside the first.
         name = f"{record_key}.json"
-        self.blobs[name] = bytes(raw)
-        return name
+        if self.blobs.setdefault(name, bytes(raw)) == raw:
+            return name
+        variant = f"{record_key}.{hashlib.sha256(raw).hexdigest()[:16]}.json"
+        self.blobs.setdefault(variant, bytes(raw))
+        return variant
 
     def get(self, reference: str) -> bytes:
         try:

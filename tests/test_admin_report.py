@@ -63,7 +63,7 @@ def test_the_report_has_the_admin_logs_totals_and_a_row_per_record_and_mailbox()
     assert report.totals == {
         "records_from_source": 5, "records_after_fanout": 3, "imported": 2, "partially_imported": 1,
         "skipped_duplicates": 1, "failed": 2, "failed_by_reason": {"invalid_item": 1, "no_mapping": 1},
-        "mailbox_unavailable": 1, "pending": 1, "awaiting_transcript": 0,
+        "mailbox_unavailable": 1, "pending": 1, "awaiting_transcript": 0, "recaptured": 0,
     }
     assert not report.reconciled and report.problems == (
         "1 listed record(s) without an outcome (see the items queue and items-poison)",)

@@ -23,7 +23,9 @@ _STAMP = r"[0-9]{8}T[0-9]{6}Z"
 _WINDOW_ID = re.compile(rf"({_STAMP})-({_STAMP})\.([0-9]{{8}}T[0-9]{{6}})([0-9]{{3}})Z")
 # The SHA-256 of the record's id; for a record listed without an id, of its bytes, marked as such
 # (shared.service.listing).
-_RECORD_KEY = re.compile(r"(unidentified-)?[0-9a-f]{64}")
+# A re-capture (the same id sent again with other bytes) is a record of its own: the key of the id,
+# then the first 16 hex digits of the new bytes' SHA-256.
+_RECORD_KEY = re.compile(r"(unidentified-)?[0-9a-f]{64}(\.[0-9a-f]{16})?")
 # A record's claim check: ``<key>.json``, or ``<key>.<sha256 prefix>.json`` for a second version
 # of the same id (shared.adapters.azure_storage.BlobRecordStore).
 _RECORD_REF = re.compile(r"(unidentified-)?[0-9a-f]{64}(\.[0-9a-f]{16})?\.json")
@@ -87,7 +89,20 @@ def is_bucket(value: str) -> bool:
 
 def record_key(value: str, parameter: str = "record_key") -> str:
     """A record key: the SHA-256 of the record's id, in lower-case hex (``records.record_key``)."""
-    return _matching(_RECORD_KEY, value, parameter, "a record key ([unidentified-]<64 lower-case hex digits>)")
+    return _matching(_RECORD_KEY, value, parameter,
+                     "a record key ([unidentified-]<64 lower-case hex digits>[.<16 hex digits>])")
+
+
+def stored_record_key(reference: str) -> str:
+    """The key a stored record is listed and archived under: its id's key for the first bytes stored
+    under that id, ``<key>.<digest>`` for a re-capture (``BlobRecordStore`` names them so)."""
+    return record_ref(reference).removesuffix(".json")
+
+
+def recapture_of(key: str) -> str | None:
+    """For a re-capture's key, the key of the record it re-captures; None for a first capture."""
+    base, dot, _ = record_key(key).partition(".")
+    return base if dot else None
 
 
 def record_ref(value: str, parameter: str = "record_ref") -> str:

@@ -152,9 +152,11 @@ class OutcomeEntry:
     partial: bool = False  # archived, but some media was never captured
     unavailable: tuple[str, ...] = ()  # mapped mailboxes that could not take mail
     source_user: str | None = None  # the sender's phone number, masked (the admin report's "source user")
+    recapture_of: str | None = None  # a re-capture: the key of the record archived before under its id
 
     def to_json(self) -> dict[str, Any]:
         return {
+            **({"recapture_of": self.recapture_of} if self.recapture_of else {}),
             "record_key": self.record_key,
             "message_id": self.message_id,
             "outcome": self.outcome.value,
@@ -185,6 +187,7 @@ class OutcomeEntry:
             partial=bool(data.get("partial", False)),
             unavailable=tuple(data.get("unavailable", ())),
             source_user=data.get("source_user"),
+            recapture_of=data.get("recapture_of"),
         )
 
 
@@ -200,6 +203,7 @@ class WindowSummary:
     pending: int
     slices_listed: int
     awaiting_transcript: int = 0
+    recaptured: int = 0  # archived records that re-capture one archived before under the same id
     records: dict[str, OutcomeEntry] = field(default_factory=dict, repr=False)
     pending_keys: tuple[str, ...] = field(default=(), repr=False)  # listed, without an outcome yet
     receipts: dict[str, int] = field(default_factory=dict)  # delivery receipts by status, each once
@@ -234,6 +238,7 @@ class WindowSummary:
             "slices_listed": self.slices_listed,
             "listing_complete": self.listing_complete,
             "reconciled": self.reconciled,
+            **({"recaptured": self.recaptured} if self.recaptured else {}),
             # Only a push source has receipts; a TeleMessage window's summary reads as it always did.
             **({"receipts": dict(sorted(self.receipts.items()))} if self.receipts else {}),
         }
@@ -285,6 +290,9 @@ def merge_outcomes(a: OutcomeEntry, b: OutcomeEntry) -> OutcomeEntry:
         partial=a.partial or b.partial,
         unavailable=tuple(sorted(set(a.unavailable) | set(b.unavailable))),
         source_user=a.source_user or b.source_user,
+        # A re-capture's note (the fields that differ) is what an archived entry's detail holds.
+        detail=a.detail or b.detail,
+        recapture_of=a.recapture_of or b.recapture_of,
     )
 
 
@@ -299,7 +307,7 @@ def summarize(info: WindowInfo, pages: Iterable[PageEntry], outcomes: Iterable[O
         for receipt in page.receipts:
             receipts.setdefault(receipt.key, receipt)
     folded = fold_outcomes(outcomes)
-    fanout = imported = skipped = partial = awaiting = 0
+    fanout = imported = skipped = partial = awaiting = recaptured = 0
     poisoned: Counter[str] = Counter()
     daily: dict[str, Counter[str]] = {}
     for key in listed_keys:
@@ -320,6 +328,7 @@ def summarize(info: WindowInfo, pages: Iterable[PageEntry], outcomes: Iterable[O
         imported += pairs_imported
         skipped += pairs_skipped
         partial += entry.partial
+        recaptured += entry.recapture_of is not None
         day.update(records=1, imported=pairs_imported, skipped_duplicates=pairs_skipped)
     pending_keys = tuple(sorted(key for key in listed_keys if key not in folded))
     return WindowSummary(
@@ -333,6 +342,7 @@ def summarize(info: WindowInfo, pages: Iterable[PageEntry], outcomes: Iterable[O
         pending=len(pending_keys),
         slices_listed=len(finished_slices),
         awaiting_transcript=awaiting,
+        recaptured=recaptured,
         records={key: entry for key, entry in folded.items() if key in listed_keys},
         pending_keys=pending_keys,
         receipts=dict(Counter(receipt.status for receipt in receipts.values())),

@@ -107,8 +107,10 @@ class RenderedAttachment:
 
 @dataclass(frozen=True)
 class RenderedItem:
-    record_id: str  # TeleMessage messageId, exactly as received
-    record_key: str  # sha256 of record_id: storage- and header-safe
+    # The source's message id, exactly as received; a re-capture's is ``<id>#<16 hex digits>`` so the
+    # mailbox finds each version by its own id.
+    record_id: str
+    record_key: str  # sha256 of the message id (``.<digest>`` for a re-capture): storage- and header-safe
     subject: str  # single line, no control characters
     sender: MailAddress
     recipients: tuple[MailAddress, ...]

@@ -18,6 +18,7 @@ from collections.abc import Mapping
 from decimal import Decimal
 
 from shared.domain.phones import normalize_participant_phone
+from shared.domain.recapture import Recapture
 from shared.domain.records import (
     ArchiveRecord,
     Attachment,
@@ -75,22 +76,27 @@ def render(
     *,
     default_region: str | None = None,
     replied_text: str | None = None,
+    recapture: Recapture | None = None,
 ) -> RenderedItem:
     """Render ``record``; ``media`` maps attachment ids to their verified payloads (or bytes);
     None or absent: the media was never captured. ``replied_text``: the text of the record this one
-    answers, when it is known."""
+    answers, when it is known. ``recapture``: the record is a later version of one archived before
+    under the same id; the item takes the re-capture's own key and says so."""
     sender = participant_address(record.sender, default_region)
     recipients = tuple(participant_address(p, default_region) for p in record.recipients)
     attachments = rendered_attachments(record, media)
     chat = chat_label(record, recipients)
     subject = _subject(record, sender, chat)
     facts = _facts(record, sender, recipients, chat)
+    if recapture is not None:
+        facts.append(("Re-capture", recapture.note[0].upper() + recapture.note[1:]))
     content = content_lines(record, replied_text)
     sent_at = record.sent_at
-    key = record_key(record.message_id)
+    key = recapture.key if recapture is not None else record_key(record.message_id)
     topic = single_line(f"WhatsApp: {chat}")
     return RenderedItem(
-        record_id=record.message_id,
+        # The id the mailbox finds the item by: a re-capture's must not find the earlier item.
+        record_id=record.message_id if recapture is None else f"{record.message_id}#{recapture.key[-16:]}",
         record_key=key,
         subject=subject,
         sender=sender,
@@ -109,6 +115,7 @@ def render(
             ("X-Archive-Event", record.event),
             ("X-Archive-Message-Type", record.message_type),
             ("X-Archive-Captured-Time", isoformat_z(record.captured_at)),
+            *((("X-Archive-Recapture-Of", recapture.of),) if recapture is not None else ()),
         ),
     )
 

@@ -41,6 +41,9 @@ class RowOutcome(StrEnum):
     # A message the business sent that WhatsApp could not deliver (a failed receipt): the archive
     # holds the message, but the firm should know it never reached the customer.
     DELIVERY_FAILED = "delivery_failed"
+    # Imported, as a re-capture: the source sent other bytes under an id archived before; the row's
+    # detail names the fields that differ. Counted in ``imported`` and apart, in ``recaptured``.
+    RECAPTURED = "recaptured"
 
 
 CSV_COLUMNS = (
@@ -135,11 +138,14 @@ def record_rows(window_id: str, key: str, entry: OutcomeEntry) -> list[ReportRow
     for result in entry.mailboxes:
         if result.outcome is RecordOutcome.SKIPPED_DUPLICATE:
             outcome = RowOutcome.SKIPPED_DUPLICATE
+        elif entry.recapture_of is not None:
+            outcome = RowOutcome.RECAPTURED
         else:
             outcome = RowOutcome.PARTIALLY_IMPORTED if entry.partial else RowOutcome.IMPORTED
+        details = [*(("media never captured",) if entry.partial else ()),
+                   *((entry.detail or "re-capture",) if entry.recapture_of is not None else ())]
         rows.append(ReportRow(**common, outcome=outcome, microsoft_365_user=result.mailbox,
-                              mapping_rule=result.rule.value, reason=None,
-                              detail="media never captured" if entry.partial else None))
+                              mapping_rule=result.rule.value, reason=None, detail="; ".join(details) or None))
     for mailbox in entry.unavailable:
         rows.append(ReportRow(**common, outcome=RowOutcome.MAILBOX_UNAVAILABLE, microsoft_365_user=mailbox,
                               mapping_rule=None, reason="mailbox_unavailable",
@@ -189,6 +195,8 @@ def report_head(
         "mailbox_unavailable": mailbox_unavailable,
         "pending": summary.pending,
         "awaiting_transcript": summary.awaiting_transcript,
+        # Records archived as re-captures (imported, counted in ``imported`` by their pairs too).
+        "recaptured": summary.recaptured,
     }
     if summary.receipts:
         totals["delivery_receipts"] = dict(sorted(summary.receipts.items()))

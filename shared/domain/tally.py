@@ -56,6 +56,7 @@ class Tally:
     skipped_duplicates: int = 0
     partially_imported: int = 0
     awaiting_transcript: int = 0
+    recaptured: int = 0
     poisoned: Mapping[str, int] = field(default_factory=dict)
     # Per UTC day of the outcome (ISO date): records, imported, skipped_duplicates, poisoned — the
     # status page's daily volume, kept like every other count.
@@ -84,6 +85,7 @@ class Tally:
             skipped_duplicates=self.skipped_duplicates + sign * other.skipped_duplicates,
             partially_imported=self.partially_imported + sign * other.partially_imported,
             awaiting_transcript=self.awaiting_transcript + sign * other.awaiting_transcript,
+            recaptured=self.recaptured + sign * other.recaptured,
             poisoned={reason: count for reason, count in sorted(poisoned.items()) if count},
             days=_combine_days(self.days, other.days, sign),
         )
@@ -96,7 +98,8 @@ class Tally:
         return {
             "listed": self.listed, "pending": self.pending, "fanout": self.fanout, "imported": self.imported,
             "skipped_duplicates": self.skipped_duplicates, "partially_imported": self.partially_imported,
-            "awaiting_transcript": self.awaiting_transcript, "poisoned": dict(sorted(self.poisoned.items())),
+            "awaiting_transcript": self.awaiting_transcript, "recaptured": self.recaptured,
+            "poisoned": dict(sorted(self.poisoned.items())),
             "days": {day: dict(counts) for day, counts in sorted(self.days.items())},
         }
 
@@ -108,6 +111,7 @@ class Tally:
             skipped_duplicates=int(data.get("skipped_duplicates", 0)),
             partially_imported=int(data.get("partially_imported", 0)),
             awaiting_transcript=int(data.get("awaiting_transcript", 0)),
+            recaptured=int(data.get("recaptured", 0)),
             poisoned={str(k): int(v) for k, v in sorted(dict(data.get("poisoned", {})).items()) if int(v)},
             days={str(day): {str(k): int(v) for k, v in counts.items()}
                   for day, counts in sorted(dict(data.get("days", {})).items())},
@@ -131,7 +135,7 @@ def contribution(state: RecordState) -> Tally:
     skipped = sum(m.outcome is RecordOutcome.SKIPPED_DUPLICATE for m in entry.mailboxes)
     return Tally(
         listed=1, fanout=len(entry.mailboxes), imported=imported, skipped_duplicates=skipped,
-        partially_imported=int(entry.partial),
+        partially_imported=int(entry.partial), recaptured=int(entry.recapture_of is not None),
         days={day: {"records": 1, "imported": imported, "skipped_duplicates": skipped}},
     )
 
@@ -160,7 +164,7 @@ def summary_from_tally(info: WindowInfo, tally: Tally, *, slices_listed: int,
         info=info, listed=tally.listed, fanout=tally.fanout, imported=tally.imported,
         skipped_duplicates=tally.skipped_duplicates, partially_imported=tally.partially_imported,
         poisoned=dict(tally.poisoned), pending=tally.pending, slices_listed=slices_listed,
-        awaiting_transcript=tally.awaiting_transcript, receipts=dict(receipts or {}),
+        awaiting_transcript=tally.awaiting_transcript, recaptured=tally.recaptured, receipts=dict(receipts or {}),
         daily={day: dict(counts) for day, counts in tally.days.items()},
     )
 

@@ -18,8 +18,10 @@ from typing import TYPE_CHECKING
 from pydantic import ValidationError
 
 from shared.domain.errors import MailboxUnavailable, PermanentError, PoisonReason
+from shared.domain.identifiers import recapture_of
 from shared.domain.ledger import MailboxResult, RecordOutcome
 from shared.domain.phones import masked_number
+from shared.domain.recapture import Recapture, recapture
 from shared.domain.records import ArchiveRecord, record_key
 from shared.domain.rendered import RenderedItem, base64_mime_size
 from shared.domain.rendering import render
@@ -38,6 +40,9 @@ class RecordOrigin:
 
     window_id: str
     record_ref: str
+    # The key the record was listed under: a re-capture's own (``<key>.<digest>``) when the source
+    # sent other bytes under an id stored before (shared.domain.recapture).
+    record_key: str | None = None
 
 
 @dataclass(frozen=True)
@@ -54,6 +59,7 @@ class ImportResult:
     unavailable: tuple[str, ...] = ()
     source_user: str | None = None  # the sender's number, masked, for the admin report
     captured_at: datetime | None = None  # when TeleMessage captured the record (telemetry: latency)
+    recapture_of: str | None = None  # the key of the record this one re-captures
 
     @classmethod
     def poisoned(cls, message_id: str | None, error: PermanentError) -> ImportResult:
@@ -94,7 +100,8 @@ class ItemImporter:
         except PermanentError as error:
             return ImportResult.poisoned(None, error)
         try:
-            result = self.import_record(record, attempt=attempt, origin=origin)
+            again = self._recapture(raw, origin)
+            result = self.import_record(record, attempt=attempt, origin=origin, recapture=again)
         except PermanentError as error:
             result = ImportResult.poisoned(record.message_id, error)
         return replace(
@@ -103,13 +110,16 @@ class ItemImporter:
 
     def import_record(
         self, record: ArchiveRecord, *, attempt: int = 1, origin: RecordOrigin | None = None,
+        recapture: Recapture | None = None,
     ) -> ImportResult:
-        key = record_key(record.message_id)
+        key = recapture.key if recapture is not None else record_key(record.message_id)
         mapped = self._mapper.map_record(record)
         if not mapped:
             raise PermanentError(PoisonReason.NO_MAPPING, "no participant maps to a mailbox that exists")
         self._precheck_size(record)
-        if self._transcripts is not None:
+        # A re-capture is archived as an item of its own even in transcript mode: the day's
+        # transcript holds the version first captured, and the change must stand out.
+        if self._transcripts is not None and recapture is None:
             if origin is None:
                 raise ValueError("daily transcript mode imports records from the items queue only")
             return self._transcripts.stage(record, mapped, origin)
@@ -120,7 +130,8 @@ class ItemImporter:
             corrupt_after_attempts=self._corrupt_after_attempts, spool_dir=self._spool_dir,
         ) as spool:
             media = {a.attachment_id: spool.payload(a) for a in record.attachments}
-            item = render(record, media, default_region=self._region, replied_text=self._replied_text(record))
+            item = render(record, media, default_region=self._region, replied_text=self._replied_text(record),
+                          recapture=recapture)
             size = item.mime_size()
             if size > self._max_item_bytes:
                 raise PermanentError(
@@ -137,7 +148,22 @@ class ItemImporter:
             partial=item.partially_imported,
             size_bytes=size,
             unavailable=tuple(unavailable),
+            detail=recapture.note if recapture is not None else None,
+            recapture_of=recapture.of if recapture is not None else None,
         )
+
+    def _recapture(self, raw: bytes | str, origin: RecordOrigin | None) -> Recapture | None:
+        """What a re-capture changes, read against the version stored first under the same id."""
+        if origin is None or origin.record_key is None or recapture_of(origin.record_key) is None:
+            return None
+        after = raw.encode("utf-8") if isinstance(raw, str) else raw
+        before = None
+        if self._records is not None:
+            try:
+                before = self._records.get(f"{recapture_of(origin.record_key)}.json")
+            except RecordMissing:
+                before = None  # said on the item: the earlier version could not be read
+        return recapture(origin.record_key, before, after)
 
     def _write_everywhere(
         self, key: str, mapped: list[MappedMailbox], item: RenderedItem,

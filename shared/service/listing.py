@@ -12,6 +12,7 @@ from typing import Any
 
 from shared import telemetry
 from shared.domain.errors import PoisonReason
+from shared.domain.identifiers import stored_record_key
 from shared.domain.ledger import PageEntry
 from shared.domain.records import record_key
 from shared.domain.tasks import ItemTask, ListingTask, PoisonMessage
@@ -57,6 +58,9 @@ def list_slice_page(
             message_id = _message_id(raw)
             key = record_key(message_id) if message_id else "unidentified-" + hashlib.sha256(body).hexdigest()
             reference = records.put(key, body)
+            # Other bytes under an id stored before: a re-capture, listed and archived as a record
+            # of its own (shared.domain.recapture), never skipped as the earlier one's duplicate.
+            key = stored_record_key(reference)
             items_queue.send(ItemTask(
                 window_id=task.window_id, record_key=key, record_ref=reference, message_id=message_id,
             ).model_dump(mode="json"))

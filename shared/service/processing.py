@@ -86,7 +86,7 @@ def _process(
     else:
         try:
             result = importer.import_raw(
-                raw, attempt=dequeue_count, origin=RecordOrigin(task.window_id, task.record_ref),
+                raw, attempt=dequeue_count, origin=RecordOrigin(task.window_id, task.record_ref, task.record_key),
             )
         except TransientError as error:
             delay = defer_on_retry_after(error, task, retry_queue)
@@ -123,7 +123,7 @@ def _process(
     ledger.record_outcome(task.window_id, OutcomeEntry(
         record_key=task.record_key, message_id=task.message_id, outcome=result.outcome, at=now,
         mailboxes=result.mailboxes, reason=result.reason, detail=result.detail, partial=result.partial,
-        unavailable=result.unavailable, source_user=result.source_user,
+        unavailable=result.unavailable, source_user=result.source_user, recapture_of=result.recapture_of,
     ))
     telemetry.account_record(
         result.outcome, reason=result.reason, partial=result.partial,
