@@ -5,6 +5,9 @@
 #             see python -m bench.soak --help)
 # make bench  install everything, then measure every figure of docs/benchmarks.md beside its budget
 #             (a few minutes; options: make bench BENCH_ARGS="--only a,c" or "--json", see python -m bench --help)
+# make scale  install everything, then measure the connector at a bank's volume (issue 16): storage operations
+#             and dollars per archived pair, CPU per record, peak memory over a big window, Azure's limits
+#             (a few minutes; options: make scale SCALE_ARGS="--quick" or "--json", see python -m bench.scale --help)
 # make lint   ruff
 # make audit  known vulnerabilities in every pinned requirements file and what they pull in (scripts/pip-audit;
 #             accepted ones, each with its reason and review date, in .ci/pip-audit-exceptions.toml)
@@ -12,7 +15,7 @@
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: demo test soak bench lint audit install clean
+.PHONY: demo test soak bench scale lint audit install clean
 
 demo: install
 	$(PY) -m shared.cli demo
@@ -25,6 +28,9 @@ soak: install
 
 bench: install
 	$(PY) -m bench $(BENCH_ARGS)
+
+scale: install
+	$(PY) -m bench.scale $(SCALE_ARGS)
 
 lint: install
 	$(PY) -m ruff check .

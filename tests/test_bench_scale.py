@@ -1,0 +1,108 @@
+"""``python -m bench.scale`` still runs and emits every figure of its contract (issue 16, item 7).
+
+A small run (``--quick --json``) in a fresh process, as ``make scale`` runs the real one. No timing
+is asserted (a shared machine makes them noise); what is: every field is there with a value in its
+range, the counts that do not depend on the load (a claim check written and an item message put for
+every record; the ledger's transactions within Azure's limits), the dollars add up, and the request
+classifier bills as azure-costs.md says.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bench.scale_counting import classify
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+KINDS = ("blob_write", "blob_read", "blob_other", "queue", "table")
+LIMITS = (
+    "table_partition_entities_per_second", "table_account_transactions_per_second", "account_requests_per_second",
+    "queue_messages_per_second", "table_batch_operations", "table_entity_bytes", "table_property_bytes",
+    "table_entity_properties", "queue_message_bytes", "appends_per_append_blob",
+)
+
+
+@pytest.fixture(scope="module")
+def quick_run() -> dict:
+    completed = subprocess.run(
+        [sys.executable, "-m", "bench.scale", "--quick", "--json"],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=300,
+    )
+    assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]
+    return json.loads(completed.stdout)
+
+
+@pytest.mark.integration
+def test_every_field_of_the_contract_is_measured(quick_run):
+    for name in ("outcomes_per_window", "limits", "peak_rss_mib", "storage_ops_per_pair",
+                 "usd_per_million_pairs", "cpu_ms_per_record"):
+        assert quick_run.get(name) is not None, name
+    assert quick_run["missing"] == [] and quick_run["errors"] == {}
+    window = quick_run["outcomes_per_window"]
+    assert 1_000 <= window["written"] <= window["stands_for"] and window["write_rate_per_second"] > 0
+    assert set(quick_run["peak_rss_mib"]) == {"status", "report", "timer"}
+    assert all(0 <= mib < 1024 for mib in quick_run["peak_rss_mib"].values())
+    assert 0 < quick_run["cpu_ms_per_record"] < 10_000
+
+
+@pytest.mark.integration
+def test_the_operations_per_pair_are_counted_by_kind(quick_run):
+    ops = quick_run["storage_ops_per_pair"]
+    assert set(ops) == set(KINDS) and all(isinstance(v, int | float) and v >= 0 for v in ops.values())
+    # Every record has its claim check written and read, its item message put, received and deleted,
+    # and its outcome in the table ledger: none of these can be zero.
+    assert ops["blob_write"] >= 0.9 and ops["blob_read"] >= 0.9 and ops["queue"] >= 0.9 and ops["table"] >= 1
+    detail = quick_run["storage_ops_per_pair_detail"]
+    assert detail["reconciled"] and detail["archived_pairs"] > 0
+    assert quick_run["billable_writes_per_pair"] >= ops["blob_write"]
+
+
+@pytest.mark.integration
+def test_the_dollars_add_up(quick_run):
+    cost = quick_run["usd_per_million_pairs"]
+    parts = sum(cost["storage"].values()) + sum(cost["functions"].values())
+    assert cost["total"] > 0 and math.isclose(cost["total"], parts, abs_tol=0.02)
+    # A blob write is $5 per million per pair: the claim checks alone cost that much.
+    assert cost["storage"]["blob_write"] >= 4.5
+
+
+@pytest.mark.integration
+def test_the_limits_are_the_ledgers_and_within_azures(quick_run):
+    limits = quick_run["limits"]
+    assert set(limits) == set(LIMITS)
+    for name, figure in limits.items():
+        assert isinstance(figure["used"], int) and figure["used"] >= 0 and figure["limit"] > 0, name
+    # The adapter's shapes, whatever the load: a transaction of at most 90 records and their counter,
+    # string properties cut at 30,000 characters, no append blob on the table ledger.
+    assert limits["table_batch_operations"]["used"] == 91
+    assert 30_000 * 2 <= limits["table_property_bytes"]["used"] <= 65_536
+    assert limits["table_entity_bytes"]["used"] < limits["table_entity_bytes"]["limit"]
+    assert limits["appends_per_append_blob"]["used"] == 0
+    assert quick_run["shapes"]["same_shape"]
+
+
+def test_requests_are_billed_as_azure_bills_them():
+    def kind(service: str, method: str, path: str, **query: str) -> str:
+        return classify(service, method, path, query, {})
+
+    assert kind("blob", "PUT", "/devstoreaccount1/c/b") == "blob_write"  # Put Blob
+    assert kind("blob", "PUT", "/devstoreaccount1/c/b", comp="appendblock") == "blob_write"
+    assert kind("blob", "PUT", "/devstoreaccount1/c/b", comp="block", blockid="x") == "blob_write"
+    assert kind("blob", "GET", "/devstoreaccount1/c/b") == "blob_read"
+    assert kind("blob", "PUT", "/devstoreaccount1/c/b", comp="lease") == "blob_other"
+    assert kind("blob", "HEAD", "/devstoreaccount1/c/b") == "blob_other"
+    assert kind("blob", "PUT", "/devstoreaccount1/c", restype="container") == "blob_list"
+    assert kind("blob", "GET", "/devstoreaccount1/c", restype="container", comp="list") == "blob_list"
+    assert kind("blob", "DELETE", "/devstoreaccount1/c/b") == "blob_free"
+    assert kind("queue", "POST", "/devstoreaccount1/q/messages") == "queue_put"
+    assert kind("queue", "GET", "/devstoreaccount1/q/messages") == "queue_receive"
+    assert kind("queue", "DELETE", "/devstoreaccount1/q/messages/id", popreceipt="r") == "queue_delete"
+    assert kind("queue", "GET", "/devstoreaccount1/q", comp="metadata") == "queue_depth"
+    assert kind("table", "POST", "/devstoreaccount1/$batch") == "table_write"
+    assert kind("table", "GET", "/devstoreaccount1/t(PartitionKey='a',RowKey='b')") == "table_read"
