@@ -43,10 +43,10 @@ import shared.cli.admin, shared.cli.main, shared.cli.reports, shared.domain.repo
 import shared.adapters.azure_storage, shared.adapters.azure_tables
 from shared.composition import get_container
 
-container = get_container()
-container.ledger._client()
-container.reports, container.watermarks, container.listing_queue
 command, window_id, out = sys.argv[1], sys.argv[2], Path(sys.argv[3])
+container = get_container()
+container.ledger.window(window_id)  # the clients built, the table's connection open
+container.reports, container.watermarks, container.listing_queue
 baseline = status("VmRSS:")
 reset = True
 try:

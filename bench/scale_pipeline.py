@@ -44,7 +44,7 @@ PHASES = ("listing", "archiving", "timer")
 
 @dataclass
 class CountedRun:
-    ledger_store: str
+    stores: dict[str, str]  # the ledger, delivery records, claim checks: "table" or "blob", as the settings read
     records: int
     listed: int
     imported_pairs: int
@@ -80,9 +80,11 @@ class CountedRun:
 
 
 def run_counted(
-    azurite: Any, records: RecordSet, *, ledger_store: str, latency: float, workers: int, pumps: int,
+    azurite: Any, records: RecordSet, *, store: str, latency: float, workers: int, pumps: int,
     state_dir: Path, timeout: float = 900.0,
 ) -> CountedRun:
+    """``store``: "table" or "blob" for the ledger, the delivery records and the claim checks alike
+    (a version without a setting for one of them keeps its own; ``CountedRun.stores`` says which)."""
     import function_app
     from bench.soak import drain_scaled_out
     from shared.composition import get_container
@@ -96,13 +98,20 @@ def run_counted(
             counting(azurite_ports(azurite)) as counter:
         env = {**app_env(storage=azurite.connection_string, graph_url=servers.graph_url,
                          telemessage_url=servers.telemessage_url, password=password, run_id=run_id),
-               "LEDGER_STORE": ledger_store, "LEDGER_TABLE": f"scale{run_id}",
+               "LEDGER_STORE": store, "DELIVERY_STORE": store, "RECORD_STORE": store,
+               # Tables of the run's own, as its containers are: runs never meet.
+               "LEDGER_TABLE": f"scale{run_id}", "DELIVERY_TABLE": f"scaled{run_id}",
+               "RECORD_TABLE": f"scalec{run_id}",
                # A day's slice: at 2 M records a day an hourly slice lists 83,000 records, so what a
                # slice costs (its first page, its continuation) is nothing per record; a run of a few
                # hundred records in 25 hourly slices would charge each record a slice's cost.
                "SLICE_MINUTES": str(24 * 60)}
         with app_settings(env):
             container = get_container()
+            settings = container.settings
+            stores = {"ledger": settings.ledger_store,
+                      "delivery_records": getattr(settings, "delivery_store", "blob"),
+                      "claim_checks": getattr(settings, "record_store", "blob")}
             functions = registered_functions(function_app.app)
 
             def runner(names: set[str], batch: int) -> HostRunner:
@@ -111,6 +120,13 @@ def run_counted(
                                   connection_settings={"AzureWebJobsStorage": azurite.connection_string},
                                   settings=dict(os.environ), workers=batch)
 
+            # The tables exist before the first function runs, as a deployment creates them (the
+            # templates do); not counted: no record pays for them.
+            from azure.data.tables import TableServiceClient
+
+            with TableServiceClient.from_connection_string(azurite.connection_string) as tables:
+                for name in ("LEDGER_TABLE", "DELIVERY_TABLE", "RECORD_TABLE"):
+                    tables.create_table_if_not_exists(env[name])
             listing = runner({TIMER_FUNCTION, LISTING_FUNCTION}, 16)
             per_pump = max(1, workers // pumps)
             items = [runner({ITEMS_FUNCTION}, per_pump) for _ in range(pumps)]
@@ -140,7 +156,7 @@ def run_counted(
     poisoned = sum(summary["poisoned"].values())
     archived = summary["listed"] - summary["pending"] - summary["awaiting_transcript"] - poisoned
     return CountedRun(
-        ledger_store=ledger_store, records=len(records.records), listed=listed, imported_pairs=summary["imported"],
+        stores=stores, records=len(records.records), listed=listed, imported_pairs=summary["imported"],
         archived_records=archived,
         skipped=summary["skipped_duplicates"], poisoned=summary["poisoned"], reconciled=summary["reconciled"],
         executions=executions, graph_requests=graph,

@@ -7,7 +7,7 @@ status, report and the timer read it as a window of that many records that recon
 entities are built by the adapter's own code (``_write_record``, ``_write_tally``, ``_chunks``,
 ``_shard``), and ``same_shape`` holds one record written this way to one written by
 ``record_page`` and ``record_outcome``. What is not the adapter's: they are written 50 records
-(100 entities) to a transaction, several transactions at once, without reading first — the
+(100 entities) to a transaction, several transactions at once, as upserts without reading first — the
 adapter's compare-and-swap writes, a page and an outcome at a time, take about 60 records a second
 from Azurite on this machine, which would make 2,000,000 a matter of nine hours.
 
@@ -105,7 +105,7 @@ class WindowWriter:
             end = self.written + count
             while self.written < end:
                 stop = min(end, self.written + BLOCK)
-                list(pool.map(client.submit_transaction, self._block(self.written, stop, at)))
+                list(pool.map(_submit(client), self._block(self.written, stop, at)))
                 self.written = stop
                 progress(stop)
         self._write_counters()
@@ -124,8 +124,8 @@ class WindowWriter:
                 partition = tables._shard(self.window_id, key)
                 entry = outcome_for(n, key, at)
                 by_shard.setdefault(partition, []).extend([
-                    ("create", _outcome_entity(partition, entry)),
-                    tables._write_record(partition, key, RecordState(True, entry), None),
+                    ("upsert", _outcome_entity(partition, entry)),
+                    ("upsert", tables._write_record(partition, key, RecordState(True, entry), None)[1]),
                 ])
                 self._kinds.setdefault(partition, Counter())[_kind(n)] += 1
         batches = [pages[i:i + PER_TRANSACTION] for i in range(0, len(pages), PER_TRANSACTION)]
@@ -148,6 +148,24 @@ class WindowWriter:
         self.ledger._client().upsert_entity({
             "PartitionKey": f"{self.window_id}~pages", "RowKey": tables.COUNTS, "kind": "counts",
             **tables._chunks("counts", {"slices": self.info.slice_count})})
+
+
+def _submit(client: Any) -> Callable[[list[tuple[Any, ...]]], Any]:
+    """``submit_transaction``, again after a dropped connection (every operation is an upsert, so a
+    transaction applied before its answer was lost is applied again to the same effect)."""
+    from azure.core.exceptions import ServiceRequestError, ServiceResponseError
+
+    def submit(operations: list[tuple[Any, ...]]) -> Any:
+        for attempt in range(4):
+            try:
+                return client.submit_transaction(operations)
+            except (ServiceRequestError, ServiceResponseError):
+                if attempt == 3:
+                    raise
+                time.sleep(1 + attempt)
+        return None
+
+    return submit
 
 
 def _kind(n: int) -> int:
