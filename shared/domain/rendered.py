@@ -7,6 +7,7 @@ the same fields, so what a reviewer sees is the same whichever writer archived i
 from __future__ import annotations
 
 import binascii
+import functools
 import io
 import math
 import re
@@ -442,18 +443,22 @@ def _headers_size(item: RenderedItem) -> int | None:
     # UTC time of a four-digit year (a naive one says -0000, an offset its own zone).
     if item.sent_at.utcoffset() != timedelta(0) or item.sent_at.year < 1000:
         return None
-    size = _DATE_HEADER
-    folded = [
-        _fold_text("Subject", item.subject, SMTP),
-        _fold_mailboxes("From", _addresses([item.sender]), SMTP),
-        _fold_mailboxes("To", _addresses(item.recipients), SMTP),
+    # The headers the same people and chats give again record after record, measured once.
+    measured = [
+        _folded_text_size("Subject", item.subject),
+        _folded_mailboxes_size("From", (item.sender,)),
+        _folded_mailboxes_size("To", item.recipients),
     ]
+    if item.conversation_topic:
+        measured.append(_folded_text_size("Thread-Topic", item.conversation_topic))
+    if not all(ascii_ for _, ascii_ in measured):  # the package would fail to write it
+        return None
+    size = _DATE_HEADER + sum(length for length, _ in measured)
     if item.message_id_header:
         if not _LONG_MESSAGE_ID.fullmatch(item.message_id_header):
             return None
         size += len("Message-ID: ") + len(item.message_id_header) + _CRLF
-    if item.conversation_topic:
-        folded.append(_fold_text("Thread-Topic", item.conversation_topic, SMTP))
+    folded = []
     names = set()
     for name, value in item.extra_headers:
         key = name.lower()
@@ -472,6 +477,23 @@ def _headers_size(item: RenderedItem) -> int | None:
     if not text.isascii():  # the package would fail to write it
         return None
     return size + len(text)
+
+
+# Folding a display name or a subject of other scripts into encoded words is most of what the
+# headers cost, and the same people (From, To), chats (Thread-Topic) and kinds of message between
+# them (Subject) recur record after record: each is measured once (its length, and whether it is
+# all ASCII), in caches bounded as rendering's number cache is. A value of one record never
+# reaches another's item: only the length of exactly the same header is reused.
+@functools.lru_cache(maxsize=4096)
+def _folded_text_size(name: str, value: str) -> tuple[int, bool]:
+    text = _fold_text(name, value, SMTP)
+    return len(text), text.isascii()
+
+
+@functools.lru_cache(maxsize=4096)
+def _folded_mailboxes_size(name: str, mailboxes: tuple[MailAddress, ...]) -> tuple[int, bool]:
+    text = _fold_mailboxes(name, _addresses(mailboxes), SMTP)
+    return len(text), text.isascii()
 
 
 def _addresses(mailboxes: Iterable[MailAddress]) -> tuple[Address, ...]:
@@ -495,11 +517,67 @@ def _text_body_size(text: str) -> tuple[str, int]:
         # As it is, each line ending written as CRLF (an empty text is one empty line).
         return ("7bit" if text.isascii() else "8bit"), sum(map(len, lines)) + _CRLF * max(1, len(lines))
     sniff = b"\r\n".join(lines[:10]) + b"\r\n"
-    sniff_qp = quoprimime.body_encode(sniff.decode("latin-1"), _MAX_LINE)
+    sniff_qp = _qp_body_encode(sniff, _MAX_LINE)
     if len(sniff_qp) > len(binascii.b2a_base64(sniff)):
         data = len(b"\r\n".join(lines)) + _CRLF
         # Lines of 57 bytes, 76 characters each once encoded, each ending CRLF.
         return "base64", 4 * -(-data // 3) + _CRLF * -(-data // 57)
-    encoded = sniff_qp if len(lines) <= 10 else quoprimime.body_encode(
-        (b"\n".join(lines) + b"\n").decode("latin-1"), _MAX_LINE)
+    encoded = sniff_qp if len(lines) <= 10 else _qp_body_encode(b"\n".join(lines) + b"\n", _MAX_LINE)
     return "quoted-printable", len(encoded) + (_CRLF - 1) * encoded.count("\n")
+
+
+# quoprimime.body_encode quotes with ``str.translate`` over a list of 256 strings: a Python-level
+# lookup per character, most of the size check's time on an HTML body (one long line, an "=" in
+# every attribute). The same quoting here in a few passes over the bytes: each byte to be quoted
+# becomes "=%s" in a %-template ("%" itself, kept as it is, doubled), filled with the bytes' hex.
+_QP_KEEP = bytes(c for c in range(256) if quoprimime._QUOPRI_BODY_ENCODE_MAP[c] == chr(c))
+_QP_MARK = bytes.maketrans(bytes(range(256)), bytes(c if c in _QP_KEEP else 0xFF for c in range(256)))
+
+
+def _qp_quote(data: bytes) -> str:
+    """``data.decode("latin-1").translate(quoprimime._QUOPRI_BODY_ENCODE_MAP)``."""
+    quoted = data.translate(None, _QP_KEEP)
+    if not quoted:
+        return data.decode("ascii")
+    template = data.replace(b"%", b"%%").translate(_QP_MARK).replace(b"\xff", b"=%s").decode("ascii")
+    return template % tuple(quoted.hex(" ").upper().split())
+
+
+def _qp_body_encode(data: bytes, maxlinelen: int) -> str:
+    """``quoprimime.body_encode(data.decode("latin-1"), maxlinelen)`` (CPython 3.13), its quoting
+    done by ``_qp_quote``; the line breaking is the module's, line for line."""
+    if not data:
+        return ""
+    body = _qp_quote(data)
+    soft_break = "=\n"
+    maxlinelen1 = maxlinelen - 1
+    encoded_body: list[str] = []
+    append = encoded_body.append
+    for line in body.splitlines():
+        start = 0
+        laststart = len(line) - 1 - maxlinelen
+        while start <= laststart:
+            stop = start + maxlinelen1
+            if line[stop - 2] == "=":
+                append(line[start:stop - 1])
+                start = stop - 2
+            elif line[stop - 1] == "=":
+                append(line[start:stop])
+                start = stop - 1
+            else:
+                append(line[start:stop] + "=")
+                start = stop
+        if line and line[-1] in " \t":
+            room = start - laststart
+            if room >= 3:
+                q = quoprimime.quote(line[-1])
+            elif room == 2:
+                q = line[-1] + soft_break
+            else:
+                q = soft_break + quoprimime.quote(line[-1])
+            append(line[start:-1] + q)
+        else:
+            append(line[start:])
+    if body[-1] in "\r\n":
+        append("")
+    return "\n".join(encoded_body)
