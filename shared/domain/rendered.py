@@ -483,17 +483,37 @@ def _headers_size(item: RenderedItem) -> int | None:
 # headers cost, and the same people (From, To), chats (Thread-Topic) and kinds of message between
 # them (Subject) recur record after record: each is measured once (its length, and whether it is
 # all ASCII), in caches bounded as rendering's number cache is. A value of one record never
-# reaches another's item: only the length of exactly the same header is reused.
-@functools.lru_cache(maxsize=4096)
-def _folded_text_size(name: str, value: str) -> tuple[int, bool]:
+# reaches another's item: only the length of exactly the same header is reused. Longer values than
+# render() makes of a name or a subject are measured each time, never held.
+_CACHED_UP_TO = 1000  # characters of a header's value
+
+
+def _measure_text(name: str, value: str) -> tuple[int, bool]:
     text = _fold_text(name, value, SMTP)
     return len(text), text.isascii()
 
 
-@functools.lru_cache(maxsize=4096)
-def _folded_mailboxes_size(name: str, mailboxes: tuple[MailAddress, ...]) -> tuple[int, bool]:
+def _measure_mailboxes(name: str, mailboxes: tuple[MailAddress, ...]) -> tuple[int, bool]:
     text = _fold_mailboxes(name, _addresses(mailboxes), SMTP)
     return len(text), text.isascii()
+
+
+_measure_text_cached = functools.lru_cache(maxsize=4096)(_measure_text)
+_measure_mailboxes_cached = functools.lru_cache(maxsize=4096)(_measure_mailboxes)
+
+
+def _folded_text_size(name: str, value: str) -> tuple[int, bool]:
+    """The length of ``_fold_text(name, value, SMTP)``, and whether it is all ASCII."""
+    if len(value) > _CACHED_UP_TO:
+        return _measure_text(name, value)
+    return _measure_text_cached(name, value)
+
+
+def _folded_mailboxes_size(name: str, mailboxes: tuple[MailAddress, ...]) -> tuple[int, bool]:
+    """The length of ``_fold_mailboxes(name, _addresses(mailboxes), SMTP)``, and whether it is all ASCII."""
+    if sum(len(m.display_name) + len(m.address) for m in mailboxes) > _CACHED_UP_TO:
+        return _measure_mailboxes(name, mailboxes)
+    return _measure_mailboxes_cached(name, mailboxes)
 
 
 def _addresses(mailboxes: Iterable[MailAddress]) -> tuple[Address, ...]:

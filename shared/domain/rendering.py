@@ -172,42 +172,59 @@ def threading_headers(
 
 def participant_address(participant: Participant, default_region: str | None = None) -> MailAddress:
     """The person as a mail address: their own when they have one, else a stable synthetic one."""
-    phone = _normalized_phone(participant.phone, default_region)
-    name = participant.name
+    fields = (participant.phone, participant.name, participant.email, participant.username, participant.user_id,
+              participant.phone_number_id, default_region)
+    if sum(len(field) for field in fields if field) > _CACHED_UP_TO:
+        return _participant_address(*fields)
+    return _cached_participant_address(*fields)
+
+
+def _participant_address(
+    raw_phone: str | None, name: str | None, raw_email: str | None, username: str | None, user_id: str | None,
+    phone_number_id: str | None, default_region: str | None,
+) -> MailAddress:
+    phone = _normalized_phone(raw_phone, default_region)
     # A name is a label, not evidence (the claim check keeps it whole): capped, so a megabyte of
     # "name" cannot make header folding crawl.
     cleaned = shorten(single_line(name), MAX_NAME_LENGTH) if name else ""
     label_parts = [cleaned] if cleaned else []
-    platform_ids = _platform_ids(participant)
+    platform_ids = _platform_ids(username, user_id, phone_number_id)
     if phone:
         label_parts.append(f"({phone})")
-    elif participant.phone:
-        label_parts.append(f"({single_line(participant.phone)})")
+    elif raw_phone:
+        label_parts.append(f"({single_line(raw_phone)})")
     elif platform_ids:
         label_parts.append(f"({shorten(single_line(', '.join(platform_ids)), MAX_NAME_LENGTH)})")
-    email = (participant.email or "").strip()
+    email = (raw_email or "").strip()
     if email and _SIMPLE_ADDRESS.match(email):
         address = email.lower()
     elif phone:
         address = f"{phone}@{SYNTHETIC_DOMAIN}"
     else:
         # No usable phone or address: a stable address derived from what the record says of them.
-        seed = "|".join(str(v or "") for v in (participant.phone, participant.email, name, *platform_ids))
+        seed = "|".join(str(v or "") for v in (raw_phone, raw_email, name, *platform_ids))
         address = f"unknown-{hashlib.sha256(seed.encode()).hexdigest()[:16]}@{SYNTHETIC_DOMAIN}"
     display = " ".join(label_parts) or address
     return MailAddress(display_name=display, address=address)
 
 
-def _platform_ids(participant: Participant) -> list[str]:
+# The same few people recur record after record: each one's address is made once, from exactly
+# the fields it is made of (one person's never stands for another's), in a bounded cache; a
+# participant longer than people are is made each time, never held.
+_CACHED_UP_TO = 1000  # characters of a participant's fields
+_cached_participant_address = functools.lru_cache(maxsize=4096)(_participant_address)
+
+
+def _platform_ids(username: str | None, user_id: str | None, phone_number_id: str | None) -> list[str]:
     """Who a participant without a phone is: a username user has only Meta's ids; a business
     number may be known by its Graph id alone."""
     ids = []
-    if participant.username:
-        ids.append(f"@{participant.username}")
-    if participant.user_id:
-        ids.append(f"user id {participant.user_id}")
-    if participant.phone_number_id:
-        ids.append(f"number id {participant.phone_number_id}")
+    if username:
+        ids.append(f"@{username}")
+    if user_id:
+        ids.append(f"user id {user_id}")
+    if phone_number_id:
+        ids.append(f"number id {phone_number_id}")
     return ids
 
 
@@ -543,20 +560,34 @@ def _text_body(
     return "\n".join(out) + "\n"
 
 
+def escape_all(texts: list[str]) -> list[str]:
+    """``[html.escape(t) for t in texts]`` in one pass over them all: joined by a character escaping
+    leaves alone (unless one of them holds it), escaped, split again."""
+    joined = "\x00".join(texts)
+    if joined.count("\x00") != len(texts) - 1:
+        return [html.escape(text) for text in texts]
+    return html.escape(joined).split("\x00")
+
+
 def _html_body(
     subject: str, facts: list[tuple[str, str]], content: list[str], attachments: tuple[RenderedAttachment, ...],
 ) -> str:
-    e = html.escape
-    rows = "".join(f"<tr><th align=\"left\">{e(name)}</th><td>{e(value)}</td></tr>" for name, value in facts)
+    lines = content or ["(no text)"]
+    escaped = escape_all([subject, *(text for fact in facts for text in fact), *lines,
+                          *(attachment_facts(a) for a in attachments)])
+    title = escaped[0]
+    cells = iter(escaped[1 : 1 + 2 * len(facts)])
+    rows = "".join(f"<tr><th align=\"left\">{name}</th><td>{value}</td></tr>" for name, value in zip(cells, cells))
     body = "".join(
-        f"<p dir=\"auto\" style=\"white-space:pre-wrap\">{e(line)}</p>" for line in (content or ["(no text)"])
+        f"<p dir=\"auto\" style=\"white-space:pre-wrap\">{line}</p>"
+        for line in escaped[1 + 2 * len(facts) : 1 + 2 * len(facts) + len(lines)]
     )
     listed = ""
     if attachments:
-        items = "".join(f"<li>{e(attachment_facts(a))}</li>" for a in attachments)
+        items = "".join(f"<li>{text}</li>" for text in escaped[1 + 2 * len(facts) + len(lines) :])
         listed = f"<h4>Attachments</h4><ul>{items}</ul>"
     return (
         "<!DOCTYPE html><html><head><meta charset=\"utf-8\">"
-        f"<title>{e(subject)}</title></head><body>"
+        f"<title>{title}</title></head><body>"
         f"<table>{rows}</table><hr>{body}{listed}</body></html>"
     )
