@@ -576,8 +576,11 @@ def _html_body(
     escaped = escape_all([subject, *(text for fact in facts for text in fact), *lines,
                           *(attachment_facts(a) for a in attachments)])
     title = escaped[0]
-    cells = iter(escaped[1 : 1 + 2 * len(facts)])
-    rows = "".join(f"<tr><th align=\"left\">{name}</th><td>{value}</td></tr>" for name, value in zip(cells, cells))
+    cells = escaped[1 : 1 + 2 * len(facts)]
+    rows = "".join(
+        f"<tr><th align=\"left\">{name}</th><td>{value}</td></tr>"
+        for name, value in zip(cells[0::2], cells[1::2], strict=True)
+    )
     body = "".join(
         f"<p dir=\"auto\" style=\"white-space:pre-wrap\">{line}</p>"
         for line in escaped[1 + 2 * len(facts) : 1 + 2 * len(facts) + len(lines)]
