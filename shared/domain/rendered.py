@@ -537,13 +537,14 @@ def _text_body_size(text: str) -> tuple[str, int]:
         # As it is, each line ending written as CRLF (an empty text is one empty line).
         return ("7bit" if text.isascii() else "8bit"), sum(map(len, lines)) + _CRLF * max(1, len(lines))
     sniff = b"\r\n".join(lines[:10]) + b"\r\n"
-    sniff_qp = _qp_body_encode(sniff, _MAX_LINE)
-    if len(sniff_qp) > len(binascii.b2a_base64(sniff)):
+    sniff_qp = _qp_body_size(sniff, _MAX_LINE)
+    if sniff_qp[0] > len(binascii.b2a_base64(sniff)):
         data = len(b"\r\n".join(lines)) + _CRLF
         # Lines of 57 bytes, 76 characters each once encoded, each ending CRLF.
         return "base64", 4 * -(-data // 3) + _CRLF * -(-data // 57)
-    encoded = sniff_qp if len(lines) <= 10 else _qp_body_encode(b"\n".join(lines) + b"\n", _MAX_LINE)
-    return "quoted-printable", len(encoded) + (_CRLF - 1) * encoded.count("\n")
+    # The encoded body's length and its line breaks, each to be written as CRLF.
+    length, breaks = sniff_qp if len(lines) <= 10 else _qp_body_size(b"\n".join(lines) + b"\n", _MAX_LINE)
+    return "quoted-printable", length + (_CRLF - 1) * breaks
 
 
 # quoprimime.body_encode quotes with ``str.translate`` over a list of 256 strings: a Python-level
@@ -563,41 +564,41 @@ def _qp_quote(data: bytes) -> str:
     return template % tuple(quoted.hex(" ").upper().split())
 
 
-def _qp_body_encode(data: bytes, maxlinelen: int) -> str:
-    """``quoprimime.body_encode(data.decode("latin-1"), maxlinelen)`` (CPython 3.13), its quoting
-    done by ``_qp_quote``; the line breaking is the module's, line for line."""
+def _qp_body_size(data: bytes, maxlinelen: int) -> tuple[int, int]:
+    """The length of ``quoprimime.body_encode(data.decode("latin-1"), maxlinelen)`` (CPython 3.13)
+    and the line breaks in it, without writing it: its line breaking step by step, each step
+    adding one character to the line's (a soft "=", or an "=" written again at the next line's
+    start), a blank at a line's end quoted in the room the module finds for it."""
     if not data:
-        return ""
+        return 0, 0
     body = _qp_quote(data)
-    soft_break = "=\n"
     maxlinelen1 = maxlinelen - 1
-    encoded_body: list[str] = []
-    append = encoded_body.append
+    length = breaks = pieces = 0
     for line in body.splitlines():
         start = 0
         laststart = len(line) - 1 - maxlinelen
+        steps = 0
         while start <= laststart:
             stop = start + maxlinelen1
             if line[stop - 2] == "=":
-                append(line[start:stop - 1])
                 start = stop - 2
             elif line[stop - 1] == "=":
-                append(line[start:stop])
                 start = stop - 1
             else:
-                append(line[start:stop] + "=")
                 start = stop
+            steps += 1
+        pieces += steps + 1
+        length += len(line) + steps
         if line and line[-1] in " \t":
             room = start - laststart
-            if room >= 3:
-                q = quoprimime.quote(line[-1])
-            elif room == 2:
-                q = line[-1] + soft_break
-            else:
-                q = soft_break + quoprimime.quote(line[-1])
-            append(line[start:-1] + q)
-        else:
-            append(line[start:])
+            if room >= 3:  # "=20": two more
+                length += 2
+            elif room == 2:  # " =\n": two more, one a break
+                length += 2
+                breaks += 1
+            else:  # "=\n=20": four more, one a break
+                length += 4
+                breaks += 1
     if body[-1] in "\r\n":
-        append("")
-    return "\n".join(encoded_body)
+        pieces += 1  # the empty line after the last break
+    return length + pieces - 1, breaks + pieces - 1
