@@ -87,10 +87,12 @@ def render(
     attachments = rendered_attachments(record, media)
     chat = chat_label(record, recipients)
     subject = _subject(record, sender, chat)
-    facts = _facts(record, sender, recipients, chat)
+    captured = isoformat_z(record.captured_at)
+    facts = _facts(record, sender, recipients, chat, captured)
     if recapture is not None:
         facts.append(("Re-capture", recapture.note[0].upper() + recapture.note[1:]))
     content = content_lines(record, replied_text)
+    listed = [attachment_facts(a) for a in attachments]  # the custody lines, in both bodies
     sent_at = record.sent_at
     key = recapture.key if recapture is not None else record_key(record.message_id)
     topic = single_line(f"WhatsApp: {chat}")
@@ -103,8 +105,8 @@ def render(
         recipients=recipients,
         sent_at=sent_at,
         received_at=sent_at,
-        text_body=_text_body(facts, content, attachments),
-        html_body=_html_body(subject, facts, content, attachments),
+        text_body=_text_body(facts, content, listed),
+        html_body=_html_body(subject, facts, content, listed),
         attachments=attachments,
         message_id_header=f"<{key}@{SYNTHETIC_DOMAIN}>",
         conversation_topic=topic,
@@ -114,7 +116,7 @@ def render(
             ("X-Archive-Source", record.source_type),
             ("X-Archive-Event", record.event),
             ("X-Archive-Message-Type", record.message_type),
-            ("X-Archive-Captured-Time", isoformat_z(record.captured_at)),
+            ("X-Archive-Captured-Time", captured),
             *((("X-Archive-Recapture-Of", recapture.of),) if recapture is not None else ()),
         ),
     )
@@ -329,7 +331,7 @@ def _subject(record: ArchiveRecord, sender: MailAddress, chat: str) -> str:
 
 
 def _facts(
-    record: ArchiveRecord, sender: MailAddress, recipients: tuple[MailAddress, ...], chat: str,
+    record: ArchiveRecord, sender: MailAddress, recipients: tuple[MailAddress, ...], chat: str, captured: str,
 ) -> list[tuple[str, str]]:
     facts = [
         ("Chat", chat),
@@ -340,7 +342,7 @@ def _facts(
         ("From", f"{sender.display_name} <{sender.address}>"),
         ("To", "; ".join(f"{r.display_name} <{r.address}>" for r in recipients)),
         ("Sent (UTC)", isoformat_z(record.sent_at)),
-        ("Captured (UTC)", isoformat_z(record.captured_at)),
+        ("Captured (UTC)", captured),
         ("Source", SOURCE_LABELS[record.source_type]),
         *((("Provenance", record.provenance),) if record.provenance else ()),
         ("Type", kind_label(record)),
@@ -547,16 +549,15 @@ def attachment_facts(attachment: RenderedAttachment) -> str:
     )
 
 
-def _text_body(
-    facts: list[tuple[str, str]], content: list[str], attachments: tuple[RenderedAttachment, ...],
-) -> str:
+def _text_body(facts: list[tuple[str, str]], content: list[str], attachments: list[str]) -> str:
+    """``attachments``: each attachment's custody line (``attachment_facts``)."""
     out = [f"{name}: {value}" for name, value in facts]
     out.append("")
     out.extend(content or ["(no text)"])
     if attachments:
         out.append("")
         out.append("Attachments:")
-        out.extend(f"- {attachment_facts(a)}" for a in attachments)
+        out.extend(f"- {line}" for line in attachments)
     return "\n".join(out) + "\n"
 
 
@@ -569,12 +570,10 @@ def escape_all(texts: list[str]) -> list[str]:
     return html.escape(joined).split("\x00")
 
 
-def _html_body(
-    subject: str, facts: list[tuple[str, str]], content: list[str], attachments: tuple[RenderedAttachment, ...],
-) -> str:
+def _html_body(subject: str, facts: list[tuple[str, str]], content: list[str], attachments: list[str]) -> str:
+    """``attachments``: each attachment's custody line (``attachment_facts``)."""
     lines = content or ["(no text)"]
-    escaped = escape_all([subject, *(text for fact in facts for text in fact), *lines,
-                          *(attachment_facts(a) for a in attachments)])
+    escaped = escape_all([subject, *(text for fact in facts for text in fact), *lines, *attachments])
     title = escaped[0]
     cells = escaped[1 : 1 + 2 * len(facts)]
     rows = "".join(
