@@ -205,6 +205,9 @@ def _figures(plan: Plan, mix: Any, blob: Any, text: Any, shapes: Any, memory: An
         out["storage_ops_per_pair_detail"] = _detail(mix)
         out["billable_writes_per_pair"] = round(per_pair["blob_write"] + per_pair["table_write"]
                                                 + per_pair["queue_put"], 3)
+        out["billable_writes_per_pair_by_kind"] = {
+            "blob_write": round(per_pair["blob_write"], 3), "table_write": round(per_pair["table_write"], 3),
+            "queue_put": round(per_pair["queue_put"], 3)}
         out["graph_requests_per_pair"] = round(mix.graph_requests / max(1, mix.imported_pairs), 3)
         out["usd_per_million_pairs"] = _cost(mix)
     if blob:
@@ -359,6 +362,8 @@ def print_table(results: dict[str, Any], seconds: float) -> None:
             line(f"storage operations per pair: {kind}", value)
         line("billable writes per pair", results["billable_writes_per_pair"],
              f"goal ≤ {GOALS['billable_writes_per_pair']}")
+        if by_kind := results.get("billable_writes_per_pair_by_kind"):
+            line("  blob writes / table writes / queue puts", " / ".join(str(v) for v in by_kind.values()))
         line("Graph requests per pair", results["graph_requests_per_pair"])
     if cost := results.get("usd_per_million_pairs"):
         line("USD per million pairs", f"${cost['total']:.2f}", f"goal ≤ ${GOALS['usd_per_million_pairs']:.2f}")
