@@ -11,6 +11,7 @@ import base64
 import functools
 import hashlib
 import html
+import itertools
 import mimetypes
 import re
 import unicodedata
@@ -176,7 +177,7 @@ def participant_address(participant: Participant, default_region: str | None = N
     """The person as a mail address: their own when they have one, else a stable synthetic one."""
     fields = (participant.phone, participant.name, participant.email, participant.username, participant.user_id,
               participant.phone_number_id, default_region)
-    if sum(len(field) for field in fields if field) > _CACHED_UP_TO:
+    if sum(map(len, filter(None, fields))) > _CACHED_UP_TO:
         return _participant_address(*fields)
     return _cached_participant_address(*fields)
 
@@ -570,26 +571,24 @@ def escape_all(texts: list[str]) -> list[str]:
     return html.escape(joined).split("\x00")
 
 
+_FACT_ROW = "<tr><th align=\"left\">{}</th><td>{}</td></tr>"
+_CONTENT_LINE = "<p dir=\"auto\" style=\"white-space:pre-wrap\">{}</p>"
+
+
 def _html_body(subject: str, facts: list[tuple[str, str]], content: list[str], attachments: list[str]) -> str:
     """``attachments``: each attachment's custody line (``attachment_facts``)."""
     lines = content or ["(no text)"]
-    escaped = escape_all([subject, *(text for fact in facts for text in fact), *lines, *attachments])
-    title = escaped[0]
-    cells = escaped[1 : 1 + 2 * len(facts)]
-    rows = "".join(
-        f"<tr><th align=\"left\">{name}</th><td>{value}</td></tr>"
-        for name, value in zip(cells[0::2], cells[1::2], strict=True)
-    )
-    body = "".join(
-        f"<p dir=\"auto\" style=\"white-space:pre-wrap\">{line}</p>"
-        for line in escaped[1 + 2 * len(facts) : 1 + 2 * len(facts) + len(lines)]
-    )
+    escaped = escape_all([subject, *itertools.chain.from_iterable(facts), *lines, *attachments])
+    cells_end = 1 + 2 * len(facts)
+    lines_end = cells_end + len(lines)
+    rows = "".join(map(_FACT_ROW.format, escaped[1:cells_end:2], escaped[2:cells_end:2]))
+    body = "".join(map(_CONTENT_LINE.format, escaped[cells_end:lines_end]))
     listed = ""
     if attachments:
-        items = "".join(f"<li>{text}</li>" for text in escaped[1 + 2 * len(facts) + len(lines) :])
+        items = "".join(map("<li>{}</li>".format, escaped[lines_end:]))
         listed = f"<h4>Attachments</h4><ul>{items}</ul>"
     return (
         "<!DOCTYPE html><html><head><meta charset=\"utf-8\">"
-        f"<title>{title}</title></head><body>"
+        f"<title>{escaped[0]}</title></head><body>"
         f"<table>{rows}</table><hr>{body}{listed}</body></html>"
     )
