@@ -7,7 +7,7 @@
 #             (a few minutes; options: make bench BENCH_ARGS="--only a,c" or "--json", see python -m bench --help)
 # make scale  install everything, then measure the connector at a bank's volume (issue 16): storage operations
 #             and dollars per archived pair, CPU per record, peak memory over a big window, Azure's limits
-#             (a few minutes; options: make scale SCALE_ARGS="--quick" or "--json", see python -m bench.scale --help)
+#             (about ten minutes; options: make scale SCALE_ARGS="--quick" or "--json", see python -m bench.scale --help)
 # make lint   ruff
 # make audit  known vulnerabilities in every pinned requirements file and what they pull in (scripts/pip-audit;
 #             accepted ones, each with its reason and review date, in .ci/pip-audit-exceptions.toml)
