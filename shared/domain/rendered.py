@@ -549,19 +549,18 @@ def _text_body_size(text: str) -> tuple[str, int]:
 
 # quoprimime.body_encode quotes with ``str.translate`` over a list of 256 strings: a Python-level
 # lookup per character, most of the size check's time on an HTML body (one long line, an "=" in
-# every attribute). The same quoting here in a few passes over the bytes: each byte to be quoted
-# becomes "=%s" in a %-template ("%" itself, kept as it is, doubled), filled with the bytes' hex.
+# every attribute). Its length and line breaks depend only on where the quoted bytes are, not on
+# their hex digits (never "=" nor a blank): each byte to be quoted becomes "=00" here, in two
+# passes over the bytes.
 _QP_KEEP = bytes(c for c in range(256) if quoprimime._QUOPRI_BODY_ENCODE_MAP[c] == chr(c))
 _QP_MARK = bytes.maketrans(bytes(range(256)), bytes(c if c in _QP_KEEP else 0xFF for c in range(256)))
+_EQUALS = ord("=")
 
 
-def _qp_quote(data: bytes) -> str:
-    """``data.decode("latin-1").translate(quoprimime._QUOPRI_BODY_ENCODE_MAP)``."""
-    quoted = data.translate(None, _QP_KEEP)
-    if not quoted:
-        return data.decode("ascii")
-    template = data.replace(b"%", b"%%").translate(_QP_MARK).replace(b"\xff", b"=%s").decode("ascii")
-    return template % tuple(quoted.hex(" ").upper().split())
+def _qp_shape(data: bytes) -> bytes:
+    """``data.decode("latin-1").translate(quoprimime._QUOPRI_BODY_ENCODE_MAP)`` with every quoted
+    byte's hex digits as "00": the same length, "=", blanks and line breaks in the same places."""
+    return data.translate(_QP_MARK).replace(b"\xff", b"=00")
 
 
 def _qp_body_size(data: bytes, maxlinelen: int) -> tuple[int, int]:
@@ -571,7 +570,7 @@ def _qp_body_size(data: bytes, maxlinelen: int) -> tuple[int, int]:
     start), a blank at a line's end quoted in the room the module finds for it."""
     if not data:
         return 0, 0
-    body = _qp_quote(data)
+    body = _qp_shape(data)  # only ASCII, its only line breaks CR and LF: bytes split as the text would
     maxlinelen1 = maxlinelen - 1
     length = breaks = pieces = 0
     for line in body.splitlines():
@@ -580,16 +579,16 @@ def _qp_body_size(data: bytes, maxlinelen: int) -> tuple[int, int]:
         steps = 0
         while start <= laststart:
             stop = start + maxlinelen1
-            if line[stop - 2] == "=":
+            if line[stop - 2] == _EQUALS:
                 start = stop - 2
-            elif line[stop - 1] == "=":
+            elif line[stop - 1] == _EQUALS:
                 start = stop - 1
             else:
                 start = stop
             steps += 1
         pieces += steps + 1
         length += len(line) + steps
-        if line and line[-1] in " \t":
+        if line and line[-1] in b" \t":
             room = start - laststart
             if room >= 3:  # "=20": two more
                 length += 2
@@ -599,6 +598,6 @@ def _qp_body_size(data: bytes, maxlinelen: int) -> tuple[int, int]:
             else:  # "=\n=20": four more, one a break
                 length += 4
                 breaks += 1
-    if body[-1] in "\r\n":
+    if body[-1] in b"\r\n":
         pieces += 1  # the empty line after the last break
     return length + pieces - 1, breaks + pieces - 1
