@@ -217,14 +217,15 @@ class WorkerCrashes:
 
 
 class CorruptingRecordStore:
-    """Wraps the functions' claim-check store. The chosen records' blobs are overwritten with
+    """Wraps the functions' claim-check store. The chosen records' claim checks are overwritten with
     garbage right after listing stored them, before their import message can be read: a damaged
-    blob (or a careless hand in the storage account) as the importer meets it. Each is corrupted
-    once; a re-listed copy stored beside it later is left alone."""
+    blob or entity (or a careless hand in the storage account) as the importer meets it. Each is
+    corrupted once; a re-listed copy stored beside it later is left alone. ``overwrite`` writes the
+    garbage where the store keeps the reference's bytes."""
 
-    def __init__(self, store: Any, blobs: Any, targets: set[str]) -> None:
+    def __init__(self, store: Any, overwrite: Callable[[str, bytes], None], targets: set[str]) -> None:
         self._store = store
-        self._blobs = blobs  # the records container, through a client of its own
+        self._overwrite = overwrite
         self._targets = targets
         self._lock = threading.Lock()
         self.corrupted: set[str] = set()
@@ -235,7 +236,7 @@ class CorruptingRecordStore:
             chosen = record_key in self._targets and record_key not in self.corrupted
         if chosen:
             garbage = b"\x00\xff not a record " + hashlib.sha256(raw).digest()
-            self._blobs.upload_blob(reference, garbage, overwrite=True)
+            self._overwrite(reference, garbage)
             with self._lock:
                 self.corrupted.add(record_key)
         return reference
@@ -512,9 +513,8 @@ def _drive(
     container = get_container()
     container.mapping_source.upload(traffic.mapping_csv().encode("utf-8"))
     corrupted_targets = _corruption_targets(traffic) if options.faults else set()
-    blobs = BlobServiceClient.from_connection_string(azurite.connection_string)
     corrupter = CorruptingRecordStore(
-        container.records, blobs.get_container_client(container.settings.records_container), corrupted_targets,
+        container.records, _claim_check_overwriter(container.settings, azurite.connection_string), corrupted_targets,
     )
     # The listing function stores claim checks through the container: it gets the wrapper.
     container.records = corrupter
@@ -571,7 +571,7 @@ def _drive(
         if entry.message.reason.value == "retries_exhausted" and entry.message.record_key
     }
     poison_per_record = Counter(entry.message.record_key for entry in poison_entries if entry.message.record_key)
-    blobs.close()
+
     return _Outcome(
         summary=summary, listed_keys=listed_keys, corrupted=set(corrupter.corrupted),
         host_poisoned=host_poisoned, faults=injector.counts() if injector else {},
@@ -634,6 +634,26 @@ def drain_scaled_out(
             thread.join()
     if errors:
         raise errors[0]
+
+
+def _claim_check_overwriter(settings: Any, connection_string: str) -> Callable[[str, bytes], None]:
+    """Where the deployment's claim checks live, through clients of the soak's own."""
+    if settings.record_store == "blob":
+        records = BlobServiceClient.from_connection_string(connection_string).get_container_client(
+            settings.records_container)
+        return lambda reference, garbage: records.upload_blob(reference, garbage, overwrite=True)
+    from azure.data.tables import TableServiceClient, UpdateMode
+
+    from shared.adapters.table_records import record_keys
+
+    table = TableServiceClient.from_connection_string(connection_string).get_table_client(settings.record_table)
+
+    def overwrite(reference: str, garbage: bytes) -> None:
+        partition, row = record_keys(reference)
+        table.update_entity({"PartitionKey": partition, "RowKey": row, "parts": 1, "raw00": garbage},
+                            mode=UpdateMode.MERGE)
+
+    return overwrite
 
 
 def _corruption_targets(traffic: TrafficDay) -> set[str]:

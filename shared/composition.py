@@ -109,9 +109,14 @@ class Container:
 
     @_built_once
     def records(self):
-        from shared.adapters.azure_storage import BlobRecordStore
+        s = self.settings
+        if s.record_store == "blob":
+            from shared.adapters.azure_storage import BlobRecordStore
 
-        return BlobRecordStore(self._service_clients[0], self.settings.records_container)
+            return BlobRecordStore(self._service_clients[0], s.records_container)
+        from shared.adapters.table_records import TableRecordStore
+
+        return TableRecordStore(self._table_service, s.record_table, self._service_clients[0], s.records_container)
 
     @_built_once
     def watermarks(self):
@@ -131,13 +136,19 @@ class Container:
         s = self.settings
         if s.ledger_store == "blob":
             return self.blob_ledger
-        from shared.adapters.azure_tables import TableWindowLedger, table_service
+        from shared.adapters.azure_tables import TableWindowLedger
+        from shared.adapters.ledger_upgrade import TableLedgerAfterBlobs
 
-        return TableWindowLedger(
-            table_service(s.storage_connection, s.storage_account_name, s.storage_client_id,
-                          s.storage_table_service_uri, s.storage_blob_service_uri),
-            s.ledger_table,
-        )
+        # Windows an earlier version began in the append blobs finish there.
+        return TableLedgerAfterBlobs(TableWindowLedger(self._table_service, s.ledger_table), self.blob_ledger)
+
+    @_built_once
+    def _table_service(self):
+        from shared.adapters.azure_tables import table_service
+
+        s = self.settings
+        return table_service(s.storage_connection, s.storage_account_name, s.storage_client_id,
+                             s.storage_table_service_uri, s.storage_blob_service_uri)
 
     @_built_once
     def reports(self):
@@ -245,14 +256,12 @@ class Container:
             from shared.adapters.azure_deliveries import BlobDeliveryRecords
 
             return BlobDeliveryRecords(self._service_clients[0], s.state_container)
-        from shared.adapters.azure_tables import table_service
+        from shared.adapters.delivery_upgrade import TableDeliveriesAfterBlobs
         from shared.adapters.table_deliveries import TableDeliveryRecords
 
-        return TableDeliveryRecords(
-            table_service(s.storage_connection, s.storage_account_name, s.storage_client_id,
-                          s.storage_table_service_uri, s.storage_blob_service_uri),
-            s.delivery_table,
-        )
+        # Blob records an earlier version wrote are still consulted for pairs new to the table.
+        return TableDeliveriesAfterBlobs(TableDeliveryRecords(self._table_service, s.delivery_table),
+                                         self._service_clients[0], s.state_container)
 
     @_built_once
     def graph_mailbox(self) -> MailboxWriter:

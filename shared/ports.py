@@ -144,6 +144,11 @@ class CapturedMediaStore(Protocol):
     def open_attachment(self, media_id: str) -> Iterator[bytes] | None: ...
 
 
+# What a record's poisoning says when its claim check cannot be read whole (gone, or bytes that do
+# not match the hash stored with them).
+CLAIM_CHECK_UNREADABLE = "the claim check of this record is missing or damaged"
+
+
 class RecordMissing(LookupError):
     pass
 

@@ -70,16 +70,19 @@ class Settings(BaseSettings):
     storage_blob_service_uri: str = Field("", validation_alias="AzureWebJobsStorage__blobServiceUri")
     storage_queue_service_uri: str = Field("", validation_alias="AzureWebJobsStorage__queueServiceUri")
     storage_table_service_uri: str = Field("", validation_alias="AzureWebJobsStorage__tableServiceUri")
-    # The window ledger: the append blobs (windows of at most ~800,000 outcomes), or Azure Table
-    # storage (no limit a bank reaches, summaries in constant memory; docs/scale.md). Blob stays the
-    # default until the table ledger has run the whole suite and the soak clean on a fresh machine.
-    ledger_store: Literal["table", "blob"] = "blob"
+    # The window ledger: Azure Table storage (no limit a bank reaches, summaries in constant memory;
+    # docs/scale.md), or the append blobs of earlier versions (windows of at most ~800,000 outcomes).
+    ledger_store: Literal["table", "blob"] = "table"
     ledger_table: str = Field("archiveledger", pattern=r"^[A-Za-z][A-Za-z0-9]{2,62}$")
-    # Delivery records (one per mailbox and record, held while the item is written): blobs under a
-    # lease in the state container, or Azure Table storage (two table transactions per pair instead
-    # of about two blob writes; docs/scale.md). Blob stays the default; it changes with the ledger's.
-    delivery_store: Literal["table", "blob"] = "blob"
+    # Delivery records (one per mailbox and record, held while the item is written): Azure Table
+    # storage (two table transactions per pair instead of three blob writes; docs/scale.md), or
+    # blobs under a lease in the state container, as earlier versions kept them.
+    delivery_store: Literal["table", "blob"] = "table"
     delivery_table: str = Field("archivedeliveries", pattern=r"^[A-Za-z][A-Za-z0-9]{2,62}$")
+    # Claim checks (each record's raw bytes, written once): Azure Table storage (a table transaction
+    # instead of a blob write; blobs written before are still read), or blobs in RECORDS_CONTAINER.
+    record_store: Literal["table", "blob"] = "table"
+    record_table: str = Field("archiverecords", pattern=r"^[A-Za-z][A-Za-z0-9]{2,62}$")
     records_container: str = "archive-records"
     state_container: str = "archive-state"
 

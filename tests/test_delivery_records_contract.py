@@ -351,3 +351,22 @@ def test_a_record_key_a_row_key_cannot_hold_is_hashed(table):
     assert len(rows) == len(awkward) and all(row.startswith("~") and len(row) == 65 for row in rows)
     assert all(state_of(table.make(), MAILBOX, k) is DeliveryState.DONE for k in awkward)
     assert delivery_keys(MAILBOX, "unidentified-" + key(7))[1] == "unidentified-" + key(7)
+
+
+@pytest.mark.integration
+def test_sixteen_first_claims_at_once_on_a_table_not_yet_created_all_succeed(azurite):
+    """The first batch of items on empty storage: every claim that meets the missing table creates
+    it (or finds it created) and goes on; none fails because another made it first."""
+    from shared.adapters.azure_tables import table_service
+    from shared.adapters.table_deliveries import TableDeliveryRecords
+
+    records = TableDeliveryRecords(table_service(azurite.connection_string), "freshdeliveries")
+
+    def claim(n: int) -> DeliveryState:
+        with records.claim("ann@contoso.example", f"{n:064x}") as held:
+            held.begin()
+            held.finish(WriteOutcome.IMPORTED)
+            return held.state
+
+    with ThreadPoolExecutor(16) as pool:
+        assert list(pool.map(claim, range(16))) == [DeliveryState.DONE] * 16

@@ -734,8 +734,8 @@ def test_the_exception_lists_name_real_settings():
     assert set(NOT_DEPLOYED) <= set(code_settings())
     assert not set(PLATFORM_SETTINGS) & set(code_settings())
     assert code_queues() >= {"listing", "items", "transcripts", "listing-poison", "items-poison", "transcripts-poison"}
-    assert code_tables() == {"archiveledger", "archivedeliveries"}
-    assert set(table_settings()) == {"LEDGER_TABLE", "DELIVERY_TABLE"}
+    assert code_tables() == {"archiveledger", "archivedeliveries", "archiverecords"}
+    assert set(table_settings()) == {"LEDGER_TABLE", "DELIVERY_TABLE", "RECORD_TABLE"}
 
 
 def test_bicep_creates_and_sets_exactly_what_the_code_uses(bicep_json):

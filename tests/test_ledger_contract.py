@@ -45,7 +45,7 @@ def poisoned(n: int, reason: str, at: int = 0) -> OutcomeEntry:
                         detail="why")
 
 
-@pytest.fixture(params=["memory", "blob", "table"])
+@pytest.fixture(params=["memory", "blob", "table", "table-after-blobs"])
 def ledger(request):
     if request.param == "memory":
         return MemoryLedger()
@@ -58,7 +58,17 @@ def ledger(request):
         return BlobWindowLedger(BlobServiceClient.from_connection_string(azurite.connection_string), "archive-state")
     from shared.adapters.azure_tables import TableWindowLedger, table_service
 
-    return TableWindowLedger(table_service(azurite.connection_string), "archiveledger")
+    table = TableWindowLedger(table_service(azurite.connection_string), "archiveledger")
+    if request.param == "table":
+        return table
+    # The default deployment's ledger: the table, with windows of an earlier version in the blobs.
+    from azure.storage.blob import BlobServiceClient
+
+    from shared.adapters.azure_storage import BlobWindowLedger
+    from shared.adapters.ledger_upgrade import TableLedgerAfterBlobs
+
+    return TableLedgerAfterBlobs(
+        table, BlobWindowLedger(BlobServiceClient.from_connection_string(azurite.connection_string), "archive-state"))
 
 
 def entries():

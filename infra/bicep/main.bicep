@@ -213,14 +213,21 @@ param transcriptMaxWaitHours int = 6
   'table'
   'blob'
 ])
-param ledgerStore string = 'blob'
+param ledgerStore string = 'table'
 
 @description('DELIVERY_STORE: where the delivery records (one per mailbox and record, held while the item is written) are kept, table (the delivery table below; two table transactions per archived pair) or blob (blobs under a lease in the state container, as earlier versions kept them).')
 @allowed([
   'table'
   'blob'
 ])
-param deliveryStore string = 'blob'
+param deliveryStore string = 'table'
+
+@description('RECORD_STORE: where the claim checks (each record raw bytes, written once) are kept, table (the records table below; a table transaction per record, blobs written before still read) or blob (one blob per record in the records container, as earlier versions kept them).')
+@allowed([
+  'table'
+  'blob'
+])
+param recordStore string = 'table'
 
 @description('STATUS_RECENT_WINDOWS: windows shown by archive_status.')
 @minValue(1)
@@ -270,9 +277,12 @@ var containerNames = [
 var ledgerTableName = 'archiveledger'
 // The delivery records (DELIVERY_TABLE, default archivedeliveries in shared/settings.py), the same way.
 var deliveryTableName = 'archivedeliveries'
+// The claim checks (RECORD_TABLE, default archiverecords in shared/settings.py), the same way.
+var recordTableName = 'archiverecords'
 var tableNames = [
   ledgerTableName
   deliveryTableName
+  recordTableName
 ]
 
 // Built-in role definitions (the same GUID in every Azure cloud).
@@ -1108,6 +1118,8 @@ var appSettings = {
   LEDGER_TABLE: ledgerTableName
   DELIVERY_STORE: deliveryStore
   DELIVERY_TABLE: deliveryTableName
+  RECORD_STORE: recordStore
+  RECORD_TABLE: recordTableName
   CUSTOM_MAPPING_ENABLED: customMappingEnabled ? 'true' : 'false'
   AUTO_MAPPING_ENABLED: autoMappingEnabled ? 'true' : 'false'
   DIRECTORY_PHONE_MAPPING_ENABLED: directoryPhoneMappingEnabled ? 'true' : 'false'

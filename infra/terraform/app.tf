@@ -42,6 +42,8 @@ locals {
     LEDGER_TABLE                    = local.ledger_table_name
     DELIVERY_STORE                  = var.delivery_store
     DELIVERY_TABLE                  = local.delivery_table_name
+    RECORD_STORE                    = var.record_store
+    RECORD_TABLE                    = local.record_table_name
     CUSTOM_MAPPING_ENABLED          = tostring(var.custom_mapping_enabled)
     AUTO_MAPPING_ENABLED            = tostring(var.auto_mapping_enabled)
     DIRECTORY_PHONE_MAPPING_ENABLED = tostring(var.directory_phone_mapping_enabled)

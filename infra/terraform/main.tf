@@ -38,9 +38,12 @@ locals {
   ledger_table_name = "archiveledger"
   # The delivery records (DELIVERY_TABLE, default archivedeliveries in shared/settings.py), the same way.
   delivery_table_name = "archivedeliveries"
+  # The claim checks (RECORD_TABLE, default archiverecords in shared/settings.py), the same way.
+  record_table_name = "archiverecords"
   table_names = [
     local.ledger_table_name,
     local.delivery_table_name,
+    local.record_table_name,
   ]
 
   # The identity's data role on each container, assigned on that container only (the same table as

@@ -334,7 +334,7 @@ variable "transcript_max_wait_hours" {
 variable "ledger_store" {
   description = "LEDGER_STORE: where the window ledger is kept, table (the ledger table) or blob (append blobs in the state container, as earlier versions kept it; windows of at most about 800,000 outcomes)."
   type        = string
-  default     = "blob"
+  default     = "table"
   validation {
     condition     = contains(["table", "blob"], var.ledger_store)
     error_message = "ledger_store: table or blob."
@@ -344,10 +344,20 @@ variable "ledger_store" {
 variable "delivery_store" {
   description = "DELIVERY_STORE: where the delivery records (one per mailbox and record, held while the item is written) are kept, table (the delivery table; two table transactions per archived pair) or blob (blobs under a lease in the state container, as earlier versions kept them)."
   type        = string
-  default     = "blob"
+  default     = "table"
   validation {
     condition     = contains(["table", "blob"], var.delivery_store)
     error_message = "delivery_store: table or blob."
+  }
+}
+
+variable "record_store" {
+  description = "RECORD_STORE: where the claim checks (each record's raw bytes, written once) are kept, table (the records table; a table transaction per record, blobs written before still read) or blob (one blob per record in the records container, as earlier versions kept them)."
+  type        = string
+  default     = "table"
+  validation {
+    condition     = contains(["table", "blob"], var.record_store)
+    error_message = "record_store: table or blob."
   }
 }
 

@@ -152,6 +152,10 @@ class CheckedContainer:
         prefix = check_blob_name(name_starts_with, prefix=True)
         return self._client.walk_blobs(name_starts_with=prefix, **kwargs)
 
+    def walk_top_level(self, **kwargs: Any) -> Any:
+        """The container's top level, blobs and folders (no name from outside goes into it)."""
+        return self._client.walk_blobs(delimiter="/", **kwargs)
+
 
 def ensured_container(service: BlobServiceClient, name: str) -> _CreatedOnce[CheckedContainer]:
     client = CheckedContainer(service.get_container_client(container_name(name, "container")))

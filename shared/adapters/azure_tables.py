@@ -210,18 +210,7 @@ class TableWindowLedger:
 
     def _client(self) -> TableClient:
         if self._table is None:
-            client = self._service.get_table_client(self._name)
-            # Read first: a deployment creates the table and grants a role on that table only, which
-            # may not cover creating tables; only a local run on empty storage needs to create it.
-            try:
-                client.get_entity(WINDOWS, "~probe")
-            except ResourceNotFoundError as error:
-                if getattr(error, "error_code", None) == "TableNotFound":
-                    try:
-                        client.create_table()
-                    except ResourceExistsError:
-                        pass
-            self._table = client
+            self._table = ensured_table(self._service, self._name)
         return self._table
 
     def _get(self, partition: str, row: str) -> Any:
@@ -297,6 +286,22 @@ class TableWindowLedger:
             if self._get(partition, create["RowKey"]) is not None:
                 return  # written before: counted then
         raise TransientError(f"ledger: counter {partition} contended {_ATTEMPTS} times")
+
+
+def ensured_table(service: TableServiceClient, name: str) -> TableClient:
+    """The table's client, the table created if it is missing. Read first: a deployment creates
+    the table and grants a role on that table only, which may not cover creating tables; only a
+    local run on empty storage needs to create it."""
+    client = service.get_table_client(name)
+    try:
+        client.get_entity("~", "~probe")
+    except ResourceNotFoundError as error:
+        if getattr(error, "error_code", None) == "TableNotFound":
+            try:
+                client.create_table()
+            except ResourceExistsError:
+                pass
+    return client
 
 
 def table_service(connection_string: str, account_name: str = "", client_id: str = "",

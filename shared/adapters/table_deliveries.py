@@ -227,7 +227,6 @@ class TableDeliveryRecords:
         self._service = service
         self._name = table
         self._table: TableClient | None = None
-        self._created = False
         self._wait_seconds = wait_seconds
         self.hold_seconds = hold_seconds
         self.renew_seconds = renew_seconds if renew_seconds is not None else hold_seconds / 3
@@ -291,12 +290,12 @@ class TableDeliveryRecords:
         except ResourceNotFoundError:
             # An insert finds no table, nothing else (the SDK leaves its error code unset here).
             # Deployments create the table (its role is scoped to it); a local run on empty
-            # storage creates it here, once.
-            if self._created:
-                raise
+            # storage creates it here. Every insert that met the missing table tries (claims run
+            # side by side: one that came second must not fail on the flag of the first), and an
+            # insert that still finds none raises.
+            pass
         try:
             self.client().create_table()
         except ResourceExistsError:
             pass
-        self._created = True
         return self.client().create_entity(entity)

@@ -82,6 +82,10 @@ def is_window_id(value: str) -> bool:
     return True
 
 
+def is_record_ref(value: str) -> bool:
+    return isinstance(value, str) and _RECORD_REF.fullmatch(value) is not None
+
+
 def is_bucket(value: str) -> bool:
     """A transcript bucket, ``<day>/<chat id>`` (``shared.domain.transcripts.Bucket``)."""
     return isinstance(value, str) and _BUCKET.fullmatch(value) is not None

@@ -10,7 +10,7 @@ from shared import telemetry
 from shared.domain.errors import PoisonReason, TransientError
 from shared.domain.ledger import OutcomeEntry, RecordOutcome
 from shared.domain.tasks import ItemTask, PoisonMessage, TaskFormatError
-from shared.ports import RecordMissing, RecordStore, WindowLedger, WorkQueue
+from shared.ports import CLAIM_CHECK_UNREADABLE, RecordMissing, RecordStore, WindowLedger, WorkQueue
 from shared.service.deferral import MAX_DEFERRALS, defer_on_retry_after
 from shared.service.importing import ImportResult, ItemImporter, RecordOrigin
 
@@ -81,7 +81,7 @@ def _process(
     except RecordMissing:
         result = ImportResult(
             RecordOutcome.POISONED, task.message_id, reason=PoisonReason.INVALID_ITEM,
-            detail="the claim-check blob of this record is missing",
+            detail=CLAIM_CHECK_UNREADABLE,
         )
     else:
         try:

@@ -46,6 +46,7 @@ from shared.domain.transcripts import (
     transcript_day,
 )
 from shared.ports import (
+    CLAIM_CHECK_UNREADABLE,
     ArchiveSource,
     MailboxWriter,
     RecordMissing,
@@ -290,7 +291,7 @@ class TranscriptComposer:
         try:
             raw = self._records.get(staged.record_ref)
         except RecordMissing:
-            raise PermanentError(PoisonReason.INVALID_ITEM, "the claim-check blob of this record is missing") from None
+            raise PermanentError(PoisonReason.INVALID_ITEM, CLAIM_CHECK_UNREADABLE) from None
         record = parse_record(raw)
         origin = self._media_sources.get(record.source)
         media = {a.attachment_id: spool.payload(a, source=origin) for a in record.attachments}
