@@ -12,14 +12,21 @@ and this process's CPU:
 3. the timer runs again, as the next day's run does: it hands the next (empty) window off, accounts
    the records the host moved to poison, and stores the window's report.
 
-What is counted is the whole process: the functions and the host runner's queue work (receive,
+Storage requests: the whole process, the functions and the host runner's queue work (receive,
 delete: the Functions host's part in Azure). The runner's own calls that production does not make
 per record (queue creation, queue depths, receives that found nothing) are counted apart.
+
+CPU: the process's, less what the host runner spends itself (``HostCpu``): in Azure the Functions
+host, not the Python worker, polls and receives the messages, deletes or poisons them, writes the
+output bindings and watches the queues' depths, so that work is measured apart (each thread's own
+CPU clock, inside those calls and outside the function they invoke) and reported beside the
+connector's figure, as is the request counting's own work.
 """
 
 from __future__ import annotations
 
 import os
+import threading
 import time
 from collections import Counter
 from dataclasses import dataclass
@@ -42,6 +49,77 @@ from bench.stack import (
 PHASES = ("listing", "archiving", "timer")
 
 
+class HostCpu:
+    """The CPU the host runner spends on its own, apart from the functions it invokes.
+
+    While inside, the runner's calls that stand for the Functions host (a pump's receive and its
+    dispatch, a message's decoding, delete or poison, the output bindings, the queues' depths, a
+    timer's invocation around the function) are timed on the calling thread's own CPU clock, less
+    the function invocations they contain; ``harness`` is the time the request counter spends
+    classifying requests (bench/scale_counting.py). Both are read per phase with ``snapshot``."""
+
+    HOST_CALLS = ("pump_once", "_handle_message", "queue_depths", "run_timer", "drain")
+
+    def __init__(self) -> None:
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        self.host = 0.0
+        self.harness = 0.0
+        self._saved: list[tuple[Any, str, Any]] = []
+
+    def snapshot(self) -> tuple[float, float]:
+        with self._lock:
+            return self.host, self.harness
+
+    def _timed(self, original: Any, kind: str) -> Any:
+        local = self._local
+        owner = self
+
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            stack = getattr(local, "stack", None)
+            if stack is None:
+                stack = local.stack = []
+            frame = [kind, time.thread_time(), 0.0]  # kind, start, CPU of nested timed calls
+            stack.append(frame)
+            try:
+                return original(*args, **kwargs)
+            finally:
+                stack.pop()
+                spent = time.thread_time() - frame[1]
+                if stack:
+                    stack[-1][2] += spent
+                own = spent - frame[2]
+                if kind != "function":
+                    with owner._lock:
+                        if kind == "host":
+                            owner.host += own
+                        else:
+                            owner.harness += own
+
+        return wrapper
+
+    def _patch(self, target: Any, name: str, kind: str) -> None:
+        original = getattr(target, name)
+        self._saved.append((target, name, original))
+        setattr(target, name, self._timed(original, kind))
+
+    def __enter__(self) -> HostCpu:
+        from bench.scale_counting import _Counter
+        from shared.local.host_runner import HostRunner
+
+        for name in self.HOST_CALLS:
+            self._patch(HostRunner, name, "host")
+        self._patch(HostRunner, "_invoke", "function")
+        self._patch(HostRunner, "_write_outputs", "host")  # inside run_timer, after _invoke
+        self._patch(_Counter, "record", "harness")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for target, name, original in reversed(self._saved):
+            setattr(target, name, original)
+        self._saved.clear()
+
+
 @dataclass
 class CountedRun:
     stores: dict[str, str]  # the ledger, delivery records, claim checks: "table" or "blob", as the settings read
@@ -54,7 +132,9 @@ class CountedRun:
     reconciled: bool
     executions: int  # function invocations: the timer twice, listing pages, items
     graph_requests: int  # every request the local Graph answered for the mailboxes
-    cpu: dict[str, float]  # phase -> this process's CPU seconds
+    cpu: dict[str, float]  # phase -> this process's CPU seconds, less the host's part and the counting's
+    host_cpu: dict[str, float]  # phase -> CPU seconds of the runner's own work (the Functions host's part)
+    harness_cpu: dict[str, float]  # phase -> CPU seconds of counting the requests
     azurite_cpu: dict[str, float]
     counts: dict[str, StorageCounts]  # phase -> requests
     seconds: dict[str, float]
@@ -95,7 +175,7 @@ def run_counted(
     password = os.urandom(12).hex()
     run_id = new_run_id()
     with servers_for(records, latency=latency, password=password) as servers, \
-            counting(azurite_ports(azurite)) as counter:
+            counting(azurite_ports(azurite)) as counter, HostCpu() as host_cpu:
         env = {**app_env(storage=azurite.connection_string, graph_url=servers.graph_url,
                          telemessage_url=servers.telemessage_url, password=password, run_id=run_id),
                "LEDGER_STORE": store, "DELIVERY_STORE": store, "RECORD_STORE": store,
@@ -130,10 +210,11 @@ def run_counted(
             listing = runner({TIMER_FUNCTION, LISTING_FUNCTION}, 16)
             per_pump = max(1, workers // pumps)
             items = [runner({ITEMS_FUNCTION}, per_pump) for _ in range(pumps)]
-            marks: list[tuple[float, float, float, StorageCounts]] = []
+            marks: list[tuple[float, float, float, StorageCounts, tuple[float, float]]] = []
 
             def mark() -> None:
-                marks.append((time.monotonic(), cpu_seconds(), cpu_seconds(azurite.pid), counter.snapshot()))
+                marks.append((time.monotonic(), cpu_seconds(), cpu_seconds(azurite.pid), counter.snapshot(),
+                              host_cpu.snapshot()))
 
             try:
                 mark()
@@ -160,7 +241,9 @@ def run_counted(
         archived_records=archived,
         skipped=summary["skipped_duplicates"], poisoned=summary["poisoned"], reconciled=summary["reconciled"],
         executions=executions, graph_requests=graph,
-        cpu={p: round(b[1] - a[1], 3) for p, (a, b) in phases.items()},
+        cpu={p: round(b[1] - a[1] - (b[4][0] - a[4][0]) - (b[4][1] - a[4][1]), 3) for p, (a, b) in phases.items()},
+        host_cpu={p: round(b[4][0] - a[4][0], 3) for p, (a, b) in phases.items()},
+        harness_cpu={p: round(b[4][1] - a[4][1], 3) for p, (a, b) in phases.items()},
         azurite_cpu={p: round(b[2] - a[2], 3) for p, (a, b) in phases.items()},
         counts={p: b[3] - a[3] for p, (a, b) in phases.items()},
         seconds={p: round(b[0] - a[0], 2) for p, (a, b) in phases.items()},
