@@ -58,6 +58,11 @@ TALLY = "~tally"
 COUNTS = "~counts"
 WINDOWS = "window"
 _CHUNK = 30_000  # characters per string property: Azure takes 64 KiB, in UTF-16
+# Record entities per query page when a window is read whole (reports). Measured over Azurite
+# (peak RSS above baseline while reading every record of a window): pages of 1,000, the service's
+# most, grew with the window (9.7 MiB at 12,800 records, 28.9 at 51,200); pages of 100 stayed flat
+# (3.6 and 2.9). Ten times the requests, $0.0007 for a 2,000,000-record window's report.
+STATES_PER_PAGE = 100
 _ATTEMPTS = 20  # compare-and-swap rounds before the host's retry takes over
 _TABLE_NAME = re.compile(r"[A-Za-z][A-Za-z0-9]{2,62}")
 # Point reads of one write run side by side (a record and its shard's counters; a page's records),
@@ -173,7 +178,8 @@ class TableWindowLedger:
         """Every record of the window with its state, a page of entities at a time."""
         for n in range(SHARDS):
             for entity in self._client().query_entities(
-                    "PartitionKey eq @pk and kind eq 'record'", parameters={"pk": f"{window_id}~r{n:02d}"}):
+                    "PartitionKey eq @pk and kind eq 'record'", parameters={"pk": f"{window_id}~r{n:02d}"},
+                    results_per_page=STATES_PER_PAGE):
                 yield entity["RowKey"], _state(entity)
 
     @transient_storage_errors
@@ -231,7 +237,7 @@ class TableWindowLedger:
     def _submit(self, operations: list[tuple[Any, ...]]) -> bool:
         """True when written; False when another writer got there first (read again, retry)."""
         try:
-            self._client().submit_transaction(operations)
+            submit_transaction(self._client(), operations)
         except TableTransactionError as error:
             if error.status_code in (409, 412):
                 return False
