@@ -39,6 +39,7 @@ from azure.core.exceptions import HttpResponseError, ResourceExistsError, Resour
 from azure.data.tables import TableClient, TableServiceClient, TableTransactionError, UpdateMode
 
 from shared.adapters.azure_storage import transient_storage_errors
+from shared.adapters.table_batch import submit_transaction
 from shared.domain.errors import ConfigurationError, TransientError
 from shared.domain.identifiers import is_window_id
 from shared.domain.ledger import (
