@@ -121,6 +121,24 @@ def test_a_page_is_marked_listed_once_and_windows_come_latest_hand_off_first(led
     assert ledger.page_listed(WID, "s1", 0) and not ledger.page_listed(WID, "s1", 1)
 
 
+def test_a_page_whose_records_all_fall_in_one_shard_is_listed_whole_and_read_back_page_by_page(ledger, monkeypatch):
+    """Past one entity-group transaction (100 operations) and past one query page: 250 records of one
+    shard (their keys share their last hex digits), the read pages scaled down to 7 records."""
+    from shared.adapters import azure_tables
+
+    monkeypatch.setattr(azure_tables, "STATES_PER_PAGE", 7)
+    ledger.open_window(INFO)
+    keys = tuple(f"{n:062x}ab" for n in range(250))
+    ledger.record_page(WID, PageEntry("s1", 0, keys, True))
+    for n, k in enumerate(keys[:130]):
+        ledger.record_outcome(WID, OutcomeEntry(k, f"m-{n}", RecordOutcome.IMPORTED, T0, mailboxes=(
+            MailboxResult("a@x.example", RecordOutcome.IMPORTED, MappingRule.CSV),)))
+    summary = ledger.summary(WID)
+    assert (summary.listed, summary.imported, summary.pending) == (250, 130, 120)
+    states = dict(ledger.record_states(WID))
+    assert set(states) == set(keys) and sum(s.outcome is not None for s in states.values()) == 130
+
+
 def test_receipts_are_counted_once_however_often_they_come(ledger):
     ledger.open_window(INFO)
     failed = Receipt("wamid.A/b+c==", "failed", T0, "+44*****123", ("131049 Not delivered",))
