@@ -229,10 +229,9 @@ class TableWindowLedger:
     def _get_rows(self, partition: str, rows: list[str]) -> dict[str, Any]:
         """Several entities of one partition by point reads, side by side. (A filter of RowKeys
         joined by "or" would be one request, but the service answers it with a partition scan.)"""
-        if len(rows) == 1:
-            entity = self._get(partition, rows[0])
-            return {rows[0]: entity} if entity is not None else {}
-        found = _readers().map(lambda row: (row, self._get(partition, row)), rows)
+        # The first row read on this thread, the others on the readers' threads meanwhile.
+        others = _readers().map(lambda row: (row, self._get(partition, row)), rows[1:]) if len(rows) > 1 else ()
+        found = [(rows[0], self._get(partition, rows[0])), *others]
         return {row: entity for row, entity in found if entity is not None}
 
     def _submit(self, operations: list[tuple[Any, ...]]) -> bool:
@@ -250,6 +249,18 @@ class TableWindowLedger:
         return True
 
     def _list_records(self, partition: str, keys: list[str]) -> None:
+        # A page's records are new to the ledger but for a page run again or an outcome recorded
+        # first: write them as new, reading only the shard's counters. The creates fail, and write
+        # nothing, if any of them exists; then each record is read, as below.
+        tally = self._get(partition, TALLY)
+        fresh = RecordState().with_listing()
+        moved = Tally()
+        operations: list[tuple[Any, ...]] = []
+        for key in keys:
+            moved += change(RecordState(), fresh)
+            operations.append(_write_record(partition, key, fresh, None))
+        if operations and self._submit(operations + _write_tally(partition, tally, moved)):
+            return
         for _ in range(_ATTEMPTS):
             found = self._get_rows(partition, [*keys, TALLY])
             tally = found.get(TALLY)
