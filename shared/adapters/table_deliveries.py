@@ -40,6 +40,8 @@ leaves ``writing`` (in doubt: one lookup more) where the blob adapter leaves ``n
 from __future__ import annotations
 
 import hashlib
+import heapq
+import logging
 import os
 import re
 import threading
@@ -57,6 +59,8 @@ from shared.adapters.azure_storage import transient_storage_errors
 from shared.adapters.azure_tables import _TABLE_NAME
 from shared.domain.errors import TransientError
 from shared.ports import DeliveryState, WriteOutcome
+
+logger = logging.getLogger(__name__)
 
 HOLD_SECONDS = 60.0
 SHARDS = "0123456789abcdef"
@@ -84,24 +88,42 @@ def _conflict(error: HttpResponseError) -> bool:
     return error.status_code in (404, 409, 412)
 
 
-class _HoldKeeper(threading.Thread):
+class _HoldKeeper:
     """Renews the hold while a write runs, as ``azure_deliveries._LeaseKeeper`` renews the lease: a
     failed renewal is retried every couple of seconds until shortly before the hold would lapse. A
     renewal refused (another worker took the record) or given up sets ``lost``, and the claim's
-    ``finish`` then fails, so the record is retried and the next holder looks before writing."""
+    ``finish`` then fails, so the record is retried and the next holder looks before writing.
+
+    The renewing thread starts at the first renewal (``_Renewals``): a write done within ``every``,
+    as nearly all are, never has one, where a thread started and joined per claim cost about 1 ms
+    of CPU per archived pair."""
 
     def __init__(self, claim: _TableClaim, every: float) -> None:
-        super().__init__(name="delivery-hold", daemon=True)
         self._claim, self._every = claim, every
         self._stopping = threading.Event()
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._since = time.monotonic()
         self.lost = False
-        self.start()
+        _renewals.after(every, self._begin)
+
+    def _begin(self) -> None:
+        with self._lock:
+            if self._stopping.is_set():
+                return
+            thread = threading.Thread(target=self.run, name="delivery-hold", daemon=True)
+            try:
+                thread.start()
+            except RuntimeError:  # no thread to be had: renew nothing, and say so, as a lost hold
+                self.lost = True
+                return
+            self._thread = thread
 
     def run(self) -> None:
         hold = self._claim.hold_seconds
         margin = min(5.0, hold / 4)  # give up this long before the hold would lapse
-        renewed_at = time.monotonic()
-        wait = self._every
+        renewed_at = self._since
+        wait = 0.0  # started at the first renewal: ``every`` has passed
         while not self._stopping.wait(wait):
             try:
                 if not self._claim.renew():
@@ -117,8 +139,46 @@ class _HoldKeeper(threading.Thread):
             wait = self._every
 
     def stop(self) -> None:
-        self._stopping.set()
-        self.join(timeout=5)
+        with self._lock:
+            self._stopping.set()
+            thread = self._thread
+        if thread is not None:
+            thread.join(timeout=5)
+
+
+class _Renewals:
+    """One thread of the process's that calls each keeper's ``_begin`` when its first renewal is
+    due; it only starts threads, so a slow renewal never delays another's."""
+
+    def __init__(self) -> None:
+        self._due: list[tuple[float, int, Any]] = []
+        self._count = 0
+        self._wake = threading.Condition()
+        self._thread: threading.Thread | None = None
+
+    def after(self, seconds: float, action: Any) -> None:
+        with self._wake:
+            self._count += 1
+            heapq.heappush(self._due, (time.monotonic() + seconds, self._count, action))
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._run, name="delivery-holds", daemon=True)
+                self._thread.start()
+            elif self._due[0][1] == self._count:
+                self._wake.notify()  # sooner than the one waited for
+
+    def _run(self) -> None:
+        while True:
+            with self._wake:
+                while not self._due or self._due[0][0] > time.monotonic():
+                    self._wake.wait(self._due[0][0] - time.monotonic() if self._due else None)
+                _, _, action = heapq.heappop(self._due)
+            try:
+                action()
+            except Exception:  # never the scheduler's end: the other holds still need theirs
+                logger.exception("delivery hold: the first renewal could not be started")
+
+
+_renewals = _Renewals()
 
 
 class _TableClaim:
