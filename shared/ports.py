@@ -333,9 +333,15 @@ class TranscriptStore(Protocol):
 class ReportStore(Protocol):
     """Each window's admin report, as JSON and as CSV, kept for the retention setting."""
 
-    def save(self, window_id: str, json_parts: Iterable[str], csv_parts: Iterable[str]) -> None:
+    def save(self, window_id: str, json_parts: Iterable[str], csv_parts: Iterable[str], *,
+             summary_digest: str = "") -> None:
         """Store both forms, each given as pieces of text read once in order (a report of millions of
-        rows is never one string); each replaces its earlier copy only when whole."""
+        rows is never one string); each replaces its earlier copy only when whole. ``summary_digest``
+        is kept with them: what the window's counts were when the report was made."""
+        ...
+
+    def summary_digest(self, window_id: str) -> str | None:
+        """The digest saved with the stored report, or None when there is none."""
         ...
 
     def load(self, window_id: str, fmt: str) -> bytes | None:

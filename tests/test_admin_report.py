@@ -21,10 +21,15 @@ IMPORTED, SKIPPED, POISONED = RecordOutcome.IMPORTED, RecordOutcome.SKIPPED_DUPL
 class MemoryReports:
     def __init__(self) -> None:
         self.blobs: dict[str, bytes] = {}
+        self.digests: dict[str, str] = {}
 
-    def save(self, window_id, json_parts, csv_parts):
-        self.blobs[f"{window_id}.json"] = "".join(json_parts).encode()
+    def save(self, window_id, json_parts, csv_parts, *, summary_digest=""):
         self.blobs[f"{window_id}.csv"] = "".join(csv_parts).encode()
+        self.blobs[f"{window_id}.json"] = "".join(json_parts).encode()
+        self.digests[window_id] = summary_digest
+
+    def summary_digest(self, window_id):
+        return self.digests.get(window_id) or None
 
     def load(self, window_id, fmt):
         return self.blobs.get(f"{window_id}.{fmt}")
@@ -113,6 +118,14 @@ def test_reports_are_stored_as_json_and_csv_and_deleted_after_the_retention():
     published = publish_reports(ledger, store, HANDED_OFF + timedelta(hours=1), limit=14,
                                 retention=timedelta(days=90))
     assert published.written == (recent,) and published.purged == (old,)
+    # The next run: the window's counts have not moved, so its report is not made again ...
+    again = publish_reports(ledger, store, HANDED_OFF + timedelta(hours=2), limit=14, retention=timedelta(days=90))
+    assert again.written == ()
+    # ... until an outcome moves one (the pending record archived).
+    ledger.record_outcome(recent, OutcomeEntry("k5", "m-5", IMPORTED, HANDED_OFF + timedelta(hours=2), (
+        MailboxResult("ann@contoso.example", IMPORTED, MappingRule.CSV),)))
+    moved = publish_reports(ledger, store, HANDED_OFF + timedelta(hours=3), limit=14, retention=timedelta(days=90))
+    assert moved.written == (recent,) and json.loads(store.load(recent, "json"))["totals"]["pending"] == 0
     assert store.stored() == [recent]
     stored = json.loads(store.load(recent, "json"))
     assert stored["window_id"] == recent and stored["totals"]["failed"] == 2 and stored["report_version"] == 1

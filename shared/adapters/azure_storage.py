@@ -498,15 +498,26 @@ class BlobReportStore:
         self._container = ensured_container(service, container)
 
     @transient_storage_errors
-    def save(self, window_id: str, json_parts: Iterable[str], csv_parts: Iterable[str]) -> None:
+    def save(self, window_id: str, json_parts: Iterable[str], csv_parts: Iterable[str], *,
+             summary_digest: str = "") -> None:
         # An iterable body goes up in blocks (staged, then committed as a list): memory holds one
-        # block, and readers see the earlier copy until the new one is whole.
+        # block, and readers see the earlier copy until the new one is whole. The digest goes on the
+        # JSON, written last, so it never vouches for a CSV that is not there yet.
         container = self._container.get()
-        container.upload_blob(f"{self.PREFIX}{window_id}.json", _utf8(json_parts), overwrite=True,
-                              content_settings=ContentSettings(content_type="application/json; charset=utf-8"))
         # UTF-8 with a BOM: Excel opens it with the right encoding.
         container.upload_blob(f"{self.PREFIX}{window_id}.csv", _utf8(csv_parts, bom=True), overwrite=True,
                               content_settings=ContentSettings(content_type="text/csv; charset=utf-8"))
+        container.upload_blob(f"{self.PREFIX}{window_id}.json", _utf8(json_parts), overwrite=True,
+                              metadata={"summary_digest": summary_digest} if summary_digest else None,
+                              content_settings=ContentSettings(content_type="application/json; charset=utf-8"))
+
+    @transient_storage_errors
+    def summary_digest(self, window_id: str) -> str | None:
+        try:
+            properties = self._container.get().get_blob_client(f"{self.PREFIX}{window_id}.json").get_blob_properties()
+        except ResourceNotFoundError:
+            return None
+        return (properties.metadata or {}).get("summary_digest") or None
 
     @transient_storage_errors
     def load(self, window_id: str, fmt: str) -> bytes | None:

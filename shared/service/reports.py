@@ -13,6 +13,7 @@ so a window of millions of records takes the memory of one run, not of the windo
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 from collections.abc import Iterator
@@ -22,6 +23,7 @@ from datetime import UTC, datetime, timedelta
 from shared.domain.ledger import WindowInfo, WindowSummary, summarize
 from shared.domain.records import record_key
 from shared.domain.report import (
+    REPORT_VERSION,
     ReportHead,
     ReportRow,
     RowOutcome,
@@ -194,8 +196,13 @@ def publish_reports(
         info = summary.info
         if now - info.scheduled_at > retention:
             continue
+        # A window whose counts have not moved since its report was stored is not read again: a
+        # report of millions of records takes minutes, and the timer passes every recent window.
+        digest = summary_digest(summary)
+        if store.summary_digest(info.window_id) == digest:
+            continue
         with stream_report(ledger, info, now, summary=summary) as report:
-            store.save(info.window_id, report.json_chunks(), report.csv_chunks())
+            store.save(info.window_id, report.json_chunks(), report.csv_chunks(), summary_digest=digest)
         written.append(info.window_id)
     purged = []
     for window_id in store.stored():
@@ -206,6 +213,14 @@ def publish_reports(
     if written or purged:
         log.info("admin reports: %d written, %d past the retention deleted", len(written), len(purged))
     return Published(tuple(written), tuple(purged))
+
+
+def summary_digest(summary: WindowSummary) -> str:
+    """What a report is made from, in counts: the window's summary, its failed receipts, and the
+    report's version. Any outcome that changes (a replay, a late record) moves a count."""
+    counts = {**summary.to_json(), "failed_receipts": [r.key for r in summary.failed_receipts],
+              "daily": summary.daily, "report_version": REPORT_VERSION}
+    return hashlib.sha256(json.dumps(counts, sort_keys=True, default=str).encode()).hexdigest()
 
 
 def handed_off_at(window_id: str) -> datetime | None:
