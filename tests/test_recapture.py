@@ -83,6 +83,34 @@ def test_other_bytes_under_an_archived_id_are_archived_again_as_a_recapture_sayi
     assert sum(len(box) for box in stack.boxes.items.values()) == len(items)
 
 
+def test_the_same_record_in_other_bytes_is_a_duplicate_not_a_recapture():
+    """Keys in another order, 1.0 for 1: other bytes, the same record. No second item."""
+    original = record("m-4", textContent="hello", messageTime=1_700_000_000_000)
+    stack = _stack()
+    _archive(stack, original, hours=0)
+    reordered = dict(reversed(list(original.items())))
+    again = _archive(stack, reordered, hours=6)
+    summary = stack.ledger.summary(again)
+    assert summary.recaptured == 0 and summary.imported == 0 and summary.skipped_duplicates == summary.fanout > 0
+
+
+def test_a_recapture_in_eml_mailboxes_is_a_file_of_its_own(tmp_path):
+    from shared.adapters.local_files import EmlMailbox
+    from shared.domain.rendering import render
+    from shared.service.importing import parse_record
+
+    boxes = EmlMailbox(str(tmp_path), "WhatsApp Archiver")
+    first = render(parse_record(json.dumps(record("m-5", textContent="Price is 100"))), {})
+    changed_raw = json.dumps(record("m-5", textContent="Price is 90")).encode()
+    again = recapture(record_key("m-5") + "." + "0123456789abcdef", b"{}", changed_raw)
+    second = render(parse_record(changed_raw), {}, recapture=again)
+    assert first.sent_at == second.sent_at
+    assert boxes.write("ann@contoso.example", first).value == "imported"
+    assert boxes.write("ann@contoso.example", second).value == "imported"
+    assert boxes.write("ann@contoso.example", second).value == "skipped_duplicate"
+    assert EmlMailbox.file_name(first) != EmlMailbox.file_name(second)
+
+
 def test_the_same_bytes_again_are_a_skipped_duplicate_and_no_recapture():
     original = record("m-2", textContent="hello")
     stack = _stack()

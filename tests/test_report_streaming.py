@@ -39,6 +39,8 @@ def test_a_spooled_sort_refuses_a_second_reader_mid_merge_and_writes_after_readi
     for key in "dcba":
         spool.add(key, key.upper())
     reader = iter(spool)
+    with pytest.raises(RuntimeError):
+        iter(spool)  # a second reader made before the first has read a line
     assert next(reader) == ("a", "A")
     with pytest.raises(RuntimeError):
         iter(spool)
@@ -47,6 +49,8 @@ def test_a_spooled_sort_refuses_a_second_reader_mid_merge_and_writes_after_readi
     with pytest.raises(RuntimeError):
         spool.add("e", "E")
     spool.close()
+    with pytest.raises(RuntimeError):
+        iter(spool)  # closed: its runs are gone
 
 
 @pytest.mark.parametrize("bad", [("a\tb", "x"), ("a\nb", "x"), ("a", "x\ny")])

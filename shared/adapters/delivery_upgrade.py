@@ -67,4 +67,7 @@ class TableDeliveriesAfterBlobs:
             return None
         except ValueError:
             return DeliveryState.IN_DOUBT  # torn or foreign: look before writing
-        return _EARLIER.get(data.get("state")) if isinstance(data, dict) else DeliveryState.IN_DOUBT
+        if not isinstance(data, dict) or data.get("state") == "new":
+            return None if isinstance(data, dict) else DeliveryState.IN_DOUBT
+        # Anything but "new" that is not "done" may have been written: look before writing.
+        return _EARLIER.get(data.get("state"), DeliveryState.IN_DOUBT)

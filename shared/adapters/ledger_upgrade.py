@@ -84,14 +84,15 @@ class TableLedgerAfterBlobs:
         if home is not None:
             return home
         if self._table.window(window_id) is not None:
-            home = self._table
-        elif self._any_blob_windows() and self._blob.window(window_id) is not None:
-            home = self._blob
-        else:
-            return self._table  # no such window (yet): not remembered, it may open in a moment
-        with self._lock:
-            self._home[window_id] = home
-        return home
+            # In the table for good (opened there, or copied by ledger-migrate): remembered.
+            with self._lock:
+                self._home[window_id] = self._table
+            return self._table
+        if self._any_blob_windows() and self._blob.window(window_id) is not None:
+            # Not remembered: once ledger-migrate has copied it, every process writes the table's
+            # copy from its next call, so no outcome goes to a copy nobody reads.
+            return self._blob
+        return self._table  # no such window (yet): it may open in a moment
 
     def _any_blob_windows(self) -> bool:
         if self._blob_windows is None:

@@ -65,7 +65,10 @@ class EmlMailbox:
     @staticmethod
     def file_name(item: RenderedItem) -> str:
         stamp = item.sent_at.strftime("%Y%m%dT%H%M%S%fZ")
-        return f"{stamp}-{item.record_key[:24]}.eml"
+        # A re-capture (``<key>.<digest>``) keeps the time of the item it re-captures: its digest
+        # tells the two files apart. A first capture's name is as it always was.
+        key, _, variant = item.record_key.partition(".")
+        return f"{stamp}-{key[:24]}{'-' + variant if variant else ''}.eml"
 
     def find(self, mailbox: str, item: RenderedItem) -> Path | None:
         """Where the record's file is, in whichever folder of the chain; None when not written."""

@@ -328,7 +328,7 @@ def summarize(info: WindowInfo, pages: Iterable[PageEntry], outcomes: Iterable[O
         imported += pairs_imported
         skipped += pairs_skipped
         partial += entry.partial
-        recaptured += entry.recapture_of is not None
+        recaptured += entry.recapture_of is not None and pairs_imported > 0
         day.update(records=1, imported=pairs_imported, skipped_duplicates=pairs_skipped)
     pending_keys = tuple(sorted(key for key in listed_keys if key not in folded))
     return WindowSummary(

@@ -10,6 +10,7 @@ as a duplicate.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 
 from shared.domain.identifiers import recapture_of
@@ -54,7 +55,10 @@ def differing_fields(before: bytes, after: bytes) -> tuple[str, ...]:
     if not isinstance(old, dict) or not isinstance(new, dict):
         return ("record",)
     names = sorted(set(old) | set(new), key=str)
-    return tuple(str(name)[:64] for name in names if old.get(name, _ABSENT) != new.get(name, _ABSENT))
+    # A field's name is the source's text too: one line, no controls, before it reaches an item.
+    return tuple(_CONTROL.sub(" ", str(name))[:64] for name in names
+                 if old.get(name, _ABSENT) != new.get(name, _ABSENT))
 
 
 _ABSENT = object()
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")

@@ -135,7 +135,7 @@ def contribution(state: RecordState) -> Tally:
     skipped = sum(m.outcome is RecordOutcome.SKIPPED_DUPLICATE for m in entry.mailboxes)
     return Tally(
         listed=1, fanout=len(entry.mailboxes), imported=imported, skipped_duplicates=skipped,
-        partially_imported=int(entry.partial), recaptured=int(entry.recapture_of is not None),
+        partially_imported=int(entry.partial), recaptured=int(entry.recapture_of is not None and imported > 0),
         days={day: {"records": 1, "imported": imported, "skipped_duplicates": skipped}},
     )
 

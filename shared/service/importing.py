@@ -163,7 +163,12 @@ class ItemImporter:
                 before = self._records.get(f"{recapture_of(origin.record_key)}.json")
             except RecordMissing:
                 before = None  # said on the item: the earlier version could not be read
-        return recapture(origin.record_key, before, after)
+        found = recapture(origin.record_key, before, after)
+        if found is not None and before is not None and not found.differs:
+            # Other bytes, the same record (keys in another order, 1.0 for 1): not a re-capture.
+            # Archived under the id's own key, so the first item is found and it is a duplicate.
+            return None
+        return found
 
     def _write_everywhere(
         self, key: str, mapped: list[MappedMailbox], item: RenderedItem,

@@ -199,10 +199,15 @@ def publish_reports(
         # A window whose counts have not moved since its report was stored is not read again: a
         # report of millions of records takes minutes, and the timer passes every recent window.
         digest = summary_digest(summary)
-        if store.summary_digest(info.window_id) == digest:
+        try:
+            if store.summary_digest(info.window_id) == digest:
+                continue
+            with stream_report(ledger, info, now, summary=summary) as report:
+                store.save(info.window_id, report.json_chunks(), report.csv_chunks(), summary_digest=digest)
+        except Exception as error:  # one window's trouble (storage, a full disk) must not stop the rest
+            log.error("admin report of window %s not stored (%s); the next run tries again",
+                      info.window_id, type(error).__name__)
             continue
-        with stream_report(ledger, info, now, summary=summary) as report:
-            store.save(info.window_id, report.json_chunks(), report.csv_chunks(), summary_digest=digest)
         written.append(info.window_id)
     purged = []
     for window_id in store.stored():

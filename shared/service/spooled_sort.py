@@ -32,6 +32,7 @@ class SpooledSort:
         self._runs: list[IO[str]] = []
         self._sealed = False
         self._reading = False
+        self._closed = False
         self.count = 0
 
     def add(self, key: str, payload: str) -> None:
@@ -45,6 +46,8 @@ class SpooledSort:
             self._spill()
 
     def __iter__(self) -> Iterator[tuple[str, str]]:
+        if self._closed:
+            raise RuntimeError("the sort is closed")
         if self._reading:
             # The runs' files have one position each: two merges at once would steal lines.
             raise RuntimeError("the sort is being read already; read it to the end first")
@@ -55,16 +58,18 @@ class SpooledSort:
             return iter(list(self._buffer))
         if self._buffer:
             self._spill()
+        # Taken now, not at the first line read: two readers made before either reads must not pass.
+        self._reading = True
         return self._merged()
 
     def _merged(self) -> Iterator[tuple[str, str]]:
-        self._reading = True
         try:
             yield from heapq.merge(*(self._read(run) for run in self._runs))
         finally:
             self._reading = False
 
     def close(self) -> None:
+        self._closed = True
         for run in self._runs:
             run.close()
         self._runs.clear()
