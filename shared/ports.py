@@ -340,6 +340,10 @@ class ReportStore(Protocol):
         is kept with them: what the window's counts were when the report was made."""
         ...
 
+    def stored_size(self, window_id: str, fmt: str) -> int | None:
+        """The stored report's size in bytes, or None when there is none."""
+        ...
+
     def summary_digest(self, window_id: str) -> str | None:
         """The digest saved with the stored report, or None when there is none."""
         ...

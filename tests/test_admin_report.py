@@ -28,6 +28,10 @@ class MemoryReports:
         self.blobs[f"{window_id}.json"] = "".join(json_parts).encode()
         self.digests[window_id] = summary_digest
 
+    def stored_size(self, window_id, fmt):
+        blob = self.blobs.get(f"{window_id}.{fmt}")
+        return None if blob is None else len(blob)
+
     def summary_digest(self, window_id):
         return self.digests.get(window_id) or None
 

@@ -294,6 +294,15 @@ def test_report_answers_400_and_reads_nothing_for_every_window_id_that_is_not_on
     assert app.requests == []
 
 
+def test_a_stored_report_larger_than_one_response_is_refused_before_it_is_read(app, monkeypatch):
+    monkeypatch.setattr(report, "HTTP_STORED_REPORT_MAX_BYTES", 5)
+    app.requests.clear()
+    refused = _call(report.archive_report, "GET", {"window": STORED_ONLY_WINDOW, "format": "csv"}, {})
+    assert refused.status_code == 413 and "shared.cli report" in json.loads(refused.get_body())["error"]
+    name = f"reports/{STORED_ONLY_WINDOW}.csv"
+    assert [r.method for r in app.requests if r.blob == name] == ["HEAD"]  # its size asked, its body never read
+
+
 def test_valid_input_is_served_as_before(app):
     known = _call(report.archive_report, "GET", {"window": KNOWN_WINDOW.window_id}, {})
     assert known.status_code == 200 and json.loads(known.get_body())["window_id"] == KNOWN_WINDOW.window_id

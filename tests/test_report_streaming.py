@@ -127,3 +127,21 @@ def test_an_empty_window_streams_valid_json_and_a_csv_header():
     with stream_report(ledger, info, HANDED_OFF) as streamed:
         assert json.loads("".join(streamed.json_chunks()))["rows"] == []
         assert "".join(streamed.csv_chunks()) == ",".join(CSV_COLUMNS) + "\r\n"
+
+
+def test_an_export_that_fails_part_way_leaves_no_truncated_file(tmp_path):
+    import argparse
+
+    from shared.cli.reports import _emit_parts
+
+    out = tmp_path / "day.csv"
+
+    def parts():
+        yield "window_id,record_id\r\n"
+        raise OSError("storage went away")
+
+    with pytest.raises(OSError):
+        _emit_parts(argparse.Namespace(output=out), parts())
+    assert list(tmp_path.iterdir()) == []
+    assert _emit_parts(argparse.Namespace(output=out), iter(["a,b\r\n"])) == 0
+    assert out.read_bytes() == b"a,b\r\n" and list(tmp_path.iterdir()) == [out]

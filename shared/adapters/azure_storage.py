@@ -512,6 +512,13 @@ class BlobReportStore:
                               content_settings=ContentSettings(content_type="application/json; charset=utf-8"))
 
     @transient_storage_errors
+    def stored_size(self, window_id: str, fmt: str) -> int | None:
+        try:
+            return self._container.get().get_blob_client(f"{self.PREFIX}{window_id}.{fmt}").get_blob_properties().size
+        except ResourceNotFoundError:
+            return None
+
+    @transient_storage_errors
     def summary_digest(self, window_id: str) -> str | None:
         try:
             properties = self._container.get().get_blob_client(f"{self.PREFIX}{window_id}.json").get_blob_properties()

@@ -196,8 +196,14 @@ def _emit(args: argparse.Namespace, text: str) -> int:
 
 def _emit_parts(args: argparse.Namespace, parts: Iterable[str]) -> int:
     if args.output:
-        with args.output.open("w", encoding="utf-8", newline="") as out:
-            out.writelines(parts)
+        # Written beside, then renamed: a read that fails part-way leaves no truncated report.
+        partial = args.output.with_name(args.output.name + ".part")
+        try:
+            with partial.open("w", encoding="utf-8", newline="") as out:
+                out.writelines(parts)
+            partial.replace(args.output)
+        finally:
+            partial.unlink(missing_ok=True)
         print(f"written to {args.output}", file=sys.stderr)
     else:
         sys.stdout.writelines(parts)

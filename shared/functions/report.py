@@ -27,6 +27,7 @@ _TYPES = {"json": "application/json", "csv": "text/csv"}
 
 # About 30 MB of body at ~300 bytes a row: well inside a 2 GB instance beside the work it runs.
 HTTP_REPORT_MAX_ROWS = 100_000
+HTTP_STORED_REPORT_MAX_BYTES = 32 * 1024 * 1024
 
 
 @bp.route(route="report", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
@@ -49,6 +50,10 @@ def archive_report(req: func.HttpRequest) -> func.HttpResponse:
     if info is None:
         if not window_id:
             return error_response(404, "no windows yet")
+        size = container.reports.stored_size(window_id, fmt)
+        if size is not None and size > HTTP_STORED_REPORT_MAX_BYTES:
+            return error_response(413, f"the stored report is {size} bytes, more than one response holds; read it "
+                                       f"with `python -m shared.cli report --window {window_id} --csv`")
         stored = container.reports.load(window_id, fmt)
         if stored is None:
             return error_response(404, "no such window, and no stored report for it")
