@@ -34,6 +34,17 @@ def test_a_spooled_sort_spills_runs_and_merges_them_in_order_as_often_as_read():
     assert first == second == sorted(pairs)
 
 
+def test_a_spooled_sort_merges_its_runs_before_it_holds_too_many_files(monkeypatch):
+    monkeypatch.setattr(spooled_sort, "MAX_RUNS", 4)
+    rng = random.Random(3)
+    pairs = [(f"{rng.randrange(10**6):07d}", f"p{n}") for n in range(500)]
+    with SpooledSort(run_size=10) as spool:
+        for key, payload in pairs:
+            spool.add(key, payload)
+            assert len(spool._runs) < 4
+        assert list(spool) == sorted(pairs) == list(spool)
+
+
 def test_a_spooled_sort_refuses_a_second_reader_mid_merge_and_writes_after_reading():
     spool = SpooledSort(run_size=2)
     for key in "dcba":

@@ -16,6 +16,9 @@ from collections.abc import Iterator
 from typing import IO
 
 RUN_SIZE = 20_000
+# Runs open at once, at most: past this many, the runs are merged into one (a window of 10 million
+# pairs makes 500 runs, and a process may hold about 1,024 open files).
+MAX_RUNS = 128
 
 
 class SpooledSort:
@@ -88,6 +91,15 @@ class SpooledSort:
         run.writelines(f"{key}\t{payload}\n" for key, payload in self._buffer)
         self._buffer.clear()
         self._runs.append(run)
+        if len(self._runs) >= MAX_RUNS:
+            self._merge_runs()
+
+    def _merge_runs(self) -> None:
+        merged = tempfile.TemporaryFile("w+", encoding="utf-8", newline="\n")
+        merged.writelines(f"{key}\t{payload}\n" for key, payload in heapq.merge(*(self._read(r) for r in self._runs)))
+        for run in self._runs:
+            run.close()
+        self._runs = [merged]
 
     @staticmethod
     def _read(run: IO[str]) -> Iterator[tuple[str, str]]:
