@@ -196,3 +196,24 @@ def test_the_table_ledger_holds_entries_larger_than_one_property(azurite):
     assert ledger.pages(WID)[0].record_keys == keys
     assert len(ledger.record_state(WID, keys[0]).outcome.mailboxes) == 1024
     assert ledger.summary(WID).fanout == 1024 and ledger.summary(WID).pending == 999
+
+
+def test_a_storage_failure_while_a_window_is_read_record_by_record_is_transient():
+    """record_states reads as it is iterated: a 503 on a later page must reach the caller as the
+    TransientError every other storage call raises (the host retries), not as the SDK's error."""
+    from azure.core.exceptions import HttpResponseError
+
+    from shared.adapters.azure_storage import transient_storage_errors
+    from shared.domain.errors import TransientError
+
+    @transient_storage_errors
+    def pages():
+        yield "first page"
+        failure = HttpResponseError("service busy")
+        failure.status_code = 503
+        raise failure
+
+    reading = pages()
+    assert next(reading) == "first page"
+    with pytest.raises(TransientError):
+        next(reading)

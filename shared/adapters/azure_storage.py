@@ -8,8 +8,10 @@ string in ``AzureWebJobsStorage`` (Azurite, or keys), or identity-based access t
 from __future__ import annotations
 
 import base64
+import contextlib
 import functools
 import hashlib
+import inspect
 import json
 import logging
 import threading
@@ -73,20 +75,34 @@ def storage_service_clients(
 
 
 def transient_storage_errors(function):
-    """Storage hiccups (network, 5xx, throttling) become TransientError: the host retries."""
+    """Storage hiccups (network, 5xx, throttling) become TransientError: the host retries. A
+    generator's requests run while it is read, so its errors are translated there too."""
+    if inspect.isgeneratorfunction(function):
+        @functools.wraps(function)
+        def reading(*args, **kwargs):
+            with _translated_storage_errors():
+                yield from function(*args, **kwargs)
+
+        return reading
 
     @functools.wraps(function)
     def wrapper(*args, **kwargs):
-        try:
+        with _translated_storage_errors():
             return function(*args, **kwargs)
-        except (ServiceRequestError, ServiceResponseError) as error:
-            raise TransientError(f"storage unreachable: {type(error).__name__}") from error
-        except HttpResponseError as error:
-            if error.status_code is None or error.status_code >= 500 or error.status_code in (408, 429):
-                raise TransientError(f"storage answered {error.status_code}") from error
-            raise
 
     return wrapper
+
+
+@contextlib.contextmanager
+def _translated_storage_errors() -> Iterator[None]:
+    try:
+        yield
+    except (ServiceRequestError, ServiceResponseError) as error:
+        raise TransientError(f"storage unreachable: {type(error).__name__}") from error
+    except HttpResponseError as error:
+        if error.status_code is None or error.status_code >= 500 or error.status_code in (408, 429):
+            raise TransientError(f"storage answered {error.status_code}") from error
+        raise
 
 
 class _CreatedOnce[Client]:
