@@ -75,3 +75,16 @@ def phone_text(value: str) -> str:
     if not _PHONE_TEXT.fullmatch(value) or not any(char.isdigit() for char in value):
         raise argparse.ArgumentTypeError("not a phone number (digits, +, spaces and the usual separators)")
     return value
+
+
+def delivery_problem(args: argparse.Namespace) -> str | None:
+    """What is wrong with a command's choice of where mail goes (.eml folders, or Graph), if anything:
+    the import commands share one rule, and one wording of it."""
+    if args.graph:
+        if args.directory or args.mailbox_dir:
+            return "--graph uses Entra ID and the mailboxes themselves: drop --directory and --mailbox-dir"
+    elif not (args.directory and args.mailbox_dir):
+        return "give --directory and --mailbox-dir (or --graph to write into a real tenant)"
+    elif not args.directory.is_file():
+        return f"directory file {args.directory} does not exist or is not a file"
+    return None

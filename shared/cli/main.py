@@ -2,6 +2,7 @@
 
     demo                       run one scheduled window on local infrastructure and print the report
     import ITEMS.jsonl ...     import a JSON Lines file of records (or of Meta's webhook bodies) into mailboxes
+    import-chat-export FILE    import a custodian's WhatsApp "Export chat" (.zip or .txt) into mailboxes
     mapping check MAP.csv      check a phone → email mapping file, line by line
     mapping upload MAP.csv     check it, then store it where the functions read it
     mapping show PHONE         which mailbox a number maps to, and by which rule
@@ -26,6 +27,7 @@ from shared.cli.admin import (
     add_poison_commands,
     add_status_command,
 )
+from shared.cli.chat_exports import add_chat_export_command
 from shared.cli.reports import add_report_commands
 from shared.settings import MAX_ITEM_MB_CEILING
 
@@ -144,6 +146,7 @@ def _parser() -> argparse.ArgumentParser:
     add_status_command(commands)
     add_ledger_command(commands)
     add_report_commands(commands)
+    add_chat_export_command(commands)
     return parser
 
 
@@ -160,13 +163,8 @@ def _import(args: argparse.Namespace) -> int:
 
     items = _readable(args.items, "items file")
     mapping_path = _readable(args.mapping, "mapping file")
-    if args.graph:
-        if args.directory or args.mailbox_dir:
-            raise UsageError("--graph uses Entra ID and the mailboxes themselves: drop --directory and --mailbox-dir")
-    elif not (args.directory and args.mailbox_dir):
-        raise UsageError("give --directory and --mailbox-dir (or --graph to write into a real tenant)")
-    else:
-        _readable(args.directory, "directory file")
+    if (problem := arguments.delivery_problem(args)) is not None:
+        raise UsageError(problem)
     if not 0 < args.max_item_mb <= MAX_ITEM_MB_CEILING:
         raise UsageError(f"--max-item-mb must be more than 0 and at most {MAX_ITEM_MB_CEILING}")
     parsed = parse_mapping(mapping_path.read_bytes(), args.region)

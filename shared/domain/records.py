@@ -29,8 +29,10 @@ EpochMillis = Annotated[int, Field(ge=0, le=MAX_EPOCH_MS)]
 Sha256Hex = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
 
 # WHATSAPP_CLOUD_ARCHIVER is TeleMessage's capture product of that name, not Meta's webhooks.
-SourceType = Literal["WHATSAPP_ARCHIVER", "WHATSAPP_CLOUD_ARCHIVER", "WHATSAPP_BUSINESS_PLATFORM"]
-Source = Literal["telemessage", "whatsapp-cloud"]
+SourceType = Literal[
+    "WHATSAPP_ARCHIVER", "WHATSAPP_CLOUD_ARCHIVER", "WHATSAPP_BUSINESS_PLATFORM", "WHATSAPP_CHAT_EXPORT",
+]
+Source = Literal["telemessage", "whatsapp-cloud", "whatsapp-chat-export"]
 RecordEvent = Literal["CREATED", "EDITED", "DELETED"]
 MessageType = Literal[
     "TEXT", "IMAGE", "VIDEO", "AUDIO", "VOICE_NOTE", "DOCUMENT",
@@ -181,6 +183,27 @@ class PlatformError(_Model):
     href: str | None = None
 
 
+class ExportOrigin(_Model):
+    """Where in a custodian's "Export chat" file a record was read, and how its time was read: the
+    export carries the phone's wall clock and no zone, so the zone is the operator's word."""
+
+    file_name: Annotated[str, StringConstraints(max_length=500)]
+    file_sha256: Sha256Hex  # the export as uploaded (the .zip, or the .txt)
+    transcript_sha256: Sha256Hex | None = None  # the chat text inside a .zip
+    first_line: Annotated[int, Field(ge=0)]  # 0 for a media file no line names
+    last_line: Annotated[int, Field(ge=0)]
+    time_zone: Annotated[str, StringConstraints(min_length=1, max_length=64)]
+    local_time: str | None = None  # the timestamp as printed in the file
+    time_note: str | None = None  # a DST gap or repeat, or a clock marker that did not fit
+    date_order: Literal["dmy", "mdy", "ymd"] | None = None
+    date_order_assumed: bool = False
+    author_as_printed: str | None = None
+    occurrence: Annotated[int, Field(ge=0)] = 0  # among identical lines of the same minute
+    chat_name: str | None = None
+    edited: bool = False  # the export marked the text as edited (only the final text is exported)
+    raw: str | None = None  # the lines verbatim
+
+
 class ArchiveRecord(_Model):
     message_id: Annotated[str, StringConstraints(min_length=1, max_length=256)]
     source_type: SourceType
@@ -217,6 +240,7 @@ class ArchiveRecord(_Model):
     # Whose word the content is, where it is not the platform's own delivery (a send the firm's
     # application reported): shown to the reviewer beside the source.
     provenance: Annotated[str, StringConstraints(max_length=500)] | None = None
+    export: ExportOrigin | None = None  # a record read from a custodian's chat export
 
     @property
     def participants(self) -> tuple[Participant, ...]:

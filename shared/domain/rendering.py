@@ -59,6 +59,7 @@ _SYSTEM_EVENTS = {
 SOURCE_LABELS = {
     "WHATSAPP_ARCHIVER": "WhatsApp Phone Archiver", "WHATSAPP_CLOUD_ARCHIVER": "WhatsApp Cloud Archiver",
     "WHATSAPP_BUSINESS_PLATFORM": "WhatsApp Business Platform (Meta webhook)",
+    "WHATSAPP_CHAT_EXPORT": "WhatsApp chat export (the custodian's phone)",
 }
 _INTERACTIVE_FILES = {"nfm_reply": "flow-response.json", "template": "template.json"}
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u200e\u200f\u202a-\u202e\u2066-\u2069]")
@@ -346,11 +347,31 @@ def _facts(
         ("Captured (UTC)", captured),
         ("Source", SOURCE_LABELS[record.source_type]),
         *((("Provenance", record.provenance),) if record.provenance else ()),
+        *export_facts(record),
         ("Type", kind_label(record)),
         ("Event", record.event),
         ("Record id", record.message_id),
         *reference_facts(record),
     ]
+    return facts
+
+
+def export_facts(record: ArchiveRecord) -> list[tuple[str, str]]:
+    """For a record read from a chat export: the zone its time was read in, the time as printed,
+    and the file and lines it came from (the export has no zone: the time is the operator's word)."""
+    origin = record.export
+    if origin is None:
+        return []
+    facts = [("Time zone", f"{origin.time_zone} (the export's times were read as this zone's wall clock)")]
+    if origin.local_time:
+        facts.append(("Time as exported", origin.local_time + (
+            f" (date order {origin.date_order}, assumed)" if origin.date_order_assumed else "")))
+    if origin.time_note:
+        facts.append(("Time note", origin.time_note))
+    where = f"lines {origin.first_line}–{origin.last_line}" if origin.first_line else "a file in the export"
+    facts.append(("Export file", f"{origin.file_name} (SHA-256 {origin.file_sha256}), {where}"))
+    if origin.edited:
+        facts.append(("Edited", "yes: the export holds only the final text"))
     return facts
 
 
