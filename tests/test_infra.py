@@ -16,6 +16,12 @@ Alerts: both templates deploy the same scheduled log alerts (the WhatsApp webhoo
 app secret), and their queries name only metrics, functions and values the code has. The optional
 WhatsApp secrets are written, granted and referenced only when given; their settings are empty otherwise.
 
+Blob triggers: for every Event Grid blob trigger the code registers (chat_export_blob on
+chat-exports), both templates create its container, the storage account's Event Grid system topic
+and a BlobCreated subscription on that container delivering to the function's Blobs extension
+webhook with the blobs_extension system key, the queues the trigger passes its events through and
+the host ID that names one of them, each with its role.
+
 Monitoring (the end of this module): both templates deploy the query pack and the workbook from
 the same files in infra/monitoring/, every query there is plausible KQL that uses only telemetry
 the code emits, and the storage lifecycle rule deletes old admin reports and nothing else.
@@ -29,6 +35,7 @@ installed.
 from __future__ import annotations
 
 import copy
+import functools
 import itertools
 import json
 import os
@@ -81,6 +88,9 @@ PLATFORM_SETTINGS = {
     "APPLICATIONINSIGHTS_AUTHENTICATION_STRING": "keyless ingestion with the managed identity (local auth is off), "
     "for the host and for shared/telemetry.py, which reads it from os.environ (not Settings) to give OpenTelemetry "
     "an Entra ID credential for that identity",
+    "AzureFunctionsWebHost__hostid": "the Functions host ID, set so that the blob trigger's host queue "
+    "azure-webjobs-blobtrigger-<host id> has a name the templates know (on Flex Consumption the default ID is an "
+    "MD5 hash of the site name, which Bicep cannot compute), and its role can be scoped to that queue",
 }
 
 # Containers the platform uses, which the code does not.
@@ -91,6 +101,18 @@ HOST_CONTAINERS = {
 PLATFORM_CONTAINERS = {
     "app-package": "the Flex Consumption deployment package (functionAppConfig.deployment)",
     **HOST_CONTAINERS,  # created by the templates so that the host's role can be scoped to them
+}
+
+# Queues the Functions host uses for the code's Event Grid blob triggers (Blobs extension 5.x), which
+# the code does not name; created by the templates so that their role can be scoped to them. A name
+# built from the host ID is written with HOST_ID in its place (see with_host_id).
+HOST_ID = "{host id}"
+BLOB_TRIGGER_HOST_QUEUE = f"azure-webjobs-blobtrigger-{HOST_ID}"
+BLOB_TRIGGER_QUEUES = {
+    BLOB_TRIGGER_HOST_QUEUE: "the Blobs extension webhook puts each Event Grid event on this host queue "
+    "(BlobTriggerQueueWriter), which the host reads to run the function",
+    "webjobs-blobtrigger-poison": "a blob whose function failed maxDequeueCount times (HostQueueNames."
+    "BlobTriggerPoisonQueue), in the account of the trigger's connection, AzureWebJobsStorage",
 }
 
 # --- Role assignments ----------------------------------------------------------------------------
@@ -166,7 +188,7 @@ def expected_grants(deployment: Deployment) -> set[tuple[str, str, str]]:
     """Every grant the app needs, derived from the code and the platform; nothing more."""
     grants = {("identity", DATA_CONTAINER_ROLE, f"container:{c}") for c in code_containers() | {"app-package"}}
     grants |= {("identity", HOST_CONTAINER_ROLE, f"container:{c}") for c in HOST_CONTAINERS}
-    grants |= {("identity", QUEUE_ROLE, f"queue:{q}") for q in code_queues()}
+    grants |= {("identity", QUEUE_ROLE, f"queue:{q}") for q in code_queues() | platform_queues()}
     grants |= {("identity", TABLE_ROLE, f"table:{t}") for t in code_tables()}
     grants |= {("identity", "Key Vault Secrets User", f"key-vault-secret:{deployment.secret_references.get(s)}")
                for s in SECRET_REFERENCES}
@@ -210,7 +232,40 @@ def code_queues() -> set[str]:
 
 
 def code_containers() -> set[str]:
-    return {Settings.model_fields["records_container"].default, Settings.model_fields["state_container"].default}
+    """The containers the code reads and writes: its settings' defaults and its blob triggers' containers."""
+    return {Settings.model_fields["records_container"].default, Settings.model_fields["state_container"].default} \
+        | {trigger["container"] for trigger in code_blob_triggers().values()}
+
+
+@functools.cache
+def code_blob_triggers() -> dict[str, dict[str, str]]:
+    """Function name -> its blob trigger binding (container, path, connection, source), for every blob
+    trigger the function app registers, as the host indexes them."""
+    import function_app
+    from shared.local.host_runner import registered_functions
+
+    triggers = {}
+    for function in registered_functions(function_app.app):
+        for binding in json.loads(function.get_function_json())["bindings"]:
+            if binding["type"] == "blobTrigger":
+                triggers[function.get_function_name()] = {
+                    "container": binding["path"].split("/", 1)[0], "path": binding["path"],
+                    "connection": binding.get("connection"), "source": binding.get("source"),
+                }
+    return triggers
+
+
+def platform_queues() -> set[str]:
+    """The host's blob trigger queues, when the code has a blob trigger."""
+    return set(BLOB_TRIGGER_QUEUES) if code_blob_triggers() else set()
+
+
+def with_host_id(name: str) -> str:
+    """A name as both templates build it from the host ID, the ID written as HOST_ID:
+    'azure-webjobs-blobtrigger-${functionHostId}' (Bicep), '"...${local.function_host_id}"' (Terraform)."""
+    if len(name) >= 2 and name[0] == name[-1] == '"':
+        name = name[1:-1]
+    return name.replace("${functionHostId}", HOST_ID).replace("${local.function_host_id}", HOST_ID)
 
 
 def table_settings() -> dict[str, str]:
@@ -252,7 +307,7 @@ def consistency_problems(deployment: Deployment) -> list[str]:
         for extra in sorted(made - used - allowed_extra):
             problems.append(f"{name}: {kind} {extra!r} is created but the code does not use it")
 
-    compare("queue", code_queues(), deployment.queues)
+    compare("queue", code_queues() | platform_queues(), deployment.queues)
     compare("container", code_containers() | set(PLATFORM_CONTAINERS), deployment.containers)
     compare("table", code_tables(), deployment.tables)
     # pydantic-settings reads names case-insensitively; App Service settings are exact. Compare exact.
@@ -346,7 +401,7 @@ def bicep_deployment(parsed: dict) -> Deployment:
 
     deployment = Deployment(
         "bicep",
-        queues=names("Microsoft.Storage/storageAccounts/queueServices/queues"),
+        queues={with_host_id(q) for q in names("Microsoft.Storage/storageAccounts/queueServices/queues")},
         containers=names("Microsoft.Storage/storageAccounts/blobServices/containers"),
         tables=names(BICEP_TABLE),
     )
@@ -504,7 +559,8 @@ def bicep_grants(parsed: dict) -> set[tuple[str, str, str]]:
                 else "deployer" if "deployer" in json.dumps(properties["principalId"]) \
                 else json.dumps(properties["principalId"])
             role = evaluate(properties["roleDefinitionId"], env)
-            grants.add((principal, ROLE_NAMES_BY_ID.get(role, f"role {role}"), evaluate.scope(body.get("scope"), env)))
+            grants.add((principal, ROLE_NAMES_BY_ID.get(role, f"role {role}"),
+                        with_host_id(evaluate.scope(body.get("scope"), env))))
     return grants
 
 
@@ -538,12 +594,15 @@ def _tf_arguments(text: str) -> list[str]:
 
 
 def _tf_item(item, local_values: dict):
-    """A list item as its value: '"x"' -> 'x', "${local.name}" -> that local's value when it is a literal."""
+    """A list item as its value: '"x"' -> 'x', "${local.name}" -> that local's value when it is a literal
+    or a string template ('"a-${local.b}"' -> 'a-${local.b}')."""
     value = tf_literal(item)
     if isinstance(value, str) and (match := re.fullmatch(r"\$\{local\.(\w+)\}", value.strip())):
         named = tf_literal(local_values.get(match.group(1)))
         if isinstance(named, str) and "${" not in named:
             return named
+        if isinstance(named, str) and len(named) >= 2 and named[0] == named[-1] == '"':
+            return named[1:-1]
     return value
 
 
@@ -613,7 +672,8 @@ def terraform_deployment(parsed: dict) -> Deployment:
         return found
 
     deployment = Deployment(
-        "terraform", queues=names("azurerm_storage_queue"), containers=names("azurerm_storage_container"),
+        "terraform", queues={with_host_id(q) for q in names("azurerm_storage_queue")},
+        containers=names("azurerm_storage_container"),
         # as ARM resources through azapi: azurerm_storage_table needs Shared Key (test_security_properties)
         tables=names("azurerm_storage_table") | names(BICEP_TABLE),
     )
@@ -722,7 +782,7 @@ def terraform_grants(parsed: dict) -> set[tuple[str, str, str]]:
             else:
                 guid = tf_literal(body["role_definition_id"]).rsplit("/", 1)[-1]
                 role = ROLE_NAMES_BY_ID.get(guid, f"role {guid}")
-            grants.add((principal, role, terraform_scope(each(body["scope"], key, value), azapi)))
+            grants.add((principal, role, with_host_id(terraform_scope(each(body["scope"], key, value), azapi))))
     return grants
 
 
@@ -1232,6 +1292,214 @@ def test_every_checkov_skip_gives_a_reason():
     assert skips, "the templates have skips; the pattern must find them"
     unexplained = [f"{name}: {m.group(1)}" for name, m in skips if not m.group(2) or len(m.group(3).strip()) < 20]
     assert unexplained == []
+
+
+# --- Blob triggers: Event Grid subscriptions, queues, host ID ------------------------------------
+#
+# Flex Consumption runs a blob trigger only with source=EventGrid: the storage account's system topic
+# posts BlobCreated to the Blobs extension webhook (Functions docs, "Tutorial: Trigger Azure Functions
+# on blob containers using an event subscription"):
+#   https://<app host>/runtime/webhooks/blobs?functionName=Host.Functions.<function>&code=<blobs_extension key>
+# The readers below write a subscription the same way for both templates, with {app host} for the
+# function app's defaultHostName and {blobs_extension key} for the host's system key.
+
+STORAGE_TOPIC_TYPE = "Microsoft.Storage.StorageAccounts"
+BLOB_WEBHOOK = ("https://{{app host}}/runtime/webhooks/blobs"
+                "?functionName=Host.Functions.{function}&code={{blobs_extension key}}")
+# What the function writes beside each import (FILE.report.json, issue 17): excluded from the
+# subscription so that a report never triggers the function.
+REPORT_SUFFIX = ".report.json"
+
+
+def expected_subscription(trigger: dict[str, str], function: str) -> dict:
+    return {
+        "topic": "storage account", "events": ["Microsoft.Storage.BlobCreated"], "schema": "EventGridSchema",
+        "subject begins with": f"/blobServices/default/containers/{trigger['container']}/",
+        "subject not ending with": [REPORT_SUFFIX],
+        "endpoint": BLOB_WEBHOOK.format(function=function), "retry": (30, 1440), "created unless switched off": True,
+    }
+
+
+def _subscription_function(record: dict) -> str | None:
+    match = re.search(r"functionName=Host\.Functions\.(\w+)&", record["endpoint"])
+    return match.group(1) if match else None
+
+
+def bicep_event_subscriptions(parsed: dict) -> dict[str, dict]:
+    """Function name (from the webhook URL) -> its subscription, written as expected_subscription does."""
+    variables = {name: spec["value"] for name, spec in parsed.get("variables", {}).items()}
+    parameters, resources = parsed["parameters"], parsed["resources"]
+
+    def text(value) -> str:
+        """A string with ${<variable>} replaced by the variable's literal value."""
+        return re.sub(r"\$\{(\w+)\}", lambda m: variables[m.group(1)] if isinstance(
+            variables.get(m.group(1)), str) else m.group(0), value)
+
+    found = {}
+    for resource in resources.values():
+        if resource["type"] != "Microsoft.EventGrid/systemTopics/eventSubscriptions":
+            continue
+        _, condition, body = bicep_body(resource)
+        topic = bicep_body(resources[body["parent"]])[2]
+        properties = body["properties"]
+        destination = properties["destination"]
+        url = destination["properties"]["endpointUrl"]
+        url = variables.get(url, url) if isinstance(url, str) else url
+        # deployEventSubscriptions ? '<url>' : '': listKeys is called only when the subscription is made
+        operands = url["operator"]["operands"] if isinstance(url, dict) and "operator" in url else {}
+        if operands:
+            assert operands["condition"] == condition and operands["false_value"] == "", "the URL follows the switch"
+            url = operands["true_value"]
+        url = text(url).replace("${functionApp.properties.defaultHostName}", "{app host}")
+        url = re.sub(r"\$\{listKeys\('\$\{functionApp\.id\}/host/default', '[\w-]+'\)\.systemKeys\.blobs_extension\}",
+                     "{blobs_extension key}", url)
+        filters = properties["filter"]
+        excluded = [f["values"] for f in filters.get("advancedFilters", [])
+                    if f["operatorType"] == "StringNotEndsWith" and f["key"] == "subject"]
+        switch = parameters.get(condition, {}) if isinstance(condition, str) else {}
+        record = {
+            "topic": "storage account" if (bicep_text(topic["properties"]["source"]) == "storage.id"
+                                           and topic["properties"]["topicType"] == STORAGE_TOPIC_TYPE) else topic,
+            "events": filters["includedEventTypes"], "schema": properties["eventDeliverySchema"],
+            "subject begins with": text(filters["subjectBeginsWith"]),
+            "subject not ending with": [v for values in excluded for v in values],
+            "endpoint": url if destination["endpointType"] == "WebHook" else destination,
+            "retry": (properties["retryPolicy"]["maxDeliveryAttempts"],
+                      properties["retryPolicy"]["eventTimeToLiveInMinutes"]),
+            "created unless switched off": switch.get("type") == "bool" and switch.get("default") is True,
+        }
+        found[_subscription_function(record)] = record
+    return found
+
+
+def terraform_event_subscriptions(parsed: dict) -> dict[str, dict]:
+    """The same for Terraform: azurerm_eventgrid_system_topic(_event_subscription)."""
+    local_values = {tf_literal(k): v for block in parsed.get("locals", []) for k, v in block.items()}
+    variables = {tf_literal(k): v for block in parsed.get("variable", []) for k, v in block.items()}
+    resources = {(t, n): body for t, n, body in tf_blocks(parsed, "resource")}
+    data = {(t, n): body for t, n, body in tf_blocks(parsed, "data")}
+
+    def text(value: str) -> str:
+        value = _tf_string(value)
+        return re.sub(r"\$\{local\.(\w+)\}", lambda m: tf_literal(local_values[m.group(1)]) if "${" not in str(
+            local_values.get(m.group(1), "${")) else m.group(0), value)
+
+    found = {}
+    for (block_type, _), body in resources.items():
+        if block_type != "azurerm_eventgrid_system_topic_event_subscription":
+            continue
+        topic_name = re.fullmatch(r"\$\{azurerm_eventgrid_system_topic\.(\w+)\.name\}", body["system_topic"]).group(1)
+        topic = resources["azurerm_eventgrid_system_topic", topic_name]
+        (webhook,) = body["webhook_endpoint"]
+        url = text(webhook["url"]).replace("${azapi_resource.function_app.output.properties.defaultHostName}",
+                                           "{app host}")
+        keys = re.search(r"\$\{data\.azurerm_function_app_host_keys\.(\w+)(\[0\])?\.blobs_extension_key\}", url)
+        if keys:
+            source = data["azurerm_function_app_host_keys", keys.group(1)]
+            assert source["name"] == "${azapi_resource.function_app.name}", "the keys of the function app"
+            assert source.get("count") == body.get("count"), "the keys are read only when the subscription is made"
+            url = url.replace(keys.group(0), "{blobs_extension key}")
+        switch = re.fullmatch(r"\$\{var\.(\w+) \? 1 : 0\}", body.get("count", ""))
+        (subject,) = body["subject_filter"]
+        (retry,) = body["retry_policy"]
+        excluded = [v for block in body.get("advanced_filter", []) for f in block.get("string_not_ends_with", [])
+                    if tf_literal(f["key"]) == "subject" for v in f["values"]]
+        record = {
+            "topic": "storage account" if (topic["source_resource_id"] == "${azurerm_storage_account.main.id}"
+                                           and tf_literal(topic["topic_type"]) == STORAGE_TOPIC_TYPE) else topic,
+            "events": [tf_literal(e) for e in body["included_event_types"]],
+            "schema": tf_literal(body.get("event_delivery_schema", '"EventGridSchema"')),
+            "subject begins with": text(subject["subject_begins_with"]),
+            "subject not ending with": [tf_literal(v) for v in excluded],
+            "endpoint": url,
+            "retry": (retry["max_delivery_attempts"], retry["event_time_to_live"]),
+            "created unless switched off": bool(switch) and variables[switch.group(1)].get("default") is True,
+        }
+        found[_subscription_function(record)] = record
+    return found
+
+
+def test_the_code_registers_its_blob_triggers_as_flex_consumption_runs_them():
+    triggers = code_blob_triggers()
+    assert triggers, "the chat export import (issue 17) registers a blob trigger"
+    for name, trigger in triggers.items():
+        # The Event Grid source (Flex Consumption has no polling blob trigger), on the connection the
+        # templates configure with the app's identity, and the whole container.
+        assert (trigger["source"], trigger["connection"]) == ("EventGrid", "AzureWebJobsStorage"), name
+        assert trigger["path"] == f"{trigger['container']}/{{name}}", name
+    source = "\n".join(path.read_text(encoding="utf-8") for path in sorted((REPO_ROOT / "shared").rglob("*.py")))
+    # as a string literal's end ('...{name}.report.json"'), not a call such as self.report.json_chunks()
+    assert re.search(re.escape(REPORT_SUFFIX) + r"[\"']", source), \
+        "the report name the subscriptions exclude is the one the code writes"
+
+
+def test_both_templates_subscribe_every_blob_trigger_to_its_container(bicep_json, terraform_json):
+    expected = {name: expected_subscription(trigger, name) for name, trigger in code_blob_triggers().items()}
+    assert bicep_event_subscriptions(bicep_json) == expected
+    assert terraform_event_subscriptions(terraform_json) == expected
+
+
+def test_one_storage_system_topic_in_each_template(bicep_json, terraform_json):
+    # A resource has at most one system topic: every subscription to the account shares it.
+    topics = [bicep_body(r)[2] for r in bicep_json["resources"].values()
+              if r["type"] == "Microsoft.EventGrid/systemTopics"]
+    assert [(bicep_text(t["properties"]["source"]), t["properties"]["topicType"], t["location"]) for t in topics] == [
+        ("storage.id", STORAGE_TOPIC_TYPE, "location")]
+    topics = [body for t, _, body in tf_blocks(terraform_json, "resource") if t == "azurerm_eventgrid_system_topic"]
+    assert [(t["source_resource_id"], tf_literal(t["topic_type"]), t["location"]) for t in topics] == [
+        ("${azurerm_storage_account.main.id}", STORAGE_TOPIC_TYPE, "${azurerm_resource_group.main.location}")]
+
+
+def test_a_subscription_to_another_container_or_function_is_noticed(bicep_json, terraform_json):
+    changed = copy.deepcopy(bicep_json)
+    changed["variables"]["chatExportsContainerName"]["value"] = "chat-export"
+    (record,) = bicep_event_subscriptions(changed).values()
+    assert record["subject begins with"] == "/blobServices/default/containers/chat-export/"
+    changed = copy.deepcopy(terraform_json)
+    for block in changed["locals"]:
+        if "chat_exports_function_name" in block:
+            block["chat_exports_function_name"] = '"chat_export"'
+    assert set(terraform_event_subscriptions(changed)) == {"chat_export"}
+
+
+def test_the_blob_trigger_queues_are_named_after_the_host_id_both_templates_set(bicep_json, terraform_json):
+    # Bicep: AzureFunctionsWebHost__hostid = functionHostId = toLower(functionAppName), and the host
+    # queue is 'azure-webjobs-blobtrigger-${functionHostId}'.
+    variables = {name: spec["value"] for name, spec in bicep_json["variables"].items()}
+    assert variables["appSettings"]["AzureFunctionsWebHost__hostid"] == "functionHostId"
+    assert variables["functionHostId"] == {"function": {"type": "to_lower",
+                                                        "parameters": {"string_to_change": "functionAppName"}}}
+    assert with_host_id(variables["blobTriggerHostQueueName"]) == BLOB_TRIGGER_HOST_QUEUE
+    assert variables["functionAppName"] == "${namePrefix}-func-${suffix}"
+    assert variables["suffix"]["function"]["type"] == "unique_string"  # 13 characters
+    prefix = {d["type"]: d.get("argument") for d in bicep_json["parameters"]["namePrefix"]["decorators"]}
+    # Terraform: the same from local.function_host_id.
+    local_values = {tf_literal(k): v for block in terraform_json["locals"] for k, v in block.items()}
+    assert local_values["app_settings"]["AzureFunctionsWebHost__hostid"] == "${local.function_host_id}"
+    assert local_values["function_host_id"] == "${lower(local.function_app_name)}"
+    assert with_host_id(local_values["blob_trigger_host_queue_name"]) == BLOB_TRIGGER_HOST_QUEUE
+    assert local_values["function_app_name"] == '"${var.name_prefix}-func-${local.suffix}"'
+    assert ", 0, 13)" in local_values["suffix"]
+    variables = {tf_literal(k): v for block in terraform_json["variable"] for k, v in block.items()}
+    (validation,) = variables["name_prefix"]["validation"]
+    assert "{2,10}" in validation["condition"] and prefix["max_length"] == 10
+    # A host ID has at most 32 characters (lowercase letters, digits, single dashes); the queue name 63.
+    longest = 10 + len("-func-") + 13
+    assert longest <= 32 and len(BLOB_TRIGGER_HOST_QUEUE.replace(HOST_ID, "x" * longest)) <= 63
+
+
+def test_the_blob_trigger_container_and_queues_have_their_own_roles_only(bicep_json, terraform_json):
+    # The identity holds no data role on the account (only Reader), so each trigger container and
+    # queue needs its own grant: Blob Data Contributor on the container (read the upload and its
+    # sidecar, write the report), Queue Data Contributor on each blob trigger queue.
+    for deployment in (bicep_deployment(bicep_json), terraform_deployment(terraform_json)):
+        account = {(role, scope) for _, role, scope in deployment.grants if scope == "storage-account"}
+        assert account == {("Reader", "storage-account")}, deployment.name
+        for trigger in code_blob_triggers().values():
+            scope = f"container:{trigger['container']}"
+            assert {r for _, r, s in deployment.grants if s == scope} == {DATA_CONTAINER_ROLE}, deployment.name
+        for queue in BLOB_TRIGGER_QUEUES:
+            assert {r for _, r, s in deployment.grants if s == f"queue:{queue}"} == {QUEUE_ROLE}, deployment.name
 
 
 # --- Monitoring: the query pack, the workbook and the report retention rule ----------------------

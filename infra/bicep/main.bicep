@@ -3,10 +3,10 @@
 //   az group create -n <rg> -l <region>
 //   az deployment group create -g <rg> -f infra/bicep/main.bicep -p namePrefix=... (see docs/deploy.md)
 //
-// The same deployment as infra/terraform (tests/test_infra.py keeps queues, containers, app settings
-// and every role assignment, role and scope, identical in both). Microsoft 365 permissions are not
-// ARM resources: after this deployment run infra/scripts/grant-graph-roles.sh and
-// infra/scripts/scope-exchange-rbac.ps1.
+// The same deployment as infra/terraform (tests/test_infra.py keeps queues, containers, app settings,
+// every role assignment, role and scope, and the Event Grid subscriptions of the blob triggers
+// identical in both). Microsoft 365 permissions are not ARM resources: after this deployment run
+// infra/scripts/grant-graph-roles.sh and infra/scripts/scope-exchange-rbac.ps1.
 //
 // Deploy into the cloud your Microsoft 365 tenant lives in (az cloud set --name AzureUSGovernment
 // for GCC High and DoD) and set graphCloud to match: a managed identity only gets tokens from its
@@ -239,12 +239,25 @@ param statusRecentWindows int = 14
 @maxValue(3650)
 param reportRetentionDays int = 90
 
+// --- Chat exports (custodian collections) ----------------------------------------------------
+
+@description('Create the Event Grid subscription that delivers uploads to the chat-exports container to the function chat_export_blob. Set false only for the very first deployment, before the code is published: the subscription is validated against the deployed function and needs its blobs_extension key (docs/deploy.md, section 11).')
+param deployEventSubscriptions bool = true
+
 // --- Names ------------------------------------------------------------------------------------
 
 var suffix = uniqueString(resourceGroup().id)
 var storageAccountName = take(toLower('${namePrefix}st${suffix}'), 24)
 var keyVaultName = take(toLower('${namePrefix}kv${suffix}'), 24)
 var functionAppName = '${namePrefix}-func-${suffix}'
+// The Functions host ID, set explicitly (AzureFunctionsWebHost__hostid below): the Event Grid blob
+// trigger passes every event through the host queue azure-webjobs-blobtrigger-<host id> (Blobs
+// extension, BlobTriggerQueueWriter), and that queue must have a known name so that its role can
+// be scoped to it. On Flex Consumption the default host ID is an MD5 hash of the site name
+// (azure-functions-host, ScriptHostIdProvider), which a template cannot compute. The app name is a
+// valid host ID: lowercase letters, digits and single dashes, at most 29 characters (32 allowed),
+// and the storage account is this app alone, so no other app can share it.
+var functionHostId = toLower(functionAppName)
 
 // Queue names are fixed in the code (shared/settings.py); the host creates a -poison queue on
 // first use, they are created here so that the poison alert and `poison list` work from day one.
@@ -255,10 +268,26 @@ var queueNames = [
   'listing-poison'
   'items-poison'
   'transcripts-poison'
+  blobTriggerHostQueueName
+  blobTriggerPoisonQueueName
 ]
+// The Event Grid blob trigger (chat_export_blob) uses two queues of its own in AzureWebJobsStorage
+// (Blobs extension 5.x): the webhook puts each BlobCreated event on the host queue
+// azure-webjobs-blobtrigger-<host id>, which the host then reads to run the function, and a blob
+// whose function fails five times goes to webjobs-blobtrigger-poison. The host creates both on
+// first use; they are created here so that their roles can be scoped to them.
+var blobTriggerHostQueueName = 'azure-webjobs-blobtrigger-${functionHostId}'
+var blobTriggerPoisonQueueName = 'webjobs-blobtrigger-poison'
 var deploymentContainerName = 'app-package'
 var recordsContainerName = 'archive-records'
 var stateContainerName = 'archive-state'
+// Custodian collections: WhatsApp Export chat files (.zip or .txt) and their sidecars FILE.json,
+// read by the Event Grid blob trigger chat_export_blob (path chat-exports/{name}), which writes
+// FILE.report.json beside them. The container name is fixed in the code (the trigger path).
+var chatExportsContainerName = 'chat-exports'
+// The blob-triggered function, as the code registers it: the Event Grid subscription below
+// delivers to it by this name (Host.Functions.<name>).
+var chatExportsFunctionName = 'chat_export_blob'
 // The Functions host's own containers in AzureWebJobsStorage: azure-webjobs-hosts (host and timer
 // singleton leases, the timer's schedule monitor, the host id) and azure-webjobs-secrets (function
 // and host keys). The host creates them if they are missing; they are created here so that its
@@ -271,6 +300,7 @@ var containerNames = [
   stateContainerName
   hostsContainerName
   secretsContainerName
+  chatExportsContainerName
 ]
 // The window ledger (LEDGER_TABLE, default archiveledger in shared/settings.py). The code creates
 // it on first use if it is missing; it is created here so that its role can be scoped to it.
@@ -307,15 +337,24 @@ var monitoringMetricsPublisher = '3913510d-42f4-4e42-8a64-420c390055eb'
 //   azure-webjobs-*  Owner: the role the Functions documentation names for identity-based
 //                    AzureWebJobsStorage ("Connecting to host storage with an identity": Storage
 //                    Blob Data Owner covers the host's coordination blobs and its key store).
+//   chat-exports     Contributor: the blob trigger reads each upload and its sidecar FILE.json
+//                    (the host reads the blob, with this identity, through AzureWebJobsStorage),
+//                    and the code writes FILE.report.json beside them. No account-level blob role
+//                    exists to cover it: every blob role here is on its own container. The code
+//                    never deletes here; Contributor still includes delete (no built-in role
+//                    writes without it), and blob soft delete (7 days) covers a deletion.
 // Owner is kept off the data containers: over Contributor it adds POSIX ACL and ownership changes,
 // blob tags, permanent deletion of soft-deleted blobs and versions, and immutability-policy bypass,
-// none of which the code uses and all of which weaken the evidence kept there.
+// none of which the code uses and all of which weaken the evidence kept there. (The Functions docs
+// suggest Owner for a blob trigger; in the watched container an Event Grid blob trigger only reads
+// the blob and its properties, and its bookkeeping lives in the host containers and queues.)
 var containerRoles = {
   'app-package': storageBlobDataContributor
   'archive-records': storageBlobDataContributor
   'archive-state': storageBlobDataContributor
   'azure-webjobs-hosts': storageBlobDataOwner
   'azure-webjobs-secrets': storageBlobDataOwner
+  'chat-exports': storageBlobDataContributor
 }
 
 var useAppRegistration = !empty(graphAppClientId)
@@ -464,7 +503,10 @@ resource containerRoleAssignments 'Microsoft.Authorization/roleAssignments@2022-
 // trigger Reader + Message Processor, output Contributor or Message Sender); the code sends with
 // create-on-first-use (Create Queue is queues/write, which only Contributor among the queue data
 // roles has), reads queue depth (queue metadata) and receives, replays and purges poison messages.
-// Contributor also permits deleting the queue itself, which nothing here does.
+// The blob trigger queues the same way: the webhook creates the host queue if missing and sends
+// each event to it, the host receives and deletes, and after five failures creates and writes
+// webjobs-blobtrigger-poison (Functions docs, blob trigger: Storage Queue Data Contributor, for
+// the poison queue). Contributor also permits deleting the queue itself, which nothing here does.
 resource queueRoleAssignments 'Microsoft.Authorization/roleAssignments@2022-04-01' = [for (name, i) in queueNames: {
   name: guid(queues[i].id, identity.id, storageQueueDataContributor)
   scope: queues[i]
@@ -1098,6 +1140,8 @@ var appSettings = {
   AzureWebJobsStorage__blobServiceUri: storage.properties.primaryEndpoints.blob
   AzureWebJobsStorage__queueServiceUri: storage.properties.primaryEndpoints.queue
   AzureWebJobsStorage__tableServiceUri: storage.properties.primaryEndpoints.table
+  // The host ID, so that the blob trigger host queue has the name created above (see functionHostId).
+  AzureFunctionsWebHost__hostid: functionHostId
   // Keyless Application Insights.
   APPLICATIONINSIGHTS_CONNECTION_STRING: appInsights.properties.ConnectionString
   APPLICATIONINSIGHTS_AUTHENTICATION_STRING: 'Authorization=AAD;ClientId=${identity.properties.clientId}'
@@ -1241,6 +1285,75 @@ resource scmBasicAuth 'Microsoft.Web/sites/basicPublishingCredentialsPolicies@20
   }
 }
 
+// --- Chat exports: Event Grid delivers uploads to the blob trigger -----------------------------
+//
+// Flex Consumption runs blob triggers only with the Event Grid source (no container polling): the
+// storage account publishes BlobCreated to a system topic, and a subscription on it posts each
+// event to the Blobs extension webhook of the function app, which queues it for chat_export_blob.
+// Functions docs, "Tutorial: Trigger Azure Functions on blob containers using an event
+// subscription" (functions-event-grid-blob-trigger): endpoint
+// https://<app host>/runtime/webhooks/blobs?functionName=Host.Functions.<function>&code=<key>,
+// the key being the system key blobs_extension (App keys > System keys), Event Grid Schema.
+
+// The storage account system topic: an Azure resource has at most one, which every subscription
+// to the account events shares. In the account region.
+resource storageEvents 'Microsoft.EventGrid/systemTopics@2025-02-15' = {
+  name: '${namePrefix}-storage-events'
+  location: location
+  properties: {
+    source: storage.id
+    topicType: 'Microsoft.Storage.StorageAccounts'
+  }
+}
+
+// The webhook endpoint with the host blobs_extension system key (listKeys on host/default). The
+// key exists, and the endpoint answers the subscription validation handshake, only once the code
+// with chat_export_blob runs in the app: hence deployEventSubscriptions, false for the very first
+// deployment. ARM evaluates only the branch the condition takes, so listKeys is not called then.
+var chatExportsWebhookUrl = deployEventSubscriptions ? 'https://${functionApp.properties.defaultHostName}/runtime/webhooks/blobs?functionName=Host.Functions.${chatExportsFunctionName}&code=${listKeys('${functionApp.id}/host/default', '2024-04-01').systemKeys.blobs_extension}' : ''
+
+// BlobCreated in chat-exports only, each upload of FILE or FILE.json. The reports the function
+// writes there (FILE.report.json) are left out, so that a report never triggers the function.
+// Event Grid retries a failed delivery for 24 hours (30 attempts) and then drops it: an upload
+// without a report beside it is uploaded again (an import skips what is already archived).
+resource chatExportsSubscription 'Microsoft.EventGrid/systemTopics/eventSubscriptions@2025-02-15' = if (deployEventSubscriptions) {
+  parent: storageEvents
+  name: 'chat-exports-to-function'
+  properties: {
+    eventDeliverySchema: 'EventGridSchema'
+    destination: {
+      endpointType: 'WebHook'
+      properties: {
+        endpointUrl: chatExportsWebhookUrl
+      }
+    }
+    filter: {
+      includedEventTypes: [
+        'Microsoft.Storage.BlobCreated'
+      ]
+      subjectBeginsWith: '/blobServices/default/containers/${chatExportsContainerName}/'
+      advancedFilters: [
+        {
+          operatorType: 'StringNotEndsWith'
+          key: 'subject'
+          values: [
+            '.report.json'
+          ]
+        }
+      ]
+    }
+    retryPolicy: {
+      maxDeliveryAttempts: 30
+      eventTimeToLiveInMinutes: 1440
+    }
+  }
+  dependsOn: [
+    containers
+    containerRoleAssignments
+    queueRoleAssignments
+  ]
+}
+
 // --- Outputs ----------------------------------------------------------------------------------
 
 output functionAppName string = functionApp.name
@@ -1251,6 +1364,8 @@ output whatsappWebhookUrl string = 'https://${functionApp.properties.defaultHost
 // function whatsapp_outbound, route whatsapp/outbound; append ?code=<function key>).
 output whatsappOutboundUrl string = 'https://${functionApp.properties.defaultHostName}/api/whatsapp/outbound'
 output storageAccountName string = storage.name
+// Where custodians upload WhatsApp chat exports and their sidecars (docs/deploy.md, section 11).
+output chatExportsContainer string = chatExportsContainerName
 output keyVaultName string = vault.name
 output appInsightsName string = appInsights.name
 output identityName string = identity.name

@@ -22,6 +22,9 @@ locals {
     AzureWebJobsStorage__blobServiceUri  = azurerm_storage_account.main.primary_blob_endpoint
     AzureWebJobsStorage__queueServiceUri = azurerm_storage_account.main.primary_queue_endpoint
     AzureWebJobsStorage__tableServiceUri = azurerm_storage_account.main.primary_table_endpoint
+    # The host ID, so that the blob trigger host queue has the name created in main.tf
+    # (local.function_host_id).
+    AzureFunctionsWebHost__hostid = local.function_host_id
     # Keyless Application Insights.
     APPLICATIONINSIGHTS_CONNECTION_STRING     = azurerm_application_insights.main.connection_string
     APPLICATIONINSIGHTS_AUTHENTICATION_STRING = "Authorization=AAD;ClientId=${azurerm_user_assigned_identity.app.client_id}"

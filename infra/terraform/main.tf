@@ -6,6 +6,14 @@ locals {
   storage_account_name = substr("${var.name_prefix}st${local.suffix}", 0, 24)
   key_vault_name       = substr("${var.name_prefix}kv${local.suffix}", 0, 24)
   function_app_name    = "${var.name_prefix}-func-${local.suffix}"
+  # The Functions host ID, set explicitly (AzureFunctionsWebHost__hostid in app.tf): the Event Grid
+  # blob trigger passes every event through the host queue azure-webjobs-blobtrigger-<host id>
+  # (Blobs extension, BlobTriggerQueueWriter), and that queue must have a known name so that its
+  # role can be scoped to it. On Flex Consumption the default host ID is an MD5 hash of the site
+  # name (azure-functions-host, ScriptHostIdProvider), which Bicep cannot compute; both templates
+  # set the same one. The app name is a valid host ID: lowercase letters, digits and single
+  # dashes, at most 29 characters (32 allowed), and the storage account is this app alone.
+  function_host_id = lower(local.function_app_name)
 
   # Queue names are fixed in the code (shared/settings.py); the host creates a -poison queue on
   # first use, they are created here so that the poison alert and `poison list` work from day one.
@@ -16,10 +24,27 @@ locals {
     "listing-poison",
     "items-poison",
     "transcripts-poison",
+    local.blob_trigger_host_queue_name,
+    local.blob_trigger_poison_queue_name,
   ]
+  # The Event Grid blob trigger (chat_export_blob) uses two queues of its own in AzureWebJobsStorage
+  # (Blobs extension 5.x): the webhook puts each BlobCreated event on the host queue
+  # azure-webjobs-blobtrigger-<host id>, which the host then reads to run the function, and a blob
+  # whose function fails five times goes to webjobs-blobtrigger-poison. The host creates both on
+  # first use; they are created here so that their roles can be scoped to them.
+  blob_trigger_host_queue_name   = "azure-webjobs-blobtrigger-${local.function_host_id}"
+  blob_trigger_poison_queue_name = "webjobs-blobtrigger-poison"
+
   deployment_container_name = "app-package"
   records_container_name    = "archive-records"
   state_container_name      = "archive-state"
+  # Custodian collections: WhatsApp Export chat files (.zip or .txt) and their sidecars FILE.json,
+  # read by the Event Grid blob trigger chat_export_blob (path chat-exports/{name}), which writes
+  # FILE.report.json beside them. The container name is fixed in the code (the trigger path).
+  chat_exports_container_name = "chat-exports"
+  # The blob-triggered function, as the code registers it: the Event Grid subscription (events.tf)
+  # delivers to it by this name (Host.Functions.<name>).
+  chat_exports_function_name = "chat_export_blob"
   # The Functions host's own containers in AzureWebJobsStorage: azure-webjobs-hosts (host and timer
   # singleton leases, the timer's schedule monitor, the host id) and azure-webjobs-secrets (function
   # and host keys). The host creates them if they are missing; they are created here so that its
@@ -32,6 +57,7 @@ locals {
     local.state_container_name,
     local.hosts_container_name,
     local.secrets_container_name,
+    local.chat_exports_container_name,
   ]
   # The window ledger (LEDGER_TABLE, default archiveledger in shared/settings.py). The code creates
   # it on first use if it is missing; it is created here so that its role can be scoped to it.
@@ -59,15 +85,24 @@ locals {
   #   azure-webjobs-*  Owner: the role the Functions documentation names for identity-based
   #                    AzureWebJobsStorage ("Connecting to host storage with an identity": Storage
   #                    Blob Data Owner covers the host's coordination blobs and its key store).
+  #   chat-exports     Contributor: the blob trigger reads each upload and its sidecar FILE.json
+  #                    (the host reads the blob, with this identity, through AzureWebJobsStorage),
+  #                    and the code writes FILE.report.json beside them. No account-level blob role
+  #                    exists to cover it: every blob role here is on its own container. The code
+  #                    never deletes here; Contributor still includes delete (no built-in role
+  #                    writes without it), and blob soft delete (7 days) covers a deletion.
   # Owner is kept off the data containers: over Contributor it adds POSIX ACL and ownership changes,
   # blob tags, permanent deletion of soft-deleted blobs and versions, and immutability-policy bypass,
-  # none of which the code uses and all of which weaken the evidence kept there.
+  # none of which the code uses and all of which weaken the evidence kept there. (The Functions docs
+  # suggest Owner for a blob trigger; in the watched container an Event Grid blob trigger only reads
+  # the blob and its properties, and its bookkeeping lives in the host containers and queues.)
   container_roles = {
     "app-package"           = "Storage Blob Data Contributor"
     "archive-records"       = "Storage Blob Data Contributor"
     "archive-state"         = "Storage Blob Data Contributor"
     "azure-webjobs-hosts"   = "Storage Blob Data Owner"
     "azure-webjobs-secrets" = "Storage Blob Data Owner"
+    "chat-exports"          = "Storage Blob Data Contributor"
   }
 }
 
@@ -192,7 +227,10 @@ resource "azurerm_role_assignment" "container" {
 # Reader + Message Processor, output Contributor or Message Sender); the code sends with
 # create-on-first-use (Create Queue is queues/write, which only Contributor among the queue data
 # roles has), reads queue depth (queue metadata) and receives, replays and purges poison messages.
-# Contributor also permits deleting the queue itself, which nothing here does.
+# The blob trigger queues the same way: the webhook creates the host queue if missing and sends each
+# event to it, the host receives and deletes, and after five failures creates and writes
+# webjobs-blobtrigger-poison (Functions docs, blob trigger: Storage Queue Data Contributor, for the
+# poison queue). Contributor also permits deleting the queue itself, which nothing here does.
 resource "azurerm_role_assignment" "queue" {
   for_each             = toset(local.queue_names)
   scope                = "${azurerm_storage_account.main.id}/queueServices/default/queues/${azurerm_storage_queue.main[each.key].name}"

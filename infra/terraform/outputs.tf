@@ -22,6 +22,11 @@ output "storage_account_name" {
   value = azurerm_storage_account.main.name
 }
 
+# Where custodians upload WhatsApp chat exports and their sidecars (docs/deploy.md, section 11).
+output "chat_exports_container" {
+  value = local.chat_exports_container_name
+}
+
 output "key_vault_name" {
   value = azurerm_key_vault.main.name
 }

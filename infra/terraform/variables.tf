@@ -376,3 +376,12 @@ variable "report_retention_days" {
     error_message = "report_retention_days: a whole number of days, 1 to 3650."
   }
 }
+
+# --- Chat exports (custodian collections) --------------------------------------------------------
+
+variable "create_event_subscriptions" {
+  description = "Create the Event Grid subscription that delivers uploads to the chat-exports container to the function chat_export_blob. Set false only for the very first apply, before the code is published: the subscription is validated against the deployed function and needs its blobs_extension key (docs/deploy.md, section 11). Keep it true afterwards: false destroys the subscription."
+  type        = bool
+  default     = true
+  nullable    = false
+}

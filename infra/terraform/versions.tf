@@ -1,7 +1,7 @@
 # WhatsApp Archiver: the same deployment as infra/bicep/main.bicep (tests/test_infra.py keeps queues,
-# containers, app settings and every role assignment, role and scope, identical in both), plus the
-# Microsoft Graph application roles of the managed identity through the azuread provider. See
-# docs/deploy.md.
+# containers, app settings, every role assignment, role and scope, and the Event Grid subscriptions
+# of the blob triggers identical in both), plus the Microsoft Graph application roles of the managed
+# identity through the azuread provider. See docs/deploy.md.
 
 terraform {
   required_version = ">= 1.9"
