@@ -3,6 +3,7 @@
 import azure.functions as func
 
 from shared.functions import (
+    chat_exports,
     items,
     listing,
     report,
@@ -22,3 +23,4 @@ app.register_functions(status.bp)
 app.register_functions(report.bp)
 app.register_functions(whatsapp_webhook.bp)
 app.register_functions(whatsapp_outbound.bp)
+app.register_functions(chat_exports.bp)

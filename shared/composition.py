@@ -95,8 +95,16 @@ class Container:
         """Per push source, its media as captured when the messages arrived."""
         from shared.adapters.azure_storage import BlobCapturedMedia
 
-        return {"whatsapp-cloud": BlobCapturedMedia(self._service_clients[0], self.settings.records_container,
-                                                    "whatsapp-cloud")}
+        service, container = self._service_clients[0], self.settings.records_container
+        return {source: BlobCapturedMedia(service, container, source)
+                for source in ("whatsapp-cloud", "whatsapp-chat-export")}
+
+    @_built_once
+    def chat_export_uploads(self):
+        from shared.adapters.azure_storage import BlobChatExportUploads
+        from shared.settings import CHAT_EXPORTS_CONTAINER
+
+        return BlobChatExportUploads(self._service_clients[0], CHAT_EXPORTS_CONTAINER)
 
     @_built_once
     def meta_media(self):

@@ -12,7 +12,7 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, BinaryIO, Protocol
 
 if TYPE_CHECKING:
     # Only the signatures name these: every function module imports the ports, and none of them
@@ -142,6 +142,25 @@ class CapturedMediaStore(Protocol):
         ...
 
     def open_attachment(self, media_id: str) -> Iterator[bytes] | None: ...
+
+
+class ChatExportUploads(Protocol):
+    """The container custodians' exports are uploaded to (``chat-exports``): each export beside its
+    sidecar ``FILE.json``, and the report the connector writes beside them (``FILE.report.json``)."""
+
+    def exists(self, name: str) -> bool: ...
+
+    def read_small(self, name: str, limit: int) -> bytes:
+        """The blob's bytes, refusing (ValueError) one over ``limit``; RecordMissing when absent."""
+        ...
+
+    def download_to(self, name: str, target: BinaryIO) -> int:
+        """Stream the blob into ``target``; its size. RecordMissing when absent."""
+        ...
+
+    def put_report(self, name: str, raw: bytes) -> None:
+        """Write (or replace) the report beside the export: the only thing the connector writes there."""
+        ...
 
 
 # What a record's poisoning says when its claim check cannot be read whole (gone, or bytes that do

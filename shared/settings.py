@@ -23,6 +23,7 @@ LISTING_POISON_QUEUE = f"{LISTING_QUEUE}-poison"
 ITEMS_POISON_QUEUE = f"{ITEMS_QUEUE}-poison"
 TRANSCRIPTS_QUEUE = "transcripts"
 TRANSCRIPTS_POISON_QUEUE = f"{TRANSCRIPTS_QUEUE}-poison"
+CHAT_EXPORTS_CONTAINER = "chat-exports"  # custodians' "Export chat" uploads (the blob trigger's path)
 STORAGE_CONNECTION = "AzureWebJobsStorage"  # the connection setting prefix the triggers use
 
 

@@ -18,7 +18,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, BinaryIO
 
 from azure.core import MatchConditions
 from azure.core.exceptions import (
@@ -252,6 +252,47 @@ class BlobWebhookBodyStore:
 def _split_marker(name: str) -> str:
     # Beside the body, not on it: the body's bytes and metadata stay as they arrived (evidence).
     return webhook_body_ref(name, "name").removesuffix(".json") + ".split"
+
+
+class BlobChatExportUploads:
+    """The container custodians upload their exports to (``chat-exports``): read by name (every name
+    checked before it reaches the SDK), and a report written beside each export, nothing else."""
+
+    def __init__(self, service: BlobServiceClient, container: str) -> None:
+        self._container = ensured_container(service, container)
+
+    @transient_storage_errors
+    def exists(self, name: str) -> bool:
+        try:
+            self._container.get().get_blob_client(name).get_blob_properties()
+        except ResourceNotFoundError:
+            return False
+        return True
+
+    @transient_storage_errors
+    def read_small(self, name: str, limit: int) -> bytes:
+        try:
+            download = self._container.get().download_blob(name)
+        except ResourceNotFoundError:
+            raise RecordMissing(name) from None
+        if download.size > limit:
+            raise ValueError(f"over {limit} bytes")
+        return download.readall()
+
+    @transient_storage_errors
+    def download_to(self, name: str, target: BinaryIO) -> int:
+        try:
+            download = self._container.get().download_blob(name)
+        except ResourceNotFoundError:
+            raise RecordMissing(name) from None
+        return download.readinto(target)
+
+    @transient_storage_errors
+    def put_report(self, name: str, raw: bytes) -> None:
+        self._container.get().upload_blob(
+            name, raw, overwrite=True,
+            content_settings=ContentSettings(content_type="application/json"),
+        )
 
 
 class BlobCapturedMedia:

@@ -87,7 +87,7 @@ _MISSED_CALLS = {
         ("שיחת וידאו שלא נענתה", "VIDEO"),
     )
 }
-_WAITING = frozenset(phrase.casefold() for phrase in (
+_WAITING = frozenset(phrase.casefold().rstrip(".") for phrase in (
     "Waiting for this message", "Waiting for this message. This may take a while.",
     "Warten auf diese Nachricht", "Esperando el mensaje", "En attente de ce message",
 ))
@@ -438,7 +438,8 @@ def _classify(text: str, *, author: str | None, generated: bool) -> dict:
         return {"kind": "media", "media_omitted": True}
     if "\n" not in bare and (generated or bare.endswith(("omitted", "weggelassen"))) \
             and any(folded.endswith(phrase) for phrase in _IOS_OMITTED):
-        return {"kind": "media", "media_omitted": True, "media_kind": _omitted_kind(folded)}
+        kind = _omitted_kind(folded)
+        return {"kind": "contact" if kind == "contact" else "media", "media_omitted": True, "media_kind": kind}
     if folded in _DELETED:
         return {"kind": "deleted"}
     if (call := _MISSED_CALLS.get(folded)) is not None:

@@ -131,6 +131,22 @@ class WebhookBodyTask(_Message):
     received_at: datetime
 
 
+def _upload_name(value: str) -> str:
+    identifiers.check_blob_name(value)
+    return value
+
+
+class ChatExportReportTask(_Message):
+    """Write an imported chat export's report again once its records have their outcomes: the
+    upload's first report says what was handed off; this one, what became of it."""
+
+    kind: str = Field("chat_export_report", pattern="^chat_export_report$")
+    export_name: Annotated[str, AfterValidator(_upload_name)]
+    window_id: WindowId
+    export_sha256: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
+    checks: int = Field(0, ge=0)
+
+
 MEDIA_ID = re.compile(r"[A-Za-z0-9_-]{1,128}")  # Meta's media ids: digits, in practice
 MediaId = Annotated[str, Field(pattern=rf"^{MEDIA_ID.pattern}$")]
 MAX_MEDIA_PER_CAPTURE = 64
@@ -239,9 +255,9 @@ _MOVED_WORK = {
 }
 
 
-def read_listing_work(text: str) -> ListingTask | WebhookBodyTask | MediaCaptureTask:
-    """A message of the listing queue: a TeleMessage page, a stored webhook body, or the media of
-    a webhook message to capture."""
+def read_listing_work(text: str) -> ListingTask | WebhookBodyTask | MediaCaptureTask | ChatExportReportTask:
+    """A message of the listing queue: a TeleMessage page, a stored webhook body, the media of a
+    webhook message to capture, or a chat export's report to finish."""
     try:
         kind = json.loads(text).get("kind")
     except (ValueError, AttributeError):
@@ -250,6 +266,8 @@ def read_listing_work(text: str) -> ListingTask | WebhookBodyTask | MediaCapture
         return WebhookBodyTask.from_text(text)
     if kind == "media_capture":
         return MediaCaptureTask.from_text(text)
+    if kind == "chat_export_report":
+        return ChatExportReportTask.from_text(text)
     return ListingTask.from_text(text)
 
 

@@ -1,5 +1,6 @@
 """Queue trigger on `listing`: a source's records to blobs, one item message each — one page of one
-slice of a TeleMessage window, or one stored webhook body of a push source."""
+slice of a TeleMessage window, or one stored webhook body of a push source — and the follow-ups: a
+webhook message's media to capture, a chat export's report to finish."""
 
 from __future__ import annotations
 
@@ -11,12 +12,14 @@ import azure.functions as func
 from shared.composition import get_container
 from shared.domain.errors import PoisonReason, TransientError
 from shared.domain.tasks import (
+    ChatExportReportTask,
     MediaCaptureTask,
     PoisonMessage,
     TaskFormatError,
     WebhookBodyTask,
     read_listing_work,
 )
+from shared.service.chat_export_intake import finish_report
 from shared.service.deferral import defer_on_retry_after
 from shared.service.listing import list_slice_page
 from shared.service.webhook_media import capture_media
@@ -47,6 +50,10 @@ def list_archive_slice(message: func.QueueMessage) -> None:
             media_queue=container.listing_queue, poison_queue=container.items_poison_queue,
             ledger=container.ledger, clock=lambda: datetime.now(UTC),
         )
+        return
+    if isinstance(task, ChatExportReportTask):
+        finish_report(task, uploads=container.chat_export_uploads, ledger=container.ledger,
+                      report_queue=container.listing_queue, clock=lambda: datetime.now(UTC))
         return
     if isinstance(task, MediaCaptureTask):
         capture_media(task, fetcher=container.meta_media, store=container.captured_media["whatsapp-cloud"],

@@ -1,0 +1,316 @@
+"""An export uploaded to the ``chat-exports`` container becomes records on the items queue.
+
+Why it is built this way:
+- **Two halves, either order.** A custodian uploads ``FILE`` (.zip or .txt) and a sidecar
+  ``FILE.json`` (custodian, timeZone, optional dateOrder, participants). Event Grid announces each
+  blob; whichever arrives second finds the other and starts the import. A half alone waits (the
+  report says so); the connector never guesses a custodian or a zone.
+- **Accounted like every source.** Each import is a window of its own over the UTC day it was
+  taken in (handed off at that moment, so two imports are two windows and the second shows what the
+  first archived as skipped duplicates), the export being its one slice, written in pages of
+  ``PAGE_SIZE`` record keys after their item tasks are queued (so a page never promises work that
+  was not handed off). From there, import, mapping, rendering, poison and replay are the
+  TeleMessage path's own, and daily transcript mode applies as to every record of the items queue.
+- **A report beside the export.** ``FILE.report.json`` is written at once (what was read, what was
+  handed off, or why nothing was), then again by a report task on the listing queue once every
+  record has its outcome (checked every ``REPORT_DELAY`` seconds, for at most ``REPORT_CHECKS``
+  checks, after which it says which records are still pending).
+- **Refused, never lost.** A sidecar that is not valid, a text that is no export, a zip that breaks
+  its bounds: nothing is imported, the upload stays where it is (it is the evidence), and the report
+  names the field or the reason. Uploading a corrected sidecar starts the import again. Importing
+  the same export twice archives nothing twice (the records' ids are deterministic).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import tempfile
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path, PurePosixPath
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from shared import telemetry
+from shared.domain.chat_export import DATE_ORDERS, ChatExportError
+from shared.domain.identifiers import UnsafeBlobName, check_blob_name, is_mailbox_address
+from shared.domain.ledger import PageEntry, RecordOutcome, WindowInfo
+from shared.domain.records import record_key
+from shared.domain.tasks import ChatExportReportTask, ItemTask
+from shared.ports import CapturedMediaStore, ChatExportUploads, RecordMissing, RecordStore, WindowLedger, WorkQueue
+from shared.service.chat_export_files import ExportFileError, open_export
+from shared.service.chat_export_import import (
+    ChatExportOptions,
+    PreparedExport,
+    export_report,
+    prepare_export,
+    record_bytes,
+)
+from shared.service.webhook_records import webhook_day
+
+log = logging.getLogger(__name__)
+
+SIDECAR_SUFFIX = ".json"
+REPORT_SUFFIX = ".report.json"
+MAX_SIDECAR_BYTES = 256 * 1024
+PAGE_SIZE = 100
+FIRST_REPORT_DELAY = 60  # seconds from the hand-off to the first check of the records' outcomes
+REPORT_DELAY = 300  # seconds between later checks
+REPORT_CHECKS = 288  # a day of checks: an export's records are imported in minutes, or something is wrong
+
+
+class ChatExportSidecar(BaseModel):
+    """``FILE.json``: what only the people collecting the export know."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    custodian: str
+    timeZone: str
+    dateOrder: str | None = None
+    participants: dict[str, str] = Field(default_factory=dict, max_length=10_000)
+    custodianNames: list[str] = Field(default_factory=list, max_length=20)
+    chatName: str | None = Field(None, min_length=1, max_length=200)
+
+    @field_validator("custodian")
+    @classmethod
+    def _custodian(cls, value: str) -> str:
+        if not is_mailbox_address(value.strip()):
+            raise ValueError("not an address a mailbox can have")
+        return value.strip().lower()
+
+    @field_validator("timeZone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        if len(value) > 64 or value not in (available_timezones() | {"UTC"}):
+            raise ValueError("not an IANA time zone name")
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError("not a time zone this host knows") from None
+        return value
+
+    @field_validator("dateOrder")
+    @classmethod
+    def _order(cls, value: str | None) -> str | None:
+        if value is not None and value not in DATE_ORDERS:
+            raise ValueError(f"one of {', '.join(DATE_ORDERS)}")
+        return value
+
+    @field_validator("participants")
+    @classmethod
+    def _participants(cls, value: dict[str, str]) -> dict[str, str]:
+        for name, email in value.items():
+            if not (0 < len(name.strip()) <= 200 and name.isprintable()):
+                raise ValueError("a name is empty, over 200 characters or not printable")
+            if not is_mailbox_address(email.strip()):
+                raise ValueError("an email is not an address a mailbox can have")
+        return {name: email.strip().lower() for name, email in value.items()}
+
+    def options(self) -> ChatExportOptions:
+        return ChatExportOptions(
+            custodian=self.custodian, time_zone=self.timeZone, date_order=self.dateOrder,
+            participants=self.participants, custodian_names=frozenset(self.custodianNames), chat_name=self.chatName,
+        )
+
+
+def upload_halves(name: str) -> tuple[str, str] | None:
+    """(export, sidecar) for an uploaded blob's name, or None for a blob that is neither (our own
+    reports). Raises UnsafeBlobName for a name that is no safe blob name."""
+    check_blob_name(name)
+    if name.endswith(REPORT_SUFFIX):
+        return None
+    if name.endswith(SIDECAR_SUFFIX):
+        export = name[: -len(SIDECAR_SUFFIX)]
+        return (export, name) if export and not export.endswith("/") else None
+    return name, name + SIDECAR_SUFFIX
+
+
+def receive_upload(
+    name: str, *, uploads: ChatExportUploads, media_store: CapturedMediaStore, records: RecordStore,
+    items_queue: WorkQueue, report_queue: WorkQueue, ledger: WindowLedger, clock: Callable[[], datetime],
+    spool_dir: str | None = None,
+) -> dict[str, Any] | None:
+    """Handle one blob-created event. Returns the report written beside the export (None when the
+    blob is our own report). Storage and queue errors propagate: the host retries the event, and
+    every step repeats safely."""
+    try:
+        halves = upload_halves(name)
+    except UnsafeBlobName as error:
+        log.warning("chat export upload refused: %s", error)
+        return None
+    if halves is None:
+        return None
+    export_name, sidecar_name = halves
+    waiting_for = [half for half in (export_name, sidecar_name) if not uploads.exists(half)]
+    if waiting_for:
+        which = "the sidecar FILE.json" if sidecar_name in waiting_for else "the export FILE"
+        log.info("chat export upload: waiting for %s", which)
+        return _write(uploads, export_name, {"status": "waiting", "file": _base(export_name),
+                                             "waiting_for": which, "at": _iso(clock())})
+    try:
+        sidecar = ChatExportSidecar.model_validate_json(uploads.read_small(sidecar_name, MAX_SIDECAR_BYTES))
+    except ValidationError as error:
+        fields = sorted({".".join(map(str, e["loc"])) or "(sidecar)" for e in error.errors(include_input=False)})
+        return _refuse(uploads, export_name, f"the sidecar is not valid at: {', '.join(fields)}", clock)
+    except ValueError as error:
+        return _refuse(uploads, export_name, f"the sidecar is {error}", clock)
+    now = clock()
+    with tempfile.TemporaryDirectory(prefix="wa-export-", dir=spool_dir) as folder:
+        local = Path(folder) / "upload"
+        try:
+            with local.open("wb") as handle:
+                uploads.download_to(export_name, handle)
+        except RecordMissing:
+            return _refuse(uploads, export_name, "the export disappeared before it was read", clock)
+        try:
+            export = open_export(local, name=_base(export_name))
+            prepared = prepare_export(export, sidecar.options(), media_store=media_store, captured_at=now)
+        except (ExportFileError, ChatExportError) as error:
+            return _refuse(uploads, export_name, str(error), clock)
+        return _hand_off(export_name, prepared, records=records, items_queue=items_queue,
+                         report_queue=report_queue, ledger=ledger, uploads=uploads, now=now)
+
+
+def _hand_off(
+    export_name: str, prepared: PreparedExport, *, records: RecordStore, items_queue: WorkQueue,
+    report_queue: WorkQueue, ledger: WindowLedger, uploads: ChatExportUploads, now: datetime,
+) -> dict[str, Any]:
+    # A window of its own per import, over the day it was taken in: its report is this export's alone
+    # (a later export of the same chat shows the overlap as skipped duplicates), and `status` and
+    # `report --window` show it like any window.
+    info = WindowInfo(webhook_day(now).window, 1, now)
+    window_id = info.window_id
+    if ledger.window(window_id) is None:
+        ledger.open_window(info)
+    slice_id = f"chat-export-{prepared.export.sha256[:32]}"
+    items: list[dict[str, Any]] = []
+    page: list[str] = []
+    pages = 0
+    built = prepared.built.records
+    for position, item in enumerate(built, start=1):
+        key = record_key(item.record.message_id)
+        reference = records.put(key, record_bytes(item))
+        items_queue.send(ItemTask(window_id=window_id, record_key=key, record_ref=reference,
+                                  message_id=item.record.message_id).model_dump(mode="json"))
+        page.append(key)
+        items.append(_queued_item(item))
+        if len(page) == PAGE_SIZE or position == len(built):
+            ledger.record_page(window_id, PageEntry(slice_id, pages, tuple(page), position == len(built)))
+            pages += 1
+            page = []
+    if not built:
+        ledger.record_page(window_id, PageEntry(slice_id, 0, (), True))
+    telemetry.count_listed(len(built), window_id=window_id)
+    report = export_report(prepared, _pending_batch(items))
+    report.update({"status": "handed_off", "window": window_id, "at": _iso(now)})
+    _write(uploads, export_name, report)
+    report_queue.send(ChatExportReportTask(export_name=export_name, window_id=window_id,
+                                           export_sha256=prepared.export.sha256).model_dump(mode="json"),
+                      delay_seconds=FIRST_REPORT_DELAY)
+    log.info("chat export %s: %d record(s) handed off to window %s in %d page(s)",
+             prepared.export.sha256[:16], len(built), window_id, pages)
+    return report
+
+
+def finish_report(
+    task: ChatExportReportTask, *, uploads: ChatExportUploads, ledger: WindowLedger, report_queue: WorkQueue,
+    clock: Callable[[], datetime],
+) -> dict[str, Any] | None:
+    """Write the export's report again with every record's outcome; come back later while some
+    record has none. A report that is gone or is of another upload (replaced since) is left alone."""
+    report_name = export_name_report(task.export_name)
+    try:
+        report = json.loads(uploads.read_small(report_name, 512 * 1024**2))
+    except (RecordMissing, ValueError):
+        log.warning("chat export report task: the report to finish is missing or unreadable")
+        return None
+    if not isinstance(report, dict) or report.get("sha256") != task.export_sha256:
+        return None
+    pending = 0
+    for item in report.get("items", []):
+        state = ledger.record_state(task.window_id, record_key(item["messageId"]))
+        outcome = state.outcome
+        if outcome is None:
+            pending += 1
+            continue
+        item["outcome"] = outcome.outcome.value
+        item["mailboxes"] = [m.mailbox for m in outcome.mailboxes]
+        item["mailbox_outcomes"] = {m.mailbox: {"outcome": m.outcome.value, "rule": m.rule.value}
+                                    for m in outcome.mailboxes}
+        if outcome.reason:
+            item["reason"] = outcome.reason
+            item["detail"] = outcome.detail
+        if outcome.partial:
+            item["partial"] = True
+    pairs = [o for item in report.get("items", []) for o in item.get("mailbox_outcomes", {}).values()]
+    poisoned: dict[str, int] = {}
+    for item in report.get("items", []):
+        if item["outcome"] == RecordOutcome.POISONED:
+            poisoned[item["reason"]] = poisoned.get(item["reason"], 0) + 1
+    report.update({
+        "fanout": len(pairs),
+        "imported": sum(p["outcome"] == RecordOutcome.IMPORTED for p in pairs),
+        "skipped_duplicates": sum(p["outcome"] == RecordOutcome.SKIPPED_DUPLICATE for p in pairs),
+        "partially_imported": sum(bool(i.get("partial")) for i in report.get("items", [])),
+        "poisoned": dict(sorted(poisoned.items())),
+        "messages_new": sum(i["outcome"] == RecordOutcome.IMPORTED for i in report.get("items", [])),
+        "messages_already_archived": sum(i["outcome"] == RecordOutcome.SKIPPED_DUPLICATE
+                                         for i in report.get("items", [])),
+        "pending": pending, "at": _iso(clock()),
+    })
+    if pending and task.checks + 1 < REPORT_CHECKS:
+        report["status"] = "importing"
+        uploads.put_report(report_name, _json(report))
+        report_queue.send(task.model_copy(update={"checks": task.checks + 1}).model_dump(mode="json"),
+                          delay_seconds=REPORT_DELAY)
+        return report
+    report["status"] = "done" if not pending else "pending_records"
+    uploads.put_report(report_name, _json(report))
+    log.info("chat export %s: report finished, %d record(s) without an outcome", task.export_sha256[:16], pending)
+    return report
+
+
+def export_name_report(export_name: str) -> str:
+    return export_name + REPORT_SUFFIX
+
+
+def _queued_item(item) -> dict[str, Any]:
+    entry: dict[str, Any] = {
+        "line": item.first_line, "messageId": item.record.message_id, "outcome": "queued", "mailboxes": [],
+        "reason": item.note.split(":", 1)[0] if item.note else None, "lines": [item.first_line, item.last_line],
+        "kind": item.kind,
+    }
+    if item.note:
+        entry["note"] = item.note
+    return entry
+
+
+def _pending_batch(items: list[dict[str, Any]]) -> dict[str, Any]:
+    return {"fanout": None, "imported": None, "skipped_duplicates": None, "partially_imported": None,
+            "poisoned": {}, "items": items}
+
+
+def _refuse(uploads: ChatExportUploads, export_name: str, why: str, clock: Callable[[], datetime]) -> dict:
+    log.warning("chat export upload refused: %s", why)
+    return _write(uploads, export_name, {"status": "refused", "file": _base(export_name), "reason": why,
+                                         "at": _iso(clock())})
+
+
+def _write(uploads: ChatExportUploads, export_name: str, report: dict[str, Any]) -> dict[str, Any]:
+    uploads.put_report(export_name_report(export_name), _json(report))
+    return report
+
+
+def _json(report: dict[str, Any]) -> bytes:
+    return (json.dumps(report, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
+
+
+def _base(name: str) -> str:
+    return PurePosixPath(name).name
+
+
+def _iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
