@@ -122,13 +122,20 @@ def build_records(parsed: ParsedChat, context: ExportContext) -> ExportRecords:
     captured_ms = _ms(context.captured_at)
     authors = [m.author for m in parsed.messages if m.author is not None]
     chat_key = normalized_name(context.chat_name)
-    # iOS writes a group's notices with the group's name as their author: that is the chat, not a person.
-    group_named = any(normalized_name(a) == chat_key for a in authors)
-    people = _People(context, group_name=context.chat_name if group_named else None)
+    # iOS signs a group's notices with the group's name; in a 1:1 chat the chat is named after the other
+    # person, who signs notices too but also writes. An author named like the chat who wrote nothing
+    # but WhatsApp's notices is the group itself, not a person.
+    chat_named = [m for m in parsed.messages if m.author is not None and normalized_name(m.author) == chat_key]
+    notices_only = bool(chat_named) and all(m.generated and m.kind == "system" for m in chat_named)
+    writers = {normalized_name(a) for a in authors} - {chat_key} if notices_only else {
+        normalized_name(a) for a in authors}
+    custodian_keys = {normalized_name(n) for n in context.custodian_names} | {
+        normalized_name(k) for k, v in context.participants.items() if v.strip().lower() == context.custodian}
+    others = writers - custodian_keys
+    group = len(others) >= 2 or (notices_only and len(others) >= 1)
+    people = _People(context, group_name=context.chat_name if notices_only and group else None)
     for author in authors:
         people.participant(author)
-    others = {people.key(a) for a in authors if not people.is_custodian(a) and not people.is_group(a)}
-    group = len(others) >= 2 or group_named
     seen: Counter[tuple[str, str, str]] = Counter()
     out: list[ExportRecord] = []
     referenced: set[str] = set()
@@ -142,6 +149,11 @@ def build_records(parsed: ParsedChat, context: ExportContext) -> ExportRecords:
         author_key = normalized_name(message.author) if message.author is not None else ""
         minute = instant.replace(second=0, microsecond=0).isoformat()
         text_key = _text_key(message.text)
+        if message.media_file is not None:
+            # A line naming a file is another record with the file than without it (a text-only
+            # export read before the zip): the media must never be skipped as already archived.
+            stored_file = context.media.get(message.media_file)
+            text_key += "\0media:" + (stored_file.sha256 if stored_file is not None else "missing")
         occurrence = seen[(author_key, minute, text_key)]
         seen[(author_key, minute, text_key)] += 1
         digest = hashlib.sha256("\0".join((chat, author_key, minute, text_key, str(occurrence))).encode()).hexdigest()
