@@ -602,3 +602,14 @@ def test_azurite_without_node_modules_says_to_run_npm_ci(tmp_path: Path, monkeyp
     monkeypatch.setattr(azurite_module, "_REPO_ROOT", tmp_path)
     with pytest.raises(AzuriteError, match="npm ci"):
         Azurite()
+
+
+def test_a_release_or_delete_storage_cannot_take_leaves_the_message_to_come_back_instead_of_stopping_the_run():
+    from azure.core.exceptions import ServiceRequestError
+
+    def unreachable():
+        raise ServiceRequestError("Failed to establish a new connection: [Errno 111] Connection refused")
+
+    # The message was received invisibly: it comes back when its visibility ends, as in Azure.
+    HostRunner._settle(unreachable, "message-1", "release")
+    HostRunner._settle(unreachable, "message-1", "delete")

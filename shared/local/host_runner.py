@@ -46,7 +46,7 @@ from types import TracebackType
 from typing import Any, Literal, Self
 
 import azure.functions as func
-from azure.core.exceptions import HttpResponseError, ResourceExistsError, ResourceNotFoundError
+from azure.core.exceptions import HttpResponseError, ResourceExistsError, ResourceNotFoundError, ServiceRequestError
 from azure.functions.queue import QueueMessage as _FullQueueMessage
 from azure.functions.timer import TimerRequest as _FullTimerRequest
 from azure.storage.queue import LinearRetry, QueueClient, QueueServiceClient, StorageErrorCode
@@ -458,6 +458,8 @@ class HostRunner:
         trigger whose source is EventGrid: read the blob named in the trigger's container, invoke the
         function with it. Exceptions propagate (the host answers Event Grid with an error, and Event
         Grid delivers again). Returns the function's return value."""
+        import typing
+
         from azure.functions.blob import InputStream
         from azure.storage.blob import BlobServiceClient
 
@@ -469,8 +471,14 @@ class HostRunner:
             raise HostRunnerError(f"connection {connection!r} is not in connection_settings")
         blob = BlobServiceClient.from_connection_string(conn, **self._client_kwargs).get_blob_client(
             container, blob_name)
-        data = blob.download_blob().readall()
-        stream = InputStream(data=data, name=f"{container}/{blob_name}", uri=blob.url, length=len(data))
+        wanted = typing.get_type_hints(spec.fn).get(spec.trigger_arg)
+        if getattr(wanted, "__module__", "").startswith("azurefunctions.extensions.bindings.blob"):
+            # An SDK-type binding (azurefunctions-extensions-bindings-blob): the worker hands over a
+            # client for the blob, never its bytes.
+            stream: Any = blob
+        else:
+            data = blob.download_blob().readall()
+            stream = InputStream(data=data, name=f"{container}/{blob_name}", uri=blob.url, length=len(data))
         result, outs = self._invoke(spec, stream)
         self._write_outputs(spec, result, outs)
         return result
@@ -756,8 +764,13 @@ class HostRunner:
     @staticmethod
     def _settle(operation: Callable[[], Any], message_id: str, what: str) -> None:
         # As the host: a lost pop receipt (another consumer holds the message) or a gone message is no error.
+        # Nor is storage out of reach: the message was received invisibly, so a release or a delete that
+        # cannot be made leaves it to come back when its visibility ends — at-least-once, as in Azure.
         try:
             operation()
+        except ServiceRequestError as exc:
+            logger.warning("%s of message %s not made (%s): it comes back when its visibility ends", what,
+                           message_id, type(exc).__name__)
         except ResourceNotFoundError:
             logger.debug("%s of message %s skipped: message or queue gone", what, message_id)
         except HttpResponseError as exc:
