@@ -144,11 +144,20 @@ class CapturedMediaStore(Protocol):
     def open_attachment(self, media_id: str) -> Iterator[bytes] | None: ...
 
 
+@dataclass(frozen=True)
+class BlobStamp:
+    size: int
+    etag: str
+    modified: datetime
+
+
 class ChatExportUploads(Protocol):
     """The container custodians' exports are uploaded to (``chat-exports``): each export beside its
     sidecar ``FILE.json``, and the report the connector writes beside them (``FILE.report.json``)."""
 
-    def exists(self, name: str) -> bool: ...
+    def stamp(self, name: str) -> BlobStamp | None:
+        """The blob's size, ETag and last write, or None when there is no such blob."""
+        ...
 
     def read_small(self, name: str, limit: int) -> bytes:
         """The blob's bytes, refusing (ValueError) one over ``limit``; RecordMissing when absent."""

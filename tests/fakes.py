@@ -8,6 +8,7 @@ import hashlib
 import itertools
 from collections import defaultdict
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from shared.domain.errors import TransientError
@@ -17,7 +18,7 @@ from shared.domain.mapping_table import MappingTable, parse_mapping
 from shared.domain.rendered import RenderedItem
 from shared.domain.tally import ReadsFromEntries
 from shared.domain.window import Watermark, Window
-from shared.ports import ListingPage, RecordMissing, WatermarkConflict, WriteOutcome
+from shared.ports import BlobStamp, ListingPage, RecordMissing, WatermarkConflict, WriteOutcome
 
 
 class MemoryRecordStore:
@@ -352,3 +353,39 @@ class MemoryWebhookBodyStore:
 
     def mark_split(self, name: str) -> None:
         self.split.add(webhook_body_ref(name, "name"))
+
+
+class MemoryChatExportUploads:
+    """The chat-exports container: blobs by name with an ETag and a last-write time to the second, as
+    Blob storage reports them; names are held to the blob adapter's grammar."""
+
+    def __init__(self) -> None:
+        self.blobs: dict[str, bytes] = {}
+        self.stamps: dict[str, BlobStamp] = {}
+        self.clock = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
+
+    def upload(self, name: str, data: bytes, *, seconds_later: int = 1) -> None:
+        from shared.domain.identifiers import check_blob_name
+
+        self.clock += timedelta(seconds=seconds_later)
+        self.blobs[check_blob_name(name)] = bytes(data)
+        self.stamps[name] = BlobStamp(len(data), hashlib.sha256(data + self.clock.isoformat().encode()).hexdigest(),
+                                      self.clock)
+
+    def stamp(self, name: str) -> BlobStamp | None:
+        return self.stamps.get(name)
+
+    def read_small(self, name: str, limit: int) -> bytes:
+        if name not in self.blobs:
+            raise RecordMissing(name)
+        if len(self.blobs[name]) > limit:
+            raise ValueError(f"over {limit} bytes")
+        return self.blobs[name]
+
+    def download_to(self, name: str, target) -> int:
+        if name not in self.blobs:
+            raise RecordMissing(name)
+        return target.write(self.blobs[name])
+
+    def put_report(self, name: str, raw: bytes) -> None:
+        self.blobs[name] = bytes(raw)  # the connector's report: no event, no stamp an import reads

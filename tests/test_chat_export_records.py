@@ -119,7 +119,7 @@ def test_a_line_naming_a_missing_file_and_a_file_no_line_names_are_reported_and_
     built = records_of(text, media=media)
     attached, missing, stray = (r for r in built.records)
     assert attached.record.attachments[0].sha256 == "1" * 64 and attached.record.text_content == "the view"
-    assert missing.note.startswith("media_missing") and not missing.record.attachments
+    assert missing.notes[0].startswith("media_missing") and not missing.record.attachments
     assert stray.kind == "media_unreferenced" and stray.record.attachments[0].file_name == "IMG-20260301-WA0009.jpg"
     assert (built.media_attached, built.media_missing, built.media_unreferenced) == (
         1, ((3, "IMG-20260301-WA0002.jpg"),), ("IMG-20260301-WA0009.jpg",))
@@ -155,14 +155,25 @@ def make_zip(path: Path, members: dict[str, bytes], compression=zipfile.ZIP_DEFL
     return path
 
 
-def test_member_names_that_leave_the_archive_are_refused_and_never_read(tmp_path):
-    export = open_export(make_zip(tmp_path / "WhatsApp Chat - X.zip", {
+@pytest.mark.filterwarnings("ignore:Duplicate name")
+def test_members_whose_names_leave_the_archive_or_repeat_are_kept_under_names_of_their_own(tmp_path):
+    path = make_zip(tmp_path / "WhatsApp Chat - X.zip", {
         "_chat.txt": ANDROID.encode(), "../../etc/passwd": b"x", "/abs.jpg": b"y", "ok.jpg": b"z",
-        "__MACOSX/._ok.jpg": b"fork",
-    }))
-    assert set(export.media) == {"ok.jpg"}
-    assert {name for name, _ in export.refused} == {"../../etc/passwd", "/abs.jpg"}
+        "sub/ok.jpg": b"other", "__MACOSX/._ok.jpg": b"fork",
+    })
+    with zipfile.ZipFile(path, "a") as archive:
+        archive.writestr("ok.jpg", b"same name again")  # a second entry of exactly one name
+    export = open_export(path)
+    kept = dict(export.renamed)
+    assert set(kept) == {"../../etc/passwd", "/abs.jpg", "sub/ok.jpg", "ok.jpg"}
+    assert all(name.startswith("member-") and "/" not in name and ".." not in name for name in kept.values())
+    assert set(export.media) == {"ok.jpg", *kept.values()}
     assert export.ignored == ["__MACOSX/._ok.jpg"]
+    # Each entry is read as the entry it is, whatever its name says.
+    import hashlib
+
+    for name, member in export.media.items():
+        assert hashlib.sha256(b"".join(export.open_member(name))).hexdigest() == member.sha256
 
 
 def test_a_zip_bomb_is_refused_naming_the_member_and_the_ratio(tmp_path):

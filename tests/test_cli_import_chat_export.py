@@ -112,7 +112,7 @@ def test_a_later_overlapping_export_archives_only_its_new_messages(setup, capsys
     # A line naming a file the text-only import could not attach is archived again with its file (a
     # revision, never skipped); every other overlapping line is already archived.
     present = set(read_facts(full)["media_present"])
-    revised = sum(1 for i in first["items"] if any(f" {name}," in i.get("note", "") for name in present))
+    revised = sum(1 for i in first["items"] if any(f" {name}," in " ".join(i["notes"]) for name in present))
     assert revised > 0
     assert second["messages_already_archived"] == len(first["items"]) - revised
     assert second["messages_new"] == len(second["items"]) - second["messages_already_archived"]

@@ -44,7 +44,7 @@ from shared.domain.mapping_table import MappingTable, parse_mapping
 from shared.domain.tally import ReadsFromEntries
 from shared.domain.tasks import MAX_QUEUE_PAYLOAD
 from shared.domain.window import Watermark, isoformat_z, parse_iso
-from shared.ports import QueuedMessage, RecordMissing, WatermarkConflict
+from shared.ports import BlobStamp, QueuedMessage, RecordMissing, WatermarkConflict
 
 logger = logging.getLogger(__name__)
 
@@ -262,12 +262,12 @@ class BlobChatExportUploads:
         self._container = ensured_container(service, container)
 
     @transient_storage_errors
-    def exists(self, name: str) -> bool:
+    def stamp(self, name: str) -> BlobStamp | None:
         try:
-            self._container.get().get_blob_client(name).get_blob_properties()
+            properties = self._container.get().get_blob_client(name).get_blob_properties()
         except ResourceNotFoundError:
-            return False
-        return True
+            return None
+        return BlobStamp(properties.size, str(properties.etag).strip('"'), properties.last_modified)
 
     @transient_storage_errors
     def read_small(self, name: str, limit: int) -> bytes:

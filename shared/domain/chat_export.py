@@ -26,6 +26,7 @@ than guessed: converting them would be an interpretation an archive must not mak
 from __future__ import annotations
 
 import re
+from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -49,7 +50,7 @@ _DATE = r"(?P<d1>\d{1,4})(?P<sep>[./-])\s?(?P<d2>\d{1,2})(?P=sep)\s?(?P<d3>\d{1,
 _HEADER = re.compile(
     r"^(?P<open>\[)?\s?" + _DATE
     + r"(?:\s*,\s*|\s+)(?:(?:à|klo|um|kl\.)\s+)?" + _TIME.format(p="")
-    + r"(?(open)\]\s?|(?:\s?[-\u2013\u2014]\s|:\s))"
+    + r"(?P<end>(?(open)\]\s?|(?:\s?[-\u2013\u2014]\s|:\s)))"
 )
 _HEADER_TIME_FIRST = re.compile(r"^\[\s?" + _TIME.format(p="") + r",\s*" + _DATE + r"\]\s?")
 _ERA_HEADER = re.compile(r"^\[?\s?\d{1,2}/\d{1,2}/(?:\d{4}\s?BE|[MTSHR]\d{1,2}),?\s+\d{1,2}[:.]\d{2}")
@@ -95,11 +96,13 @@ _ATTACHED_WORDS = (
     "attached", "Anhang", "adjunto", "anexado", "pièce jointe", "allegato", "прикреплено", "المُرفق", "المرفق",
     "מצורף", "附件", "添付ファイル", "첨부됨", "liite", "bijgevoegd", "terlampir",
 )
+# Every pattern run on a body is linear in its length: a body is anyone's text, and a pattern that
+# backtracks (a lazy group before optional spaces) lets one message of spaces hold a worker for minutes.
 _IOS_ATTACHED = re.compile(
-    r"<\s*(?:" + "|".join(map(re.escape, _ATTACHED_WORDS)) + r")\s*[:：]\s*(?P<name>[^<>\n]+?)\s*>"
+    r"<[ ]?(?:" + "|".join(map(re.escape, _ATTACHED_WORDS)) + r")[ ]?[:：](?P<name>[^<>\n]*)>"
 )
-_IOS_ATTACHED_TR = re.compile(r"<(?P<name>[^<>\n]+?)\s+eklendi>")
-_IOS_ATTACHED_OLD = re.compile(r"^(?P<name>\S+)\s+<attached>$")
+_IOS_ATTACHED_TR = re.compile(r"<(?P<name>[^<>\n]*) eklendi>$")
+_IOS_ATTACHED_OLD = re.compile(r"^(?P<name>\S+) <attached>$")
 _ANDROID_ATTACHED = re.compile(
     r"^(?P<name>[^\n]+?) \((?:file attached|Datei angehängt|archivo adjunto|archivo adjuntado|arquivo anexado"
     r"|fichier joint|file allegato|bestand bijgevoegd|файл добавлен|dosya ekli|liitetiedosto|添付ファイル有り"
@@ -121,7 +124,7 @@ _LOCATION = re.compile(
 _MAPS_URL = re.compile(r"^https://(?:maps\.google\.com|www\.google\.com/maps|maps\.apple\.com|foursquare\.com)\S*$")
 _LATLON = re.compile(r"[?&](?:q|ll)=(-?\d{1,2}(?:\.\d+)?),(-?\d{1,3}(?:\.\d+)?)")
 _LIVE_LOCATION = frozenset({"live location shared", "live-standort geteilt", "ubicación en tiempo real compartida"})
-_POLL_OPTION = re.compile(r"^OPTION:\s?(?P<text>.*?)\s*\((?P<votes>\d+)\s+[Vv]otes?\)$")
+_POLL_OPTION = re.compile(r"^OPTION: ?(?P<text>.*)\((?P<votes>\d{1,9}) [Vv]otes?\)$")
 _IOS_MEDIA_KIND = re.compile(r"^\d{8}-(?P<kind>PHOTO|VIDEO|AUDIO|GIF|STICKER)-")
 _ANDROID_MEDIA_KIND = re.compile(r"^(?P<kind>IMG|VID|AUD|PTT|STK|GIF)-\d{8}-WA\d{4}")
 _MEDIA_KINDS = {
@@ -129,6 +132,12 @@ _MEDIA_KINDS = {
     "PTT": "voice_note", "GIF": "gif", "STICKER": "sticker", "STK": "sticker",
 }
 MAX_AUTHOR_LENGTH = 200
+# An Android system line has no author, but may hold ": " ("… changed the group description to: Q1: …"):
+# what comes before it reads as a group event, not as a name.
+_SYSTEM_VERB = re.compile(
+    r" (?:changed (?:the|this|their|his|her|your|to)|created group|added|removed|left|joined using|pinned|"
+    r"deleted (?:the|this)|turned (?:on|off)|reset this|invited) ", re.IGNORECASE,
+)
 
 
 class ChatExportError(ValueError):
@@ -216,6 +225,7 @@ class _Header:
     marker: str | None
     body_start: int  # index into the original line
     printed: str
+    shape: tuple[object, ...] = ()  # how the header is written: one per file (a pasted line differs)
 
 
 def parse_chat(data: bytes, *, date_order: str | None = None) -> ParsedChat:
@@ -237,7 +247,15 @@ def parse_chat(data: bytes, *, date_order: str | None = None) -> ParsedChat:
             "the file's dates use a non-Gregorian calendar (Buddhist era or Japanese era years): export again "
             "with the phone's calendar set to Gregorian, or convert the file as a separate, recorded step"
         )
-    order, assumed = _date_order(list(headers.values()), date_order)
+    # WhatsApp writes one header shape per file: a line of another shape (a date and time pasted into a
+    # message, a forwarded log) is text of the message it stands in, and must not decide the dates.
+    shapes = Counter(header.shape for header in headers.values())
+    foreign = 0
+    if len(shapes) > 1:
+        usual = max(shapes.items(), key=lambda item: item[1])[0]
+        foreign = sum(count for shape, count in shapes.items() if shape != usual)
+        headers = {number: header for number, header in headers.items() if header.shape == usual}
+    order, assumed, order_note = _date_order(list(headers.values()), date_order)
     messages: list[ExportMessage] = []
     unparsed = 0
     preamble: Preamble | None = None
@@ -267,13 +285,18 @@ def parse_chat(data: bytes, *, date_order: str | None = None) -> ParsedChat:
     close()
     if pending_pre:
         preamble = Preamble(1, len(pending_pre), "\n".join(pending_pre))
-    notes: tuple[str, ...] = ()
+    notes: list[str] = []
     if assumed:
-        notes = (f"date order {order} assumed as given: the file's dates do not decide it",)
+        notes.append(f"date order {order} assumed as given: the file's dates do not decide it")
     elif date_order is not None and date_order != order:
         # The dates themselves are the stronger evidence: a region setting remembered wrongly is common.
-        notes = (f"date order {order} read from the file's dates; the {date_order} given was not used",)
-    return ParsedChat(len(lines), order, assumed, tuple(messages), preamble, unparsed, notes)
+        notes.append(f"date order {order} read from the file's dates; the {date_order} given was not used")
+    if order_note:
+        notes.append(order_note)
+    if foreign:
+        notes.append(f"{foreign} line(s) shaped like a timestamp of another form than the file's own were read as "
+                     "text of the message before them")
+    return ParsedChat(len(lines), order, assumed, tuple(messages), preamble, unparsed, tuple(notes))
 
 
 def _lines(data: bytes) -> list[str]:
@@ -322,42 +345,57 @@ def _header(line: str, number: int) -> _Header | None:
     end = match.end()
     body_start = positions[end - 1] + 1 if end else 0
     marker = match.group("ampm") or match.group("pre")
+    groups = match.groupdict()
+    time_first = "end" not in groups
+    end = groups.get("end") or ""
+    end_kind = "]" if time_first or groups.get("open") else "-" if any(d in end for d in "-\u2013\u2014") else ":"
+    d1, d3 = match.group("d1"), match.group("d3")
+    shape = (
+        time_first or bool(groups.get("open")), time_first, match.group("sep"), end_kind,
+        "first" if len(d1) >= 3 else "last4" if len(d3) >= 3 else "last2",
+        match.group("s") is not None, "after" if match.group("ampm") else "before" if match.group("pre") else None,
+    )
     return _Header(
         line=number, d=(match.group("d1"), match.group("d2"), match.group("d3")), hour=int(match.group("h")),
         minute=int(match.group("m")), second=int(match.group("s") or 0), marker=marker, body_start=body_start,
-        printed=line[:body_start].strip(),
+        printed=line[:body_start].strip(), shape=shape,
     )
 
 
-def _date_order(headers: list[_Header], hint: str | None) -> tuple[str, bool]:
+def _date_order(headers: list[_Header], hint: str | None) -> tuple[str, bool, str | None]:
+    """(order, assumed, note). The file decides when its dates can; a handful of dates against the
+    rest (a pasted line of the same shape) are outvoted and said so, never allowed to re-date it all."""
     if not headers:
-        return hint or "dmy", hint is not None
+        return hint or "dmy", hint is not None, None
     if any(len(h.d[0]) >= 3 for h in headers):
-        decided = "ymd"
-    else:
-        firsts = [int(h.d[0]) for h in headers]
-        seconds = [int(h.d[1]) for h in headers]
-        day_first = any(value > 12 for value in firsts)
-        month_first = any(value > 12 for value in seconds)
-        if not (day_first or month_first):
-            # Within one year the month never goes back: the component that does is the day.
-            for before, after in zip(headers, headers[1:], strict=False):
-                if before.d[2] != after.d[2]:
-                    continue
-                if int(after.d[0]) < int(before.d[0]) and int(after.d[1]) > int(before.d[1]):
-                    day_first = True
-                if int(after.d[1]) < int(before.d[1]) and int(after.d[0]) > int(before.d[0]):
-                    month_first = True
-        if day_first and month_first:
+        return "ymd", False, None
+    day_first = sum(1 for h in headers if int(h.d[0]) > 12)
+    month_first = sum(1 for h in headers if int(h.d[1]) > 12)
+    if not (day_first or month_first):
+        # Within one year the month never goes back: the component that does is the day.
+        for before, after in zip(headers, headers[1:], strict=False):
+            if before.d[2] != after.d[2]:
+                continue
+            if int(after.d[0]) < int(before.d[0]) and int(after.d[1]) > int(before.d[1]):
+                day_first += 1
+            if int(after.d[1]) < int(before.d[1]) and int(after.d[0]) > int(before.d[0]):
+                month_first += 1
+    note = None
+    if day_first and month_first:
+        few, many = sorted((day_first, month_first))
+        if few * 20 > many:
             raise DateOrderConflict("the file's dates contradict each other (both the first and the second "
                                     "component go past 12, or both go back within a year)")
-        decided = "dmy" if day_first else "mdy" if month_first else ""
+        note = (f"{few} timestamp(s) contradict the date order of the other {many}: they were read as text "
+                "of the message before them where their date cannot exist")
+        day_first, month_first = (day_first, 0) if day_first > month_first else (0, month_first)
+    decided = "dmy" if day_first else "mdy" if month_first else ""
     if not decided:
         if hint is None:
             raise DateOrderUndecided("the file's dates do not decide whether the day or the month comes first: "
                                      "give the date order (dmy, mdy or ymd) as the phone's region writes dates")
-        return hint, True
-    return decided, False
+        return hint, True, None
+    return decided, False, note
 
 
 def _moment(header: _Header, order: str) -> datetime | None:
@@ -392,7 +430,8 @@ def _message(index: int, header: _Header, moment: datetime, block: list[str], fi
             split = len(rest) - 1
         if 0 < split:
             candidate = _clean_author(rest[:split])
-            if candidate and len(candidate) <= MAX_AUTHOR_LENGTH and '"' not in candidate and "“" not in candidate:
+            if candidate and len(candidate) <= MAX_AUTHOR_LENGTH and '"' not in candidate and "“" not in candidate \
+                    and not (header.shape and header.shape[3] != "]" and _SYSTEM_VERB.search(candidate)):
                 author = candidate
                 body = rest[split + 2:]
     text = "\n".join([body, *block[1:]])
@@ -429,9 +468,12 @@ def _classify(text: str, *, author: str | None, generated: bool) -> dict:
     folded = bare.casefold().rstrip(".。")
     if author is None:
         return {"kind": "system"}
-    if (found := _IOS_ATTACHED.search(_normalized(first)[0])) or (found := _IOS_ATTACHED_TR.search(first)) \
-            or (found := _IOS_ATTACHED_OLD.match(_bare(first))):
-        return _attached(found.group("name").strip(), rest or None)
+    plain_first = _bare(first)
+    if (found := _IOS_ATTACHED.search(plain_first)) or (found := _IOS_ATTACHED_TR.search(plain_first)) \
+            or (found := _IOS_ATTACHED_OLD.match(plain_first)):
+        name = found.group("name").strip()
+        if name:
+            return _attached(name, rest or None)
     if (found := _ANDROID_ATTACHED.match(_bare(first))) is not None:
         return _attached(found.group("name").strip(), rest or None)
     if "\n" not in bare and _WHOLE_TOKEN.match(bare):
@@ -489,7 +531,7 @@ def _poll(text: str) -> Poll | None:
         found = _POLL_OPTION.match(_bare(line))
         if found is None:
             return None
-        options.append((found.group("text"), int(found.group("votes"))))
+        options.append((found.group("text").strip(), int(found.group("votes"))))
     return Poll(lines[1].strip(), tuple(options))
 
 

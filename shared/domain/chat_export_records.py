@@ -93,7 +93,7 @@ class ExportRecord:
     first_line: int
     last_line: int
     kind: str
-    note: str | None = None  # what the report says beside the item (media missing, a DST time)
+    notes: tuple[str, ...] = ()  # what the report says beside the item: "<code>: why" (media missing, a DST time)
 
 
 @dataclass(frozen=True)
@@ -142,21 +142,36 @@ def build_records(parsed: ParsedChat, context: ExportContext) -> ExportRecords:
     missing: list[tuple[int, str]] = []
     attached = 0
     previous: datetime | None = None
+    keyed: list[tuple[ExportMessage, datetime, str | None, tuple[str, str, str], int]] = []
     for message in parsed.messages:
         instant, time_note = resolve_local_time(message.local_time, zone, previous)
         previous = instant
-        notes = [note for note in (time_note, message.clock_note) if note]
         author_key = normalized_name(message.author) if message.author is not None else ""
-        minute = instant.replace(second=0, microsecond=0).isoformat()
+        # The minute the line was written in: its instant, except in an hour the clocks repeated, where
+        # two exports may resolve one wall-clock time to two instants (one cut inside the hour cannot
+        # tell which pass it is in): there the wall clock itself, in the zone.
+        if time_note and time_note.startswith("time_ambiguous"):
+            minute = f"local:{message.local_time.replace(second=0).isoformat()}@{zone.key}"
+        else:
+            minute = instant.replace(second=0, microsecond=0).isoformat()
         text_key = _text_key(message.text)
         if message.media_file is not None:
             # A line naming a file is another record with the file than without it (a text-only
             # export read before the zip): the media must never be skipped as already archived.
             stored_file = context.media.get(message.media_file)
             text_key += "\0media:" + (stored_file.sha256 if stored_file is not None else "missing")
-        occurrence = seen[(author_key, minute, text_key)]
-        seen[(author_key, minute, text_key)] += 1
-        digest = hashlib.sha256("\0".join((chat, author_key, minute, text_key, str(occurrence))).encode()).hexdigest()
+        key = (author_key, minute, text_key)
+        keyed.append((message, instant, time_note, key, seen[key]))
+        seen[key] += 1
+    edge_minutes = {keyed[0][3][1], keyed[-1][3][1]} if keyed else set()
+    for message, instant, time_note, key, occurrence in keyed:
+        notes = [note for note in (time_note, message.clock_note) if note]
+        if seen[key] > 1 and key[1] in edge_minutes:
+            # An export is cut at its ends (WhatsApp keeps the most recent messages): identical lines in a
+            # minute the cut may have split are matched to another export's by their position in the minute.
+            notes.append(f"repeated_at_edge: {seen[key]} identical lines in the file's first or last minute; "
+                         "an export of the same chat cut inside that minute counts them differently")
+        digest = hashlib.sha256("\0".join((chat, *key, str(occurrence))).encode()).hexdigest()
         attachments: list[Attachment] = []
         if message.media_file is not None:
             stored = context.media.get(message.media_file)
@@ -180,7 +195,9 @@ def build_records(parsed: ParsedChat, context: ExportContext) -> ExportRecords:
             group_message=group,
             dialog_group_id=f"export-{chat}" if group else None,
             dialog_group_name=context.chat_name if group else None,
-            text_content=message.caption if message.media_file is not None else message.text,
+            # A system line's text is its description; a media line's, its caption.
+            text_content=message.caption if message.media_file is not None
+            else None if message.kind == "system" else message.text,
             deletion=Deletion() if message.kind == "deleted" else None,
             attachments=attachments,
             call=CallInfo(call_type=message.call_type, result="MISSED") if message.kind == "call" else None,  # type: ignore[arg-type]
@@ -196,8 +213,7 @@ def build_records(parsed: ParsedChat, context: ExportContext) -> ExportRecords:
                                                                                       message.clock_note) if n) or None,
                            author=message.author, occurrence=occurrence, edited=message.edited),
         )
-        out.append(ExportRecord(record, message.first_line, message.last_line, message.kind,
-                                "; ".join(notes) or None))
+        out.append(ExportRecord(record, message.first_line, message.last_line, message.kind, tuple(notes)))
     if parsed.preamble is not None:
         out.insert(0, _preamble_record(parsed, context, people, chat, group, captured_ms))
     unreferenced = tuple(sorted(name for name in context.media if name not in referenced))
@@ -291,7 +307,7 @@ def _preamble_record(parsed: ParsedChat, context: ExportContext, people: _People
         export=_origin(context, parsed, preamble.first_line, preamble.last_line, preamble.raw),
     )
     return ExportRecord(record, preamble.first_line, preamble.last_line, "unparsed",
-                        "unparsed: text before the first message, kept as its own record")
+                        ("unparsed: text before the first message, kept as its own record",))
 
 
 def _unreferenced_record(stored: MediaFile, context: ExportContext, parsed: ParsedChat, people: _People,
@@ -303,8 +319,10 @@ def _unreferenced_record(stored: MediaFile, context: ExportContext, parsed: Pars
     token = re.match(r"^(?:\d{8}-)?([A-Z]+)-", stored.name)
     media_kind = "contact" if stored.name.lower().endswith(".vcf") else kind.get(token.group(1) if token else "",
                                                                                   "document")
+    # The name with the bytes: two files of the same content under two names are two items.
+    digest = hashlib.sha256(f"{stored.name}\0{stored.sha256}".encode()).hexdigest()
     record = ArchiveRecord(
-        message_id=f"{ID_PREFIX}:{chat[:16]}:file:{stored.sha256[:32]}", source_type=SOURCE_TYPE, source=SOURCE,
+        message_id=f"{ID_PREFIX}:{chat[:16]}:file:{digest[:32]}", source_type=SOURCE_TYPE, source=SOURCE,
         message_type=_KIND_TYPES[media_kind], message_time=_ms(moment), archived_time=captured_ms,  # type: ignore[arg-type]
         owner=people.custodian, sender=people.unknown_sender,
         recipients=people.recipients_of(people.unknown_sender, context.chat_name, group), group_message=group,
@@ -315,7 +333,7 @@ def _unreferenced_record(stored: MediaFile, context: ExportContext, parsed: Pars
         export=_origin(context, parsed, 0, 0, None),
     )
     return ExportRecord(record, 0, 0, "media_unreferenced",
-                        f"media_unreferenced: {stored.name} is in the export but no line names it")
+                        (f"media_unreferenced: {stored.name} is in the export but no line names it",))
 
 
 def _file_time(name: str, zone: ZoneInfo) -> datetime | None:

@@ -37,32 +37,42 @@ def parse_participants(data: bytes) -> ParticipantsTable:
     except UnicodeDecodeError as error:
         line = data.count(b"\n", 0, error.start) + 1
         return ParticipantsTable(problems=(f"line {line}: not UTF-8",))
-    names: dict[str, str] = {}
-    seen: dict[str, tuple[str, int]] = {}
-    problems: list[str] = []
-    reader = csv.reader(io.StringIO(text, newline=""))
-    for number, row in enumerate(reader, start=1):
+    rows: list[tuple[str, list[str]]] = []
+    for number, row in enumerate(csv.reader(io.StringIO(text, newline="")), start=1):
         if number > MAX_ROWS:
-            problems.append(f"more than {MAX_ROWS} rows: the rest is not read")
-            break
-        if not row or all(not cell.strip() for cell in row):
-            continue
+            return _checked(rows, extra=(f"more than {MAX_ROWS} rows: the rest is not read",))
         if number == 1 and [c.strip().lower() for c in row[:2]] == ["name", "email"]:
             continue
+        rows.append((f"line {number}", row))
+    return _checked(rows)
+
+
+def check_participants(pairs: dict[str, str]) -> ParticipantsTable:
+    """The same rules for a sidecar's ``participants`` object (entries named by their position)."""
+    return _checked([(f"participant {n}", [name, email]) for n, (name, email) in enumerate(pairs.items(), 1)])
+
+
+def _checked(rows: list[tuple[str, list[str]]], extra: tuple[str, ...] = ()) -> ParticipantsTable:
+    names: dict[str, str] = {}
+    seen: dict[str, tuple[str, str]] = {}
+    problems: list[str] = []
+    for where, row in rows:
+        if not row or all(not cell.strip() for cell in row):
+            continue
         if len(row) != 2:
-            problems.append(f"line {number}: expected 2 columns (name,email), found {len(row)}")
+            problems.append(f"{where}: expected 2 columns (name,email), found {len(row)}")
             continue
         name, email = row[0].strip(), row[1].strip().lower()
         if not name or len(name) > MAX_NAME or not name.isprintable():
-            problems.append(f"line {number}: the name is empty, over {MAX_NAME} characters or not printable")
+            problems.append(f"{where}: the name is empty, over {MAX_NAME} characters or not printable")
             continue
         if not is_mailbox_address(email):
-            problems.append(f"line {number}: the email is not an address a mailbox can have")
+            problems.append(f"{where}: the email is not an address a mailbox can have")
             continue
         key = normalized_name(name)
         if key in seen and seen[key][0] != email:
-            problems.append(f"line {number}: the name is also on line {seen[key][1]} with another email")
+            problems.append(f"{where}: the name is also at {seen[key][1]} with another email")
             continue
-        seen[key] = (email, number)
+        seen[key] = (email, where)
         names[name] = email
-    return ParticipantsTable(names, tuple(problems))
+    return ParticipantsTable(names, tuple(problems) + extra)

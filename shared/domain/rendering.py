@@ -460,6 +460,11 @@ def content_lines(record: ArchiveRecord, replied_text: str | None = None) -> lis
     lines += _platform_lines(record)
     if record.text_content:
         lines.append(record.text_content)
+    if record.export is not None and record.export.raw:
+        # The lines exactly as the export holds them (marks, the edited marker, the time as printed): the
+        # text above is read from them, this is what was read.
+        lines += ["", f"As exported (lines {record.export.first_line}–{record.export.last_line} of the file):",
+                  record.export.raw]
     return lines
 
 

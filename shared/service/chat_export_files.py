@@ -24,7 +24,9 @@ from pathlib import Path, PurePosixPath
 
 MAX_MEMBERS = 100_000
 MAX_TOTAL_BYTES = 8 * 1024**3  # 8 GiB inflated: far past any export WhatsApp writes (it caps media exports)
-MAX_TRANSCRIPT_BYTES = 512 * 1024**2
+# WhatsApp exports at most some 100,000 messages (reference §9): a few tens of MiB of text. Parsing holds
+# the text a few times over, so this bound keeps the parse inside a 2 GB Flex Consumption instance.
+MAX_TRANSCRIPT_BYTES = 64 * 1024**2
 MAX_RATIO = 200  # inflated ÷ compressed, for members over RATIO_FLOOR (media hardly compress; text ~10:1)
 RATIO_FLOOR = 1024 * 1024
 _CHUNK = 1024 * 1024
@@ -48,6 +50,7 @@ class ExportMember:
     name: str  # as the zip names it (matched against the chat's lines by its last part)
     size: int
     sha256: str
+    info: zipfile.ZipInfo | None = field(default=None, compare=False, repr=False)  # the member itself
 
 
 @dataclass
@@ -61,16 +64,17 @@ class ExportFile:
     transcript: bytes
     transcript_sha256: str
     media: dict[str, ExportMember] = field(default_factory=dict)  # by file name
-    refused: list[tuple[str, str]] = field(default_factory=list)  # (member, why): unsafe names, duplicates
+    refused: list[tuple[str, str]] = field(default_factory=list)  # (member, why): not readable (encrypted)
+    renamed: list[tuple[str, str]] = field(default_factory=list)  # (member, kept as): unsafe or repeated names
     ignored: list[str] = field(default_factory=list)  # __MACOSX and folders
     is_zip: bool = False
 
     def open_member(self, name: str) -> Iterator[bytes]:
         """The member's bytes in chunks (from the zip, read again: never all in memory)."""
         member = self.media[name]
-        with zipfile.ZipFile(self.path) as archive, archive.open(_member_path(archive, member.name)) as handle:
-            while chunk := handle.read(_CHUNK):
-                yield chunk
+        with zipfile.ZipFile(self.path) as archive:
+            # The member read and hashed before, by its entry: two entries may share a name.
+            yield from _read(archive, member.info if member.info is not None else archive.getinfo(member.name))
 
     @property
     def chat_name(self) -> str:
@@ -85,6 +89,8 @@ def chat_name_from_file(name: str) -> str:
         if stem.lower().endswith(suffix):
             stem = stem[: -len(suffix)]
     stem = " ".join(stem.replace("\u00a0", " ").split())
+    # A browser or a file manager saving a second copy adds " (1)": the same chat all the same.
+    stem = re.sub(r" \(\d{1,3}\)$", "", stem)
     for pattern in _CHAT_NAME_PATTERNS:
         if found := pattern.match(stem):
             return found.group("n").strip()
@@ -110,27 +116,30 @@ def open_export(path: Path, *, name: str | None = None) -> ExportFile:
     with archive:
         infos = archive.infolist()
         _check_bounds(infos)
-        files, refused, ignored = _members(infos)
-        transcript_info = _transcript(files)
+        files, unsafe, refused, ignored = _members(infos)
+        transcript_info = _transcript(files, refused)
         media: dict[str, ExportMember] = {}
+        renamed: list[tuple[str, str]] = []
         transcript = b""
         transcript_sha = ""
-        for info in files:
+        for info in [*files, *unsafe]:
             chunks = _read(archive, info)
             if info is transcript_info:
                 transcript = b"".join(chunks)
                 transcript_sha = hashlib.sha256(transcript).hexdigest()
                 continue
             key = PurePosixPath(info.filename).name
-            if key in media:
-                refused.append((info.filename, "another member has the same file name"))
-                continue
+            if info in unsafe or key in media:
+                # Kept, never dropped: a member whose name no line can mean (it leaves the archive, or
+                # another member has it) is archived under a name of its own, and the report says so.
+                key = _kept_name(info, len(renamed) + 1)
+                renamed.append((_shown(info.filename), key))
             member_digest = hashlib.sha256()
             for chunk in chunks:
                 member_digest.update(chunk)
-            media[key] = ExportMember(info.filename, info.file_size, member_digest.hexdigest())
+            media[key] = ExportMember(info.filename, info.file_size, member_digest.hexdigest(), info)
     return ExportFile(path, name, digest, transcript_info.filename, transcript, transcript_sha, media, refused,
-                      ignored, True)
+                      renamed, ignored, True)
 
 
 def _file_sha256(path: Path) -> str:
@@ -154,26 +163,34 @@ def _check_bounds(infos: list[zipfile.ZipInfo]) -> None:
                                   f"{MAX_RATIO}:1 (a zip bomb?)")
 
 
-def _members(infos: list[zipfile.ZipInfo]) -> tuple[list[zipfile.ZipInfo], list[tuple[str, str]], list[str]]:
+def _members(infos: list[zipfile.ZipInfo]) \
+        -> tuple[list[zipfile.ZipInfo], list[zipfile.ZipInfo], list[tuple[str, str]], list[str]]:
+    """(files, files with unsafe names, refused, ignored). A name is never a path here: an unsafe one
+    only decides that the member cannot be the chat text nor be named by a line."""
     files: list[zipfile.ZipInfo] = []
+    unsafe: list[zipfile.ZipInfo] = []
     refused: list[tuple[str, str]] = []
     ignored: list[str] = []
     for info in infos:
         name = info.filename
         parts = PurePosixPath(name).parts
-        if info.is_dir() or name.startswith("__MACOSX/") or PurePosixPath(name).name.startswith("._"):
+        if info.is_dir() or name.startswith("__MACOSX/"):
             ignored.append(_shown(name))
-        elif _UNSAFE_NAME.search(name) or ".." in parts or not parts:
-            refused.append((_shown(name), "the member's name leaves the archive (an absolute path, .. or a "
-                                          "control character): not read"))
         elif info.flag_bits & 0x1:
-            refused.append((_shown(name), "the member is encrypted: not read"))
+            refused.append((_shown(name), "the member is encrypted: not read (it stays in the uploaded file)"))
+        elif _UNSAFE_NAME.search(name) or ".." in parts or not parts:
+            unsafe.append(info)
         else:
             files.append(info)
-    return files, refused, ignored
+    return files, unsafe, refused, ignored
 
 
-def _transcript(files: list[zipfile.ZipInfo]) -> zipfile.ZipInfo:
+def _kept_name(info: zipfile.ZipInfo, number: int) -> str:
+    base = _UNSAFE_NAME.sub("_", PurePosixPath(info.filename.replace("\\", "/")).name).strip(". ") or "file"
+    return f"member-{number}-{base}"[:150]
+
+
+def _transcript(files: list[zipfile.ZipInfo], refused: list[tuple[str, str]]) -> zipfile.ZipInfo:
     by_name = [info for info in files if PurePosixPath(info.filename).name == "_chat.txt"]
     if not by_name:
         texts = [info for info in files if info.filename.lower().endswith(".txt")]
@@ -181,6 +198,8 @@ def _transcript(files: list[zipfile.ZipInfo]) -> zipfile.ZipInfo:
         by_name = sorted(named, key=lambda info: (len(info.filename), info.filename)) or \
             (texts if len(texts) == 1 else [])
     if not by_name:
+        if any(name.endswith(".txt") and "encrypted" in why for name, why in refused):
+            raise ExportFileError("the zip's chat text is encrypted: export again without a password")
         raise ExportFileError("the zip holds no chat text (_chat.txt, or a .txt named like a WhatsApp chat)")
     chosen = by_name[0]
     if chosen.file_size > MAX_TRANSCRIPT_BYTES:
@@ -206,10 +225,6 @@ def zlib_error() -> type[Exception]:
     import zlib
 
     return zlib.error
-
-
-def _member_path(archive: zipfile.ZipFile, name: str) -> zipfile.ZipInfo:
-    return archive.getinfo(name)
 
 
 def _shown(name: str) -> str:

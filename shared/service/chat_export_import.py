@@ -118,6 +118,8 @@ def export_report(prepared: PreparedExport, batch: Mapping[str, Any], *, stopped
         "sha256": export.sha256,
         "transcript": export.transcript_name if export.is_zip else None,
         "chat": prepared.chat_name,
+        "chatId": built.chat_id,
+        "chatNameFrom": "given" if prepared.options.chat_name else "file name",
         "custodian": prepared.options.custodian,
         "timeZone": prepared.options.time_zone,
         "dateOrder": parsed.date_order,
@@ -142,12 +144,16 @@ def export_report(prepared: PreparedExport, batch: Mapping[str, Any], *, stopped
         "media_missing_files": [{"line": line, "file": name} for line, name in built.media_missing],
         "media_unreferenced_files": list(built.media_unreferenced),
         "refused_members": [{"member": name, "why": why} for name, why in export.refused],
-        "notes": list(parsed.notes),
+        "renamed_members": [{"member": name, "kept_as": kept} for name, kept in export.renamed],
+        "ignored_members": list(export.ignored),
+        "notes": list(parsed.notes) + ([] if prepared.options.chat_name else [
+            "the chat's name was read from the file's name: records of one chat share ids only under one name, "
+            "so give the chat's name (--chat-name, sidecar chatName) if the file was renamed"]),
         "items": list(batch["items"]),
     }
     if parsed.messages:
         report["first_message_line"] = parsed.messages[0].first_line
-        report["last_message_line"] = parsed.messages[-1].first_line
+        report["last_message_line"] = parsed.messages[-1].last_line
     if stopped:
         report["stopped"] = stopped
     return report
@@ -162,13 +168,18 @@ def import_prepared(
     for item in prepared.built.records:
         result = _import_one(item, importer, sleep)
         entry = report.batch.add(item.first_line, result, item.record.message_id)
-        entry["lines"] = [item.first_line, item.last_line]
-        entry["kind"] = item.kind
-        if item.note:
-            entry["note"] = item.note
-            if entry["reason"] is None:
-                entry["reason"] = item.note.split(":", 1)[0]
+        entry.update(item_facts(item))
     return report
+
+
+def item_facts(item: ExportRecord) -> dict[str, Any]:
+    """What the report says of a record beyond its outcome: where it was in the file, what it is, and
+    what it is flagged for (``flags``: the codes, ``notes``: the sentences); ``reason`` stays the
+    poison reason alone."""
+    return {
+        "lines": [item.first_line, item.last_line], "kind": item.kind,
+        "flags": [note.split(":", 1)[0] for note in item.notes], "notes": list(item.notes),
+    }
 
 
 def _import_one(item: ExportRecord, importer: ItemImporter, sleep: Callable[[float], None]) -> ImportResult:

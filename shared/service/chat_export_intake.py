@@ -38,6 +38,7 @@ from shared import telemetry
 from shared.domain.chat_export import DATE_ORDERS, ChatExportError
 from shared.domain.identifiers import UnsafeBlobName, check_blob_name, is_mailbox_address
 from shared.domain.ledger import PageEntry, RecordOutcome, WindowInfo
+from shared.domain.participants_table import check_participants
 from shared.domain.records import record_key
 from shared.domain.tasks import ChatExportReportTask, ItemTask
 from shared.ports import CapturedMediaStore, ChatExportUploads, RecordMissing, RecordStore, WindowLedger, WorkQueue
@@ -46,6 +47,7 @@ from shared.service.chat_export_import import (
     ChatExportOptions,
     PreparedExport,
     export_report,
+    item_facts,
     prepare_export,
     record_bytes,
 )
@@ -55,7 +57,13 @@ log = logging.getLogger(__name__)
 
 SIDECAR_SUFFIX = ".json"
 REPORT_SUFFIX = ".report.json"
+MAX_REPORT_BYTES = 512 * 1024**2
+HANDED_OFF = ("handed_off", "importing", "done", "pending_records")
 MAX_SIDECAR_BYTES = 256 * 1024
+# The upload is spooled to the instance's local disk and read from there: a bound far above what a
+# phone exports (WhatsApp caps an export with media by message count and e-mail sizes) and within
+# what a Flex Consumption instance can hold.
+MAX_EXPORT_BYTES = 2 * 1024**3
 PAGE_SIZE = 100
 FIRST_REPORT_DELAY = 60  # seconds from the hand-off to the first check of the records' outcomes
 REPORT_DELAY = 300  # seconds between later checks
@@ -102,12 +110,26 @@ class ChatExportSidecar(BaseModel):
     @field_validator("participants")
     @classmethod
     def _participants(cls, value: dict[str, str]) -> dict[str, str]:
-        for name, email in value.items():
-            if not (0 < len(name.strip()) <= 200 and name.isprintable()):
-                raise ValueError("a name is empty, over 200 characters or not printable")
-            if not is_mailbox_address(email.strip()):
-                raise ValueError("an email is not an address a mailbox can have")
-        return {name: email.strip().lower() for name, email in value.items()}
+        # The participants file's rules exactly: one name (as compared: case, spaces and marks aside)
+        # with two addresses is refused, never "the last one wins".
+        checked = check_participants(value)
+        if checked.problems:
+            raise ValueError("; ".join(checked.problems[:5]))
+        return checked.names
+
+    @field_validator("custodianNames")
+    @classmethod
+    def _custodian_names(cls, value: list[str]) -> list[str]:
+        if any(not (0 < len(name.strip()) <= 200 and name.isprintable()) for name in value):
+            raise ValueError("a name is empty, over 200 characters or not printable")
+        return value
+
+    @field_validator("chatName")
+    @classmethod
+    def _chat_name(cls, value: str | None) -> str | None:
+        if value is not None and not (value.strip() and value.isprintable()):
+            raise ValueError("not printable text")
+        return value.strip() if value is not None else None
 
     def options(self) -> ChatExportOptions:
         return ChatExportOptions(
@@ -144,19 +166,38 @@ def receive_upload(
     if halves is None:
         return None
     export_name, sidecar_name = halves
-    waiting_for = [half for half in (export_name, sidecar_name) if not uploads.exists(half)]
-    if waiting_for:
-        which = "the sidecar FILE.json" if sidecar_name in waiting_for else "the export FILE"
-        log.info("chat export upload: waiting for %s", which)
+    export_stamp, sidecar_stamp = uploads.stamp(export_name), uploads.stamp(sidecar_name)
+    if export_stamp is None or sidecar_stamp is None:
+        which = "the sidecar FILE.json" if sidecar_stamp is None else "the export FILE"
+        log.info("chat export upload: waiting for %s", "the sidecar" if sidecar_stamp is None else "the export")
         return _write(uploads, export_name, {"status": "waiting", "file": _base(export_name),
                                              "waiting_for": which, "at": _iso(clock())})
+    # Both halves' events may find both halves: the event of the later upload imports, so one upload is
+    # one import, and re-uploading either half imports again. Storage keeps the time to the second: on a
+    # tie both events go on (the earlier one may have found its other half missing), and the second
+    # finds the first's report below, or at worst imports again, which archives nothing twice.
+    if sidecar_stamp.modified != export_stamp.modified \
+            and (name == sidecar_name) != (sidecar_stamp.modified > export_stamp.modified):
+        log.info("chat export upload: the other half's event imports it")
+        return None
+    stamps = {"export_etag": export_stamp.etag, "sidecar_etag": sidecar_stamp.etag}
+    if _handed_off_already(uploads, export_name, stamps):
+        # Event Grid delivers at least once: the same upload was handed off before.
+        log.info("chat export upload: handed off before, nothing to do")
+        return None
     try:
         sidecar = ChatExportSidecar.model_validate_json(uploads.read_small(sidecar_name, MAX_SIDECAR_BYTES))
     except ValidationError as error:
-        fields = sorted({".".join(map(str, e["loc"])) or "(sidecar)" for e in error.errors(include_input=False)})
-        return _refuse(uploads, export_name, f"the sidecar is not valid at: {', '.join(fields)}", clock)
-    except ValueError as error:
-        return _refuse(uploads, export_name, f"the sidecar is {error}", clock)
+        # The top-level field only: a participants key is a person's name, kept out of logs and reports.
+        fields = sorted({str(e["loc"][0]) if e["loc"] else "(sidecar)" for e in error.errors(include_input=False)})
+        return _refuse(uploads, export_name, "sidecar_invalid", f"the sidecar is not valid at: {', '.join(fields)}",
+                       clock, stamps)
+    except ValueError:
+        return _refuse(uploads, export_name, "sidecar_too_big", f"the sidecar is over {MAX_SIDECAR_BYTES} bytes",
+                       clock, stamps)
+    if export_stamp.size > MAX_EXPORT_BYTES:
+        return _refuse(uploads, export_name, "export_too_big",
+                       f"the export is {export_stamp.size} bytes, over the limit of {MAX_EXPORT_BYTES}", clock, stamps)
     now = clock()
     with tempfile.TemporaryDirectory(prefix="wa-export-", dir=spool_dir) as folder:
         local = Path(folder) / "upload"
@@ -164,19 +205,29 @@ def receive_upload(
             with local.open("wb") as handle:
                 uploads.download_to(export_name, handle)
         except RecordMissing:
-            return _refuse(uploads, export_name, "the export disappeared before it was read", clock)
+            return _refuse(uploads, export_name, "export_gone", "the export disappeared before it was read", clock,
+                           stamps)
         try:
             export = open_export(local, name=_base(export_name))
             prepared = prepare_export(export, sidecar.options(), media_store=media_store, captured_at=now)
         except (ExportFileError, ChatExportError) as error:
-            return _refuse(uploads, export_name, str(error), clock)
+            return _refuse(uploads, export_name, type(error).__name__, str(error), clock, stamps)
         return _hand_off(export_name, prepared, records=records, items_queue=items_queue,
-                         report_queue=report_queue, ledger=ledger, uploads=uploads, now=now)
+                         report_queue=report_queue, ledger=ledger, uploads=uploads, now=now, stamps=stamps)
+
+
+def _handed_off_already(uploads: ChatExportUploads, export_name: str, stamps: dict[str, str]) -> bool:
+    try:
+        report = json.loads(uploads.read_small(export_name_report(export_name), MAX_REPORT_BYTES))
+    except (RecordMissing, ValueError):
+        return False
+    return isinstance(report, dict) and report.get("status") in HANDED_OFF and all(
+        report.get(key) == value for key, value in stamps.items())
 
 
 def _hand_off(
     export_name: str, prepared: PreparedExport, *, records: RecordStore, items_queue: WorkQueue,
-    report_queue: WorkQueue, ledger: WindowLedger, uploads: ChatExportUploads, now: datetime,
+    report_queue: WorkQueue, ledger: WindowLedger, uploads: ChatExportUploads, now: datetime, stamps: dict[str, str],
 ) -> dict[str, Any]:
     # A window of its own per import, over the day it was taken in: its report is this export's alone
     # (a later export of the same chat shows the overlap as skipped duplicates), and `status` and
@@ -205,7 +256,7 @@ def _hand_off(
         ledger.record_page(window_id, PageEntry(slice_id, 0, (), True))
     telemetry.count_listed(len(built), window_id=window_id)
     report = export_report(prepared, _pending_batch(items))
-    report.update({"status": "handed_off", "window": window_id, "at": _iso(now)})
+    report.update({"status": "handed_off", "window": window_id, "at": _iso(now), **stamps})
     _write(uploads, export_name, report)
     report_queue.send(ChatExportReportTask(export_name=export_name, window_id=window_id,
                                            export_sha256=prepared.export.sha256).model_dump(mode="json"),
@@ -223,12 +274,13 @@ def finish_report(
     record has none. A report that is gone or is of another upload (replaced since) is left alone."""
     report_name = export_name_report(task.export_name)
     try:
-        report = json.loads(uploads.read_small(report_name, 512 * 1024**2))
+        report = json.loads(uploads.read_small(report_name, MAX_REPORT_BYTES))
     except (RecordMissing, ValueError):
         log.warning("chat export report task: the report to finish is missing or unreadable")
         return None
-    if not isinstance(report, dict) or report.get("sha256") != task.export_sha256:
-        return None
+    if not isinstance(report, dict) or report.get("sha256") != task.export_sha256 \
+            or report.get("window") != task.window_id:
+        return None  # the upload was replaced or imported again since: that import's task finishes it
     pending = 0
     for item in report.get("items", []):
         state = ledger.record_state(task.window_id, record_key(item["messageId"]))
@@ -278,14 +330,8 @@ def export_name_report(export_name: str) -> str:
 
 
 def _queued_item(item) -> dict[str, Any]:
-    entry: dict[str, Any] = {
-        "line": item.first_line, "messageId": item.record.message_id, "outcome": "queued", "mailboxes": [],
-        "reason": item.note.split(":", 1)[0] if item.note else None, "lines": [item.first_line, item.last_line],
-        "kind": item.kind,
-    }
-    if item.note:
-        entry["note"] = item.note
-    return entry
+    return {"line": item.first_line, "messageId": item.record.message_id, "outcome": "queued", "mailboxes": [],
+            "reason": None, **item_facts(item)}
 
 
 def _pending_batch(items: list[dict[str, Any]]) -> dict[str, Any]:
@@ -293,10 +339,12 @@ def _pending_batch(items: list[dict[str, Any]]) -> dict[str, Any]:
             "poisoned": {}, "items": items}
 
 
-def _refuse(uploads: ChatExportUploads, export_name: str, why: str, clock: Callable[[], datetime]) -> dict:
-    log.warning("chat export upload refused: %s", why)
-    return _write(uploads, export_name, {"status": "refused", "file": _base(export_name), "reason": why,
-                                         "at": _iso(clock())})
+def _refuse(uploads: ChatExportUploads, export_name: str, code: str, why: str, clock: Callable[[], datetime],
+            stamps: dict[str, str]) -> dict:
+    # The code alone in the log: the reason may name a zip member (a person's name, a number).
+    log.warning("chat export upload refused (%s)", code)
+    return _write(uploads, export_name, {"status": "refused", "file": _base(export_name), "code": code,
+                                         "reason": why, "at": _iso(clock()), **stamps})
 
 
 def _write(uploads: ChatExportUploads, export_name: str, report: dict[str, Any]) -> dict[str, Any]:
