@@ -117,6 +117,12 @@ class Settings(BaseSettings):
         6, gt=0, le=72, description="compose anyway after this long, even if some records of the window are unsettled"
     )
 
+    # --- Custodians' chat exports (the chat-exports container) ---------------------------------
+    chat_export_report_delay_seconds: int = Field(
+        60, ge=0, le=3600, description="after an export is handed off, wait this long before its report is "
+                                       "written again with the records' outcomes (then five times as long)"
+    )
+
     # --- Microsoft Graph ----------------------------------------------------------------------
     graph_cloud: Literal["global", "usgov", "dod", "china"] = "global"
     graph_base_url: str = ""

@@ -62,11 +62,10 @@ def exports_app(tmp_path, azurite, monkeypatch):
         "EML_MAILBOX_DIR": str(tmp_path / "mail"), "DIRECTORY": "file", "DIRECTORY_FILE": str(directory),
         "MAPPING_FILE": str(mapping), "TELEMESSAGE_BASE_URL": "http://127.0.0.1:9",
         "TELEMESSAGE_USERNAME": "unused", "ARCHIVE_SCHEDULE": "0 0 2 * * *",
+        "CHAT_EXPORT_REPORT_DELAY_SECONDS": "0",
     }
     for name, value in env.items():
         monkeypatch.setenv(name, value)
-    monkeypatch.setattr(chat_export_intake, "FIRST_REPORT_DELAY", 0)
-    monkeypatch.setattr(chat_export_intake, "REPORT_DELAY", 0)
     reset_container()
     blobs = BlobServiceClient.from_connection_string(azurite.connection_string).get_container_client("chat-exports")
     blobs.create_container()
@@ -172,3 +171,20 @@ def test_a_blob_name_that_leaves_its_folder_or_our_own_report_starts_nothing(exp
     assert chat_export_intake.upload_halves("x.zip.report.json") is None
     with pytest.raises(ValueError):
         chat_export_intake.upload_halves("a/../b.zip")
+
+
+def test_the_demo_uploads_an_export_that_reconciles_and_a_second_run_archives_nothing_new(tmp_path):
+    from shared.local.chat_export_demo import run_chat_export
+    from shared.local.demo import DemoPaths
+
+    paths = DemoPaths(tmp_path / "demo", "chat-export")
+    paths.root.mkdir(parents=True)
+    first = run_chat_export(paths)
+    assert first["reconciled"], first["export"].get("reason")
+    export = first["export"]
+    assert export["media_attached"] == 2 and export["media_missing"] == 1 and export["media_unreferenced"] == 1
+    assert export["imported"] == export["fanout"] > 0 and export["poisoned"] == {}
+    second = run_chat_export(paths)
+    assert second["reconciled"] and second["export"]["imported"] == 0
+    assert second["export"]["skipped_duplicates"] == export["fanout"]
+    assert second["eml_files"] == first["eml_files"]

@@ -152,7 +152,7 @@ def test_the_report_is_finished_when_every_record_has_its_outcome_and_only_by_it
                                     clock=lambda: stack.now)
 
     # Nothing imported yet: the report says so and the check comes back later.
-    assert finish(task)["status"] == "importing" and stack.listing.delays[-1] == intake.REPORT_DELAY
+    assert finish(task)["status"] == "importing" and stack.listing.delays[-1] == 5 * intake.FIRST_REPORT_DELAY
     for n, item in enumerate(items):
         outcome = RecordOutcome.IMPORTED if n else RecordOutcome.SKIPPED_DUPLICATE
         stack.ledger.record_outcome(item.window_id, OutcomeEntry(item.record_key, item.message_id, outcome, stack.now))

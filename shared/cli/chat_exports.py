@@ -166,19 +166,9 @@ def run_import_chat_export(args: argparse.Namespace) -> int:
 
 
 def print_export_counts(report: dict, *, where: Path | str) -> None:
-    print(f"export:               {report['file']} (chat {report['chat']!r}, {report['timeZone']}, "
-          f"dates {report['dateOrder']}{', assumed' if report['dateOrderAssumed'] else ''})")
-    print(f"lines:                {report['lines']} ({report['messages']} messages, {report['system']} system, "
-          f"{report['unparsed']} unparsed)")
-    print(f"records:              {report['records']} (fan-out {report['fanout']} pairs)")
-    print(f"imported:             {report['imported']} pairs ({report['messages_new']} new records)")
-    print(f"skipped duplicates:   {report['skipped_duplicates']} pairs ({report['messages_already_archived']} "
-          "records archived before)")
-    poisoned = report["poisoned"]
-    print(f"poisoned:             {sum(poisoned.values())}"
-          + (" (" + ", ".join(f"{k} {v}" for k, v in poisoned.items()) + ")" if poisoned else ""))
-    print(f"media:                {report['media_attached']} attached, {report['media_missing']} missing, "
-          f"{report['media_unreferenced']} unreferenced")
-    for note in report["notes"]:
-        print(f"note:                 {note}")
-    print(f"mailboxes:            {where}")
+    from shared.service.chat_export_import import summary_lines
+
+    print(f"{'export:':<22}{report['file']}")
+    for label, value in summary_lines(report):
+        print(f"{label:<22}{value}")
+    print(f"{'mailboxes:':<22}{where}")

@@ -368,11 +368,15 @@ def export_facts(record: ArchiveRecord) -> list[tuple[str, str]]:
             f" (date order {origin.date_order}, assumed)" if origin.date_order_assumed else "")))
     if origin.time_note:
         facts.append(("Time note", origin.time_note))
-    where = f"lines {origin.first_line}–{origin.last_line}" if origin.first_line else "a file in the export"
+    where = _line_span(origin.first_line, origin.last_line) if origin.first_line else "a file in the export"
     facts.append(("Export file", f"{origin.file_name} (SHA-256 {origin.file_sha256}), {where}"))
     if origin.edited:
         facts.append(("Edited", "yes: the export holds only the final text"))
     return facts
+
+
+def _line_span(first: int, last: int) -> str:
+    return f"line {first}" if first == last else f"lines {first}–{last}"
 
 
 def reference_facts(record: ArchiveRecord) -> list[tuple[str, str]]:
@@ -463,7 +467,7 @@ def content_lines(record: ArchiveRecord, replied_text: str | None = None) -> lis
     if record.export is not None and record.export.raw:
         # The lines exactly as the export holds them (marks, the edited marker, the time as printed): the
         # text above is read from them, this is what was read.
-        lines += ["", f"As exported (lines {record.export.first_line}–{record.export.last_line} of the file):",
+        lines += ["", f"As exported ({_line_span(record.export.first_line, record.export.last_line)} of the file):",
                   record.export.raw]
     return lines
 

@@ -27,5 +27,5 @@ def chat_export_blob(client: blob_types.BlobClient) -> None:
         client.blob_name, uploads=container.chat_export_uploads,
         media_store=container.captured_media["whatsapp-chat-export"], records=container.records,
         items_queue=container.items_queue, report_queue=container.listing_queue, ledger=container.ledger,
-        clock=lambda: datetime.now(UTC),
+        clock=lambda: datetime.now(UTC), report_delay=container.settings.chat_export_report_delay_seconds,
     )

@@ -53,7 +53,8 @@ def list_archive_slice(message: func.QueueMessage) -> None:
         return
     if isinstance(task, ChatExportReportTask):
         finish_report(task, uploads=container.chat_export_uploads, ledger=container.ledger,
-                      report_queue=container.listing_queue, clock=lambda: datetime.now(UTC))
+                      report_queue=container.listing_queue, clock=lambda: datetime.now(UTC),
+                      report_delay=container.settings.chat_export_report_delay_seconds)
         return
     if isinstance(task, MediaCaptureTask):
         capture_media(task, fetcher=container.meta_media, store=container.captured_media["whatsapp-cloud"],

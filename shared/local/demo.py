@@ -82,6 +82,15 @@ def run_demo(
         shutil.rmtree(paths.root)
     paths.root.mkdir(parents=True, exist_ok=True)
     _log_to(paths.log)
+    if source == "chat-export":
+        from shared.local.chat_export_demo import print_chat_export_report, run_chat_export
+
+        result = run_chat_export(paths)
+        if as_json:
+            print(json.dumps(result, indent=2, ensure_ascii=False))
+        else:
+            print_chat_export_report(result)
+        return 0 if result["reconciled"] else 1
     if source == "whatsapp-cloud":
         from shared.local.whatsapp_demo import print_whatsapp_report, run_whatsapp_day
 

@@ -198,3 +198,27 @@ def _import_one(item: ExportRecord, importer: ItemImporter, sleep: Callable[[flo
         if result.outcome is RecordOutcome.SKIPPED_DUPLICATE:
             result = replace(result, partial=False)
         return result
+
+
+def summary_lines(report: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """An export's report as (label, value) lines, for the command line and the demo alike."""
+    poisoned = report["poisoned"]
+    flagged = Counter(flag for item in report["items"] for flag in item.get("flags", []))
+    lines = [
+        ("chat:", f"{report['chat']} [{report['chatId']}], {report['timeZone']}, dates {report['dateOrder']}"
+                  + (" (assumed)" if report["dateOrderAssumed"] else "")),
+        ("lines:", f"{report['lines']} ({report['messages']} messages, {report['system']} system, "
+                   f"{report['unparsed']} unparsed)"),
+        ("records:", f"{report['records']} (fan-out {report['fanout']} record × mailbox pairs)"),
+        ("imported:", f"{report['imported']} pairs ({report['messages_new']} new records)"),
+        ("skipped duplicates:", f"{report['skipped_duplicates']} pairs ({report['messages_already_archived']} "
+                                "records archived before)"),
+        ("poisoned:", f"{sum(poisoned.values())}"
+                      + (" (" + ", ".join(f"{k} {v}" for k, v in poisoned.items()) + ")" if poisoned else "")),
+        ("media:", f"{report['media_attached']} attached, {report['media_missing']} missing, "
+                   f"{report['media_unreferenced']} unreferenced (archived as items of their own)"),
+    ]
+    if flagged:
+        lines.append(("flagged items:", ", ".join(f"{k} {v}" for k, v in sorted(flagged.items()))))
+    lines += [("note:", note) for note in report["notes"]]
+    return lines

@@ -13,8 +13,9 @@ Why it is built this way:
   TeleMessage path's own, and daily transcript mode applies as to every record of the items queue.
 - **A report beside the export.** ``FILE.report.json`` is written at once (what was read, what was
   handed off, or why nothing was), then again by a report task on the listing queue once every
-  record has its outcome (checked every ``REPORT_DELAY`` seconds, for at most ``REPORT_CHECKS``
-  checks, after which it says which records are still pending).
+  record has its outcome (first checked ``CHAT_EXPORT_REPORT_DELAY_SECONDS`` after the hand-off, then
+  every five times as long, for at most ``REPORT_CHECKS`` checks, after which it says which records
+  are still pending).
 - **Refused, never lost.** A sidecar that is not valid, a text that is no export, a zip that breaks
   its bounds: nothing is imported, the upload stays where it is (it is the evidence), and the report
   names the field or the reason. Uploading a corrected sidecar starts the import again. Importing
@@ -65,8 +66,8 @@ MAX_SIDECAR_BYTES = 256 * 1024
 # what a Flex Consumption instance can hold.
 MAX_EXPORT_BYTES = 2 * 1024**3
 PAGE_SIZE = 100
-FIRST_REPORT_DELAY = 60  # seconds from the hand-off to the first check of the records' outcomes
-REPORT_DELAY = 300  # seconds between later checks
+FIRST_REPORT_DELAY = 60  # seconds from the hand-off to the first check (CHAT_EXPORT_REPORT_DELAY_SECONDS)
+LATER_CHECKS = 5  # later checks wait this many times as long
 REPORT_CHECKS = 288  # a day of checks: an export's records are imported in minutes, or something is wrong
 
 
@@ -153,7 +154,7 @@ def upload_halves(name: str) -> tuple[str, str] | None:
 def receive_upload(
     name: str, *, uploads: ChatExportUploads, media_store: CapturedMediaStore, records: RecordStore,
     items_queue: WorkQueue, report_queue: WorkQueue, ledger: WindowLedger, clock: Callable[[], datetime],
-    spool_dir: str | None = None,
+    spool_dir: str | None = None, report_delay: int = FIRST_REPORT_DELAY,
 ) -> dict[str, Any] | None:
     """Handle one blob-created event. Returns the report written beside the export (None when the
     blob is our own report). Storage and queue errors propagate: the host retries the event, and
@@ -213,7 +214,8 @@ def receive_upload(
         except (ExportFileError, ChatExportError) as error:
             return _refuse(uploads, export_name, type(error).__name__, str(error), clock, stamps)
         return _hand_off(export_name, prepared, records=records, items_queue=items_queue,
-                         report_queue=report_queue, ledger=ledger, uploads=uploads, now=now, stamps=stamps)
+                         report_queue=report_queue, ledger=ledger, uploads=uploads, now=now, stamps=stamps,
+                         report_delay=report_delay)
 
 
 def _handed_off_already(uploads: ChatExportUploads, export_name: str, stamps: dict[str, str]) -> bool:
@@ -228,6 +230,7 @@ def _handed_off_already(uploads: ChatExportUploads, export_name: str, stamps: di
 def _hand_off(
     export_name: str, prepared: PreparedExport, *, records: RecordStore, items_queue: WorkQueue,
     report_queue: WorkQueue, ledger: WindowLedger, uploads: ChatExportUploads, now: datetime, stamps: dict[str, str],
+    report_delay: int,
 ) -> dict[str, Any]:
     # A window of its own per import, over the day it was taken in: its report is this export's alone
     # (a later export of the same chat shows the overlap as skipped duplicates), and `status` and
@@ -260,7 +263,7 @@ def _hand_off(
     _write(uploads, export_name, report)
     report_queue.send(ChatExportReportTask(export_name=export_name, window_id=window_id,
                                            export_sha256=prepared.export.sha256).model_dump(mode="json"),
-                      delay_seconds=FIRST_REPORT_DELAY)
+                      delay_seconds=report_delay)
     log.info("chat export %s: %d record(s) handed off to window %s in %d page(s)",
              prepared.export.sha256[:16], len(built), window_id, pages)
     return report
@@ -268,7 +271,7 @@ def _hand_off(
 
 def finish_report(
     task: ChatExportReportTask, *, uploads: ChatExportUploads, ledger: WindowLedger, report_queue: WorkQueue,
-    clock: Callable[[], datetime],
+    clock: Callable[[], datetime], report_delay: int = FIRST_REPORT_DELAY,
 ) -> dict[str, Any] | None:
     """Write the export's report again with every record's outcome; come back later while some
     record has none. A report that is gone or is of another upload (replaced since) is left alone."""
@@ -317,7 +320,7 @@ def finish_report(
         report["status"] = "importing"
         uploads.put_report(report_name, _json(report))
         report_queue.send(task.model_copy(update={"checks": task.checks + 1}).model_dump(mode="json"),
-                          delay_seconds=REPORT_DELAY)
+                          delay_seconds=report_delay * LATER_CHECKS)
         return report
     report["status"] = "done" if not pending else "pending_records"
     uploads.put_report(report_name, _json(report))
