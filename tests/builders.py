@@ -48,3 +48,25 @@ def attachment(attachment_id: str, content: bytes, *, inline: bool = True, **ove
 
 MAPPING_CSV = "PhoneNumber,EmailAddress\n+44 7700 900002,bob@contoso.example\n"
 DIRECTORY = ("alice@contoso.example", "bob@contoso.example")
+
+
+def chat_export_zip(path, chat: str, media: dict[str, bytes], *, macosx: bool = False) -> bytes:
+    """A zipped iOS "Export chat" (``_chat.txt`` and the media at the top level, as iOS shares it)."""
+    import zipfile
+
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("_chat.txt", chat.encode("utf-8"))
+        for name, data in media.items():
+            archive.writestr(name, data)
+        if macosx:
+            archive.writestr("__MACOSX/._chat.txt", b"resource fork")
+    return path.read_bytes()
+
+
+def chat_export_people(folder, *, custodian: str, colleague: str, number: str = "+447700900123"):
+    """The mapping (the colleague by number) and the directory (both have mailboxes) for an export."""
+    mapping = folder / "mapping.csv"
+    mapping.write_text(f"PhoneNumber,EmailAddress\n{number},{colleague}\n", encoding="utf-8")
+    directory = folder / "directory.txt"
+    directory.write_text(f"{custodian}\n{colleague}\n", encoding="utf-8")
+    return mapping, directory

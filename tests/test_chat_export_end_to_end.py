@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import zipfile
 from email import policy
 from email.parser import BytesParser
 
@@ -19,6 +18,8 @@ import function_app
 from shared.composition import reset_container
 from shared.local.host_runner import HostRunner
 from shared.service import chat_export_intake
+from tests.builders import chat_export_people
+from tests.builders import chat_export_zip as export_zip
 from tests.conftest import fast_host_json
 
 pytestmark = pytest.mark.integration
@@ -42,21 +43,11 @@ LATER = FIRST + (
 )
 
 
-def export_zip(path, chat: str, media: dict[str, bytes]) -> bytes:
-    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
-        archive.writestr("_chat.txt", chat.encode("utf-8"))
-        for name, data in media.items():
-            archive.writestr(name, data)
-        archive.writestr("__MACOSX/._chat.txt", b"resource fork")
-    return path.read_bytes()
 
 
 @pytest.fixture
 def exports_app(tmp_path, azurite, monkeypatch):
-    mapping = tmp_path / "mapping.csv"
-    mapping.write_text(f"PhoneNumber,EmailAddress\n+447700900123,{COLLEAGUE}\n", encoding="utf-8")
-    directory = tmp_path / "directory.txt"
-    directory.write_text(f"{CUSTODIAN}\n{COLLEAGUE}\n", encoding="utf-8")
+    mapping, directory = chat_export_people(tmp_path, custodian=CUSTODIAN, colleague=COLLEAGUE)
     env = {
         "AzureWebJobsStorage": azurite.connection_string, "MAILBOX_WRITER": "eml",
         "EML_MAILBOX_DIR": str(tmp_path / "mail"), "DIRECTORY": "file", "DIRECTORY_FILE": str(directory),
@@ -98,7 +89,7 @@ def test_a_zipped_export_with_media_is_archived_once_per_message_and_mailbox_and
         exports_app):
     runner, blobs, tmp = exports_app
     name = "collections/case-7/WhatsApp Chat - Sales Desk.zip"
-    data = export_zip(tmp / "first.zip", FIRST, {"00000001-PHOTO-2026-03-01-09-01-40.jpg": PHOTO})
+    data = export_zip(tmp / "first.zip", FIRST, {"00000001-PHOTO-2026-03-01-09-01-40.jpg": PHOTO}, macosx=True)
     # The export first: it waits for its sidecar, and says so beside itself.
     upload(runner, blobs, name, data)
     assert report_of(blobs, name)["status"] == "waiting"

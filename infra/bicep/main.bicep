@@ -203,6 +203,11 @@ param transcriptTimeZone string = 'UTC'
 @maxValue(1440)
 param transcriptDelayMinutes int = 30
 
+@description('CHAT_EXPORT_REPORT_DELAY_SECONDS: after a chat export is handed off, wait this long before its report is written again with the outcomes (then five times as long).')
+@minValue(0)
+@maxValue(3600)
+param chatExportReportDelaySeconds int = 60
+
 @description('TRANSCRIPT_MAX_WAIT_HOURS: compose anyway after this long.')
 @minValue(1)
 @maxValue(72)
@@ -1177,6 +1182,7 @@ var appSettings = {
   TRANSCRIPT_TIME_ZONE: transcriptTimeZone
   TRANSCRIPT_DELAY_MINUTES: string(transcriptDelayMinutes)
   TRANSCRIPT_MAX_WAIT_HOURS: string(transcriptMaxWaitHours)
+  CHAT_EXPORT_REPORT_DELAY_SECONDS: string(chatExportReportDelaySeconds)
   GRAPH_CLOUD: graphCloud
   GRAPH_UPLOAD_SESSIONS: graphUploadSessions ? 'true' : 'false'
   GRAPH_CONVERSATION_PROPERTIES: graphConversationProperties ? 'true' : 'false'

@@ -325,6 +325,16 @@ variable "transcript_delay_minutes" {
   default     = 30
 }
 
+variable "chat_export_report_delay_seconds" {
+  description = "CHAT_EXPORT_REPORT_DELAY_SECONDS: after a chat export is handed off, wait this long before its report is written again with the outcomes (then five times as long)."
+  type        = number
+  default     = 60
+  validation {
+    condition     = var.chat_export_report_delay_seconds >= 0 && var.chat_export_report_delay_seconds <= 3600
+    error_message = "chat_export_report_delay_seconds must be 0 to 3600."
+  }
+}
+
 variable "transcript_max_wait_hours" {
   description = "TRANSCRIPT_MAX_WAIT_HOURS: compose anyway after this long."
   type        = number

@@ -41,7 +41,7 @@ from shared.domain.identifiers import UnsafeBlobName, check_blob_name, is_mailbo
 from shared.domain.ledger import PageEntry, RecordOutcome, WindowInfo
 from shared.domain.participants_table import check_participants
 from shared.domain.records import record_key
-from shared.domain.tasks import ChatExportReportTask, ItemTask
+from shared.domain.tasks import ChatExportReportTask, ItemTask, TranscriptsDueTask
 from shared.ports import CapturedMediaStore, ChatExportUploads, RecordMissing, RecordStore, WindowLedger, WorkQueue
 from shared.service.chat_export_files import ExportFileError, open_export
 from shared.service.chat_export_import import (
@@ -59,7 +59,7 @@ log = logging.getLogger(__name__)
 SIDECAR_SUFFIX = ".json"
 REPORT_SUFFIX = ".report.json"
 MAX_REPORT_BYTES = 512 * 1024**2
-HANDED_OFF = ("handed_off", "importing", "done", "pending_records")
+HANDED_OFF = ("handed_off", "importing", "awaiting_transcript", "done", "pending_records")
 MAX_SIDECAR_BYTES = 256 * 1024
 # The upload is spooled to the instance's local disk and read from there: a bound far above what a
 # phone exports (WhatsApp caps an export with media by message count and e-mail sizes) and within
@@ -155,6 +155,7 @@ def receive_upload(
     name: str, *, uploads: ChatExportUploads, media_store: CapturedMediaStore, records: RecordStore,
     items_queue: WorkQueue, report_queue: WorkQueue, ledger: WindowLedger, clock: Callable[[], datetime],
     spool_dir: str | None = None, report_delay: int = FIRST_REPORT_DELAY,
+    transcripts_queue: WorkQueue | None = None, transcript_delay: int = 0,
 ) -> dict[str, Any] | None:
     """Handle one blob-created event. Returns the report written beside the export (None when the
     blob is our own report). Storage and queue errors propagate: the host retries the event, and
@@ -215,7 +216,8 @@ def receive_upload(
             return _refuse(uploads, export_name, type(error).__name__, str(error), clock, stamps)
         return _hand_off(export_name, prepared, records=records, items_queue=items_queue,
                          report_queue=report_queue, ledger=ledger, uploads=uploads, now=now, stamps=stamps,
-                         report_delay=report_delay)
+                         report_delay=report_delay, transcripts_queue=transcripts_queue,
+                         transcript_delay=transcript_delay)
 
 
 def _handed_off_already(uploads: ChatExportUploads, export_name: str, stamps: dict[str, str]) -> bool:
@@ -230,7 +232,7 @@ def _handed_off_already(uploads: ChatExportUploads, export_name: str, stamps: di
 def _hand_off(
     export_name: str, prepared: PreparedExport, *, records: RecordStore, items_queue: WorkQueue,
     report_queue: WorkQueue, ledger: WindowLedger, uploads: ChatExportUploads, now: datetime, stamps: dict[str, str],
-    report_delay: int,
+    report_delay: int, transcripts_queue: WorkQueue | None = None, transcript_delay: int = 0,
 ) -> dict[str, Any]:
     # A window of its own per import, over the day it was taken in: its report is this export's alone
     # (a later export of the same chat shows the overlap as skipped duplicates), and `status` and
@@ -258,6 +260,11 @@ def _hand_off(
     if not built:
         ledger.record_page(window_id, PageEntry(slice_id, 0, (), True))
     telemetry.count_listed(len(built), window_id=window_id)
+    if transcripts_queue is not None:
+        # Daily transcript mode: compose the export's days that are over once its records are staged,
+        # as a scheduled window does, instead of waiting for the timer's next window.
+        transcripts_queue.send(TranscriptsDueTask(window_id=window_id, window_end=now, handed_off_at=now)
+                               .model_dump(mode="json"), delay_seconds=transcript_delay)
     report = export_report(prepared, _pending_batch(items))
     report.update({"status": "handed_off", "window": window_id, "at": _iso(now), **stamps})
     _write(uploads, export_name, report)
@@ -284,12 +291,17 @@ def finish_report(
     if not isinstance(report, dict) or report.get("sha256") != task.export_sha256 \
             or report.get("window") != task.window_id:
         return None  # the upload was replaced or imported again since: that import's task finishes it
-    pending = 0
+    pending = awaiting = 0
     for item in report.get("items", []):
         state = ledger.record_state(task.window_id, record_key(item["messageId"]))
         outcome = state.outcome
         if outcome is None:
             pending += 1
+            continue
+        if outcome.outcome is RecordOutcome.AWAITING_TRANSCRIPT:
+            # Staged for its day's transcript: no mailbox yet; its outcome comes when the day is composed.
+            awaiting += 1
+            item["outcome"] = outcome.outcome.value
             continue
         item["outcome"] = outcome.outcome.value
         item["mailboxes"] = [m.mailbox for m in outcome.mailboxes]
@@ -314,17 +326,19 @@ def finish_report(
         "messages_new": sum(i["outcome"] == RecordOutcome.IMPORTED for i in report.get("items", [])),
         "messages_already_archived": sum(i["outcome"] == RecordOutcome.SKIPPED_DUPLICATE
                                          for i in report.get("items", [])),
-        "pending": pending, "at": _iso(clock()),
+        "pending": pending, "awaiting_transcript": awaiting, "at": _iso(clock()),
     })
-    if pending and task.checks + 1 < REPORT_CHECKS:
-        report["status"] = "importing"
+    if (pending or awaiting) and task.checks + 1 < REPORT_CHECKS:
+        report["status"] = "importing" if pending else "awaiting_transcript"
         uploads.put_report(report_name, _json(report))
         report_queue.send(task.model_copy(update={"checks": task.checks + 1}).model_dump(mode="json"),
                           delay_seconds=report_delay * LATER_CHECKS)
         return report
-    report["status"] = "done" if not pending else "pending_records"
+    # Records without an outcome are the connector's to explain; staged ones only wait for their day.
+    report["status"] = "pending_records" if pending else "awaiting_transcript" if awaiting else "done"
     uploads.put_report(report_name, _json(report))
-    log.info("chat export %s: report finished, %d record(s) without an outcome", task.export_sha256[:16], pending)
+    log.info("chat export %s: report finished, %d record(s) without an outcome, %d awaiting a transcript",
+             task.export_sha256[:16], pending, awaiting)
     return report
 
 
