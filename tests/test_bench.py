@@ -83,3 +83,15 @@ def test_every_webhook_delivery_is_answered_200_and_every_record_it_carried_is_a
     assert end_to_end["reconciled"] and end_to_end["listed"] == end_to_end["records_sent"] > 0
     assert end_to_end["imported"] == end_to_end["records_sent"] and not end_to_end["poisoned"]
     assert end_to_end["partially_imported"] == 0  # every media item was captured from the local Meta
+
+
+def test_the_chat_export_benchmark_reads_each_size_whole_and_prints_its_figures():
+    completed = subprocess.run(
+        [sys.executable, "-m", "bench.chat_export", "--sizes", "500,1500", "--json"],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=300,
+    )
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    result = json.loads(completed.stdout)
+    assert [run["messages"] for run in result["runs"]] == [500, 1500]
+    assert all(run["peak_over_baseline_mib"] > 0 and run["messages_per_s"] for run in result["runs"])
+    assert result["text_bound_mib"] == 64 and result["extrapolated_peak_mib_at_text_bound"] > 0

@@ -27,7 +27,7 @@ import mimetypes
 import re
 import unicodedata
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -98,12 +98,25 @@ class ExportRecord:
 
 @dataclass(frozen=True)
 class ExportRecords:
-    records: tuple[ExportRecord, ...]
+    """What an export becomes: the counts at once, the records one at a time (``iter_records``). A
+    record is a validated model of some kilobytes: 100,000 of them at once would hold most of an
+    instance's memory, so the import takes each in turn and lets it go."""
+
+    count: int
     media_attached: int
     media_missing: tuple[tuple[int, str], ...]  # (line, file name) a line names but the zip lacks
     media_unreferenced: tuple[str, ...]
     group: bool
     chat_id: str
+    make: Callable[[], Iterator[ExportRecord]] = field(repr=False, compare=False)
+
+    def iter_records(self) -> Iterator[ExportRecord]:
+        return self.make()
+
+    @property
+    def records(self) -> tuple[ExportRecord, ...]:
+        """All of them at once: for inspection and small exports."""
+        return tuple(self.make())
 
 
 def normalized_name(value: str) -> str:
@@ -137,10 +150,8 @@ def build_records(parsed: ParsedChat, context: ExportContext) -> ExportRecords:
     for author in authors:
         people.participant(author)
     seen: Counter[tuple[str, str, str]] = Counter()
-    out: list[ExportRecord] = []
     referenced: set[str] = set()
     missing: list[tuple[int, str]] = []
-    attached = 0
     previous: datetime | None = None
     keyed: list[tuple[ExportMessage, datetime, str | None, tuple[str, str, str], int]] = []
     for message in parsed.messages:
@@ -160,68 +171,83 @@ def build_records(parsed: ParsedChat, context: ExportContext) -> ExportRecords:
             # export read before the zip): the media must never be skipped as already archived.
             stored_file = context.media.get(message.media_file)
             text_key += "\0media:" + (stored_file.sha256 if stored_file is not None else "missing")
+            if stored_file is not None:
+                referenced.add(message.media_file)
+            else:
+                missing.append((message.first_line, message.media_file))
         key = (author_key, minute, text_key)
         keyed.append((message, instant, time_note, key, seen[key]))
         seen[key] += 1
     edge_minutes = {keyed[0][3][1], keyed[-1][3][1]} if keyed else set()
-    for message, instant, time_note, key, occurrence in keyed:
-        notes = [note for note in (time_note, message.clock_note) if note]
-        if seen[key] > 1 and key[1] in edge_minutes:
-            # An export is cut at its ends (WhatsApp keeps the most recent messages): identical lines in a
-            # minute the cut may have split are matched to another export's by their position in the minute.
-            notes.append(f"repeated_at_edge: {seen[key]} identical lines in the file's first or last minute; "
-                         "an export of the same chat cut inside that minute counts them differently")
-        digest = hashlib.sha256("\0".join((chat, *key, str(occurrence))).encode()).hexdigest()
-        attachments: list[Attachment] = []
-        if message.media_file is not None:
-            stored = context.media.get(message.media_file)
-            if stored is not None:
-                referenced.add(message.media_file)
-                attachments.append(_attachment(stored))
-                attached += 1
-            else:
-                missing.append((message.first_line, message.media_file))
-                notes.append(f"media_missing: the line names {message.media_file}, which the export does not hold")
-        sender = people.participant(message.author) if message.author is not None else people.system
-        record = ArchiveRecord(
-            message_id=f"{ID_PREFIX}:{chat[:16]}:{digest[:32]}",
-            source_type=SOURCE_TYPE, source=SOURCE,
-            event="DELETED" if message.kind == "deleted" else "CREATED",
-            message_type=_message_type(message),
-            message_time=_ms(instant), archived_time=captured_ms,
-            direction="OUTGOING" if sender.email == context.custodian else "INCOMING",
-            owner=people.custodian, sender=sender,
-            recipients=people.recipients_of(sender, context.chat_name, group),
-            group_message=group,
-            dialog_group_id=f"export-{chat}" if group else None,
-            dialog_group_name=context.chat_name if group else None,
-            # A system line's text is its description; a media line's, its caption.
-            text_content=message.caption if message.media_file is not None
-            else None if message.kind == "system" else message.text,
-            deletion=Deletion() if message.kind == "deleted" else None,
-            attachments=attachments,
-            call=CallInfo(call_type=message.call_type, result="MISSED") if message.kind == "call" else None,  # type: ignore[arg-type]
-            location=LocationInfo(
-                latitude=message.location.latitude, longitude=message.location.longitude,
-                name=message.location.name,
-            ) if message.location is not None else None,
-            system=SystemEvent(event_type="OTHER", description=message.text) if message.kind == "system" else None,
-            unsupported_type="exported as a placeholder (view-once, not yet received or unsupported)"
-            if message.kind == "placeholder" else None,
-            export=_origin(context, parsed, message.first_line, message.last_line, message.raw,
-                           local_time=message.header, time_note="; ".join(n for n in (time_note,
-                                                                                      message.clock_note) if n) or None,
-                           author=message.author, occurrence=occurrence, edited=message.edited),
-        )
-        out.append(ExportRecord(record, message.first_line, message.last_line, message.kind, tuple(notes)))
-    if parsed.preamble is not None:
-        out.insert(0, _preamble_record(parsed, context, people, chat, group, captured_ms))
     unreferenced = tuple(sorted(name for name in context.media if name not in referenced))
     last_time = previous or context.captured_at
-    for name in unreferenced:
-        out.append(_unreferenced_record(context.media[name], context, parsed, people, chat, group, captured_ms,
-                                        zone, last_time))
-    return ExportRecords(tuple(out), attached, tuple(missing), unreferenced, group, chat)
+    attached = sum(1 for message, *_ in keyed if message.media_file in referenced)
+
+    def make() -> Iterator[ExportRecord]:
+        if parsed.preamble is not None:
+            yield _preamble_record(parsed, context, people, chat, group, captured_ms)
+        for message, instant, time_note, key, occurrence in keyed:
+            yield _message_record(message, instant, time_note, key, occurrence, repeated=seen[key],
+                                  at_edge=key[1] in edge_minutes, context=context, parsed=parsed, people=people,
+                                  chat=chat, group=group, captured_ms=captured_ms)
+        for name in unreferenced:
+            yield _unreferenced_record(context.media[name], context, parsed, people, chat, group, captured_ms,
+                                       zone, last_time)
+
+    count = len(keyed) + (parsed.preamble is not None) + len(unreferenced)
+    return ExportRecords(count, attached, tuple(missing), unreferenced, group, chat, make)
+
+
+def _message_record(
+    message: ExportMessage, instant: datetime, time_note: str | None, key: tuple[str, str, str], occurrence: int,
+    *, repeated: int, at_edge: bool, context: ExportContext, parsed: ParsedChat, people: _People, chat: str,
+    group: bool, captured_ms: int,
+) -> ExportRecord:
+    notes = [note for note in (time_note, message.clock_note) if note]
+    if repeated > 1 and at_edge:
+        # An export is cut at its ends (WhatsApp keeps the most recent messages): identical lines in a
+        # minute the cut may have split are matched to another export's by their position in the minute.
+        notes.append(f"repeated_at_edge: {repeated} identical lines in the file's first or last minute; "
+                     "an export of the same chat cut inside that minute counts them differently")
+    digest = hashlib.sha256("\0".join((chat, *key, str(occurrence))).encode()).hexdigest()
+    attachments: list[Attachment] = []
+    if message.media_file is not None:
+        stored = context.media.get(message.media_file)
+        if stored is not None:
+            attachments.append(_attachment(stored))
+        else:
+            notes.append(f"media_missing: the line names {message.media_file}, which the export does not hold")
+    sender = people.participant(message.author) if message.author is not None else people.system
+    record = ArchiveRecord(
+        message_id=f"{ID_PREFIX}:{chat[:16]}:{digest[:32]}",
+        source_type=SOURCE_TYPE, source=SOURCE,
+        event="DELETED" if message.kind == "deleted" else "CREATED",
+        message_type=_message_type(message),  # type: ignore[arg-type]
+        message_time=_ms(instant), archived_time=captured_ms,
+        direction="OUTGOING" if sender.email == context.custodian else "INCOMING",
+        owner=people.custodian, sender=sender,
+        recipients=people.recipients_of(sender, context.chat_name, group),
+        group_message=group,
+        dialog_group_id=f"export-{chat}" if group else None,
+        dialog_group_name=context.chat_name if group else None,
+        # A system line's text is its description; a media line's, its caption.
+        text_content=message.caption if message.media_file is not None
+        else None if message.kind == "system" else message.text,
+        deletion=Deletion() if message.kind == "deleted" else None,
+        attachments=attachments,
+        call=CallInfo(call_type=message.call_type, result="MISSED") if message.kind == "call" else None,  # type: ignore[arg-type]
+        location=LocationInfo(
+            latitude=message.location.latitude, longitude=message.location.longitude, name=message.location.name,
+        ) if message.location is not None else None,
+        system=SystemEvent(event_type="OTHER", description=message.text) if message.kind == "system" else None,
+        unsupported_type="exported as a placeholder (view-once, not yet received or unsupported)"
+        if message.kind == "placeholder" else None,
+        export=_origin(context, parsed, message.first_line, message.last_line, message.raw,
+                       local_time=message.header,
+                       time_note="; ".join(n for n in (time_note, message.clock_note) if n) or None,
+                       author=message.author, occurrence=occurrence, edited=message.edited),
+    )
+    return ExportRecord(record, message.first_line, message.last_line, message.kind, tuple(notes))
 
 
 def resolve_local_time(local: datetime, zone: ZoneInfo, previous: datetime | None) -> tuple[datetime, str | None]:

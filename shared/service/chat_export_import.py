@@ -89,7 +89,7 @@ def prepare_export(
     )
     built = build_records(parsed, context)
     log.info("chat export %s: %d line(s), %d record(s), %d media attached, %d missing, %d unreferenced",
-             export.sha256[:16], parsed.lines, len(built.records), built.media_attached, len(built.media_missing),
+             export.sha256[:16], parsed.lines, built.count, built.media_attached, len(built.media_missing),
              len(built.media_unreferenced))
     return PreparedExport(export, parsed, built, options, chat_name)
 
@@ -130,7 +130,7 @@ def export_report(prepared: PreparedExport, batch: Mapping[str, Any], *, stopped
         "system": kinds["system"],
         "unparsed": parsed.unparsed_lines,
         "kinds": dict(sorted(kinds.items())),
-        "records": len(built.records),
+        "records": built.count,
         "fanout": batch["fanout"],
         "imported": batch["imported"],
         "skipped_duplicates": batch["skipped_duplicates"],
@@ -165,7 +165,7 @@ def import_prepared(
     """Each record through the importer, as the items queue would: mapping, rendering, writing once.
     A record still failing after three attempts is ``retries_exhausted`` and a later run tries it."""
     report = ChatExportReport(prepared)
-    for item in prepared.built.records:
+    for item in prepared.built.iter_records():
         result = _import_one(item, importer, sleep)
         entry = report.batch.add(item.first_line, result, item.record.message_id)
         entry.update(item_facts(item))

@@ -245,21 +245,21 @@ def _hand_off(
     items: list[dict[str, Any]] = []
     page: list[str] = []
     pages = 0
-    built = prepared.built.records
-    for position, item in enumerate(built, start=1):
+    total = prepared.built.count
+    for position, item in enumerate(prepared.built.iter_records(), start=1):
         key = record_key(item.record.message_id)
         reference = records.put(key, record_bytes(item))
         items_queue.send(ItemTask(window_id=window_id, record_key=key, record_ref=reference,
                                   message_id=item.record.message_id).model_dump(mode="json"))
         page.append(key)
         items.append(_queued_item(item))
-        if len(page) == PAGE_SIZE or position == len(built):
-            ledger.record_page(window_id, PageEntry(slice_id, pages, tuple(page), position == len(built)))
+        if len(page) == PAGE_SIZE or position == total:
+            ledger.record_page(window_id, PageEntry(slice_id, pages, tuple(page), position == total))
             pages += 1
             page = []
-    if not built:
+    if not total:
         ledger.record_page(window_id, PageEntry(slice_id, 0, (), True))
-    telemetry.count_listed(len(built), window_id=window_id)
+    telemetry.count_listed(total, window_id=window_id)
     if transcripts_queue is not None:
         # Daily transcript mode: compose the export's days that are over once its records are staged,
         # as a scheduled window does, instead of waiting for the timer's next window.
@@ -272,7 +272,7 @@ def _hand_off(
                                            export_sha256=prepared.export.sha256).model_dump(mode="json"),
                       delay_seconds=report_delay)
     log.info("chat export %s: %d record(s) handed off to window %s in %d page(s)",
-             prepared.export.sha256[:16], len(built), window_id, pages)
+             prepared.export.sha256[:16], total, window_id, pages)
     return report
 
 
