@@ -91,6 +91,12 @@ class Container:
         return BlobWebhookBodyStore(self._service_clients[0], self.settings.records_container)
 
     @_built_once
+    def evidence(self):
+        from shared.adapters.evidence_blobs import BlobEvidenceStore
+
+        return BlobEvidenceStore(self._service_clients[0], self.settings.evidence_container)
+
+    @_built_once
     def captured_media(self):
         """Per push source, its media as captured when the messages arrived."""
         from shared.adapters.azure_storage import BlobCapturedMedia

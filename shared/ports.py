@@ -172,6 +172,28 @@ class ChatExportUploads(Protocol):
         ...
 
 
+class EvidenceStore(Protocol):
+    """The captured bytes as they arrived, kept under the evidence container's time-based retention
+    (WORM): each piece once, named by its SHA-256 (``raw/<kind>/<sha256>``), never overwritten and
+    never deleted; the app holds no right to do either there."""
+
+    def keep(self, kind: str, raw: bytes, metadata: dict[str, str] | None = None) -> str:
+        """Keep ``raw`` (or find it kept already); its evidence name."""
+        ...
+
+    def keep_stream(self, kind: str, sha256: str, chunks: Iterator[bytes],
+                    metadata: dict[str, str] | None = None) -> str:
+        """Keep bytes too large for memory whose SHA-256 is known: nothing is kept unless the bytes
+        streamed have exactly that digest (under WORM a wrong blob could never be removed)."""
+        ...
+
+    def read(self, name: str) -> bytes:
+        """The kept bytes; RecordMissing when there are none."""
+        ...
+
+    def exists(self, name: str) -> bool: ...
+
+
 # What a record's poisoning says when its claim check cannot be read whole (gone, or bytes that do
 # not match the hash stored with them).
 CLAIM_CHECK_UNREADABLE = "the claim check of this record is missing or damaged"

@@ -117,6 +117,12 @@ class Settings(BaseSettings):
         6, gt=0, le=72, description="compose anyway after this long, even if some records of the window are unsettled"
     )
 
+    # --- Evidence (the captured bytes under WORM retention; docs/deploy.md) ----------------------
+    evidence_container: str = "archive-evidence"
+    evidence_retention_days: int = Field(
+        2557, ge=1, le=146_000, description="days the evidence container's time-based retention keeps each blob"
+    )
+
     # --- Custodians' chat exports (the chat-exports container) ---------------------------------
     chat_export_report_delay_seconds: int = Field(
         60, ge=0, le=3600, description="after an export is handed off, wait this long before its report is "
@@ -155,7 +161,7 @@ class Settings(BaseSettings):
     def _blank_region_is_none(cls, value: object) -> object:
         return value.strip().upper() or None if isinstance(value, str) else value
 
-    @field_validator("records_container", "state_container")
+    @field_validator("records_container", "state_container", "evidence_container")
     @classmethod
     def _container_names(cls, value: str, info: ValidationInfo) -> str:
         return identifiers.container_name(value, str(info.field_name).upper())

@@ -389,3 +389,47 @@ class MemoryChatExportUploads:
 
     def put_report(self, name: str, raw: bytes) -> None:
         self.blobs[name] = bytes(raw)  # the connector's report: no event, no stamp an import reads
+
+
+class MemoryEvidenceStore:
+    """The evidence container as WORM keeps it: each piece once under its SHA-256, never changed."""
+
+    def __init__(self) -> None:
+        self.blobs: dict[str, bytes] = {}
+        self.writes = 0
+
+    def keep(self, kind: str, raw: bytes, metadata: dict[str, str] | None = None) -> str:
+        from shared.domain.evidence import evidence_name
+
+        name = evidence_name(kind, hashlib.sha256(raw).hexdigest())
+        if name not in self.blobs:
+            self.blobs[name] = bytes(raw)
+            self.writes += 1
+        return name
+
+    def keep_stream(self, kind: str, sha256: str, chunks, metadata: dict[str, str] | None = None) -> str:
+        from shared.adapters.evidence_blobs import EvidenceDigestMismatch
+        from shared.domain.evidence import evidence_name
+
+        name = evidence_name(kind, sha256)
+        data = b"".join(chunks)
+        if hashlib.sha256(data).hexdigest() != sha256:
+            raise EvidenceDigestMismatch(f"{kind}: the bytes streamed are not the ones announced; nothing was kept")
+        if name not in self.blobs:
+            self.blobs[name] = data
+            self.writes += 1
+        return name
+
+    def read(self, name: str) -> bytes:
+        from shared.domain.evidence import parse_evidence_name
+
+        parse_evidence_name(name)
+        if name not in self.blobs:
+            raise RecordMissing(name)
+        return self.blobs[name]
+
+    def exists(self, name: str) -> bool:
+        from shared.domain.evidence import parse_evidence_name
+
+        parse_evidence_name(name)
+        return name in self.blobs
