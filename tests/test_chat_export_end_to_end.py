@@ -86,7 +86,7 @@ def archived(folder) -> list:
 
 
 def test_a_zipped_export_with_media_is_archived_once_per_message_and_mailbox_and_its_report_lands_beside_it(
-        exports_app):
+        exports_app, azurite):
     runner, blobs, tmp = exports_app
     name = "collections/case-7/WhatsApp Chat - Sales Desk.zip"
     data = export_zip(tmp / "first.zip", FIRST, {"00000001-PHOTO-2026-03-01-09-01-40.jpg": PHOTO}, macosx=True)
@@ -114,6 +114,12 @@ def test_a_zipped_export_with_media_is_archived_once_per_message_and_mailbox_and
     oks = [item for item in items if "] Bob Client: ok" in item.get_body(("plain",)).get_content()]
     assert len(oks) == 2  # two identical lines in one minute stay two records
 
+    # The upload as it was is evidence: under its SHA-256 in the WORM container, with the photo.
+    evidence = BlobServiceClient.from_connection_string(azurite.connection_string).get_container_client(
+        "archive-evidence")
+    kept = {blob.name for blob in evidence.list_blobs(name_starts_with="raw/")}
+    assert {f"raw/chat-export/{hashlib.sha256(data).hexdigest()}", f"raw/media/{hashlib.sha256(PHOTO).hexdigest()}",
+            } <= kept
     # Event Grid delivers at least once: the same event again (or the older half's event, late) finds the
     # upload handed off already and starts nothing.
     runner.deliver_blob_created(name + ".json")

@@ -29,5 +29,6 @@ def chat_export_blob(client: blob_types.BlobClient) -> None:
         items_queue=container.items_queue, report_queue=container.listing_queue, ledger=container.ledger,
         clock=lambda: datetime.now(UTC), report_delay=container.settings.chat_export_report_delay_seconds,
         transcripts_queue=container.transcripts_queue if container.settings.daily_transcripts else None,
+        evidence=container.evidence,
         transcript_delay=container.settings.transcript_delay_minutes * 60,
     )

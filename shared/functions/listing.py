@@ -70,6 +70,7 @@ def list_archive_slice(message: func.QueueMessage) -> None:
             ledger=container.ledger,
             page_size=container.settings.telemessage_page_size,
             poison_queue=container.listing_poison_queue,
+            evidence=container.evidence,
         )
     except TransientError as error:
         # A throttle longer than the host's few quick retries: the page waits on the queue, not in

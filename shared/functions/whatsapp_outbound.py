@@ -24,6 +24,7 @@ def whatsapp_outbound(req: func.HttpRequest) -> func.HttpResponse:
     answer = receive_outbound(
         req.get_body(), numbers=business_numbers(container.settings.whatsapp_phone_number_ids),
         store=container.webhook_bodies, handoff=container.listing_queue, clock=lambda: datetime.now(UTC),
+        evidence=container.evidence,
     )
     return func.HttpResponse(json.dumps(answer.body), status_code=answer.status, mimetype="application/json",
                              headers=dict(JSON_ERROR_HEADERS))

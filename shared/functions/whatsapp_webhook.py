@@ -26,6 +26,7 @@ def whatsapp_webhook(req: func.HttpRequest) -> func.HttpResponse:
         verify_token=unresolved_as_unset(settings.whatsapp_verify_token.get_secret_value()),
         app_secrets=secrets_from_setting(settings.whatsapp_app_secret.get_secret_value()),
         store=container.webhook_bodies, handoff=container.listing_queue, clock=lambda: datetime.now(UTC),
+        evidence=container.evidence,
     )
     # An explicit status always: the host answers 204 to a function that returns none, and Meta
     # takes only a 200 as delivered.

@@ -42,7 +42,15 @@ from shared.domain.ledger import PageEntry, RecordOutcome, WindowInfo
 from shared.domain.participants_table import check_participants
 from shared.domain.records import record_key
 from shared.domain.tasks import ChatExportReportTask, ItemTask, TranscriptsDueTask
-from shared.ports import CapturedMediaStore, ChatExportUploads, RecordMissing, RecordStore, WindowLedger, WorkQueue
+from shared.ports import (
+    CapturedMediaStore,
+    ChatExportUploads,
+    EvidenceStore,
+    RecordMissing,
+    RecordStore,
+    WindowLedger,
+    WorkQueue,
+)
 from shared.service.chat_export_files import ExportFileError, open_export
 from shared.service.chat_export_import import (
     ChatExportOptions,
@@ -155,7 +163,7 @@ def receive_upload(
     name: str, *, uploads: ChatExportUploads, media_store: CapturedMediaStore, records: RecordStore,
     items_queue: WorkQueue, report_queue: WorkQueue, ledger: WindowLedger, clock: Callable[[], datetime],
     spool_dir: str | None = None, report_delay: int = FIRST_REPORT_DELAY,
-    transcripts_queue: WorkQueue | None = None, transcript_delay: int = 0,
+    transcripts_queue: WorkQueue | None = None, transcript_delay: int = 0, evidence: EvidenceStore | None = None,
 ) -> dict[str, Any] | None:
     """Handle one blob-created event. Returns the report written beside the export (None when the
     blob is our own report). Storage and queue errors propagate: the host retries the event, and
@@ -188,7 +196,8 @@ def receive_upload(
         log.info("chat export upload: handed off before, nothing to do")
         return None
     try:
-        sidecar = ChatExportSidecar.model_validate_json(uploads.read_small(sidecar_name, MAX_SIDECAR_BYTES))
+        sidecar_bytes = uploads.read_small(sidecar_name, MAX_SIDECAR_BYTES)
+        sidecar = ChatExportSidecar.model_validate_json(sidecar_bytes)
     except ValidationError as error:
         # The top-level field only: a participants key is a person's name, kept out of logs and reports.
         fields = sorted({str(e["loc"][0]) if e["loc"] else "(sidecar)" for e in error.errors(include_input=False)})
@@ -211,6 +220,8 @@ def receive_upload(
                            stamps)
         try:
             export = open_export(local, name=_base(export_name))
+            if evidence is not None:
+                _keep_evidence(evidence, export, sidecar_bytes)
             prepared = prepare_export(export, sidecar.options(), media_store=media_store, captured_at=now)
         except (ExportFileError, ChatExportError) as error:
             return _refuse(uploads, export_name, type(error).__name__, str(error), clock, stamps)
@@ -218,6 +229,21 @@ def receive_upload(
                          report_queue=report_queue, ledger=ledger, uploads=uploads, now=now, stamps=stamps,
                          report_delay=report_delay, transcripts_queue=transcripts_queue,
                          transcript_delay=transcript_delay)
+
+
+def _keep_evidence(evidence: EvidenceStore, export, sidecar: bytes) -> None:
+    """The upload as it was, and every file in it, under WORM retention before anything is imported:
+    the export file streamed from the local copy, checked against the digest computed when it was read."""
+    def chunks():
+        with export.path.open("rb") as handle:
+            while chunk := handle.read(4 * 1024 * 1024):
+                yield chunk
+
+    evidence.keep_stream("chat-export", export.sha256, chunks(), {"file": "export"})
+    evidence.keep("chat-export-sidecar", sidecar)
+    if export.is_zip:
+        for name, member in export.media.items():
+            evidence.keep_stream("media", member.sha256, export.open_member(name), {"export_sha256": export.sha256})
 
 
 def _handed_off_already(uploads: ChatExportUploads, export_name: str, stamps: dict[str, str]) -> bool:

@@ -16,7 +16,7 @@ from shared.domain.identifiers import stored_record_key
 from shared.domain.ledger import PageEntry
 from shared.domain.records import record_key
 from shared.domain.tasks import ItemTask, ListingTask, PoisonMessage
-from shared.ports import ArchiveSource, RecordStore, WindowLedger, WorkQueue
+from shared.ports import ArchiveSource, EvidenceStore, RecordStore, WindowLedger, WorkQueue
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +37,7 @@ def list_slice_page(
     ledger: WindowLedger,
     page_size: int,
     poison_queue: WorkQueue | None = None,
+    evidence: EvidenceStore | None = None,
 ) -> PageResult:
     """Order matters for "nothing lost": blob, then its queue message, then the page's ledger entry,
     then the continuation, then the page's "listed" mark. A failure anywhere raises, the task is
@@ -58,6 +59,9 @@ def list_slice_page(
             message_id = _message_id(raw)
             key = record_key(message_id) if message_id else "unidentified-" + hashlib.sha256(body).hexdigest()
             reference = records.put(key, body)
+            if evidence is not None:
+                # The record as listed, under WORM retention, before its work is handed off.
+                evidence.keep("telemessage-record", body, {"window": task.window_id})
             # Other bytes under an id stored before: a re-capture, listed and archived as a record
             # of its own (shared.domain.recapture), never skipped as the earlier one's duplicate.
             key = stored_record_key(reference)

@@ -26,7 +26,7 @@ from shared.domain.tasks import WebhookBodyTask
 from shared.domain.webhook_auth import MAX_BODY_BYTES, SIGNATURE_HEADER, signature_valid, verification_handshake
 from shared.domain.whatsapp_outbound import OutboundRefused, check_outbound
 from shared.domain.window import isoformat_z
-from shared.ports import WebhookBodyStore, WorkQueue
+from shared.ports import EvidenceStore, WebhookBodyStore, WorkQueue
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +53,7 @@ def body_name(raw: bytes, received_at: datetime, folder: str = "webhooks") -> st
 
 def receive_webhook(
     request: WebhookRequest, *, verify_token: str, app_secrets: tuple[str, ...], store: WebhookBodyStore,
-    handoff: WorkQueue, clock: Callable[[], datetime],
+    handoff: WorkQueue, clock: Callable[[], datetime], evidence: EvidenceStore | None = None,
 ) -> WebhookAnswer:
     """Errors from ``store`` and ``handoff`` propagate: the host answers 500, and Meta retries."""
     method = request.method.upper()
@@ -86,6 +86,9 @@ def receive_webhook(
     # are the bytes Meta sent.
     store.put(name, request.body, {"source": SOURCE, "received_at": isoformat_z(received_at),
                                    "x_hub_signature_256": (signature or "").strip()})
+    if evidence is not None:
+        evidence.keep("webhook-body", request.body, {"received_at": isoformat_z(received_at),
+                                                     "x_hub_signature_256": (signature or "").strip()})
     handoff.send(WebhookBodyTask(body_ref=name, source=SOURCE, received_at=received_at).model_dump(mode="json"))
     log.info("webhook body %s stored (%d bytes) and handed off", name.rsplit("/", 1)[-1][:16], len(request.body))
     telemetry.count_webhook("accepted")
@@ -100,7 +103,7 @@ class OutboundAnswer:
 
 def receive_outbound(
     body: bytes, *, numbers: frozenset[str], store: WebhookBodyStore, handoff: WorkQueue,
-    clock: Callable[[], datetime],
+    clock: Callable[[], datetime], evidence: EvidenceStore | None = None,
 ) -> OutboundAnswer:
     """A send the firm's application reports (``whatsapp_outbound``): checked, stored, handed off,
     then 200 — the same order as a webhook, so that a 200 means the message will be archived.
@@ -123,6 +126,8 @@ def receive_outbound(
         return OutboundAnswer(refused.status, {"error": str(refused), "parameter": refused.parameter})
     name = body_name(body, received_at, folder="outbound")
     store.put(name, body, {"source": SOURCE, "received_at": isoformat_z(received_at), "kind": "outbound_send"})
+    if evidence is not None:
+        evidence.keep("outbound-post", body, {"received_at": isoformat_z(received_at)})
     handoff.send(WebhookBodyTask(body_ref=name, source=SOURCE, received_at=received_at).model_dump(mode="json"))
     log.info("outbound send %s stored (%d bytes) and handed off", name.rsplit("/", 1)[-1][:16], len(body))
     telemetry.count_webhook("outbound_accepted")
