@@ -211,6 +211,21 @@ def test_item_class_and_folder_name_are_settings(graph: LocalGraph, client: Any)
     assert extended_property(stored, PROP_MESSAGE_CLASS) == "IPM.Note.Custom"
 
 
+def test_microsofts_connector_class_can_be_kept_so_saved_searches_still_find_new_items(
+    graph: LocalGraph, client: Any
+) -> None:
+    # Firms moving from Microsoft's connector search itemclass:ipm.externaldata.whatsapparchiver* and
+    # kind:externaldata: ARCHIVE_ITEM_CLASS=IPM.ExternalData.WhatsAppArchiver keeps those searches whole.
+    with GraphMailbox(client, item_class="IPM.ExternalData.WhatsAppArchiver") as writer:
+        writer.write(ALICE, rendered())
+    [stored] = graph.messages(ALICE)
+    item_class = extended_property(stored, PROP_MESSAGE_CLASS)
+    assert item_class == "IPM.ExternalData.WhatsAppArchiver"
+    assert item_class.lower().startswith("ipm.externaldata.whatsapparchiver")  # the saved search's prefix
+    with pytest.raises(ConfigurationError):
+        GraphMailbox(client, item_class="ExternalData.WhatsAppArchiver")  # not a message class at all
+
+
 def test_second_checked_write_of_same_record_is_skipped_duplicate_and_leaves_one_item(
     graph: LocalGraph, mailbox: GraphMailbox
 ) -> None:
