@@ -1,5 +1,5 @@
 """Every capture path keeps what it captured in the evidence store before handing the work on: the
-record as listed, the webhook body and the firm's reported send as they arrived (a forged body leaves
+page of records as listed, the webhook body and the firm's reported send as they arrived (a forged body leaves
 nothing), a custodian's upload, its sidecar and every file in it. Over in-memory stores with the
 adapters' behaviour; the end-to-end tests show the blob adapter wired in by the functions."""
 
@@ -70,7 +70,10 @@ def test_each_record_listed_is_kept_before_its_work_is_handed_off():
     list_slice_page(ListingTask.first_page(info.window_id, info.window), source=Source(), records=MemoryRecordStore(),
                     items_queue=MemoryQueue("items"), listing_queue=MemoryQueue("listing"), ledger=ledger,
                     page_size=10, evidence=evidence)
-    assert set(evidence.blobs) == {f"raw/telemessage-record/{sha(serialise_item(item))}" for item in items}
+    # One write for the page: its records as listed, a line each, each line hashing to its record's claim check.
+    page = b"\n".join(serialise_item(item) for item in items) + b"\n"
+    assert evidence.blobs == {f"raw/telemessage-page/{sha(page)}": page}
+    assert [line for line in page.split(b"\n") if line] == [serialise_item(item) for item in items]
 
 
 def test_an_uploaded_export_its_sidecar_and_every_file_in_it_are_kept_before_the_import():

@@ -27,9 +27,9 @@ def store(request):
 
 def test_a_piece_is_kept_once_under_its_digest_and_read_back_whole(store):
     raw = b'{"messageId": "m-1", "text": "hello"}'
-    name = store.keep("telemessage-record", raw, {"window": "w1"})
-    assert name == f"raw/telemessage-record/{hashlib.sha256(raw).hexdigest()}"
-    assert store.keep("telemessage-record", raw) == name  # again: the same name, nothing rewritten
+    name = store.keep("telemessage-page", raw, {"window": "w1"})
+    assert name == f"raw/telemessage-page/{hashlib.sha256(raw).hexdigest()}"
+    assert store.keep("telemessage-page", raw) == name  # again: the same name, nothing rewritten
     assert store.read(name) == raw and store.exists(name)
 
 
@@ -52,7 +52,7 @@ def test_an_empty_piece_is_evidence_too(store):
 
 def test_names_outside_the_grammar_are_refused_and_missing_ones_say_so(store):
     with pytest.raises(EvidenceNameError):
-        store.read("raw/telemessage-record/../../state/watermark.json")
+        store.read("raw/telemessage-page/../../state/watermark.json")
     with pytest.raises(EvidenceNameError):
         store.keep("passwords", b"x")
     with pytest.raises(RecordMissing):

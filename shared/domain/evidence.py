@@ -6,9 +6,10 @@ from __future__ import annotations
 
 import re
 
-# What was captured, as it arrived: a TeleMessage record as listed, a webhook body as Meta signed it,
-# a send the firm's application reported, a custodian's export file and its sidecar, a media file.
-KINDS = ("telemessage-record", "webhook-body", "outbound-post", "chat-export", "chat-export-sidecar", "media")
+# What was captured, as it arrived: a page of TeleMessage records as listed (one compact JSON record a
+# line), a webhook body as Meta signed it, a send the firm's application reported, a custodian's export
+# file and its sidecar, a media file.
+KINDS = ("telemessage-page", "webhook-body", "outbound-post", "chat-export", "chat-export-sidecar", "media")
 _NAME = re.compile(r"raw/(?P<kind>[a-z][a-z0-9-]{1,40})/(?P<sha256>[0-9a-f]{64})")
 
 

@@ -54,14 +54,17 @@ def list_slice_page(
             return PageResult(0, False)
         page = source.list_page(task.slice, task.page_token, page_size)
         keys: list[str] = []
-        for raw in page.items:
-            body = serialise_item(raw)
+        bodies = [serialise_item(raw) for raw in page.items]
+        if evidence is not None and bodies:
+            # The page's records as listed, one JSON line each (compact JSON holds no raw newline), under
+            # WORM retention before any of their work is handed off: one write per page, not per record
+            # (a write per record would double the storage writes a record costs; docs/scale.md).
+            evidence.keep("telemessage-page", b"\n".join(bodies) + b"\n",
+                          {"window": task.window_id, "page": str(task.page)})
+        for raw, body in zip(page.items, bodies, strict=True):
             message_id = _message_id(raw)
             key = record_key(message_id) if message_id else "unidentified-" + hashlib.sha256(body).hexdigest()
             reference = records.put(key, body)
-            if evidence is not None:
-                # The record as listed, under WORM retention, before its work is handed off.
-                evidence.keep("telemessage-record", body, {"window": task.window_id})
             # Other bytes under an id stored before: a re-capture, listed and archived as a record
             # of its own (shared.domain.recapture), never skipped as the earlier one's duplicate.
             key = stored_record_key(reference)
