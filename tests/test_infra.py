@@ -11,6 +11,14 @@ app's managed identity and on the narrowest scope Azure allows (one container, o
 one Key Vault secret, the Application Insights component); the only account-level grant is read-only
 Reader, for the Functions host's container listing. No broad role (Owner, Contributor, Storage
 Account Contributor, ...) appears, and Storage Blob Data Owner only on the host's own containers.
+The one custom role, the evidence writer, is defined alike in both templates, may create, read and
+append but never delete, and is granted on the evidence container only.
+
+Evidence store (issue 18, after the report retention tests): both templates create the evidence
+container under a container-level time-based retention policy that they leave unlocked, with
+protected append writes for append blobs only, the period from a parameter with the code's default
+and bounds; the account keeps nothing that container-level WORM excludes; a legal hold is requested
+(container metadata, an output with the command), never placed by a template.
 
 Alerts: both templates deploy the same scheduled log alerts (the WhatsApp webhook's only with its
 app secret), and their queries name only metrics, functions and values the code has. The optional
@@ -184,9 +192,63 @@ OPTIONAL_SECRET_SETTINGS = {
 }
 
 
+# --- The evidence writer: the one custom role -----------------------------------------------------
+#
+# No built-in blob data role writes without delete, so the evidence container (WORM) gets a custom
+# role with what shared/adapters/evidence_blobs.py does there and nothing else. A custom role is
+# written in a grant as its permissions (custom_role_name), so that both templates must define the
+# same permissions for their grants to be equal.
+
+BLOB_ACTION = "Microsoft.Storage/storageAccounts/blobServices/containers/"
+EVIDENCE_WRITER = {
+    # Create Container (the code creates its container on first use and takes 409 as "it exists";
+    # without this action the call is refused with 403 instead).
+    "actions": (BLOB_ACTION + "write",),
+    "notActions": (),
+    "dataActions": (
+        BLOB_ACTION + "blobs/add/action",  # create a blob, append a block (the manifests)
+        BLOB_ACTION + "blobs/read",  # read blobs and their properties, list blobs
+        BLOB_ACTION + "blobs/write",  # Put Blob, Put Block, Put Block List of a new blob
+    ),
+    "notDataActions": (),
+}
+# What no custom role may grant: deleting or moving a blob or a container, bypassing or writing
+# immutability policies and legal holds, and wildcards that would include these.
+FORBIDDEN_CUSTOM_ACTIONS = re.compile(
+    r"(\*|/delete$|/permanentDelete/|/deleteBlobVersion/|/move/|/runAsSuperUser/|/immutableStorage/"
+    r"|/immutabilityPolicies/|/setLegalHold/|/clearLegalHold/|/tags/write$|/manageOwnership/|/modifyPermissions/)",
+    re.IGNORECASE)
+CUSTOM_ROLE = "custom role "
+
+
+def custom_role_name(permissions: dict) -> str:
+    """A custom role as it appears in a grant: its permissions, each list sorted."""
+    return CUSTOM_ROLE + json.dumps({key: sorted(permissions.get(key, ()))
+                                     for key in ("actions", "notActions", "dataActions", "notDataActions")})
+
+
+def custom_role_permissions(role: str) -> dict[str, list[str]]:
+    return json.loads(role.removeprefix(CUSTOM_ROLE))
+
+
+def forbidden_actions(permissions: dict) -> list[str]:
+    """The granted actions and data actions no custom role may have (a not-action subtracts: allowed)."""
+    return [action for key in ("actions", "dataActions") for action in permissions.get(key, ())
+            if FORBIDDEN_CUSTOM_ACTIONS.search(action)]
+
+
+EVIDENCE_ROLE = custom_role_name(EVIDENCE_WRITER)
+
+
+def evidence_container() -> str:
+    return Settings.model_fields["evidence_container"].default
+
+
 def expected_grants(deployment: Deployment) -> set[tuple[str, str, str]]:
     """Every grant the app needs, derived from the code and the platform; nothing more."""
-    grants = {("identity", DATA_CONTAINER_ROLE, f"container:{c}") for c in code_containers() | {"app-package"}}
+    grants = {("identity", DATA_CONTAINER_ROLE, f"container:{c}")
+              for c in (code_containers() - {evidence_container()}) | {"app-package"}}
+    grants.add(("identity", EVIDENCE_ROLE, f"container:{evidence_container()}"))
     grants |= {("identity", HOST_CONTAINER_ROLE, f"container:{c}") for c in HOST_CONTAINERS}
     grants |= {("identity", QUEUE_ROLE, f"queue:{q}") for q in code_queues() | platform_queues()}
     grants |= {("identity", TABLE_ROLE, f"table:{t}") for t in code_tables()}
@@ -211,6 +273,10 @@ def grant_problems(grants: set[tuple[str, str, str]]) -> list[str]:
             problems.append(f"Storage Blob Data Owner outside the host's containers: {grant}")
         if principal != "identity":
             problems.append(f"a principal other than the app's identity holds a role: {grant}")
+        if role.startswith(CUSTOM_ROLE) and (forbidden := forbidden_actions(custom_role_permissions(role))):
+            problems.append(f"a custom role grants {forbidden} on {scope} to {principal}")
+        if kind == "container" and name == evidence_container() and role != EVIDENCE_ROLE:
+            problems.append(f"a role other than the evidence writer on the evidence container: {grant}")
     return problems
 
 
@@ -231,9 +297,12 @@ def code_queues() -> set[str]:
     return {value for name, value in vars(settings_module).items() if name.endswith("_QUEUE")}
 
 
+CONTAINER_SETTINGS = ("RECORDS_CONTAINER", "STATE_CONTAINER", "EVIDENCE_CONTAINER")
+
+
 def code_containers() -> set[str]:
     """The containers the code reads and writes: its settings' defaults and its blob triggers' containers."""
-    return {Settings.model_fields["records_container"].default, Settings.model_fields["state_container"].default} \
+    return {Settings.model_fields[code_settings()[setting]].default for setting in CONTAINER_SETTINGS} \
         | {trigger["container"] for trigger in code_blob_triggers().values()}
 
 
@@ -312,7 +381,7 @@ def consistency_problems(deployment: Deployment) -> list[str]:
     compare("table", code_tables(), deployment.tables)
     # pydantic-settings reads names case-insensitively; App Service settings are exact. Compare exact.
     compare("app setting", expected_settings(), set(deployment.settings))
-    for setting in ("RECORDS_CONTAINER", "STATE_CONTAINER"):
+    for setting in CONTAINER_SETTINGS:
         value = deployment.settings.get(setting)
         if setting in deployment.settings and value not in deployment.containers:
             problems.append(f"{name}: {setting}={value!r} names no container the template creates")
@@ -546,6 +615,7 @@ class BicepEvaluator:
 
 def bicep_grants(parsed: dict) -> set[tuple[str, str, str]]:
     evaluate = BicepEvaluator(parsed)
+    custom_roles = bicep_custom_roles(parsed)
     grants = set()
     for resource in parsed.get("resources", {}).values():
         if resource["type"] != "Microsoft.Authorization/roleAssignments":
@@ -559,9 +629,36 @@ def bicep_grants(parsed: dict) -> set[tuple[str, str, str]]:
                 else "deployer" if "deployer" in json.dumps(properties["principalId"]) \
                 else json.dumps(properties["principalId"])
             role = evaluate(properties["roleDefinitionId"], env)
-            grants.add((principal, ROLE_NAMES_BY_ID.get(role, f"role {role}"),
-                        with_host_id(evaluate.scope(body.get("scope"), env))))
+            # a custom role defined in the template: subscriptionResourceId(..., <symbol>.name) or <symbol>.id
+            defined = re.fullmatch(r"(\w+)\.(?:name|id)", role) if isinstance(role, str) else None
+            if defined and defined.group(1) in custom_roles:
+                role_name = custom_role_name(custom_roles[defined.group(1)]["permissions"])
+            else:
+                role_name = ROLE_NAMES_BY_ID.get(role, f"role {role}")
+            grants.add((principal, role_name, with_host_id(evaluate.scope(body.get("scope"), env))))
     return grants
+
+
+BICEP_ROLE_DEFINITION = "Microsoft.Authorization/roleDefinitions"
+
+
+def bicep_custom_roles(parsed: dict) -> dict[str, dict]:
+    """Symbol -> the custom role it defines: its permissions (one block), assignable scopes, role name."""
+    evaluate = BicepEvaluator(parsed)
+    roles = {}
+    for symbol, resource in parsed.get("resources", {}).items():
+        if resource["type"] != BICEP_ROLE_DEFINITION:
+            continue
+        _, _, body = bicep_body(resource)
+        properties = body["properties"]
+        (permissions,) = evaluate(properties["permissions"], {})
+        roles[symbol] = {
+            "permissions": {key: list(permissions.get(key, [])) for key in
+                            ("actions", "notActions", "dataActions", "notDataActions")},
+            "assignable scopes": evaluate(properties["assignableScopes"], {}),
+            "name": properties["roleName"], "type": properties.get("type"),
+        }
+    return roles
 
 
 # --- Reading the parsed Terraform ----------------------------------------------------------------
@@ -769,6 +866,18 @@ def terraform_grants(parsed: dict) -> set[tuple[str, str, str]]:
             return value or ""
         return text.replace("[each.key]", f'["{key}"]').replace("${each.key}", key or "")
 
+    # A container of its own resource (not the for_each of main.tf), as "${azurerm_storage_container.<x>.name}"
+    single_containers = {name: tf_literal(body["name"]) for block_type, name, body in tf_blocks(parsed, "resource")
+                         if block_type == "azurerm_storage_container" and "for_each" not in body}
+
+    def container_names(scope: str) -> str:
+        def name(match: re.Match) -> str:
+            value = single_containers[match.group(1)]
+            local = re.fullmatch(r"\$\{local\.(\w+)\}", value)
+            return tf_literal(local_values[local.group(1)]) if local else value
+        return re.sub(r"\$\{azurerm_storage_container\.(\w+)\.name\}", name, scope)
+
+    custom_roles = terraform_custom_roles(parsed)
     grants = set()
     for block_type, _, body in tf_blocks(parsed, "resource"):
         if block_type != "azurerm_role_assignment":
@@ -777,13 +886,38 @@ def terraform_grants(parsed: dict) -> set[tuple[str, str, str]]:
         principal = "identity" if "azurerm_user_assigned_identity.app." in principal \
             else "deployer" if "azurerm_client_config.current.object_id" in principal else principal
         for key, value in iterations(body):
+            defined = re.fullmatch(r"\$\{azurerm_role_definition\.(\w+)\.role_definition_resource_id\}",
+                                   str(body.get("role_definition_id", "")))
             if "role_definition_name" in body:
                 role = tf_literal(each(body["role_definition_name"], key, value))
+            elif defined:
+                role = custom_role_name(custom_roles[defined.group(1)]["permissions"])
             else:
                 guid = tf_literal(body["role_definition_id"]).rsplit("/", 1)[-1]
                 role = ROLE_NAMES_BY_ID.get(guid, f"role {guid}")
-            grants.add((principal, role, with_host_id(terraform_scope(each(body["scope"], key, value), azapi))))
+            scope = container_names(each(body["scope"], key, value))
+            grants.add((principal, role, with_host_id(terraform_scope(scope, azapi))))
     return grants
+
+
+def terraform_custom_roles(parsed: dict) -> dict[str, dict]:
+    """azurerm_role_definition name -> the custom role it defines, as bicep_custom_roles writes it."""
+    local_values = {tf_literal(k): v for block in parsed.get("locals", []) for k, v in block.items()
+                    if not k.startswith("__")}
+    keys = {"actions": "actions", "not_actions": "notActions", "data_actions": "dataActions",
+            "not_data_actions": "notDataActions"}
+    roles = {}
+    for block_type, name, body in tf_blocks(parsed, "resource"):
+        if block_type != "azurerm_role_definition":
+            continue
+        (permissions,) = body["permissions"]
+        roles[name] = {
+            "permissions": {key: tf_list(permissions.get(hcl, []), local_values) for hcl, key in keys.items()},
+            "assignable scopes": [{"${azurerm_resource_group.main.id}": "resource-group"}.get(s, s)
+                                  for s in body.get("assignable_scopes", [])],
+            "name": tf_literal(body["name"]), "scope": body["scope"],
+        }
+    return roles
 
 
 # --- The tests -----------------------------------------------------------------------------------
@@ -1985,3 +2119,204 @@ def test_the_terraform_lifecycle_rule_deletes_old_reports_only(terraform_json):
 def test_the_retention_bounds_are_the_codes():
     metadata = {type(m).__name__: m for m in Settings.model_fields["report_retention_days"].metadata}
     assert (metadata["Ge"].ge, metadata["Le"].le) == (1, 3650)
+
+
+# --- Evidence store (issue 18): a container under WORM, a role that cannot delete -----------------
+#
+# Storage docs, "Container-level WORM policies for immutable blob data": a container-level
+# time-based retention policy needs no versioning and is the only kind that allows protected append
+# writes (allowProtectedAppendWrites: Append Block to append blobs; ...All also appends to block
+# blobs, which the code never does). Immutable storage is incompatible with point-in-time restore and
+# last access time tracking and unsupported with NFS 3.0 and SFTP. The templates leave the policy
+# unlocked: locking is irreversible and is the firm's act (docs/deploy.md).
+
+BICEP_POLICY = "Microsoft.Storage/storageAccounts/blobServices/containers/immutabilityPolicies"
+BICEP_CONTAINER = "Microsoft.Storage/storageAccounts/blobServices/containers"
+LEGAL_HOLD_COMMAND = "az storage container legal-hold set "
+# A legal hold offers only the "All" append setting; without it every manifest append would fail.
+LEGAL_HOLD_APPENDS = "--allow-protected-append-writes-all true"
+
+
+def _evidence_retention_code_bounds() -> tuple[int, int, int]:
+    field_info = Settings.model_fields["evidence_retention_days"]
+    metadata = {type(m).__name__: m for m in field_info.metadata}
+    return field_info.default, metadata["Ge"].ge, metadata["Le"].le
+
+
+def test_the_evidence_settings_are_the_codes():
+    assert evidence_container() == "archive-evidence"
+    assert _evidence_retention_code_bounds() == (2557, 1, 146_000)  # 7 years; Azure allows 1 to 146,000 days
+    assert {"EVIDENCE_CONTAINER", "EVIDENCE_RETENTION_DAYS"} <= set(code_settings())
+
+
+def _bicep_evidence_container(parsed: dict) -> tuple[str, dict]:
+    variables = {name: spec["value"] for name, spec in parsed["variables"].items()}
+    (found,) = [(symbol, bicep_body(r)[2]) for symbol, r in parsed["resources"].items()
+                if r["type"] == BICEP_CONTAINER and variables.get(bicep_body(r)[2]["name"]) == evidence_container()]
+    return found
+
+
+def test_the_bicep_evidence_container_is_under_an_unlocked_worm_policy(bicep_json):
+    parameters, resources = bicep_json["parameters"], bicep_json["resources"]
+    symbol, container = _bicep_evidence_container(bicep_json)
+    assert container["properties"]["publicAccess"] == "None"
+    (policy,) = [r for r in resources.values() if r["type"] == BICEP_POLICY]
+    _, condition, body = bicep_body(policy)
+    assert (body["parent"], body["name"]) == (symbol, "default")
+    assert body["properties"] == {
+        "immutabilityPeriodSinceCreationInDays": "evidenceRetentionDays",
+        "allowProtectedAppendWrites": True,
+        "allowProtectedAppendWritesAll": False,
+    }
+    # Written unless the firm says it has locked it (Azure refuses every write to a locked policy but
+    # an extension); the template itself never locks (a lock is an action, not a property).
+    assert condition == {"operator": {"type": "not", "operands": {"bool_value": "evidencePolicyLocked"}}}
+    assert (parameters["evidencePolicyLocked"]["type"], parameters["evidencePolicyLocked"]["default"]) == (
+        "bool", False)
+    assert "state" not in body["properties"] and "Locked" not in json.dumps(body)
+    retention = parameters["evidenceRetentionDays"]
+    bounds = {d["type"]: d["argument"] for d in retention["decorators"] if d["type"] in ("min_value", "max_value")}
+    default, low, high = _evidence_retention_code_bounds()
+    assert (retention["type"], retention["default"], bounds) == ("int", default, {"min_value": low, "max_value": high})
+    settings = bicep_json["variables"]["appSettings"]["value"]
+    assert "evidenceRetentionDays" in strings_in(settings["EVIDENCE_RETENTION_DAYS"])
+    assert settings["EVIDENCE_CONTAINER"] == "evidenceContainerName"
+    # The app starts after its container, the policy and its role exist.
+    depends = bicep_body(resources["functionApp"])[2]["dependsOn"]
+    assert {symbol, "evidencePolicy", "evidenceRoleAssignment"} <= set(depends)
+
+
+def test_the_terraform_evidence_container_is_under_an_unlocked_worm_policy(terraform_json):
+    resources = {(t, n): body for t, n, body in tf_blocks(terraform_json, "resource")}
+    variables = {tf_literal(k): v for block in terraform_json["variable"] for k, v in block.items()}
+    local_values = {tf_literal(k): v for block in terraform_json["locals"] for k, v in block.items()}
+    (name,) = [n for (t, n), body in resources.items() if t == "azurerm_storage_container" and "for_each" not in body]
+    container = resources["azurerm_storage_container", name]
+    assert tf_literal(local_values[re.fullmatch(r"\$\{local\.(\w+)\}", container["name"]).group(1)]) == \
+        evidence_container()
+    assert tf_literal(container["container_access_type"]) == "private"
+    assert container["lifecycle"][0]["prevent_destroy"] is True
+    (policy,) = [body for (t, _), body in resources.items() if t == "azurerm_storage_container_immutability_policy"]
+    assert _tf_string(policy["storage_container_resource_manager_id"]) == (
+        f"${{azurerm_storage_account.main.id}}/blobServices/default/containers/${{azurerm_storage_container.{name}.name}}")
+    assert policy["immutability_period_in_days"] == "${var.evidence_retention_days}"
+    assert (policy["protected_append_writes_enabled"], policy["protected_append_writes_all_enabled"]) == (True, False)
+    # Never locked by Terraform; a lock made by the firm is read and left alone.
+    assert policy.get("locked", False) is False
+    (lifecycle,) = policy["lifecycle"]
+    assert (lifecycle["prevent_destroy"], lifecycle["ignore_changes"]) == (True, ["locked"])
+    variable = variables["evidence_retention_days"]
+    default, low, high = _evidence_retention_code_bounds()
+    assert variable["default"] == default
+    (validation,) = variable["validation"]
+    assert f"var.evidence_retention_days >= {low}" in validation["condition"]
+    assert f"var.evidence_retention_days <= {high}" in validation["condition"]
+    app_settings = next(block["app_settings"] for block in terraform_json["locals"] if "app_settings" in block)
+    assert app_settings["EVIDENCE_RETENTION_DAYS"] == "${tostring(var.evidence_retention_days)}"
+    assert app_settings["EVIDENCE_CONTAINER"] == "${local.evidence_container_name}"
+    depends = resources["azapi_resource", "function_app"]["depends_on"]
+    assert {f"${{azurerm_storage_container.{name}}}", "${azurerm_storage_container_immutability_policy.evidence}",
+            "${azurerm_role_assignment.evidence}"} <= set(depends)
+
+
+def test_the_account_keeps_nothing_container_level_worm_excludes(bicep_json, terraform_json):
+    resources = bicep_json["resources"]
+    account = resources["storage"]["config"]["properties"]
+    assert not {k for k in ("isHnsEnabled", "isNfsV3Enabled", "isSftpEnabled") if account.get(k)}
+    assert "immutableStorageWithVersioning" not in account  # no account-level (version-level) WORM
+    blob = resources["blobService"]["config"]["properties"]
+    assert not blob.get("isVersioningEnabled")  # container-level WORM needs none; versions would be paid for
+    assert not blob.get("restorePolicy", {}).get("enabled")  # point-in-time restore: incompatible
+    assert not blob.get("lastAccessTimeTrackingPolicy", {}).get("enable")  # last access tracking: incompatible
+    assert blob["deleteRetentionPolicy"]["enabled"] is True  # soft delete, which Microsoft recommends beside it
+
+    tf = {(t, n): body for t, n, body in tf_blocks(terraform_json, "resource")}
+    account = tf["azurerm_storage_account", "main"]
+    assert not {k for k in ("is_hns_enabled", "nfsv3_enabled", "sftp_enabled") if account.get(k)}
+    assert "immutability_policy" not in account
+    (blob,) = account["blob_properties"]
+    assert not blob.get("versioning_enabled") and not blob.get("last_access_time_enabled")
+    assert "restore_policy" not in blob and blob["delete_retention_policy"]
+
+
+def test_the_evidence_writer_is_the_one_custom_role_and_cannot_delete(bicep_json, terraform_json):
+    bicep_roles, terraform_roles = bicep_custom_roles(bicep_json), terraform_custom_roles(terraform_json)
+    assert len(bicep_roles) == len(terraform_roles) == 1
+    (bicep_role,), (terraform_role,) = bicep_roles.values(), terraform_roles.values()
+    for role in (bicep_role, terraform_role):
+        permissions = role["permissions"]
+        assert custom_role_name(permissions) == EVIDENCE_ROLE
+        assert forbidden_actions(permissions) == []
+        assert role["assignable scopes"] == ["resource-group"]  # assignable in this resource group only
+    # Role names are unique in a tenant: each carries the deployment's prefix and suffix.
+    assert "${namePrefix}" in bicep_role["name"] and "${suffix}" in bicep_role["name"]
+    assert bicep_role["type"].lower() == "customrole"
+    assert "${var.name_prefix}" in terraform_role["name"] and "${local.suffix}" in terraform_role["name"]
+    assert terraform_role["scope"] == "${azurerm_resource_group.main.id}"
+    (symbol,) = bicep_roles
+    assert bicep_body(bicep_json["resources"][symbol])[2]["name"]["function"]["type"] == "guid"
+    for deployment in (bicep_deployment(bicep_json), terraform_deployment(terraform_json)):
+        custom = {(principal, scope) for principal, role, scope in deployment.grants if role.startswith(CUSTOM_ROLE)}
+        assert custom == {("identity", f"container:{evidence_container()}")}, deployment.name
+
+
+def test_a_custom_role_that_may_delete_or_a_builtin_role_on_the_evidence_is_reported(bicep_json, terraform_json):
+    changed = copy.deepcopy(bicep_json)
+    changed["variables"]["evidenceWriterDataActions"]["value"].append(BLOB_ACTION + "blobs/delete")
+    problems = grant_problems(bicep_grants(changed))
+    assert len(problems) == 2, problems
+    assert problems[0].startswith(f"a custom role grants ['{BLOB_ACTION}blobs/delete'] on container:archive-evidence")
+    assert problems[1].startswith("a role other than the evidence writer on the evidence container")
+    assert template_differences(bicep_deployment(changed), terraform_deployment(terraform_json))[0].startswith(
+        "grants: only in Bicep")
+
+    changed = copy.deepcopy(terraform_json)
+    for block in changed["locals"]:
+        if "evidence_writer_actions" in block:
+            block["evidence_writer_actions"].append(f'"{BLOB_ACTION}immutabilityPolicies/delete"')
+    assert [p.split(" on ")[0] for p in grant_problems(terraform_grants(changed))] == [
+        f"a custom role grants ['{BLOB_ACTION}immutabilityPolicies/delete']",
+        "a role other than the evidence writer",
+    ]
+
+    changed = copy.deepcopy(bicep_json)
+    _bicep_role_assignment(changed, "evidenceRoleAssignment")["properties"]["roleDefinitionId"] = {"function": {
+        "type": "subscription_resource_id", "parameters": {"resource_name_1": "storageBlobDataContributor"}}}
+    assert grant_problems(bicep_grants(changed)) == [
+        "a role other than the evidence writer on the evidence container: "
+        f"{DATA_CONTAINER_ROLE} on container:archive-evidence for identity",
+    ]
+
+
+def test_a_legal_hold_is_requested_never_placed(bicep_json, terraform_json):
+    # No template can declare a container legal hold (the ARM action setLegalHold with case tags; the
+    # azurerm container only reports has_legal_hold): the parameter marks the container and the
+    # output gives the command a person runs (docs/deploy.md).
+    parameters = bicep_json["parameters"]
+    assert (parameters["evidenceLegalHold"]["type"], parameters["evidenceLegalHold"]["default"]) == ("bool", False)
+    _, container = _bicep_evidence_container(bicep_json)
+    assert container["properties"]["metadata"] == {"legal_hold_requested": {"operator": {"type": "conditional",
+        "operands": {"condition": "evidenceLegalHold", "true_value": "true", "false_value": "false"}}}}
+    output = bicep_json["outputs"]["evidenceLegalHoldCommand"]["value"]["operator"]["operands"]
+    assert (output["condition"], output["false_value"]) == ("evidenceLegalHold", "")
+    command = output["true_value"]
+    assert command.startswith(LEGAL_HOLD_COMMAND) and command.endswith(LEGAL_HOLD_APPENDS)
+    assert "--container-name ${evidenceContainerName} " in command and "--tags <matterid> " in command
+    assert not [r for r in bicep_json["resources"].values() if r["type"] == "Microsoft.Resources/deploymentScripts"]
+
+    variables = {tf_literal(k): v for block in terraform_json["variable"] for k, v in block.items()}
+    assert (variables["evidence_legal_hold"]["default"], variables["evidence_legal_hold"]["type"]) == (
+        False, "bool")
+    resources = {(t, n): body for t, n, body in tf_blocks(terraform_json, "resource")}
+    container = next(body for (t, _), body in resources.items()
+                     if t == "azurerm_storage_container" and "for_each" not in body)
+    assert container["metadata"] == {"legal_hold_requested": "${tostring(var.evidence_legal_hold)}"}
+    outputs = {tf_literal(k): v for block in terraform_json["output"] for k, v in block.items()}
+    value = outputs["evidence_legal_hold_command"]["value"]
+    match = re.fullmatch(r'\$\{var\.evidence_legal_hold \? "(.+)" : ""\}', value)
+    assert match, value
+    assert match.group(1).startswith(LEGAL_HOLD_COMMAND) and match.group(1).endswith(LEGAL_HOLD_APPENDS)
+    assert "--container-name ${local.evidence_container_name} " in match.group(1)
+    # Nothing runs commands or posts actions behind the plan's back.
+    assert not [t for t, _ in resources if t in ("azapi_resource_action", "null_resource", "terraform_data")]
+    assert "local-exec" not in json.dumps(terraform_json)

@@ -249,6 +249,19 @@ param reportRetentionDays int = 90
 @description('Create the Event Grid subscription that delivers uploads to the chat-exports container to the function chat_export_blob. Set false only for the very first deployment, before the code is published: the subscription is validated against the deployed function and needs its blobs_extension key (docs/deploy.md, section 11).')
 param deployEventSubscriptions bool = true
 
+// --- Evidence store (WORM, issue 18; docs/deploy.md, Evidence store) -------------------------
+
+@description('EVIDENCE_RETENTION_DAYS: days the evidence container keeps every blob under its time-based retention policy (WORM), counted from creation (from the last append for an append blob); 2557 days is 7 years. While the policy is unlocked this parameter sets it; once the firm has locked it, it can only be extended, with the CLI (docs/deploy.md).')
+@minValue(1)
+@maxValue(146000)
+param evidenceRetentionDays int = 2557
+
+@description('A legal hold on the evidence container is requested: the container gets the metadata legal_hold_requested=true and the output evidenceLegalHoldCommand gives the command that places the hold. A legal hold is an action with case tags (setLegalHold), not a property a template can declare; it is placed and cleared by a person (docs/deploy.md).')
+param evidenceLegalHold bool = false
+
+@description('Set true once the firm has locked the evidence retention policy (docs/deploy.md): Azure then refuses every write to the policy but an extension, so this template leaves the policy as it is instead of failing on it. Never unlocks anything: a locked policy cannot be unlocked.')
+param evidencePolicyLocked bool = false
+
 // --- Names ------------------------------------------------------------------------------------
 
 var suffix = uniqueString(resourceGroup().id)
@@ -293,6 +306,11 @@ var chatExportsContainerName = 'chat-exports'
 // The blob-triggered function, as the code registers it: the Event Grid subscription below
 // delivers to it by this name (Host.Functions.<name>).
 var chatExportsFunctionName = 'chat_export_blob'
+// The evidence store (EVIDENCE_CONTAINER, default archive-evidence in shared/settings.py): the raw
+// captured bytes (raw/<kind>/<sha256>, block blobs created once) and the manifests (append blobs),
+// under a time-based retention policy. Not in containerNames: it has a policy, metadata and a role
+// of its own (below, Evidence store).
+var evidenceContainerName = 'archive-evidence'
 // The Functions host's own containers in AzureWebJobsStorage: azure-webjobs-hosts (host and timer
 // singleton leases, the timer's schedule monitor, the host id) and azure-webjobs-secrets (function
 // and host keys). The host creates them if they are missing; they are created here so that its
@@ -348,6 +366,8 @@ var monitoringMetricsPublisher = '3913510d-42f4-4e42-8a64-420c390055eb'
 //                    exists to cover it: every blob role here is on its own container. The code
 //                    never deletes here; Contributor still includes delete (no built-in role
 //                    writes without it), and blob soft delete (7 days) covers a deletion.
+//   archive-evidence not in this table: a custom role without any delete right (Evidence store,
+//                    below), as no built-in blob role writes without delete.
 // Owner is kept off the data containers: over Contributor it adds POSIX ACL and ownership changes,
 // blob tags, permanent deletion of soft-deleted blobs and versions, and immutability-policy bypass,
 // none of which the code uses and all of which weaken the evidence kept there. (The Functions docs
@@ -555,6 +575,126 @@ resource tableRoleAssignments 'Microsoft.Authorization/roleAssignments@2022-04-0
     roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', storageTableDataContributor)
   }
 }]
+
+// --- Evidence store (WORM, issue 18) ---------------------------------------------------------
+//
+// The raw captured bytes (TeleMessage records, webhook bodies, chat export files, media) as block
+// blobs raw/<kind>/<sha256>, each created once and never overwritten, and the manifests of the hash
+// chain as append blobs (manifests/...), blocks only appended. One container under a container-level
+// time-based retention policy (Storage docs, "Container-level WORM policies for immutable blob
+// data" and "Store business-critical blob data with immutable storage"):
+// - Container-level, not version-level, WORM: it needs no blob versioning (versioning stays off in
+//   this account: the claim checks and the state container have no use for versions, and they would
+//   be paid for) and it is the only kind that allows protected append writes, which the manifests
+//   need. It is compatible with what the account has (blob and container soft delete, which
+//   Microsoft recommends beside it; no hierarchical namespace, which it would support anyway) and
+//   incompatible only with what the account does not use: point-in-time restore, last access time
+//   tracking, NFS 3.0 and SFTP (tests/test_infra.py keeps them off).
+// - allowProtectedAppendWrites, not allowProtectedAppendWritesAll (they are mutually exclusive):
+//   the former lets Append Block add to append blobs, all the manifests need; the latter also lets
+//   new blocks be appended to existing block blobs (Data Lake append and flush), which the code never
+//   does, so a raw blob stays exactly as it was committed. Creating a block blob (Put Blob, or Put
+//   Block and Put Block List) is allowed under the policy; an overwrite, Set Blob Metadata or
+//   Set Blob Properties and any delete are refused until the blob is older than the period.
+// - Left unlocked: a locked policy can never be shortened or removed (only extended, at most five
+//   times), and the container and the account can no longer be deleted while it holds blobs. Locking
+//   is a deliberate act of the firm, with the CLI (docs/deploy.md), after which the firm deploys
+//   with evidencePolicyLocked=true: Azure refuses every write to a locked policy but an extension
+//   (REST, Blob Containers - Lock Immutability Policy), so the template then leaves it alone.
+//   Microsoft: only a locked policy is compliant with SEC 17a-4(f); lock within about a day.
+// Resource: Microsoft.Storage/storageAccounts/blobServices/containers/immutabilityPolicies, name
+// 'default' (ARM template reference, 2023-05-01: immutabilityPeriodSinceCreationInDays,
+// allowProtectedAppendWrites, allowProtectedAppendWritesAll).
+//
+// Legal hold: the ARM container has no writable legal hold property; a hold is placed by the
+// action setLegalHold (POST .../containers/<name>/setLegalHold, with 1 to 10 tags of 3 to 23
+// alphanumerics, such as a matter id) and removed by clearLegalHold. A template cannot declare it
+// (a deployment script would need an identity with that right and a CLI image). evidenceLegalHold
+// marks the request on the container (metadata legal_hold_requested) and the output
+// evidenceLegalHoldCommand gives the command; a person with the right runs it (docs/deploy.md).
+resource evidenceContainer 'Microsoft.Storage/storageAccounts/blobServices/containers@2023-05-01' = {
+  parent: blobService
+  name: evidenceContainerName
+  properties: {
+    publicAccess: 'None'
+    metadata: {
+      legal_hold_requested: evidenceLegalHold ? 'true' : 'false'
+    }
+  }
+}
+
+resource evidencePolicy 'Microsoft.Storage/storageAccounts/blobServices/containers/immutabilityPolicies@2023-05-01' = if (!evidencePolicyLocked) {
+  parent: evidenceContainer
+  name: 'default'
+  properties: {
+    immutabilityPeriodSinceCreationInDays: evidenceRetentionDays
+    allowProtectedAppendWrites: true
+    allowProtectedAppendWritesAll: false
+  }
+}
+
+// The identity's role on the evidence container: no built-in blob data role writes without delete
+// (Storage Blob Data Contributor has blobs/delete), so a custom role with only what the code does
+// there (shared/adapters/evidence_blobs.py). Data actions (Storage docs, "Actions and attributes for
+// Azure role assignment conditions for Azure Blob Storage"):
+//   blobs/read        read a blob and its properties, list blobs (verify reads everything back)
+//   blobs/write       write a blob: Put Blob, Put Block and Put Block List of a new blob (the
+//                     policy refuses them on an existing one). It also covers Set Blob Metadata and
+//                     Properties (the policy refuses them) and Set Blob Tier (allowed under WORM,
+//                     never called by the code)
+//   blobs/add/action  create a blob, or append data: create the manifests, Append Block
+// and one control-plane action, containers/write: the code creates its container on first use and
+// takes the conflict as "it exists" (shared/adapters/azure_storage.py, ensured_container); Create
+// Container is authorized by containers/write (as in Storage Blob Data Contributor), and without it
+// the call is refused with 403 instead. containers/write is not containers/delete, and the policy
+// and the legal hold have actions of their own (immutabilityPolicies/*, setLegalHold/action,
+// clearLegalHold/action), none of which this role has.
+// Not granted: blobs/delete, blobs/permanentDelete/action, blobs/deleteBlobVersion/action,
+// blobs/move/action, blobs/tags/write, blobs/immutableStorage/runAsSuperUser/action (writes a blob
+// legal hold or immutability policy), blobs/runAsSuperUser/action, containers/delete.
+// Defined in this resource group (assignable here only) and assigned on the evidence container
+// only; its name carries the prefix and the suffix because role names are unique in a tenant.
+// Creating it needs Microsoft.Authorization/roleDefinitions/write (Owner or User Access
+// Administrator; docs/deploy.md, Prerequisites). Subtracting Storage Blob Data Contributor with
+// notDataActions would not do: a built-in role changes when Microsoft changes it.
+var evidenceWriterActions = [
+  'Microsoft.Storage/storageAccounts/blobServices/containers/write'
+]
+var evidenceWriterDataActions = [
+  'Microsoft.Storage/storageAccounts/blobServices/containers/blobs/read'
+  'Microsoft.Storage/storageAccounts/blobServices/containers/blobs/write'
+  'Microsoft.Storage/storageAccounts/blobServices/containers/blobs/add/action'
+]
+
+resource evidenceWriterRole 'Microsoft.Authorization/roleDefinitions@2022-04-01' = {
+  name: guid(resourceGroup().id, 'evidence-writer')
+  properties: {
+    roleName: 'WhatsApp Archiver evidence writer (${namePrefix}-${suffix})'
+    description: 'Create and read blobs and append to append blobs in the WhatsApp Archiver evidence container; no delete.'
+    type: 'customRole'
+    permissions: [
+      {
+        actions: evidenceWriterActions
+        notActions: []
+        dataActions: evidenceWriterDataActions
+        notDataActions: []
+      }
+    ]
+    assignableScopes: [
+      resourceGroup().id
+    ]
+  }
+}
+
+resource evidenceRoleAssignment 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(evidenceContainer.id, identity.id, evidenceWriterRole.id)
+  scope: evidenceContainer
+  properties: {
+    principalId: identity.properties.principalId
+    principalType: 'ServicePrincipal'
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', evidenceWriterRole.name)
+  }
+}
 
 // --- Key Vault --------------------------------------------------------------------------------
 
@@ -1204,6 +1344,9 @@ var appSettings = {
   GRAPH_CERTIFICATE: empty(graphCertificateName) ? '' : '@Microsoft.KeyVault(SecretUri=${vault.properties.vaultUri}secrets/${graphCertificateName}/)'
   STATUS_RECENT_WINDOWS: string(statusRecentWindows)
   REPORT_RETENTION_DAYS: string(reportRetentionDays)
+  // The evidence store (Evidence store, above): its container and the period of its policy.
+  EVIDENCE_CONTAINER: evidenceContainerName
+  EVIDENCE_RETENTION_DAYS: string(evidenceRetentionDays)
 }
 
 resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
@@ -1259,9 +1402,12 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
     containers
     queues
     tables
+    evidenceContainer
+    evidencePolicy
     containerRoleAssignments
     queueRoleAssignments
     tableRoleAssignments
+    evidenceRoleAssignment
     storageReaderRole
     telemessageUsernameRole
     telemessagePasswordRole
@@ -1372,6 +1518,12 @@ output whatsappOutboundUrl string = 'https://${functionApp.properties.defaultHos
 output storageAccountName string = storage.name
 // Where custodians upload WhatsApp chat exports and their sidecars (docs/deploy.md, section 11).
 output chatExportsContainer string = chatExportsContainerName
+// The evidence store (docs/deploy.md, Evidence store), and with evidenceLegalHold the command that
+// places the legal hold, for a person with the right to run it: replace <matterid> by the hold tag
+// (3 to 23 letters and digits). --allow-protected-append-writes-all keeps the manifests appendable
+// under the hold (a legal hold offers only that append setting); without it every append fails.
+output evidenceContainer string = evidenceContainer.name
+output evidenceLegalHoldCommand string = evidenceLegalHold ? 'az storage container legal-hold set --resource-group ${resourceGroup().name} --account-name ${storage.name} --container-name ${evidenceContainerName} --tags <matterid> --allow-protected-append-writes-all true' : ''
 output keyVaultName string = vault.name
 output appInsightsName string = appInsights.name
 output identityName string = identity.name

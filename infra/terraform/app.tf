@@ -81,6 +81,9 @@ locals {
     GRAPH_CERTIFICATE     = var.graph_certificate_name == "" ? "" : "@Microsoft.KeyVault(SecretUri=${azurerm_key_vault.main.vault_uri}secrets/${var.graph_certificate_name}/)"
     STATUS_RECENT_WINDOWS = tostring(var.status_recent_windows)
     REPORT_RETENTION_DAYS = tostring(var.report_retention_days)
+    # The evidence store (evidence.tf): its container and the period of its policy.
+    EVIDENCE_CONTAINER      = local.evidence_container_name
+    EVIDENCE_RETENTION_DAYS = tostring(var.evidence_retention_days)
   }
 }
 
@@ -139,7 +142,10 @@ resource "azapi_resource" "function_app" {
     azurerm_storage_container.main,
     azurerm_storage_queue.main,
     azapi_resource.table,
+    azurerm_storage_container.evidence,
+    azurerm_storage_container_immutability_policy.evidence,
     azurerm_role_assignment.container,
+    azurerm_role_assignment.evidence,
     azurerm_role_assignment.queue,
     azurerm_role_assignment.table,
     azurerm_role_assignment.storage_reader,

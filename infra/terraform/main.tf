@@ -45,6 +45,11 @@ locals {
   # The blob-triggered function, as the code registers it: the Event Grid subscription (events.tf)
   # delivers to it by this name (Host.Functions.<name>).
   chat_exports_function_name = "chat_export_blob"
+  # The evidence store (EVIDENCE_CONTAINER, default archive-evidence in shared/settings.py): the raw
+  # captured bytes (raw/<kind>/<sha256>, block blobs created once) and the manifests (append blobs),
+  # under a time-based retention policy. Not in container_names: it has a policy, metadata and a
+  # role of its own (evidence.tf).
+  evidence_container_name = "archive-evidence"
   # The Functions host's own containers in AzureWebJobsStorage: azure-webjobs-hosts (host and timer
   # singleton leases, the timer's schedule monitor, the host id) and azure-webjobs-secrets (function
   # and host keys). The host creates them if they are missing; they are created here so that its
@@ -91,6 +96,8 @@ locals {
   #                    exists to cover it: every blob role here is on its own container. The code
   #                    never deletes here; Contributor still includes delete (no built-in role
   #                    writes without it), and blob soft delete (7 days) covers a deletion.
+  #   archive-evidence not in this table: a custom role without any delete right (evidence.tf), as
+  #                    no built-in blob role writes without delete.
   # Owner is kept off the data containers: over Contributor it adds POSIX ACL and ownership changes,
   # blob tags, permanent deletion of soft-deleted blobs and versions, and immutability-policy bypass,
   # none of which the code uses and all of which weaken the evidence kept there. (The Functions docs

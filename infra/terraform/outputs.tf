@@ -27,6 +27,18 @@ output "chat_exports_container" {
   value = local.chat_exports_container_name
 }
 
+# The evidence store (docs/deploy.md, Evidence store), and with evidence_legal_hold the command that
+# places the legal hold, for a person with the right to run it: replace <matterid> by the hold tag
+# (3 to 23 letters and digits). --allow-protected-append-writes-all keeps the manifests appendable
+# under the hold (a legal hold offers only that append setting); without it every append fails.
+output "evidence_container" {
+  value = azurerm_storage_container.evidence.name
+}
+
+output "evidence_legal_hold_command" {
+  value = var.evidence_legal_hold ? "az storage container legal-hold set --resource-group ${azurerm_resource_group.main.name} --account-name ${azurerm_storage_account.main.name} --container-name ${local.evidence_container_name} --tags <matterid> --allow-protected-append-writes-all true" : ""
+}
+
 output "key_vault_name" {
   value = azurerm_key_vault.main.name
 }

@@ -395,3 +395,23 @@ variable "create_event_subscriptions" {
   default     = true
   nullable    = false
 }
+
+# --- Evidence store (WORM, issue 18; evidence.tf) -------------------------------------------------
+
+variable "evidence_retention_days" {
+  description = "EVIDENCE_RETENTION_DAYS: days the evidence container keeps every blob under its time-based retention policy (WORM), counted from creation (from the last append for an append blob); 2557 days is 7 years. While the policy is unlocked this variable sets it; once the firm has locked it, it can only be extended, with the CLI, and this variable must then equal the policy's period (docs/deploy.md)."
+  type        = number
+  default     = 2557
+  nullable    = false
+  validation {
+    condition     = var.evidence_retention_days >= 1 && var.evidence_retention_days <= 146000 && floor(var.evidence_retention_days) == var.evidence_retention_days
+    error_message = "evidence_retention_days: a whole number of days, 1 to 146000."
+  }
+}
+
+variable "evidence_legal_hold" {
+  description = "A legal hold on the evidence container is requested: the container gets the metadata legal_hold_requested=true and the output evidence_legal_hold_command gives the command that places the hold. A legal hold is an action with case tags (setLegalHold), not a property a template can declare; it is placed and cleared by a person (docs/deploy.md)."
+  type        = bool
+  default     = false
+  nullable    = false
+}
