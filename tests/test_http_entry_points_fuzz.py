@@ -341,11 +341,20 @@ def test_a_forged_item_message_is_poisoned_whole_and_reads_nothing(app, field, v
     assert poison.reason.value == "invalid_item" and poison.original_message == forged
 
 
+EVIDENCE = "archive-evidence"
+
+
 def _webhook_writes_only_its_bodies_and_hand_offs(requests: list[StorageRequest]) -> list[StorageRequest]:
     wrong = []
     for r in requests:
         if r.queue:
             if r.container != "listing" or r.method not in ("POST", "PUT"):
+                wrong.append(r)
+        elif r.container == EVIDENCE:
+            # The body once more, as evidence: created under its digest, never read, never anything else.
+            if r.method != "PUT" or not (r.blob or "").startswith("raw/webhook-body/") and r.blob is not None:
+                wrong.append(r)
+            elif r.blob is None and r.query.get("restype") != "container":
                 wrong.append(r)
         elif r.method == "GET" or r.container != RECORDS or (r.blob is not None and not r.blob.startswith("webhooks/")):
             if not (r.method == "PUT" and r.blob is None and r.query.get("restype") == "container"):
@@ -376,11 +385,15 @@ def test_the_webhook_reads_nothing_and_writes_only_signed_bodies_whatever_it_is_
     response = whatsapp_webhook.whatsapp_webhook.build().get_user_function()(request)
     assert response.status_code in (200, 401, 403, 405, 413)
     assert not _webhook_writes_only_its_bodies_and_hand_offs(app.requests)
-    stored = [r for r in app.requests if not r.queue and r.blob is not None]
+    stored = [r for r in app.requests if not r.queue and r.blob is not None and r.container == RECORDS]
+    kept = [r for r in app.requests if not r.queue and r.blob is not None and r.container == EVIDENCE]
     if method.upper() == "POST" and sign:
+        # Stored once for the pipeline, once as evidence under the body's own digest.
+        digest = hashlib.sha256(body).hexdigest()
         assert response.status_code == 200 and len(stored) == 1
+        assert [r.blob for r in kept] == [f"raw/webhook-body/{digest}"]
     elif method.upper() == "POST":
-        assert response.status_code == 401 and stored == []
+        assert response.status_code == 401 and stored == [] and kept == []
     answer = response.get_body()
     if response.status_code != 200 or method.upper() != "GET":
         assert answer == b""  # nothing is ever said back but the handshake's challenge
