@@ -162,3 +162,21 @@ def test_the_report_is_finished_when_every_record_has_its_outcome_and_only_by_it
     # A task of an earlier import of the same file (another window) leaves this report alone.
     stale = task.model_copy(update={"window_id": "20261130T000000Z-20261201T000000Z.20261130T100000000Z"})
     assert finish(stale) is None and stack.report()["window"] == first["window"]
+
+
+def test_an_import_that_fails_part_way_is_finished_by_the_retry_in_the_same_window(stack):
+    stack.uploads.upload(NAME + ".json", sidecar())
+    stack.uploads.upload(NAME, export_bytes())
+    stack.items = MemoryQueue("items", fail_after=1)  # storage gives way after the first record
+    with pytest.raises(ConnectionError):
+        stack.event(NAME)
+    stack.now = stack.now.replace(minute=7)  # the host retries the event minutes later
+    stack.items = MemoryQueue("items")
+    report = stack.event(NAME)
+    # One window for the upload: the record handed off before the failure is found again, and the
+    # window's one slice is whole, so it can reconcile.
+    [window] = stack.ledger.recent_windows(5)
+    assert report["window"] == window.window_id
+    pages = stack.ledger.pages(window.window_id)
+    assert pages[-1].last and {k for p in pages for k in p.record_keys} == {
+        ItemTask.model_validate(m).record_key for m in stack.items.messages}

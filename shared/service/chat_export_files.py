@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import re
 import zipfile
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -217,14 +218,8 @@ def _read(archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> Iterator[bytes]:
                 if read > info.file_size:
                     raise ExportFileError(f"member {_shown(info.filename)} inflates past its declared size")
                 yield chunk
-    except (zipfile.BadZipFile, zlib_error(), EOFError, NotImplementedError) as error:
+    except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError) as error:
         raise ExportFileError(f"member {_shown(info.filename)} cannot be read ({type(error).__name__})") from None
-
-
-def zlib_error() -> type[Exception]:
-    import zlib
-
-    return zlib.error
 
 
 def _shown(name: str) -> str:

@@ -73,12 +73,11 @@ def prepare_export(
     for name, member in export.media.items():
         attachment_id = media_attachment_id(member.sha256)
         if not media_store.has(attachment_id):
-            size, digest = media_store.put(attachment_id, export.open_member(name), {
+            _, digest = media_store.put(attachment_id, export.open_member(name), {
                 "source": SOURCE, "sha256": member.sha256, "export_sha256": export.sha256,
             })
             if digest != member.sha256:  # the zip changed under us: never attach bytes other than hashed
                 raise TransientError(f"media file {attachment_id} read back with another SHA-256")
-            del size
         media[name] = MediaFile(name, attachment_id, member.size, member.sha256)
     chat_name = options.chat_name or export.chat_name
     context = ExportContext(

@@ -210,6 +210,10 @@ def receive_upload(
         return _refuse(uploads, export_name, "export_too_big",
                        f"the export is {export_stamp.size} bytes, over the limit of {MAX_EXPORT_BYTES}", clock, stamps)
     now = clock()
+    # The upload's own time (its later half's last write) is the records' capture time and names the
+    # import's window: an event run again after a failure part-way lands in the same window with the same
+    # bytes, so the records already handed off are found again, not left in a window that never closes.
+    captured = max(export_stamp.modified, sidecar_stamp.modified).astimezone(UTC)
     with tempfile.TemporaryDirectory(prefix="wa-export-", dir=spool_dir) as folder:
         local = Path(folder) / "upload"
         try:
@@ -222,11 +226,12 @@ def receive_upload(
             export = open_export(local, name=_base(export_name))
             if evidence is not None:
                 _keep_evidence(evidence, export, sidecar_bytes)
-            prepared = prepare_export(export, sidecar.options(), media_store=media_store, captured_at=now)
+            prepared = prepare_export(export, sidecar.options(), media_store=media_store, captured_at=captured)
         except (ExportFileError, ChatExportError) as error:
             return _refuse(uploads, export_name, type(error).__name__, str(error), clock, stamps)
         return _hand_off(export_name, prepared, records=records, items_queue=items_queue,
-                         report_queue=report_queue, ledger=ledger, uploads=uploads, now=now, stamps=stamps,
+                         report_queue=report_queue, ledger=ledger, uploads=uploads, now=now, captured=captured,
+                         stamps=stamps,
                          report_delay=report_delay, transcripts_queue=transcripts_queue,
                          transcript_delay=transcript_delay)
 
@@ -257,13 +262,13 @@ def _handed_off_already(uploads: ChatExportUploads, export_name: str, stamps: di
 
 def _hand_off(
     export_name: str, prepared: PreparedExport, *, records: RecordStore, items_queue: WorkQueue,
-    report_queue: WorkQueue, ledger: WindowLedger, uploads: ChatExportUploads, now: datetime, stamps: dict[str, str],
-    report_delay: int, transcripts_queue: WorkQueue | None = None, transcript_delay: int = 0,
+    report_queue: WorkQueue, ledger: WindowLedger, uploads: ChatExportUploads, now: datetime, captured: datetime,
+    stamps: dict[str, str], report_delay: int, transcripts_queue: WorkQueue | None = None, transcript_delay: int = 0,
 ) -> dict[str, Any]:
-    # A window of its own per import, over the day it was taken in: its report is this export's alone
+    # A window of its own per upload, over the day it was uploaded on: its report is this export's alone
     # (a later export of the same chat shows the overlap as skipped duplicates), and `status` and
     # `report --window` show it like any window.
-    info = WindowInfo(webhook_day(now).window, 1, now)
+    info = WindowInfo(webhook_day(captured).window, 1, captured)
     window_id = info.window_id
     if ledger.window(window_id) is None:
         ledger.open_window(info)
