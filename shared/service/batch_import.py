@@ -5,13 +5,51 @@ from __future__ import annotations
 
 import codecs
 import json
+import logging
 from collections import Counter
-from collections.abc import Iterable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field, replace
 from typing import Any
 
+from shared.domain.errors import PoisonReason, TransientError
 from shared.domain.ledger import RecordOutcome
 from shared.service.importing import ImportResult, ItemImporter
+
+log = logging.getLogger(__name__)
+
+IMPORT_ATTEMPTS = 3  # as often as the items queue tries a record before it is poisoned
+
+
+def _nothing() -> None:
+    return None
+
+
+def import_with_retries(
+    importer: ItemImporter, raw: bytes, *, message_id: str | None, label: str, sleep: Callable[[float], None],
+    before: Callable[[], None] = _nothing, after_failure: Callable[[], None] = _nothing,
+) -> ImportResult:
+    """One record of a file import, tried as the items queue would try it: a TransientError waits (the
+    throttle's Retry-After, at most 30 s) and tries again; still failing after ``IMPORT_ATTEMPTS`` it is
+    ``retries_exhausted`` and not written (a later run of the file tries it again). ``before`` runs ahead
+    of each attempt and ``after_failure`` after a failed one (a source's media fetched, or forgotten)."""
+    attempt = 1
+    while True:
+        try:
+            before()
+            result = importer.import_raw(raw, attempt=attempt)
+        except TransientError as error:
+            after_failure()
+            if attempt >= IMPORT_ATTEMPTS:
+                log.warning("record %s: still failing after %d attempts (%s)", label, attempt, error)
+                return ImportResult(RecordOutcome.POISONED, message_id,
+                                    reason=PoisonReason.RETRIES_EXHAUSTED, detail=str(error)[:2000])
+            sleep(min(error.retry_after or 1.0, 30.0))
+            attempt += 1
+            continue
+        if result.outcome is RecordOutcome.SKIPPED_DUPLICATE:
+            # Nothing was written: the item already in the mailbox says what it captured.
+            result = replace(result, partial=False)
+        return result
 
 
 @dataclass

@@ -14,7 +14,7 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -27,17 +27,17 @@ from shared.domain.chat_export_records import (
     MediaFile,
     build_records,
 )
-from shared.domain.errors import PoisonReason, TransientError
+from shared.domain.errors import TransientError
 from shared.domain.ledger import RecordOutcome
+from shared.domain.records import record_key
 from shared.ports import CapturedMediaStore
-from shared.service.batch_import import BatchReport
+from shared.service.batch_import import BatchReport, import_with_retries
 from shared.service.chat_export_files import ExportFile
 from shared.service.importing import ImportResult, ItemImporter
 from shared.service.listing import serialise_item
 
 log = logging.getLogger(__name__)
 
-IMPORT_ATTEMPTS = 3
 
 
 @dataclass(frozen=True)
@@ -182,21 +182,8 @@ def item_facts(item: ExportRecord) -> dict[str, Any]:
 
 
 def _import_one(item: ExportRecord, importer: ItemImporter, sleep: Callable[[float], None]) -> ImportResult:
-    raw = record_bytes(item)
-    attempt = 1
-    while True:
-        try:
-            result = importer.import_raw(raw, attempt=attempt)
-        except TransientError as error:
-            if attempt >= IMPORT_ATTEMPTS:
-                return ImportResult(RecordOutcome.POISONED, item.record.message_id,
-                                    reason=PoisonReason.RETRIES_EXHAUSTED, detail=str(error)[:2000])
-            sleep(min(error.retry_after or 1.0, 30.0))
-            attempt += 1
-            continue
-        if result.outcome is RecordOutcome.SKIPPED_DUPLICATE:
-            result = replace(result, partial=False)
-        return result
+    return import_with_retries(importer, record_bytes(item), message_id=item.record.message_id,
+                               label=record_key(item.record.message_id)[:16], sleep=sleep)
 
 
 def summary_lines(report: Mapping[str, Any]) -> list[tuple[str, str]]:

@@ -29,13 +29,12 @@ import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from shared.domain.errors import ConfigurationError, PermanentError, PoisonReason, TransientError
-from shared.domain.ledger import RecordOutcome
+from shared.domain.errors import ConfigurationError, PermanentError, PoisonReason
 from shared.domain.tasks import capturable_media_ids
 from shared.domain.webhook_auth import MAX_BODY_BYTES
 from shared.domain.whatsapp_cloud import (
@@ -47,13 +46,12 @@ from shared.domain.whatsapp_cloud import (
     parse_webhook,
 )
 from shared.ports import MediaFetcher
-from shared.service.batch_import import BatchReport
+from shared.service.batch_import import BatchReport, import_with_retries
 from shared.service.importing import ImportResult, ItemImporter
 from shared.service.listing import serialise_item
 
 log = logging.getLogger(__name__)
 
-IMPORT_ATTEMPTS = 3  # as often as the items queue tries a record before it is poisoned
 _CHUNK = 64 * 1024
 
 
@@ -240,26 +238,11 @@ def _import_message(
     message: ParsedMessage, importer: ItemImporter, media: _MediaCapture, sleep: Callable[[float], None],
 ) -> ImportResult:
     media_ids = capturable_media_ids(message.record)  # as the webhook path fetches them
-    raw = serialise_item(message.record)
-    attempt = 1
-    while True:
-        try:
-            media.capture(media_ids)
-            result = importer.import_raw(raw, attempt=attempt)
-        except TransientError as error:
-            # Bytes damaged in transit fail their digest: the next attempt downloads them again.
-            media.forget(media_ids)
-            if attempt >= IMPORT_ATTEMPTS:
-                log.warning("record %s: still failing after %d attempts (%s)", message.key[:16], attempt, error)
-                return ImportResult(RecordOutcome.POISONED, message.message_id,
-                                    reason=PoisonReason.RETRIES_EXHAUSTED, detail=str(error)[:2000])
-            sleep(min(error.retry_after or 1.0, 30.0))
-            attempt += 1
-            continue
-        if result.outcome is RecordOutcome.SKIPPED_DUPLICATE:
-            # Nothing was written: the item already in the mailbox says what it captured.
-            result = replace(result, partial=False)
-        return result
+    # Bytes damaged in transit fail their digest: the next attempt downloads them again.
+    return import_with_retries(
+        importer, serialise_item(message.record), message_id=message.message_id, label=message.key[:16],
+        sleep=sleep, before=lambda: media.capture(media_ids), after_failure=lambda: media.forget(media_ids),
+    )
 
 
 def _bounded_lines(handle: BinaryIO, limit: int) -> Iterable[tuple[int, bytes | None]]:
