@@ -90,7 +90,7 @@ def _readable(path: Path | None, what: str) -> Path | None:
 
 
 def run_import_chat_export(args: argparse.Namespace) -> int:
-    from shared.adapters.local_files import EmlMailbox, FileDirectory, FileMappingSource
+    from shared.adapters.local_files import FileMappingSource
     from shared.domain.chat_export import ChatExportError, DateOrderUndecided
     from shared.domain.mapping_table import parse_mapping
     from shared.domain.participants_table import parse_participants
@@ -132,12 +132,7 @@ def run_import_chat_export(args: argparse.Namespace) -> int:
     except ExportFileError as error:
         print(f"error: {args.file.name}: {error}", file=sys.stderr)
         return 1
-    if args.graph:
-        from shared.cli.main import _graph_delivery
-
-        directory, writer = _graph_delivery()
-    else:
-        directory, writer = FileDirectory(args.directory), EmlMailbox(args.mailbox_dir)
+    directory, writer = arguments.delivery(args)
     mapper = MailboxMapper(directory, mapping, custom_enabled=mapping is not None, auto_enabled=True,
                            default_region=args.region)
     options = ChatExportOptions(

@@ -159,7 +159,7 @@ def _readable(path: Path, what: str) -> Path:
 
 
 def _import(args: argparse.Namespace) -> int:
-    from shared.adapters.local_files import EmlMailbox, FileDirectory, FileMappingSource
+    from shared.adapters.local_files import FileMappingSource
     from shared.domain.mapping_table import parse_mapping
     from shared.service.mapping import MailboxMapper
 
@@ -179,10 +179,7 @@ def _import(args: argparse.Namespace) -> int:
     for problem in parsed.problems:
         print(f"mapping {mapping_path.name}: {problem} (row not used)", file=sys.stderr)
 
-    if args.graph:
-        directory, writer = _graph_delivery()
-    else:
-        directory, writer = FileDirectory(args.directory), EmlMailbox(args.mailbox_dir)
+    directory, writer = arguments.delivery(args)
     mapper = MailboxMapper(
         directory, FileMappingSource(mapping_path, default_region=args.region),
         auto_enabled=not args.no_auto_mapping, default_region=args.region,
@@ -257,16 +254,6 @@ def _import_webhooks(items: Path, args: argparse.Namespace, mapper, writer, meta
             handle, importer, store=store, fetcher=meta_media, received_at=datetime.now(UTC),
             media_note=None if meta_media else NO_MEDIA_TOKEN,
         ).to_json()
-
-
-def _graph_delivery():
-    """Graph directory and writer from the environment's settings, as the function app builds them.
-    Without the app's storage there are no delivery records, so each write looks up before creating."""
-    from shared.composition import Container
-    from shared.settings import Settings
-
-    container = Container(Settings(directory="graph", mailbox_writer="graph"))
-    return container.directory, container.graph_mailbox
 
 
 def _print_counts(report: dict, *, where: Path | str | None = None) -> None:
