@@ -191,7 +191,8 @@ def receive_upload(
         log.info("chat export upload: the other half's event imports it")
         return None
     stamps = {"export_etag": export_stamp.etag, "sidecar_etag": sidecar_stamp.etag}
-    if _handed_off_already(uploads, export_name, stamps):
+    earlier = _earlier_report(uploads, export_name, stamps)
+    if earlier.get("status") in HANDED_OFF:
         # Event Grid delivers at least once: the same upload was handed off before.
         log.info("chat export upload: handed off before, nothing to do")
         return None
@@ -210,10 +211,13 @@ def receive_upload(
         return _refuse(uploads, export_name, "export_too_big",
                        f"the export is {export_stamp.size} bytes, over the limit of {MAX_EXPORT_BYTES}", clock, stamps)
     now = clock()
-    # The upload's own time (its later half's last write) is the records' capture time and names the
-    # import's window: an event run again after a failure part-way lands in the same window with the same
-    # bytes, so the records already handed off are found again, not left in a window that never closes.
-    captured = max(export_stamp.modified, sidecar_stamp.modified).astimezone(UTC)
+    # An event run again after a failure part-way finishes the import it started, in the same window and
+    # with the same capture time (so the same bytes): the records already handed off are found again, not
+    # left in a window whose slice never closes. The report beside the upload says which import began.
+    if earlier.get("status") == "handing_off" and isinstance(earlier.get("captured"), str):
+        captured = datetime.fromisoformat(earlier["captured"].replace("Z", "+00:00"))
+    else:
+        captured = now
     with tempfile.TemporaryDirectory(prefix="wa-export-", dir=spool_dir) as folder:
         local = Path(folder) / "upload"
         try:
@@ -251,13 +255,15 @@ def _keep_evidence(evidence: EvidenceStore, export, sidecar: bytes) -> None:
             evidence.keep_stream("media", member.sha256, export.open_member(name), {"export_sha256": export.sha256})
 
 
-def _handed_off_already(uploads: ChatExportUploads, export_name: str, stamps: dict[str, str]) -> bool:
+def _earlier_report(uploads: ChatExportUploads, export_name: str, stamps: dict[str, str]) -> dict[str, Any]:
+    """The report beside the upload when it is of this very upload (the same halves), else empty."""
     try:
         report = json.loads(uploads.read_small(export_name_report(export_name), MAX_REPORT_BYTES))
     except (RecordMissing, ValueError):
-        return False
-    return isinstance(report, dict) and report.get("status") in HANDED_OFF and all(
-        report.get(key) == value for key, value in stamps.items())
+        return {}
+    if not isinstance(report, dict) or any(report.get(key) != value for key, value in stamps.items()):
+        return {}
+    return report
 
 
 def _hand_off(
@@ -265,11 +271,13 @@ def _hand_off(
     report_queue: WorkQueue, ledger: WindowLedger, uploads: ChatExportUploads, now: datetime, captured: datetime,
     stamps: dict[str, str], report_delay: int, transcripts_queue: WorkQueue | None = None, transcript_delay: int = 0,
 ) -> dict[str, Any]:
-    # A window of its own per upload, over the day it was uploaded on: its report is this export's alone
+    # A window of its own per import, over the day it was taken in: its report is this export's alone
     # (a later export of the same chat shows the overlap as skipped duplicates), and `status` and
     # `report --window` show it like any window.
     info = WindowInfo(webhook_day(captured).window, 1, captured)
     window_id = info.window_id
+    _write(uploads, export_name, {"status": "handing_off", "file": _base(export_name), "window": window_id,
+                                  "captured": _iso(info.scheduled_at), "at": _iso(now), **stamps})
     if ledger.window(window_id) is None:
         ledger.open_window(info)
     slice_id = f"chat-export-{prepared.export.sha256[:32]}"
