@@ -138,6 +138,21 @@ class MailboxResult:
     mailbox: str
     outcome: RecordOutcome  # IMPORTED or SKIPPED_DUPLICATE
     rule: MappingRule
+    # The chain of evidence (shared/service/evidence_chain.py): the id the item is found by in this
+    # mailbox and the digest of what was written there (shared/domain/item_digest.py).
+    item_id: str | None = None
+    item_sha256: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        data = {"mailbox": self.mailbox, "outcome": self.outcome.value, "rule": self.rule.value}
+        if self.item_sha256:
+            data.update(item_id=self.item_id or "", item_sha256=self.item_sha256)
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> MailboxResult:
+        return cls(data["mailbox"], RecordOutcome(data["outcome"]), MappingRule(data["rule"]),
+                   data.get("item_id") or None, data.get("item_sha256") or None)
 
 
 @dataclass(frozen=True)
@@ -153,17 +168,17 @@ class OutcomeEntry:
     unavailable: tuple[str, ...] = ()  # mapped mailboxes that could not take mail
     source_user: str | None = None  # the sender's phone number, masked (the admin report's "source user")
     recapture_of: str | None = None  # a re-capture: the key of the record archived before under its id
+    raw_sha256: str | None = None  # the claim check's bytes as imported: the chain of evidence's link
 
     def to_json(self) -> dict[str, Any]:
         return {
             **({"recapture_of": self.recapture_of} if self.recapture_of else {}),
+            **({"raw_sha256": self.raw_sha256} if self.raw_sha256 else {}),
             "record_key": self.record_key,
             "message_id": self.message_id,
             "outcome": self.outcome.value,
             "at": isoformat_z(self.at),
-            "mailboxes": [
-                {"mailbox": m.mailbox, "outcome": m.outcome.value, "rule": m.rule.value} for m in self.mailboxes
-            ],
+            "mailboxes": [m.to_json() for m in self.mailboxes],
             "reason": self.reason,
             "detail": self.detail,
             "partial": self.partial,
@@ -178,16 +193,14 @@ class OutcomeEntry:
             message_id=data.get("message_id"),
             outcome=RecordOutcome(data["outcome"]),
             at=parse_iso(data["at"]),
-            mailboxes=tuple(
-                MailboxResult(m["mailbox"], RecordOutcome(m["outcome"]), MappingRule(m["rule"]))
-                for m in data.get("mailboxes", [])
-            ),
+            mailboxes=tuple(MailboxResult.from_json(m) for m in data.get("mailboxes", [])),
             reason=data.get("reason"),
             detail=data.get("detail"),
             partial=bool(data.get("partial", False)),
             unavailable=tuple(data.get("unavailable", ())),
             source_user=data.get("source_user"),
             recapture_of=data.get("recapture_of"),
+            raw_sha256=data.get("raw_sha256"),
         )
 
 
@@ -293,6 +306,7 @@ def merge_outcomes(a: OutcomeEntry, b: OutcomeEntry) -> OutcomeEntry:
         # A re-capture's note (the fields that differ) is what an archived entry's detail holds.
         detail=a.detail or b.detail,
         recapture_of=a.recapture_of or b.recapture_of,
+        raw_sha256=a.raw_sha256 or b.raw_sha256,
     )
 
 

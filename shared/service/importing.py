@@ -8,6 +8,7 @@ finishes the job without duplicating anything.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 from collections.abc import Mapping
@@ -19,6 +20,7 @@ from pydantic import ValidationError
 
 from shared.domain.errors import MailboxUnavailable, PermanentError, PoisonReason
 from shared.domain.identifiers import recapture_of
+from shared.domain.item_digest import item_digest
 from shared.domain.ledger import MailboxResult, RecordOutcome
 from shared.domain.phones import masked_number
 from shared.domain.recapture import Recapture, recapture
@@ -60,6 +62,7 @@ class ImportResult:
     source_user: str | None = None  # the sender's number, masked, for the admin report
     captured_at: datetime | None = None  # when TeleMessage captured the record (telemetry: latency)
     recapture_of: str | None = None  # the key of the record this one re-captures
+    raw_sha256: str | None = None  # the imported bytes' SHA-256: the chain of evidence's link
 
     @classmethod
     def poisoned(cls, message_id: str | None, error: PermanentError) -> ImportResult:
@@ -95,10 +98,11 @@ class ItemImporter:
         self._media_sources: dict[str, ArchiveSource | None] = {"telemessage": source, **(media_sources or {})}
 
     def import_raw(self, raw: bytes | str, *, attempt: int = 1, origin: RecordOrigin | None = None) -> ImportResult:
+        raw_sha256 = hashlib.sha256(raw.encode("utf-8") if isinstance(raw, str) else raw).hexdigest()
         try:
             record = parse_record(raw)
         except PermanentError as error:
-            return ImportResult.poisoned(None, error)
+            return replace(ImportResult.poisoned(None, error), raw_sha256=raw_sha256)
         try:
             again = self._recapture(raw, origin)
             result = self.import_record(record, attempt=attempt, origin=origin, recapture=again)
@@ -106,6 +110,7 @@ class ItemImporter:
             result = ImportResult.poisoned(record.message_id, error)
         return replace(
             result, source_user=masked_number(record.sender.phone, self._region), captured_at=record.captured_at,
+            raw_sha256=raw_sha256,
         )
 
     def import_record(
@@ -175,6 +180,7 @@ class ItemImporter:
     ) -> tuple[list[MailboxResult], list[str]]:
         results: list[MailboxResult] = []
         unavailable: list[str] = []
+        digest = item_digest(item)  # one item, the same in every mailbox
         for mailbox in mapped:
             try:
                 outcome = self._writer.write(mailbox.address, item)
@@ -187,7 +193,7 @@ class ItemImporter:
             results.append(MailboxResult(
                 mailbox.address,
                 RecordOutcome.IMPORTED if outcome is WriteOutcome.IMPORTED else RecordOutcome.SKIPPED_DUPLICATE,
-                mailbox.rule,
+                mailbox.rule, item.record_id, digest,
             ))
         return results, unavailable
 

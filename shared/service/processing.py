@@ -124,6 +124,7 @@ def _process(
         record_key=task.record_key, message_id=task.message_id, outcome=result.outcome, at=now,
         mailboxes=result.mailboxes, reason=result.reason, detail=result.detail, partial=result.partial,
         unavailable=result.unavailable, source_user=result.source_user, recapture_of=result.recapture_of,
+        raw_sha256=result.raw_sha256,
     ))
     telemetry.account_record(
         result.outcome, reason=result.reason, partial=result.partial,

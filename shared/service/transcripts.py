@@ -27,6 +27,7 @@ from zoneinfo import ZoneInfo
 
 from shared import telemetry
 from shared.domain.errors import MailboxUnavailable, PermanentError, PoisonReason, TransientError
+from shared.domain.item_digest import item_digest
 from shared.domain.ledger import MailboxResult, OutcomeEntry, RecordOutcome
 from shared.domain.records import ArchiveRecord, record_key
 from shared.domain.rendered import base64_mime_size
@@ -212,12 +213,13 @@ class TranscriptComposer:
                         unavailable[record.record_key].append(mailbox)
                     continue
                 written += outcome is WriteOutcome.IMPORTED
+                digest = item_digest(item)  # each mailbox's transcript holds only its own records
                 if outcome is WriteOutcome.IMPORTED:
                     telemetry.count_bytes(item.mime_size())
                 state = RecordOutcome.IMPORTED if outcome is WriteOutcome.IMPORTED else RecordOutcome.SKIPPED_DUPLICATE
                 for record in mine:
                     rule = next(m.rule for m in record.mailboxes if m.address == mailbox)
-                    results[record.record_key].append(MailboxResult(mailbox, state, rule))
+                    results[record.record_key].append(MailboxResult(mailbox, state, rule, item.record_id, digest))
         self._store.mark_transcribed([r.record_key for r in part.kept], part.item_id)
         now = self._clock()
         poisoned = 0

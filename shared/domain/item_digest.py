@@ -1,0 +1,138 @@
+"""The SHA-256 of what was written into a mailbox, in a form a read-back can recompute.
+
+The bytes written are not what a mailbox gives back: Exchange stores a Graph item as properties
+and makes its MIME anew when asked (other boundaries, other header folding, its own HTML head), and
+even the .eml writer's MIME carries random boundaries. So the digest is taken over what a reviewer
+reads and Exchange keeps: the record id the item is found by, the subject, the original send time
+(UTC, to the second: Exchange keeps no finer), the visible text of the HTML body (the text outside
+tags, outside ``<head>``, ``<style>`` and ``<script>``, entities decoded, whitespace runs made one
+space, NFC) and each attachment's file name and SHA-256, in name order. An item whose body text,
+subject, time or any attachment byte changed has another digest; re-encoding the same content does
+not change it. The same function reads a rendered item at write time and an item's MIME at
+``verify`` time, so both sides are one code path.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import unicodedata
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email import message_from_bytes, policy
+from email.message import EmailMessage
+from email.utils import parsedate_to_datetime
+from html.parser import HTMLParser
+
+from shared.domain.rendered import RenderedItem
+
+DIGEST_VERSION = 1
+_HIDDEN = frozenset({"head", "style", "script", "title"})
+
+
+class _VisibleText(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.parts: list[str] = []
+        self._hidden = 0
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag in _HIDDEN:
+            self._hidden += 1
+        self.parts.append(" ")  # a tag separates words ("a<br>b" reads as two)
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in _HIDDEN and self._hidden:
+            self._hidden -= 1
+        self.parts.append(" ")
+
+    def handle_data(self, data: str) -> None:
+        if not self._hidden:
+            self.parts.append(data)
+
+
+def visible_text(html: str) -> str:
+    parser = _VisibleText()
+    parser.feed(html)
+    parser.close()
+    return normal_text("".join(parser.parts))
+
+
+def normal_text(text: str) -> str:
+    return " ".join(unicodedata.normalize("NFC", text).split())
+
+
+@dataclass(frozen=True)
+class ItemContent:
+    """What the digest is taken over (see the module's docstring)."""
+
+    record_id: str
+    subject: str
+    sent_at: datetime
+    body_text: str
+    attachments: tuple[tuple[str, str], ...]  # (file name, SHA-256), in name order
+
+    def digest(self) -> str:
+        canonical = {
+            "v": DIGEST_VERSION,
+            "record_id": self.record_id,
+            "subject": normal_text(self.subject),
+            "sent": self.sent_at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "body": self.body_text,
+            "attachments": [list(pair) for pair in sorted(self.attachments)],
+        }
+        data = json.dumps(canonical, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(data.encode("utf-8")).hexdigest()
+
+
+def rendered_content(item: RenderedItem) -> ItemContent:
+    """At write time: a missing attachment (media never captured) is not in the item, so not here."""
+    attachments = []
+    for attachment in item.attachments:
+        if attachment.payload is None:
+            continue
+        digest = hashlib.sha256()
+        with attachment.payload.open() as reader:
+            while chunk := reader.read(1 << 20):
+                digest.update(chunk)
+        attachments.append((normal_text(attachment.file_name), digest.hexdigest()))
+    return ItemContent(item.record_id, item.subject, item.sent_at, visible_text(item.html_body),
+                       tuple(attachments))
+
+
+def item_digest(item: RenderedItem) -> str:
+    return rendered_content(item).digest()
+
+
+class UnreadableItem(ValueError):
+    """The item read back is not MIME this module can take apart (named by the caller)."""
+
+
+def mime_content(raw: bytes, record_id: str) -> ItemContent:
+    """At verify time, from an item's MIME (an .eml file; Graph's ``/messages/{id}/$value``).
+    ``record_id``: what the item was found by (the .eml's file name, Graph's id property)."""
+    try:
+        message = message_from_bytes(raw, policy=policy.default)
+        assert isinstance(message, EmailMessage)
+        subject = str(message.get("Subject", ""))
+        date = message.get("Date")
+        sent_at = parsedate_to_datetime(str(date)) if date else None
+        if sent_at is None or sent_at.tzinfo is None:
+            raise UnreadableItem("no Date with a zone")
+        html_part = message.get_body(preferencelist=("html",))
+        body = visible_text(html_part.get_content()) if html_part is not None else ""
+        attachments = list(_attachments(message.iter_attachments()))
+    except UnreadableItem:
+        raise
+    except (ValueError, TypeError, LookupError, AssertionError) as error:
+        raise UnreadableItem(f"{type(error).__name__}") from None
+    return ItemContent(record_id, subject, sent_at, body, tuple(attachments))
+
+
+def _attachments(parts: Iterable[EmailMessage]) -> Iterable[tuple[str, str]]:
+    for part in parts:
+        payload = part.get_payload(decode=True)
+        if not isinstance(payload, bytes):  # a message/rfc822 part: not something we attach
+            continue
+        yield normal_text(part.get_filename() or ""), hashlib.sha256(payload).hexdigest()
