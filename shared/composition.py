@@ -97,6 +97,12 @@ class Container:
         return BlobEvidenceStore(self._service_clients[0], self.settings.evidence_container)
 
     @_built_once
+    def evidence_chain(self):
+        from shared.adapters.evidence_blobs import BlobEvidenceChain
+
+        return BlobEvidenceChain(self._service_clients[0], self.settings.state_container)
+
+    @_built_once
     def captured_media(self):
         """Per push source, its media as captured when the messages arrived."""
         from shared.adapters.azure_storage import BlobCapturedMedia

@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     # Only the signatures name these: every function module imports the ports, and none of them
     # should pay at cold start for the domain modules it does not use (the webhook parser, for one).
     from shared.domain.ledger import OutcomeEntry, PageEntry, WindowInfo, WindowSummary
+    from shared.domain.manifest import Link
     from shared.domain.mapping_table import MappingTable
     from shared.domain.rendered import RenderedItem
     from shared.domain.tally import RecordState
@@ -42,6 +43,27 @@ class MailboxWriter(Protocol):
     def write(self, mailbox: str, item: RenderedItem, *, check_existing: bool = True) -> WriteOutcome:
         """``check_existing=False`` skips the writer's own duplicate lookup: the caller knows from
         its idempotency record that no earlier attempt can have written this item."""
+        ...
+
+
+@dataclass(frozen=True)
+class ReadBackItem:
+    """An archived item as read back from a mailbox: where it was found (a file name, a Graph item
+    id: never content) and the digest of what it holds (shared/domain/item_digest.py), or None and
+    why when it could not be taken apart."""
+
+    location: str
+    digest: str | None
+    problem: str | None = None
+
+
+class ItemReader(Protocol):
+    """Reads archived items back for ``verify --online``."""
+
+    def find(self, mailbox: str, record_key: str, item_id: str) -> list[ReadBackItem]:
+        """Every item of this record in the mailbox (found by ``item_id``, the id property the writer
+        set; the .eml writer's file name carries ``record_key``). Raises TransientError or
+        MailboxUnavailable when the mailbox cannot be read."""
         ...
 
 
@@ -192,6 +214,39 @@ class EvidenceStore(Protocol):
         ...
 
     def exists(self, name: str) -> bool: ...
+
+    def names(self, kind: str) -> Iterator[str]:
+        """Every evidence name of this kind, streamed (``verify`` looks for manifests off the chain)."""
+        ...
+
+
+class EvidenceChain(Protocol):
+    """Where the chain of manifests ends, and which summary each window was sealed at: small mutable
+    state beside the watermark. The manifests themselves are evidence (WORM); a head moved back or
+    lost is found by ``verify``, which also lists every manifest kept."""
+
+    def head(self) -> tuple[Link | None, str | None]:
+        """The last link and a version tag to pass to ``advance`` ((None, None) before the first)."""
+        ...
+
+    def advance(self, link: Link, expected_version: str | None) -> None:
+        """Make ``link`` the head only if nobody moved it since ``expected_version`` was read;
+        ChainConflict otherwise."""
+        ...
+
+    def sealed_digest(self, window_id: str) -> str | None:
+        """The summary digest the window's latest manifest was sealed at, or None."""
+        ...
+
+    def mark_sealed(self, window_id: str, link: Link, summary_digest: str) -> None: ...
+
+    def sealed_links(self) -> Iterator[tuple[str, Link]]:
+        """Each sealed window and its latest link: ``verify`` names the window of a link it cannot read."""
+        ...
+
+
+class ChainConflict(RuntimeError):
+    pass
 
 
 # What a record's poisoning says when its claim check cannot be read whole (gone, or bytes that do

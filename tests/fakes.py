@@ -433,3 +433,41 @@ class MemoryEvidenceStore:
 
         parse_evidence_name(name)
         return name in self.blobs
+
+    def names(self, kind: str):
+        from shared.domain.evidence import evidence_name
+
+        prefix = evidence_name(kind, "0" * 64)[:-64]
+        yield from sorted(name for name in self.blobs if name.startswith(prefix))
+
+
+class MemoryEvidenceChain:
+    """The chain's head with a version that changes on every advance, as a blob's ETag does."""
+
+    def __init__(self) -> None:
+        self.link = None
+        self.version = 0
+        self.sealed: dict[str, tuple[object, str]] = {}
+
+    def head(self):
+        return (self.link, str(self.version)) if self.link is not None else (None, None)
+
+    def advance(self, link, expected_version) -> None:
+        from shared.ports import ChainConflict
+
+        current = str(self.version) if self.link is not None else None
+        if expected_version != current:
+            raise ChainConflict("the chain's head moved since it was read")
+        self.link = link
+        self.version += 1
+
+    def sealed_digest(self, window_id: str):
+        found = self.sealed.get(window_id)
+        return found[1] if found else None
+
+    def mark_sealed(self, window_id: str, link, summary_digest: str) -> None:
+        self.sealed[window_id] = (link, summary_digest)
+
+    def sealed_links(self):
+        for window_id, (link, _) in sorted(self.sealed.items()):
+            yield window_id, link

@@ -13,14 +13,18 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 from collections.abc import Iterator
 
+from azure.core import MatchConditions
 from azure.core.exceptions import HttpResponseError, ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
 from azure.storage.blob import BlobBlock, BlobServiceClient
 
 from shared.adapters.azure_storage import ensured_container, transient_storage_errors
 from shared.domain.evidence import evidence_name, parse_evidence_name
-from shared.ports import RecordMissing
+from shared.domain.identifiers import window_id as check_window_id
+from shared.domain.manifest import Link
+from shared.ports import ChainConflict, RecordMissing
 
 BLOCK_BYTES = 4 * 1024 * 1024
 
@@ -94,6 +98,12 @@ class BlobEvidenceStore:
         parse_evidence_name(name)
         return self._exists(self._container.get().get_blob_client(name))
 
+    @transient_storage_errors
+    def names(self, kind: str) -> Iterator[str]:
+        prefix = evidence_name(kind, "0" * 64)[: -64]
+        for blob in self._container.get().list_blobs(name_starts_with=prefix):
+            yield blob.name
+
     @staticmethod
     def _exists(blob) -> bool:
         try:
@@ -112,3 +122,59 @@ def _drain(chunks: Iterator[bytes]) -> None:
     close = getattr(chunks, "close", None)
     if close is not None:
         close()
+
+
+class BlobEvidenceChain:
+    """The chain's head and each window's last seal, in the state container (``evidence-chain/``),
+    the head changed with ETag conditions as the watermark is."""
+
+    HEAD = "evidence-chain/head.json"
+
+    def __init__(self, service: BlobServiceClient, container: str) -> None:
+        self._container = ensured_container(service, container)
+
+    @transient_storage_errors
+    def head(self) -> tuple[Link | None, str | None]:
+        try:
+            download = self._container.get().download_blob(self.HEAD)
+        except ResourceNotFoundError:
+            return None, None
+        return Link.from_json(json.loads(download.readall())), download.properties.etag
+
+    @transient_storage_errors
+    def advance(self, link: Link, expected_version: str | None) -> None:
+        blob = self._container.get().get_blob_client(self.HEAD)
+        body = json.dumps(link.to_json())
+        try:
+            if expected_version is None:
+                blob.upload_blob(body, overwrite=False)
+            else:
+                blob.upload_blob(body, overwrite=True, etag=expected_version,
+                                 match_condition=MatchConditions.IfNotModified)
+        except (ResourceExistsError, ResourceModifiedError) as error:
+            raise ChainConflict("the chain's head moved since it was read") from error
+
+    @transient_storage_errors
+    def sealed_digest(self, window_id: str) -> str | None:
+        try:
+            data = json.loads(self._container.get().download_blob(self._sealed(window_id)).readall())
+        except ResourceNotFoundError:
+            return None
+        return data.get("summary_digest")
+
+    @transient_storage_errors
+    def mark_sealed(self, window_id: str, link: Link, summary_digest: str) -> None:
+        body = json.dumps({"summary_digest": summary_digest, "link": link.to_json()})
+        self._container.get().upload_blob(self._sealed(window_id), body, overwrite=True)
+
+    @transient_storage_errors
+    def sealed_links(self) -> Iterator[tuple[str, Link]]:
+        container = self._container.get()
+        for blob in container.list_blobs(name_starts_with="evidence-chain/windows/"):
+            window_id = blob.name.removeprefix("evidence-chain/windows/").removesuffix(".json")
+            data = json.loads(container.download_blob(blob.name).readall())
+            yield window_id, Link.from_json(data["link"])
+
+    @staticmethod
+    def _sealed(window_id: str) -> str:
+        return f"evidence-chain/windows/{check_window_id(window_id)}.json"

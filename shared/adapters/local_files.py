@@ -17,10 +17,11 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from shared.adapters.graph_mailbox import DEFAULT_FOLDER_ITEMS, archive_folder_name
+from shared.domain.item_digest import UnreadableItem, mime_content
 from shared.domain.mapping_table import MappingTable, parse_mapping
 from shared.domain.phones import try_normalize_phone
 from shared.domain.rendered import RenderedItem
-from shared.ports import WriteOutcome
+from shared.ports import ReadBackItem, WriteOutcome
 
 try:
     import fcntl
@@ -101,6 +102,20 @@ class EmlMailbox:
             os.unlink(temporary)
         return WriteOutcome.IMPORTED
 
+    def files_of(self, mailbox: str, record_key: str) -> list[Path]:
+        """Every file of this record in the mailbox, whichever folder of the chain holds it: more
+        than one is a duplicate ``verify`` reports. A folder is listed once per reader and mailbox."""
+        home = self.mailbox_dir(mailbox)
+        if not home.is_dir():
+            return []
+        key, _, variant = record_key.partition(".")
+        suffix = f"-{key[:24]}{'-' + variant if variant else ''}.eml"
+        found = []
+        for _, folder in self._chain(home):
+            with os.scandir(folder) as entries:
+                found += [Path(e.path) for e in entries if e.name.endswith(suffix) and not e.name.startswith(".")]
+        return found
+
     def _chain(self, home: Path) -> list[tuple[int, Path]]:
         """The mailbox's archive folders on disk, numbered, in the chain's order."""
         found: list[tuple[int, Path]] = []
@@ -167,6 +182,25 @@ class EmlMailbox:
                 yield
             finally:
                 os.close(fd)  # releases the flock
+
+
+class EmlItemReader:
+    """Reads archived items back from the .eml folders for ``verify --online``: each file of the
+    record, with the digest of what it holds (shared/domain/item_digest.py)."""
+
+    def __init__(self, mailboxes: EmlMailbox) -> None:
+        self._mailboxes = mailboxes
+
+    def find(self, mailbox: str, record_key: str, item_id: str) -> list[ReadBackItem]:
+        items = []
+        for path in self._mailboxes.files_of(mailbox, record_key):
+            try:
+                digest = mime_content(path.read_bytes(), item_id).digest()
+            except (OSError, UnreadableItem) as error:
+                items.append(ReadBackItem(path.name, None, f"unreadable: {type(error).__name__}"))
+                continue
+            items.append(ReadBackItem(path.name, digest))
+        return items
 
 
 class FileDirectory:

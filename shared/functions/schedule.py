@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 import azure.functions as func
 
 from shared.composition import get_container
+from shared.service.evidence_chain import seal_reconciled
 from shared.service.poison import account_moved_items
 from shared.service.reports import publish_reports
 from shared.service.scheduling import schedule_window
@@ -47,3 +48,6 @@ def schedule_archive_window(timer: func.TimerRequest) -> None:
         # The hand-off above is done and durable; a report that failed to store is rebuilt from the
         # ledger by the next run (and `report` reads the ledger directly meanwhile).
         log.exception("admin reports were not stored this run; the next run stores them")
+    # Windows finished since the last run become links of the chain of evidence (docs/evidence.md):
+    # their final reports and manifests kept under WORM. One window's failure leaves it for the next run.
+    seal_reconciled(container.ledger, container.evidence, container.evidence_chain, summaries, now)

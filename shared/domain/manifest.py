@@ -1,0 +1,213 @@
+"""A window's manifest: one link of the chain of evidence, kept under WORM in the evidence store.
+
+JSON Lines, written once when a window reconciles (again, as a new link, if its outcomes change
+later: a replay, a transcript composed):
+
+- the head: the window, when it was sealed, the digest of the counts it was sealed at, the admin
+  report kept beside it (JSON and CSV, by evidence name) and the previous link (its sequence number,
+  evidence name and SHA-256; none for the first);
+- one line per record, in record-key order: its key and id, its outcome (and reason), the claim
+  check it was imported from with the SHA-256 of its bytes, and per mailbox the item's id and the
+  digest of what was written (shared/domain/item_digest.py);
+- the end: how many records and mailbox items the manifest holds, so a cut file is seen.
+
+The manifest's own name is its SHA-256 (``raw/manifest/<sha256>``): the next link names it, so any
+change to a manifest, or its removal, breaks the chain where ``verify`` walks it.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from shared.domain import identifiers
+from shared.domain.ledger import OutcomeEntry, RecordOutcome
+from shared.domain.window import isoformat_z, parse_iso
+
+FORMAT = "whatsapp-archiver-manifest/1"
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+
+
+class ManifestError(ValueError):
+    """A manifest that is not in this format: the line is named."""
+
+
+@dataclass(frozen=True)
+class Link:
+    """Where a manifest is in the chain: what the next link names."""
+
+    seq: int
+    name: str  # its evidence name, raw/manifest/<sha256>
+    sha256: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {"seq": self.seq, "name": self.name, "sha256": self.sha256}
+
+    @classmethod
+    def from_json(cls, data: Any) -> Link:
+        if not isinstance(data, dict) or not isinstance(data.get("seq"), int) or data["seq"] < 1:
+            raise ManifestError("a link needs seq (a positive whole number), name and sha256")
+        sha = data.get("sha256")
+        if not isinstance(sha, str) or not _SHA256.fullmatch(sha) or data.get("name") != f"raw/manifest/{sha}":
+            raise ManifestError("a link's name must be raw/manifest/<its sha256>")
+        return cls(data["seq"], data["name"], sha)
+
+
+@dataclass(frozen=True)
+class ManifestHead:
+    seq: int
+    window_id: str
+    sealed_at: datetime
+    summary_digest: str
+    prev: Link | None
+    reports: dict[str, str] = field(default_factory=dict)  # "json" / "csv" -> evidence name
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "format": FORMAT, "seq": self.seq, "window_id": self.window_id,
+            "sealed_at": isoformat_z(self.sealed_at), "summary_digest": self.summary_digest,
+            "prev": self.prev.to_json() if self.prev else None, "reports": dict(sorted(self.reports.items())),
+        }
+
+    @classmethod
+    def from_json(cls, data: Any) -> ManifestHead:
+        if not isinstance(data, dict) or data.get("format") != FORMAT:
+            raise ManifestError(f"line 1: not a manifest head ({FORMAT})")
+        try:
+            identifiers.window_id(data.get("window_id"), "window_id")
+            prev = Link.from_json(data["prev"]) if data.get("prev") is not None else None
+            reports = data.get("reports") or {}
+            if not all(isinstance(k, str) and isinstance(v, str) for k, v in reports.items()):
+                raise ManifestError("reports must name evidence")
+            head = cls(int(data["seq"]), str(data["window_id"]), parse_iso(data["sealed_at"]),
+                       str(data["summary_digest"]), prev, dict(reports))
+        except (KeyError, TypeError, ValueError, identifiers.InvalidIdentifier) as error:
+            raise ManifestError(f"line 1: {error}") from None
+        if prev is not None and prev.seq != head.seq - 1:
+            raise ManifestError("line 1: the previous link's seq is not this one's less one")
+        return head
+
+
+@dataclass(frozen=True)
+class ManifestItem:
+    mailbox: str
+    item_id: str
+    item_sha256: str | None  # None: written before items had digests (kept by the ledger without one)
+    outcome: str
+
+
+@dataclass(frozen=True)
+class ManifestRecord:
+    record_key: str
+    record_id: str | None
+    outcome: str
+    claim_check: str
+    raw_sha256: str | None  # None: the claim check could not be read when the record was imported
+    items: tuple[ManifestItem, ...] = ()
+    reason: str | None = None
+
+    @property
+    def archived(self) -> bool:
+        return self.outcome in (RecordOutcome.IMPORTED, RecordOutcome.SKIPPED_DUPLICATE)
+
+    def to_json(self) -> dict[str, Any]:
+        data: dict[str, Any] = {
+            "record_key": self.record_key, "record_id": self.record_id, "outcome": self.outcome,
+            "claim_check": self.claim_check, "raw_sha256": self.raw_sha256,
+        }
+        if self.reason:
+            data["reason"] = self.reason
+        if self.items:
+            data["items"] = [
+                {"mailbox": i.mailbox, "item_id": i.item_id, "item_sha256": i.item_sha256, "outcome": i.outcome}
+                for i in self.items
+            ]
+        return data
+
+    @classmethod
+    def from_json(cls, data: Any, line: int) -> ManifestRecord:
+        try:
+            key = identifiers.record_key(data["record_key"])
+            raw = data.get("raw_sha256")
+            if raw is not None and (not isinstance(raw, str) or not _SHA256.fullmatch(raw)):
+                raise ManifestError(f"line {line}: raw_sha256 is not a SHA-256")
+            if data["claim_check"] != claim_check_name(key):
+                raise ManifestError(f"line {line}: claim_check is not the record's own")
+            items = tuple(
+                ManifestItem(str(i["mailbox"]), str(i["item_id"]), i.get("item_sha256"), str(i["outcome"]))
+                for i in data.get("items", ())
+            )
+            for item in items:
+                if item.item_sha256 is not None and not _SHA256.fullmatch(str(item.item_sha256)):
+                    raise ManifestError(f"line {line}: an item_sha256 is not a SHA-256")
+            return cls(key, data.get("record_id"), str(data["outcome"]), data["claim_check"], raw, items,
+                       data.get("reason"))
+        except ManifestError:
+            raise
+        except (KeyError, TypeError, ValueError, identifiers.InvalidIdentifier) as error:
+            raise ManifestError(f"line {line}: {type(error).__name__} {error}") from None
+
+
+def claim_check_name(record_key: str) -> str:
+    """The claim check a record key is listed under (shared/adapters/azure_storage.py BlobRecordStore):
+    a re-capture's key carries its variant, so its own copy is named."""
+    return f"{record_key}.json"
+
+
+def manifest_record(key: str, entry: OutcomeEntry) -> ManifestRecord:
+    items = tuple(
+        ManifestItem(m.mailbox, m.item_id or entry.message_id or "", m.item_sha256, m.outcome.value)
+        for m in entry.mailboxes
+    )
+    reason = entry.reason if entry.outcome is RecordOutcome.POISONED else None
+    return ManifestRecord(key, entry.message_id, entry.outcome.value, claim_check_name(key), entry.raw_sha256,
+                          items, reason)
+
+
+def manifest_lines(head: ManifestHead, records: Iterable[ManifestRecord]) -> Iterator[bytes]:
+    """The manifest's bytes, a line at a time (records in the order given: the caller sorts)."""
+    yield _line(head.to_json())
+    count = items = 0
+    for record in records:
+        count += 1
+        items += len(record.items)
+        yield _line(record.to_json())
+    yield _line({"end": True, "records": count, "items": items})
+
+
+def read_manifest(lines: Iterable[bytes]) -> tuple[ManifestHead, list[ManifestRecord]]:
+    """Head and records, checked line by line; ManifestError names the first line that is wrong
+    (a cut file: no end line, or counts that differ)."""
+    head: ManifestHead | None = None
+    records: list[ManifestRecord] = []
+    items = 0
+    ended = False
+    for number, raw in enumerate(lines, start=1):
+        if ended:
+            raise ManifestError(f"line {number}: text after the end line")
+        try:
+            data = json.loads(raw)
+        except ValueError:
+            raise ManifestError(f"line {number}: not JSON") from None
+        if head is None:
+            head = ManifestHead.from_json(data)
+            continue
+        if isinstance(data, dict) and data.get("end") is True:
+            if data.get("records") != len(records) or data.get("items") != items:
+                raise ManifestError(f"line {number}: the end line's counts are not the manifest's")
+            ended = True
+            continue
+        record = ManifestRecord.from_json(data, number)
+        items += len(record.items)
+        records.append(record)
+    if head is None or not ended:
+        raise ManifestError("the manifest is cut short: no end line")
+    return head, records
+
+
+def _line(data: dict[str, Any]) -> bytes:
+    return json.dumps(data, ensure_ascii=False, sort_keys=True, separators=(",", ":")).encode("utf-8") + b"\n"
