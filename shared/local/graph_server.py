@@ -41,7 +41,11 @@ Calls served (paths under ``/v1.0``; ``{u}`` is a user's UPN, id or mail alias):
 - ``GET  /users/{u}/mailFolders/inbox`` and ``GET /users/{u}/mailFolders/{f}`` (``totalItemCount``)
 - ``GET|POST /users/{u}/mailFolders/{f}/childFolders`` (``$filter=displayName eq '...'``)
 - ``GET|POST /users/{u}/mailFolders/{f}/messages`` (GET: the extended-property ``$filter``)
-- ``GET  /users/{u}/messages``: the extended-property ``$filter`` over every folder of the mailbox
+- ``GET  /users/{u}/messages``: the extended-property ``$filter`` over every folder of the mailbox;
+  every match, ``$top`` (default 10) a page, the next page behind an ``@odata.nextLink`` with a
+  ``$skip``, as Graph pages messages
+- ``GET  /users/{u}/messages/{m}/$value``: the item as MIME (``message/rfc822``), made from what is
+  stored as Exchange makes it from the item's properties (see ``item_mime``)
 - ``GET|POST /users/{u}/messages/{m}/attachments``
 - ``POST /users/{u}/messages/{m}/attachments/createUploadSession``, then ``PUT /upload/{token}``
 - ``POST /users/{u}/messages/{m}/permanentDelete`` and ``DELETE /users/{u}/messages/{m}``
@@ -63,9 +67,13 @@ import uuid
 from collections import Counter, defaultdict, deque
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from email import policy
+from email.message import EmailMessage
+from email.utils import format_datetime, formataddr
+from html.parser import HTMLParser
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import parse_qs, unquote, urlsplit
+from urllib.parse import parse_qs, quote, unquote, urlencode, urlsplit
 
 MAX_REQUEST_BYTES = 4 * 1024 * 1024
 MAX_UPLOAD_CHUNK_BYTES = 4 * 1024 * 1024
@@ -395,6 +403,28 @@ class LocalGraph:
             user.account_enabled = bool(accountEnabled)
             user.display_name = displayName
 
+    def set_body(self, mailbox: str, message_id: str, content: str) -> None:
+        """Replaces a stored item's body content (someone with access to the mailbox edited it):
+        what its ``$value`` says from then on."""
+        with self._lock:
+            message = self._stored(mailbox, message_id)
+            message["body"] = {**(message.get("body") or {"contentType": "html"}), "content": content}
+
+    def delete_message(self, mailbox: str, message_id: str) -> None:
+        """Removes a stored item, as a hard delete in Exchange would (no request counted)."""
+        with self._lock:
+            message = self._stored(mailbox, message_id)
+            box = self._mailboxes[mailbox.lower()]
+            del box.messages[message_id]
+            box.items[message["parentFolderId"]] -= 1
+
+    def _stored(self, mailbox: str, message_id: str) -> dict[str, Any]:
+        box = self._mailboxes.get(mailbox.lower())
+        message = box.messages.get(message_id) if box else None
+        if message is None:
+            raise KeyError(f"no item {message_id!r} in that mailbox")
+        return message
+
     # -- inspection -----------------------------------------------------------------------------
 
     def messages(self, mailbox: str) -> list[dict[str, Any]]:
@@ -492,12 +522,15 @@ class LocalGraph:
             if fault is not None and not fault.after_execution:
                 raise _fault_error(fault)
             status, payload, extra = self._dispatch(operation, segments, query, headers, body)
-            if fault is not None and fault.amend is not None:
+            if fault is not None and fault.amend is not None and not isinstance(payload, bytes):
                 payload = {**(payload or {}), **fault.amend}
-            elif fault is not None:
+            elif fault is not None and fault.amend is None:
                 raise _fault_error(fault)
-            data = b"" if payload is None else json.dumps(payload).encode("utf-8")
-            response_headers = {"Content-Type": "application/json"} if payload is not None else {}
+            if isinstance(payload, bytes):  # a media answer: its Content-Type comes in ``extra``
+                data, response_headers = payload, {}
+            else:
+                data = b"" if payload is None else json.dumps(payload).encode("utf-8")
+                response_headers = {"Content-Type": "application/json"} if payload is not None else {}
             response_headers.update(extra)
             return status, response_headers, data
         except GraphHTTPError as exc:
@@ -820,8 +853,22 @@ class LocalGraph:
             m for m in box.messages.values()
             if folder_id in (None, m["parentFolderId"]) and m["extendedProperties"].get(prop_id) == value
         ]
-        top = int(query.get("$top") or 10)
-        return 200, {"value": [{"id": m["id"]} for m in found[:top]]}, {}
+        try:
+            top, skip = int(query.get("$top") or 10), int(query.get("$skip") or 0)
+        except ValueError:
+            raise GraphHTTPError(400, "ErrorInvalidUrlQuery", "Invalid $top or $skip.") from None
+        if top < 1 or skip < 0:
+            raise GraphHTTPError(400, "ErrorInvalidUrlQuery", "Invalid $top or $skip.")
+        page: dict[str, Any] = {"value": [{"id": m["id"]} for m in found[skip : skip + top]]}
+        if skip + top < len(found):
+            path = f"users/{quote(user.upn)}/" + (f"mailFolders/{quote(rest[0])}/" if rest else "")
+            params = urlencode({**query, "$skip": str(skip + top)}, quote_via=quote, safe="$")
+            page["@odata.nextLink"] = f"{self.base_url}/{path}messages?{params}"
+        return 200, page, {}
+
+    def _op_item_mime(self, user, box, rest, query, headers, body):
+        message = self._message(box, rest[0])
+        return 200, item_mime(message), {"Content-Type": "message/rfc822"}
 
     def _op_item_create(self, user, box, rest, query, headers, body):
         folder = self._folder(box, rest[0])
@@ -1016,6 +1063,8 @@ def _operation(method: str, tail: list[str]) -> str | None:
             return "item_lookup"
         case ("POST", ["mailfolders", _, "messages"]):
             return "item_create"
+        case ("GET", ["messages", _, "$value"]):
+            return "item_mime"
         case ("GET", ["messages", _, "attachments"]):
             return "attachment_list"
         case ("POST", ["messages", _, "attachments"]):
@@ -1066,6 +1115,83 @@ def _folder_json(folder: dict[str, Any], items: int) -> dict[str, Any]:
 
 def _attachment_json(attachment: dict[str, Any]) -> dict[str, Any]:
     return {k: attachment[k] for k in ("id", "name", "contentType", "size")}
+
+
+class _PlainText(HTMLParser):
+    """The text of an HTML body, for the text/plain alternative Exchange puts beside it."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.parts: list[str] = []
+        self._hidden = 0
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self._hidden += tag in ("head", "style", "script", "title")
+        self.parts.append("\n" if tag in ("br", "p", "div", "tr") else "")
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in ("head", "style", "script", "title") and self._hidden:
+            self._hidden -= 1
+
+    def handle_data(self, data: str) -> None:
+        if not self._hidden:
+            self.parts.append(data)
+
+
+def item_mime(message: dict[str, Any]) -> bytes:
+    """A stored item as ``GET /messages/{id}/$value`` gives it: MIME made anew from the item's
+    properties, as Exchange makes it (it keeps no MIME for an item created through Graph).
+
+    Subject; Date from ``SystemTime 0x0039`` (the client submit time Graph reads as
+    ``sentDateTime``; the creation time when absent), to the second; From, Sender, To; Message-ID
+    and the x- headers stored; a multipart/alternative of the body's text and (for an HTML body)
+    its HTML; then each file attachment with its name, content type and bytes, whichever way it
+    arrived (in the create, posted alone, uploaded in a session). An attachment whose bytes were
+    not kept (``keep_attachment_bytes``) cannot be given back: the answer is a 500 rather than an
+    item quietly missing it.
+    """
+    mime = EmailMessage(policy=policy.default)
+    mime["Subject"] = " ".join(str(message.get("subject") or "").splitlines())
+    sent = message["extendedProperties"].get("systemtime 0x0039") or message["createdDateTime"]
+    sent_at = datetime.fromisoformat(sent.replace("Z", "+00:00")).astimezone(UTC).replace(microsecond=0)
+    mime["Date"] = format_datetime(sent_at)
+    for header, field_name in (("From", "from"), ("Sender", "sender")):
+        if address := _mime_address(message.get(field_name)):
+            mime[header] = address
+    recipients = [a for a in (_mime_address(r) for r in message.get("toRecipients") or []) if a]
+    if recipients:
+        mime["To"] = ", ".join(recipients)
+    if message.get("internetMessageId"):
+        mime["Message-ID"] = str(message["internetMessageId"])
+    for header in message.get("internetMessageHeaders") or []:
+        mime[str(header["name"])] = str(header["value"])
+    stored_body = message.get("body") or {}
+    content = str(stored_body.get("content") or "")
+    if str(stored_body.get("contentType") or "").lower() == "html":
+        text = _PlainText()
+        text.feed(content)
+        text.close()
+        mime.set_content("".join(text.parts).strip() + "\n", charset="utf-8")
+        mime.add_alternative(content, subtype="html", charset="utf-8")
+    else:
+        mime.set_content(content, charset="utf-8")
+    for attachment in message["attachments"]:
+        if attachment.get("content") is None:
+            raise GraphHTTPError(500, "LocalGraphBytesNotKept", "The attachment's bytes were not kept.")
+        maintype, _, subtype = str(attachment.get("contentType") or "").partition("/")
+        if not maintype or not subtype or maintype.lower() in ("multipart", "message"):
+            maintype, subtype = "application", "octet-stream"
+        mime.add_attachment(
+            attachment["content"], maintype=maintype, subtype=subtype, filename=str(attachment.get("name") or ""),
+        )
+    return mime.as_bytes()
+
+
+def _mime_address(recipient: Any) -> str | None:
+    address = (recipient or {}).get("emailAddress") or {}
+    if not address.get("address"):
+        return None
+    return formataddr((str(address.get("name") or ""), str(address["address"])))
 
 
 def _check_property_value(prop_id: str, value: str) -> None:
