@@ -10,7 +10,14 @@ import threading
 from datetime import timedelta
 from functools import cached_property
 
-from shared.ports import ArchiveSource, MailboxDirectory, MailboxWriter, MappingSource, PhoneDirectory
+from shared.ports import (
+    ArchiveSource,
+    ItemReader,
+    MailboxDirectory,
+    MailboxWriter,
+    MappingSource,
+    PhoneDirectory,
+)
 from shared.service.importing import ItemImporter
 from shared.service.mapping import MailboxMapper
 from shared.service.scheduling import SchedulePolicy
@@ -268,6 +275,18 @@ class Container:
 
         # The .eml writer is exactly-once by itself (atomic link); Graph needs delivery records.
         return OnceOnlyMailbox(self.graph_mailbox, self.delivery_records)
+
+    @_built_once
+    def item_reader(self) -> ItemReader:
+        """Reads archived items back for ``verify --online``, from where the writer puts them."""
+        s = self.settings
+        if s.mailbox_writer == "eml":
+            from shared.adapters.local_files import EmlItemReader, EmlMailbox
+
+            return EmlItemReader(EmlMailbox(s.eml_mailbox_dir, s.archive_folder_name))
+        from shared.adapters.graph_item_reader import GraphItemReader
+
+        return GraphItemReader(self._graph_client)
 
     @_built_once
     def delivery_records(self):

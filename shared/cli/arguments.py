@@ -8,6 +8,7 @@ import argparse
 import math
 import re
 from collections.abc import Callable
+from datetime import UTC, date, datetime, timedelta
 
 from shared.domain import identifiers
 from shared.domain.errors import PoisonReason
@@ -102,3 +103,28 @@ def delivery(args: argparse.Namespace):
     from shared.adapters.local_files import EmlMailbox, FileDirectory
 
     return FileDirectory(args.directory), EmlMailbox(args.mailbox_dir)
+
+
+# Window ids hold four-digit years, and WhatsApp is younger than 2000: nothing outside this range
+# can be a capture time.
+EARLIEST, LATEST = datetime(2000, 1, 1, tzinfo=UTC), datetime(9999, 1, 1, tzinfo=UTC)
+
+
+def moment(value: str, *, end_of_day: bool = False) -> datetime:
+    text = value.strip()
+    try:
+        if len(text) == 10:
+            day = date.fromisoformat(text)
+            moment = datetime(day.year, day.month, day.day, tzinfo=UTC)
+            moment = moment + timedelta(days=1) if end_of_day else moment
+        else:
+            moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+            moment = moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+    except (ValueError, OverflowError):
+        # The value is not repeated: it may be anything.
+        raise argparse.ArgumentTypeError(
+            "not a date (YYYY-MM-DD) or an ISO 8601 time (2026-11-03T09:00Z)"
+        ) from None
+    if not EARLIEST <= moment < LATEST:
+        raise argparse.ArgumentTypeError("not a time from the year 2000 to 9998")
+    return moment

@@ -29,6 +29,7 @@ from shared.cli.admin import (
 )
 from shared.cli.chat_exports import add_chat_export_command
 from shared.cli.reports import add_report_commands
+from shared.cli.verify import add_verify_command
 from shared.settings import MAX_ITEM_MB_CEILING
 
 MAIN_EPILOG = """Against a deployment, set AzureWebJobsStorage__accountName (and sign in with `az login`: the
@@ -149,6 +150,7 @@ def _parser() -> argparse.ArgumentParser:
     add_ledger_command(commands)
     add_report_commands(commands)
     add_chat_export_command(commands)
+    add_verify_command(commands)
     return parser
 
 

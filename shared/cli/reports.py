@@ -9,7 +9,7 @@ import json
 import sys
 import time
 from collections.abc import Iterable, Iterator
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -47,7 +47,7 @@ def add_report_commands(commands) -> None:
     )
     which = report.add_mutually_exclusive_group()
     which.add_argument("--window", metavar="ID", type=arguments.window_id, help="one window, by the id `status` shows")
-    which.add_argument("--since", metavar="DATE", type=_moment,
+    which.add_argument("--since", metavar="DATE", type=arguments.moment,
                        help="every window whose capture time ends after DATE (YYYY-MM-DD or ISO 8601, UTC)")
     shape = report.add_mutually_exclusive_group()
     shape.add_argument("--csv", action="store_true", help="CSV, one row per record and mailbox (Excel-safe)")
@@ -61,9 +61,9 @@ def add_report_commands(commands) -> None:
                     "them in the ledger with a progress bar and an ETA until they reconcile.",
         epilog=BACKFILL_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    backfill.add_argument("--from", dest="start", required=True, type=_moment, metavar="DATE",
+    backfill.add_argument("--from", dest="start", required=True, type=arguments.moment, metavar="DATE",
                           help="start of capture time, inclusive (YYYY-MM-DD or ISO 8601; UTC unless an offset)")
-    backfill.add_argument("--to", dest="end", required=True, type=lambda v: _moment(v, end_of_day=True),
+    backfill.add_argument("--to", dest="end", required=True, type=lambda v: arguments.moment(v, end_of_day=True),
                           metavar="DATE", help="end of capture time (a date includes that whole day)")
     backfill.add_argument("--no-wait", action="store_true", help="hand off and return; follow with `status`")
     backfill.add_argument("--timeout", type=arguments.number_between(0, 31 * 86400), default=6 * 3600,
@@ -73,31 +73,6 @@ def add_report_commands(commands) -> None:
                           help=argparse.SUPPRESS)
     backfill.add_argument("--json", action="store_true", help="no progress bar; print the result as JSON")
     backfill.set_defaults(handler=_backfill)
-
-
-# Window ids hold four-digit years, and WhatsApp is younger than 2000: nothing outside this range
-# can be a capture time.
-EARLIEST, LATEST = datetime(2000, 1, 1, tzinfo=UTC), datetime(9999, 1, 1, tzinfo=UTC)
-
-
-def _moment(value: str, *, end_of_day: bool = False) -> datetime:
-    text = value.strip()
-    try:
-        if len(text) == 10:
-            day = date.fromisoformat(text)
-            moment = datetime(day.year, day.month, day.day, tzinfo=UTC)
-            moment = moment + timedelta(days=1) if end_of_day else moment
-        else:
-            moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
-            moment = moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
-    except (ValueError, OverflowError):
-        # The value is not repeated: it may be anything.
-        raise argparse.ArgumentTypeError(
-            "not a date (YYYY-MM-DD) or an ISO 8601 time (2026-11-03T09:00Z)"
-        ) from None
-    if not EARLIEST <= moment < LATEST:
-        raise argparse.ArgumentTypeError("not a time from the year 2000 to 9998")
-    return moment
 
 
 # --- report ---------------------------------------------------------------------------------------

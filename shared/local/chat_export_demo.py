@@ -25,7 +25,7 @@ import zipfile
 from datetime import datetime, timedelta
 from typing import Any
 
-from shared.local.demo import REPO_ROOT, DemoPaths, _anchor, app_settings, print_where
+from shared.local.demo import REPO_ROOT, DemoPaths, _anchor, app_settings, print_where, seal_as_the_timer_would
 
 log = logging.getLogger(__name__)
 
@@ -140,6 +140,7 @@ def run_chat_export(paths: DemoPaths, *, workers: int = 4) -> dict[str, Any]:
                     runner.deliver_blob_created(name)
                 runner.drain(timeout=600)
                 depths = container.queue_depths()
+            evidence = seal_as_the_timer_would(container)
             report = json.loads(uploads.download_blob(EXPORT_NAME + ".report.json").readall())
     paths.reports.mkdir(parents=True, exist_ok=True)
     copy = paths.reports / "chat-export.report.json"
@@ -148,7 +149,8 @@ def run_chat_export(paths: DemoPaths, *, workers: int = 4) -> dict[str, Any]:
         "upload": f"{CHAT_EXPORTS_CONTAINER}/{EXPORT_NAME}", "export": report, "queues": depths,
         "media_in_zip": len(media), "mailbox_dir": str(paths.mailboxes),
         "eml_files": sum(1 for _ in paths.mailboxes.rglob("*.eml")) if paths.mailboxes.exists() else 0,
-        "admin_report": [str(copy)], "log": str(paths.log), "seconds": round(time.monotonic() - started, 1),
+        "admin_report": [str(copy)], "evidence": evidence, "log": str(paths.log),
+        "seconds": round(time.monotonic() - started, 1),
         "reconciled": report.get("status") == "done" and not report.get("pending"),
     }
 

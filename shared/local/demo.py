@@ -184,13 +184,27 @@ def _drive(container, *, workers: int, reports_dir: Path) -> dict[str, Any]:
         runner.run_timer("schedule_archive_window")
         runner.drain(timeout=600)
         depths = container.queue_depths()
+    evidence = seal_as_the_timer_would(container)
     after, _ = container.watermarks.read()
     window = None
     report_files = []
     if after is not None and after != before and after.last_window_id:
         window = window_summary(container.ledger, after.last_window_id).to_json()
         report_files = _write_admin_report(container, after.last_window_id, reports_dir)
-    return {"window": window, "queues": depths, "admin_report": report_files}
+    return {"window": window, "queues": depths, "admin_report": report_files, "evidence": evidence}
+
+
+def seal_as_the_timer_would(container) -> dict[str, Any]:
+    """What the timer's next run does with windows that reconciled: seal them into the chain of
+    evidence (shared/service/evidence_chain.py), so the demo's state verifies at once."""
+    from shared.service.evidence_chain import seal_reconciled
+    from shared.service.status import recent_summaries
+
+    summaries = recent_summaries(container.ledger, container.settings.status_recent_windows)
+    sealed = seal_reconciled(container.ledger, container.evidence, container.evidence_chain, summaries,
+                             datetime.now(UTC))
+    head, _ = container.evidence_chain.head()
+    return {"sealed": [s.window_id for s in sealed], "chain_links": head.seq if head else 0}
 
 
 def _write_admin_report(container, window_id: str, folder: Path) -> list[str]:
@@ -292,5 +306,9 @@ def print_where(report: dict[str, Any]) -> None:
     print(f"  mail (.eml):          {report['mailbox_dir']} ({report['eml_files']} files)")
     if report.get("admin_report"):
         print(f"  admin report:         {' and '.join(report['admin_report'])}")
+    if report.get("evidence"):
+        evidence = report["evidence"]
+        print(f"  evidence chain:       {len(evidence['sealed'])} window(s) sealed now, {evidence['chain_links']} "
+              "link(s) in all (check them: python -m shared.cli verify --online)")
     print(f"  log (ids and counts): {report['log']}")
     print(f"  took:                 {report['seconds']} s")

@@ -33,6 +33,7 @@ from shared.local.demo import (
     app_settings,
     print_where,
     print_window_counts,
+    seal_as_the_timer_would,
 )
 from shared.local.meta_webhooks import Courier, DeliveryLog, Job, WebhookSender
 from shared.local.whatsapp_traffic import WhatsAppDay, generate_whatsapp_day
@@ -130,7 +131,9 @@ def _deliver_and_drain(container, day: WhatsAppDay, secrets: dict[str, str], *, 
                         len(day.outbound))
         runner.drain(timeout=600)
         depths = container.queue_depths()
+    evidence = seal_as_the_timer_would(container)
     return {
+        "evidence": evidence,
         "callback": callback, "handshake": handshake, "deliveries": deliveries.summary(),
         "outbound": outbound.summary() if outbound is not None else None, "queues": depths,
     }

@@ -131,6 +131,8 @@ def _poison(
     ledger.record_outcome(window_id, OutcomeEntry(
         record_key=key, message_id=problem.message_id, outcome=RecordOutcome.POISONED, at=now,
         reason=PoisonReason.INVALID_ITEM.value, detail=problem.detail[:2000],
+        # The chain of evidence checks the claim check under the record's own key: only when it is that one.
+        raw_sha256=hashlib.sha256(fragment).hexdigest() if reference == f"{key}.json" else None,
     ))
     telemetry.account_record(RecordOutcome.POISONED, reason=PoisonReason.INVALID_ITEM)
     log.warning("webhook: a part of a body could not become a record (%s); poisoned with its fragment",
