@@ -213,6 +213,11 @@ class EvidenceStore(Protocol):
         """The kept bytes; RecordMissing when there are none."""
         ...
 
+    def stream(self, name: str) -> Iterator[bytes]:
+        """The kept bytes in chunks (a manifest of millions of records is never held whole);
+        RecordMissing when there are none."""
+        ...
+
     def exists(self, name: str) -> bool: ...
 
     def names(self, kind: str) -> Iterator[str]:

@@ -434,6 +434,11 @@ class MemoryEvidenceStore:
         parse_evidence_name(name)
         return name in self.blobs
 
+    def stream(self, name: str):
+        data = self.read(name)
+        for start in range(0, len(data), 4096):  # in pieces, as a download comes
+            yield data[start:start + 4096]
+
     def names(self, kind: str):
         from shared.domain.evidence import evidence_name
 

@@ -93,6 +93,18 @@ class BlobEvidenceStore:
         except ResourceNotFoundError:
             raise RecordMissing(name) from None
 
+    def stream(self, name: str) -> Iterator[bytes]:
+        parse_evidence_name(name)
+        try:
+            download = self._download(name)
+        except ResourceNotFoundError:
+            raise RecordMissing(name) from None
+        yield from download.chunks()
+
+    @transient_storage_errors
+    def _download(self, name: str):
+        return self._container.get().download_blob(name)
+
     @transient_storage_errors
     def exists(self, name: str) -> bool:
         parse_evidence_name(name)

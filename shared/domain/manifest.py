@@ -180,33 +180,45 @@ def manifest_lines(head: ManifestHead, records: Iterable[ManifestRecord]) -> Ite
 
 
 def read_manifest(lines: Iterable[bytes]) -> tuple[ManifestHead, list[ManifestRecord]]:
-    """Head and records, checked line by line; ManifestError names the first line that is wrong
-    (a cut file: no end line, or counts that differ)."""
-    head: ManifestHead | None = None
-    records: list[ManifestRecord] = []
-    items = 0
-    ended = False
-    for number, raw in enumerate(lines, start=1):
-        if ended:
-            raise ManifestError(f"line {number}: text after the end line")
-        try:
-            data = json.loads(raw)
-        except ValueError:
-            raise ManifestError(f"line {number}: not JSON") from None
-        if head is None:
-            head = ManifestHead.from_json(data)
-            continue
+    """Head and records held whole: for small manifests and tests (``open_manifest`` streams)."""
+    head, records = open_manifest(lines)
+    return head, list(records)
+
+
+def open_manifest(lines: Iterable[bytes]) -> tuple[ManifestHead, Iterator[ManifestRecord]]:
+    """The head, checked, and the records one at a time, each checked as it is read; the iterator
+    raises ManifestError naming the first line that is wrong (a cut file: no end line, or counts
+    that differ), so a manifest of millions of records is read in the memory of one."""
+    numbered = enumerate(lines, start=1)
+    first = next(numbered, None)
+    if first is None:
+        raise ManifestError("the manifest is empty")
+    head = ManifestHead.from_json(_json(*first))
+    return head, _records(numbered)
+
+
+def _records(numbered: Iterator[tuple[int, bytes]]) -> Iterator[ManifestRecord]:
+    count = items = 0
+    for number, raw in numbered:
+        data = _json(number, raw)
         if isinstance(data, dict) and data.get("end") is True:
-            if data.get("records") != len(records) or data.get("items") != items:
+            if data.get("records") != count or data.get("items") != items:
                 raise ManifestError(f"line {number}: the end line's counts are not the manifest's")
-            ended = True
-            continue
+            if next(numbered, None) is not None:
+                raise ManifestError(f"line {number + 1}: text after the end line")
+            return
         record = ManifestRecord.from_json(data, number)
+        count += 1
         items += len(record.items)
-        records.append(record)
-    if head is None or not ended:
-        raise ManifestError("the manifest is cut short: no end line")
-    return head, records
+        yield record
+    raise ManifestError("the manifest is cut short: no end line")
+
+
+def _json(number: int, raw: bytes) -> Any:
+    try:
+        return json.loads(raw)
+    except ValueError:
+        raise ManifestError(f"line {number}: not JSON") from None
 
 
 def _line(data: dict[str, Any]) -> bytes:

@@ -33,10 +33,11 @@ from typing import Any
 from shared.domain.errors import MailboxUnavailable, TransientError
 from shared.domain.evidence import parse_evidence_name
 from shared.domain.ledger import handoff_order
-from shared.domain.manifest import Link, ManifestError, ManifestHead, ManifestRecord, read_manifest
+from shared.domain.manifest import Link, ManifestError, ManifestHead, ManifestRecord, open_manifest
 from shared.ports import EvidenceChain, EvidenceStore, ItemReader, RecordMissing, RecordStore
 
 _READERS = 16  # claim checks and items read at once: storage and Graph both serve this many well
+_BATCH = 2_000  # records of a manifest in memory at once
 
 
 class FindingKind(StrEnum):
@@ -94,6 +95,9 @@ class Verification:
     items_checked: int = 0
     items_without_digest: int = 0  # written before digests were recorded
     sampled: int | None = None
+    # Each window checked: its latest link, the manifest's and the final reports' evidence names
+    # (what an auditor downloads from the evidence container).
+    seals: list[dict[str, Any]] = field(default_factory=list)
     findings: list[Finding] = field(default_factory=list)
 
     @property
@@ -106,7 +110,7 @@ class Verification:
             "manifests": self.manifests, "links_walked": self.links_walked, "windows": self.windows,
             "records": self.records, "claim_checks": self.claim_checks,
             "not_hashed_at_import": self.not_hashed_at_import, "items_checked": self.items_checked,
-            "items_without_digest": self.items_without_digest, "sampled": self.sampled,
+            "items_without_digest": self.items_without_digest, "sampled": self.sampled, "seals": self.seals,
             "findings": [f.to_json() for f in self.findings],
         }
 
@@ -137,6 +141,8 @@ def verify(
         if not scope.includes(head):
             continue
         result.windows.append(head.window_id)
+        result.seals.append({"window_id": head.window_id, "link": head.seq, "manifest": name,
+                             "sealed_at": head.to_json()["sealed_at"], "reports": dict(head.reports)})
         _check_window(evidence, records, name, head, result, reader, sample, rng or random.SystemRandom())
     if scope.window_id is not None and scope.window_id not in result.windows:
         result.findings.append(Finding(FindingKind.WINDOW_NOT_SEALED, scope.window_id,
@@ -146,30 +152,73 @@ def verify(
 
 
 def _read_heads(evidence: EvidenceStore, result: Verification) -> tuple[dict[str, ManifestHead], set[str]]:
-    """Every manifest kept, hashed against its name, its head read; and the names of those that are
-    damaged (reported here already)."""
+    """Every manifest kept, read through once: hashed against its name, every line checked, its
+    head kept; and the names of those that are damaged (reported here already)."""
     heads: dict[str, ManifestHead] = {}
     damaged: set[str] = set()
     for name in evidence.names("manifest"):
         result.manifests += 1
+        reading = _HashedLines(evidence.stream(name))
+        problem = head = None
         try:
-            raw = evidence.read(name)
+            head, records = open_manifest(reading)
+            for _ in records:
+                pass
+        except ManifestError as error:
+            problem = str(error)
         except RecordMissing:
             continue  # gone between the listing and the read: the walk reports it if a link names it
-        sha = parse_evidence_name(name)[1]
-        if hashlib.sha256(raw).hexdigest() != sha:
-            result.findings.append(Finding(FindingKind.MANIFEST_ALTERED, _window_of(raw),
+        reading.drain()
+        window = head.window_id if head is not None else reading.first_window()
+        if reading.sha256() != parse_evidence_name(name)[1]:
+            result.findings.append(Finding(FindingKind.MANIFEST_ALTERED, window,
                                            f"{name} does not hash to its name: its bytes were changed"))
             damaged.add(name)
-            continue
-        try:
-            head, _ = read_manifest(raw.splitlines())
-        except ManifestError as error:
-            result.findings.append(Finding(FindingKind.MANIFEST_UNREADABLE, _window_of(raw), f"{name}: {error}"))
+        elif problem is not None or head is None:
+            result.findings.append(Finding(FindingKind.MANIFEST_UNREADABLE, window, f"{name}: {problem}"))
             damaged.add(name)
-            continue
-        heads[name] = head
+        else:
+            heads[name] = head
     return heads, damaged
+
+
+class _HashedLines:
+    """The lines of a stream of chunks, hashing every byte read (``drain`` reads what is left)."""
+
+    def __init__(self, chunks: Iterator[bytes]) -> None:
+        self._chunks = chunks
+        self._digest = hashlib.sha256()
+        self._first: bytes | None = None
+
+    def __iter__(self) -> Iterator[bytes]:
+        pending = b""
+        for chunk in self._chunks:
+            self._digest.update(chunk)
+            pending += chunk
+            *lines, pending = pending.split(b"\n")
+            for line in lines:
+                if self._first is None:
+                    self._first = line
+                yield line
+        if pending:
+            yield pending
+
+    def drain(self) -> None:
+        for chunk in self._chunks:
+            self._digest.update(chunk)
+
+    def sha256(self) -> str:
+        return self._digest.hexdigest()
+
+    def first_window(self) -> str | None:
+        """The window a damaged manifest says it is, when its first line still reads."""
+        if self._first is None:
+            return None
+        try:
+            head, _ = open_manifest([self._first])
+        except ManifestError:
+            return None
+        return head.window_id
 
 
 def _walk(
@@ -241,25 +290,51 @@ def _check_window(
         if hashlib.sha256(raw).hexdigest() != parse_evidence_name(report)[1]:
             result.findings.append(Finding(FindingKind.REPORT_ALTERED, window_id,
                                            f"the {fmt} admin report {report} does not hash to its name"))
-    _, rows = read_manifest(evidence.read(name).splitlines())
-    result.records += len(rows)
-    hashed = [row for row in rows if row.raw_sha256 is not None]
-    result.not_hashed_at_import += len(rows) - len(hashed)
-    for finding in _parallel(lambda row: _check_claim_check(records, window_id, row), hashed):
-        result.claim_checks += 1
-        if finding is not None:
-            result.findings.append(finding)
-    if reader is None:
-        return
-    archived = [row for row in rows if row.archived and row.items]
-    if sample is not None and sample < len(archived):
-        archived = rng.sample(archived, sample)
-    pairs = [(row, item) for row in archived for item in row.items]
+    _, rows = open_manifest(_HashedLines(evidence.stream(name)))
+    picked: list[ManifestRecord] = []  # the sample (reservoir), when one is asked for
+    seen_archived = 0
+    for batch in _batches(rows, _BATCH):
+        result.records += len(batch)
+        hashed = [row for row in batch if row.raw_sha256 is not None]
+        result.not_hashed_at_import += len(batch) - len(hashed)
+        for finding in _parallel(lambda row: _check_claim_check(records, window_id, row), hashed):
+            result.claim_checks += 1
+            if finding is not None:
+                result.findings.append(finding)
+        if reader is None:
+            continue
+        archived = [row for row in batch if row.archived and row.items]
+        if sample is None:
+            _check_items(reader, window_id, archived, result)
+            continue
+        for row in archived:  # Algorithm R: each archived record equally likely, in one pass
+            seen_archived += 1
+            if len(picked) < sample:
+                picked.append(row)
+            elif (slot := rng.randrange(seen_archived)) < sample:
+                picked[slot] = row
+    if reader is not None and sample is not None:
+        _check_items(reader, window_id, picked, result)
+
+
+def _check_items(reader: ItemReader, window_id: str, rows: list[ManifestRecord], result: Verification) -> None:
+    pairs = [(row, item) for row in rows for item in row.items]
     result.items_without_digest += sum(1 for _, item in pairs if item.item_sha256 is None)
     checkable = [(row, item) for row, item in pairs if item.item_sha256 is not None]
     for findings in _parallel(lambda pair: _check_item(reader, window_id, *pair), checkable):
         result.items_checked += 1
         result.findings.extend(findings)
+
+
+def _batches[T](items: Iterable[T], size: int) -> Iterator[list[T]]:
+    batch: list[T] = []
+    for item in items:
+        batch.append(item)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
 
 
 def _check_claim_check(records: RecordStore, window_id: str, row: ManifestRecord) -> Finding | None:
@@ -299,15 +374,6 @@ def _check_item(reader: ItemReader, window_id: str, row: ManifestRecord, item) -
 def _parallel[T, R](check: Callable[[T], R], inputs: Iterable[T]) -> Iterator[R]:
     with ThreadPoolExecutor(max_workers=_READERS) as pool:
         yield from pool.map(check, inputs)
-
-
-def _window_of(raw: bytes) -> str | None:
-    """The window a damaged manifest says it is, when its first line still reads."""
-    try:
-        head, _ = read_manifest([raw.split(b"\n", 1)[0], b'{"end":true,"records":0,"items":0}'])
-    except (ManifestError, ValueError):
-        return None
-    return head.window_id
 
 
 def _window_end(window_id: str) -> datetime:
