@@ -239,3 +239,47 @@ def test_sample_reads_back_only_that_many_records(sealed):
     deployment, _ = sealed
     result = deployment.verify(sample=1)
     assert result.ok and 1 <= result.items_checked <= 2
+
+
+class TestThroughGraph:
+    """The same window archived through Microsoft Graph (the local stand-in on loopback) and read back
+    item by item: an untouched window verifies; an item edited or deleted in Exchange is named."""
+
+    @pytest.fixture
+    def archived(self, tmp_path):
+        from shared.adapters.graph_client import build_graph_client
+        from shared.adapters.graph_item_reader import GraphItemReader
+        from shared.adapters.graph_mailbox import GraphMailbox
+        from shared.local.graph_server import LocalGraph
+
+        with LocalGraph({box: True for box in DIRECTORY}, token="t") as graph:
+            client = build_graph_client(base_url=graph.base_url, access_token="t")
+            with GraphMailbox(client) as writer, GraphItemReader(client, id_property=writer.id_property) as reader:
+                deployment = Deployment(tmp_path)
+                deployment.mailboxes = writer
+                window = deployment.run_window(_day())
+                deployment.seal()
+                yield deployment, window, graph, reader
+
+    @staticmethod
+    def _stored(graph, mailbox, record_id):
+        return next(m for m in graph.messages(mailbox)
+                    if any(p["value"] == record_id for p in m.get("singleValueExtendedProperties", ())))
+
+    def test_an_untouched_window_verifies_item_by_item(self, archived):
+        deployment, _, _, reader = archived
+        result = verify(deployment.evidence, deployment.chain, deployment.records, reader=reader)
+        assert result.ok, _kinds(result)
+        assert result.items_checked == 5
+
+    def test_a_body_edited_in_exchange_and_an_item_deleted_are_named(self, archived):
+        deployment, window, graph, reader = archived
+        edited = self._stored(graph, "alice@contoso.example", "m-text")
+        graph.set_body("alice@contoso.example", edited["id"], edited["body"]["content"].replace("Hello", "Hi"))
+        gone = self._stored(graph, "bob@contoso.example", "m-photo")
+        graph.delete_message("bob@contoso.example", gone["id"])
+        result = verify(deployment.evidence, deployment.chain, deployment.records, reader=reader)
+        assert sorted(_kinds(result)) == [
+            (FindingKind.ITEM_ALTERED, window, "m-text", "alice@contoso.example"),
+            (FindingKind.ITEM_MISSING, window, "m-photo", "bob@contoso.example"),
+        ]
