@@ -17,6 +17,8 @@ skipped duplicate, 0.5% poisoned (no mapping), mailboxes among 20,000.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -43,23 +45,39 @@ def synthetic_window(now: datetime, days: int = 1) -> WindowInfo:
     return WindowInfo(window, len(window.slices(timedelta(hours=1))), now)
 
 
+def claim_check_for(n: int) -> bytes:
+    """The ``n``-th record's claim check: a text record of TeleMessage's size (about 1 KB)."""
+    return json.dumps({
+        "messageId": f"TM{n:012d}", "sourceType": "WHATSAPP_ARCHIVER", "messageType": "TEXT",
+        "messageTime": 1_763_800_000_000 + n, "archivedTime": 1_763_800_005_000 + n, "direction": "OUTGOING",
+        "owner": {"phone": f"+4477009{n % 100000:05d}", "email": f"employee{n % MAILBOXES:05d}@bank.example"},
+        "sender": {"phone": f"+4477009{n % 100000:05d}", "email": f"employee{n % MAILBOXES:05d}@bank.example"},
+        "recipients": [{"phone": f"+1202555{n % 10000:04d}", "firstName": "Client", "lastName": f"{n % 977}"}],
+        "textContent": " ".join(("confirm", "price", "desk", "spread", "volume")[(n + i) % 5] for i in range(90)),
+    }, separators=(",", ":")).encode()
+
+
 def outcome_for(n: int, key: str, at: datetime) -> OutcomeEntry:
-    """The ``n``-th record's outcome in the mix above."""
+    """The ``n``-th record's outcome in the mix above, with what the chain of evidence keeps: the
+    claim check's SHA-256 and, per mailbox, the item's id and digest."""
     mailbox = f"employee{n % MAILBOXES:05d}@bank.example"
     message_id = f"TM{n:012d}"
+    raw = hashlib.sha256(claim_check_for(n)).hexdigest()
+    item = hashlib.sha256(f"item {n}".encode()).hexdigest()
     if n % 200 == 199:
         return OutcomeEntry(key, message_id, RecordOutcome.POISONED, at, reason=PoisonReason.NO_MAPPING.value,
-                            detail="no participant maps to a mailbox", source_user="+44 7••• ••• 5" + str(n % 10))
+                            detail="no participant maps to a mailbox", source_user="+44 7••• ••• 5" + str(n % 10),
+                            raw_sha256=raw)
     if n % 100 == 7:
-        mailboxes = (MailboxResult(mailbox, RecordOutcome.SKIPPED_DUPLICATE, MappingRule.CSV),)
+        mailboxes = (MailboxResult(mailbox, RecordOutcome.SKIPPED_DUPLICATE, MappingRule.CSV, message_id, item),)
         return OutcomeEntry(key, message_id, RecordOutcome.SKIPPED_DUPLICATE, at, mailboxes,
-                            source_user="+44 7••• ••• 5" + str(n % 10))
-    mailboxes = (MailboxResult(mailbox, RecordOutcome.IMPORTED, MappingRule.CSV),)
+                            source_user="+44 7••• ••• 5" + str(n % 10), raw_sha256=raw)
+    mailboxes = (MailboxResult(mailbox, RecordOutcome.IMPORTED, MappingRule.CSV, message_id, item),)
     if n % 10 == 3:
         other = f"employee{(n * 7 + 1) % MAILBOXES:05d}@bank.example"
-        mailboxes += (MailboxResult(other, RecordOutcome.IMPORTED, MappingRule.EMAIL),)
+        mailboxes += (MailboxResult(other, RecordOutcome.IMPORTED, MappingRule.EMAIL, message_id, item),)
     return OutcomeEntry(key, message_id, RecordOutcome.IMPORTED, at, mailboxes,
-                        source_user="+44 7••• ••• 5" + str(n % 10))
+                        source_user="+44 7••• ••• 5" + str(n % 10), raw_sha256=raw)
 
 
 def key_for(n: int) -> str:

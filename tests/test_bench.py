@@ -95,3 +95,14 @@ def test_the_chat_export_benchmark_reads_each_size_whole_and_prints_its_figures(
     assert [run["messages"] for run in result["runs"]] == [500, 1500]
     assert all(run["peak_over_baseline_mib"] > 0 and run["messages_per_s"] for run in result["runs"])
     assert result["text_bound_mib"] == 64 and result["extrapolated_peak_mib_at_text_bound"] > 0
+
+
+def test_the_evidence_benchmark_seals_and_verifies_each_size_and_prints_its_figures():
+    completed = subprocess.run(
+        [sys.executable, "-m", "bench.evidence", "--sizes", "300", "--json"],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=300,
+    )
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    [run] = json.loads(completed.stdout)["evidence"]
+    assert run["records"] == 300 and run["manifest_bytes_per_record"] > 100
+    assert run["seal_seconds"] > 0 and run["verify_offline_seconds"] > 0 and run["day_of_2m"]["manifest_mib"] > 0

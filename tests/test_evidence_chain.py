@@ -137,6 +137,25 @@ def test_sealing_again_without_a_change_adds_no_link_and_a_new_window_links_to_t
     assert deployment.verify().ok
 
 
+def test_a_seal_that_stopped_before_its_link_is_sealed_again_and_its_draft_is_no_finding(tmp_path):
+    deployment = Deployment(tmp_path)
+    window = deployment.run_window(_day())
+    advance = deployment.chain.advance
+
+    def storage_fails(link, version):
+        raise OSError("the connection dropped")
+
+    deployment.chain.advance = storage_fails
+    assert deployment.seal() == []  # logged, left for the next run
+    assert len(list(deployment.evidence.names("manifest"))) == 1
+    deployment.chain.advance = advance
+    [done] = deployment.seal(NOW + timedelta(minutes=5))
+    assert done.window_id == window and done.link.seq == 1
+    result = deployment.verify()
+    assert result.ok, _kinds(result)
+    assert (result.manifests, result.unlinked_drafts) == (2, 1)
+
+
 def test_an_altered_claim_check_is_named_with_its_window_and_record(sealed):
     deployment, window = sealed
     name = f"{record_key('m-text')}.json"
