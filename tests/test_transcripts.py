@@ -363,3 +363,31 @@ def test_a_transcript_reads_back_with_both_mail_parsers():
     assert parsed.subject.replace(" ", "") == message["Subject"].replace(" ", "")
     assert "שלום" in parsed.text_plain[0] and "👋" in parsed.text_plain[0]
     assert [a["filename"] for a in parsed.attachments] == ["003-photo.jpg"]
+
+
+def test_a_transcript_day_verifies_item_by_item_and_a_transcript_edited_later_is_named(tmp_path):
+    from shared.adapters.local_files import EmlItemReader, EmlMailbox
+    from shared.service.evidence_chain import seal_reconciled
+    from shared.service.status import recent_summaries
+    from shared.service.verify import FindingKind, verify
+    from tests.fakes import MemoryEvidenceChain, MemoryEvidenceStore
+
+    boxes = EmlMailbox(tmp_path / "mail")
+    rig = Rig(boxes=boxes)
+    rig.source_records += [
+        chat_record("g-1", DAY_START + timedelta(hours=9), textContent="first"),
+        chat_record("g-2", DAY_START + timedelta(hours=9, minutes=5), textContent="second"),
+    ]
+    now = datetime(2026, 11, 23, 2, 0, tzinfo=UTC)
+    info = rig.run_window(now)
+    evidence, chain = MemoryEvidenceStore(), MemoryEvidenceChain()
+    [sealed] = seal_reconciled(rig.ledger, evidence, chain, recent_summaries(rig.ledger, 5), now)
+    assert sealed.window_id == info.window_id
+    reader = EmlItemReader(boxes)
+    result = verify(evidence, chain, rig.records, reader=reader)
+    assert result.ok and result.claim_checks == 2
+    assert result.items_checked == 2  # one transcript each for Alice and Bob, read once for its two records
+    [bob] = list((tmp_path / "mail" / "bob@contoso.example").rglob("*.eml"))
+    bob.write_bytes(bob.read_bytes().replace(b"second", b"secont"))
+    findings = verify(evidence, chain, rig.records, reader=reader).findings
+    assert [(f.kind, f.mailbox) for f in findings] == [(FindingKind.ITEM_ALTERED, "bob@contoso.example")]

@@ -7,6 +7,7 @@ Archiver", then "WhatsApp Archiver 2", ... once a folder holds ``folder_items`` 
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import tempfile
@@ -193,7 +194,12 @@ class EmlItemReader:
 
     def find(self, mailbox: str, record_key: str, item_id: str) -> list[ReadBackItem]:
         items = []
-        for path in self._mailboxes.files_of(mailbox, record_key):
+        paths = self._mailboxes.files_of(mailbox, record_key)
+        own_key = hashlib.sha256(item_id.encode("utf-8")).hexdigest()
+        if own_key != record_key.partition(".")[0]:
+            # An item of its own id: a daily transcript, named by its part's id, holds many records.
+            paths += self._mailboxes.files_of(mailbox, own_key)
+        for path in paths:
             try:
                 digest = mime_content(path.read_bytes(), item_id).digest()
             except (OSError, UnreadableItem) as error:

@@ -41,6 +41,7 @@ class TranscriptEntry:
     record: ArchiveRecord
     media: Mapping[str, AttachmentPayload | bytes | None]
     replied_text: str | None = None
+    raw_sha256: str | None = None  # the claim check's bytes as composed: the chain of evidence's link
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ dropped from its part (poisoned) and replayed goes into the day's next part.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 from collections.abc import Callable, Mapping, Sequence
@@ -238,7 +239,7 @@ class TranscriptComposer:
                 record_key=record.record_key, message_id=record.message_id,
                 outcome=outcome,
                 at=now, mailboxes=tuple(results[record.record_key]), partial=partial,
-                unavailable=tuple(unavailable[record.record_key]),
+                unavailable=tuple(unavailable[record.record_key]), raw_sha256=entry.raw_sha256,
             ))
             telemetry.account_record(
                 outcome, partial=partial,
@@ -253,7 +254,7 @@ class TranscriptComposer:
                 self._ledger.record_outcome(window, OutcomeEntry(
                     record_key=record.record_key, message_id=record.message_id,
                     outcome=RecordOutcome.SKIPPED_DUPLICATE, at=now, mailboxes=skipped, partial=partial,
-                    unavailable=tuple(unavailable[record.record_key]),
+                    unavailable=tuple(unavailable[record.record_key]), raw_sha256=entry.raw_sha256,
                 ))
                 telemetry.account_record(RecordOutcome.SKIPPED_DUPLICATE)
         self._store.unstage(part.bucket, part.records)
@@ -297,7 +298,7 @@ class TranscriptComposer:
         record = parse_record(raw)
         origin = self._media_sources.get(record.source)
         media = {a.attachment_id: spool.payload(a, source=origin) for a in record.attachments}
-        return TranscriptEntry(record, media, replied_text(self._records, record))
+        return TranscriptEntry(record, media, replied_text(self._records, record), hashlib.sha256(raw).hexdigest())
 
     def _fit(self, part: TranscriptPart, entries: dict[str, TranscriptEntry]) -> TranscriptPart:
         """Shrink an unsealed part until every mailbox's item is within the limit. Records taken

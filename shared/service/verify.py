@@ -33,7 +33,7 @@ from typing import Any
 from shared.domain.errors import MailboxUnavailable, TransientError
 from shared.domain.evidence import parse_evidence_name
 from shared.domain.ledger import handoff_order
-from shared.domain.manifest import Link, ManifestError, ManifestHead, ManifestRecord, open_manifest
+from shared.domain.manifest import Link, ManifestError, ManifestHead, ManifestItem, ManifestRecord, open_manifest
 from shared.ports import EvidenceChain, EvidenceStore, ItemReader, RecordMissing, RecordStore
 
 _READERS = 16  # claim checks and items read at once: storage and Graph both serve this many well
@@ -329,8 +329,12 @@ def _check_window(
 def _check_items(reader: ItemReader, window_id: str, rows: list[ManifestRecord], result: Verification) -> None:
     pairs = [(row, item) for row in rows for item in row.items]
     result.items_without_digest += sum(1 for _, item in pairs if item.item_sha256 is None)
-    checkable = [(row, item) for row, item in pairs if item.item_sha256 is not None]
-    for findings in _parallel(lambda pair: _check_item(reader, window_id, *pair), checkable):
+    # One read per item: a daily transcript is one item holding many records, each listing it.
+    checkable: dict[tuple[str, str, str], tuple[ManifestRecord, ManifestItem]] = {}
+    for row, item in pairs:
+        if item.item_sha256 is not None:
+            checkable.setdefault((item.mailbox, item.item_id, item.item_sha256), (row, item))
+    for findings in _parallel(lambda pair: _check_item(reader, window_id, *pair), checkable.values()):
         result.items_checked += 1
         result.findings.extend(findings)
 
@@ -358,7 +362,7 @@ def _check_claim_check(records: RecordStore, window_id: str, row: ManifestRecord
     return None
 
 
-def _check_item(reader: ItemReader, window_id: str, row: ManifestRecord, item) -> list[Finding]:
+def _check_item(reader: ItemReader, window_id: str, row: ManifestRecord, item: ManifestItem) -> list[Finding]:
     ids = {"window_id": window_id, "record_key": row.record_key, "record_id": row.record_id,
            "mailbox": item.mailbox}
     try:
