@@ -2,20 +2,20 @@
 # section of infra/bicep/main.bicep.
 #
 # The raw captured bytes (TeleMessage records, webhook bodies, chat export files, media) as block
-# blobs raw/<kind>/<sha256>, each created once and never overwritten, and the manifests of the hash
-# chain as append blobs (manifests/...), blocks only appended. One container under a container-level
+# blobs raw/<kind>/<sha256>, each created once and never overwritten; the manifests of the hash
+# chain and the final admin reports are kept the same way (raw/manifest/..., raw/admin-report/...). One container under a container-level
 # time-based retention policy (Storage docs, "Container-level WORM policies for immutable blob data"
 # and "Store business-critical blob data with immutable storage"):
 # - Container-level, not version-level, WORM: it needs no blob versioning (versioning stays off in
 #   this account: the claim checks and the state container have no use for versions, and they would
-#   be paid for) and it is the only kind that allows protected append writes, which the manifests
-#   need. It is compatible with what the account has (blob and container soft delete, which
+#   be paid for) and it is the only kind that allows protected append writes (no write of the code
+#   appends today: every piece, manifests included, is a block blob created once). It is compatible with what the account has (blob and container soft delete, which
 #   Microsoft recommends beside it; no hierarchical namespace, which it would support anyway) and
 #   incompatible only with what the account does not use: point-in-time restore, last access time
 #   tracking, NFS 3.0 and SFTP (tests/test_infra.py keeps them off).
 # - protected_append_writes_enabled (allowProtectedAppendWrites), not
 #   protected_append_writes_all_enabled (they are mutually exclusive): the former lets Append Block
-#   add to append blobs, all the manifests need; the latter also lets new blocks be appended to
+#   add to append blobs (left on for append-only evidence to come; nothing appends today); the latter also lets new blocks be appended to
 #   existing block blobs (Data Lake append and flush), which the code never does, so a raw blob stays
 #   exactly as it was committed. Creating a block blob (Put Blob, or Put Block and Put Block List) is
 #   allowed under the policy; an overwrite, Set Blob Metadata or Set Blob Properties and any delete
@@ -77,7 +77,7 @@ resource "azurerm_storage_container_immutability_policy" "evidence" {
 #                     refuses them on an existing one). It also covers Set Blob Metadata and
 #                     Properties (the policy refuses them) and Set Blob Tier (allowed under WORM,
 #                     never called by the code)
-#   blobs/add/action  create a blob, or append data: create the manifests, Append Block
+#   blobs/add/action  create a blob, or append data (Append Block: never called today)
 # and one control-plane action, containers/write: the code creates its container on first use and
 # takes the conflict as "it exists" (shared/adapters/azure_storage.py, ensured_container); Create
 # Container is authorized by containers/write (as in Storage Blob Data Contributor), and without it

@@ -46,7 +46,8 @@ locals {
   # delivers to it by this name (Host.Functions.<name>).
   chat_exports_function_name = "chat_export_blob"
   # The evidence store (EVIDENCE_CONTAINER, default archive-evidence in shared/settings.py): the raw
-  # captured bytes (raw/<kind>/<sha256>, block blobs created once) and the manifests (append blobs),
+  # captured bytes, the chain's manifests and the final admin reports (raw/<kind>/<sha256>, block
+  # blobs created once),
   # under a time-based retention policy. Not in container_names: it has a policy, metadata and a
   # role of its own (evidence.tf).
   evidence_container_name = "archive-evidence"

@@ -29,8 +29,8 @@ output "chat_exports_container" {
 
 # The evidence store (docs/deploy.md, Evidence store), and with evidence_legal_hold the command that
 # places the legal hold, for a person with the right to run it: replace <matterid> by the hold tag
-# (3 to 23 letters and digits). --allow-protected-append-writes-all keeps the manifests appendable
-# under the hold (a legal hold offers only that append setting); without it every append fails.
+# (3 to 23 letters and digits). --allow-protected-append-writes-all keeps append blobs appendable
+# under the hold (a legal hold offers only that append setting); the code creates block blobs only.
 output "evidence_container" {
   value = azurerm_storage_container.evidence.name
 }
