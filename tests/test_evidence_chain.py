@@ -302,3 +302,16 @@ class TestThroughGraph:
             (FindingKind.ITEM_ALTERED, window, "m-text", "alice@contoso.example"),
             (FindingKind.ITEM_MISSING, window, "m-photo", "bob@contoso.example"),
         ]
+
+
+def test_a_scoped_run_reads_only_the_heads_of_other_windows_manifests_and_a_full_run_hashes_them(sealed):
+    deployment, first = sealed
+    later = NOW + timedelta(days=1)
+    second = deployment.run_window(_day(later), now=later)
+    deployment.seal(later)
+    old = deployment.chain.sealed[first][0].name
+    deployment.evidence.blobs[old] = deployment.evidence.blobs[old].replace(b'"imported"', b'"poisoned"', 1)
+    scoped = deployment.verify(online=False, scope=Scope(window_id=second))
+    assert scoped.ok and scoped.heads_only == 1 and scoped.windows == [second]
+    assert [(f.kind, f.window_id) for f in deployment.verify(online=False).findings][:1] == [
+        (FindingKind.MANIFEST_ALTERED, first)]

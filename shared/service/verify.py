@@ -88,6 +88,7 @@ class Verification:
     head: Link | None = None
     manifests: int = 0
     links_walked: int = 0
+    heads_only: int = 0  # manifests outside a --window / --since scope: head line read, not hashed
     unlinked_drafts: int = 0  # manifests of a seal that stopped before its link; the same counts are linked
     windows: list[str] = field(default_factory=list)
     records: int = 0
@@ -109,7 +110,7 @@ class Verification:
         return {
             "ok": self.ok, "online": self.online, "head": self.head.to_json() if self.head else None,
             "manifests": self.manifests, "links_walked": self.links_walked,
-            "unlinked_drafts": self.unlinked_drafts, "windows": self.windows,
+            "unlinked_drafts": self.unlinked_drafts, "heads_only": self.heads_only, "windows": self.windows,
             "records": self.records, "claim_checks": self.claim_checks,
             "not_hashed_at_import": self.not_hashed_at_import, "items_checked": self.items_checked,
             "items_without_digest": self.items_without_digest, "sampled": self.sampled, "seals": self.seals,
@@ -124,6 +125,10 @@ class Scope:
     window_id: str | None = None
     since: datetime | None = None
 
+    @property
+    def whole(self) -> bool:
+        return self.window_id is None and self.since is None
+
     def includes(self, head: ManifestHead) -> bool:
         if self.window_id is not None:
             return head.window_id == self.window_id
@@ -137,7 +142,7 @@ def verify(
     reader: ItemReader | None = None, sample: int | None = None, rng: random.Random | None = None,
 ) -> Verification:
     result = Verification(online=reader is not None, sampled=sample)
-    heads, damaged = _read_heads(evidence, result)
+    heads, damaged = _read_heads(evidence, result, scope)
     latest = _walk(chain, heads, damaged, result)
     for name, head in latest:
         if not scope.includes(head):
@@ -153,9 +158,13 @@ def verify(
     return result
 
 
-def _read_heads(evidence: EvidenceStore, result: Verification) -> tuple[dict[str, ManifestHead], set[str]]:
-    """Every manifest kept, read through once: hashed against its name, every line checked, its
-    head kept; and the names of those that are damaged (reported here already)."""
+def _read_heads(
+    evidence: EvidenceStore, result: Verification, scope: Scope,
+) -> tuple[dict[str, ManifestHead], set[str]]:
+    """Every manifest kept, its head kept, and the names of those that are damaged (reported here
+    already). A manifest of a window in scope is read through: hashed against its name, every line
+    checked. Outside a --window or --since scope only its head line is read, enough to walk the
+    chain through it: years of history are not read again for one day's check (a full run does)."""
     heads: dict[str, ManifestHead] = {}
     damaged: set[str] = set()
     for name in evidence.names("manifest"):
@@ -164,6 +173,11 @@ def _read_heads(evidence: EvidenceStore, result: Verification) -> tuple[dict[str
         problem = head = None
         try:
             head, records = open_manifest(reading)
+            if not scope.whole and not scope.includes(head):
+                reading.close()
+                result.heads_only += 1
+                heads[name] = head
+                continue
             for _ in records:
                 pass
         except ManifestError as error:
@@ -204,6 +218,11 @@ class _HashedLines:
                 yield line
         if pending:
             yield pending
+
+    def close(self) -> None:
+        close = getattr(self._chunks, "close", None)
+        if close is not None:
+            close()
 
     def drain(self) -> None:
         for chunk in self._chunks:
