@@ -22,7 +22,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from email import message_from_bytes, policy
 from email.message import EmailMessage
-from email.utils import parsedate_to_datetime
 from html.parser import HTMLParser
 
 from shared.domain.rendered import RenderedItem
@@ -116,8 +115,8 @@ def mime_content(raw: bytes, record_id: str) -> ItemContent:
         message = message_from_bytes(raw, policy=policy.default)
         assert isinstance(message, EmailMessage)
         subject = str(message.get("Subject", ""))
-        date = message.get("Date")
-        sent_at = parsedate_to_datetime(str(date)) if date else None
+        date = message.get("Date")  # a DateHeader under policy.default: its moment, or None when unreadable
+        sent_at = getattr(date, "datetime", None)
         if sent_at is None or sent_at.tzinfo is None:
             raise UnreadableItem("no Date with a zone")
         html_part = message.get_body(preferencelist=("html",))

@@ -98,7 +98,8 @@ class ItemImporter:
         self._media_sources: dict[str, ArchiveSource | None] = {"telemessage": source, **(media_sources or {})}
 
     def import_raw(self, raw: bytes | str, *, attempt: int = 1, origin: RecordOrigin | None = None) -> ImportResult:
-        raw_sha256 = hashlib.sha256(raw.encode("utf-8") if isinstance(raw, str) else raw).hexdigest()
+        # A queue message's text may hold lone surrogates (invalid, poisoned below): hashed as they are.
+        raw_sha256 = hashlib.sha256(raw.encode("utf-8", "surrogatepass") if isinstance(raw, str) else raw).hexdigest()
         try:
             record = parse_record(raw)
         except PermanentError as error:
