@@ -119,9 +119,9 @@ def measure_rendering(records: RecordSet, *, rounds: int = 2, max_item_mb: int =
 
 def stage_breakdown(raws: list[bytes], media: dict[str, bytes | None], *, max_item_mb: int) -> dict[str, float]:
     """CPU per record of each step the importer takes (same order), over the records it archives."""
+    from shared.domain.records import parse_record
     from shared.domain.rendered import base64_mime_size
     from shared.domain.rendering import render
-    from shared.service.importing import parse_record
     from shared.service.media import MediaSpool
 
     stages: Counter[str] = Counter()

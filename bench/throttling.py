@@ -40,9 +40,9 @@ def _items(kind: str, count: int) -> list[Any]:
     import hashlib
     import json
 
+    from shared.domain.records import parse_record
     from shared.domain.rendered import BytesPayload, RenderedAttachment
     from shared.domain.rendering import render
-    from shared.service.importing import parse_record
 
     template = render(parse_record(json.dumps(uniform(1, 1, tag=kind).records[0])), {}, default_region="GB")
     if kind == "uploads":

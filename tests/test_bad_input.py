@@ -25,7 +25,8 @@ from shared.domain.tasks import ItemTask, ListingTask
 from shared.domain.window import Window
 from shared.local.telemessage_server import LocalTeleMessage
 from shared.ports import ListingPage
-from shared.service.importing import ImportResult, ItemImporter
+from shared.service.import_results import ImportResult
+from shared.service.importing import ItemImporter
 from shared.service.listing import list_slice_page, serialise_item
 from shared.service.mapping import MailboxMapper
 from shared.service.processing import process_item_message

@@ -96,8 +96,8 @@ def test_the_same_record_in_other_bytes_is_a_duplicate_not_a_recapture():
 
 def test_a_recapture_in_eml_mailboxes_is_a_file_of_its_own(tmp_path):
     from shared.adapters.local_files import EmlMailbox
+    from shared.domain.records import parse_record
     from shared.domain.rendering import render
-    from shared.service.importing import parse_record
 
     boxes = EmlMailbox(str(tmp_path), "WhatsApp Archiver")
     first = render(parse_record(json.dumps(record("m-5", textContent="Price is 100"))), {})

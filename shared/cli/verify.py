@@ -85,7 +85,7 @@ def _where(state_dir: Path | None) -> Iterator:
         return
     from shared.composition import get_container, reset_container
     from shared.local.azurite import Azurite
-    from shared.local.demo import DemoPaths, app_settings
+    from shared.local.demo_kit import DemoPaths, app_settings
 
     paths = DemoPaths((state_dir or Path(".demo")).resolve())
     if not paths.azurite.is_dir():

@@ -18,8 +18,10 @@ import hashlib
 from datetime import UTC, datetime
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 from pydantic.alias_generators import to_camel
+
+from shared.domain.errors import PermanentError, PoisonReason
 
 # Year 9999-12-31T23:59:59.999Z: the schema only says "minimum 0", but a larger value cannot be
 # a real time and would make datetime arithmetic fail far from the validation that should catch it.
@@ -262,3 +264,17 @@ def epoch_ms_to_datetime(value: int) -> datetime:
 def record_key(message_id: str) -> str:
     """A stable, storage-safe key for a record: message ids are free text up to 256 characters."""
     return hashlib.sha256(message_id.encode("utf-8")).hexdigest()
+
+
+def parse_record(raw: bytes | str) -> ArchiveRecord:
+    """Validate a record; a PermanentError(invalid_item) names what is wrong, never the values."""
+    try:
+        return ArchiveRecord.model_validate_json(raw)
+    except ValidationError as error:
+        problems = [
+            f"{'.'.join(map(str, e['loc'])) or '(record)'}: {e['msg']}"
+            for e in error.errors(include_input=False, include_url=False)[:10]
+        ]
+        more = error.error_count() - len(problems)
+        detail = "; ".join(problems) + (f"; and {more} more" if more > 0 else "")
+        raise PermanentError(PoisonReason.INVALID_ITEM, detail[:2000]) from None

@@ -25,7 +25,7 @@ import zipfile
 from datetime import datetime, timedelta
 from typing import Any
 
-from shared.local.demo import REPO_ROOT, DemoPaths, _anchor, app_settings, print_where, seal_as_the_timer_would
+from shared.local.demo_kit import REPO_ROOT, DemoPaths, app_settings, day_anchor, print_where, seal_as_the_timer_would
 
 log = logging.getLogger(__name__)
 
@@ -106,7 +106,7 @@ def run_chat_export(paths: DemoPaths, *, workers: int = 4) -> dict[str, Any]:
     from shared.local.azurite import Azurite
     from shared.local.host_runner import HostRunner
 
-    data, sidecar, media = make_export(_anchor(paths))
+    data, sidecar, media = make_export(day_anchor(paths))
     paths.mapping.write_text(f"PhoneNumber,EmailAddress\n{DESK_NUMBER},{DESK}\n", encoding="utf-8")
     paths.directory.write_text("\n".join((CUSTODIAN, COLLEAGUE, DESK)) + "\n", encoding="utf-8")
     started = time.monotonic()

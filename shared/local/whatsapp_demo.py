@@ -25,15 +25,15 @@ from collections import Counter
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from shared.local.demo import (
+from shared.local.demo_kit import (
     REPO_ROOT,
     DemoPaths,
-    _anchor,
-    _write_admin_report,
     app_settings,
+    day_anchor,
     print_where,
     print_window_counts,
     seal_as_the_timer_would,
+    write_admin_report,
 )
 from shared.local.meta_webhooks import Courier, DeliveryLog, Job, WebhookSender
 from shared.local.whatsapp_traffic import WhatsAppDay, generate_whatsapp_day
@@ -53,7 +53,7 @@ def run_whatsapp_day(paths: DemoPaths, *, seed: int = 15, workers: int = 4) -> d
     from shared.local.azurite import Azurite
     from shared.local.meta_server import LocalMeta
 
-    day = generate_whatsapp_day(_anchor(paths), seed=seed)
+    day = generate_whatsapp_day(day_anchor(paths), seed=seed)
     paths.mapping.write_text(day.mapping_csv(), encoding="utf-8")
     paths.directory.write_text("\n".join(day.directory()) + "\n", encoding="utf-8")
     secrets = {name: os.urandom(24).hex() for name in ("app_secret", "verify_token", "access_token", "function_key")}
@@ -185,7 +185,7 @@ def _reconcile(container, run_started: datetime, paths: DemoPaths) -> dict[str, 
         if container.ledger.window(window_id) is None:
             continue
         windows.append(window_summary(container.ledger, window_id).to_json())
-        reports += _write_admin_report(container, window_id, paths.reports)
+        reports += write_admin_report(container, window_id, paths.reports)
         for entry in container.ledger.outcomes(window_id):
             if entry.at >= run_started:
                 this_run.update(m.outcome.value for m in entry.mailboxes)

@@ -13,7 +13,8 @@ from typing import Any
 
 from shared.domain.errors import PoisonReason, TransientError
 from shared.domain.ledger import RecordOutcome
-from shared.service.importing import ImportResult, ItemImporter
+from shared.service.import_results import ImportResult
+from shared.service.importing import ItemImporter
 
 log = logging.getLogger(__name__)
 

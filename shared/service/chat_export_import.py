@@ -33,7 +33,8 @@ from shared.domain.records import record_key
 from shared.ports import CapturedMediaStore
 from shared.service.batch_import import BatchReport, import_with_retries
 from shared.service.chat_export_files import ExportFile
-from shared.service.importing import ImportResult, ItemImporter
+from shared.service.import_results import ImportResult
+from shared.service.importing import ItemImporter
 from shared.service.listing import serialise_item
 
 log = logging.getLogger(__name__)

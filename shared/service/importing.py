@@ -9,14 +9,9 @@ finishes the job without duplicating anything.
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
-from datetime import datetime
-from typing import TYPE_CHECKING
-
-from pydantic import ValidationError
+from dataclasses import replace
 
 from shared.domain.errors import MailboxUnavailable, PermanentError, PoisonReason
 from shared.domain.identifiers import recapture_of
@@ -24,50 +19,16 @@ from shared.domain.item_digest import item_digest
 from shared.domain.ledger import MailboxResult, RecordOutcome
 from shared.domain.phones import masked_number
 from shared.domain.recapture import Recapture, recapture
-from shared.domain.records import ArchiveRecord, record_key
+from shared.domain.records import ArchiveRecord, parse_record, record_key
 from shared.domain.rendered import RenderedItem, base64_mime_size
 from shared.domain.rendering import render
 from shared.ports import ArchiveSource, MailboxWriter, RecordMissing, RecordStore, WriteOutcome
+from shared.service.import_results import ImportResult, RecordOrigin, RecordSink
 from shared.service.mapping import MailboxMapper, MappedMailbox
 from shared.service.media import MediaSpool
-
-if TYPE_CHECKING:
-    from shared.service.transcripts import TranscriptStager
+from shared.service.replies import replied_text
 
 log = logging.getLogger(__name__)
-
-@dataclass(frozen=True)
-class RecordOrigin:
-    """Where a record being imported came from: the window that listed it and its claim check."""
-
-    window_id: str
-    record_ref: str
-    # The key the record was listed under: a re-capture's own (``<key>.<digest>``) when the source
-    # sent other bytes under an id stored before (shared.domain.recapture).
-    record_key: str | None = None
-
-
-@dataclass(frozen=True)
-class ImportResult:
-    outcome: RecordOutcome
-    message_id: str | None
-    mailboxes: tuple[MailboxResult, ...] = ()
-    reason: PoisonReason | None = None
-    detail: str | None = None
-    partial: bool = False
-    size_bytes: int = 0
-    # Mapped mailboxes that could not take mail when written (no Exchange mailbox after all): not
-    # part of the fan-out, but kept so the report shows which pairs were dropped and why.
-    unavailable: tuple[str, ...] = ()
-    source_user: str | None = None  # the sender's number, masked, for the admin report
-    captured_at: datetime | None = None  # when TeleMessage captured the record (telemetry: latency)
-    recapture_of: str | None = None  # the key of the record this one re-captures
-    raw_sha256: str | None = None  # the imported bytes' SHA-256: the chain of evidence's link
-
-    @classmethod
-    def poisoned(cls, message_id: str | None, error: PermanentError) -> ImportResult:
-        return cls(RecordOutcome.POISONED, message_id, reason=error.reason, detail=error.detail)
-
 
 class ItemImporter:
     def __init__(
@@ -81,7 +42,7 @@ class ItemImporter:
         corrupt_after_attempts: int = 3,
         spool_dir: str | None = None,
         records: RecordStore | None = None,
-        transcripts: TranscriptStager | None = None,
+        transcripts: RecordSink | None = None,
         media_sources: Mapping[str, ArchiveSource] | None = None,
     ) -> None:
         self._mapper = mapper
@@ -211,27 +172,3 @@ class ItemImporter:
             )
 
 
-def replied_text(records: RecordStore, record: ArchiveRecord) -> str | None:
-    """The answered record's text, from its claim check when it was listed (any window)."""
-    if not record.reply_to_message_id:
-        return None
-    try:
-        parent = json.loads(records.get(f"{record_key(record.reply_to_message_id)}.json"))
-    except (RecordMissing, ValueError):
-        return None
-    text = parent.get("textContent") if isinstance(parent, dict) else None
-    return text if isinstance(text, str) and text.strip() else None
-
-
-def parse_record(raw: bytes | str) -> ArchiveRecord:
-    """Validate a record; a PermanentError(invalid_item) names what is wrong, never the values."""
-    try:
-        return ArchiveRecord.model_validate_json(raw)
-    except ValidationError as error:
-        problems = [
-            f"{'.'.join(map(str, e['loc'])) or '(record)'}: {e['msg']}"
-            for e in error.errors(include_input=False, include_url=False)[:10]
-        ]
-        more = error.error_count() - len(problems)
-        detail = "; ".join(problems) + (f"; and {more} more" if more > 0 else "")
-        raise PermanentError(PoisonReason.INVALID_ITEM, detail[:2000]) from None

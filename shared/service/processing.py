@@ -12,7 +12,8 @@ from shared.domain.ledger import OutcomeEntry, RecordOutcome
 from shared.domain.tasks import ItemTask, PoisonMessage, TaskFormatError
 from shared.ports import CLAIM_CHECK_UNREADABLE, RecordMissing, RecordStore, WindowLedger, WorkQueue
 from shared.service.deferral import MAX_DEFERRALS, defer_on_retry_after
-from shared.service.importing import ImportResult, ItemImporter, RecordOrigin
+from shared.service.import_results import ImportResult, RecordOrigin
+from shared.service.importing import ItemImporter
 
 log = logging.getLogger(__name__)
 

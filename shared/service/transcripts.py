@@ -23,14 +23,13 @@ import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
 from shared import telemetry
 from shared.domain.errors import MailboxUnavailable, PermanentError, PoisonReason, TransientError
 from shared.domain.item_digest import item_digest
 from shared.domain.ledger import MailboxResult, OutcomeEntry, RecordOutcome
-from shared.domain.records import ArchiveRecord, record_key
+from shared.domain.records import ArchiveRecord, parse_record, record_key
 from shared.domain.rendered import base64_mime_size
 from shared.domain.rendering import chat_key
 from shared.domain.tasks import PoisonMessage, TaskFormatError, TranscriptsDueTask, TranscriptTask
@@ -58,11 +57,10 @@ from shared.ports import (
     WorkQueue,
     WriteOutcome,
 )
+from shared.service.import_results import ImportResult, RecordOrigin
+from shared.service.mapping import MappedMailbox
 from shared.service.media import MediaSpool
-
-if TYPE_CHECKING:
-    from shared.service.importing import ImportResult, RecordOrigin
-    from shared.service.mapping import MappedMailbox
+from shared.service.replies import replied_text
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +76,6 @@ class TranscriptStager:
         self._region = default_region
 
     def stage(self, record: ArchiveRecord, mapped: Sequence[MappedMailbox], origin: RecordOrigin) -> ImportResult:
-        from shared.service.importing import ImportResult
 
         key = record_key(record.message_id)
         if self._store.transcribed_in(key) is not None:
@@ -289,7 +286,6 @@ class TranscriptComposer:
         return entries, part
 
     def _entry(self, staged: StagedRecord, spool: MediaSpool) -> TranscriptEntry:
-        from shared.service.importing import parse_record, replied_text
 
         try:
             raw = self._records.get(staged.record_ref)

@@ -47,7 +47,8 @@ from shared.domain.whatsapp_cloud import (
 )
 from shared.ports import MediaFetcher
 from shared.service.batch_import import BatchReport, import_with_retries
-from shared.service.importing import ImportResult, ItemImporter
+from shared.service.import_results import ImportResult
+from shared.service.importing import ItemImporter
 from shared.service.listing import serialise_item
 
 log = logging.getLogger(__name__)
