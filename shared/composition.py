@@ -9,6 +9,7 @@ from __future__ import annotations
 import threading
 from datetime import timedelta
 from functools import cached_property
+from typing import Any, Self, overload
 
 from shared.ports import (
     ArchiveSource,
@@ -39,8 +40,14 @@ from shared.settings import (
 _BUILD_LOCK = threading.RLock()
 
 
-class _built_once(cached_property):
-    def __get__(self, instance, owner=None):
+class _built_once[T](cached_property[T]):
+    @overload
+    def __get__(self, instance: None, owner: type[Any] | None = None) -> Self: ...
+
+    @overload
+    def __get__(self, instance: object, owner: type[Any] | None = None) -> T: ...
+
+    def __get__(self, instance: object | None, owner: type[Any] | None = None) -> T | Self:
         if instance is None:
             return self
         with _BUILD_LOCK:

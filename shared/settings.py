@@ -31,59 +31,63 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(extra="ignore", case_sensitive=False, populate_by_name=True)
 
     # --- Schedule and windows -------------------------------------------------------------
-    archive_schedule: str = Field("0 0 2 * * *", description="NCRONTAB, UTC; read by the timer binding")
-    first_run_lookback_hours: int = Field(24, ge=1, le=24 * 31)
-    slice_minutes: int = Field(60, ge=1, le=24 * 60, description="length of one listing work item")
-    max_window_days: int = Field(31, ge=1, le=31, description="longest window one run hands off")
+    archive_schedule: str = Field(default="0 0 2 * * *", description="NCRONTAB, UTC; read by the timer binding")
+    first_run_lookback_hours: int = Field(default=24, ge=1, le=24 * 31)
+    slice_minutes: int = Field(default=60, ge=1, le=24 * 60, description="length of one listing work item")
+    max_window_days: int = Field(default=31, ge=1, le=31, description="longest window one run hands off")
     listing_overlap_minutes: int = Field(
-        0, ge=0, le=24 * 60, description="each window re-lists this much before the watermark; repeats are skipped"
+        default=0, ge=0, le=24 * 60,
+        description="each window re-lists this much before the watermark; repeats are skipped"
     )
     capture_settle_minutes: int = Field(
-        15, ge=0, le=24 * 60, description="windows end this long before now, so late-indexed records are seen"
+        default=15, ge=0, le=24 * 60, description="windows end this long before now, so late-indexed records are seen"
     )
 
     # --- TeleMessage ----------------------------------------------------------------------
     telemessage_base_url: str = ""
     telemessage_username: str = ""
     telemessage_password: SecretStr = SecretStr("")
-    telemessage_page_size: int = Field(200, ge=1, le=1000)
+    telemessage_page_size: int = Field(default=200, ge=1, le=1000)
 
     # --- WhatsApp Business Platform (Cloud API) webhooks: a second source, off unless set ------
-    whatsapp_verify_token: SecretStr = Field(SecretStr(""), description="the token of Meta's GET handshake")
+    whatsapp_verify_token: SecretStr = Field(default=SecretStr(""), description="the token of Meta's GET handshake")
     whatsapp_app_secret: SecretStr = Field(
-        SecretStr(""), description="the Meta app secret(s) bodies are signed with; comma-separated to rotate"
+        default=SecretStr(""), description="the Meta app secret(s) bodies are signed with; comma-separated to rotate"
     )
-    whatsapp_access_token: SecretStr = Field(SecretStr(""), description="system-user token for media downloads")
-    whatsapp_graph_base_url: str = Field("https://graph.facebook.com", description="Meta's Graph API (media)")
-    whatsapp_graph_version: str = Field("v26.0", pattern=r"^v[0-9]{1,3}\.0$", description="pinned Graph API version")
+    whatsapp_access_token: SecretStr = Field(default=SecretStr(""), description="system-user token for media downloads")
+    whatsapp_graph_base_url: str = Field(default="https://graph.facebook.com", description="Meta's Graph API (media)")
+    whatsapp_graph_version: str = Field(
+        default="v26.0", pattern=r"^v[0-9]{1,3}\.0$",
+        description="pinned Graph API version"
+    )
     whatsapp_phone_number_ids: str = Field(
-        "", pattern=r"^[0-9, ]{0,4000}$",
+        default="", pattern=r"^[0-9, ]{0,4000}$",
         description="the firm's business numbers (Meta's phone_number_id, comma-separated) whose API sends "
                     "whatsapp_outbound takes; empty: it takes none",
     )
 
     # --- Storage (queues, claim checks, state) ---------------------------------------------
-    storage_connection: str = Field("", validation_alias="AzureWebJobsStorage")
-    storage_account_name: str = Field("", validation_alias="AzureWebJobsStorage__accountName")
-    storage_client_id: str = Field("", validation_alias="AzureWebJobsStorage__clientId")
+    storage_connection: str = Field(default="", validation_alias="AzureWebJobsStorage")
+    storage_account_name: str = Field(default="", validation_alias="AzureWebJobsStorage__accountName")
+    storage_client_id: str = Field(default="", validation_alias="AzureWebJobsStorage__clientId")
     # Outside Azure's public cloud (Azure Government for GCC High, Azure China) the service URIs
     # are set, as the Functions host reads them for its own triggers.
-    storage_blob_service_uri: str = Field("", validation_alias="AzureWebJobsStorage__blobServiceUri")
-    storage_queue_service_uri: str = Field("", validation_alias="AzureWebJobsStorage__queueServiceUri")
-    storage_table_service_uri: str = Field("", validation_alias="AzureWebJobsStorage__tableServiceUri")
+    storage_blob_service_uri: str = Field(default="", validation_alias="AzureWebJobsStorage__blobServiceUri")
+    storage_queue_service_uri: str = Field(default="", validation_alias="AzureWebJobsStorage__queueServiceUri")
+    storage_table_service_uri: str = Field(default="", validation_alias="AzureWebJobsStorage__tableServiceUri")
     # The window ledger: Azure Table storage (no limit a bank reaches, summaries in constant memory;
     # docs/scale.md), or the append blobs of earlier versions (windows of at most ~800,000 outcomes).
     ledger_store: Literal["table", "blob"] = "table"
-    ledger_table: str = Field("archiveledger", pattern=r"^[A-Za-z][A-Za-z0-9]{2,62}$")
+    ledger_table: str = Field(default="archiveledger", pattern=r"^[A-Za-z][A-Za-z0-9]{2,62}$")
     # Delivery records (one per mailbox and record, held while the item is written): Azure Table
     # storage (two table transactions per pair instead of three blob writes; docs/scale.md), or
     # blobs under a lease in the state container, as earlier versions kept them.
     delivery_store: Literal["table", "blob"] = "table"
-    delivery_table: str = Field("archivedeliveries", pattern=r"^[A-Za-z][A-Za-z0-9]{2,62}$")
+    delivery_table: str = Field(default="archivedeliveries", pattern=r"^[A-Za-z][A-Za-z0-9]{2,62}$")
     # Claim checks (each record's raw bytes, written once): Azure Table storage (a table transaction
     # instead of a blob write; blobs written before are still read), or blobs in RECORDS_CONTAINER.
     record_store: Literal["table", "blob"] = "table"
-    record_table: str = Field("archiverecords", pattern=r"^[A-Za-z][A-Za-z0-9]{2,62}$")
+    record_table: str = Field(default="archiverecords", pattern=r"^[A-Za-z][A-Za-z0-9]{2,62}$")
     records_container: str = "archive-records"
     state_container: str = "archive-state"
 
@@ -91,41 +95,44 @@ class Settings(BaseSettings):
     custom_mapping_enabled: bool = True
     auto_mapping_enabled: bool = True
     default_phone_region: str | None = None
-    mapping_blob: str = Field("mapping/phone-to-email.csv", description="blob in the state container")
-    mapping_file: str = Field("", description="a local CSV path instead of the blob (local runs)")
+    mapping_blob: str = Field(default="mapping/phone-to-email.csv", description="blob in the state container")
+    mapping_file: str = Field(default="", description="a local CSV path instead of the blob (local runs)")
     directory_phone_mapping_enabled: bool = Field(
-        False, description="after CSV and email: the Entra ID user whose mobilePhone/businessPhones is the number"
+        default=False,
+        description="after CSV and email: the Entra ID user whose mobilePhone/businessPhones is the number"
     )
-    catch_all_mailbox: str = Field("", description="records no participant maps to go here instead of poison")
+    catch_all_mailbox: str = Field(default="", description="records no participant maps to go here instead of poison")
     directory: Literal["graph", "file"] = "graph"
     directory_file: str = ""
 
     # --- Delivery ---------------------------------------------------------------------------
     mailbox_writer: Literal["graph", "eml"] = "graph"
     eml_mailbox_dir: str = ""
-    max_item_mb: float = Field(10, gt=0, le=MAX_ITEM_MB_CEILING)
+    max_item_mb: float = Field(default=10, gt=0, le=MAX_ITEM_MB_CEILING)
     archive_folder_name: str = "WhatsApp Archiver"
     archive_item_class: str = "IPM.Note.WhatsAppArchiver"
 
     # --- Daily transcripts (off: one item per record, as the documented connector does) ------
-    daily_transcripts: bool = Field(False, description="one item per chat per day instead of one per record")
-    transcript_time_zone: str = Field("UTC", description="IANA zone whose calendar days the transcripts cover")
+    daily_transcripts: bool = Field(default=False, description="one item per chat per day instead of one per record")
+    transcript_time_zone: str = Field(default="UTC", description="IANA zone whose calendar days the transcripts cover")
     transcript_delay_minutes: int = Field(
-        30, ge=0, le=24 * 60, description="after a hand-off, wait this long before composing the days that are over"
+        default=30, ge=0, le=24 * 60,
+        description="after a hand-off, wait this long before composing the days that are over"
     )
     transcript_max_wait_hours: float = Field(
-        6, gt=0, le=72, description="compose anyway after this long, even if some records of the window are unsettled"
+        default=6, gt=0, le=72,
+        description="compose anyway after this long, even if some records of the window are unsettled"
     )
 
     # --- Evidence (the captured bytes under WORM retention; docs/deploy.md) ----------------------
     evidence_container: str = "archive-evidence"
     evidence_retention_days: int = Field(
-        2557, ge=1, le=146_000, description="days the evidence container's time-based retention keeps each blob"
+        default=2557, ge=1, le=146_000, description="days the evidence container's time-based retention keeps each blob"
     )
 
     # --- Custodians' chat exports (the chat-exports container) ---------------------------------
     chat_export_report_delay_seconds: int = Field(
-        60, ge=0, le=3600, description="after an export is handed off, wait this long before its report is "
+        default=60, ge=0, le=3600, description="after an export is handed off, wait this long before its report is "
                                        "written again with the records' outcomes (then five times as long)"
     )
 
@@ -134,26 +141,26 @@ class Settings(BaseSettings):
     graph_base_url: str = ""
     graph_access_token: SecretStr = SecretStr("")
     graph_upload_sessions: bool = Field(
-        True, description="attachments over 3 MB through upload sessions; off where the cloud lacks them"
+        default=True, description="attachments over 3 MB through upload sessions; off where the cloud lacks them"
     )
     graph_conversation_properties: bool = Field(
-        True, description="set PidTagConversationTopic/Index so a chat's items form one conversation"
+        default=True, description="set PidTagConversationTopic/Index so a chat's items form one conversation"
     )
-    azure_client_id: str = Field("", description="client id of a user-assigned managed identity")
+    azure_client_id: str = Field(default="", description="client id of a user-assigned managed identity")
     # An app registration instead of the managed identity (secret or certificate from Key Vault):
     graph_tenant_id: str = ""
     graph_client_id: str = ""
     graph_client_secret: SecretStr = SecretStr("")
     graph_certificate: SecretStr = Field(
-        SecretStr(""), description="PEM, or base64 PFX as a Key Vault certificate reference delivers it"
+        default=SecretStr(""), description="PEM, or base64 PFX as a Key Vault certificate reference delivers it"
     )
     graph_certificate_path: str = ""
     graph_certificate_password: SecretStr = SecretStr("")
 
     # --- Status and the admin report ---------------------------------------------------------
-    status_recent_windows: int = Field(14, ge=1, le=366)
+    status_recent_windows: int = Field(default=14, ge=1, le=366)
     report_retention_days: int = Field(
-        90, ge=1, le=3650, description="how long each window's admin report (JSON and CSV) is kept in storage"
+        default=90, ge=1, le=3650, description="how long each window's admin report (JSON and CSV) is kept in storage"
     )
 
     @field_validator("default_phone_region", mode="before")

@@ -67,13 +67,13 @@ def token_digest(page_token: str) -> str:
 class ListingTask(_Message):
     """List one page of one slice of a window."""
 
-    kind: str = Field("listing", pattern="^listing$")
+    kind: str = Field(default="listing", pattern="^listing$")
     window_id: WindowId
     slice_start: datetime
     slice_end: datetime
-    page: int = Field(0, ge=0)
+    page: int = Field(default=0, ge=0)
     page_token: str | None = None
-    deferrals: int = Field(0, ge=0)  # times handed back to wait out the source's Retry-After
+    deferrals: int = Field(default=0, ge=0)  # times handed back to wait out the source's Retry-After
     # Digests of the page tokens this slice has followed (the latest few): a token seen again is a
     # loop in the source's paging, which would otherwise list the same pages for ever.
     seen_tokens: Annotated[list[Annotated[str, Field(pattern=r"^[0-9a-f]{16}$")]],
@@ -106,17 +106,17 @@ class ListingTask(_Message):
 class ItemTask(_Message):
     """Import one record, stored at ``record_ref``."""
 
-    kind: str = Field("item", pattern="^item$")
+    kind: str = Field(default="item", pattern="^item$")
     window_id: WindowId
     record_key: RecordKey
     record_ref: RecordRef
     message_id: str | None = None
     # Times this item was handed back to the queue to wait out a throttle (Retry-After).
-    deferrals: int = Field(0, ge=0)
+    deferrals: int = Field(default=0, ge=0)
     # Set on a replay from poison: when the record first failed, and how often it was replayed,
     # so a record that fails again keeps its history.
     first_failed_at: datetime | None = None
-    replays: int = Field(0, ge=0)
+    replays: int = Field(default=0, ge=0)
 
     def deferred(self) -> ItemTask:
         return self.model_copy(update={"deferrals": self.deferrals + 1})
@@ -125,7 +125,7 @@ class ItemTask(_Message):
 class WebhookBodyTask(_Message):
     """Turn one stored webhook body into records: handed off by the webhook once the body is stored."""
 
-    kind: str = Field("webhook_body", pattern="^webhook_body$")
+    kind: str = Field(default="webhook_body", pattern="^webhook_body$")
     body_ref: Annotated[str, AfterValidator(identifiers.webhook_body_ref)]
     source: str = Field(pattern="^whatsapp-cloud$")
     received_at: datetime
@@ -140,11 +140,11 @@ class ChatExportReportTask(_Message):
     """Write an imported chat export's report again once its records have their outcomes: the
     upload's first report says what was handed off; this one, what became of it."""
 
-    kind: str = Field("chat_export_report", pattern="^chat_export_report$")
+    kind: str = Field(default="chat_export_report", pattern="^chat_export_report$")
     export_name: Annotated[str, AfterValidator(_upload_name)]
     window_id: WindowId
     export_sha256: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
-    checks: int = Field(0, ge=0)
+    checks: int = Field(default=0, ge=0)
 
 
 MEDIA_ID = re.compile(r"[A-Za-z0-9_-]{1,128}")  # Meta's media ids: digits, in practice
@@ -164,7 +164,7 @@ class MediaCaptureTask(_Message):
     """Fetch a webhook message's media from Meta now (its ids expire in 7 days, its links in
     minutes), then hand the record on to import as ``item`` says."""
 
-    kind: str = Field("media_capture", pattern="^media_capture$")
+    kind: str = Field(default="media_capture", pattern="^media_capture$")
     item: ItemTask
     media_ids: Annotated[list[MediaId], Field(min_length=1, max_length=MAX_MEDIA_PER_CAPTURE)]
 
@@ -172,11 +172,11 @@ class MediaCaptureTask(_Message):
 class TranscriptsDueTask(_Message):
     """After a window's hand-off: once its records are staged, compose every day that is over."""
 
-    kind: str = Field("transcripts_due", pattern="^transcripts_due$")
+    kind: str = Field(default="transcripts_due", pattern="^transcripts_due$")
     window_id: WindowId
     window_end: datetime  # capture time handed off up to here: days ending before it are over
     handed_off_at: datetime
-    deferrals: int = Field(0, ge=0)
+    deferrals: int = Field(default=0, ge=0)
 
     def deferred(self) -> TranscriptsDueTask:
         return self.model_copy(update={"deferrals": self.deferrals + 1})
@@ -185,14 +185,14 @@ class TranscriptsDueTask(_Message):
 class TranscriptTask(_Message):
     """Compose the transcripts of one chat on one day (a bucket: "<day>/<chat id>")."""
 
-    kind: str = Field("transcript", pattern="^transcript$")
+    kind: str = Field(default="transcript", pattern="^transcript$")
     bucket: Annotated[str, AfterValidator(_bucket)]
 
 
 class PoisonMessage(_Message):
     """A record that cannot be imported as things stand, with why. Its blob is kept for replay."""
 
-    kind: str = Field("poison", pattern="^poison$")
+    kind: str = Field(default="poison", pattern="^poison$")
     reason: PoisonReason
     detail: str
     window_id: WindowId | None = None

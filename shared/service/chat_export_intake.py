@@ -89,7 +89,7 @@ class ChatExportSidecar(BaseModel):
     dateOrder: str | None = None
     participants: dict[str, str] = Field(default_factory=dict, max_length=10_000)
     custodianNames: list[str] = Field(default_factory=list, max_length=20)
-    chatName: str | None = Field(None, min_length=1, max_length=200)
+    chatName: str | None = Field(default=None, min_length=1, max_length=200)
 
     @field_validator("custodian")
     @classmethod
