@@ -511,7 +511,7 @@ def _drive(
     graph: FaultCountingGraph,
 ) -> _Outcome:
     container = get_container()
-    container.mapping_source.upload(traffic.mapping_csv().encode("utf-8"))
+    container.mapping_blob.upload(traffic.mapping_csv().encode("utf-8"))
     corrupted_targets = _corruption_targets(traffic) if options.faults else set()
     corrupter = CorruptingRecordStore(
         container.records, _claim_check_overwriter(container.settings, azurite.connection_string), corrupted_targets,

@@ -9,7 +9,7 @@ from __future__ import annotations
 import threading
 from datetime import timedelta
 from functools import cached_property
-from typing import Any, Self, overload
+from typing import TYPE_CHECKING, Any, Self, overload
 
 from shared.ports import (
     ArchiveSource,
@@ -32,6 +32,11 @@ from shared.settings import (
     Settings,
     get_settings,
 )
+
+if TYPE_CHECKING:
+    # Signatures only: the adapters are imported when first built, never at import time.
+    from shared.adapters.azure_storage import BlobMappingSource
+    from shared.adapters.local_files import FileDirectory
 
 # The host calls functions from several threads at once (a queue batch is 16 messages). Two threads
 # building the same adapter would each open a Graph client, an event-loop thread and connections,
@@ -215,8 +220,15 @@ class Container:
             from shared.adapters.local_files import FileMappingSource
 
             return FileMappingSource(s.mapping_file, default_region=s.default_phone_region)
+        return self.mapping_blob
+
+    @_built_once
+    def mapping_blob(self) -> BlobMappingSource:
+        """The mapping in the state container (MAPPING_BLOB), where `mapping upload` and the demos put
+        it: the functions' source unless MAPPING_FILE names a local file instead."""
         from shared.adapters.azure_storage import BlobMappingSource
 
+        s = self.settings
         return BlobMappingSource(
             self._service_clients[0], s.state_container, s.mapping_blob, default_region=s.default_phone_region
         )
@@ -224,12 +236,17 @@ class Container:
     @_built_once
     def directory(self) -> MailboxDirectory:
         if self.settings.directory == "file":
-            from shared.adapters.local_files import FileDirectory
-
-            return FileDirectory(self.settings.directory_file, default_region=self.settings.default_phone_region)
+            return self._file_directory
         from shared.adapters.graph_directory import GraphDirectory
 
         return GraphDirectory(self._graph_client)
+
+    @_built_once
+    def _file_directory(self) -> FileDirectory:
+        """DIRECTORY=file: one file lists the mailboxes and, beside them, their phone numbers."""
+        from shared.adapters.local_files import FileDirectory
+
+        return FileDirectory(self.settings.directory_file, default_region=self.settings.default_phone_region)
 
     @_built_once
     def mapper(self) -> MailboxMapper:
@@ -247,7 +264,7 @@ class Container:
     @_built_once
     def phone_directory(self) -> PhoneDirectory:
         if self.settings.directory == "file":
-            return self.directory  # the local directory file lists phones beside addresses
+            return self._file_directory
         from shared.adapters.graph_directory import GraphPhoneDirectory
 
         return GraphPhoneDirectory(self._graph_client, default_region=self.settings.default_phone_region)

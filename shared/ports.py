@@ -94,15 +94,20 @@ class ListingPage:
     next_page_token: str | None
 
 
-class ArchiveSource(Protocol):
+class AttachmentSource(Protocol):
+    """Where a record's media is read at import: the vendor's archive (TeleMessage serves its own),
+    or the media a push source captured when its message arrived."""
+
+    def open_attachment(self, attachment_id: str, /) -> Iterator[bytes] | None:
+        """The attachment's bytes in chunks, or None when the media was never captured."""
+        ...
+
+
+class ArchiveSource(AttachmentSource, Protocol):
     """A pull source, the vendor's archive (TeleMessage): lists captured records window by window
     and serves attachment bytes. Its records are validated into the canonical model at import."""
 
     def list_page(self, window: Window, page_token: str | None, page_size: int) -> ListingPage: ...
-
-    def open_attachment(self, attachment_id: str) -> Iterator[bytes] | None:
-        """The attachment's bytes in chunks, or None when the media was never captured."""
-        ...
 
 
 class PushSource(Protocol):

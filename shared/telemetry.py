@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from opentelemetry.metrics import MeterProvider
+    from opentelemetry.sdk.trace import TracerProvider as SdkTracerProvider
     from opentelemetry.trace import Span, TracerProvider
 
 log = logging.getLogger(__name__)
@@ -335,7 +336,7 @@ def _configure_tracing(exporter_options: dict[str, Any]) -> None:
     trace.set_tracer_provider(provider)
 
 
-def archiver_tracer_provider(**kwargs: Any) -> TracerProvider:
+def archiver_tracer_provider(**kwargs: Any) -> SdkTracerProvider:
     """An SDK tracer provider that records the archiver's spans only: any other instrumentation
     scope (kiota, msgraph, azure-core) gets a no-op tracer, so its spans are never even built.
     The sampler comes from OTEL_TRACES_SAMPLER / OTEL_TRACES_SAMPLER_ARG (default: every span)."""

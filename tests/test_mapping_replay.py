@@ -80,7 +80,7 @@ def test_replay_after_mapping_upload_imports_the_previously_unmapped_records_onc
     fixed.write_text(traffic.mapping_csv() + f"+44 7700 900127,{HENRIK_MAILBOX}\n", encoding="utf-8")
     code, out = run_cli(capsys, "mapping", "upload", str(fixed))
     assert code == 0 and "earlier version kept as mapping/history/phone-to-email-" in out
-    assert len(get_container().mapping_source.history()) == 1
+    assert len(get_container().mapping_blob.history()) == 1
     code, out = run_cli(capsys, "mapping", "show", "07700 900127")
     assert code == 0 and f"{HENRIK_PHONE} → {HENRIK_MAILBOX} (rule: csv)" in out
 

@@ -377,7 +377,8 @@ class StorageQueue:
             visibility_timeout=visibility_timeout,
         )
         return [
-            QueuedMessage(m.id, m.pop_receipt, m.inserted_on, m.dequeue_count or 0, _decoded(m.content or ""))
+            QueuedMessage(m.id, m.pop_receipt or "", m.inserted_on or datetime.now(UTC), m.dequeue_count or 0,
+                          _decoded(m.content or ""))
             for m in received
         ]
 

@@ -70,4 +70,4 @@ class TableDeliveriesAfterBlobs:
         if not isinstance(data, dict) or data.get("state") == "new":
             return None if isinstance(data, dict) else DeliveryState.IN_DOUBT
         # Anything but "new" that is not "done" may have been written: look before writing.
-        return _EARLIER.get(data.get("state"), DeliveryState.IN_DOUBT)
+        return _EARLIER.get(str(data.get("state")), DeliveryState.IN_DOUBT)

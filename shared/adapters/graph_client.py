@@ -73,7 +73,7 @@ from shared.domain.errors import ConfigurationError, PermanentError, PoisonReaso
 if TYPE_CHECKING:
     import httpx
     from azure.core.credentials import AccessToken
-    from msgraph import GraphServiceClient
+    from msgraph.graph_service_client import GraphServiceClient
 
 T = TypeVar("T")
 
@@ -444,9 +444,9 @@ def _assemble_client(
     from kiota_http.middleware import RedirectHandler, RetryHandler
     from kiota_http.middleware.options import RetryHandlerOption, UrlReplaceHandlerOption
     from kiota_http.observability_options import ObservabilityOptions
-    from msgraph import GraphServiceClient
     from msgraph._version import VERSION
     from msgraph.graph_request_adapter import GraphRequestAdapter
+    from msgraph.graph_service_client import GraphServiceClient
     from msgraph_core import APIVersion, GraphClientFactory
     from msgraph_core.middleware import GraphTelemetryHandler
     from msgraph_core.middleware.options import GraphTelemetryHandlerOption
@@ -600,7 +600,7 @@ def refuse_redirects_class() -> type:
                 raise APIError(
                     f"graph answered {response.status_code}: redirects are not followed",
                     response.status_code,
-                    response.headers,
+                    dict(response.headers),
                 )
             return response
 

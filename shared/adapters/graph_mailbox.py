@@ -107,7 +107,7 @@ import re
 import time
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -651,7 +651,8 @@ class UploadSessionAttachments:
                     # Mid-upload the chunk waits for its turn however long: giving up here would
                     # throw away the chunks already sent, which counted against the budget too.
                     await graph.pace(mailbox, upload_bytes=len(chunk), may_defer=False)
-                    response = await http.put(url, content=body, headers=headers)
+                    # httpx sends any bytes-like slice; its annotation says bytes (no copy made here).
+                    response = await http.put(url, content=body, headers=headers)  # pyright: ignore[reportArgumentType]
             except httpx.TransportError as exc:
                 decision = retry.after_failure(method="PUT")
                 if not decision.retry:
@@ -701,7 +702,7 @@ class UploadSessionAttachments:
 _SEND_SLICE_BYTES = 256 * 1024
 
 
-async def _slices(chunk: bytes) -> AsyncIterator[memoryview]:
+async def _slices(chunk: bytes) -> AsyncGenerator[memoryview]:
     view = memoryview(chunk)
     try:
         for offset in range(0, len(view), _SEND_SLICE_BYTES):

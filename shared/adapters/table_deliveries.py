@@ -243,7 +243,7 @@ class _TableClaim:
     def _check_hold(self) -> None:
         # As a lapsed lease fails the blob adapter's writes: once the hold has lapsed, another
         # worker may take the record at any moment, so this claim writes nothing more.
-        if (self._keeper is not None and self._keeper.lost) or self._hold_until <= _now():
+        if (self._keeper is not None and self._keeper.lost) or self._hold_until is None or self._hold_until <= _now():
             raise TransientError("the hold on this delivery record lapsed: another worker may have it")
 
     def _conditional(self, changes: dict[str, Any], *, close: bool = False) -> None:
@@ -323,7 +323,7 @@ class TableDeliveryRecords:
                 continue  # released and gone between the two: insert again
             found = str(entity.get("state", ""))
             state = _STATES.get(found, DeliveryState.IN_DOUBT)
-            etag = entity.metadata["etag"]
+            etag = str(entity.metadata["etag"])
             if state is DeliveryState.DONE:
                 return _TableClaim(self, keys, state, found, etag, None)
             hold_until = entity.get("hold_until")

@@ -24,7 +24,7 @@ import logging
 import re
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import replace
 from types import TracebackType
 from typing import Any
@@ -379,7 +379,7 @@ class AttachmentStream(Iterator[bytes]):
         with contextlib.suppress(Exception):
             self.close()
 
-    def _generate(self) -> Iterator[bytes]:
+    def _generate(self) -> Generator[bytes]:
         try:
             while True:
                 try:

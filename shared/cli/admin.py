@@ -119,8 +119,9 @@ def _mapping_upload(args: argparse.Namespace) -> int:
         "file": str(args.file), "rows": parsed.rows, "numbers": len(parsed.table),
         "errors": len(parsed.errors), "warnings": len(parsed.problems) - len(parsed.errors), "stored": False,
     }
+    kept = None
     if parsed.ok:
-        source = container.mapping_source
+        source = container.mapping_blob
         kept = source.upload(data)
         result.update(stored=True, location=source.location, previous_version=kept)
     if args.json:
@@ -143,7 +144,8 @@ def _mapping_show(args: argparse.Namespace) -> int:
             "rule": explanation.rule.value if explanation.rule else None, "notes": explanation.notes,
         }, indent=2, ensure_ascii=False))
     elif explanation.mailbox:
-        print(f"{explanation.phone} → {explanation.mailbox} (rule: {explanation.rule.value})")
+        rule = explanation.rule.value if explanation.rule else "none"
+        print(f"{explanation.phone} → {explanation.mailbox} (rule: {rule})")
         for note in explanation.notes:
             print(f"  {note}")
     else:

@@ -124,7 +124,7 @@ def run_chat_export(paths: DemoPaths, *, workers: int = 4) -> dict[str, Any]:
             from shared.settings import CHAT_EXPORTS_CONTAINER
 
             container = get_container()
-            container.mapping_source.upload(paths.mapping.read_bytes())
+            container.mapping_blob.upload(paths.mapping.read_bytes())
             uploads = BlobServiceClient.from_connection_string(azurite.connection_string) \
                 .get_container_client(CHAT_EXPORTS_CONTAINER)
             if not uploads.exists():

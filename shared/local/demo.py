@@ -126,7 +126,7 @@ def run_window(
 
             container = get_container()
             # The functions read the mapping where production does: the blob in the state container.
-            container.mapping_source.upload(paths.mapping.read_bytes())
+            container.mapping_blob.upload(paths.mapping.read_bytes())
             if relist:
                 _rewind_to(container, traffic.window.start)
             report = _drive(container, workers=workers, reports_dir=paths.reports)

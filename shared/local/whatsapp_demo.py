@@ -85,7 +85,7 @@ def run_whatsapp_day(paths: DemoPaths, *, seed: int = 15, workers: int = 4) -> d
             from shared.composition import get_container
 
             container = get_container()
-            container.mapping_source.upload(paths.mapping.read_bytes())
+            container.mapping_blob.upload(paths.mapping.read_bytes())
             report = _deliver_and_drain(container, day, secrets, workers=workers)
             report.update(_reconcile(container, run_started, paths))
     report.update({

@@ -22,7 +22,7 @@ from shared.domain.recapture import Recapture, recapture
 from shared.domain.records import ArchiveRecord, parse_record, record_key
 from shared.domain.rendered import RenderedItem, base64_mime_size
 from shared.domain.rendering import render
-from shared.ports import ArchiveSource, MailboxWriter, RecordMissing, RecordStore, WriteOutcome
+from shared.ports import ArchiveSource, AttachmentSource, MailboxWriter, RecordMissing, RecordStore, WriteOutcome
 from shared.service.import_results import ImportResult, RecordOrigin, RecordSink
 from shared.service.mapping import MailboxMapper, MappedMailbox
 from shared.service.media import MediaSpool
@@ -43,7 +43,7 @@ class ItemImporter:
         spool_dir: str | None = None,
         records: RecordStore | None = None,
         transcripts: RecordSink | None = None,
-        media_sources: Mapping[str, ArchiveSource] | None = None,
+        media_sources: Mapping[str, AttachmentSource] | None = None,
     ) -> None:
         self._mapper = mapper
         self._writer = writer
@@ -56,7 +56,7 @@ class ItemImporter:
         self._transcripts = transcripts
         # Where each source's media is read at import: TeleMessage serves its own attachments;
         # a push source's media was captured into storage when the message arrived.
-        self._media_sources: dict[str, ArchiveSource | None] = {"telemessage": source, **(media_sources or {})}
+        self._media_sources: dict[str, AttachmentSource | None] = {"telemessage": source, **(media_sources or {})}
 
     def import_raw(self, raw: bytes | str, *, attempt: int = 1, origin: RecordOrigin | None = None) -> ImportResult:
         # A queue message's text may hold lone surrogates (invalid, poisoned below): hashed as they are.

@@ -21,7 +21,7 @@ from typing import BinaryIO
 from shared.domain.errors import PermanentError, PoisonReason, TransientError
 from shared.domain.records import Attachment
 from shared.domain.rendered import AttachmentPayload, BytesPayload, FilePayload
-from shared.ports import ArchiveSource
+from shared.ports import AttachmentSource
 
 IN_MEMORY_LIMIT = 1024 * 1024
 _SPOOLS_OWN = object()  # payload(): no source given, the spool's own
@@ -32,7 +32,7 @@ class MediaSpool(contextlib.AbstractContextManager):
 
     def __init__(
         self,
-        source: ArchiveSource | None,
+        source: AttachmentSource | None,
         *,
         max_bytes: int,
         attempt: int = 1,
@@ -52,7 +52,7 @@ class MediaSpool(contextlib.AbstractContextManager):
                 path.unlink()
         self._files.clear()
 
-    def payload(self, attachment: Attachment, *, source: ArchiveSource | None | object = _SPOOLS_OWN) \
+    def payload(self, attachment: Attachment, *, source: AttachmentSource | None | object = _SPOOLS_OWN) \
             -> AttachmentPayload | None:
         """The verified payload, or None when the media was never captured. ``source`` overrides the
         spool's own for one record (a transcript mixes records of several sources)."""

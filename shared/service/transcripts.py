@@ -49,6 +49,7 @@ from shared.domain.transcripts import (
 from shared.ports import (
     CLAIM_CHECK_UNREADABLE,
     ArchiveSource,
+    AttachmentSource,
     MailboxWriter,
     RecordMissing,
     RecordStore,
@@ -129,14 +130,14 @@ class TranscriptComposer:
         spool_dir: str | None = None,
         corrupt_after_attempts: int = 3,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
-        media_sources: Mapping[str, ArchiveSource] | None = None,
+        media_sources: Mapping[str, AttachmentSource] | None = None,
     ) -> None:
         self._store = store
         self._records = records
         self._writer = writer
         self._source = source
         # A chat-day can hold records of several sources: each one's media from its own place.
-        self._media_sources: dict[str, ArchiveSource | None] = {"telemessage": source, **(media_sources or {})}
+        self._media_sources: dict[str, AttachmentSource | None] = {"telemessage": source, **(media_sources or {})}
         self._ledger = ledger
         self._poison = poison_queue
         self._zone = zone
