@@ -623,3 +623,44 @@ def test_python_dash_m_shared_cli_passes_exit_codes_through(tmp_path):
     assert run_module("mapping", "check", str(bad)).returncode == 1
     usage = run_module("mapping", "check", str(tmp_path / "absent.csv"))
     assert usage.returncode == 2 and usage.stderr.startswith("error: mapping file")
+
+
+def _mailboxes_of(mailboxes: Path) -> set[str]:
+    return {path.parent.parent.name for path in mailboxes.rglob("*.eml")}
+
+
+def test_import_maps_a_number_through_the_directory_as_the_functions_do_when_that_setting_is_on(
+    inputs, tmp_path, monkeypatch,
+):
+    # Carla (the builders' customer) is a user here, found by her mobile number in the directory.
+    (inputs / "users.txt").write_text("\n".join([*builders.DIRECTORY, "carla@contoso.example, +12025550143"]) + "\n",
+                                      encoding="utf-8")
+    items = tmp_path / "items.jsonl"
+    items.write_bytes(jsonl(builders.record("to-carla")))
+    off = run_cli(import_argv(items, inputs, tmp_path / "off"))
+    assert off.code == 0 and _mailboxes_of(tmp_path / "off") == {"alice@contoso.example"}
+    monkeypatch.setenv("DIRECTORY_PHONE_MAPPING_ENABLED", "true")
+    on = run_cli(import_argv(items, inputs, tmp_path / "on"))
+    assert on.code == 0 and _mailboxes_of(tmp_path / "on") == {"alice@contoso.example", "carla@contoso.example"}
+
+
+def test_import_sends_a_record_nobody_maps_to_the_catch_all_mailbox_when_one_is_set(inputs, tmp_path, monkeypatch):
+    (inputs / "users.txt").write_text("\n".join([*builders.DIRECTORY, "unmapped@contoso.example"]) + "\n",
+                                      encoding="utf-8")
+    items = tmp_path / "items.jsonl"
+    items.write_bytes(jsonl(builders.record("nobody", sender=builders.CUSTOMER, owner={"phone": "+15550000"},
+                                            recipients=[builders.CUSTOMER])))
+    report = tmp_path / "r.json"
+    without = run_cli(import_argv(items, inputs, tmp_path / "without", report), report)
+    assert without.code == 0 and without.report is not None and without.report["poisoned"] == {"no_mapping": 1}
+    monkeypatch.setenv("CATCH_ALL_MAILBOX", "unmapped@contoso.example")
+    caught = run_cli(import_argv(items, inputs, tmp_path / "with"))
+    assert caught.code == 0 and _mailboxes_of(tmp_path / "with") == {"unmapped@contoso.example"}
+
+
+def test_a_bad_setting_in_the_environment_is_a_usage_error_naming_it(inputs, tmp_path, monkeypatch):
+    monkeypatch.setenv("CATCH_ALL_MAILBOX", "not an address")
+    items = tmp_path / "items.jsonl"
+    items.write_bytes(jsonl(builders.record("m")))
+    run = run_cli(import_argv(items, inputs, tmp_path / "mail"))
+    assert run.code == 2 and "catch_all_mailbox" in run.stderr

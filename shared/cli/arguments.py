@@ -91,20 +91,6 @@ def delivery_problem(args: argparse.Namespace) -> str | None:
     return None
 
 
-def delivery(args: argparse.Namespace):
-    """(directory, writer) for an import command: Graph from the environment's settings, as the function
-    app builds them (without the app's storage each write looks up before creating), or the .eml folders."""
-    if args.graph:
-        from shared.composition import Container
-        from shared.settings import Settings
-
-        container = Container(Settings(directory="graph", mailbox_writer="graph"))
-        return container.directory, container.graph_mailbox
-    from shared.adapters.local_files import EmlMailbox, FileDirectory
-
-    return FileDirectory(args.directory), EmlMailbox(args.mailbox_dir)
-
-
 # Window ids hold four-digit years, and WhatsApp is younger than 2000: nothing outside this range
 # can be a capture time.
 EARLIEST, LATEST = datetime(2000, 1, 1, tzinfo=UTC), datetime(9999, 1, 1, tzinfo=UTC)

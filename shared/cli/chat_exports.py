@@ -10,6 +10,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from shared.cli import arguments
+from shared.cli.wiring import import_wiring
 from shared.settings import MAX_ITEM_MB_CEILING
 
 DESCRIPTION = """Reads a WhatsApp "Export chat" file exactly as the phone wrote it (a .txt, or a .zip holding the chat
@@ -90,14 +91,12 @@ def _readable(path: Path | None, what: str) -> Path | None:
 
 
 def run_import_chat_export(args: argparse.Namespace) -> int:
-    from shared.adapters.local_files import FileMappingSource
     from shared.domain.chat_export import ChatExportError, DateOrderUndecided
     from shared.domain.mapping_table import parse_mapping
     from shared.domain.participants_table import parse_participants
     from shared.service.chat_export_files import ExportFileError, open_export
     from shared.service.chat_export_import import ChatExportOptions, import_prepared, prepare_export
     from shared.service.importing import ItemImporter
-    from shared.service.mapping import MailboxMapper
     from shared.service.webhook_batch_import import CapturedMediaFiles
 
     try:
@@ -121,20 +120,21 @@ def run_import_chat_export(args: argparse.Namespace) -> int:
         for problem in table.problems:
             print(f"participants {args.participants.name}: {problem} (row not used)", file=sys.stderr)
         participants = table.names
-    mapping = None
     if args.mapping is not None:
         parsed_mapping = parse_mapping(args.mapping.read_bytes(), args.region)
         for problem in parsed_mapping.problems:
             print(f"mapping {args.mapping.name}: {problem} (row not used)", file=sys.stderr)
-        mapping = FileMappingSource(args.mapping, default_region=args.region)
     try:
         export = open_export(args.file)
     except ExportFileError as error:
         print(f"error: {args.file.name}: {error}", file=sys.stderr)
         return 1
-    directory, writer = arguments.delivery(args)
-    mapper = MailboxMapper(directory, mapping, custom_enabled=mapping is not None, auto_enabled=True,
-                           default_region=args.region)
+    try:
+        wiring = import_wiring(args, mapping=args.mapping)
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    mapper, writer = wiring.mapper, wiring.writer
     options = ChatExportOptions(
         custodian=args.custodian, time_zone=args.time_zone, date_order=args.date_order, participants=participants,
         custodian_names=frozenset(args.custodian_name), chat_name=args.chat_name.strip() if args.chat_name else None,

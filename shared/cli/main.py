@@ -30,6 +30,7 @@ from shared.cli.admin import (
 from shared.cli.chat_exports import add_chat_export_command
 from shared.cli.reports import add_report_commands
 from shared.cli.verify import add_verify_command
+from shared.cli.wiring import import_wiring
 from shared.settings import MAX_ITEM_MB_CEILING
 
 MAIN_EPILOG = """Against a deployment, set AzureWebJobsStorage__accountName (and sign in with `az login`: the
@@ -161,9 +162,7 @@ def _readable(path: Path, what: str) -> Path:
 
 
 def _import(args: argparse.Namespace) -> int:
-    from shared.adapters.local_files import FileMappingSource
     from shared.domain.mapping_table import parse_mapping
-    from shared.service.mapping import MailboxMapper
 
     items = _readable(args.items, "items file")
     mapping_path = _readable(args.mapping, "mapping file")
@@ -181,11 +180,11 @@ def _import(args: argparse.Namespace) -> int:
     for problem in parsed.problems:
         print(f"mapping {mapping_path.name}: {problem} (row not used)", file=sys.stderr)
 
-    directory, writer = arguments.delivery(args)
-    mapper = MailboxMapper(
-        directory, FileMappingSource(mapping_path, default_region=args.region),
-        auto_enabled=not args.no_auto_mapping, default_region=args.region,
-    )
+    try:
+        wiring = import_wiring(args, mapping=mapping_path, auto_mapping=not args.no_auto_mapping)
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+    mapper, writer = wiring.mapper, wiring.writer
     if args.format == "whatsapp-cloud":
         report = _import_webhooks(items, args, mapper, writer, meta_media)
     else:
