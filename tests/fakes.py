@@ -337,12 +337,14 @@ class MemoryWebhookBodyStore:
         self._fail = fail
 
     def put(self, name: str, raw: bytes, metadata: dict[str, str]) -> None:
+        webhook_body_ref(name, "name")  # as the blob adapter: the name is checked before anything
         if self._fail:
             raise TransientError("storage unreachable (injected)")
         self.bodies.setdefault(name, bytes(raw))
         self.metadata.setdefault(name, dict(metadata))
 
     def get(self, name: str) -> bytes:
+        webhook_body_ref(name, "name")
         try:
             return self.bodies[name]
         except KeyError:
