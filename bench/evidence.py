@@ -57,7 +57,7 @@ def measure(size: int) -> dict[str, Any]:
         started = time.monotonic()
         sealed = seal_window(ledger, evidence, chain, summary, now)
         seal_seconds = time.monotonic() - started
-        manifest_bytes = len(evidence.read(sealed.link.name))
+        manifest_bytes = sum(len(chunk) for chunk in evidence.stream(sealed.link.name))
 
         started = time.monotonic()
         result = verify(evidence, chain, records)

@@ -88,6 +88,17 @@ def add_poison_commands(commands) -> None:
     purge.set_defaults(handler=_poison_purge)
 
 
+def deployment_storage_set() -> bool:
+    """Whether the environment names a deployment's storage (what `status`, `report` and `verify` read)."""
+    from shared.settings import get_settings
+
+    try:
+        s = get_settings()  # a bad setting is a usage error
+    except ValueError as error:
+        raise AdminUsageError(f"settings: {error}") from None
+    return bool(s.storage_connection or s.storage_account_name or s.storage_blob_service_uri)
+
+
 def _container():
     from shared.composition import get_container
 
@@ -95,8 +106,7 @@ def _container():
         container = get_container()  # reads the settings: a bad one is a usage error
     except ValueError as error:
         raise AdminUsageError(f"settings: {error}") from None
-    s = container.settings
-    if not (s.storage_connection or s.storage_account_name or s.storage_blob_service_uri):
+    if not deployment_storage_set():
         raise AdminUsageError(
             "set AzureWebJobsStorage (or AzureWebJobsStorage__accountName) to the deployment's storage"
         )

@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 from shared.cli import arguments
-from shared.cli.admin import AdminUsageError, _container
+from shared.cli.admin import AdminUsageError, _container, deployment_storage_set
 
 EPILOG = """\
 findings (each names its window, and its record and mailbox where it has them):
@@ -78,12 +77,10 @@ def _verify(args: argparse.Namespace) -> int:
 
 @contextmanager
 def _where(state_dir: Path | None) -> Iterator:
-    deployment = any(os.environ.get(k) for k in ("AzureWebJobsStorage", "AzureWebJobsStorage__accountName",
-                                                  "AzureWebJobsStorage__blobServiceUri"))
-    if state_dir is None and deployment:
+    if state_dir is None and deployment_storage_set():
         yield _container()
         return
-    from shared.composition import get_container, reset_container
+    from shared.composition import get_container
     from shared.local.azurite import Azurite
     from shared.local.demo_kit import DemoPaths, app_settings
 
@@ -95,11 +92,7 @@ def _where(state_dir: Path | None) -> Iterator:
         "AzureWebJobsStorage": azurite.connection_string, "MAILBOX_WRITER": "eml",
         "EML_MAILBOX_DIR": str(paths.mailboxes), "DIRECTORY": "file", "DIRECTORY_FILE": str(paths.directory),
     }):
-        reset_container()
-        try:
-            yield get_container()
-        finally:
-            reset_container()
+        yield get_container()  # app_settings gives it a container of its own and forgets it after
 
 
 def _print(result) -> None:

@@ -87,15 +87,7 @@ class ItemContent:
 
 def rendered_content(item: RenderedItem) -> ItemContent:
     """At write time: a missing attachment (media never captured) is not in the item, so not here."""
-    attachments = []
-    for attachment in item.attachments:
-        if attachment.payload is None:
-            continue
-        digest = hashlib.sha256()
-        with attachment.payload.open() as reader:
-            while chunk := reader.read(1 << 20):
-                digest.update(chunk)
-        attachments.append((normal_text(attachment.file_name), digest.hexdigest()))
+    attachments = [(normal_text(a.file_name), a.payload.digest()) for a in item.attachments if a.payload is not None]
     return ItemContent(item.record_id, item.subject, item.sent_at, visible_text(item.html_body),
                        tuple(attachments))
 

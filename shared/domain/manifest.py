@@ -137,8 +137,11 @@ class ManifestRecord:
                 raise ManifestError(f"line {line}: raw_sha256 is not a SHA-256")
             if data["claim_check"] != claim_check_name(key):
                 raise ManifestError(f"line {line}: claim_check is not the record's own")
+            # A mailbox becomes part of a Graph URL or a folder name when verify reads the item back:
+            # checked against its grammar here, whatever the manifest says.
             items = tuple(
-                ManifestItem(str(i["mailbox"]), str(i["item_id"]), i.get("item_sha256"), str(i["outcome"]))
+                ManifestItem(identifiers.mailbox_address(str(i["mailbox"]), "mailbox"), str(i["item_id"]),
+                             i.get("item_sha256"), str(i["outcome"]))
                 for i in data.get("items", ())
             )
             for item in items:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import binascii
 import functools
+import hashlib
 import io
 import math
 import re
@@ -35,12 +36,18 @@ class AttachmentPayload(Protocol):
 
     def open(self) -> BinaryIO: ...
 
+    def digest(self) -> str:
+        """The bytes' SHA-256 (hex): the one the payload was made with when its maker hashed it (the
+        media spool hashes as it stores), else read and hashed now."""
+        ...
+
 
 @dataclass(frozen=True)
 class BytesPayload:
     """A small payload held in memory (inline content, tests)."""
 
     data: bytes
+    sha256: str | None = None  # known when the maker hashed the bytes already
 
     @property
     def size(self) -> int:
@@ -49,6 +56,9 @@ class BytesPayload:
     def open(self) -> BinaryIO:
         return io.BytesIO(self.data)
 
+    def digest(self) -> str:
+        return self.sha256 or hashlib.sha256(self.data).hexdigest()
+
 
 @dataclass(frozen=True)
 class FilePayload:
@@ -56,9 +66,19 @@ class FilePayload:
 
     path: Path
     size: int
+    sha256: str | None = None  # known when the maker hashed the bytes already
 
     def open(self) -> BinaryIO:
         return self.path.open("rb")
+
+    def digest(self) -> str:
+        if self.sha256 is not None:
+            return self.sha256
+        digest = hashlib.sha256()
+        with self.open() as reader:
+            while chunk := reader.read(1 << 20):
+                digest.update(chunk)
+        return digest.hexdigest()
 
 
 def read_all(payload: AttachmentPayload) -> bytes:

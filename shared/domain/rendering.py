@@ -288,24 +288,26 @@ def _attachment(attachment: Attachment, content: AttachmentPayload | bytes | Non
 def _contact_attachment(contact: ContactCard, index: int) -> RenderedAttachment:
     data = vcard(contact)
     stem = single_line(contact.display_name or "") or f"contact-{index + 1}"
+    sha256 = hashlib.sha256(data).hexdigest()
     return RenderedAttachment(
         file_name=sanitize_file_name(f"{stem}.vcf", "text/vcard", index),
         content_type="text/vcard",
         declared_size=len(data),
-        declared_sha256=hashlib.sha256(data).hexdigest(),
-        payload=BytesPayload(data),
+        declared_sha256=sha256,
+        payload=BytesPayload(data, sha256),
         generated=True,
     )
 
 
 def _json_attachment(name: str, text: str, index: int, origin: str) -> RenderedAttachment:
     data = text.encode("utf-8", "surrogatepass")
+    sha256 = hashlib.sha256(data).hexdigest()
     return RenderedAttachment(
         file_name=sanitize_file_name(name, "application/json", index),
         content_type="application/json",
         declared_size=len(data),
-        declared_sha256=hashlib.sha256(data).hexdigest(),
-        payload=BytesPayload(data),
+        declared_sha256=sha256,
+        payload=BytesPayload(data, sha256),
         generated=True,
         generated_from=origin,
     )

@@ -64,8 +64,9 @@ class MediaSpool(contextlib.AbstractContextManager):
                 raise PermanentError(
                     PoisonReason.INVALID_ITEM, f"attachment {attachment.attachment_id}: content is not base64"
                 ) from None
-            self._verify(attachment, hashlib.sha256(data).hexdigest(), downloaded=False)
-            return BytesPayload(data)
+            actual = hashlib.sha256(data).hexdigest()
+            self._verify(attachment, actual, downloaded=False)
+            return BytesPayload(data, actual)
         if origin is None:
             return None
         stream = origin.open_attachment(attachment.attachment_id)  # type: ignore[union-attr]
@@ -104,8 +105,11 @@ class MediaSpool(contextlib.AbstractContextManager):
         finally:
             if spool is not None:
                 spool.close()
-        self._verify(attachment, digest.hexdigest(), downloaded=True)
-        return FilePayload(path, size) if path is not None else BytesPayload(bytes(buffer))
+        actual = digest.hexdigest()
+        self._verify(attachment, actual, downloaded=True)
+        # The digest travels with the payload: the item's digest (shared/domain/item_digest.py) reads
+        # it instead of reading the bytes again.
+        return FilePayload(path, size, actual) if path is not None else BytesPayload(bytes(buffer), actual)
 
     def _verify(self, attachment: Attachment, actual: str, *, downloaded: bool) -> None:
         if attachment.sha256 is None or actual == attachment.sha256:

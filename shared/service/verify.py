@@ -34,6 +34,7 @@ from shared.domain.errors import MailboxUnavailable, TransientError
 from shared.domain.evidence import parse_evidence_name
 from shared.domain.ledger import handoff_order
 from shared.domain.manifest import Link, ManifestError, ManifestHead, ManifestItem, ManifestRecord, open_manifest
+from shared.domain.window import parse_iso
 from shared.ports import EvidenceChain, EvidenceStore, ItemReader, RecordMissing, RecordStore
 
 _READERS = 16  # claim checks and items read at once: storage and Graph both serve this many well
@@ -307,15 +308,18 @@ def _check_window(
 ) -> None:
     window_id = head.window_id
     for fmt, report in sorted(head.reports.items()):
+        # Hashed as it streams: a report of millions of rows is never held whole.
+        digest = hashlib.sha256()
         try:
-            raw = evidence.read(report)
+            for chunk in evidence.stream(report):
+                digest.update(chunk)
         except RecordMissing:
             result.findings.append(Finding(FindingKind.REPORT_MISSING, window_id, f"the {fmt} admin report {report}"))
             continue
         except ValueError:
             result.findings.append(Finding(FindingKind.REPORT_MISSING, window_id, f"the {fmt} report's name is wrong"))
             continue
-        if hashlib.sha256(raw).hexdigest() != parse_evidence_name(report)[1]:
+        if digest.hexdigest() != parse_evidence_name(report)[1]:
             result.findings.append(Finding(FindingKind.REPORT_ALTERED, window_id,
                                            f"the {fmt} admin report {report} does not hash to its name"))
     _, rows = open_manifest(_HashedLines(evidence.stream(name)))
@@ -409,7 +413,5 @@ def _parallel[T, R](check: Callable[[T], R], inputs: Iterable[T]) -> Iterator[R]
 
 
 def _window_end(window_id: str) -> datetime:
-    from shared.domain.window import parse_iso
-
     stamp = window_id.partition("-")[2].partition(".")[0]
     return parse_iso(f"{stamp[:4]}-{stamp[4:6]}-{stamp[6:8]}T{stamp[9:11]}:{stamp[11:13]}:{stamp[13:15]}Z")
