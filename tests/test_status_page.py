@@ -6,17 +6,8 @@ but the page, with a screenshot kept under test-artifacts/."""
 from __future__ import annotations
 
 import json
-import os
 import re
-import shutil
-import signal
-import struct
-import subprocess
-import threading
-import zlib
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 
 import azure.functions as func
 import pytest
@@ -28,13 +19,13 @@ from shared.functions import status as status_function
 from shared.functions.status import json_link, prefers_html
 from shared.service.status import build_status
 from shared.service.status_page import render_status_page
+from tests.browser import PageServer, png_size_and_pixels, require_chromium, run_chromium
 from tests.conftest import REPO_ROOT
 from tests.fakes import MemoryLedger
 
 HANDED_OFF = datetime(2026, 11, 23, 2, 0, tzinfo=UTC)
 ARTIFACTS = REPO_ROOT / "test-artifacts"
 SCREENSHOT = ARTIFACTS / "status-page.png"
-CHROMIUM_TIMEOUT = 60
 CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:"
 CHROME_ACCEPT = "text/html,application/xhtml+xml,application/xml;q=0.9,image/avif,image/webp,*/*;q=0.8"
 
@@ -217,83 +208,7 @@ def test_status_serves_html_to_browsers_json_by_default_and_format_json_wins(loc
 
 @pytest.fixture
 def chromium() -> str:
-    """Debian's chromium: skipped when missing, unless REQUIRE_CHROMIUM=1 (CI), where missing fails."""
-    path = shutil.which("chromium")
-    if path is None:
-        if os.environ.get("REQUIRE_CHROMIUM") == "1":
-            pytest.fail("REQUIRE_CHROMIUM=1 but no `chromium` on PATH (apt-get install chromium)")
-        pytest.skip("no `chromium` on PATH (Debian: apt-get install chromium); set REQUIRE_CHROMIUM=1 to fail instead")
-    return path
-
-
-class PageServer:
-    """Serves one HTTP response (body and headers) on 127.0.0.1 and records every request it receives."""
-
-    def __init__(self, path: str, body: bytes, headers: dict[str, str]) -> None:
-        self.requests: list[str] = []
-        served = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                served.requests.append(self.path)
-                if self.path != path:
-                    self.send_error(404)
-                    return
-                self.send_response(200)
-                for name, value in headers.items():
-                    self.send_header(name, value)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, format: str, *args) -> None:
-                pass
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self._server.server_address[1]}{path}"
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-
-    def __enter__(self) -> PageServer:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-
-
-def run_chromium(binary: str, profile: Path, *args: str) -> subprocess.CompletedProcess[bytes]:
-    """One headless run with a fresh profile; its whole process group is killed after the timeout."""
-    command = [
-        binary, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-        "--disable-background-networking", "--disable-component-update", "--disable-sync",
-        f"--user-data-dir={profile}", "--window-size=1280,1600", "--hide-scrollbars", *args,
-    ]
-    profile.mkdir(parents=True)
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
-    try:
-        stdout, stderr = process.communicate(timeout=CHROMIUM_TIMEOUT)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.communicate()
-        pytest.fail(f"chromium did not finish within {CHROMIUM_TIMEOUT} s: {' '.join(args)}")
-    assert process.returncode == 0, stderr.decode(errors="replace")[-2000:]
-    return subprocess.CompletedProcess(command, process.returncode, stdout, stderr)
-
-
-def png_size_and_pixels(data: bytes) -> tuple[int, int, bytes]:
-    """(width, height, the decompressed scanlines) of a PNG, read with struct and zlib."""
-    assert data[:8] == b"\x89PNG\r\n\x1a\n", "not a PNG"
-    length, kind = struct.unpack(">I4s", data[8:16])
-    assert kind == b"IHDR" and length == 13
-    width, height = struct.unpack(">II", data[16:24])
-    idat, offset = b"", 8
-    while offset < len(data):
-        length, kind = struct.unpack(">I4s", data[offset:offset + 8])
-        if kind == b"IDAT":
-            idat += data[offset + 8:offset + 8 + length]
-        offset += 12 + length
-    return width, height, zlib.decompress(idat)
+    return require_chromium()
 
 
 def cell(row: str, column: str) -> str:
