@@ -33,7 +33,7 @@ def backfill_windows(start: datetime, end: datetime, *, now: datetime, policy: S
             f"--to ({end.isoformat()}) is later than the capture time that has settled ({settled.isoformat()}): "
             "TeleMessage may still be indexing records there; the timer lists it when it has settled"
         )
-    windows = []
+    windows: list[Window] = []
     cursor = start
     while cursor < end:
         stop = min(cursor + policy.max_window, end)
@@ -46,7 +46,7 @@ def start_backfill(
     windows: Sequence[Window], now: datetime, *, listing_queue: WorkQueue, ledger: WindowLedger,
     policy: SchedulePolicy, transcripts_queue: WorkQueue | None = None,
 ) -> list[WindowInfo]:
-    infos = []
+    infos: list[WindowInfo] = []
     for window in windows:
         infos.append(hand_off(window, now, listing_queue=listing_queue, ledger=ledger, policy=policy,
                               transcripts_queue=transcripts_queue))

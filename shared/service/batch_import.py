@@ -15,6 +15,7 @@ from shared.domain.errors import PoisonReason, TransientError
 from shared.domain.ledger import RecordOutcome
 from shared.service.import_results import ImportResult
 from shared.service.importing import ItemImporter
+from shared.service.json_values import is_json_object
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +59,7 @@ class BatchReport:
     """``listed`` and ``poisoned`` count records; ``fanout``, ``imported`` and ``skipped_duplicates``
     count record × mailbox pairs, as the documented connector's admin log does."""
 
-    items: list[dict[str, Any]] = field(default_factory=list)
+    items: list[dict[str, Any]] = field(default_factory=list[dict[str, Any]])
 
     def add(self, line: int, result: ImportResult, message_id: str | None) -> dict[str, Any]:
         """The entry added, for a caller that knows more about where the record stood."""
@@ -111,8 +112,8 @@ def import_lines(lines: Iterable[bytes], importer: ItemImporter) -> BatchReport:
 def _loose_message_id(line: bytes) -> str | None:
     """The id of a record that failed validation, when the line still says it, for the report."""
     try:
-        value = json.loads(line)
+        value: object = json.loads(line)
     except ValueError:
         return None
-    message_id = value.get("messageId") if isinstance(value, dict) else None
+    message_id = value.get("messageId") if is_json_object(value) else None
     return message_id if isinstance(message_id, str) else None

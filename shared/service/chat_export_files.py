@@ -64,10 +64,12 @@ class ExportFile:
     transcript_name: str
     transcript: bytes
     transcript_sha256: str
-    media: dict[str, ExportMember] = field(default_factory=dict)  # by file name
-    refused: list[tuple[str, str]] = field(default_factory=list)  # (member, why): not readable (encrypted)
-    renamed: list[tuple[str, str]] = field(default_factory=list)  # (member, kept as): unsafe or repeated names
-    ignored: list[str] = field(default_factory=list)  # __MACOSX and folders
+    media: dict[str, ExportMember] = field(default_factory=dict[str, ExportMember])  # by file name
+    # (member, why): not readable (encrypted)
+    refused: list[tuple[str, str]] = field(default_factory=list[tuple[str, str]])
+    # (member, kept as): unsafe or repeated names
+    renamed: list[tuple[str, str]] = field(default_factory=list[tuple[str, str]])
+    ignored: list[str] = field(default_factory=list[str])  # __MACOSX and folders
     is_zip: bool = False
 
     def open_member(self, name: str) -> Iterator[bytes]:

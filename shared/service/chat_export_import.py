@@ -46,7 +46,7 @@ class ChatExportOptions:
     custodian: str  # email
     time_zone: str  # IANA
     date_order: str | None = None
-    participants: Mapping[str, str] = field(default_factory=dict)  # name as the chat shows it → email
+    participants: Mapping[str, str] = field(default_factory=dict[str, str])  # name as the chat shows it → email
     custodian_names: frozenset[str] = frozenset()
     chat_name: str | None = None  # else read from the file's name
 
@@ -109,7 +109,9 @@ class ChatExportReport:
         return export_report(self.prepared, self.batch.to_json(), stopped=self.stopped)
 
 
-def export_report(prepared: PreparedExport, batch: Mapping[str, Any], *, stopped: dict | None = None) -> dict:
+def export_report(
+    prepared: PreparedExport, batch: Mapping[str, Any], *, stopped: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
     """The report of one export: the file's own counts, then the admin log's (pairs), then items."""
     parsed, built, export = prepared.parsed, prepared.built, prepared.export
     kinds = Counter(message.kind for message in parsed.messages)

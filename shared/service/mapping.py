@@ -36,7 +36,7 @@ class PhoneExplanation:
     phone: str  # E.164, or the input when it is not a number
     mailbox: str | None
     rule: MappingRule | None
-    notes: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list[str])
 
 
 class MailboxMapper:
@@ -108,7 +108,7 @@ class MailboxMapper:
         except PhoneNumberError as error:
             return PhoneExplanation(raw, None, None, [f"not a usable number: {error}"])
         notes: list[str] = []
-        if not self._custom_enabled:
+        if not self._custom_enabled or self._mapping is None:  # custom_enabled says there is a mapping
             notes.append("custom mapping (CSV) is switched off")
         elif (entry := self._mapping.current().lookup(phone)) is None:
             notes.append("not in the mapping file")

@@ -15,8 +15,9 @@ import contextlib
 import hashlib
 import os
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, Protocol, TypeIs
 
 from shared.domain.errors import PermanentError, PoisonReason, TransientError
 from shared.domain.records import Attachment
@@ -24,10 +25,25 @@ from shared.domain.rendered import AttachmentPayload, BytesPayload, FilePayload
 from shared.ports import AttachmentSource
 
 IN_MEMORY_LIMIT = 1024 * 1024
-_SPOOLS_OWN = object()  # payload(): no source given, the spool's own
 
 
-class MediaSpool(contextlib.AbstractContextManager):
+class _SpoolsOwn:
+    """payload(): no source given, the spool's own."""
+
+
+_SPOOLS_OWN = _SpoolsOwn()
+
+
+class _Closable(Protocol):
+    def close(self) -> object: ...
+
+
+def is_closable(stream: object) -> TypeIs[_Closable]:
+    """A stream with a ``close`` (a generator, a download): closed when its reader is done."""
+    return hasattr(stream, "close")
+
+
+class MediaSpool(contextlib.AbstractContextManager["MediaSpool", None]):
     """Collects one record's attachment payloads; removes its spool files on exit."""
 
     def __init__(
@@ -52,11 +68,11 @@ class MediaSpool(contextlib.AbstractContextManager):
                 path.unlink()
         self._files.clear()
 
-    def payload(self, attachment: Attachment, *, source: AttachmentSource | None | object = _SPOOLS_OWN) \
+    def payload(self, attachment: Attachment, *, source: AttachmentSource | None | _SpoolsOwn = _SPOOLS_OWN) \
             -> AttachmentPayload | None:
         """The verified payload, or None when the media was never captured. ``source`` overrides the
         spool's own for one record (a transcript mixes records of several sources)."""
-        origin = self._source if source is _SPOOLS_OWN else source
+        origin = self._source if isinstance(source, _SpoolsOwn) else source
         if attachment.content is not None:
             try:
                 data = base64.b64decode(attachment.content, validate=True)
@@ -69,19 +85,19 @@ class MediaSpool(contextlib.AbstractContextManager):
             return BytesPayload(data, actual)
         if origin is None:
             return None
-        stream = origin.open_attachment(attachment.attachment_id)  # type: ignore[union-attr]
+        stream = origin.open_attachment(attachment.attachment_id)
         if stream is None:
             return None
         return self._spool(attachment, stream)
 
-    def _spool(self, attachment: Attachment, stream) -> AttachmentPayload:
+    def _spool(self, attachment: Attachment, stream: Iterator[bytes]) -> AttachmentPayload:
         digest = hashlib.sha256()
         buffer = bytearray()
         spool: BinaryIO | None = None
         path: Path | None = None
         size = 0
         try:
-            with contextlib.closing(stream) if hasattr(stream, "close") else contextlib.nullcontext():
+            with contextlib.closing(stream) if is_closable(stream) else contextlib.nullcontext():
                 for chunk in stream:
                     size += len(chunk)
                     if size > self._max_bytes:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Generator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -27,6 +27,7 @@ from shared.domain.ledger import OutcomeEntry, RecordOutcome
 from shared.domain.tasks import PoisonMessage, read_poison_queue_message
 from shared.domain.window import isoformat_z
 from shared.ports import InspectableQueue, QueuedMessage, WindowLedger, WorkQueue
+from shared.service.json_values import is_json_object
 from shared.settings import ITEMS_QUEUE
 
 log = logging.getLogger(__name__)
@@ -76,8 +77,8 @@ class PoisonEntry:
 
 @dataclass
 class ReplayReport:
-    replayed: list[PoisonEntry] = field(default_factory=list)
-    not_replayable: list[PoisonEntry] = field(default_factory=list)
+    replayed: list[PoisonEntry] = field(default_factory=list[PoisonEntry])
+    not_replayable: list[PoisonEntry] = field(default_factory=list[PoisonEntry])
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -105,7 +106,7 @@ class PoisonQueues:
         self._clock = clock
 
     @contextmanager
-    def scan(self) -> Iterator[list[PoisonEntry]]:
+    def scan(self) -> Generator[_Tracked]:
         """Every message of every poison queue, oldest failure first. Messages not deleted inside
         the block are made visible again when it ends."""
         entries: dict[str, PoisonEntry] = {}
@@ -164,7 +165,7 @@ class PoisonQueues:
 
     def purge(self, older_than: timedelta, *, dry_run: bool = False) -> list[PoisonEntry]:
         cutoff = self._clock() - older_than
-        purged = []
+        purged: list[PoisonEntry] = []
         with self.scan() as entries:
             for entry in entries:
                 if entry.failed_at < cutoff:
@@ -179,7 +180,7 @@ class PoisonQueues:
         queue's default time to live, 7 days: it is sent again as the connector's own poison message,
         which never expires, and the host's copy deleted. Send first, delete second: a crash between
         leaves a copy the next adoption (and a replay's de-duplication) absorbs, never a loss."""
-        adopted = []
+        adopted: list[PoisonEntry] = []
         with self.scan() as entries:
             for entry in entries:
                 if _is_own(entry.queued.text):
@@ -215,7 +216,7 @@ class PoisonQueues:
         entries.handled.add(entry.id)
 
 
-class _Tracked(list):
+class _Tracked(list[PoisonEntry]):
     """The scan's entries, plus the ids deleted meanwhile (not to be released at the end)."""
 
     def __init__(self, entries: list[PoisonEntry], handled: set[str]) -> None:
@@ -225,10 +226,10 @@ class _Tracked(list):
 
 def _is_own(text: str) -> bool:
     try:
-        data = json.loads(text)
+        data: object = json.loads(text)
     except ValueError:
         return False
-    return isinstance(data, dict) and data.get("kind") == "poison"
+    return is_json_object(data) and data.get("kind") == "poison"
 
 
 def _matches(entry: PoisonEntry, *, reason: str | None, queue: str | None) -> bool:
@@ -255,22 +256,20 @@ def account_moved_items(tools: PoisonQueues, ledger: WindowLedger, *, now: datet
     reconcile truthfully: the record is not archived, it waits in poison for a replay."""
     now = now or datetime.now(UTC)
     tools.adopt_moved()
-    moved = [
-        e for e in tools.list(reason=PoisonReason.RETRIES_EXHAUSTED.value)
-        if e.message.record_key and e.message.window_id
-    ]
     accounted = 0
-    by_window: dict[str, list[PoisonEntry]] = {}
-    for entry in moved:
-        by_window.setdefault(entry.message.window_id, []).append(entry)
+    by_window: dict[str, list[tuple[str, PoisonEntry]]] = {}  # (record key, entry) by window
+    for entry in tools.list(reason=PoisonReason.RETRIES_EXHAUSTED.value):
+        window_id, key = entry.message.window_id, entry.message.record_key
+        if key and window_id:
+            by_window.setdefault(window_id, []).append((key, entry))
     for window_id, entries in by_window.items():
-        known = ledger.records_with_outcome(window_id, [e.message.record_key for e in entries])
-        for entry in entries:
-            if entry.message.record_key in known:
+        known = ledger.records_with_outcome(window_id, [key for key, _ in entries])
+        for key, entry in entries:
+            if key in known:
                 continue  # already has an outcome (this run, an earlier one, or a replay since)
-            known.add(entry.message.record_key)  # a record moved twice is accounted once
+            known.add(key)  # a record moved twice is accounted once
             ledger.record_outcome(window_id, OutcomeEntry(
-                record_key=entry.message.record_key, message_id=entry.message.message_id,
+                record_key=key, message_id=entry.message.message_id,
                 outcome=RecordOutcome.POISONED, at=entry.failed_at, reason=entry.message.reason.value,
                 detail=entry.message.detail,
             ))

@@ -28,7 +28,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, NotRequired, TypedDict
 
 from shared.domain.errors import MailboxUnavailable, TransientError
 from shared.domain.evidence import parse_evidence_name
@@ -83,6 +83,15 @@ class Finding:
         return f"{self.kind.value}: {', '.join(where)}: {self.detail}"
 
 
+class _Where(TypedDict):
+    """Where a finding is: ``Finding``'s own keyword arguments."""
+
+    window_id: str | None
+    record_key: str | None
+    record_id: str | None
+    mailbox: NotRequired[str | None]
+
+
 @dataclass
 class Verification:
     online: bool
@@ -91,7 +100,7 @@ class Verification:
     links_walked: int = 0
     heads_only: int = 0  # manifests outside a --window / --since scope: head line read, not hashed
     unlinked_drafts: int = 0  # manifests of a seal that stopped before its link; the same counts are linked
-    windows: list[str] = field(default_factory=list)
+    windows: list[str] = field(default_factory=list[str])
     records: int = 0
     claim_checks: int = 0
     not_hashed_at_import: int = 0  # claim checks unreadable when imported: nothing to compare
@@ -100,8 +109,8 @@ class Verification:
     sampled: int | None = None
     # Each window checked: its latest link, the manifest's and the final reports' evidence names
     # (what an auditor downloads from the evidence container).
-    seals: list[dict[str, Any]] = field(default_factory=list)
-    findings: list[Finding] = field(default_factory=list)
+    seals: list[dict[str, Any]] = field(default_factory=list[dict[str, Any]])
+    findings: list[Finding] = field(default_factory=list[Finding])
 
     @property
     def ok(self) -> bool:
@@ -374,7 +383,7 @@ def _batches[T](items: Iterable[T], size: int) -> Iterator[list[T]]:
 
 
 def _check_claim_check(records: RecordStore, window_id: str, row: ManifestRecord) -> Finding | None:
-    ids = {"window_id": window_id, "record_key": row.record_key, "record_id": row.record_id}
+    ids: _Where = {"window_id": window_id, "record_key": row.record_key, "record_id": row.record_id}
     try:
         raw = records.get(row.claim_check)
     except RecordMissing:
@@ -386,7 +395,7 @@ def _check_claim_check(records: RecordStore, window_id: str, row: ManifestRecord
 
 
 def _check_item(reader: ItemReader, window_id: str, row: ManifestRecord, item: ManifestItem) -> list[Finding]:
-    ids = {"window_id": window_id, "record_key": row.record_key, "record_id": row.record_id,
+    ids: _Where = {"window_id": window_id, "record_key": row.record_key, "record_id": row.record_id,
            "mailbox": item.mailbox}
     try:
         found = reader.find(item.mailbox, row.record_key, item.item_id)
@@ -394,7 +403,7 @@ def _check_item(reader: ItemReader, window_id: str, row: ManifestRecord, item: M
         return [Finding(FindingKind.MAILBOX_UNREADABLE, detail=f"the mailbox could not be read ({error})", **ids)]
     if not found:
         return [Finding(FindingKind.ITEM_MISSING, detail="the mailbox holds no item of this record", **ids)]
-    findings = []
+    findings: list[Finding] = []
     if len(found) > 1:
         where = ", ".join(f.location for f in found)
         findings.append(Finding(FindingKind.ITEM_DUPLICATED, detail=f"{len(found)} items: {where}", **ids))

@@ -49,14 +49,16 @@ from shared.ports import MediaFetcher
 from shared.service.batch_import import BatchReport, import_with_retries
 from shared.service.import_results import ImportResult
 from shared.service.importing import ItemImporter
+from shared.service.json_values import is_json_object
 from shared.service.listing import serialise_item
+from shared.service.media import is_closable
 
 log = logging.getLogger(__name__)
 
 _CHUNK = 64 * 1024
 
 
-class CapturedMediaFiles(contextlib.AbstractContextManager):
+class CapturedMediaFiles(contextlib.AbstractContextManager["CapturedMediaFiles", None]):
     """The run's captured media (a ``CapturedMediaStore``): one file per media id in a private
     temporary folder, removed when the run ends. Import reads it as the source's attachments."""
 
@@ -79,7 +81,7 @@ class CapturedMediaFiles(contextlib.AbstractContextManager):
         descriptor, partial = tempfile.mkstemp(dir=self._root, prefix=".incoming-")
         try:
             with os.fdopen(descriptor, "wb") as handle, contextlib.closing(chunks) \
-                    if hasattr(chunks, "close") else contextlib.nullcontext():
+                    if is_closable(chunks) else contextlib.nullcontext():
                 for chunk in chunks:
                     size += len(chunk)
                     digest.update(chunk)
@@ -115,15 +117,15 @@ class WebhookImportReport:
 
     batch: BatchReport = field(default_factory=BatchReport)
     bodies: int = 0
-    statuses: Counter[str] = field(default_factory=Counter)
+    statuses: Counter[str] = field(default_factory=Counter[str])
     repeated_statuses: int = 0
-    failed_statuses: list[dict[str, Any]] = field(default_factory=list)
-    notices: Counter[str] = field(default_factory=Counter)
+    failed_statuses: list[dict[str, Any]] = field(default_factory=list[dict[str, Any]])
+    notices: Counter[str] = field(default_factory=Counter[str])
     media_captured: int = 0
     media_not_captured: int = 0
     media_note: str | None = None
     stopped: dict[str, Any] | None = None
-    _receipts: set[tuple[str, str]] = field(default_factory=set, init=False, repr=False)
+    _receipts: set[tuple[str, str]] = field(default_factory=set[tuple[str, str]], init=False, repr=False)
 
     def add_message(self, line: int, message: ParsedMessage, result: ImportResult) -> None:
         self.batch.add(line, result, message.message_id)["path"] = message.path
@@ -143,7 +145,7 @@ class WebhookImportReport:
             # Code and title only: Meta's longer texts may quote the recipient.
             errors = [{"code": e.get("code") if isinstance(e.get("code"), int) else None,
                        "title": e.get("title") if isinstance(e.get("title"), str) else None}
-                      for e in status.errors if isinstance(e, dict)]
+                      for e in status.errors if is_json_object(e)]  # Meta's JSON: any shape may come
             self.failed_statuses.append({"line": line, "path": status.path, "messageId": status.message_id,
                                          "errors": errors})
 
@@ -156,9 +158,10 @@ class WebhookImportReport:
             "repeated": self.repeated_statuses,
             "failed": self.failed_statuses,
         }
-        report["media"] = {"captured": self.media_captured, "not_captured": self.media_not_captured}
+        media: dict[str, int | str] = {"captured": self.media_captured, "not_captured": self.media_not_captured}
         if self.media_note:
-            report["media"]["note"] = self.media_note
+            media["note"] = self.media_note
+        report["media"] = media
         report["notices"] = dict(sorted(self.notices.items()))
         if self.stopped is not None:
             report["stopped"] = self.stopped
