@@ -80,10 +80,10 @@ class ExportContext:
     file_name: str
     file_sha256: str
     captured_at: datetime  # when the export was imported: the records' capture time
-    participants: Mapping[str, str] = field(default_factory=dict)  # author as the chat shows it → email
+    participants: Mapping[str, str] = field(default_factory=dict[str, str])  # author as the chat shows it → email
     custodian_names: frozenset[str] = frozenset()  # author strings that are the custodian
     transcript_sha256: str | None = None
-    media: Mapping[str, MediaFile] = field(default_factory=dict)  # zip member name → stored file
+    media: Mapping[str, MediaFile] = field(default_factory=dict[str, MediaFile])  # zip member name → stored file
     date_order_assumed: bool = False
 
 
@@ -178,7 +178,7 @@ def build_records(parsed: ParsedChat, context: ExportContext) -> ExportRecords:
         key = (author_key, minute, text_key)
         keyed.append((message, instant, time_note, key, seen[key]))
         seen[key] += 1
-    edge_minutes = {keyed[0][3][1], keyed[-1][3][1]} if keyed else set()
+    edge_minutes: set[str] = {keyed[0][3][1], keyed[-1][3][1]} if keyed else set()
     unreferenced = tuple(sorted(name for name in context.media if name not in referenced))
     last_time = previous or context.captured_at
     attached = sum(1 for message, *_ in keyed if message.media_file in referenced)

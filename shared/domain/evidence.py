@@ -28,7 +28,7 @@ def evidence_name(kind: str, sha256: str) -> str:
     return name
 
 
-def parse_evidence_name(name: str) -> tuple[str, str]:
+def parse_evidence_name(name: object) -> tuple[str, str]:
     """(kind, sha256) of an evidence name; EvidenceNameError for anything else."""
     found = _NAME.fullmatch(name) if isinstance(name, str) else None
     if found is None or found.group("kind") not in KINDS:

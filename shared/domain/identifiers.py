@@ -16,6 +16,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from datetime import UTC, datetime
+from typing import TypeGuard
 
 WINDOW_ID_FORM = "YYYYMMDDTHHMMSSZ-YYYYMMDDTHHMMSSZ.YYYYMMDDTHHMMSSmmmZ, as `status` shows it"
 # [0-9], not \d: \d takes any script's digits ("١٢٣"), which no id of ours holds.
@@ -56,14 +57,13 @@ class InvalidIdentifier(ValueError):
         self.expected = expected
 
 
-def window_id(value: str, parameter: str = "window") -> str:
+def window_id(value: object, parameter: str = "window") -> str:
     """A window id as ``WindowInfo.window_id`` writes it: capture range, then hand-off time, all
     real UTC moments, the range not empty."""
-    match = _WINDOW_ID.fullmatch(value) if isinstance(value, str) else None
-    if match is None:
+    if not isinstance(value, str) or (match := _WINDOW_ID.fullmatch(value)) is None:
         raise InvalidIdentifier(parameter, f"a window id ({WINDOW_ID_FORM})")
     try:
-        start, end, handed_off = (
+        start, end, _handed_off = (
             datetime.strptime(text, _TIMESTAMP).replace(tzinfo=UTC)
             for text in (match[1], match[2], match[3] + "Z")
         )
@@ -74,7 +74,7 @@ def window_id(value: str, parameter: str = "window") -> str:
     return value
 
 
-def is_window_id(value: str) -> bool:
+def is_window_id(value: object) -> bool:
     try:
         window_id(value)
     except InvalidIdentifier:
@@ -82,16 +82,16 @@ def is_window_id(value: str) -> bool:
     return True
 
 
-def is_record_ref(value: str) -> bool:
+def is_record_ref(value: object) -> bool:
     return isinstance(value, str) and _RECORD_REF.fullmatch(value) is not None
 
 
-def is_bucket(value: str) -> bool:
+def is_bucket(value: object) -> bool:
     """A transcript bucket, ``<day>/<chat id>`` (``shared.domain.transcripts.Bucket``)."""
     return isinstance(value, str) and _BUCKET.fullmatch(value) is not None
 
 
-def record_key(value: str, parameter: str = "record_key") -> str:
+def record_key(value: object, parameter: str = "record_key") -> str:
     """A record key: the SHA-256 of the record's id, in lower-case hex (``records.record_key``)."""
     return _matching(_RECORD_KEY, value, parameter,
                      "a record key ([unidentified-]<64 lower-case hex digits>[.<16 hex digits>])")
@@ -109,27 +109,27 @@ def recapture_of(key: str) -> str | None:
     return base if dot else None
 
 
-def record_ref(value: str, parameter: str = "record_ref") -> str:
+def record_ref(value: object, parameter: str = "record_ref") -> str:
     """A claim-check blob name in the records container."""
     return _matching(_RECORD_REF, value, parameter, "a record reference (<record key>[.<16 hex digits>].json)")
 
 
-def webhook_body_ref(value: str, parameter: str = "body_ref") -> str:
+def webhook_body_ref(value: object, parameter: str = "body_ref") -> str:
     """Where a webhook body is stored (``shared.service.webhook_intake.body_name``)."""
     return _matching(_WEBHOOK_BODY, value, parameter,
                      "a webhook body reference (webhooks/<day>/<sha256>.json, or outbound/…)")
 
 
-def message_id(value: str, parameter: str = "message id") -> str:
+def message_id(value: object, parameter: str = "message id") -> str:
     """A queue message id, as `poison list` shows it."""
     return _matching(_MESSAGE_ID, value, parameter, "a queue message id (a GUID, as `poison list` shows it)")
 
 
-def container_name(value: str, parameter: str) -> str:
+def container_name(value: object, parameter: str) -> str:
     return _matching(_CONTAINER, value, parameter, "a blob container name (3-63 lower-case letters, digits, hyphens)")
 
 
-def _matching(pattern: re.Pattern[str], value: str, parameter: str, expected: str) -> str:
+def _matching(pattern: re.Pattern[str], value: object, parameter: str, expected: str) -> str:
     if not (isinstance(value, str) and pattern.fullmatch(value)):
         raise InvalidIdentifier(parameter, expected)
     return value
@@ -142,7 +142,7 @@ def one_of(value: str, allowed: tuple[str, ...] | list[str], parameter: str) -> 
     return value
 
 
-def is_mailbox_address(value: str) -> bool:
+def is_mailbox_address(value: object) -> TypeGuard[str]:
     """Whether ``value`` can be a mailbox's address or user principal name: one local part, an
     ``@``, a domain of host-name labels, none of the characters that would change a Graph URL's
     path or query. Guest UPNs (``name_contoso.com#EXT#@tenant.onmicrosoft.com``) pass: ``#`` and
@@ -160,13 +160,13 @@ def is_mailbox_address(value: str) -> bool:
         and not labels[-1].isdigit()
 
 
-def mailbox_address(value: str, parameter: str) -> str:
+def mailbox_address(value: object, parameter: str) -> str:
     if not is_mailbox_address(value):
         raise InvalidIdentifier(parameter, "a mailbox address (name@domain)")
     return value
 
 
-def check_blob_name(name: str, *, prefix: bool = False) -> str:
+def check_blob_name(name: object, *, prefix: bool = False) -> str:
     """A blob name (or, with ``prefix``, a listing prefix) that can only mean itself: no ``.`` or
     ``..`` segment, no segment ending with a dot, no backslash, no leading ``/``, no empty segment,
     no percent-encoded separator, dot or NUL, no control character. A name breaking these rules is

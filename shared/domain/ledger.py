@@ -217,12 +217,12 @@ class WindowSummary:
     slices_listed: int
     awaiting_transcript: int = 0
     recaptured: int = 0  # archived records that re-capture one archived before under the same id
-    records: dict[str, OutcomeEntry] = field(default_factory=dict, repr=False)
+    records: dict[str, OutcomeEntry] = field(default_factory=dict[str, OutcomeEntry], repr=False)
     pending_keys: tuple[str, ...] = field(default=(), repr=False)  # listed, without an outcome yet
-    receipts: dict[str, int] = field(default_factory=dict)  # delivery receipts by status, each once
+    receipts: dict[str, int] = field(default_factory=dict[str, int])  # delivery receipts by status, each once
     failed_receipts: tuple[Receipt, ...] = field(default=(), repr=False)
     # Per UTC day of the outcomes (ISO date): records, imported, skipped_duplicates, poisoned.
-    daily: dict[str, dict[str, int]] = field(default_factory=dict, repr=False)
+    daily: dict[str, dict[str, int]] = field(default_factory=dict[str, dict[str, int]], repr=False)
 
     @property
     def listing_complete(self) -> bool:

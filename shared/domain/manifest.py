@@ -64,7 +64,7 @@ class ManifestHead:
     sealed_at: datetime
     summary_digest: str
     prev: Link | None
-    reports: dict[str, str] = field(default_factory=dict)  # "json" / "csv" -> evidence name
+    reports: dict[str, str] = field(default_factory=dict[str, str])  # "json" / "csv" -> evidence name
 
     def to_json(self) -> dict[str, Any]:
         return {

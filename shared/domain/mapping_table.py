@@ -59,7 +59,7 @@ class MappingTable:
     """E.164 phone (or a Business Platform number's id) → mailbox address. Built only from rows
     without errors."""
 
-    entries: dict[str, MappingEntry] = field(default_factory=dict)
+    entries: dict[str, MappingEntry] = field(default_factory=dict[str, MappingEntry])
 
     def lookup(self, e164: str) -> MappingEntry | None:
         return self.entries.get(e164)
@@ -111,7 +111,7 @@ def parse_mapping(data: bytes | str, default_region: str | None = None) -> Parse
 
     delimiter = _delimiter(lines[first])
     reader = csv.reader(io.StringIO("\n".join(lines)), delimiter=delimiter)
-    phone_col = email_col = None
+    columns: tuple[int, int] | None = None  # (phone, email), once the header row is read
     entries: dict[str, MappingEntry] = {}
     seen_rows: dict[tuple[str, str], int] = {}
     # A phone mapped to two addresses is ambiguous: using either would risk sending a record to
@@ -123,15 +123,17 @@ def parse_mapping(data: bytes | str, default_region: str | None = None) -> Parse
         cells = [cell.strip() for cell in row]
         if not any(cells):
             continue
-        if phone_col is None:
-            phone_col, email_col, header_problem = _header_columns(cells)
-            if header_problem:
-                return ParsedMapping(MappingTable(), (Problem(line, Severity.ERROR, header_problem),), 0)
+        if columns is None:
+            header = _header_columns(cells)
+            if isinstance(header, str):
+                return ParsedMapping(MappingTable(), (Problem(line, Severity.ERROR, header),), 0)
+            columns = header
             continue
+        phone_col, email_col = columns
         rows += 1
         raw_phone = cells[phone_col] if phone_col < len(cells) else ""
         raw_email = cells[email_col] if email_col < len(cells) else ""
-        row_errors = []
+        row_errors: list[str] = []
         try:
             phone = _key(raw_phone, default_region)
         except PhoneNumberError as error:
@@ -158,7 +160,7 @@ def parse_mapping(data: bytes | str, default_region: str | None = None) -> Parse
             conflicted.add(phone)
             continue
         entries[phone] = MappingEntry(phone, email, line)
-    if phone_col is None:
+    if columns is None:
         problems.append(Problem(0, Severity.ERROR, "no header row"))
     entries = {phone: entry for phone, entry in entries.items() if phone not in conflicted}
     return ParsedMapping(MappingTable(entries), tuple(sorted(problems, key=lambda p: p.line)), rows)
@@ -178,18 +180,18 @@ def _delimiter(header_line: str) -> str:
     return max((",", ";", "\t"), key=header_line.count)
 
 
-def _header_columns(cells: list[str]) -> tuple[int | None, int | None, str | None]:
+def _header_columns(cells: list[str]) -> tuple[int, int] | str:
+    """The (phone, email) column indexes of a header row, or what is wrong with it."""
     keys = [cell.lower().replace(" ", "").replace("_", "") for cell in cells]
     phone_col = next((i for i, key in enumerate(keys) if key in PHONE_HEADERS), None)
     email_col = next((i for i, key in enumerate(keys) if key in EMAIL_HEADERS), None)
     if phone_col is None or email_col is None:
         return (
-            None, None,
             "the first row must be the header PhoneNumber,EmailAddress "
             f"(found {len(cells)} column(s) without a recognisable "
-            f"{'phone' if phone_col is None else 'email'} column)",
+            f"{'phone' if phone_col is None else 'email'} column)"
         )
-    return phone_col, email_col, None
+    return phone_col, email_col
 
 
 def _normalize_email(raw: str, errors: list[str]) -> str | None:

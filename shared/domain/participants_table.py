@@ -22,7 +22,7 @@ MAX_ROWS = 100_000
 
 @dataclass(frozen=True)
 class ParticipantsTable:
-    names: dict[str, str] = field(default_factory=dict)  # name as written → email (lower case)
+    names: dict[str, str] = field(default_factory=dict[str, str])  # name as written → email (lower case)
     problems: tuple[str, ...] = ()
 
     @property

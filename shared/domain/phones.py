@@ -86,7 +86,7 @@ def mask_phone(text: str) -> str:
     keep_tail = 3
     seen = 0
     total = len(digits)
-    out = []
+    out: list[str] = []
     for c in text:
         if c.isdigit():
             seen += 1

@@ -14,6 +14,7 @@ import re
 from dataclasses import dataclass
 
 from shared.domain.identifiers import recapture_of
+from shared.domain.json_values import is_json_object
 
 # At most this many differing field names are listed; the rest are counted.
 MAX_FIELDS_NAMED = 12
@@ -52,7 +53,7 @@ def differing_fields(before: bytes, after: bytes) -> tuple[str, ...]:
         old, new = json.loads(before), json.loads(after)
     except (ValueError, RecursionError):
         return ("record",)
-    if not isinstance(old, dict) or not isinstance(new, dict):
+    if not is_json_object(old) or not is_json_object(new):
         return ("record",)
     names = sorted(set(old) | set(new), key=str)
     # A field's name is the source's text too: one line, no controls, before it reaches an item.

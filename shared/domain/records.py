@@ -110,8 +110,8 @@ class LocationInfo(_Model):
 
 class ContactCard(_Model):
     display_name: str | None = None
-    phones: list[str] = Field(default_factory=list)
-    emails: list[str] = Field(default_factory=list)
+    phones: list[str] = Field(default_factory=list[str])
+    emails: list[str] = Field(default_factory=list[str])
     organization: str | None = None
 
 
@@ -151,7 +151,7 @@ class OrderItem(_Model):
 class Order(_Model):
     catalog_id: str | None = None
     text: str | None = None
-    items: list[OrderItem] = Field(default_factory=list)
+    items: list[OrderItem] = Field(default_factory=list[OrderItem])
 
 
 class Referral(_Model):
@@ -225,10 +225,10 @@ class ArchiveRecord(_Model):
     related_message_id: str | None = None
     forwarded: bool = False
     deletion: Deletion | None = None
-    attachments: list[Attachment] = Field(default_factory=list)
+    attachments: list[Attachment] = Field(default_factory=list[Attachment])
     call: CallInfo | None = None
     location: LocationInfo | None = None
-    contacts: list[ContactCard] = Field(default_factory=list)
+    contacts: list[ContactCard] = Field(default_factory=list[ContactCard])
     reaction: Reaction | None = None
     system: SystemEvent | None = None
     source: Source = "telemessage"
@@ -237,7 +237,7 @@ class ArchiveRecord(_Model):
     order: Order | None = None
     referral: Referral | None = None
     referred_product: ReferredProduct | None = None
-    platform_errors: list[PlatformError] = Field(default_factory=list)
+    platform_errors: list[PlatformError] = Field(default_factory=list[PlatformError])
     unsupported_type: str | None = None  # what the platform could not deliver, by its own name
     # Whose word the content is, where it is not the platform's own delivery (a send the firm's
     # application reported): shown to the reviewer beside the source.

@@ -222,7 +222,7 @@ _cached_participant_address = functools.lru_cache(maxsize=4096)(_participant_add
 def _platform_ids(username: str | None, user_id: str | None, phone_number_id: str | None) -> list[str]:
     """Who a participant without a phone is: a username user has only Meta's ids; a business
     number may be known by its Graph id alone."""
-    ids = []
+    ids: list[str] = []
     if username:
         ids.append(f"@{username}")
     if user_id:
@@ -383,7 +383,7 @@ def _line_span(first: int, last: int) -> str:
 
 def reference_facts(record: ArchiveRecord) -> list[tuple[str, str]]:
     """How the record relates to others: what it edits, deletes or reacts to, answers, forwards."""
-    facts = []
+    facts: list[tuple[str, str]] = []
     if record.related_message_id:
         facts.append(("Refers to record", record.related_message_id))
     if record.reply_to_message_id:

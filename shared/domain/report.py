@@ -15,6 +15,7 @@ It never holds message content.
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import json
 from collections.abc import Iterable, Iterator, Sequence
@@ -126,15 +127,15 @@ FAILURE_OUTCOMES = frozenset({RowOutcome.FAILED, RowOutcome.MAILBOX_UNAVAILABLE}
 
 def record_rows(window_id: str, key: str, entry: OutcomeEntry) -> list[ReportRow]:
     """The rows of one record with an outcome: one per mailbox, or one for the whole record."""
-    common = {"window_id": window_id, "record_id": entry.message_id, "record_key": key,
-              "source_user": entry.source_user, "at": isoformat_z(entry.at)}
+    row = functools.partial(ReportRow, window_id=window_id, record_id=entry.message_id, record_key=key,
+                            source_user=entry.source_user, at=isoformat_z(entry.at))
     if entry.outcome is RecordOutcome.POISONED:
-        return [ReportRow(**common, outcome=RowOutcome.FAILED, microsoft_365_user=None, mapping_rule=None,
-                          reason=entry.reason or "unknown", detail=entry.detail)]
+        return [row(outcome=RowOutcome.FAILED, microsoft_365_user=None, mapping_rule=None,
+                    reason=entry.reason or "unknown", detail=entry.detail)]
     if entry.outcome is RecordOutcome.AWAITING_TRANSCRIPT:
-        return [ReportRow(**common, outcome=RowOutcome.AWAITING_TRANSCRIPT, microsoft_365_user=None,
-                          mapping_rule=None, reason=None, detail=None)]
-    rows = []
+        return [row(outcome=RowOutcome.AWAITING_TRANSCRIPT, microsoft_365_user=None, mapping_rule=None,
+                    reason=None, detail=None)]
+    rows: list[ReportRow] = []
     for result in entry.mailboxes:
         if result.outcome is RecordOutcome.SKIPPED_DUPLICATE:
             outcome = RowOutcome.SKIPPED_DUPLICATE
@@ -144,12 +145,12 @@ def record_rows(window_id: str, key: str, entry: OutcomeEntry) -> list[ReportRow
             outcome = RowOutcome.PARTIALLY_IMPORTED if entry.partial else RowOutcome.IMPORTED
         details = [*(("media never captured",) if entry.partial else ()),
                    *((entry.detail or "re-capture",) if entry.recapture_of is not None else ())]
-        rows.append(ReportRow(**common, outcome=outcome, microsoft_365_user=result.mailbox,
-                              mapping_rule=result.rule.value, reason=None, detail="; ".join(details) or None))
+        rows.append(row(outcome=outcome, microsoft_365_user=result.mailbox,
+                        mapping_rule=result.rule.value, reason=None, detail="; ".join(details) or None))
     for mailbox in entry.unavailable:
-        rows.append(ReportRow(**common, outcome=RowOutcome.MAILBOX_UNAVAILABLE, microsoft_365_user=mailbox,
-                              mapping_rule=None, reason="mailbox_unavailable",
-                              detail="mapped, but the mailbox could not take mail"))
+        rows.append(row(outcome=RowOutcome.MAILBOX_UNAVAILABLE, microsoft_365_user=mailbox,
+                        mapping_rule=None, reason="mailbox_unavailable",
+                        detail="mapped, but the mailbox could not take mail"))
     return rows
 
 

@@ -57,10 +57,10 @@ class Tally:
     partially_imported: int = 0
     awaiting_transcript: int = 0
     recaptured: int = 0
-    poisoned: Mapping[str, int] = field(default_factory=dict)
+    poisoned: Mapping[str, int] = field(default_factory=dict[str, int])
     # Per UTC day of the outcome (ISO date): records, imported, skipped_duplicates, poisoned — the
     # status page's daily volume, kept like every other count.
-    days: Mapping[str, Mapping[str, int]] = field(default_factory=dict)
+    days: Mapping[str, Mapping[str, int]] = field(default_factory=dict[str, Mapping[str, int]])
 
     def __post_init__(self) -> None:
         # Zero counts are dropped, so two tallies of the same counts compare equal however made.

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from collections.abc import Iterable
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
@@ -16,6 +17,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationErr
 
 from shared.domain import identifiers
 from shared.domain.errors import PoisonReason
+from shared.domain.json_values import is_json_object
 from shared.domain.window import Window
 
 MAX_QUEUE_PAYLOAD = 48 * 1024
@@ -25,6 +27,7 @@ MAX_QUEUE_PAYLOAD = 48 * 1024
 WindowId = Annotated[str, AfterValidator(identifiers.window_id)]
 RecordKey = Annotated[str, AfterValidator(identifiers.record_key)]
 RecordRef = Annotated[str, AfterValidator(identifiers.record_ref)]
+SourceQueue = Literal["listing", "transcripts"]  # where work the host moved to poison came from
 
 
 def _bucket(value: str) -> str:
@@ -156,7 +159,8 @@ def capturable_media_ids(record: dict[str, Any]) -> list[str]:
     """The media ids of a record (its wire form) to fetch from Meta: only ids of Meta's form, at most
     ``MAX_MEDIA_PER_CAPTURE``. Any other is archived as not captured: one odd id must not hold back
     the message, nor one message hold a capture for long."""
-    return [media_id for a in record.get("attachments", []) if isinstance(a, dict)
+    attachments: Iterable[object] = record.get("attachments", [])
+    return [media_id for a in attachments if is_json_object(a)
             and isinstance(media_id := a.get("mediaId"), str) and MEDIA_ID.fullmatch(media_id)][:MAX_MEDIA_PER_CAPTURE]
 
 
@@ -205,7 +209,7 @@ class PoisonMessage(_Message):
     replays: int = 0
     # For work the host moved after exhausted retries (a listing page, a transcript task): the
     # queue it came from, so a replay can put it back there as it was.
-    source_queue: Literal["listing", "transcripts"] | None = None
+    source_queue: SourceQueue | None = None
     # The queue message as received when it was not one of ours: kept so nothing is lost.
     original_message: str | None = None
 
@@ -246,7 +250,7 @@ class PoisonMessage(_Message):
         )
 
 
-_MOVED_WORK = {
+_MOVED_WORK: dict[str, tuple[type[_Message], SourceQueue, str]] = {
     "listing": (ListingTask, "listing", "a listing page"),
     "webhook_body": (WebhookBodyTask, "listing", "a webhook body"),
     "media_capture": (MediaCaptureTask, "listing", "a webhook message's media capture"),

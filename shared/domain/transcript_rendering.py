@@ -176,7 +176,7 @@ def _html_body(subject: str, facts: list[tuple[str, str]], entries: list[_Render
             f"<tr><th align=\"left\">{e(name)}</th><td>{e(value)}</td></tr>" for name, value in rows
         ) + "</table>"
 
-    blocks = []
+    blocks: list[str] = []
     for entry in entries:
         content = "".join(
             f"<p dir=\"auto\" style=\"white-space:pre-wrap\">{e(line)}</p>" for line in (entry.content or ["(no text)"])

@@ -115,7 +115,7 @@ def merge_staged(records: Iterable[StagedRecord]) -> list[StagedRecord]:
     copies: dict[str, list[StagedRecord]] = {}
     for record in records:
         copies.setdefault(record.record_key, []).append(record)
-    merged = []
+    merged: list[StagedRecord] = []
     for group in copies.values():
         if len(group) == 1:
             merged.append(group[0])
@@ -168,7 +168,7 @@ class TranscriptPart:
     bucket: Bucket
     number: int  # 1, 2, ... in the order the parts were composed
     records: tuple[StagedRecord, ...]
-    dropped: dict[str, Dropped] = field(default_factory=dict)
+    dropped: dict[str, Dropped] = field(default_factory=dict[str, Dropped])
     sealed: bool = False
     completed: bool = False
 

@@ -14,7 +14,8 @@ def escape(value: str) -> str:
 def fold(line: str) -> str:
     """Lines of at most 75 octets, continuation lines starting with a space, never splitting a
     UTF-8 character."""
-    out, current, size = [], "", 0
+    out: list[str] = []
+    current, size = "", 0
     for char in line:
         width = len(char.encode("utf-8"))
         limit = 75 if not out else 74

@@ -98,7 +98,7 @@ class StatusEvidence:
     errors: tuple[dict[str, Any], ...] = ()
     conversation: dict[str, Any] | None = None
     pricing: dict[str, Any] | None = None
-    raw: dict[str, Any] = field(default_factory=dict)
+    raw: dict[str, Any] = field(default_factory=dict[str, Any])
 
     @property
     def failed(self) -> bool:
