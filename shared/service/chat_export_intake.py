@@ -27,7 +27,7 @@ from __future__ import annotations
 import json
 import logging
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -51,15 +51,17 @@ from shared.ports import (
     WindowLedger,
     WorkQueue,
 )
-from shared.service.chat_export_files import ExportFileError, open_export
+from shared.service.chat_export_files import ExportFile, ExportFileError, open_export
 from shared.service.chat_export_import import (
     ChatExportOptions,
+    ExportRecord,
     PreparedExport,
     export_report,
     item_facts,
     prepare_export,
     record_bytes,
 )
+from shared.service.json_values import is_json_array, is_json_object
 from shared.service.webhook_records import webhook_day
 
 log = logging.getLogger(__name__)
@@ -214,8 +216,9 @@ def receive_upload(
     # An event run again after a failure part-way finishes the import it started, in the same window and
     # with the same capture time (so the same bytes): the records already handed off are found again, not
     # left in a window whose slice never closes. The report beside the upload says which import began.
-    if earlier.get("status") == "handing_off" and isinstance(earlier.get("captured"), str):
-        captured = datetime.fromisoformat(earlier["captured"].replace("Z", "+00:00"))
+    began = earlier.get("captured")
+    if earlier.get("status") == "handing_off" and isinstance(began, str):
+        captured = datetime.fromisoformat(began.replace("Z", "+00:00"))
     else:
         captured = now
     with tempfile.TemporaryDirectory(prefix="wa-export-", dir=spool_dir) as folder:
@@ -240,10 +243,10 @@ def receive_upload(
                          transcript_delay=transcript_delay)
 
 
-def _keep_evidence(evidence: EvidenceStore, export, sidecar: bytes) -> None:
+def _keep_evidence(evidence: EvidenceStore, export: ExportFile, sidecar: bytes) -> None:
     """The upload as it was, and every file in it, under WORM retention before anything is imported:
     the export file streamed from the local copy, checked against the digest computed when it was read."""
-    def chunks():
+    def chunks() -> Iterator[bytes]:
         with export.path.open("rb") as handle:
             while chunk := handle.read(4 * 1024 * 1024):
                 yield chunk
@@ -255,13 +258,13 @@ def _keep_evidence(evidence: EvidenceStore, export, sidecar: bytes) -> None:
             evidence.keep_stream("media", member.sha256, export.open_member(name), {"export_sha256": export.sha256})
 
 
-def _earlier_report(uploads: ChatExportUploads, export_name: str, stamps: dict[str, str]) -> dict[str, Any]:
+def _earlier_report(uploads: ChatExportUploads, export_name: str, stamps: dict[str, str]) -> dict[str, object]:
     """The report beside the upload when it is of this very upload (the same halves), else empty."""
     try:
-        report = json.loads(uploads.read_small(export_name_report(export_name), MAX_REPORT_BYTES))
+        report: object = json.loads(uploads.read_small(export_name_report(export_name), MAX_REPORT_BYTES))
     except (RecordMissing, ValueError):
         return {}
-    if not isinstance(report, dict) or any(report.get(key) != value for key, value in stamps.items()):
+    if not is_json_object(report) or any(report.get(key) != value for key, value in stamps.items()):
         return {}
     return report
 
@@ -318,24 +321,28 @@ def _hand_off(
 def finish_report(
     task: ChatExportReportTask, *, uploads: ChatExportUploads, ledger: WindowLedger, report_queue: WorkQueue,
     clock: Callable[[], datetime], report_delay: int = FIRST_REPORT_DELAY,
-) -> dict[str, Any] | None:
+) -> dict[str, object] | None:
     """Write the export's report again with every record's outcome; come back later while some
     record has none. A report that is gone or is of another upload (replaced since) is left alone."""
     report_name = export_name_report(task.export_name)
     try:
-        report = json.loads(uploads.read_small(report_name, MAX_REPORT_BYTES))
+        report: object = json.loads(uploads.read_small(report_name, MAX_REPORT_BYTES))
     except (RecordMissing, ValueError):
         log.warning("chat export report task: the report to finish is missing or unreadable")
         return None
-    if not isinstance(report, dict) or report.get("sha256") != task.export_sha256 \
+    if not is_json_object(report) or report.get("sha256") != task.export_sha256 \
             or report.get("window") != task.window_id:
         return None  # the upload was replaced or imported again since: that import's task finishes it
+    items = _objects(report.get("items", []))
     pending = awaiting = 0
     # The export's window is its own: one pass over the window's states (pages of 100) rather than a
     # point read per record, for every check of an export of 100,000 messages.
     outcomes = {key: state.outcome for key, state in ledger.record_states(task.window_id)}
-    for item in report.get("items", []):
-        outcome = outcomes.get(record_key(item["messageId"]))
+    for item in items:
+        message_id = item["messageId"]
+        if not isinstance(message_id, str):
+            raise TypeError("a report item's messageId is not a string")
+        outcome = outcomes.get(record_key(message_id))
         if outcome is None:
             pending += 1
             continue
@@ -353,20 +360,27 @@ def finish_report(
             item["detail"] = outcome.detail
         if outcome.partial:
             item["partial"] = True
-    pairs = [o for item in report.get("items", []) for o in item.get("mailbox_outcomes", {}).values()]
+    pairs: list[dict[str, object]] = []
+    for item in items:
+        by_mailbox = item.get("mailbox_outcomes", {})
+        if not is_json_object(by_mailbox):
+            raise TypeError("a report item's mailbox_outcomes is not an object")
+        pairs += _objects(list(by_mailbox.values()))
     poisoned: dict[str, int] = {}
-    for item in report.get("items", []):
+    for item in items:
         if item["outcome"] == RecordOutcome.POISONED:
-            poisoned[item["reason"]] = poisoned.get(item["reason"], 0) + 1
+            reason = item["reason"]
+            # A key as the report's JSON writes it (a null reason is "null"): the connector writes a str.
+            key = reason if isinstance(reason, str) else json.dumps(reason)
+            poisoned[key] = poisoned.get(key, 0) + 1
     report.update({
         "fanout": len(pairs),
         "imported": sum(p["outcome"] == RecordOutcome.IMPORTED for p in pairs),
         "skipped_duplicates": sum(p["outcome"] == RecordOutcome.SKIPPED_DUPLICATE for p in pairs),
-        "partially_imported": sum(bool(i.get("partial")) for i in report.get("items", [])),
+        "partially_imported": sum(bool(i.get("partial")) for i in items),
         "poisoned": dict(sorted(poisoned.items())),
-        "messages_new": sum(i["outcome"] == RecordOutcome.IMPORTED for i in report.get("items", [])),
-        "messages_already_archived": sum(i["outcome"] == RecordOutcome.SKIPPED_DUPLICATE
-                                         for i in report.get("items", [])),
+        "messages_new": sum(i["outcome"] == RecordOutcome.IMPORTED for i in items),
+        "messages_already_archived": sum(i["outcome"] == RecordOutcome.SKIPPED_DUPLICATE for i in items),
         "pending": pending, "awaiting_transcript": awaiting, "at": _iso(clock()),
     })
     if (pending or awaiting) and task.checks + 1 < REPORT_CHECKS:
@@ -387,7 +401,18 @@ def export_name_report(export_name: str) -> str:
     return export_name + REPORT_SUFFIX
 
 
-def _queued_item(item) -> dict[str, Any]:
+def _objects(values: object) -> list[dict[str, object]]:
+    """A list of JSON objects read back from a report this module wrote. Any other shape raises, as
+    reading it as one would: the task is retried, then poisoned, and the report is not rewritten."""
+    if not is_json_array(values):
+        raise TypeError("not a list of objects in the report")
+    objects = [value for value in values if is_json_object(value)]
+    if len(objects) != len(values):
+        raise TypeError("not a list of objects in the report")
+    return objects
+
+
+def _queued_item(item: ExportRecord) -> dict[str, Any]:
     return {"line": item.first_line, "messageId": item.record.message_id, "outcome": "queued", "mailboxes": [],
             "reason": None, **item_facts(item)}
 
@@ -398,7 +423,7 @@ def _pending_batch(items: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def _refuse(uploads: ChatExportUploads, export_name: str, code: str, why: str, clock: Callable[[], datetime],
-            stamps: dict[str, str]) -> dict:
+            stamps: dict[str, str]) -> dict[str, Any]:
     # The code alone in the log: the reason may name a zip member (a person's name, a number).
     log.warning("chat export upload refused (%s)", code)
     return _write(uploads, export_name, {"status": "refused", "file": _base(export_name), "code": code,
@@ -410,7 +435,7 @@ def _write(uploads: ChatExportUploads, export_name: str, report: dict[str, Any])
     return report
 
 
-def _json(report: dict[str, Any]) -> bytes:
+def _json(report: Mapping[str, object]) -> bytes:
     return (json.dumps(report, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
 
 
