@@ -25,6 +25,7 @@ from datetime import datetime
 from typing import Any
 
 from shared.domain import identifiers
+from shared.domain.json_values import is_json_array, is_json_object
 from shared.domain.ledger import OutcomeEntry, RecordOutcome
 from shared.domain.window import isoformat_z, parse_iso
 
@@ -48,13 +49,13 @@ class Link:
         return {"seq": self.seq, "name": self.name, "sha256": self.sha256}
 
     @classmethod
-    def from_json(cls, data: Any) -> Link:
-        if not isinstance(data, dict) or not isinstance(data.get("seq"), int) or data["seq"] < 1:
+    def from_json(cls, data: object) -> Link:
+        if not is_json_object(data) or not isinstance(seq := data.get("seq"), int) or seq < 1:
             raise ManifestError("a link needs seq (a positive whole number), name and sha256")
         sha = data.get("sha256")
         if not isinstance(sha, str) or not _SHA256.fullmatch(sha) or data.get("name") != f"raw/manifest/{sha}":
             raise ManifestError("a link's name must be raw/manifest/<its sha256>")
-        return cls(data["seq"], data["name"], sha)
+        return cls(seq, f"raw/manifest/{sha}", sha)
 
 
 @dataclass(frozen=True)
@@ -74,17 +75,20 @@ class ManifestHead:
         }
 
     @classmethod
-    def from_json(cls, data: Any) -> ManifestHead:
-        if not isinstance(data, dict) or data.get("format") != FORMAT:
+    def from_json(cls, data: object) -> ManifestHead:
+        if not is_json_object(data) or data.get("format") != FORMAT:
             raise ManifestError(f"line 1: not a manifest head ({FORMAT})")
         try:
-            identifiers.window_id(data.get("window_id"), "window_id")
+            window_id = identifiers.window_id(data.get("window_id"), "window_id")
             prev = Link.from_json(data["prev"]) if data.get("prev") is not None else None
-            reports = data.get("reports") or {}
-            if not all(isinstance(k, str) and isinstance(v, str) for k, v in reports.items()):
+            reports = data.get("reports") or dict[str, object]()
+            if not is_json_object(reports):
                 raise ManifestError("reports must name evidence")
-            head = cls(int(data["seq"]), str(data["window_id"]), parse_iso(data["sealed_at"]),
-                       str(data["summary_digest"]), prev, dict(reports))
+            named = {k: v for k, v in reports.items() if isinstance(v, str)}
+            if len(named) != len(reports):
+                raise ManifestError("reports must name evidence")
+            head = cls(_int(data["seq"]), window_id, parse_iso(_text(data["sealed_at"], "sealed_at")),
+                       str(data["summary_digest"]), prev, named)
         except (KeyError, TypeError, ValueError, identifiers.InvalidIdentifier) as error:
             raise ManifestError(f"line 1: {error}") from None
         if prev is not None and prev.seq != head.seq - 1:
@@ -129,26 +133,29 @@ class ManifestRecord:
         return data
 
     @classmethod
-    def from_json(cls, data: Any, line: int) -> ManifestRecord:
+    def from_json(cls, data: object, line: int) -> ManifestRecord:
         try:
+            if not is_json_object(data):
+                raise TypeError("a record line is a JSON object")
             key = identifiers.record_key(data["record_key"])
             raw = data.get("raw_sha256")
             if raw is not None and (not isinstance(raw, str) or not _SHA256.fullmatch(raw)):
                 raise ManifestError(f"line {line}: raw_sha256 is not a SHA-256")
-            if data["claim_check"] != claim_check_name(key):
+            claim_check = claim_check_name(key)
+            if data["claim_check"] != claim_check:
                 raise ManifestError(f"line {line}: claim_check is not the record's own")
+            listed = data.get("items", [])
+            if not is_json_array(listed) or not all(is_json_object(i) for i in listed):
+                raise TypeError("items is a list of JSON objects")
             # A mailbox becomes part of a Graph URL or a folder name when verify reads the item back:
             # checked against its grammar here, whatever the manifest says.
             items = tuple(
                 ManifestItem(identifiers.mailbox_address(str(i["mailbox"]), "mailbox"), str(i["item_id"]),
-                             i.get("item_sha256"), str(i["outcome"]))
-                for i in data.get("items", ())
+                             _item_sha256(i.get("item_sha256"), line), str(i["outcome"]))
+                for i in listed if is_json_object(i)
             )
-            for item in items:
-                if item.item_sha256 is not None and not _SHA256.fullmatch(str(item.item_sha256)):
-                    raise ManifestError(f"line {line}: an item_sha256 is not a SHA-256")
-            return cls(key, data.get("record_id"), str(data["outcome"]), data["claim_check"], raw, items,
-                       data.get("reason"))
+            return cls(key, _optional_text(data.get("record_id"), "record_id"), str(data["outcome"]), claim_check,
+                       raw, items, _optional_text(data.get("reason"), "reason"))
         except ManifestError:
             raise
         except (KeyError, TypeError, ValueError, identifiers.InvalidIdentifier) as error:
@@ -204,7 +211,7 @@ def _records(numbered: Iterator[tuple[int, bytes]]) -> Iterator[ManifestRecord]:
     count = items = 0
     for number, raw in numbered:
         data = _json(number, raw)
-        if isinstance(data, dict) and data.get("end") is True:
+        if is_json_object(data) and data.get("end") is True:
             if data.get("records") != count or data.get("items") != items:
                 raise ManifestError(f"line {number}: the end line's counts are not the manifest's")
             if next(numbered, None) is not None:
@@ -217,11 +224,36 @@ def _records(numbered: Iterator[tuple[int, bytes]]) -> Iterator[ManifestRecord]:
     raise ManifestError("the manifest is cut short: no end line")
 
 
-def _json(number: int, raw: bytes) -> Any:
+def _json(number: int, raw: bytes) -> object:
     try:
         return json.loads(raw)
     except ValueError:
         raise ManifestError(f"line {number}: not JSON") from None
+
+
+def _int(value: object) -> int:
+    """``int()`` of a parsed JSON value: a number or a numeric text; TypeError (as ``int()``'s) for any
+    other."""
+    if isinstance(value, int | float | str):
+        return int(value)
+    raise TypeError(f"int() argument must be a string, a bytes-like object or a real number, "
+                    f"not '{type(value).__name__}'")
+
+
+def _text(value: object, name: str) -> str:
+    if not isinstance(value, str):
+        raise TypeError(f"{name} is not text")
+    return value
+
+
+def _optional_text(value: object, name: str) -> str | None:
+    return None if value is None else _text(value, name)
+
+
+def _item_sha256(value: object, line: int) -> str | None:
+    if value is not None and (not isinstance(value, str) or not _SHA256.fullmatch(value)):
+        raise ManifestError(f"line {line}: an item_sha256 is not a SHA-256")
+    return value
 
 
 def _line(data: dict[str, Any]) -> bytes:
