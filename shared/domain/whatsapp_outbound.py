@@ -21,12 +21,13 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Collection
+from collections.abc import Collection, Iterable
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints, ValidationError
 
+from shared.domain.json_values import is_json_array, is_json_object
 from shared.domain.whatsapp_cloud import BODY, ENVELOPE_OBJECT, WebhookBatch, WebhookProblem, parse_webhook
 
 FIELD = "cloud_api_send"  # the label its records carry where a webhook's carry Meta's field name
@@ -42,15 +43,16 @@ PROVENANCE = ("reported by the firm's sending application (whatsapp_outbound) wi
 # Meta's message ids: "wamid." and a base64 tail.
 WAMID = re.compile(r"wamid\.[A-Za-z0-9_=+/-]{1,250}")
 # What the Cloud API sends (its Messages reference); anything else is not a send request.
-SEND_TYPES = frozenset({
-    "text", "image", "audio", "video", "document", "sticker", "location", "contacts", "interactive",
-    "template", "reaction",
-})
+SendType = Literal[
+    "audio", "contacts", "document", "image", "interactive", "location", "reaction", "sticker", "template",
+    "text", "video",
+]
+SEND_TYPES: frozenset[str] = frozenset(get_args(SendType))
 _PHONE_FORM = re.compile(r"\+?[0-9][0-9 ()-]{0,40}")
 _ECHO_PATH = re.compile(r"^entry\[0\]\.changes\[0\]\.value\.message_echoes\[0\]\.?")
 
 
-def _text_only(value: Any) -> Any:
+def _text_only(value: object) -> str:
     if not isinstance(value, str):
         raise ValueError("an ISO 8601 date and time with its zone, as a string")
     return value
@@ -86,17 +88,17 @@ class SendRequest(BaseModel):
     recipient_type: Literal["individual", "group"] = "individual"
     to: _Id | None = None
     recipient: _Id | None = None  # a business-scoped user id, where a send names no number
-    type: Literal[tuple(sorted(SEND_TYPES))] = "text"  # type: ignore[valid-type]  # Meta's default: text
+    type: SendType = "text"  # Meta's default: text
     context: _Context | None = None
     biz_opaque_callback_data: Annotated[str, StringConstraints(max_length=512)] | None = None
 
-    def content(self) -> Any:
-        value = (self.model_extra or {}).get(self.type)
+    def content(self) -> dict[str, object] | list[object]:
+        value: object = (self.model_extra or {}).get(self.type)
         # Contacts are an array of cards; every other content is an object.
-        wanted, shape = (list, "an array") if self.type == "contacts" else (dict, "an object")
-        if not isinstance(value, wanted):
-            raise OutboundRefused(f"request.{self.type}", f"missing, or not {shape} (the request's type names it)")
-        return value
+        if (self.type == "contacts" and is_json_array(value)) or (self.type != "contacts" and is_json_object(value)):
+            return value
+        shape = "an array" if self.type == "contacts" else "an object"
+        raise OutboundRefused(f"request.{self.type}", f"missing, or not {shape} (the request's type names it)")
 
 
 class _SentMessage(BaseModel):
@@ -140,7 +142,7 @@ def read_outbound(raw: bytes, *, received_at: datetime) -> OutboundSend:
         data = json.loads(raw)
     except (UnicodeDecodeError, ValueError, RecursionError):
         raise OutboundRefused("body", "not JSON") from None
-    if not isinstance(data, dict):
+    if not is_json_object(data):
         raise OutboundRefused("body", "not a JSON object")
     if _depth(data) > MAX_DEPTH:
         raise OutboundRefused("body", f"nested deeper than {MAX_DEPTH} levels")
@@ -180,7 +182,7 @@ def outbound_envelope(send: OutboundSend, received_at: datetime) -> dict[str, An
     request = send.request
     contact = send.response.contacts[0] if send.response and send.response.contacts else None
     content = request.content()
-    if request.type == "location" and isinstance(content, dict):
+    if request.type == "location" and is_json_object(content):
         content = _numeric_location(content)
     echo: dict[str, Any] = {
         "from": "".join(c for c in send.display_phone_number or "" if "0" <= c <= "9") or None,
@@ -247,16 +249,16 @@ def _as_records(send: OutboundSend, received_at: datetime) -> WebhookBatch:
 
 def _whole_body_problem(raw: bytes, parameter: str, reason: str) -> WebhookBatch:
     try:
-        fragment: Any = json.loads(raw)
+        fragment: object = json.loads(raw)
     except (UnicodeDecodeError, ValueError, RecursionError):
         fragment = raw.decode("utf-8", "replace")
-    wamid = fragment.get("wamid") if isinstance(fragment, dict) else None
+    wamid = fragment.get("wamid") if is_json_object(fragment) else None
     return WebhookBatch(problems=(WebhookProblem(
         parameter, BODY, reason, fragment, wamid if isinstance(wamid, str) and WAMID.fullmatch(wamid) else None,
     ),))
 
 
-def _numeric_location(content: dict[str, Any]) -> dict[str, Any]:
+def _numeric_location(content: dict[str, object]) -> dict[str, object]:
     """The send API takes coordinates as strings too; the record wants numbers."""
     located = dict(content)
     for key in ("latitude", "longitude"):
@@ -276,13 +278,13 @@ def _field(location: tuple[int | str, ...]) -> str:
     return path or "body"
 
 
-def _depth(value: Any) -> int:
+def _depth(value: object) -> int:
     deepest, stack = 0, [(value, 1)]
     while stack:
         node, level = stack.pop()
         deepest = max(deepest, level)
         if level > MAX_DEPTH:
             break
-        children = node.values() if isinstance(node, dict) else node if isinstance(node, list) else ()
-        stack.extend((child, level + 1) for child in children if isinstance(child, dict | list))
+        children: Iterable[object] = node.values() if is_json_object(node) else node if is_json_array(node) else ()
+        stack.extend((child, level + 1) for child in children if is_json_object(child) or is_json_array(child))
     return deepest
