@@ -28,10 +28,11 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, NoReturn
+from typing import Any, Literal, NoReturn, overload
 
 from pydantic import ValidationError
 
+from shared.domain.json_values import is_json_array, is_json_object
 from shared.domain.records import MAX_EPOCH_MS, ArchiveRecord, record_key
 
 SOURCE = "whatsapp-cloud"
@@ -176,15 +177,18 @@ class _Malformed(Exception):
         self.reason = reason
 
 
+_Members = dict[str, object]  # a JSON object's members, as json.loads gives them
+
+
 @dataclass(frozen=True)
 class _At:
     """A JSON value and its path; a missing key reads as None (as JSON null does)."""
 
-    value: Any
+    value: object
     path: str
 
     def __getitem__(self, key: str) -> _At:
-        value = self.value.get(key) if isinstance(self.value, dict) else None
+        value = self.value.get(key) if is_json_object(self.value) else None
         return _At(value, f"{self.path}.{key}" if self.path else key)
 
     def fail(self, reason: str) -> NoReturn:
@@ -194,23 +198,33 @@ class _At:
         """An optional object."""
         return None if self.value is None else self.object()
 
-    def object(self) -> _At:
-        """A required object."""
+    def members(self) -> _Members:
+        """A required object's members."""
         if self.value is None:
             self.fail("missing")
-        if not isinstance(self.value, dict):
+        if not is_json_object(self.value):
             self.fail("not an object")
+        return self.value
+
+    def object(self) -> _At:
+        """A required object."""
+        self.members()
         return self
 
     def items(self) -> list[_At]:
         if self.value is None:
             return []
-        if not isinstance(self.value, list):
+        if not is_json_array(self.value):
             self.fail("not an array")
         return [_At(v, f"{self.path}[{i}]") for i, v in enumerate(self.value)]
 
     def objects(self) -> list[_At]:
         return [item.object() for item in self.items()]
+
+    @overload
+    def text(self, *, required: Literal[True]) -> str: ...
+    @overload
+    def text(self, *, required: bool = False) -> str | None: ...
 
     def text(self, *, required: bool = False) -> str | None:
         if self.value is None:
@@ -251,6 +265,11 @@ class _At:
         if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value * 1000 <= MAX_EPOCH_MS:
             self.fail("not a Unix time in seconds")
         return value * 1000
+
+    @overload
+    def identifier(self, *, required: Literal[True]) -> str: ...
+    @overload
+    def identifier(self, *, required: bool = False) -> str | None: ...
 
     def identifier(self, *, required: bool = False) -> str | None:
         """An id that becomes a record id or key: 1 to 256 characters with a UTF-8 form."""
@@ -305,7 +324,7 @@ class _Parser:
         self.notices: list[WebhookNotice] = []
 
     def problem(self, error: _Malformed, item: _At) -> None:
-        message_id = item.value.get("id") if isinstance(item.value, dict) else None
+        message_id = item.value.get("id") if is_json_object(item.value) else None
         self.problems.append(WebhookProblem(
             error.path, item.path or BODY, error.reason, item.value,
             message_id if isinstance(message_id, str) and _has_utf8(message_id) else None,
@@ -353,9 +372,10 @@ class _Parser:
             self.notices.append(WebhookNotice(errors.path, kind, errors.value))
 
     def unknown_keys(self, node: _At, known: set[str] | frozenset[str]) -> None:
-        for key in node.value:
+        members = node.members()
+        for key in members:
             if key not in known:
-                self.notices.append(WebhookNotice(node[key].path, "unknown-field", node.value[key]))
+                self.notices.append(WebhookNotice(node[key].path, "unknown-field", members[key]))
 
     def entry(self, entry: _At) -> None:
         entry.object()
@@ -373,8 +393,8 @@ class _Parser:
         field_name = node["field"].value
         value = node["value"].object()
         self.keep(value["errors"], "platform-error")
-        if not any(value.value.get(key) is not None for key in _CONTENT_KEYS):
-            if value.value.get("errors") is None:
+        if not any(value.members().get(key) is not None for key in _CONTENT_KEYS):
+            if value.members().get("errors") is None:
                 self.notices.append(WebhookNotice(value.path, "change", {"field": field_name, "value": value.value}))
             return
         self.unknown_keys(value, _VALUE_KEYS)
@@ -399,20 +419,19 @@ class _Parser:
         self.keep(chunk["errors"], "history-error")
         for thread in chunk["threads"].items():
             self.guarded(thread, lambda node: self.each(
-                node.object()["messages"],  # type: ignore[index]
+                node.object()["messages"],
                 lambda item: self.message(item, change, None, thread=node, chunk=chunk),
             ))
 
     def status(self, node: _At, change: _Change) -> None:
         node.object()
         owner = change.owner if isinstance(change.owner, dict) else {}
-        for error in node["errors"].items():
-            error.object()
+        errors = tuple(error.members() for error in node["errors"].items())
         conversation, pricing = node["conversation"].obj(), node["pricing"].obj()
         self.statuses.append(StatusEvidence(
             path=node.path,
-            message_id=node["id"].identifier(required=True),  # type: ignore[arg-type]
-            status=node["status"].text(required=True),  # type: ignore[arg-type]
+            message_id=node["id"].identifier(required=True),
+            status=node["status"].text(required=True),
             timestamp=node["timestamp"].epoch_ms(),
             business_phone=owner.get("phone"),
             phone_number_id=owner.get("phoneNumberId"),
@@ -421,10 +440,10 @@ class _Parser:
             recipient_type=node["recipient_type"].text(),
             recipient_participant_id=node["recipient_participant_id"].text(),
             callback_data=node["biz_opaque_callback_data"].text(),
-            errors=tuple(node.value.get("errors") or ()),
-            conversation=conversation.value if conversation else None,
-            pricing=pricing.value if pricing else None,
-            raw=node.value,
+            errors=errors,
+            conversation=conversation.members() if conversation else None,
+            pricing=pricing.members() if pricing else None,
+            raw=node.members(),
         ))
 
     def message(
@@ -433,15 +452,13 @@ class _Parser:
     ) -> None:
         node.object()
         message_id = node["id"].identifier(required=True)
-        assert message_id is not None
         time = node["timestamp"].epoch_ms()
         type_name = node["type"].text(required=True)
-        assert type_name is not None
-        for shared in (change.owner, change.contacts):
-            if isinstance(shared, _Malformed):
-                raise shared
-        owner: dict[str, Any] = change.owner  # type: ignore[assignment]
-        contacts: list[_At] = change.contacts  # type: ignore[assignment]
+        if isinstance(change.owner, _Malformed):
+            raise change.owner
+        if isinstance(change.contacts, _Malformed):
+            raise change.contacts
+        owner, contacts = change.owner, change.contacts
         if direction is None:  # history: the business's own messages are in it too
             business = _digits(owner.get("phone"))
             direction = "OUTGOING" if business and _digits(node["from"].text()) == business else "INCOMING"
@@ -483,10 +500,10 @@ class _Parser:
         record["whatsappCloud"] = _compact({
             "field": change.field,
             "wabaId": change.waba_id,
-            "metadata": change.value.value.get("metadata"),
+            "metadata": change.value.members().get("metadata"),
             "contact": contact.value if contact else None,
-            "thread": thread.value.get("id") if thread else None,
-            "historyChunk": chunk.value.get("metadata") if chunk else None,
+            "thread": thread.members().get("id") if thread else None,
+            "historyChunk": chunk.members().get("metadata") if chunk else None,
             "message": node.value,
         })
         try:
@@ -498,7 +515,7 @@ class _Parser:
         self.messages.append(ParsedMessage(node.path, message_id, record))
 
 
-def _attempt(step: Callable[[_At], Any], node: _At) -> Any:
+def _attempt[T](step: Callable[[_At], T], node: _At) -> T | _Malformed:
     """A fact every item of a change needs, or why it cannot be read: an item fails with it only
     when it needs it (receipts still count without the business number)."""
     try:
@@ -587,12 +604,15 @@ def _media(message: _At, payload: _At, type_name: str) -> dict[str, Any]:
     }
     media_id = payload["id"].identifier()
     link = payload["link"].text()  # what an echo of a send request may carry instead of an id
-    if media_id is None and link is None:
+    if media_id is not None:
+        ident = media_id
+    elif link is not None:
+        ident = "link-" + hashlib.sha256(link.encode("utf-8", "surrogatepass")).hexdigest()[:16]
+    else:
         if message["errors"].items():
             return _compact(result)  # Meta could not take the file and says why (errors[])
         payload["id"].fail("missing")
     mime = (payload["mime_type"].text() or "").split(";")[0].strip().lower() or None
-    ident = media_id or "link-" + hashlib.sha256(link.encode("utf-8", "surrogatepass")).hexdigest()[:16]
     generated = f"{stem}-{ident}{_EXTENSIONS.get(mime or '', '.bin')}"
     reported = payload["sha256"].text()
     sha256 = _sha256_hex(reported)
@@ -680,8 +700,8 @@ def _interactive(payload: _At) -> dict[str, Any]:
         # An interactive message the business sent (an echo), or a kind Meta added since: its
         # shape is not known here, so the text is taken only where it is plainly there; the JSON
         # attached keeps all of it.
-        body = payload.value.get("body")
-        words = body.get("text") if isinstance(body, dict) else None
+        body = payload.members().get("body")
+        words = body.get("text") if is_json_object(body) else None
         details = {"body": words if isinstance(words, str) else None, "payloadJson": _json_text(payload.value)}
     return {"messageType": "INTERACTIVE", "interactive": _compact({"kind": kind, **details})}
 
@@ -707,11 +727,11 @@ def _template(payload: _At) -> dict[str, Any]:
 
 def _parameter_text(parameter: _At) -> str:
     kind = parameter["type"].text() or "value"
-    value = parameter.value.get(kind)
+    value = parameter.members().get(kind)
     if isinstance(value, str):
         return value
-    if isinstance(value, dict) and isinstance(value.get("fallback_value"), str):
-        return value["fallback_value"]  # currency and date_time say what the customer saw here
+    if is_json_object(value) and isinstance(fallback := value.get("fallback_value"), str):
+        return fallback  # currency and date_time say what the customer saw here
     return f"({kind})"
 
 
@@ -758,7 +778,7 @@ def _edit(payload: _At) -> dict[str, Any]:
     inner_type = inner["type"].text(required=True)
     if inner_type in ("edit", "revoke"):
         inner["type"].fail("an edit can only hold a message, not another edit or revoke")
-    edited = _content(inner, inner_type)  # type: ignore[arg-type]
+    edited = _content(inner, inner_type)
     return {**edited, **_context(inner["context"]), "event": "EDITED", "relatedMessageId": original}
 
 
@@ -778,7 +798,7 @@ def _unsupported(message: _At, type_name: str) -> dict[str, Any]:
     """A type Meta could not deliver (``unsupported``, ``unknown`` on older versions) or one this
     module does not know: archived with the message attached as Meta sent it."""
     payload = message[type_name].value
-    reported = payload.get("type") if isinstance(payload, dict) else None
+    reported = payload.get("type") if is_json_object(payload) else None
     named = type_name if type_name not in ("unsupported", "unknown") else None
     data = _json_text(message.value).encode("ascii")
     return _compact({
