@@ -171,7 +171,7 @@ class _Media:
 
 def child_main(fd: int) -> None:
     """The child's side: serve until told to stop or the parent goes away."""
-    from shared.local.graph_server import LocalGraph
+    from shared.local.graph_stand_in.server import LocalGraph
     from shared.local.telemessage_server import LocalTeleMessage
 
     conn = Connection(fd)

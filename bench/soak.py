@@ -59,7 +59,8 @@ from shared.domain.ledger import OutcomeEntry, RecordOutcome, WindowSummary
 from shared.domain.records import record_key
 from shared.local.azurite import Azurite
 from shared.local.demo import app_settings
-from shared.local.graph_server import LocalGraph, extended_property
+from shared.local.graph_stand_in.server import LocalGraph
+from shared.local.graph_stand_in.store import extended_property
 from shared.local.host_runner import DrainTimeout, HostRunner, registered_functions
 from shared.local.telemessage_server import ATTACHMENTS_PREFIX, ITEMS_PATH, Faults, LocalTeleMessage
 from shared.local.traffic import TrafficDay, generate_day

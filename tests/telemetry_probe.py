@@ -193,7 +193,7 @@ def main(out: Path) -> int:
 def run_windows(out: Path) -> tuple[dict[str, Any], dict[str, str]]:
     from shared.composition import reset_container
     from shared.local.demo import DemoPaths, app_settings, run_window
-    from shared.local.graph_server import LocalGraph
+    from shared.local.graph_stand_in.server import LocalGraph
     from shared.local.traffic import generate_day
 
     reports: dict[str, Any] = {}

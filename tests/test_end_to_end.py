@@ -13,7 +13,8 @@ import function_app
 from shared.adapters.graph_mailbox import ID_PROPERTY_GUID
 from shared.domain.ledger import RecordOutcome
 from shared.local.demo import DemoPaths, run_window
-from shared.local.graph_server import LocalGraph, extended_property
+from shared.local.graph_stand_in.server import LocalGraph
+from shared.local.graph_stand_in.store import extended_property
 from shared.local.host_runner import HostRunner
 from shared.local.traffic import generate_day
 from shared.service.reports import with_rows

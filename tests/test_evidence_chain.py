@@ -269,7 +269,7 @@ class TestThroughGraph:
         from shared.adapters.graph_client import build_graph_client
         from shared.adapters.graph_item_reader import GraphItemReader
         from shared.adapters.graph_mailbox import GraphMailbox
-        from shared.local.graph_server import LocalGraph
+        from shared.local.graph_stand_in.server import LocalGraph
 
         with LocalGraph({box: True for box in DIRECTORY}, token="t") as graph:
             client = build_graph_client(base_url=graph.base_url, access_token="t")

@@ -11,7 +11,7 @@ import pytest
 from shared.cli.main import main
 from shared.composition import reset_container
 from shared.local.demo import DemoPaths, run_window
-from shared.local.graph_server import LocalGraph
+from shared.local.graph_stand_in.server import LocalGraph
 from shared.local.traffic import generate_day
 
 pytestmark = pytest.mark.integration

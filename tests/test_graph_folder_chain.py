@@ -21,7 +21,8 @@ from shared.adapters.graph_mailbox import GraphMailbox, archive_folder_name, id_
 from shared.adapters.local_files import EmlMailbox
 from shared.domain.errors import TransientError
 from shared.domain.rendered import MailAddress, RenderedItem
-from shared.local.graph_server import LocalGraph, extended_property
+from shared.local.graph_stand_in.server import LocalGraph
+from shared.local.graph_stand_in.store import extended_property
 from shared.ports import WriteOutcome
 
 pytestmark = [

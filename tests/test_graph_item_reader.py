@@ -18,7 +18,7 @@ from shared.domain.item_digest import item_digest
 from shared.domain.records import ArchiveRecord
 from shared.domain.rendered import RenderedItem
 from shared.domain.rendering import render
-from shared.local.graph_server import LocalGraph
+from shared.local.graph_stand_in.server import LocalGraph
 from shared.ports import ReadBackItem
 from tests.builders import attachment, record
 

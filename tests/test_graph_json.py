@@ -14,7 +14,7 @@ import pytest
 
 from shared.adapters.graph_client import build_graph_client, graph_failure
 from shared.adapters.graph_json import send_json, string, values
-from shared.local.graph_server import LocalGraph
+from shared.local.graph_stand_in.server import LocalGraph
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 ALICE = "alice@contoso.example"
@@ -30,7 +30,7 @@ import sys
 from dataclasses import replace
 from shared.adapters.graph_client import build_graph_client
 from shared.adapters.graph_mailbox import GraphMailbox
-from shared.local.graph_server import LocalGraph
+from shared.local.graph_stand_in.server import LocalGraph
 from tests.test_graph_mailbox import ALICE, TOKEN, attached, blob, rendered
 
 with LocalGraph({ALICE: True}, token=TOKEN) as graph:

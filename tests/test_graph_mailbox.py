@@ -60,7 +60,8 @@ from shared.domain.errors import (
 from shared.domain.records import ArchiveRecord
 from shared.domain.rendered import BytesPayload, FilePayload, MailAddress, RenderedAttachment, RenderedItem
 from shared.domain.rendering import render
-from shared.local.graph_server import LocalGraph, binary_property, extended_property
+from shared.local.graph_stand_in.server import LocalGraph
+from shared.local.graph_stand_in.store import binary_property, extended_property
 from shared.ports import WriteOutcome
 from tests import builders
 

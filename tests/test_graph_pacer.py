@@ -28,7 +28,7 @@ from shared.adapters.graph_pacer import (
     process_mailbox_pacer,
     set_process_mailbox_pacer,
 )
-from shared.local.graph_server import LocalGraph
+from shared.local.graph_stand_in.server import LocalGraph
 
 ALICE = "alice@contoso.example"
 BOB = "bob@contoso.example"

@@ -14,7 +14,8 @@ import pytest
 from shared.adapters.graph_client import build_graph_client
 from shared.adapters.graph_directory import PHONE_INDEX_SELECT, GraphPhoneDirectory
 from shared.domain.errors import ConfigurationError, TransientError
-from shared.local.graph_server import DIRECTORY, LocalGraph
+from shared.local.graph_stand_in.server import LocalGraph
+from shared.local.graph_stand_in.throttling import DIRECTORY
 
 pytestmark = [
     pytest.mark.filterwarnings("ignore:This class is deprecated:DeprecationWarning"),

@@ -27,7 +27,7 @@ from shared.adapters.graph_directory import GraphDirectory, GraphPhoneDirectory
 from shared.adapters.graph_mailbox import GraphMailbox
 from shared.adapters.telemessage import TeleMessageClient
 from shared.domain.errors import ConfigurationError, PermanentError, PoisonReason, TransientError
-from shared.local.graph_server import LocalGraph
+from shared.local.graph_stand_in.server import LocalGraph
 from shared.local.telemessage_server import LocalTeleMessage
 from shared.ports import WriteOutcome
 from tests import test_telemessage_client as tm

@@ -261,7 +261,7 @@ def test_transcripts_count_their_records_when_composed_and_poison_what_cannot_be
 def test_graph_throttling_responses_are_counted_by_status(recorded):
     from shared.adapters.graph_client import build_graph_client
     from shared.adapters.graph_mailbox import GraphMailbox
-    from shared.local.graph_server import LocalGraph
+    from shared.local.graph_stand_in.server import LocalGraph
 
     item = render(ArchiveRecord.model_validate(record("throttled")), {})
     with LocalGraph({ALICE_BOX: True}, token="t") as graph:
