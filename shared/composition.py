@@ -13,11 +13,24 @@ from typing import TYPE_CHECKING, Any, Self, overload
 
 from shared.ports import (
     ArchiveSource,
+    CapturedMediaStore,
+    ChatExportUploads,
+    ConnectorQueue,
+    DeliveryRecords,
+    EvidenceChain,
+    EvidenceStore,
     ItemReader,
     MailboxDirectory,
     MailboxWriter,
     MappingSource,
+    MediaFetcher,
     PhoneDirectory,
+    RecordStore,
+    ReportStore,
+    TranscriptStore,
+    WatermarkStore,
+    WebhookBodyStore,
+    WindowLedger,
 )
 from shared.service.importing import ItemImporter
 from shared.service.mapping import MailboxMapper
@@ -35,8 +48,15 @@ from shared.settings import (
 
 if TYPE_CHECKING:
     # Signatures only: the adapters are imported when first built, never at import time.
-    from shared.adapters.azure_storage import BlobMappingSource
+    from azure.data.tables import TableServiceClient
+    from azure.storage.blob import BlobServiceClient
+    from azure.storage.queue import QueueServiceClient
+    from msgraph.graph_service_client import GraphServiceClient
+
+    from shared.adapters.azure_storage import BlobMappingSource, StorageQueue
     from shared.adapters.local_files import FileDirectory
+    from shared.service.import_results import RecordSink
+    from shared.service.transcripts import DuePolicy, TranscriptComposer
 
 # The host calls functions from several threads at once (a queue batch is 16 messages). Two threads
 # building the same adapter would each open a Graph client, an event-loop thread and connections,
@@ -65,7 +85,7 @@ class Container:
 
     # --- storage ----------------------------------------------------------------------------
     @_built_once
-    def _service_clients(self):
+    def _service_clients(self) -> tuple[BlobServiceClient, QueueServiceClient]:
         from shared.adapters.azure_storage import storage_service_clients
 
         s = self.settings
@@ -74,55 +94,55 @@ class Container:
             s.storage_blob_service_uri, s.storage_queue_service_uri,
         )
 
-    def _queue(self, name: str):
+    def _queue(self, name: str) -> StorageQueue:
         from shared.adapters.azure_storage import StorageQueue
 
         return StorageQueue(self._service_clients[1], name)
 
     @_built_once
-    def listing_queue(self):
+    def listing_queue(self) -> ConnectorQueue:
         return self._queue(LISTING_QUEUE)
 
     @_built_once
-    def items_queue(self):
+    def items_queue(self) -> ConnectorQueue:
         return self._queue(ITEMS_QUEUE)
 
     @_built_once
-    def items_poison_queue(self):
+    def items_poison_queue(self) -> ConnectorQueue:
         return self._queue(ITEMS_POISON_QUEUE)
 
     @_built_once
-    def listing_poison_queue(self):
+    def listing_poison_queue(self) -> ConnectorQueue:
         return self._queue(LISTING_POISON_QUEUE)
 
     @_built_once
-    def transcripts_queue(self):
+    def transcripts_queue(self) -> ConnectorQueue:
         return self._queue(TRANSCRIPTS_QUEUE)
 
     @_built_once
-    def transcripts_poison_queue(self):
+    def transcripts_poison_queue(self) -> ConnectorQueue:
         return self._queue(TRANSCRIPTS_POISON_QUEUE)
 
     @_built_once
-    def webhook_bodies(self):
+    def webhook_bodies(self) -> WebhookBodyStore:
         from shared.adapters.azure_storage import BlobWebhookBodyStore
 
         return BlobWebhookBodyStore(self._service_clients[0], self.settings.records_container)
 
     @_built_once
-    def evidence(self):
+    def evidence(self) -> EvidenceStore:
         from shared.adapters.evidence_blobs import BlobEvidenceStore
 
         return BlobEvidenceStore(self._service_clients[0], self.settings.evidence_container)
 
     @_built_once
-    def evidence_chain(self):
+    def evidence_chain(self) -> EvidenceChain:
         from shared.adapters.evidence_blobs import BlobEvidenceChain
 
         return BlobEvidenceChain(self._service_clients[0], self.settings.state_container)
 
     @_built_once
-    def captured_media(self):
+    def captured_media(self) -> dict[str, CapturedMediaStore]:
         """Per push source, its media as captured when the messages arrived."""
         from shared.adapters.azure_storage import BlobCapturedMedia
 
@@ -131,14 +151,14 @@ class Container:
                 for source in ("whatsapp-cloud", "whatsapp-chat-export")}
 
     @_built_once
-    def chat_export_uploads(self):
+    def chat_export_uploads(self) -> ChatExportUploads:
         from shared.adapters.azure_storage import BlobChatExportUploads
         from shared.settings import CHAT_EXPORTS_CONTAINER
 
         return BlobChatExportUploads(self._service_clients[0], CHAT_EXPORTS_CONTAINER)
 
     @_built_once
-    def meta_media(self):
+    def meta_media(self) -> MediaFetcher:
         from shared.adapters.meta_media import MetaMediaClient
         from shared.domain.webhook_auth import unresolved_as_unset
 
@@ -147,7 +167,7 @@ class Container:
                                unresolved_as_unset(s.whatsapp_access_token.get_secret_value()))
 
     @_built_once
-    def records(self):
+    def records(self) -> RecordStore:
         s = self.settings
         if s.record_store == "blob":
             from shared.adapters.azure_storage import BlobRecordStore
@@ -158,20 +178,20 @@ class Container:
         return TableRecordStore(self._table_service, s.record_table, self._service_clients[0], s.records_container)
 
     @_built_once
-    def watermarks(self):
+    def watermarks(self) -> WatermarkStore:
         from shared.adapters.azure_storage import BlobWatermarkStore
 
         return BlobWatermarkStore(self._service_clients[0], self.settings.state_container)
 
     @_built_once
-    def blob_ledger(self):
+    def blob_ledger(self) -> WindowLedger:
         """The append-blob ledger of earlier versions (``LEDGER_STORE=blob``, and ``ledger-migrate``'s source)."""
         from shared.adapters.azure_storage import BlobWindowLedger
 
         return BlobWindowLedger(self._service_clients[0], self.settings.state_container)
 
     @_built_once
-    def ledger(self):
+    def ledger(self) -> WindowLedger:
         s = self.settings
         if s.ledger_store == "blob":
             return self.blob_ledger
@@ -182,7 +202,7 @@ class Container:
         return TableLedgerAfterBlobs(TableWindowLedger(self._table_service, s.ledger_table), self.blob_ledger)
 
     @_built_once
-    def _table_service(self):
+    def _table_service(self) -> TableServiceClient:
         from shared.adapters.azure_tables import table_service
 
         s = self.settings
@@ -190,7 +210,7 @@ class Container:
                              s.storage_table_service_uri, s.storage_blob_service_uri)
 
     @_built_once
-    def reports(self):
+    def reports(self) -> ReportStore:
         from shared.adapters.azure_storage import BlobReportStore
 
         return BlobReportStore(self._service_clients[0], self.settings.state_container)
@@ -271,7 +291,7 @@ class Container:
 
     # --- delivery -----------------------------------------------------------------------------
     @_built_once
-    def _graph_client(self):
+    def _graph_client(self) -> GraphServiceClient:
         from shared.adapters.graph_client import build_graph_client
 
         s = self.settings
@@ -313,7 +333,7 @@ class Container:
         return GraphItemReader(self._graph_client)
 
     @_built_once
-    def delivery_records(self):
+    def delivery_records(self) -> DeliveryRecords:
         s = self.settings
         if s.delivery_store == "blob":
             from shared.adapters.azure_deliveries import BlobDeliveryRecords
@@ -328,7 +348,8 @@ class Container:
 
     @_built_once
     def graph_mailbox(self) -> MailboxWriter:
-        from shared.adapters.graph_mailbox import GraphMailbox, UploadSessionAttachments
+        from shared.adapters.graph_attachments import UploadSessionAttachments
+        from shared.adapters.graph_mailbox import GraphMailbox
 
         s = self.settings
         return GraphMailbox(
@@ -358,20 +379,20 @@ class Container:
 
     # --- daily transcripts --------------------------------------------------------------------
     @_built_once
-    def transcript_store(self):
+    def transcript_store(self) -> TranscriptStore:
         from shared.adapters.azure_transcripts import BlobTranscriptStore
 
         return BlobTranscriptStore(self._service_clients[0], self.settings.state_container)
 
     @_built_once
-    def transcript_stager(self):
+    def transcript_stager(self) -> RecordSink:
         from shared.service.transcripts import TranscriptStager
 
         s = self.settings
         return TranscriptStager(self.transcript_store, zone=s.transcript_zone, default_region=s.default_phone_region)
 
     @_built_once
-    def transcript_composer(self):
+    def transcript_composer(self) -> TranscriptComposer:
         from shared.service.transcripts import TranscriptComposer
 
         s = self.settings
@@ -382,7 +403,7 @@ class Container:
         )
 
     @property
-    def transcript_due_policy(self):
+    def transcript_due_policy(self) -> DuePolicy:
         from shared.service.transcripts import DuePolicy
 
         s = self.settings

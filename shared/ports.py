@@ -291,7 +291,9 @@ class QueuedMessage:
 
 class InspectableQueue(Protocol):
     """A queue an operator works through by hand (the poison queues): receive, then delete or
-    release each message. Received messages stay hidden for ``visibility_timeout`` seconds."""
+    release each message. Received messages stay hidden for ``visibility_timeout`` seconds, then
+    come back (a new pop receipt, one more dequeue). A lapsed receipt deletes or releases nothing:
+    the message belongs to whoever received it after."""
 
     name: str
 
@@ -305,6 +307,16 @@ class InspectableQueue(Protocol):
 
     def send(self, payload: dict[str, Any], *, delay_seconds: int = 0) -> None:
         """Put a message on it that never expires (the connector's own poison messages)."""
+        ...
+
+
+class ConnectorQueue(WorkQueue, InspectableQueue, Protocol):
+    """One of the connector's own queues, as the composition root hands it out: work goes on it
+    (``send``), an operator works through it by hand (the poison tools move messages between the
+    queues), and ``status`` reports how many messages it holds."""
+
+    def depth(self) -> int:
+        """About how many messages the queue holds, hidden ones included (0 before it exists)."""
         ...
 
 

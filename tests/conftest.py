@@ -39,6 +39,14 @@ def azurite():
 
 
 @pytest.fixture
+def azurite_blobs(azurite):
+    """A blob service client on this test's Azurite (the contract suites' blob adapters use it)."""
+    from azure.storage.blob import BlobServiceClient
+
+    return BlobServiceClient.from_connection_string(azurite.connection_string)
+
+
+@pytest.fixture
 def traffic() -> TrafficDay:
     """A day of traffic ending where the first scheduled window ends (now minus the settle margin)."""
     settle = timedelta(minutes=Settings().capture_settle_minutes)

@@ -3,22 +3,39 @@ append and refuse exactly as the Azure adapters do, so service tests exercise re
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import itertools
+import json
+import threading
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import AbstractContextManager
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from shared.domain.errors import TransientError
-from shared.domain.identifiers import webhook_body_ref
+from shared.domain.identifiers import check_blob_name, is_window_id, webhook_body_ref
 from shared.domain.ledger import OutcomeEntry, PageEntry, WindowInfo, handoff_order
 from shared.domain.mapping_table import MappingTable, parse_mapping
 from shared.domain.rendered import RenderedItem
 from shared.domain.tally import ReadsFromEntries
+from shared.domain.tasks import MAX_QUEUE_PAYLOAD
 from shared.domain.window import Watermark, Window
-from shared.ports import BlobStamp, ListingPage, RecordMissing, WatermarkConflict, WriteOutcome
+from shared.ports import (
+    BlobStamp,
+    ChainConflict,
+    DeliveryClaim,
+    DeliveryState,
+    ListingPage,
+    QueuedMessage,
+    RecordMissing,
+    WatermarkConflict,
+    WriteOutcome,
+)
+
+if TYPE_CHECKING:
+    from shared.domain.manifest import Link
+    from shared.domain.transcripts import Bucket, StagedRecord, TranscriptPart
 
 
 class MemoryRecordStore:
@@ -51,11 +68,20 @@ class MemoryQueue:
     def send(self, payload: dict[str, Any], *, delay_seconds: int = 0) -> None:
         if self._fail_after is not None and len(self.messages) >= self._fail_after:
             raise ConnectionError("queue unavailable (injected)")
-        self.messages.append(copy.deepcopy(payload))
+        # What a receiver gets is the JSON on the wire, refused as the queue adapter refuses it.
+        self.messages.append(json.loads(_queue_text(payload)))
         self.delays.append(delay_seconds)
 
     def depth(self) -> int:
         return len(self.messages)
+
+
+def _queue_text(payload: dict[str, Any]) -> str:
+    # As StorageQueue.send: compact JSON (TypeError for what JSON cannot hold), held to the size limit.
+    text = json.dumps(payload, ensure_ascii=False, separators=(",", ":"))
+    if len(text.encode()) > MAX_QUEUE_PAYLOAD:
+        raise ValueError(f"queue message of {len(text.encode())} bytes is over the limit")
+    return text
 
 
 class MemoryWatermarkStore:
@@ -183,18 +209,13 @@ class MemoryDeliveryRecords:
     """Delivery records with a real per-key lock, like the blob lease."""
 
     def __init__(self, wait_seconds: float = 5.0) -> None:
-        import threading
-
         self.states: dict[tuple[str, str], str] = {}
         self._locks: dict[tuple[str, str], Any] = defaultdict(threading.Lock)
         self._guard = threading.Lock()
         self._wait = wait_seconds
 
-    def claim(self, mailbox: str, record_key: str):
+    def claim(self, mailbox: str, record_key: str) -> AbstractContextManager[DeliveryClaim]:
         from contextlib import contextmanager
-
-        from shared.domain.errors import TransientError
-        from shared.ports import DeliveryState
 
         key = (mailbox, record_key)
         states = self.states
@@ -202,16 +223,16 @@ class MemoryDeliveryRecords:
 
         class Claim:
             def __init__(self) -> None:
-                self.state = mapping[states.get(key, "new")]
+                self.state: DeliveryState = mapping[states.get(key, "new")]
 
             def begin(self) -> None:
                 states[key] = "writing"
 
-            def finish(self, outcome) -> None:
+            def finish(self, outcome: WriteOutcome) -> None:
                 states[key] = "done"
 
         @contextmanager
-        def held():
+        def held() -> Iterator[DeliveryClaim]:
             with self._guard:
                 lock = self._locks[key]
             if not lock.acquire(timeout=self._wait):
@@ -228,14 +249,12 @@ class MemoryTranscriptStore:
     """Transcript state with the blob store's rules: parts created once, then overwritten whole."""
 
     def __init__(self) -> None:
-        from shared.domain.transcripts import Bucket, StagedRecord, TranscriptPart
-
         # One copy per (record key, window), as the blob store keeps them.
         self.staged_records: dict[Bucket, dict[tuple[str, str], StagedRecord]] = defaultdict(dict)
         self.part_manifests: dict[tuple[Bucket, int], TranscriptPart] = {}
         self.transcribed: dict[str, str] = {}
 
-    def stage(self, bucket, record) -> None:
+    def stage(self, bucket: Bucket, record: StagedRecord) -> None:
         from dataclasses import replace
 
         for window in record.window_ids:
@@ -243,88 +262,98 @@ class MemoryTranscriptStore:
                 record, window_id=window, relisted_by=(),
             )
 
-    def staged_buckets(self):
+    def staged_buckets(self) -> list[Bucket]:
         return sorted((b for b, records in self.staged_records.items() if records), key=lambda b: b.name)
 
-    def staged(self, bucket):
+    def staged(self, bucket: Bucket) -> list[StagedRecord]:
         return list(self.staged_records[bucket].values())
 
-    def unstage(self, bucket, records) -> None:
+    def unstage(self, bucket: Bucket, records: Iterable[StagedRecord]) -> None:
         for record in records:
             for window in record.window_ids:
                 self.staged_records[bucket].pop((record.record_key, window), None)
 
-    def parts(self, bucket):
+    def parts(self, bucket: Bucket) -> list[TranscriptPart]:
         return [p for (b, _), p in sorted(self.part_manifests.items(), key=lambda kv: kv[0][1]) if b == bucket]
 
-    def create_part(self, part) -> bool:
+    def create_part(self, part: TranscriptPart) -> bool:
         key = (part.bucket, part.number)
         if key in self.part_manifests:
             return False
         self.part_manifests[key] = part
         return True
 
-    def update_part(self, part) -> None:
+    def update_part(self, part: TranscriptPart) -> None:
         self.part_manifests[(part.bucket, part.number)] = part
 
     def transcribed_in(self, record_key: str) -> str | None:
         return self.transcribed.get(record_key)
 
-    def mark_transcribed(self, record_keys, item_id: str) -> None:
+    def mark_transcribed(self, record_keys: list[str], item_id: str) -> None:
         for key in record_keys:
             self.transcribed[key] = item_id
 
 
 class MemoryInspectableQueue:
-    """A queue with Azure's receive semantics: received messages hide until deleted or released."""
+    """A queue with Azure's receive semantics: a received message hides for its visibility timeout
+    (then comes back, with a new pop receipt and one more dequeue), until deleted or released; a
+    message sent with a delay hides until it is due; a lapsed receipt deletes or releases nothing
+    (the message is someone else's now). ``clock`` is the queue's time (real time by default)."""
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, *, clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
         import uuid
-        from datetime import UTC, datetime
 
         self.name = name
         self._uuid = uuid
-        self._now = lambda: datetime.now(UTC)
-        self.stored: dict[str, dict[str, Any]] = {}  # id -> {text, inserted_at, dequeue_count, hidden, receipt}
+        self._now = clock
+        # id -> {text, inserted_at, dequeue_count, visible_at, receipt}
+        self.stored: dict[str, dict[str, Any]] = {}
 
-    def put(self, text: str, *, inserted_at=None) -> str:
+    def put(self, text: str, *, inserted_at: datetime | None = None, delay_seconds: int = 0) -> str:
+        """A message as it is on the wire (what the host moves to poison need not be our JSON)."""
         message_id = str(self._uuid.uuid4())
+        now = self._now()
         self.stored[message_id] = {
-            "text": text, "inserted_at": inserted_at or self._now(), "dequeue_count": 0, "hidden": False,
-            "receipt": None,
+            "text": text, "inserted_at": inserted_at or now, "dequeue_count": 0,
+            "visible_at": now + timedelta(seconds=delay_seconds), "receipt": None,
         }
         return message_id
 
     def send(self, payload: dict[str, Any], *, delay_seconds: int = 0) -> None:
-        import json
+        self.put(_queue_text(payload), delay_seconds=delay_seconds)
 
-        self.put(json.dumps(payload))
-
-    def receive(self, max_messages: int, *, visibility_timeout: int):
-        from shared.ports import QueuedMessage
-
-        out = []
+    def receive(self, max_messages: int, *, visibility_timeout: int) -> list[QueuedMessage]:
+        now = self._now()
+        out: list[QueuedMessage] = []
         for message_id, m in self.stored.items():
-            if m["hidden"] or len(out) >= max_messages:
+            if m["visible_at"] > now or len(out) >= max_messages:
                 continue
-            m["hidden"], m["receipt"] = True, str(self._uuid.uuid4())
+            m["visible_at"] = now + timedelta(seconds=visibility_timeout)
+            m["receipt"] = str(self._uuid.uuid4())
             m["dequeue_count"] += 1
             out.append(QueuedMessage(message_id, m["receipt"], m["inserted_at"], m["dequeue_count"], m["text"]))
         return out
 
-    def delete(self, message) -> None:
+    def _held(self, message: QueuedMessage) -> dict[str, Any] | None:
         stored = self.stored.get(message.id)
-        if stored is not None and stored["receipt"] == message.pop_receipt:
+        return stored if stored is not None and stored["receipt"] == message.pop_receipt else None
+
+    def delete(self, message: QueuedMessage) -> None:
+        if self._held(message) is not None:
             del self.stored[message.id]
 
-    def release(self, message) -> None:
-        stored = self.stored.get(message.id)
-        if stored is not None and stored["receipt"] == message.pop_receipt:
-            stored["hidden"] = False
+    def release(self, message: QueuedMessage) -> None:
+        stored = self._held(message)
+        if stored is not None:
+            stored["visible_at"] = self._now()
+
+    def depth(self) -> int:
+        return len(self.stored)  # as Azure's approximate count: hidden messages too
 
     @property
     def visible(self) -> int:
-        return sum(not m["hidden"] for m in self.stored.values())
+        now = self._now()
+        return sum(m["visible_at"] <= now for m in self.stored.values())
 
 
 class MemoryWebhookBodyStore:
@@ -359,7 +388,7 @@ class MemoryWebhookBodyStore:
 
 class MemoryChatExportUploads:
     """The chat-exports container: blobs by name with an ETag and a last-write time to the second, as
-    Blob storage reports them; names are held to the blob adapter's grammar."""
+    Blob storage reports them; every name is held to the blob adapter's grammar before anything."""
 
     def __init__(self) -> None:
         self.blobs: dict[str, bytes] = {}
@@ -367,30 +396,94 @@ class MemoryChatExportUploads:
         self.clock = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
 
     def upload(self, name: str, data: bytes, *, seconds_later: int = 1) -> None:
-        from shared.domain.identifiers import check_blob_name
-
         self.clock += timedelta(seconds=seconds_later)
+        self._write(name, data)
+
+    def _write(self, name: str, data: bytes) -> None:
         self.blobs[check_blob_name(name)] = bytes(data)
         self.stamps[name] = BlobStamp(len(data), hashlib.sha256(data + self.clock.isoformat().encode()).hexdigest(),
                                       self.clock)
 
+    def _read(self, name: str) -> bytes:
+        try:
+            return self.blobs[check_blob_name(name)]
+        except KeyError:
+            raise RecordMissing(name) from None
+
     def stamp(self, name: str) -> BlobStamp | None:
-        return self.stamps.get(name)
+        return self.stamps.get(check_blob_name(name))
 
     def read_small(self, name: str, limit: int) -> bytes:
-        if name not in self.blobs:
-            raise RecordMissing(name)
-        if len(self.blobs[name]) > limit:
+        data = self._read(name)
+        if len(data) > limit:
             raise ValueError(f"over {limit} bytes")
-        return self.blobs[name]
+        return data
 
-    def download_to(self, name: str, target) -> int:
-        if name not in self.blobs:
-            raise RecordMissing(name)
-        return target.write(self.blobs[name])
+    def download_to(self, name: str, target: BinaryIO) -> int:
+        return target.write(self._read(name))
 
     def put_report(self, name: str, raw: bytes) -> None:
-        self.blobs[name] = bytes(raw)  # the connector's report: no event, no stamp an import reads
+        self._write(name, raw)  # a blob like any other: it has its own stamp (no import reads it)
+
+
+class MemoryCapturedMedia:
+    """A push source's captured media by id, as the blob adapter keeps it: replaced whole by a new
+    capture, and a capture that breaks off leaves nothing that reads as captured."""
+
+    def __init__(self) -> None:
+        self.media: dict[str, bytes] = {}
+        self.metadata: dict[str, dict[str, str]] = {}
+
+    def has(self, media_id: str) -> bool:
+        return media_id in self.media
+
+    def put(self, media_id: str, chunks: Iterator[bytes], metadata: dict[str, str]) -> tuple[int, str]:
+        data = b"".join(chunks)  # an error while reading leaves the earlier state untouched
+        self.media[media_id], self.metadata[media_id] = data, dict(metadata)
+        return len(data), hashlib.sha256(data).hexdigest()
+
+    def open_attachment(self, media_id: str) -> Iterator[bytes] | None:
+        data = self.media.get(media_id)
+        if data is None:
+            return None
+        return iter([data[i: i + 65536] for i in range(0, len(data), 65536)])
+
+
+class MemoryReportStore:
+    """Admin reports as the blob store keeps them: the CSV with a UTF-8 BOM (for Excel), the summary
+    digest on the JSON, each form replaced only once its new copy is whole; only window ids listed."""
+
+    def __init__(self) -> None:
+        self.blobs: dict[str, bytes] = {}
+        self.digests: dict[str, str] = {}
+
+    def save(self, window_id: str, json_parts: Iterable[str], csv_parts: Iterable[str], *,
+             summary_digest: str = "") -> None:
+        csv_text = "\ufeff" + "".join(csv_parts)  # the CSV first, then the JSON, as the blob store
+        self.blobs[f"{window_id}.csv"] = csv_text.encode("utf-8")
+        self.blobs[f"{window_id}.json"] = "".join(json_parts).encode("utf-8")
+        if summary_digest:
+            self.digests[window_id] = summary_digest
+        else:
+            self.digests.pop(window_id, None)
+
+    def stored_size(self, window_id: str, fmt: str) -> int | None:
+        blob = self.blobs.get(f"{window_id}.{fmt}")
+        return None if blob is None else len(blob)
+
+    def summary_digest(self, window_id: str) -> str | None:
+        return self.digests.get(window_id) if f"{window_id}.json" in self.blobs else None
+
+    def load(self, window_id: str, fmt: str) -> bytes | None:
+        return self.blobs.get(f"{window_id}.{fmt}")
+
+    def stored(self) -> list[str]:
+        return sorted({n.rsplit(".", 1)[0] for n in self.blobs if is_window_id(n.rsplit(".", 1)[0])})
+
+    def delete(self, window_id: str) -> None:
+        for fmt in ("json", "csv"):
+            self.blobs.pop(f"{window_id}.{fmt}", None)
+        self.digests.pop(window_id, None)
 
 
 class MemoryEvidenceStore:
@@ -409,7 +502,8 @@ class MemoryEvidenceStore:
             self.writes += 1
         return name
 
-    def keep_stream(self, kind: str, sha256: str, chunks, metadata: dict[str, str] | None = None) -> str:
+    def keep_stream(self, kind: str, sha256: str, chunks: Iterator[bytes],
+                    metadata: dict[str, str] | None = None) -> str:
         from shared.adapters.evidence_blobs import EvidenceDigestMismatch
         from shared.domain.evidence import evidence_name
 
@@ -436,12 +530,12 @@ class MemoryEvidenceStore:
         parse_evidence_name(name)
         return name in self.blobs
 
-    def stream(self, name: str):
+    def stream(self, name: str) -> Iterator[bytes]:
         data = self.read(name)
         for start in range(0, len(data), 4096):  # in pieces, as a download comes
             yield data[start:start + 4096]
 
-    def names(self, kind: str):
+    def names(self, kind: str) -> Iterator[str]:
         from shared.domain.evidence import evidence_name
 
         prefix = evidence_name(kind, "0" * 64)[:-64]
@@ -452,29 +546,70 @@ class MemoryEvidenceChain:
     """The chain's head with a version that changes on every advance, as a blob's ETag does."""
 
     def __init__(self) -> None:
-        self.link = None
+        self.link: Link | None = None
         self.version = 0
-        self.sealed: dict[str, tuple[object, str]] = {}
+        self.sealed: dict[str, tuple[Link, str]] = {}
 
-    def head(self):
+    def head(self) -> tuple[Link | None, str | None]:
         return (self.link, str(self.version)) if self.link is not None else (None, None)
 
-    def advance(self, link, expected_version) -> None:
-        from shared.ports import ChainConflict
-
+    def advance(self, link: Link, expected_version: str | None) -> None:
         current = str(self.version) if self.link is not None else None
         if expected_version != current:
             raise ChainConflict("the chain's head moved since it was read")
         self.link = link
         self.version += 1
 
-    def sealed_digest(self, window_id: str):
+    def sealed_digest(self, window_id: str) -> str | None:
         found = self.sealed.get(window_id)
         return found[1] if found else None
 
-    def mark_sealed(self, window_id: str, link, summary_digest: str) -> None:
+    def mark_sealed(self, window_id: str, link: Link, summary_digest: str) -> None:
         self.sealed[window_id] = (link, summary_digest)
 
-    def sealed_links(self):
+    def sealed_links(self) -> Iterator[tuple[str, Link]]:
         for window_id, (link, _) in sorted(self.sealed.items()):
             yield window_id, link
+
+
+if TYPE_CHECKING:
+    # Each fake is held to the port it stands in for: pyright checks this file (pyproject's
+    # [tool.pyright] include, `make lint`), so a fake can no longer drift from its port unseen.
+    from shared.ports import (
+        ArchiveSource,
+        CapturedMediaStore,
+        ChatExportUploads,
+        DeliveryRecords,
+        EvidenceChain,
+        EvidenceStore,
+        InspectableQueue,
+        MailboxDirectory,
+        MailboxWriter,
+        MappingSource,
+        RecordStore,
+        ReportStore,
+        TranscriptStore,
+        WatermarkStore,
+        WebhookBodyStore,
+        WindowLedger,
+        WorkQueue,
+    )
+
+    _record_store: RecordStore = MemoryRecordStore()
+    _work_queue: WorkQueue = MemoryQueue()
+    _inspectable_queue: InspectableQueue = MemoryInspectableQueue("poison")
+    _inspected_work_queue: WorkQueue = MemoryInspectableQueue("poison")
+    _watermarks: WatermarkStore = MemoryWatermarkStore()
+    _ledger: WindowLedger = MemoryLedger()
+    _mapping: MappingSource = StaticMapping()
+    _directory: MailboxDirectory = SetDirectory()
+    _writer: MailboxWriter = MemoryMailboxes()
+    _source: ArchiveSource = MemorySource([])
+    _deliveries: DeliveryRecords = MemoryDeliveryRecords()
+    _transcripts: TranscriptStore = MemoryTranscriptStore()
+    _bodies: WebhookBodyStore = MemoryWebhookBodyStore()
+    _uploads: ChatExportUploads = MemoryChatExportUploads()
+    _captured_media: CapturedMediaStore = MemoryCapturedMedia()
+    _reports: ReportStore = MemoryReportStore()
+    _evidence: EvidenceStore = MemoryEvidenceStore()
+    _chain: EvidenceChain = MemoryEvidenceChain()

@@ -387,7 +387,11 @@ class StorageQueue:
         try:
             self._raw.delete_message(message.id, message.pop_receipt)
         except ResourceNotFoundError:
-            pass  # gone already (deleted by an earlier attempt)
+            pass  # gone already (deleted by an earlier attempt), or received again since (Azure: 404)
+        except HttpResponseError as error:
+            if not _lapsed_receipt(error):
+                raise
+            logger.warning("queue %s: message %s was received again since; not deleted", self.name, message.id)
 
     @transient_storage_errors
     def release(self, message: QueuedMessage) -> None:
@@ -395,6 +399,9 @@ class StorageQueue:
             self._raw.update_message(message.id, message.pop_receipt, visibility_timeout=0)
         except ResourceNotFoundError:
             pass
+        except HttpResponseError as error:
+            if not _lapsed_receipt(error):
+                raise  # a lapsed receipt: the message is someone else's to release now
 
     @transient_storage_errors
     def depth(self) -> int:
@@ -402,6 +409,12 @@ class StorageQueue:
             return self._client.get_queue_properties().approximate_message_count or 0
         except ResourceNotFoundError:
             return 0
+
+
+def _lapsed_receipt(error: HttpResponseError) -> bool:
+    """A pop receipt no longer current (the message became visible and was received again): Azure
+    answers 404, Azurite 400 PopReceiptMismatch. Either way the message is no longer ours to touch."""
+    return error.status_code == 400 and getattr(error, "error_code", None) == "PopReceiptMismatch"
 
 
 def _decoded(content: str) -> str:

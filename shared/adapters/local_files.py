@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from shared.adapters.graph_mailbox import DEFAULT_FOLDER_ITEMS, archive_folder_name
+from shared.adapters.graph_folders import DEFAULT_FOLDER_ITEMS, archive_folder_name
 from shared.domain.item_digest import UnreadableItem, mime_content
 from shared.domain.mapping_table import MappingTable, parse_mapping
 from shared.domain.phones import try_normalize_phone
@@ -243,7 +243,8 @@ class FileDirectory:
 
 
 class FileMappingSource:
-    """A mapping CSV on disk, re-read when its modification time changes."""
+    """A mapping CSV on disk, re-read when its modification time changes. No file is an empty
+    mapping, as no blob is for the blob source: nothing maps by CSV, nothing fails."""
 
     def __init__(self, path: Path | str, *, default_region: str | None = None) -> None:
         self._path = Path(path)
@@ -252,7 +253,11 @@ class FileMappingSource:
         self._table = MappingTable()
 
     def current(self) -> MappingTable:
-        stamp = self._path.stat().st_mtime
+        try:
+            stamp = self._path.stat().st_mtime
+        except FileNotFoundError:
+            self._table, self._stamp = MappingTable(), None
+            return self._table
         if stamp != self._stamp:
             self._table = parse_mapping(self._path.read_bytes(), self._region).table
             self._stamp = stamp
