@@ -348,8 +348,7 @@ class Container:
 
     @_built_once
     def graph_mailbox(self) -> MailboxWriter:
-        from shared.adapters.graph_attachments import UploadSessionAttachments
-        from shared.adapters.graph_mailbox import GraphMailbox
+        from shared.adapters.graph_mailbox import GraphMailbox, UploadSessionAttachments
 
         s = self.settings
         return GraphMailbox(
