@@ -12,10 +12,10 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from shared.domain.errors import PoisonReason, TransientError
+from shared.domain.json_values import is_json_object
 from shared.domain.ledger import RecordOutcome
 from shared.service.import_results import ImportResult
 from shared.service.importing import ItemImporter
-from shared.service.json_values import is_json_object
 
 log = logging.getLogger(__name__)
 

@@ -38,6 +38,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from shared import telemetry
 from shared.domain.chat_export import DATE_ORDERS, ChatExportError
 from shared.domain.identifiers import UnsafeBlobName, check_blob_name, is_mailbox_address
+from shared.domain.json_values import is_json_array, is_json_object
 from shared.domain.ledger import PageEntry, RecordOutcome, WindowInfo
 from shared.domain.participants_table import check_participants
 from shared.domain.records import record_key
@@ -61,7 +62,6 @@ from shared.service.chat_export_import import (
     prepare_export,
     record_bytes,
 )
-from shared.service.json_values import is_json_array, is_json_object
 from shared.service.webhook_records import webhook_day
 
 log = logging.getLogger(__name__)

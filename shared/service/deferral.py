@@ -8,7 +8,7 @@ pages deduplicated, items imported once)."""
 
 from __future__ import annotations
 
-from typing import Protocol, Self
+from typing import Any, Protocol, Self
 
 from shared.domain.errors import TransientError
 from shared.ports import WorkQueue
@@ -24,7 +24,7 @@ class Deferrable(Protocol):
 
     def deferred(self) -> Self: ...
 
-    def model_dump(self, *, mode: str) -> dict: ...
+    def model_dump(self, *, mode: str) -> dict[str, Any]: ...
 
 
 def defer_on_retry_after(error: TransientError, task: Deferrable, queue: WorkQueue | None) -> int | None:

@@ -48,7 +48,7 @@ def seal_reconciled(
 ) -> list[Sealed]:
     """Seal every reconciled window among ``summaries`` whose counts were not sealed yet, oldest
     hand-off first (the chain's order is the order windows were finished in)."""
-    sealed = []
+    sealed: list[Sealed] = []
     for summary in sorted(summaries, key=lambda s: s.info.window_id.rpartition(".")[2]):
         if not summary.reconciled:
             continue
@@ -122,7 +122,7 @@ def _records_in_key_order(ledger: WindowLedger, window_id: str) -> _SortedRecord
     return _SortedRecords(spool)
 
 
-def _record_from_json(data: dict) -> ManifestRecord:
+def _record_from_json(data: object) -> ManifestRecord:
     return ManifestRecord.from_json(data, 0)
 
 

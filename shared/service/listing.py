@@ -8,11 +8,12 @@ import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import cast
 
 from shared import telemetry
 from shared.domain.errors import PoisonReason
 from shared.domain.identifiers import stored_record_key
+from shared.domain.json_values import is_json_object
 from shared.domain.ledger import PageEntry
 from shared.domain.records import record_key
 from shared.domain.tasks import ItemTask, ListingTask, PoisonMessage
@@ -111,7 +112,7 @@ def _poison_loop(task: ListingTask, continuation: ListingTask, poison_queue: Wor
 def _message_id(raw: object) -> str | None:
     """The record's id when it has a usable one; a record without one is still stored and queued,
     to be poisoned as invalid_item with its payload kept rather than dropped here."""
-    if isinstance(raw, dict):
+    if is_json_object(raw):
         value = raw.get("messageId")
         if isinstance(value, str) and 0 < len(value) <= 256 and _is_utf8(value):
             return value
@@ -148,42 +149,56 @@ def serialise_item(raw: object) -> bytes:
     raise AssertionError("ASCII JSON always encodes")  # pragma: no cover
 
 
-_END = object()
+@dataclass
+class _Open:
+    """A container being written: its remaining (key, child) pairs (no key in an array), its closing
+    bracket, its id, and whether the next child is its first."""
+
+    children: Iterator[tuple[object, object]]
+    closing: str
+    ident: int
+    first: bool = True
 
 
 def _dumps_without_recursion(value: object, *, ensure_ascii: bool) -> str:
     """``json.dumps(value, separators=(",", ":"))`` with an explicit stack instead of recursion."""
     parts: list[str] = []
     open_containers: set[int] = set()
-    # Each frame: the container's remaining children, its closing bracket, its id, "first child?".
-    stack: list[list[Any]] = []
+    stack: list[_Open] = []
 
     def begin(item: object) -> None:
-        if isinstance(item, dict | list | tuple):
-            if id(item) in open_containers:
-                raise ValueError("Circular reference detected")
-            open_containers.add(id(item))
-            is_object = isinstance(item, dict)
-            children: Iterator[Any] = iter(item.items()) if is_object else iter(item)
-            parts.append("{" if is_object else "[")
-            stack.append([children, "}" if is_object else "]", id(item), True])
+        ident = id(item)
+        children: Iterator[tuple[object, object]]
+        if isinstance(item, dict):
+            # isinstance proves a dict: its keys and values are read as objects.
+            children, opening, closing = iter(cast("dict[object, object]", item).items()), "{", "}"
+        elif isinstance(item, list | tuple):
+            # isinstance proves a list or a tuple: its children are read as objects.
+            children = ((None, child) for child in cast("list[object] | tuple[object, ...]", item))
+            opening, closing = "[", "]"
         else:
             parts.append(json.dumps(item, ensure_ascii=ensure_ascii))
+            return
+        if ident in open_containers:
+            raise ValueError("Circular reference detected")
+        open_containers.add(ident)
+        parts.append(opening)
+        stack.append(_Open(children, closing, ident))
 
     begin(value)
     while stack:
         frame = stack[-1]
-        child = next(frame[0], _END)
-        if child is _END:
-            parts.append(frame[1])
-            open_containers.discard(frame[2])
+        pair = next(frame.children, None)
+        if pair is None:
+            parts.append(frame.closing)
+            open_containers.discard(frame.ident)
             stack.pop()
             continue
-        if not frame[3]:
+        if not frame.first:
             parts.append(",")
-        frame[3] = False
-        if frame[1] == "}":
-            key, child = child
+        frame.first = False
+        key, child = pair
+        if frame.closing == "}":
             parts.append(json.dumps(_object_key(key), ensure_ascii=ensure_ascii) + ":")
         begin(child)
     return "".join(parts)

@@ -23,11 +23,11 @@ from typing import Any
 
 from shared import telemetry
 from shared.domain.errors import PoisonReason
+from shared.domain.json_values import is_json_object
 from shared.domain.ledger import OutcomeEntry, RecordOutcome
 from shared.domain.tasks import PoisonMessage, read_poison_queue_message
 from shared.domain.window import isoformat_z
 from shared.ports import InspectableQueue, QueuedMessage, WindowLedger, WorkQueue
-from shared.service.json_values import is_json_object
 from shared.settings import ITEMS_QUEUE
 
 log = logging.getLogger(__name__)

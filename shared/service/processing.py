@@ -109,6 +109,8 @@ def _process(
     span.set(mailboxes=mailboxes)
     dims = telemetry.dimensions(**ids, outcome=result.outcome, reason=result.reason, mailboxes=mailboxes)
     if result.outcome is RecordOutcome.POISONED:
+        if result.reason is None:  # every poisoned result names its reason; a poison message needs one
+            raise ValueError(f"record {task.record_key[:16]}: poisoned without a reason")
         poison_queue.send(PoisonMessage(
             reason=result.reason, detail=result.detail or "", window_id=task.window_id,
             record_key=task.record_key, record_ref=task.record_ref, message_id=task.message_id,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+from shared.domain.json_values import is_json_object
 from shared.domain.records import ArchiveRecord, record_key
 from shared.ports import RecordMissing, RecordStore
 
@@ -14,8 +15,8 @@ def replied_text(records: RecordStore, record: ArchiveRecord) -> str | None:
     if not record.reply_to_message_id:
         return None
     try:
-        parent = json.loads(records.get(f"{record_key(record.reply_to_message_id)}.json"))
+        parent: object = json.loads(records.get(f"{record_key(record.reply_to_message_id)}.json"))
     except (RecordMissing, ValueError):
         return None
-    text = parent.get("textContent") if isinstance(parent, dict) else None
+    text = parent.get("textContent") if is_json_object(parent) else None
     return text if isinstance(text, str) and text.strip() else None

@@ -20,7 +20,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
-from shared.domain.ledger import WindowInfo, WindowSummary, summarize
+from shared.domain.ledger import OutcomeEntry, WindowInfo, WindowSummary, summarize
 from shared.domain.records import record_key
 from shared.domain.report import (
     REPORT_VERSION,
@@ -58,7 +58,8 @@ def report_for(ledger: WindowLedger, info: WindowInfo, now: datetime) -> WindowR
 def with_rows(ledger: WindowLedger, summary: WindowSummary) -> WindowSummary:
     """The summary with its records' outcomes and pending keys, read from the ledger's record states,
     in memory (for tests and the soak's checks; reports stream)."""
-    records, pending = {}, []
+    records: dict[str, OutcomeEntry] = {}
+    pending: list[str] = []
     for key, state in ledger.record_states(summary.info.window_id):
         if not state.listed:
             continue
@@ -191,7 +192,7 @@ def publish_reports(
     ``summaries``: the recent windows' summaries when the caller has read them already."""
     if summaries is None:
         summaries = recent_summaries(ledger, limit)
-    written = []
+    written: list[str] = []
     for summary in summaries:
         info = summary.info
         if now - info.scheduled_at > retention:
@@ -209,7 +210,7 @@ def publish_reports(
                       info.window_id, type(error).__name__)
             continue
         written.append(info.window_id)
-    purged = []
+    purged: list[str] = []
     for window_id in store.stored():
         handed_off = handed_off_at(window_id)
         if handed_off is not None and now - handed_off > retention:

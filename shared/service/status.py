@@ -40,7 +40,7 @@ def recent_summaries(ledger: WindowLedger, limit: int) -> list[WindowSummary]:
 
 def problems(summary: WindowSummary) -> list[str]:
     """Why a window does not reconcile, in words an operator can act on."""
-    found = []
+    found: list[str] = []
     if not summary.listing_complete:
         found.append(
             f"listing incomplete: {summary.slices_listed} of {summary.info.slice_count} slices finished "
@@ -65,7 +65,7 @@ def build_status(
 ) -> dict[str, Any]:
     now = now or datetime.now(UTC)
     summaries = recent_summaries(ledger, limit)
-    windows = []
+    windows: list[dict[str, Any]] = []
     for summary in summaries:
         windows.append({
             **summary.to_json(), "problems": problems(summary), "overdue": is_overdue(summary, now, grace),

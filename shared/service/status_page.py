@@ -179,7 +179,8 @@ def _window_row(window: Mapping[str, Any]) -> str:
         + (" <span class=\"badge bad\">OVERDUE</span>" if overdue else "<span class=\"sub\">in progress</span>")
     )
     cells.append(f"<td data-col=\"reconciled\" data-label=\"Reconciled\"><span>{badge}</span></td>")
-    problems = [str(p) for p in window.get("problems") or []]
+    listed: list[object] = window.get("problems") or []
+    problems = [str(p) for p in listed]
     cells.append(
         "<td class=\"problems\" data-col=\"problems\" data-label=\"Problems\">"
         + ("<ul>" + "".join(f"<li>{_e(p)}</li>" for p in problems) + "</ul>" if problems
@@ -213,7 +214,7 @@ def _poison_table(reasons: Mapping[str, Any]) -> str:
 def _queue_table(queues: Mapping[str, Any]) -> str:
     if not queues:
         return "<section><h2>Queues</h2><p class=\"muted\">No queue depths available.</p></section>\n"
-    rows = []
+    rows: list[str] = []
     for name, depth in dict(queues).items():
         value = _int(depth)
         cls = " class=\"hot\"" if value and str(name).endswith("-poison") else ""
@@ -387,7 +388,7 @@ def _when(value: Any, *, utc: bool = True) -> str:
 
 def _breakable(text: str) -> str:
     """Escaped, with optional line breaks after the separators of a window id."""
-    out = []
+    out: list[str] = []
     for char in text:
         out.append(_e(char))
         if char in "-.":

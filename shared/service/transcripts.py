@@ -28,6 +28,7 @@ from zoneinfo import ZoneInfo
 from shared import telemetry
 from shared.domain.errors import MailboxUnavailable, PermanentError, PoisonReason, TransientError
 from shared.domain.item_digest import item_digest
+from shared.domain.json_values import is_json_object
 from shared.domain.ledger import MailboxResult, OutcomeEntry, RecordOutcome
 from shared.domain.records import ArchiveRecord, parse_record, record_key
 from shared.domain.rendered import base64_mime_size
@@ -440,10 +441,11 @@ def process_transcript_message(
 
 def _kind(body: str) -> str | None:
     try:
-        value = json.loads(body)
+        value: object = json.loads(body)
     except ValueError:
         return None
-    return value.get("kind") if isinstance(value, dict) else None
+    kind = value.get("kind") if is_json_object(value) else None
+    return kind if isinstance(kind, str) else None  # only ever compared with the task kinds
 
 
 def _add(a: ComposeReport, b: ComposeReport) -> ComposeReport:

@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from shared.domain.errors import ConfigurationError, PermanentError, PoisonReason
+from shared.domain.json_values import is_json_object
 from shared.domain.tasks import capturable_media_ids
 from shared.domain.webhook_auth import MAX_BODY_BYTES
 from shared.domain.whatsapp_cloud import (
@@ -49,7 +50,6 @@ from shared.ports import MediaFetcher
 from shared.service.batch_import import BatchReport, import_with_retries
 from shared.service.import_results import ImportResult
 from shared.service.importing import ItemImporter
-from shared.service.json_values import is_json_object
 from shared.service.listing import serialise_item
 from shared.service.media import is_closable
 

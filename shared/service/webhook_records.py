@@ -22,6 +22,7 @@ from datetime import UTC, datetime, time, timedelta
 
 from shared import telemetry
 from shared.domain.errors import PoisonReason
+from shared.domain.json_values import is_json_object
 from shared.domain.ledger import OutcomeEntry, PageEntry, Receipt, RecordOutcome, WindowInfo
 from shared.domain.phones import masked_number
 from shared.domain.records import record_key
@@ -108,7 +109,7 @@ def _receipt(status: StatusEvidence) -> Receipt:
         recipient = masked_number("+" + recipient if recipient.isdigit() else recipient)
     errors = tuple(
         " ".join(str(part) for part in (error.get("code"), error.get("title")) if part is not None)[:200]
-        for error in status.errors if isinstance(error, dict)
+        for error in status.errors if is_json_object(error)  # Meta's JSON: any shape may come
     )
     return Receipt(status.message_id, status.status[:64], datetime.fromtimestamp(status.timestamp / 1000, UTC),
                    recipient, errors)
