@@ -29,6 +29,7 @@ import re
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Required, TypedDict
 
 DATE_ORDERS = ("dmy", "mdy", "ymd")
 
@@ -453,6 +454,19 @@ def _message(index: int, header: _Header, moment: datetime, block: list[str], fi
     )
 
 
+class _Classified(TypedDict, total=False):
+    """What a message's body says it is: ``ExportMessage``'s fields past the header."""
+
+    kind: Required[str]
+    media_file: str
+    media_omitted: bool
+    media_kind: str
+    caption: str | None
+    poll: Poll
+    location: Location
+    call_type: str
+
+
 def _clean_author(value: str) -> str:
     return "".join(char for char in value if char not in _MARKS).strip()
 
@@ -462,7 +476,7 @@ def _bare(text: str) -> str:
     return " ".join(_normalized(text)[0].split())
 
 
-def _classify(text: str, *, author: str | None, generated: bool) -> dict:
+def _classify(text: str, *, author: str | None, generated: bool) -> _Classified:
     first, _, rest = text.partition("\n")
     bare = _bare(text)
     folded = bare.casefold().rstrip(".。")
@@ -497,7 +511,7 @@ def _classify(text: str, *, author: str | None, generated: bool) -> dict:
     return {"kind": "text"}
 
 
-def _attached(name: str, caption: str | None) -> dict:
+def _attached(name: str, caption: str | None) -> _Classified:
     kind = _media_kind(name)
     return {
         "kind": "contact" if kind == "contact" else "media", "media_file": name, "media_kind": kind,
@@ -526,7 +540,7 @@ def _poll(text: str) -> Poll | None:
     lines = text.split("\n")
     if len(lines) < 3 or _bare(lines[0]) != "POLL:":
         return None
-    options = []
+    options: list[tuple[str, int]] = []
     for line in lines[2:]:
         found = _POLL_OPTION.match(_bare(line))
         if found is None:

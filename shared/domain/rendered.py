@@ -21,7 +21,7 @@ from email.message import EmailMessage
 from email.policy import SMTP, Policy
 from email.utils import format_datetime
 from pathlib import Path
-from typing import BinaryIO, Protocol
+from typing import Any, BinaryIO, Protocol
 
 
 class AttachmentPayload(Protocol):
@@ -353,14 +353,26 @@ def _fold_mailboxes(name: str, addresses: tuple[Address, ...], policy: Policy) -
     return lines.folded(policy.linesep)
 
 
+class _Named(Protocol):
+    """A header, as the folding mixins see the class they are mixed into (``BaseHeader``)."""
+
+    @property
+    def name(self) -> str: ...
+
+
+class _NamedMailboxes(_Named, Protocol):
+    @property
+    def addresses(self) -> tuple[Address, ...]: ...
+
+
 class _ExactTextFolding:
     # A mixin, so that a copied header (BaseHeader.__reduce__ rebuilds from the bases) keeps it.
     @classmethod
-    def parse(cls, value: str, kwds: dict) -> None:
+    def parse(cls, value: str, kwds: dict[str, Any]) -> None:
         kwds["parse_tree"] = UnstructuredHeader.value_parser(value)
         kwds["decoded"] = value  # literally: "=?…?=" in the text is text, not an encoded word
 
-    def fold(self, *, policy: Policy) -> str:
+    def fold(self: _Named, *, policy: Policy) -> str:
         return _fold_text(self.name, str(self), policy)
 
 
@@ -376,7 +388,7 @@ def _fold_message_ids(name: str, value: str, policy: Policy) -> str:
 
 
 class _MessageIdsFolding(_ExactTextFolding):
-    def fold(self, *, policy: Policy) -> str:
+    def fold(self: _Named, *, policy: Policy) -> str:
         return _fold_message_ids(self.name, str(self), policy)
 
 
@@ -397,7 +409,7 @@ def _extra_header(name: str, value: str) -> str:
 
 
 class _ExactMailboxesFolding:
-    def fold(self, *, policy: Policy) -> str:
+    def fold(self: _NamedMailboxes, *, policy: Policy) -> str:
         return _fold_mailboxes(self.name, self.addresses, policy)
 
 
@@ -406,6 +418,11 @@ class _ExactMailboxes(_ExactMailboxesFolding, AddressHeader, BaseHeader):
 
     def __new__(cls, name: str, value: Iterable[MailAddress]) -> _ExactMailboxes:
         return super().__new__(cls, name, list(_addresses(value)))
+
+    def init(self, name: str, **kwds: Any) -> None:
+        # As AddressHeader's own (``init(*args, **kw)``): typeshed gives it a ``groups`` keyword that
+        # BaseHeader.init lacks, and BaseHeader.__new__ passes whatever AddressHeader.parse made.
+        super().init(name, **kwds)
 
 
 # --- The size of the MIME skeleton, without building it ----------------------------------------
@@ -420,7 +437,7 @@ class _ExactMailboxes(_ExactMailboxesFolding, AddressHeader, BaseHeader):
 # number is the same either way; tests/test_rendering_size.py compares the two.
 
 _CRLF = len(SMTP.linesep)
-_MAX_LINE = SMTP.max_line_length
+_MAX_LINE = SMTP.max_line_length or 78  # SMTP's is 78, as _fold_text assumes
 # The generator's boundary: 15 "=", a 19-digit random number, "==" (email.generator._make_boundary;
 # it grows only if a body held that very line, a chance of one in 2**63).
 _BOUNDARY = 15 + len(repr(2**63 - 2)) + 2
@@ -478,8 +495,8 @@ def _headers_size(item: RenderedItem) -> int | None:
         if not _LONG_MESSAGE_ID.fullmatch(item.message_id_header):
             return None
         size += len("Message-ID: ") + len(item.message_id_header) + _CRLF
-    folded = []
-    names = set()
+    folded: list[str] = []
+    names: set[str] = set()
     for name, value in item.extra_headers:
         key = name.lower()
         if key in names or key in _HEADERS_WE_SET or key.startswith("content-"):
@@ -538,7 +555,7 @@ def _folded_mailboxes_size(name: str, mailboxes: tuple[MailAddress, ...]) -> tup
 
 def _addresses(mailboxes: Iterable[MailAddress]) -> tuple[Address, ...]:
     """The mailboxes as the email package's addresses (a line break in one fails here)."""
-    addresses = []
+    addresses: list[Address] = []
     for mailbox in mailboxes:
         local, _, domain = mailbox.address.rpartition("@")
         addresses.append(Address(display_name=mailbox.display_name, username=local, domain=domain))
@@ -572,7 +589,8 @@ def _text_body_size(text: str) -> tuple[str, int]:
 # every attribute). Its length and line breaks depend only on where the quoted bytes are, not on
 # their hex digits (never "=" nor a blank): each byte to be quoted becomes "=00" here, in two
 # passes over the bytes.
-_QP_KEEP = bytes(c for c in range(256) if quoprimime._QUOPRI_BODY_ENCODE_MAP[c] == chr(c))
+# The bytes body_encode keeps as they are: those body_check passes, and line breaks.
+_QP_KEEP = bytes(c for c in range(256) if not quoprimime.body_check(c) or c in b"\r\n")
 _QP_MARK = bytes.maketrans(bytes(range(256)), bytes(c if c in _QP_KEEP else 0xFF for c in range(256)))
 _EQUALS = ord("=")
 
