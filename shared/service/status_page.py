@@ -348,7 +348,7 @@ def _ticks(peak: int) -> tuple[int, int]:
 # -- formatting -----------------------------------------------------------------------------------------------------
 
 
-def _e(value: Any) -> str:
+def _e(value: object) -> str:
     return escape("" if value is None else str(value), quote=True)
 
 
@@ -359,7 +359,7 @@ def _int(value: Any) -> int:
         return 0
 
 
-def _n(value: Any) -> str:
+def _n(value: object) -> str:
     return f"{_int(value):,}"
 
 
@@ -375,7 +375,7 @@ def _hours(value: Any) -> str:
     return f"{hours:g} hour{'' if hours == 1 else 's'}"
 
 
-def _when(value: Any, *, utc: bool = True) -> str:
+def _when(value: object, *, utc: bool = True) -> str:
     """An ISO 8601 UTC time as ``YYYY-MM-DD HH:MM UTC``; anything else as it is."""
     if not value:
         return "—"
