@@ -55,13 +55,14 @@ class CreateBodyWriter:
     def __init__(self) -> None:
         # Everything imported once here, not on every record: an import statement in the loop is
         # the harness's cost, not the connector's.
-        from shared.adapters import graph_mailbox
+        from shared.adapters import graph_message
+        from shared.adapters.graph_attachments import UploadSessionAttachments
         from shared.domain.rendered import read_all
         from shared.ports import WriteOutcome
 
-        self._graph_mailbox = graph_mailbox
+        self._graph_message = graph_message
         self._read_all = read_all
-        self._attachments = graph_mailbox.UploadSessionAttachments()
+        self._attachments = UploadSessionAttachments()
         self._imported = WriteOutcome.IMPORTED
         self.bytes = 0
 
@@ -70,11 +71,11 @@ class CreateBodyWriter:
         return self._imported
 
     def create_body(self, item: Any) -> bytes:
-        graph_mailbox = self._graph_mailbox
+        graph_message = self._graph_message
         plan = self._attachments.plan(item)
         inline = [(a, self._read_all(a.payload)) for a in plan.inline]
-        body, _ = graph_mailbox.create_body(item, item_class=graph_mailbox.DEFAULT_ITEM_CLASS,
-                                            id_property=graph_mailbox.id_property_id(), inline=inline)
+        body, _ = graph_message.create_body(item, item_class=graph_message.DEFAULT_ITEM_CLASS,
+                                            id_property=graph_message.id_property_id(), inline=inline)
         return body
 
 

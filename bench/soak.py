@@ -53,7 +53,7 @@ from azure.storage.blob import BlobServiceClient
 
 import function_app
 from bench.settings import SETTLE_MINUTES, pinned_app_settings
-from shared.adapters.graph_mailbox import id_property_id
+from shared.adapters.graph_message import id_property_id
 from shared.composition import get_container
 from shared.domain.ledger import OutcomeEntry, RecordOutcome, WindowSummary
 from shared.domain.records import record_key

@@ -77,7 +77,8 @@ def _most_bytes_in_window(sends: list[tuple[float, int]], window: float) -> int:
 def measure_throttling(
     *, seconds: float, workers: int, latency: float, kind: str = "text", paced: bool = True,
 ) -> dict[str, Any]:
-    from shared.adapters.graph_client import MailboxGate, build_graph_client
+    from shared.adapters.graph_client import build_graph_client
+    from shared.adapters.graph_gate import MailboxGate
     from shared.adapters.graph_mailbox import GraphMailbox
     from shared.adapters.graph_pacer import EXCHANGE_LIMITS, MailboxPacer
     from shared.domain.errors import TransientError

@@ -348,7 +348,8 @@ class Container:
 
     @_built_once
     def graph_mailbox(self) -> MailboxWriter:
-        from shared.adapters.graph_mailbox import GraphMailbox, UploadSessionAttachments
+        from shared.adapters.graph_attachments import UploadSessionAttachments
+        from shared.adapters.graph_mailbox import GraphMailbox
 
         s = self.settings
         return GraphMailbox(

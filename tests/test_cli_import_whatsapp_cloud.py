@@ -241,7 +241,7 @@ def test_the_default_format_is_telemessage_and_reads_records_as_before(inputs, t
 
 @pytest.mark.integration
 def test_with_graph_the_items_id_property_is_the_wamid(inputs, tmp_path, meta, monkeypatch):
-    from shared.adapters.graph_mailbox import id_property_id
+    from shared.adapters.graph_message import id_property_id
     from shared.composition import reset_container
     from shared.local.graph_stand_in.server import LocalGraph
     from shared.local.graph_stand_in.store import normalize_property_id

@@ -10,7 +10,7 @@ from email.utils import parsedate_to_datetime
 import pytest
 
 import function_app
-from shared.adapters.graph_mailbox import ID_PROPERTY_GUID
+from shared.adapters.graph_message import ID_PROPERTY_GUID
 from shared.domain.ledger import RecordOutcome
 from shared.local.demo import DemoPaths, run_window
 from shared.local.graph_stand_in.server import LocalGraph

@@ -17,7 +17,9 @@ import httpx
 import pytest
 
 from shared.adapters.graph_client import build_graph_client
-from shared.adapters.graph_mailbox import GraphMailbox, archive_folder_name, id_property_id
+from shared.adapters.graph_folders import archive_folder_name
+from shared.adapters.graph_mailbox import GraphMailbox
+from shared.adapters.graph_message import id_property_id
 from shared.adapters.local_files import EmlMailbox
 from shared.domain.errors import TransientError
 from shared.domain.rendered import MailAddress, RenderedItem

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from shared.adapters.graph_client import build_graph_client, graph_failure
+from shared.adapters.graph_client import build_graph_client
+from shared.adapters.graph_errors import graph_failure
 from shared.adapters.graph_json import send_json, string, values
 from shared.local.graph_stand_in.server import LocalGraph
 

@@ -26,16 +26,14 @@ from typing import Any
 import httpx
 import pytest
 
-from shared.adapters.graph_client import (
-    MailboxGate,
-    azure_credential,
-    build_graph_client,
-    certificate_bytes,
-    graph_client_info,
-    resolve_cloud,
-)
+from shared.adapters.graph_attachments import UPLOAD_CHUNK_BYTES, UploadSessionAttachments
+from shared.adapters.graph_client import build_graph_client, graph_client_info
+from shared.adapters.graph_clouds import resolve_cloud
+from shared.adapters.graph_credentials import azure_credential, certificate_bytes
 from shared.adapters.graph_directory import GraphDirectory
-from shared.adapters.graph_mailbox import (
+from shared.adapters.graph_gate import MailboxGate
+from shared.adapters.graph_mailbox import GraphMailbox
+from shared.adapters.graph_message import (
     DEFAULT_ITEM_CLASS,
     ID_PROPERTY_GUID,
     PROP_CLIENT_SUBMIT_TIME,
@@ -45,9 +43,6 @@ from shared.adapters.graph_mailbox import (
     PROP_DELIVERY_TIME,
     PROP_MESSAGE_CLASS,
     PROP_MESSAGE_FLAGS,
-    UPLOAD_CHUNK_BYTES,
-    GraphMailbox,
-    UploadSessionAttachments,
     id_property_id,
 )
 from shared.domain.errors import (
@@ -251,7 +246,7 @@ def test_unchecked_write_skips_the_lookup_so_a_text_record_costs_exactly_one_req
 
 
 def test_requests_per_record_match_the_documented_cost(graph: LocalGraph, tmp_path: Path) -> None:
-    """The table in graph_mailbox's docstring, measured: requests LocalGraph received for the
+    """The table in docs/graph.md ("What a record costs"), measured: requests LocalGraph received for the
     mailbox per archived record, folder already cached, upload PUTs included."""
     big, _ = file_payload(tmp_path / "20mb.bin", 20 * MIB)
     records = {
@@ -754,7 +749,7 @@ def test_graphs_session_minimum_above_ours_falls_back_to_posting_the_attachment_
 
 
 def test_upload_session_refused_on_a_non_draft_removes_the_item_and_poisons_as_too_big() -> None:
-    """The fallback for the undocumented case (see graph_mailbox's docstring)."""
+    """The fallback for the undocumented case (see docs/graph.md, "Large attachments")."""
     video = blob(4 * MIB, seed=10)
     with LocalGraph({ALICE: True}, refuse_upload_sessions_on_non_drafts=True) as server:
         with GraphMailbox(build_graph_client(base_url=server.base_url, access_token=TOKEN)) as writer:
@@ -1115,7 +1110,7 @@ def test_importing_the_graph_adapters_does_not_import_the_sdk() -> None:
     code = (
         "import sys\n"
         "import shared.adapters.graph_client, shared.adapters.graph_directory\n"
-        "import shared.adapters.graph_mailbox\n"
+        "import shared.adapters.graph_mailbox, shared.adapters.graph_item_reader\n"
         "assert not [m for m in sys.modules if m.split('.')[0] in ('msgraph', 'azure', 'kiota_http')], "
         "sorted(m for m in sys.modules if m.startswith(('msgraph', 'azure', 'kiota')))\n"
     )

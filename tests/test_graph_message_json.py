@@ -13,15 +13,9 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from shared.adapters.graph_mailbox import (
-    DEFAULT_ITEM_CLASS,
-    UploadSessionAttachments,
-    _request_configuration,
-    build_message,
-    create_body,
-    id_property_id,
-    json_post_request,
-)
+from shared.adapters.graph_attachments import UploadSessionAttachments
+from shared.adapters.graph_message import DEFAULT_ITEM_CLASS, build_message, create_body, id_property_id
+from shared.adapters.graph_requests import json_post_request, request_configuration
 from shared.domain.records import ArchiveRecord
 from shared.domain.rendered import MailAddress, read_all
 from shared.domain.rendering import render
@@ -140,8 +134,8 @@ def test_the_request_is_the_one_the_sdk_builder_makes():
     assert inline
     body, _ = create_body(item, item_class=DEFAULT_ITEM_CLASS, id_property=ID_PROPERTY, inline=inline)
     message, _ = build_message(item, item_class=DEFAULT_ITEM_CLASS, id_property=ID_PROPERTY, inline=inline)
-    direct = json_post_request(messages, body, _request_configuration(prefer_immutable=True))
-    sdk = messages.to_post_request_information(message, _request_configuration(prefer_immutable=True))
+    direct = json_post_request(messages, body, request_configuration(prefer_immutable=True))
+    sdk = messages.to_post_request_information(message, request_configuration(prefer_immutable=True))
     assert direct.content == sdk.content
     assert direct.url == sdk.url
     assert direct.http_method == sdk.http_method

@@ -19,7 +19,7 @@ from typing import Any
 import httpx
 import pytest
 
-from shared.adapters.graph_client import MailboxGate
+from shared.adapters.graph_gate import MailboxGate
 from shared.adapters.graph_pacer import (
     EXCHANGE_LIMITS,
     MailboxLimits,

@@ -11,7 +11,8 @@ from azure.storage.blob import BlobServiceClient
 
 from shared.adapters.azure_deliveries import BlobDeliveryRecords
 from shared.adapters.graph_client import build_graph_client
-from shared.adapters.graph_mailbox import ID_PROPERTY_GUID, GraphMailbox
+from shared.adapters.graph_mailbox import GraphMailbox
+from shared.adapters.graph_message import ID_PROPERTY_GUID
 from shared.composition import reset_container
 from shared.domain.records import ArchiveRecord
 from shared.domain.rendering import render

@@ -22,10 +22,11 @@ from typing import Any
 import httpx
 import pytest
 
-from shared.adapters.graph_client import build_graph_client, checked_graph_link, checked_upload_url
+from shared.adapters.graph_client import build_graph_client
 from shared.adapters.graph_directory import GraphDirectory, GraphPhoneDirectory
 from shared.adapters.graph_mailbox import GraphMailbox
 from shared.adapters.telemessage import TeleMessageClient
+from shared.adapters.urls import checked_graph_link, checked_upload_url
 from shared.domain.errors import ConfigurationError, PermanentError, PoisonReason, TransientError
 from shared.local.graph_stand_in.server import LocalGraph
 from shared.local.telemessage_server import LocalTeleMessage

@@ -24,8 +24,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from shared.adapters.graph_client import bounded_retry_handler_class, build_graph_client, graph_retry_policy
-from shared.adapters.graph_mailbox import GraphMailbox, UploadSessionAttachments
+from shared.adapters.graph_attachments import UploadSessionAttachments
+from shared.adapters.graph_client import build_graph_client
+from shared.adapters.graph_mailbox import GraphMailbox
+from shared.adapters.graph_middleware import bounded_retry_handler_class, graph_retry_policy
 from shared.adapters.retry_policy import (
     MAX_RETRY_AFTER_SECONDS,
     THROTTLING_STATUSES,

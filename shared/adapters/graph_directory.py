@@ -1,23 +1,8 @@
-"""Answers "does this address belong to a user with an Exchange Online mailbox?" through Graph.
-
-Two requests per address not yet cached: ``GET /users/{address}?$select=id,mail,userPrincipalName``
-(the user exists; ``{address}`` must be the UPN, or the object id), then the cheapest mail call,
-``GET /users/{id}/mailFolders/inbox?$select=id``, which answers ``MailboxNotEnabledForRESTAPI``
-(or ``ResourceNotFound``) for a user without a mailbox, and 403 ``ErrorAccessDenied`` for a mailbox
-the app may not open (left out of its Exchange RBAC for Applications scope): also "no", since
-nothing can be archived there. When the address is not a UPN, one more
-request looks the user up by primary SMTP address (``$filter=mail eq '...'``): in many tenants the
-UPN and the mail address differ.
-
-Answers are cached per process (at most ``MAX_CACHED_ADDRESSES``, least recently asked dropped
-first): 15 minutes when a mailbox exists, 5 minutes when not, so a
-mailbox provisioned after a first refusal is picked up soon. Throttling, outages and network
-errors raise ``TransientError`` and are never cached as "no mailbox"; a refused token or missing
-``User.Read.All`` consent raises ``ConfigurationError``. Requests pass the process-wide
-``MailboxGate`` like the writer's, keyed by the address asked about.
-
-``GraphPhoneDirectory`` (below) answers a different question, "which Entra ID user has this phone
-number?", from an index of every user's ``mobilePhone`` and ``businessPhones``; see its docstring.
+"""Answers "does this address belong to a user with an Exchange Online mailbox?" through Graph
+(``GraphDirectory``, 2 or 3 requests per address, answers cached per process), and "which Entra ID
+user has this phone number?" (``GraphPhoneDirectory``, from an index of every user's phones).
+docs/graph.md ("Does an address have a mailbox", "Mapping by the phone numbers in Entra ID") has
+the requests, the caching and what each answer means.
 """
 
 from __future__ import annotations
@@ -31,22 +16,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from shared.adapters.graph_client import (
-    ACCESS_DENIED_CODE,
-    MAILBOX_MISSING_CODES,
-    USER_NOT_FOUND_CODES,
-    MailboxGate,
-    acquire_graph_loop,
-    checked_graph_link,
-    graph_client_info,
-    graph_failure,
-    mailbox_ref,
-    process_mailbox_gate,
-    release_graph_loop,
-    translate_common,
-)
+from shared.adapters.graph_client import graph_client_info
+from shared.adapters.graph_errors import Meaning, Target, classify
+from shared.adapters.graph_gate import MailboxGate, mailbox_ref, process_mailbox_gate
 from shared.adapters.graph_json import send_json, string, values
-from shared.domain.errors import ConfigurationError, MailboxUnavailable, PermanentError, TransientError
+from shared.adapters.graph_loop import acquire_graph_loop, release_graph_loop
+from shared.adapters.urls import checked_graph_link
+from shared.domain.errors import ConfigurationError, PermanentError, TransientError
 from shared.domain.phones import try_normalize_phone
 
 logger = logging.getLogger(__name__)
@@ -56,10 +32,6 @@ NEGATIVE_TTL_SECONDS = 5 * 60
 # Addresses remembered per process, least recently asked dropped first: a bank's 20,000 mailboxes
 # and the customers' addresses that are asked about and have none, at a few hundred bytes each.
 MAX_CACHED_ADDRESSES = 50_000
-# Codes that mean "no such user" or "no mailbox": a valid answer, not a failure.
-_NO_MAILBOX_CODES = MAILBOX_MISSING_CODES | USER_NOT_FOUND_CODES
-# On GET /users/{address} only: an identifier Graph cannot parse is no user either.
-_UNPARSABLE_ID_CODES = frozenset({"Request_BadRequest", "ErrorInvalidIdMalformed"})
 
 PHONE_INDEX_TTL_SECONDS = 60 * 60
 # After a failed refresh that left an older index in service: the wait before trying again (or
@@ -173,7 +145,7 @@ class GraphDirectory:
         query = MailFolderItemRequestBuilder.MailFolderItemRequestBuilderGetQueryParameters(select=["id"])
         builder = self._client.users.by_user_id(user_id).mail_folders.by_mail_folder_id("inbox")
         found = await self._answer(
-            "mailbox_probe", address,
+            "mailbox_probe", address, Target.MAILBOX_PROBE,
             lambda: send_json(self._client, builder.to_get_request_information(_config(query))),
         ) is not None
         return identity if found else None
@@ -188,7 +160,7 @@ class GraphDirectory:
         )
         user_builder = self._client.users.by_user_id(address)
         user = await self._answer(
-            "user_get", address,
+            "user_get", address, Target.USER,
             lambda: send_json(self._client, user_builder.to_get_request_information(_config(query))),
         )
         user_id = string(user, "id")
@@ -207,7 +179,7 @@ class GraphDirectory:
             top=1,
         )
         page = await self._answer(
-            "user_find", address,
+            "user_find", address, Target.USER_SEARCH,
             lambda: send_json(self._client, self._client.users.to_get_request_information(_config(query))),
         )
         for user in values(page):
@@ -216,35 +188,22 @@ class GraphDirectory:
                 return user_id, (string(user, "userPrincipalName") or address).lower()
         return None
 
-    async def _answer(self, operation: str, address: str, request: Callable[[], Any]) -> Any:
+    async def _answer(self, operation: str, address: str, target: Target, request: Callable[[], Any]) -> Any:
         """The call's result, None for "no such user / no mailbox", or a taxonomy error."""
         try:
             async with self._gate.slot(address):
                 return await request()
         except Exception as exc:
-            failure = graph_failure(exc)
-            unparsable = (
-                failure is not None
-                and operation == "user_get"
-                and failure.status == 400
-                and failure.code in _UNPARSABLE_ID_CODES
-            )
-            if failure is not None and (failure.code in _NO_MAILBOX_CODES or unparsable):
+            verdict = classify(exc, operation, address, target)
+            if verdict.meaning is Meaning.NO_MAILBOX:
                 return None
-            if failure is not None and operation == "mailbox_probe" and failure.status == 403 \
-                    and failure.code == ACCESS_DENIED_CODE:
+            if verdict.meaning is Meaning.OUT_OF_SCOPE and verdict.failure is not None:
                 logger.warning("graph directory mailbox=%s: app may not open this mailbox (%s)",
-                               mailbox_ref(address), failure.code)
+                               mailbox_ref(address), verdict.failure.code)
                 return None
-            translated = translate_common(exc, mailbox=address, operation=operation)
-            if translated is None:
+            if verdict.error is exc:
                 raise
-            if isinstance(translated, MailboxUnavailable):
-                return None
-            if isinstance(translated, PermanentError):
-                # A 4xx we do not know is not evidence of a missing mailbox; let the queue retry it.
-                raise TransientError(translated.detail) from None
-            raise translated from None
+            raise verdict.error from None
 
 
 @dataclass(frozen=True)
@@ -458,19 +417,10 @@ class GraphPhoneDirectory:
             async with self._gate.slot(DIRECTORY_GATE_KEY):
                 raw = await adapter.send_primitive_async(request, "bytes", {"XXX": ODataError})
         except Exception as exc:
-            failure = graph_failure(exc)
-            if failure is not None and failure.status in (401, 403):
-                raise ConfigurationError(
-                    failure.describe("user_list") + ": listing users needs the User.Read.All application permission"
-                ) from None
-            translated = translate_common(exc, mailbox=DIRECTORY_GATE_KEY, operation="user_list")
-            if translated is None:
+            error = classify(exc, "user_list", DIRECTORY_GATE_KEY, Target.USER_LIST).error
+            if error is exc:
                 raise
-            if isinstance(translated, PermanentError):
-                raise TransientError(translated.detail) from None
-            if isinstance(translated, MailboxUnavailable):
-                raise TransientError(f"graph {translated.code} on user_list") from None
-            raise translated from None
+            raise error from None
         try:
             page = json.loads(raw or b"{}")
         except ValueError:

@@ -1,17 +1,8 @@
-"""Reads archived items back out of Exchange Online through Graph, for ``verify --online``.
-
-A record's items are found as the writer finds them (graph_mailbox.py): by the id property it set,
-over the whole mailbox (``GET /users/{u}/messages?$filter=singleValueExtendedProperties/Any(...)``),
-so an item moved out of the archive folder is still found, and every one is returned: more than
-one is a duplicate, which ``verify`` reports. Each item's MIME (``GET /users/{u}/messages/{id}/$value``,
-made anew by Exchange from the item's properties) is digested as shared/domain/item_digest.py says,
-the same function the writer's side uses.
-
-Requests go through the writer's per-mailbox gate and pacer (``GraphSession``): a verify run spends
-the same Exchange budget the archiver does, and a mailbox's budget used up answers TransientError
-with the wait, before any request. A page link is followed only on the client's own Graph
-(``checked_graph_link``), so the token never goes anywhere else; at most ``MAX_LOOKUP_PAGES`` pages
-are read, and a link met twice is a TransientError.
+"""Reads archived items back out of Exchange Online through Graph, for ``verify --online``: a
+record's items found by the id property the writer set, over the whole mailbox (more than one is a
+duplicate, reported), each digested from its MIME as shared/domain/item_digest.py says. Requests go
+through the writer's gate and pacer (``GraphSession``). docs/graph.md ("Reading items back") has
+the requests and their cost.
 
 Logs carry hashed mailbox names, record keys and counts; never ids, subjects or content.
 """
@@ -22,24 +13,15 @@ import asyncio
 import logging
 from typing import Any
 
-from shared.adapters.graph_client import (
-    MailboxGate,
-    acquire_graph_loop,
-    checked_graph_link,
-    graph_failure,
-    mailbox_ref,
-    process_mailbox_gate,
-    release_graph_loop,
-)
+from shared.adapters.graph_errors import Meaning, Target, classify
+from shared.adapters.graph_gate import MailboxGate, mailbox_ref, process_mailbox_gate
 from shared.adapters.graph_json import odata_error_mapping, string, values
-from shared.adapters.graph_mailbox import (
-    GraphSession,
-    _request_configuration,
-    graph_error,
-    id_property_id,
-    odata_string,
-)
+from shared.adapters.graph_loop import acquire_graph_loop, release_graph_loop
+from shared.adapters.graph_message import id_property_id
 from shared.adapters.graph_pacer import MailboxPacer
+from shared.adapters.graph_requests import odata_string, request_configuration
+from shared.adapters.graph_session import GraphSession
+from shared.adapters.urls import checked_graph_link
 from shared.domain.errors import PermanentError, TransientError
 from shared.domain.item_digest import UnreadableItem, mime_content
 from shared.ports import ReadBackItem
@@ -50,8 +32,6 @@ logger = logging.getLogger(__name__)
 # duplicate to report; past this many the list is a duplicate anyway and is not read further.
 LOOKUP_PAGE_SIZE = 10
 MAX_LOOKUP_PAGES = 5
-# A 404 on an item listed a moment ago: it was deleted in between, so it is not there.
-ITEM_GONE_CODES = frozenset({"ErrorItemNotFound"})
 
 
 class GraphItemReader:
@@ -116,7 +96,7 @@ class GraphItemReader:
             top=LOOKUP_PAGE_SIZE,
         )
         builder = self._client.users.by_user_id(mailbox).messages
-        request = builder.to_get_request_information(_request_configuration(query, prefer_immutable=True))
+        request = builder.to_get_request_information(request_configuration(query, prefer_immutable=True))
         ids: list[str] = []
         followed: set[str] = set()
         for _ in range(MAX_LOOKUP_PAGES):
@@ -135,7 +115,7 @@ class GraphItemReader:
                 link = checked_graph_link(link, self._graph.base_url)
             except PermanentError as refused:  # verify has no record to poison: it reports the mailbox
                 raise TransientError(refused.detail) from None
-            request = builder.with_url(link).to_get_request_information(_request_configuration(prefer_immutable=True))
+            request = builder.with_url(link).to_get_request_information(request_configuration(prefer_immutable=True))
         logger.warning("graph read-back %s mailbox=%s: more than %d pages of items, the rest not read",
                        record_key, mailbox_ref(mailbox), MAX_LOOKUP_PAGES)
         return ids
@@ -143,17 +123,17 @@ class GraphItemReader:
     async def _read(self, mailbox: str, message_id: str, item_id: str) -> ReadBackItem | None:
         """The item's digest from its MIME; None when it was deleted since it was listed."""
         builder = self._client.users.by_user_id(mailbox).messages.by_message_id(message_id).content
-        request = builder.to_get_request_information(_request_configuration(prefer_immutable=True))
+        request = builder.to_get_request_information(request_configuration(prefer_immutable=True))
         adapter = self._client.request_adapter
         try:
             raw = await self._graph.send(
                 mailbox, lambda: adapter.send_primitive_async(request, "bytes", odata_error_mapping())
             )
         except Exception as exc:
-            failure = graph_failure(exc)
-            if failure is not None and failure.status == 404 and failure.code in ITEM_GONE_CODES:
+            verdict = classify(exc, "item_read", mailbox, Target.ITEM_CONTENT)
+            if verdict.meaning is Meaning.GONE:
                 return None
-            error = graph_error(exc, "item_read", mailbox)
+            error = verdict.error
             if isinstance(error, PermanentError):  # this item refused (a 400...), not the mailbox
                 return ReadBackItem(message_id, None, f"unreadable: {error.detail}")
             raise error from None

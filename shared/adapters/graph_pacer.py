@@ -1,38 +1,8 @@
-"""Paces Graph requests per mailbox so the connector stays under Exchange Online's limits instead of
-running into them.
-
-Exchange allows one app, per mailbox, 10,000 requests in 10 minutes, 4 at a time, and 150 MB of
-uploads (the bodies of POST, PUT and PATCH) in 5 minutes; above that it answers 429 with a
-Retry-After. A 429 is not free: the request still counts, an upload chunk refused mid-item makes
-the writer remove the item and send every byte again later, and a long Retry-After sends the record
-back to the queue. So the writer paces itself, per mailbox, across every worker thread and event
-loop of the process:
-
-- requests: a virtual-time token bucket (GCRA). It admits a burst of ``burst_share`` of the
-  window's limit, then one request every ``window / (limit * request_share)`` seconds. In any window
-  of the limit's length it admits at most ``limit * (burst_share + request_share)`` requests (99%
-  by default), and in the long run 94% of the limit: close to the limit, never over it, and smooth,
-  so a busy mailbox makes its workers wait a fraction of a second each rather than hold them for
-  minutes once a burst has used the window up;
-- upload bytes: a sliding log of what was sent (coalesced into slots of 1/200 of the window, each
-  kept until its latest byte has left the window), admitting bytes while the window holds at most
-  ``upload_share`` of the limit (95%). An idle mailbox takes a 100 MB attachment at full speed; a
-  busy one waits until enough of its window has passed. An upload larger than the whole budget is
-  let through alone into an empty window;
-- the 4 concurrent requests are ``MailboxGate``'s business (graph_client.py); the writer takes a
-  gate slot first and then its pacing turn, so the time a request is admitted is the time it is sent.
-
-Admission is a reservation: a caller is given its turn (now or later) under a lock and then sleeps
-until it comes; turns are handed out in arrival order. When the turn is further away than
-``max_wait_seconds``, nothing is reserved and ``PacingDeferred`` says how long: the caller hands the
-record back to the queue for that long instead of holding a worker (the writer raises a
-``TransientError`` carrying the wait). A 429 that gets through anyway (``penalize``) holds every
-later request of that mailbox in this process until its Retry-After has passed.
-
-Scope: one process. Instances of a scaled-out app each pace on their own and do not see each
-other's requests; two instances writing into the same mailbox at full speed can together exceed
-the limit, and then the 429 path (bounded Retry-After in the client, hand-back to the queue) is the
-backstop. The shares leave some room for that and for the directory and folder requests.
+"""Paces Graph requests per mailbox so the connector stays under Exchange Online's limits (10,000
+requests per 10 minutes, 150 MB of uploads per 5 minutes, per app and mailbox) instead of running
+into them: a GCRA token bucket for the requests, a sliding log for the upload bytes, a turn too far
+away handed back to the queue (``PacingDeferred``). docs/graph.md ("Throttling", "Pacing") has the
+design and its limits.
 """
 
 from __future__ import annotations
@@ -127,7 +97,7 @@ class PacerStats:
 
 
 class MailboxPacer:
-    """See the module docstring. Thread-safe; usable from any event loop."""
+    """Per-mailbox pacing (docs/graph.md, "Pacing"). Thread-safe; usable from any event loop."""
 
     def __init__(
         self,
