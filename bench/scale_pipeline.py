@@ -105,7 +105,7 @@ class HostCpu:
 
     def __enter__(self) -> HostCpu:
         from bench.scale_counting import _Counter
-        from shared.local.host_runner import HostRunner
+        from shared.local.host_runner.runner import HostRunner
 
         for name in self.HOST_CALLS:
             self._patch(HostRunner, name, "host")
@@ -169,7 +169,8 @@ def run_counted(
     from bench.soak import drain_scaled_out
     from shared.composition import get_container
     from shared.local.demo import app_settings
-    from shared.local.host_runner import HostRunner, registered_functions
+    from shared.local.host_runner.functions import registered_functions
+    from shared.local.host_runner.runner import HostRunner
     from shared.service.status import window_summary
 
     password = os.urandom(12).hex()

@@ -61,7 +61,9 @@ from shared.local.azurite import Azurite
 from shared.local.demo import app_settings
 from shared.local.graph_stand_in.server import LocalGraph
 from shared.local.graph_stand_in.store import extended_property
-from shared.local.host_runner import DrainTimeout, HostRunner, registered_functions
+from shared.local.host_runner.errors import DrainTimeout
+from shared.local.host_runner.functions import registered_functions
+from shared.local.host_runner.runner import HostRunner
 from shared.local.telemessage_server import ATTACHMENTS_PREFIX, ITEMS_PATH, Faults, LocalTeleMessage
 from shared.local.traffic import TrafficDay, generate_day
 from shared.service.reports import with_rows

@@ -131,7 +131,8 @@ def run_pipeline(
     from bench.soak import drain_scaled_out
     from shared.composition import get_container
     from shared.local.demo import app_settings
-    from shared.local.host_runner import HostRunner, registered_functions
+    from shared.local.host_runner.functions import registered_functions
+    from shared.local.host_runner.runner import HostRunner
     from shared.service.status import window_summary
 
     password = os.urandom(12).hex()

@@ -188,7 +188,8 @@ def webhook_stack(
     import function_app
     from shared.composition import get_container
     from shared.local.demo import app_settings
-    from shared.local.host_runner import HostRunner, registered_functions
+    from shared.local.host_runner.functions import registered_functions
+    from shared.local.host_runner.runner import HostRunner
     from shared.local.http_front import HttpFront
 
     secret = os.urandom(24).hex()  # never printed: it exists only for this run
@@ -382,7 +383,8 @@ def measure_webhook_throughput(
     """(i): ``bodies`` delivered, then every record archived and the day window reconciled."""
     import function_app
     from bench.soak import drain_scaled_out
-    from shared.local.host_runner import HostRunner, registered_functions
+    from shared.local.host_runner.functions import registered_functions
+    from shared.local.host_runner.runner import HostRunner
     from shared.service.status import recent_summaries
 
     traffic = webhook_bodies(bodies, tag=f"i{new_run_id()}")

@@ -16,7 +16,7 @@ from azure.storage.blob import BlobServiceClient
 
 import function_app
 from shared.composition import reset_container
-from shared.local.host_runner import HostRunner
+from shared.local.host_runner.runner import HostRunner
 from shared.service import chat_export_intake
 from tests.builders import chat_export_people
 from tests.builders import chat_export_zip as export_zip

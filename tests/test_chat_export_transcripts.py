@@ -19,7 +19,7 @@ from azure.storage.blob import BlobServiceClient
 
 import function_app
 from shared.composition import reset_container
-from shared.local.host_runner import HostRunner
+from shared.local.host_runner.runner import HostRunner
 from shared.local.telemessage_server import LocalTeleMessage
 from shared.service import chat_export_intake
 from tests.builders import chat_export_people

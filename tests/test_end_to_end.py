@@ -15,7 +15,7 @@ from shared.domain.ledger import RecordOutcome
 from shared.local.demo import DemoPaths, run_window
 from shared.local.graph_stand_in.server import LocalGraph
 from shared.local.graph_stand_in.store import extended_property
-from shared.local.host_runner import HostRunner
+from shared.local.host_runner.runner import HostRunner
 from shared.local.traffic import generate_day
 from shared.service.reports import with_rows
 from shared.service.status import window_summary

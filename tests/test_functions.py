@@ -20,7 +20,8 @@ from shared.domain.records import record_key
 from shared.domain.tasks import ItemTask, ListingTask, read_poison_queue_message
 from shared.domain.window import Window
 from shared.functions import items, listing, schedule, status
-from shared.local.host_runner import HostRunner, registered_functions
+from shared.local.host_runner.functions import registered_functions
+from shared.local.host_runner.runner import HostRunner
 from tests.builders import WINDOW_ID, record
 from tests.conftest import fast_host_json
 

@@ -26,13 +26,9 @@ from azure.storage.queue import QueueClient, TextBase64EncodePolicy
 
 from shared.local import azurite as azurite_module
 from shared.local.azurite import Azurite, AzuriteError
-from shared.local.host_runner import (
-    DrainTimeout,
-    HostRunner,
-    HostRunnerError,
-    QueueOptions,
-    parse_timespan,
-)
+from shared.local.host_runner.errors import DrainTimeout, HostRunnerError
+from shared.local.host_runner.host_json import QueueOptions, parse_timespan
+from shared.local.host_runner.runner import HostRunner
 
 integration = pytest.mark.integration
 

@@ -19,7 +19,7 @@ import pytest
 
 import function_app
 from shared.composition import get_container, reset_container
-from shared.local.host_runner import HostRunner
+from shared.local.host_runner.runner import HostRunner
 from shared.local.http_front import HttpFront
 from tests import whatsapp_cloud_builders as wa
 from tests.conftest import fast_host_json

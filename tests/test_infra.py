@@ -311,7 +311,7 @@ def code_blob_triggers() -> dict[str, dict[str, str]]:
     """Function name -> its blob trigger binding (container, path, connection, source), for every blob
     trigger the function app registers, as the host indexes them."""
     import function_app
-    from shared.local.host_runner import registered_functions
+    from shared.local.host_runner.functions import registered_functions
 
     triggers = {}
     for function in registered_functions(function_app.app):

@@ -12,7 +12,7 @@ import function_app
 from shared.cli.main import main as cli
 from shared.composition import get_container, reset_container
 from shared.domain.records import record_key
-from shared.local.host_runner import HostRunner
+from shared.local.host_runner.runner import HostRunner
 from shared.service.reports import with_rows
 from shared.service.status import window_summary
 from tests.conftest import REPO_ROOT

@@ -16,7 +16,7 @@ from shared.cli.main import main
 from shared.composition import get_container, reset_container
 from shared.domain.window import isoformat_z
 from shared.functions import report as report_function
-from shared.local.host_runner import HostRunner
+from shared.local.host_runner.runner import HostRunner
 from tests.conftest import REPO_ROOT
 
 pytestmark = pytest.mark.integration

@@ -53,7 +53,7 @@ def test_status_command_shows_a_reconciled_window_and_exits_0(local_app, capsys)
     import function_app
     from shared.cli.main import main
     from shared.composition import reset_container
-    from shared.local.host_runner import HostRunner
+    from shared.local.host_runner.runner import HostRunner
     from tests.conftest import REPO_ROOT
 
     with HostRunner(function_app.app, host_json=REPO_ROOT / "host.json",

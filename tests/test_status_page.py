@@ -222,7 +222,7 @@ def test_status_page_of_a_demo_window_renders_in_headless_chromium_fetching_noth
     chromium, local_app, tmp_path,
 ):
     import function_app
-    from shared.local.host_runner import HostRunner
+    from shared.local.host_runner.runner import HostRunner
     from shared.service.reports import with_rows
     from shared.service.status import window_summary
 

@@ -104,7 +104,7 @@ def run_chat_export(paths: DemoPaths, *, workers: int = 4) -> dict[str, Any]:
 
     import function_app
     from shared.local.azurite import Azurite
-    from shared.local.host_runner import HostRunner
+    from shared.local.host_runner.runner import HostRunner
 
     data, sidecar, media = make_export(day_anchor(paths))
     paths.mapping.write_text(f"PhoneNumber,EmailAddress\n{DESK_NUMBER},{DESK}\n", encoding="utf-8")

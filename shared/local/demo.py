@@ -140,7 +140,7 @@ def run_window(
 
 def _drive(container, *, workers: int, reports_dir: Path) -> dict[str, Any]:
     import function_app
-    from shared.local.host_runner import HostRunner
+    from shared.local.host_runner.runner import HostRunner
     from shared.service.status import window_summary
 
     before, _ = container.watermarks.read()

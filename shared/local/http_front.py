@@ -31,7 +31,7 @@ from typing import Self
 
 import azure.functions as func
 
-from shared.local.host_runner import HostRunner
+from shared.local.host_runner.runner import HostRunner
 
 __all__ = ["DEFAULT_MAX_BODY_BYTES", "HttpFront"]
 

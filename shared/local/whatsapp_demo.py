@@ -109,7 +109,7 @@ def run_whatsapp_day(paths: DemoPaths, *, seed: int = 15, workers: int = 4) -> d
 
 def _deliver_and_drain(container, day: WhatsAppDay, secrets: dict[str, str], *, workers: int) -> dict[str, Any]:
     import function_app
-    from shared.local.host_runner import HostRunner
+    from shared.local.host_runner.runner import HostRunner
     from shared.local.http_front import HttpFront
 
     with HostRunner(
