@@ -46,7 +46,7 @@ class RecordSet:
 def realistic(count: int, mailboxes: int, *, anchor: datetime | None = None, seed: int = SEED) -> RecordSet:
     """About ``count`` records of a realistic day, spread over ``mailboxes`` mailboxes."""
     from bench.soak import scale_for
-    from shared.local.traffic import generate_day
+    from shared.local.traffic.day import generate_day
 
     anchor = anchor or default_anchor()
     traffic = generate_day(anchor, seed=seed, scale=scale_for(count, seed))
@@ -69,7 +69,7 @@ def uniform(
 ) -> RecordSet:
     """``count`` text records (each with one attachment of ``attachment_bytes`` when given), the
     n-th for mailbox n mod ``mailboxes``, captured a minute apart before ``anchor``."""
-    from shared.local.traffic import _media_bytes
+    from shared.local.traffic.media import media_bytes as _media_bytes
 
     anchor = anchor or default_anchor()
     addresses = mailbox_addresses(mailboxes)

@@ -80,7 +80,7 @@ class CreateBodyWriter:
 
 
 def media_bytes(records: RecordSet) -> dict[str, bytes | None]:
-    from shared.local.traffic import _media_bytes
+    from shared.local.traffic.media import media_bytes as _media_bytes
 
     return {
         attachment_id: _media_bytes(records.seed, attachment_id, size, content_type) if captured else None

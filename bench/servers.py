@@ -155,7 +155,7 @@ class _Media:
         self.spec.update(spec)
 
     def __call__(self, attachment_id: str) -> bytes | None:
-        from shared.local.traffic import _media_bytes
+        from shared.local.traffic.media import media_bytes as _media_bytes
 
         entry = self.spec.get(attachment_id)
         if entry is None or not entry[2]:

@@ -65,7 +65,7 @@ from shared.local.host_runner.errors import DrainTimeout
 from shared.local.host_runner.functions import registered_functions
 from shared.local.host_runner.runner import HostRunner
 from shared.local.telemessage_server import ATTACHMENTS_PREFIX, ITEMS_PATH, Faults, LocalTeleMessage
-from shared.local.traffic import TrafficDay, generate_day
+from shared.local.traffic.day import TrafficDay, generate_day
 from shared.service.reports import with_rows
 from shared.service.status import window_summary
 from shared.settings import ITEMS_QUEUE

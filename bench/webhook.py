@@ -87,7 +87,7 @@ def webhook_bodies(count: int, *, numbers: int = 10, seed: int = SEED, tag: str 
     """``count`` webhook bodies of the ``MIX``, each from one of ``numbers`` business numbers, message
     ids unique to ``tag``; the media they name (made from ``seed``, as bench/servers.py serves them)."""
     from shared.local import whatsapp_bodies as wa
-    from shared.local.traffic import _media_bytes
+    from shared.local.traffic.media import media_bytes as _media_bytes
 
     rng = random.Random(f"{seed}:{tag}")
     businesses = business_numbers(numbers)

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from shared.composition import Container, get_container, reset_container
-from shared.local.traffic import TrafficDay, generate_day
+from shared.local.traffic.day import TrafficDay, generate_day
 from shared.settings import Settings
 
 REPO_ROOT = Path(__file__).resolve().parents[1]

@@ -194,7 +194,7 @@ def run_windows(out: Path) -> tuple[dict[str, Any], dict[str, str]]:
     from shared.composition import reset_container
     from shared.local.demo import DemoPaths, app_settings, run_window
     from shared.local.graph_stand_in.server import LocalGraph
-    from shared.local.traffic import generate_day
+    from shared.local.traffic.day import generate_day
 
     reports: dict[str, Any] = {}
     anchors: dict[str, str] = {}

@@ -26,7 +26,7 @@ from typing import Any
 import pytest
 
 from shared.cli.main import main
-from shared.local.traffic import TrafficDay, generate_day
+from shared.local.traffic.day import TrafficDay, generate_day
 from tests import builders
 
 REPO_ROOT = Path(__file__).resolve().parents[1]

@@ -16,7 +16,7 @@ from shared.local.demo import DemoPaths, run_window
 from shared.local.graph_stand_in.server import LocalGraph
 from shared.local.graph_stand_in.store import extended_property
 from shared.local.host_runner.runner import HostRunner
-from shared.local.traffic import generate_day
+from shared.local.traffic.day import generate_day
 from shared.service.reports import with_rows
 from shared.service.status import window_summary
 from tests.conftest import REPO_ROOT

@@ -12,7 +12,7 @@ from shared.cli.main import main
 from shared.composition import reset_container
 from shared.local.demo import DemoPaths, run_window
 from shared.local.graph_stand_in.server import LocalGraph
-from shared.local.traffic import generate_day
+from shared.local.traffic.day import generate_day
 
 pytestmark = pytest.mark.integration
 TOKEN = "local-graph-token"

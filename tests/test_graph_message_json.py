@@ -19,7 +19,7 @@ from shared.adapters.graph_requests import json_post_request, request_configurat
 from shared.domain.records import ArchiveRecord
 from shared.domain.rendered import MailAddress, read_all
 from shared.domain.rendering import render
-from shared.local.traffic import generate_day
+from shared.local.traffic.day import generate_day
 from tests.builders import ALICE, BOB, CUSTOMER, attachment, record
 
 pytestmark = [

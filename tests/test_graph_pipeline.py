@@ -19,7 +19,7 @@ from shared.domain.rendering import render
 from shared.local.demo import DemoPaths, run_window
 from shared.local.graph_stand_in.server import LocalGraph
 from shared.local.graph_stand_in.store import extended_property
-from shared.local.traffic import generate_day
+from shared.local.traffic.day import generate_day
 from shared.service.delivery import OnceOnlyMailbox
 from tests.builders import record
 

@@ -15,7 +15,7 @@ import pytest
 
 from shared.domain.records import ArchiveRecord
 from shared.domain.rendering import render
-from shared.local.traffic import generate_day
+from shared.local.traffic.day import generate_day
 
 DAY = generate_day(datetime(2026, 11, 22, 12, 0, tzinfo=UTC))
 

@@ -30,7 +30,7 @@ from shared.domain.rendered import (
     base64_mime_size,
 )
 from shared.domain.rendering import render, single_line
-from shared.local.traffic import generate_day
+from shared.local.traffic.day import generate_day
 from tests.builders import ALICE, BOB, CUSTOMER, attachment, record
 
 FREE = st.characters(exclude_categories=("Cs",))

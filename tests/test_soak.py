@@ -19,7 +19,7 @@ from shared.domain.ledger import (
     summarize,
 )
 from shared.domain.records import record_key
-from shared.local.traffic import generate_day
+from shared.local.traffic.day import generate_day
 
 ANCHOR = datetime(2026, 1, 1, tzinfo=UTC)
 MAX_ITEM_BYTES = 10 * 1024 * 1024

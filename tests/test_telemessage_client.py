@@ -21,7 +21,7 @@ from shared.adapters.telemessage import TeleMessageClient
 from shared.domain.errors import ConfigurationError, TransientError
 from shared.domain.window import Window
 from shared.local.telemessage_server import LocalTeleMessage
-from shared.local.traffic import TrafficDay, generate_day, iter_attachments
+from shared.local.traffic.day import TrafficDay, generate_day, iter_attachments
 
 ANCHOR = datetime(2024, 6, 12, 6, 0, tzinfo=UTC)
 PASSWORD = "s3cret-Pa55word!"

@@ -30,7 +30,7 @@ from shared.domain.errors import TransientError
 from shared.domain.records import ArchiveRecord, record_key
 from shared.domain.rendering import render
 from shared.domain.tasks import ItemTask, ListingTask
-from shared.local.traffic import TrafficDay, generate_day
+from shared.local.traffic.day import TrafficDay, generate_day
 from shared.service.importing import ItemImporter
 from shared.service.listing import list_slice_page
 from shared.service.mapping import MailboxMapper

@@ -14,13 +14,8 @@ import phonenumbers
 import pytest
 
 from shared.domain.records import ArchiveRecord
-from shared.local.traffic import (
-    HUGE_ATTACHMENT_SIZE,
-    INLINE_LIMIT,
-    TrafficDay,
-    generate_day,
-    iter_attachments,
-)
+from shared.local.traffic.day import TrafficDay, generate_day, iter_attachments
+from shared.local.traffic.media import HUGE_ATTACHMENT_SIZE, INLINE_LIMIT
 
 ANCHOR = datetime(2024, 6, 12, 6, 0, tzinfo=UTC)
 TEN_MB = 10 * 1024 * 1024

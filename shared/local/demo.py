@@ -88,7 +88,7 @@ def run_window(
     from the environment, the directory is Graph, and ``mapping`` should map the generated people's
     phone numbers to test mailboxes of that tenant.
     """
-    from shared.local.traffic import generate_day
+    from shared.local.traffic.day import generate_day
 
     anchor = day_anchor(paths, midnight=transcripts)
     traffic = generate_day(anchor)

@@ -79,7 +79,6 @@ class _Server(ThreadingHTTPServer):
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive, as Meta's client and the bench's use it
     timeout = 30  # a client that stops sending mid-request does not hold its thread for ever
-    server: _Server
 
     def do_GET(self) -> None:
         self._serve()
@@ -87,7 +86,9 @@ class _Handler(BaseHTTPRequestHandler):
     do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_OPTIONS = do_GET
 
     def _serve(self) -> None:
-        front = self.server.front
+        server = self.server
+        assert isinstance(server, _Server)
+        front = server.front
         method = self.command.upper()
         split = urllib.parse.urlsplit(self.path)
         found = front.runner.http_function_at(split.path)

@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Any
+from typing import Any, Self
 
 import httpx
 
@@ -97,7 +97,7 @@ class Courier:
         self._http = http or httpx.Client(timeout=httpx.Timeout(timeout), follow_redirects=False, trust_env=False)
         self._sleep = sleep
 
-    def __enter__(self) -> Courier:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,

@@ -29,10 +29,11 @@ from datetime import UTC, datetime, timedelta
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from shared.local.traffic import SOURCE_TYPES, TrafficDay, generate_day
+from shared.local.traffic.day import TrafficDay, generate_day
+from shared.local.traffic.roster import SOURCE_TYPES
 
 logger = logging.getLogger(__name__)
 
@@ -383,7 +384,6 @@ class _Server(ThreadingHTTPServer):
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive, like the real thing behind a load balancer
-    server: _Server
     _recorded: RecordedRequest
     timeout = 10  # idle keep-alive connections must not outlive a test run for long
     # Headers and body go out in separate writes; with Nagle on, each small response waits ~40 ms
@@ -393,6 +393,11 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:
         logger.debug("local TeleMessage: " + format, *args)
 
+    def _app(self) -> LocalTeleMessage:
+        server = self.server
+        assert isinstance(server, _Server)
+        return server.app
+
     def do_GET(self) -> None:
         self._handle("GET")
 
@@ -400,7 +405,7 @@ class _Handler(BaseHTTPRequestHandler):
         self._handle("POST")
 
     def _handle(self, method: str) -> None:
-        app = self.server.app
+        app = self._app()
         parts = urlsplit(self.path)
         path = parts.path
         query = {k: v[-1] for k, v in parse_qs(parts.query, keep_blank_values=True).items()}
@@ -480,7 +485,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _send(self, status: int, body: bytes, content_type: str, headers: Mapping[str, str],
               drop_after: int | None = None) -> None:
-        self.server.app._record(dataclasses.replace(self._recorded, status=status))
+        self._app()._record(dataclasses.replace(self._recorded, status=status))
         self.send_response(status)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body)))
@@ -514,7 +519,7 @@ def _ceil_ms(moment: datetime) -> int:
     return -(-micros // 1000)
 
 
-def _parse_range(header: str | None, size: int) -> tuple[int, int] | str | None:
+def _parse_range(header: str | None, size: int) -> tuple[int, int] | Literal["unsatisfiable"] | None:
     """(first, last) for a single satisfiable byte range, "unsatisfiable", or None to send it all."""
     if not header or not header.startswith("bytes=") or "," in header:
         return None

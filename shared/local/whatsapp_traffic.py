@@ -25,7 +25,8 @@ from typing import Any
 
 from shared.domain.window import utc
 from shared.local import whatsapp_bodies as wb
-from shared.local.traffic import DOMAIN, MEDIA_MAGIC
+from shared.local.traffic.media import MEDIA_MAGIC
+from shared.local.traffic.roster import DOMAIN
 
 _MINUTE = 60
 
@@ -465,7 +466,7 @@ def _coexistence(d: _Day) -> None:
                                history_context={"status": "DELIVERED"}))
     # The parser gives a placeholder an id of its own, so that the file is archived beside it.
     d.archive(f"{photo_id}:media_placeholder", biz, "history_media_placeholder")
-    chunk = wb.history_chunk(wb.thread(ingrid.wa_id, *messages), phase=1, chunk_order=3, progress=55)
+    chunk = wb.history_chunk(wb.thread(ingrid.address, *messages), phase=1, chunk_order=3, progress=55)
     d.update(d.at(17.0), biz, "history", wb.value(biz.metadata(), history=[chunk]))
     photo = wb.message("image", d.media_object("image/jpeg", caption="Statement, page 1"), message_id=photo_id,
                        at=photo_at, sender=ingrid.wa_id)
