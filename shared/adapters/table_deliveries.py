@@ -49,7 +49,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from azure.core import MatchConditions
 from azure.core.exceptions import AzureError, HttpResponseError, ResourceExistsError, ResourceNotFoundError
@@ -359,3 +359,10 @@ class TableDeliveryRecords:
         except ResourceExistsError:
             pass
         return self.client().create_entity(entity)
+
+
+if TYPE_CHECKING:
+    from shared.ports import DeliveryRecords
+
+    def _implements_the_port(records: TableDeliveryRecords) -> DeliveryRecords:
+        return records  # pyright holds the table adapter to the port (the composition root hands out its wrapper)
