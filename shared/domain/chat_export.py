@@ -31,7 +31,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Required, TypedDict
 
-DATE_ORDERS = ("dmy", "mdy", "ymd")
+from shared.domain.records import CallType, DateOrder
+
+DATE_ORDERS: tuple[DateOrder, ...] = ("dmy", "mdy", "ymd")
 
 _MARKS = frozenset("\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\ufeff\u061c")
 _SPACES = frozenset("\u202f\u00a0\u2009\u2007\u2002\u2003")
@@ -73,22 +75,21 @@ _DELETED = frozenset(phrase.casefold() for phrase in (
     "Je hebt dit bericht verwijderd", "Bu mesaj silindi", "Tämä viesti poistettiin", "تم حذف هذه الرسالة",
     "הודעה זו נמחקה", "メッセージが削除されました", "삭제된 메시지입니다",
 ))
-_MISSED_CALLS = {
-    phrase.casefold(): kind for phrase, kind in (
-        ("Missed voice call", "VOICE"), ("Missed video call", "VIDEO"), ("Missed group voice call", "VOICE"),
-        ("Missed group video call", "VIDEO"), ("Verpasster Sprachanruf", "VOICE"),
-        ("Verpasster Videoanruf", "VIDEO"), ("Llamada perdida", "VOICE"), ("Llamada de voz perdida", "VOICE"),
-        ("Videollamada perdida", "VIDEO"), ("Chamada de voz perdida", "VOICE"),
-        ("Chamada de vídeo perdida", "VIDEO"), ("Appel vocal manqué", "VOICE"), ("Appel vidéo manqué", "VIDEO"),
-        ("Chiamata vocale persa", "VOICE"), ("Videochiamata persa", "VIDEO"), ("Gemist spraakgesprek", "VOICE"),
-        ("Gemist videogesprek", "VIDEO"), ("Пропущенный аудиозвонок", "VOICE"),
-        ("Пропущенный видеозвонок", "VIDEO"), ("未接语音通话", "VOICE"), ("未接视频通话", "VIDEO"),
-        ("未接語音通話", "VOICE"), ("未接視訊通話", "VIDEO"), ("부재중 전화", "VOICE"), ("부재중 음성 통화", "VOICE"),
-        ("부재중 영상 통화", "VIDEO"), ("不在着信", "VOICE"), ("ビデオ通話の不在着信", "VIDEO"),
-        ("مكالمة صوتية فائتة", "VOICE"), ("مكالمة فيديو فائتة", "VIDEO"), ("שיחה קולית שלא נענתה", "VOICE"),
-        ("שיחת וידאו שלא נענתה", "VIDEO"),
-    )
-}
+_MISSED_CALL_PHRASES: tuple[tuple[str, CallType], ...] = (
+    ("Missed voice call", "VOICE"), ("Missed video call", "VIDEO"), ("Missed group voice call", "VOICE"),
+    ("Missed group video call", "VIDEO"), ("Verpasster Sprachanruf", "VOICE"),
+    ("Verpasster Videoanruf", "VIDEO"), ("Llamada perdida", "VOICE"), ("Llamada de voz perdida", "VOICE"),
+    ("Videollamada perdida", "VIDEO"), ("Chamada de voz perdida", "VOICE"),
+    ("Chamada de vídeo perdida", "VIDEO"), ("Appel vocal manqué", "VOICE"), ("Appel vidéo manqué", "VIDEO"),
+    ("Chiamata vocale persa", "VOICE"), ("Videochiamata persa", "VIDEO"), ("Gemist spraakgesprek", "VOICE"),
+    ("Gemist videogesprek", "VIDEO"), ("Пропущенный аудиозвонок", "VOICE"),
+    ("Пропущенный видеозвонок", "VIDEO"), ("未接语音通话", "VOICE"), ("未接视频通话", "VIDEO"),
+    ("未接語音通話", "VOICE"), ("未接視訊通話", "VIDEO"), ("부재중 전화", "VOICE"), ("부재중 음성 통화", "VOICE"),
+    ("부재중 영상 통화", "VIDEO"), ("不在着信", "VOICE"), ("ビデオ通話の不在着信", "VIDEO"),
+    ("مكالمة صوتية فائتة", "VOICE"), ("مكالمة فيديو فائتة", "VIDEO"), ("שיחה קולית שלא נענתה", "VOICE"),
+    ("שיחת וידאו שלא נענתה", "VIDEO"),
+)
+_MISSED_CALLS: dict[str, CallType] = {phrase.casefold(): kind for phrase, kind in _MISSED_CALL_PHRASES}
 _WAITING = frozenset(phrase.casefold().rstrip(".") for phrase in (
     "Waiting for this message", "Waiting for this message. This may take a while.",
     "Warten auf diese Nachricht", "Esperando el mensaje", "En attente de ce message",
@@ -193,7 +194,7 @@ class ExportMessage:
     caption: str | None = None
     poll: Poll | None = None
     location: Location | None = None
-    call_type: str | None = None  # VOICE / VIDEO, for a missed call
+    call_type: CallType | None = None  # VOICE / VIDEO, for a missed call
     clock_note: str | None = None  # a 12-hour marker beside an hour over 12: the 24-hour number is trusted
     header: str = ""  # the timestamp as printed (evidence: the raw string the time was read from)
 
@@ -208,7 +209,7 @@ class Preamble:
 @dataclass(frozen=True)
 class ParsedChat:
     lines: int
-    date_order: str
+    date_order: DateOrder
     date_order_assumed: bool
     messages: tuple[ExportMessage, ...]
     preamble: Preamble | None = None
@@ -363,7 +364,7 @@ def _header(line: str, number: int) -> _Header | None:
     )
 
 
-def _date_order(headers: list[_Header], hint: str | None) -> tuple[str, bool, str | None]:
+def _date_order(headers: list[_Header], hint: DateOrder | None) -> tuple[DateOrder, bool, str | None]:
     """(order, assumed, note). The file decides when its dates can; a handful of dates against the
     rest (a pasted line of the same shape) are outvoted and said so, never allowed to re-date it all."""
     if not headers:
@@ -390,8 +391,8 @@ def _date_order(headers: list[_Header], hint: str | None) -> tuple[str, bool, st
         note = (f"{few} timestamp(s) contradict the date order of the other {many}: they were read as text "
                 "of the message before them where their date cannot exist")
         day_first, month_first = (day_first, 0) if day_first > month_first else (0, month_first)
-    decided = "dmy" if day_first else "mdy" if month_first else ""
-    if not decided:
+    decided: DateOrder | None = "dmy" if day_first else "mdy" if month_first else None
+    if decided is None:
         if hint is None:
             raise DateOrderUndecided("the file's dates do not decide whether the day or the month comes first: "
                                      "give the date order (dmy, mdy or ymd) as the phone's region writes dates")
@@ -464,7 +465,7 @@ class _Classified(TypedDict, total=False):
     caption: str | None
     poll: Poll
     location: Location
-    call_type: str
+    call_type: CallType
 
 
 def _clean_author(value: str) -> str:

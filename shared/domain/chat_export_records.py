@@ -40,6 +40,7 @@ from shared.domain.records import (
     Deletion,
     ExportOrigin,
     LocationInfo,
+    MessageType,
     Participant,
     SystemEvent,
 )
@@ -51,7 +52,7 @@ MAX_RECIPIENTS = 1024  # the record's limit: a larger chat keeps its first 1,024
 
 _MARKS = re.compile(r"[\u200e\u200f\u202a-\u202e\u2066-\u2069\ufeff\u061c]")
 _PHONE_AUTHOR = re.compile(r"^\+?[\d\s\u00a0\u202f().-]{7,24}$")
-_KIND_TYPES = {
+_KIND_TYPES: dict[str, MessageType] = {
     "image": "IMAGE", "video": "VIDEO", "gif": "VIDEO", "audio": "AUDIO", "voice_note": "VOICE_NOTE",
     "sticker": "STICKER", "document": "DOCUMENT", "contact": "CONTACT",
 }
@@ -222,7 +223,7 @@ def _message_record(
         message_id=f"{ID_PREFIX}:{chat[:16]}:{digest[:32]}",
         source_type=SOURCE_TYPE, source=SOURCE,
         event="DELETED" if message.kind == "deleted" else "CREATED",
-        message_type=_message_type(message),  # type: ignore[arg-type]
+        message_type=_message_type(message),
         message_time=_ms(instant), archived_time=captured_ms,
         direction="OUTGOING" if sender.email == context.custodian else "INCOMING",
         owner=people.custodian, sender=sender,
@@ -235,7 +236,7 @@ def _message_record(
         else None if message.kind == "system" else message.text,
         deletion=Deletion() if message.kind == "deleted" else None,
         attachments=attachments,
-        call=CallInfo(call_type=message.call_type, result="MISSED") if message.kind == "call" else None,  # type: ignore[arg-type]
+        call=CallInfo(call_type=message.call_type, result="MISSED") if message.kind == "call" else None,
         location=LocationInfo(
             latitude=message.location.latitude, longitude=message.location.longitude, name=message.location.name,
         ) if message.location is not None else None,
@@ -283,12 +284,15 @@ def _text_key(text: str) -> str:
     return "\n".join(" ".join(line.split()) for line in plain.split("\n"))
 
 
-def _message_type(message: ExportMessage) -> str:
+_OTHER_TYPES: dict[str, MessageType] = {
+    "system": "SYSTEM", "location": "LOCATION", "call": "CALL", "placeholder": "UNSUPPORTED",
+}
+
+
+def _message_type(message: ExportMessage) -> MessageType:
     if message.kind in ("media", "contact"):
         return _KIND_TYPES.get(message.media_kind or "document", "DOCUMENT")
-    return {
-        "system": "SYSTEM", "location": "LOCATION", "call": "CALL", "placeholder": "UNSUPPORTED",
-    }.get(message.kind, "TEXT")
+    return _OTHER_TYPES.get(message.kind, "TEXT")
 
 
 def _attachment(stored: MediaFile) -> Attachment:
@@ -309,7 +313,7 @@ def _origin(context: ExportContext, parsed: ParsedChat, first: int, last: int, r
     return ExportOrigin(
         file_name=context.file_name[:500], file_sha256=context.file_sha256,
         transcript_sha256=context.transcript_sha256, first_line=first, last_line=last,
-        time_zone=context.time_zone, local_time=local_time, time_note=time_note, date_order=parsed.date_order,  # type: ignore[arg-type]
+        time_zone=context.time_zone, local_time=local_time, time_note=time_note, date_order=parsed.date_order,
         date_order_assumed=parsed.date_order_assumed, author_as_printed=author, occurrence=occurrence,
         chat_name=context.chat_name, edited=edited, raw=raw,
     )
@@ -349,7 +353,7 @@ def _unreferenced_record(stored: MediaFile, context: ExportContext, parsed: Pars
     digest = hashlib.sha256(f"{stored.name}\0{stored.sha256}".encode()).hexdigest()
     record = ArchiveRecord(
         message_id=f"{ID_PREFIX}:{chat[:16]}:file:{digest[:32]}", source_type=SOURCE_TYPE, source=SOURCE,
-        message_type=_KIND_TYPES[media_kind], message_time=_ms(moment), archived_time=captured_ms,  # type: ignore[arg-type]
+        message_type=_KIND_TYPES[media_kind], message_time=_ms(moment), archived_time=captured_ms,
         owner=people.custodian, sender=people.unknown_sender,
         recipients=people.recipients_of(people.unknown_sender, context.chat_name, group), group_message=group,
         dialog_group_id=f"export-{chat}" if group else None,
@@ -367,7 +371,7 @@ def _file_time(name: str, zone: ZoneInfo) -> datetime | None:
     try:
         if found := _IOS_FILE_TIME.match(name):
             parts = [int(p) for p in found.groups()]
-            return datetime(*parts, tzinfo=zone).astimezone(UTC)  # type: ignore[misc]
+            return datetime(*parts, tzinfo=zone).astimezone(UTC)
         if found := _ANDROID_FILE_DAY.match(name):
             year, month, day = (int(p) for p in found.groups())
             return datetime(year, month, day, tzinfo=zone).astimezone(UTC)

@@ -93,8 +93,12 @@ class Deletion(_Model):
     deleted_time: EpochMillis | None = None
 
 
+CallType = Literal["VOICE", "VIDEO"]
+DateOrder = Literal["dmy", "mdy", "ymd"]  # how a chat export writes its dates (day, month, year first)
+
+
 class CallInfo(_Model):
-    call_type: Literal["VOICE", "VIDEO"] | None = None
+    call_type: CallType | None = None
     result: Literal["ANSWERED", "MISSED", "REJECTED", "CANCELLED", "FAILED"] | None = None
     start_time: EpochMillis | None = None
     end_time: EpochMillis | None = None
@@ -197,7 +201,7 @@ class ExportOrigin(_Model):
     time_zone: Annotated[str, StringConstraints(min_length=1, max_length=64)]
     local_time: str | None = None  # the timestamp as printed in the file
     time_note: str | None = None  # a DST gap or repeat, or a clock marker that did not fit
-    date_order: Literal["dmy", "mdy", "ymd"] | None = None
+    date_order: DateOrder | None = None
     date_order_assumed: bool = False
     author_as_printed: str | None = None
     occurrence: Annotated[int, Field(ge=0)] = 0  # among identical lines of the same minute
