@@ -8,9 +8,9 @@
 # make scale  install everything, then measure the connector at a bank's volume (issue 16): storage operations
 #             and dollars per archived pair, CPU per record, peak memory over a big window, Azure's limits
 #             (about ten minutes; options: make scale SCALE_ARGS="--quick" or "--json", see python -m bench.scale --help)
-# make lint   ruff
-# make types  pyright (pinned in package.json; settings in pyproject.toml): standard everywhere, strict on
-#             shared/domain and shared/service. Not yet clean: it joins `make lint` once it reports no error.
+# make lint   ruff, then pyright (`make types`); CI runs it before the tests and fails on any finding
+# make types  pyright alone (pinned in package.json; settings in pyproject.toml): standard everywhere, strict
+#             on shared/domain and shared/service, so adapters and fakes cannot drift from their ports
 # make audit  known vulnerabilities in every pinned requirements file and what they pull in (scripts/pip-audit;
 #             accepted ones, each with its reason and review date, in .ci/pip-audit-exceptions.toml)
 
@@ -36,6 +36,7 @@ scale: install
 
 lint: install
 	$(PY) -m ruff check .
+	node_modules/.bin/pyright
 
 types: install
 	node_modules/.bin/pyright
