@@ -1,6 +1,6 @@
 """The records the benchmark archives.
 
-- ``realistic``: a day of shared/local/traffic.py's traffic (texts, photos, voice notes, documents,
+- ``realistic``: a day of shared/local/traffic/'s traffic (texts, photos, voice notes, documents,
   calls, reactions, edits, deletes, the showcase corner cases), with each record's chat owner
   re-addressed to one of ``mailboxes`` benchmark mailboxes in turn, so that one run spreads the same
   realistic mix evenly over 1 or 50 mailboxes. Every other participant is an outsider (no e-mail,

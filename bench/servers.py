@@ -15,7 +15,7 @@ parent drives them through a socket pair:
     ServerProcess(graph=..., meta=MetaFeed(token, spec, seed))   # Meta's media endpoints: servers.meta_url
 
 Attachment bytes are made on demand from a spec ``{attachmentId: (size, contentType, captured)}``
-and a seed, exactly as shared/local/traffic.py makes them, so a 100 MB attachment costs nothing
+and a seed, exactly as shared/local/traffic/ makes them, so a 100 MB attachment costs nothing
 until it is downloaded and nothing crosses the pipe but the spec.
 """
 

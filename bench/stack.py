@@ -1,7 +1,7 @@
 """The benchmark's local stack, built from the soak's and the demo's parts: Azurite from
 node_modules (shared/local/azurite.py), the local Graph and TeleMessage in a process of their own
 (bench/servers.py), app settings through shared.local.demo.app_settings, and the registered
-functions of function_app.py under the host-like runner (shared/local/host_runner.py).
+functions of function_app.py under the host-like runner (shared/local/host_runner/).
 
 ``run_pipeline`` is one window end to end, timed in two phases: the timer and the listing
 function until the items queue holds every record (listing and enqueueing, figure d), then the

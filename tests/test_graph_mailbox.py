@@ -2,7 +2,7 @@
 
 Everything below goes through the real msgraph-sdk client (kiota middleware, serialisation,
 error mapping) built by build_graph_client; only Exchange Online is replaced, by LocalGraph
-(shared/local/graph_server.py), whose own behaviour is checked at the end with plain HTTP.
+(shared/local/graph_stand_in/), whose own behaviour is checked at the end with plain HTTP.
 """
 
 from __future__ import annotations

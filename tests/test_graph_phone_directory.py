@@ -1,5 +1,5 @@
 """GraphPhoneDirectory against LocalGraph: the Entra ID phone index, through the real msgraph-sdk
-client on loopback (build_graph_client), with the directory listing served by shared/local/graph_server.py."""
+client on loopback (build_graph_client), with the directory listing served by shared/local/graph_stand_in/."""
 
 from __future__ import annotations
 
