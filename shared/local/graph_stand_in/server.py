@@ -300,7 +300,7 @@ class LocalGraph:
             if self.latency_seconds:
                 time.sleep(self.latency_seconds)
             self._faults.wait_at_barrier(operation)
-            fault = self._faults.take(method, split.path)
+            fault = self._take_fault(method, split.path)
             if fault is not None and not fault.after_execution:
                 raise fault_error(fault)
             status, payload, extra = self._dispatch(operation, segments, query, headers, body)
@@ -320,6 +320,10 @@ class LocalGraph:
         finally:
             if in_flight:
                 self._throttle.leave(mailbox)
+
+    def _take_fault(self, method: str, path: str) -> Fault | None:
+        """The scripted fault this request meets, if any (bench/soak.py counts them by overriding this)."""
+        return self._faults.take(method, path)
 
     def _check_auth(self, headers: Any) -> None:
         value = headers.get("Authorization") or ""
