@@ -106,26 +106,32 @@ def png_size_and_pixels(data: bytes) -> tuple[int, int, bytes]:
 
 # -- where each character was laid out ---------------------------------------------------------------------------
 
-# Runs in the page after it is parsed: for every block marked data-probe (or, without any, every p, td,
-# th, li, h1-h4, title-like div and pre line), each character's box, as JSON in a <pre> the dump carries.
+# Runs in the page after it is parsed: for every block marked data-probe (or, without any, every p, li,
+# h1-h4, div and pre, and every table row as its label: the th's text names the td's), each character's
+# box, as JSON in a <pre> the dump carries.
 _PROBE = """<script>
 (() => {
   const marked = document.querySelectorAll('[data-probe]');
-  const blocks = marked.length ? marked : document.querySelectorAll('p, td, th, li, h1, h2, h3, h4, pre, div');
+  const blocks = marked.length ? marked : document.querySelectorAll('p, tr, li, h1, h2, h3, h4, pre, div');
   const out = [];
   for (const block of blocks) {
     const chars = [];
-    const walker = document.createTreeWalker(block, NodeFilter.SHOW_TEXT);
+    const row = block.tagName === 'TR' && block.querySelector('th') && block.querySelector('td');
+    const walker = document.createTreeWalker(row ? block.querySelector('td') : block, NodeFilter.SHOW_TEXT);
     let node;
     while ((node = walker.nextNode())) {
-      for (let i = 0; i < node.data.length; i++) {
+      let i = 0;
+      for (const char of node.data) {  // by code point: an emoji is one character, not two halves
         const range = document.createRange();
-        range.setStart(node, i); range.setEnd(node, i + 1);
+        range.setStart(node, i); range.setEnd(node, i + char.length);
         const box = range.getBoundingClientRect();
-        chars.push([node.data[i], box.left, box.top, box.width]);
+        chars.push([char, box.left, box.top, box.width]);
+        i += char.length;
       }
     }
-    out.push({probe: block.getAttribute('data-probe') || block.tagName.toLowerCase(), chars});
+    const probe = block.getAttribute('data-probe') || (row ? block.querySelector('th').textContent
+                                                             : block.tagName.toLowerCase());
+    out.push({probe, chars});
   }
   const pre = document.createElement('pre');
   pre.id = 'layout-probe';
@@ -144,6 +150,8 @@ class Line:
 
     probe: str
     text: str
+    left: float  # px from the page's left edge to the line's first character
+    right: float  # ... and to the end of its last
 
     def left_of(self, first: str, second: str) -> bool:
         """Whether ``first`` (as it appears on screen) sits wholly left of ``second`` on this line."""
@@ -170,15 +178,17 @@ def laid_out_lines(binary: str, profile: Path, page: str) -> list[Line]:
     for block in json.loads(html.unescape(found.group(1))):
         # Scripts sit at different heights in one line box (Arabic and Latin glyphs come from different
         # fonts), so a line is every character whose top lies within half a line of the line's first.
-        rows: list[tuple[float, list[tuple[float, str]]]] = []
+        rows: list[tuple[float, list[tuple[float, float, str]]]] = []
         for char, left, top, width in sorted(block["chars"], key=lambda c: c[2]):
             if _INVISIBLE.match(char) or (width == 0 and not char.strip()):
                 continue
             if not rows or top - rows[-1][0] > _HALF_LINE:
                 rows.append((top, []))
-            rows[-1][1].append((left, char))
+            rows[-1][1].append((left, width, char))
         for _, row in rows:
-            lines.append(Line(block["probe"], "".join(char for _, char in sorted(row, key=lambda pair: pair[0]))))
+            row.sort(key=lambda box: box[0])
+            text = "".join(char for _, _, char in row)
+            lines.append(Line(block["probe"], text, row[0][0], max(left + width for left, width, _ in row)))
     return lines
 
 

@@ -5,6 +5,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from shared.domain.bidi import strip_isolates
 from shared.domain.errors import PoisonReason, TransientError
 from shared.domain.ledger import RecordOutcome, summarize
 from shared.domain.records import record_key
@@ -275,7 +276,7 @@ def test_a_reply_quotes_the_text_of_the_record_it_answers_when_it_was_listed():
     imp.import_raw(raw(record("a-1", textContent="Confirmed.", replyToMessageId="q-1")))
     imp.import_raw(raw(record("a-2", textContent="And this?", replyToMessageId="never-listed")))
     answered = boxes.items["alice@contoso.example"]
-    assert "In reply to: “Can you confirm the trade?”" in answered["a-1"].text_body
+    assert "In reply to: “Can you confirm the trade?”" in strip_isolates(answered["a-1"].text_body)
     assert "In reply to record: q-1" in answered["a-1"].text_body
     assert "In reply to:" not in answered["a-2"].text_body  # unknown parent: the id alone
     assert "In reply to record: never-listed" in answered["a-2"].text_body

@@ -2,6 +2,7 @@ from email import message_from_bytes
 from email.policy import default
 from email.utils import parsedate_to_datetime
 
+from shared.domain.bidi import isolate, ltr, strip_isolates
 from shared.domain.records import ArchiveRecord
 from shared.domain.rendering import render, sanitize_file_name
 from tests.builders import ALICE, BASE_TIME, CUSTOMER, attachment, record
@@ -21,7 +22,7 @@ def test_eml_carries_the_original_time_ids_and_participants():
     assert msg["X-Archive-Item-Id"] == "id-42"
     assert "alice@contoso.example" in msg["From"]
     assert "+12025550143@whatsapp.invalid" in msg["To"]
-    assert msg["Subject"].startswith("WhatsApp message from Alice Smith (+447700900001)")
+    assert msg["Subject"].startswith(f"WhatsApp message from {isolate('Alice Smith')} ({ltr('+447700900001')})")
 
 
 def test_message_text_is_escaped_in_html_and_never_reaches_a_header():
@@ -70,13 +71,21 @@ def test_deleted_and_edited_records_are_flagged_in_subject():
 def test_missed_call_subject_and_details():
     item = rendered(record(messageType="CALL", textContent=None, sender=CUSTOMER, recipients=[ALICE],
                            call={"callType": "VOICE", "result": "MISSED", "startTime": BASE_TIME}))
-    assert "WhatsApp call (missed) from Carla Customer" in item.subject
+    assert "WhatsApp call (missed) from Carla Customer" in strip_isolates(item.subject)
     assert "Voice call, outgoing, missed" in item.text_body
+
+
+def test_thread_topic_names_the_chat_exactly_as_before_without_isolates():
+    # Outlook threads on Thread-Topic exactly: no isolate, and no space where one was taken out.
+    direct = rendered(record(sender=ALICE, recipients=[CUSTOMER]))
+    group = rendered(record(groupMessage=True, dialogGroupName="Deal team"))
+    assert direct.conversation_topic == "WhatsApp: Carla Customer (+12025550143)"
+    assert group.conversation_topic == "WhatsApp: Deal team (group)"
 
 
 def test_long_subjects_are_shortened_cleanly():
     item = rendered(record(groupMessage=True, dialogGroupName="word " * 100))
-    assert len(item.subject) <= 200 and item.subject.endswith("…")
+    assert len(item.subject) <= 200 and strip_isolates(item.subject).endswith("…")
 
 
 def test_empty_or_hidden_file_names_get_a_generated_one():
@@ -94,7 +103,8 @@ def test_contact_cards_are_listed_and_attached_as_vcf_with_text_escaped():
     text = part.get_content()
     assert "FN:Dana\\; Ops\\, Team\\nLead" in text and "TEL:+447700900123" in text
     assert text.startswith("BEGIN:VCARD") and text.rstrip().endswith("END:VCARD")
-    assert "Contact card: Dana; Ops, Team\nLead – +447700900123, dana@example.com" in item.text_body
+    assert (f"Contact card: {isolate('Dana; Ops, Team\nLead')} – {ltr('+447700900123')}, dana@example.com"
+            in item.text_body)
     assert "generated from the shared contact card" in item.text_body
     assert not item.partially_imported
 
@@ -133,7 +143,7 @@ def test_system_events_read_as_words_a_reviewer_understands():
     item = rendered(record(messageType="SYSTEM", textContent=None, groupMessage=True, dialogGroupName="Deal team",
                            system={"eventType": "PARTICIPANT_ADDED", "description": "Bob was added"}))
     assert "Group event: Participant added" in item.text_body and "Bob was added" in item.text_body
-    assert item.subject.startswith("WhatsApp group event from Alice Smith")
+    assert strip_isolates(item.subject).startswith("WhatsApp group event from Alice Smith")
 
 
 def test_a_huge_participant_name_is_capped_in_headers_and_renders_quickly():
@@ -147,5 +157,6 @@ def test_a_huge_participant_name_is_capped_in_headers_and_renders_quickly():
     item = render(ArchiveRecord.model_validate(record(sender=giant)), {})
     item.to_mime_bytes()
     name, _, phone = item.sender.display_name.rpartition(" ")
-    assert len(name) <= 120 and name.endswith("…") and phone == "(+447700900001)"
+    assert len(strip_isolates(name)) <= 120 and strip_isolates(name).endswith("…")
+    assert phone == f"({ltr('+447700900001')})"
     assert time.perf_counter() - started < 30  # a guard against hanging, not a benchmark

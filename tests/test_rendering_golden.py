@@ -28,6 +28,13 @@ EXPECTED_PHRASES = {
 }
 
 
+def one_encoded_word(header: str, address: str) -> bool:
+    """Whether the display name before ``address`` in a raw address header is one encoded word (or none)."""
+    unfolded = " ".join(header.split())
+    before = unfolded[: unfolded.index(f"<{address}>")].rsplit(",", 1)[-1]
+    return before.count("=?") <= 1
+
+
 def media(record: dict) -> dict:
     return {a["attachmentId"]: DAY.attachment_bytes(a["attachmentId"]) for a in record.get("attachments", [])}
 
@@ -57,13 +64,21 @@ def test_every_record_reads_back_the_same_in_both_parsers(data):
     assert stdlib["Thread-Topic"] == other.headers["Thread-Topic"] == item.conversation_topic
     if record.event != "CREATED":
         assert item.subject.startswith(f"{record.event} – ")
-    # Parties: From is the sender, To every recipient, with their names exactly.
+    # Parties: From is the sender, To every recipient, with their names exactly (isolates included).
     assert stdlib["From"].addresses[0].addr_spec == other.from_[0][1] == item.sender.address
-    assert stdlib["From"].addresses[0].display_name == other.from_[0][0] == item.sender.display_name
+    assert other.from_[0][0] == item.sender.display_name
     assert [a.addr_spec for a in stdlib["To"].addresses] == [addr for _, addr in other.to] == [
         r.address for r in item.recipients]
-    assert [a.display_name for a in stdlib["To"].addresses] == [name for name, _ in other.to] == [
-        r.display_name for r in item.recipients]
+    assert [name for name, _ in other.to] == [r.display_name for r in item.recipients]
+    # Python 3.13.0 keeps the space between two encoded words of a display name (gh-128110): it is
+    # held to the names written as one encoded word, and to the rest but for those spaces.
+    written = message_from_bytes(raw, policy=compat32)
+    for header, people in (("From", (item.sender,)), ("To", item.recipients)):
+        for address, person in zip(stdlib[header].addresses, people, strict=True):
+            if one_encoded_word(written[header], person.address):
+                assert address.display_name == person.display_name
+            else:
+                assert address.display_name.replace(" ", "") == person.display_name.replace(" ", "")
     # The original WhatsApp time, not the capture or import time: to the second in Date (RFC 5322
     # has no finer unit), to the millisecond in the body.
     to_the_second = record.sent_at.replace(microsecond=0)

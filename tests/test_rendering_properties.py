@@ -9,10 +9,11 @@ import tempfile
 from dataclasses import replace
 from email import message_from_bytes
 from email.policy import default
+from html.parser import HTMLParser
 from pathlib import Path
 
 import mailparser
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from shared.adapters.local_files import EmlMailbox
@@ -49,8 +50,38 @@ def build(text, name, group, file_name, data, message_id="p-1"):
     return render(ArchiveRecord.model_validate(rec), {"a1": data})
 
 
+class _Nesting(HTMLParser):
+    """Every element's start and end tags, checked to nest properly."""
+
+    VOID = frozenset({"meta", "hr"})
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.open: list[str] = []
+        self.broken: list[str] = []
+
+    def handle_starttag(self, tag, attrs):
+        if tag not in self.VOID:
+            self.open.append(tag)
+
+    def handle_endtag(self, tag):
+        if not self.open or self.open.pop() != tag:
+            self.broken.append(tag)
+
+
+def assert_tags_nest(html: str) -> None:
+    parser = _Nesting()
+    parser.feed(html)
+    parser.close()
+    assert not parser.broken and not parser.open, (parser.broken, parser.open)
+
+
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(text=free_text, name=free_text, group=free_text, file_name=free_text, data=st.binary(max_size=2048))
+# Directional controls of every kind in what participants send, unbalanced too: the isolates the
+# rendering adds must still nest.
+@example(text="a\u2067b\u2069c \u2068d \u2069\u2069 \u2066e \u202bf", name="\u2067\u2066Ali\u2069",
+         group="\u2068Deal", file_name="\u2069x\u202e.pdf", data=b"")
 def test_no_input_becomes_a_header_or_markup_and_attachments_stay_exact(text, name, group, file_name, data):
     item = build(text, name, group, file_name, data)
     raw = item.to_mime_bytes()
@@ -64,7 +95,15 @@ def test_no_input_becomes_a_header_or_markup_and_attachments_stay_exact(text, na
     # No markup injection: the HTML holds no tag that came from the input.
     html = message.get_body(("html",)).get_content()
     tags = set(re.findall(r"<\s*([a-zA-Z][a-zA-Z0-9]*)", html))
-    assert tags <= {"html", "head", "meta", "title", "body", "table", "tr", "th", "td", "hr", "p", "h4", "ul", "li"}
+    assert tags <= {"html", "head", "meta", "title", "body", "table", "tr", "th", "td", "hr", "p", "h4", "ul", "li",
+                    "bdi", "span"}
+    # Isolates become <bdi> and <span dir="ltr"> (shared/domain/bidi.py): no attribute comes from the
+    # input, and the elements nest. A right-to-left isolate the sender wrote becomes <span dir="rtl">.
+    spans = set(re.findall(r"<\s*span\b[^>]*>", html))
+    allowed = {'<span dir="ltr">', '<span dir="rtl">'} if "\u2067" in text else {'<span dir="ltr">'}
+    assert spans <= allowed, spans
+    assert set(re.findall(r"<\s*bdi\b[^>]*>", html)) <= {"<bdi>"}
+    assert_tags_nest(html)
 
     # Byte-exact attachment, with a safe name.
     [part] = list(message.iter_attachments())

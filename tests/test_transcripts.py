@@ -12,6 +12,7 @@ from zoneinfo import ZoneInfo
 import mailparser
 import pytest
 
+from shared.domain.bidi import isolate, strip_isolates
 from shared.domain.errors import TransientError
 from shared.domain.ledger import summarize
 from shared.domain.records import ArchiveRecord
@@ -143,7 +144,8 @@ def test_each_chat_day_becomes_one_item_per_mailbox_with_its_records_in_order():
     first_day = next(
         item for item in rig.boxes.items["bob@contoso.example"].values() if "2026-11-21" in item.subject
     )
-    assert first_day.subject.startswith("WhatsApp transcript 2026-11-21 (UTC), 2 records: Deal team (group)")
+    assert strip_isolates(first_day.subject).startswith(
+        "WhatsApp transcript 2026-11-21 (UTC), 2 records: Deal team (group)")
     body = first_day.text_body
     assert body.index("first") < body.index("second") and "next day" not in body
     assert first_day.sent_at == DAY_START + timedelta(hours=9)
@@ -188,8 +190,8 @@ def test_a_record_captured_after_its_day_was_composed_goes_into_part_two():
     assert rig.summary(second).reconciled
     subjects = [item.subject for item in rig.boxes.items["bob@contoso.example"].values()]
     assert subjects == [
-        "WhatsApp transcript 2026-11-21 (UTC), 1 record: Deal team (group)",
-        "WhatsApp transcript 2026-11-21 (UTC), 1 record, part 2: Deal team (group)",
+        f"WhatsApp transcript 2026-11-21 (UTC), 1 record: {isolate('Deal team')} (group)",
+        f"WhatsApp transcript 2026-11-21 (UTC), 1 record, part 2: {isolate('Deal team')} (group)",
     ]
     parts = rig.store.parts(Bucket(DAY, next(iter(rig.store.part_manifests))[0].chat_id))
     assert [len(p.records) for p in parts] == [1, 1] and all(p.completed for p in parts)
@@ -326,6 +328,12 @@ def _part(records: list[dict]) -> tuple[TranscriptPart, list[TranscriptEntry]]:
     return part, [TranscriptEntry(r, media) for r in parsed]
 
 
+def test_a_one_to_one_transcripts_thread_topic_names_the_chat_without_isolates():
+    part, entries = _part([chat_record("d-1", DAY_START + timedelta(hours=10), group=None, recipients=[CUSTOMER])])
+    item = render_transcript(part, entries, zone=UTC_ZONE)
+    assert item.conversation_topic == "WhatsApp: Carla Customer (+12025550143)"
+
+
 def test_a_transcript_reads_back_with_both_mail_parsers():
     part, entries = _part([
         chat_record("m-1", DAY_START + timedelta(hours=8), textContent="שלום <b>bold</b> 👋"),
@@ -342,7 +350,8 @@ def test_a_transcript_reads_back_with_both_mail_parsers():
     raw = item.to_mime_bytes()
     message = message_from_bytes(raw, policy=default)
     assert message["Subject"] == (
-        "WhatsApp transcript 2026-11-21 (UTC), 4 records, includes DELETED and EDITED: Deal team (group)"
+        "WhatsApp transcript 2026-11-21 (UTC), 4 records, includes DELETED and EDITED: "
+        f"{isolate('Deal team')} (group)"
     )
     assert message["From"].addresses[0].username.startswith("chat-")
     to = {a.username + "@" + a.domain for a in message["To"].addresses}
@@ -351,7 +360,7 @@ def test_a_transcript_reads_back_with_both_mail_parsers():
     text = message.get_body(("plain",)).get_content()
     order = [text.index(f"Record id: m-{i}") for i in range(1, 5)]
     assert order == sorted(order)
-    assert "EDITED message from Bob Jones" in text and "The message m-1 was edited. New text:" in text
+    assert "EDITED message from Bob Jones" in strip_isolates(text) and "The message m-1 was edited. New text:" in text
     assert "DELETED message from" in text and "deleted for everyone at 2026-11-21T09:00:00.000Z" in text
     assert "MEDIA NOT CAPTURED" in text and "003-photo.jpg" in text
     html = message.get_body(("html",)).get_content()

@@ -18,6 +18,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from shared.domain.bidi import isolate, ltr, strip_isolates
 from shared.domain.records import ArchiveRecord, record_key
 from shared.domain.rendered import RenderedItem
 from shared.domain.rendering import render
@@ -125,8 +126,9 @@ def test_every_message_type_becomes_one_record_that_validates_and_renders_in_a_r
     assert record.message_time == int(item["timestamp"]) * 1000
     assert record.captured_at == wa.RECEIVED_AT.replace(microsecond=250_000)
     item_ = rendered(data)
+    text, subject = strip_isolates(item_.text_body), strip_isolates(item_.subject)
     for phrase in phrases:
-        assert phrase in item_.text_body or phrase in item_.subject, (phrase, item_.subject, item_.text_body)
+        assert phrase in text or phrase in subject, (phrase, subject, text)
     mail = message_from_bytes(item_.to_mime_bytes(), policy=default)
     assert mail["X-Archive-Item-Id"] == item["id"]
     assert mail["X-Archive-Source"] == "WHATSAPP_BUSINESS_PLATFORM"
@@ -141,7 +143,7 @@ def test_inbound_messages_go_from_the_customer_to_the_business_number_which_owns
     assert record.sender.wa_id == wa.CUSTOMER
     assert [r.phone for r in record.recipients] == [EMPLOYEE]
     item = rendered(record.model_dump(by_alias=True))
-    assert item.sender.display_name == f"{wa.CUSTOMER_NAME} ({CUSTOMER})"
+    assert item.sender.display_name == f"{isolate(wa.CUSTOMER_NAME)} ({ltr(CUSTOMER)})"
 
 
 def test_the_business_is_known_by_its_phone_number_id_when_the_display_number_is_missing():
@@ -164,7 +166,7 @@ def test_customers_carry_their_user_id_and_username_and_a_username_user_without_
     record = ArchiveRecord.model_validate(data)
     assert record.sender.phone is None and record.sender.user_id == wa.CUSTOMER_USER_ID
     sender = rendered(data).sender
-    assert sender.display_name == f"Carla (@carla.c, user id {wa.CUSTOMER_USER_ID})"
+    assert sender.display_name == f"{isolate('Carla')} ({isolate(f'@carla.c, user id {wa.CUSTOMER_USER_ID}')})"
     assert sender.address.endswith("@whatsapp.invalid")
     assert rendered(data).sender == rendered(only_record(wa.inbound(
         wa.message("text", wa.text("again"), n=2, sender=None, from_user_id=wa.CUSTOMER_USER_ID),
@@ -259,7 +261,8 @@ def test_a_reply_points_at_the_quoted_message_and_quotes_it_when_it_is_archived(
     item = wa.message("text", wa.text("Yes"), context={"from": wa.BUSINESS, "id": wa.wamid(50)})
     data = only_record(wa.inbound(item))
     assert data["replyToMessageId"] == wa.wamid(50)
-    assert "In reply to: “Here is the term sheet”" in rendered(data, replied_text="Here is the term sheet").text_body
+    body = rendered(data, replied_text="Here is the term sheet").text_body
+    assert "In reply to: “Here is the term sheet”" in strip_isolates(body)
 
 
 @pytest.mark.parametrize(("context", "fact"), [({"forwarded": True}, "Forwarded: yes"),
@@ -276,7 +279,7 @@ def test_an_ad_referral_and_a_catalogue_question_are_shown():
                                "referred_product": {"catalog_id": "cat-900", "product_retailer_id": "sku-1"}})
     data = only_record(wa.inbound(item))
     assert data["referral"]["ctwaClid"] == "clid-abc" and data["referral"]["welcomeText"] == "Hi! How can we help?"
-    body = rendered(data).text_body
+    body = strip_isolates(rendered(data).text_body)
     for phrase in ("Started from a Click-to-WhatsApp ad: “Spring offer”", "Open an account in minutes",
                    "Ad link: https://fb.example/ad/123", "Ad id: ad-123", "Asked about catalogue item sku-1 "
                    "(catalogue cat-900)"):
@@ -300,7 +303,8 @@ def test_echoes_are_what_the_employee_sent_from_the_business_app():
     assert [r.phone for r in record.recipients] == [CUSTOMER]
     assert record.recipients[0].display_name == wa.CUSTOMER_NAME
     item = rendered(data)
-    assert item.subject.startswith(f"WhatsApp message from ({EMPLOYEE}) to {wa.CUSTOMER_NAME} ({CUSTOMER})")
+    assert item.subject.startswith(
+        f"WhatsApp message from ({ltr(EMPLOYEE)}) to {isolate(wa.CUSTOMER_NAME)} ({ltr(CUSTOMER)})")
     assert data["whatsappCloud"]["field"] == "smb_message_echoes"
 
 
@@ -586,7 +590,7 @@ def test_a_days_transcript_of_business_platform_records_says_each_in_a_reviewers
                    "3. 09:30:03 system message from", "System message: Phone number changed",
                    "4. 09:30:04 interactive reply from", "Submitted the form “flow”",
                    "Source: WhatsApp Business Platform (Meta webhook)"):
-        assert phrase in item.text_body, phrase
+        assert phrase in strip_isolates(item.text_body), phrase
     assert [a.file_name for a in item.attachments] == ["002-voice-note-9004.ogg", "004-flow-response.json"]
 
 

@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 
 import pytest
 
+from shared.domain.bidi import strip_isolates
 from shared.domain.ledger import (
     MailboxResult,
     MappingRule,
@@ -148,7 +149,7 @@ def test_every_kind_of_send_the_api_takes_becomes_one_record():
         "contacts": "CONTACT", "location": "LOCATION", "template": "TEMPLATE", "interactive": "INTERACTIVE",
         "reaction": "REACTION", "document": "DOCUMENT"}
     assert kinds["location"].location.latitude == 51.5072
-    text = render(kinds["template"], {}).text_body
+    text = strip_isolates(render(kinds["template"], {}).text_body)
     assert "Sent the message template “order_confirmation” (language en_GB)" in text
     assert "body: A-1043 | £1,250.00" in text and "template message" in text
     assert "Provenance: reported by the firm's sending application" in text

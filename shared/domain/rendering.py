@@ -1,8 +1,10 @@
 """An archive record rendered as one archive email (first version).
 
 Message text is data, never markup: it is escaped in HTML and never reaches a header with a
-control character in it. Every writer serialises the same RenderedItem, so the .eml and the
-Graph item say the same thing.
+control character in it. What a participant or a chat says is isolated wherever it stands next to
+our words, and phone numbers read left to right (shared/domain/bidi.py; docs/rendering.md, "Right
+to left"). Every writer serialises the same RenderedItem, so the .eml and the Graph item say the
+same thing.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import unicodedata
 from collections.abc import Mapping
 from decimal import Decimal
 
+from shared.domain.bidi import balanced, isolate, ltr, strip_isolates, to_html
 from shared.domain.phones import normalize_participant_phone
 from shared.domain.recapture import Recapture
 from shared.domain.records import (
@@ -97,7 +100,8 @@ def render(
     listed = [attachment_facts(a) for a in attachments]  # the custody lines, in both bodies
     sent_at = record.sent_at
     key = recapture.key if recapture is not None else record_key(record.message_id)
-    topic = single_line(f"WhatsApp: {chat}")
+    # Outlook threads on the topic exactly: the words items of this chat always had, no isolate.
+    topic = single_line(strip_isolates(f"WhatsApp: {chat}"))
     return RenderedItem(
         # The id the mailbox finds the item by: a re-capture's must not find the earlier item.
         record_id=record.message_id if recapture is None else f"{record.message_id}#{recapture.key[-16:]}",
@@ -191,14 +195,16 @@ def _participant_address(
     # A name is a label, not evidence (the claim check keeps it whole): capped, so a megabyte of
     # "name" cannot make header folding crawl.
     cleaned = shorten(single_line(name), MAX_NAME_LENGTH) if name else ""
-    label_parts = [cleaned] if cleaned else []
+    # The name is isolated and the number forced left to right, so an Arabic or Hebrew name cannot
+    # pull the brackets and the "+" into its run, whatever direction the reader's screen has.
+    label_parts = [isolate(cleaned)] if cleaned else []
     platform_ids = _platform_ids(username, user_id, phone_number_id)
     if phone:
-        label_parts.append(f"({phone})")
+        label_parts.append(f"({ltr(phone)})")
     elif raw_phone:
-        label_parts.append(f"({single_line(raw_phone)})")
+        label_parts.append(f"({ltr(single_line(raw_phone))})")
     elif platform_ids:
-        label_parts.append(f"({shorten(single_line(', '.join(platform_ids)), MAX_NAME_LENGTH)})")
+        label_parts.append(f"({isolate(shorten(single_line(', '.join(platform_ids)), MAX_NAME_LENGTH))})")
     email = (raw_email or "").strip()
     if email and _SIMPLE_ADDRESS.match(email):
         address = email.lower()
@@ -236,6 +242,12 @@ def single_line(text: str) -> str:
     """Text fit for a header: control and bidi-override characters removed, whitespace folded."""
     cleaned = _CONTROL.sub(" ", unicodedata.normalize("NFC", text))
     return " ".join(cleaned.split())
+
+
+def folded(text: str, limit: int) -> str:
+    """A header made of parts already single_line'd and isolated: whitespace folded, shortened at a
+    word, and whatever isolate the cut left open closed again."""
+    return balanced(shorten(" ".join(text.split()), limit))
 
 
 def header_safe(value: str) -> str:
@@ -316,7 +328,7 @@ def _json_attachment(name: str, text: str, index: int, origin: str) -> RenderedA
 def chat_label(record: ArchiveRecord, recipients: tuple[MailAddress, ...]) -> str:
     if record.group_message or record.dialog_group_name:
         name = single_line(record.dialog_group_name or record.dialog_group_id or "unnamed group")
-        return f"{name} (group)"
+        return f"{isolate(name)} (group)"
     return ", ".join(r.display_name for r in recipients)
 
 
@@ -324,14 +336,14 @@ def _subject(record: ArchiveRecord, sender: MailAddress, chat: str) -> str:
     kind = kind_label(record)
     if record.message_type == "CALL" and record.call:
         call_kind = "video call" if record.call.call_type == "VIDEO" else "call"
-        result = (record.call.result or "").lower()
+        result = single_line(record.call.result or "").lower()
         kind = f"{call_kind} ({result})" if result and result != "answered" else call_kind
     subject = f"WhatsApp {kind} from {sender.display_name} to {chat}"
     if record.event == "DELETED":
         subject = f"DELETED – {subject}"
     elif record.event == "EDITED":
         subject = f"EDITED – {subject}"
-    return shorten(single_line(subject), MAX_SUBJECT_LENGTH)
+    return folded(subject, MAX_SUBJECT_LENGTH)
 
 
 def _facts(
@@ -371,7 +383,7 @@ def export_facts(record: ArchiveRecord) -> list[tuple[str, str]]:
     if origin.time_note:
         facts.append(("Time note", origin.time_note))
     where = _line_span(origin.first_line, origin.last_line) if origin.first_line else "a file in the export"
-    facts.append(("Export file", f"{origin.file_name} (SHA-256 {origin.file_sha256}), {where}"))
+    facts.append(("Export file", f"{isolate(origin.file_name)} (SHA-256 {origin.file_sha256}), {where}"))
     if origin.edited:
         facts.append(("Edited", "yes: the export holds only the final text"))
     return facts
@@ -413,7 +425,7 @@ def content_lines(record: ArchiveRecord, replied_text: str | None = None) -> lis
     """What happened, as lines of plain text: the event, the call, place, cards, reaction, text."""
     lines: list[str] = []
     if record.reply_to_message_id and replied_text:
-        lines.append(f"In reply to: “{shorten(replied_text, 300)}”")
+        lines.append(f"In reply to: “{isolate(shorten(replied_text, 300))}”")
     if record.event == "EDITED":
         lines.append(f"The message {record.related_message_id or '(unknown)'} was edited. New text:")
     if record.event == "DELETED":
@@ -443,17 +455,18 @@ def content_lines(record: ArchiveRecord, replied_text: str | None = None) -> lis
     if record.location:
         loc = record.location
         if loc.name:
-            lines.append(f"Location: {loc.name}")
+            lines.append(f"Location: {isolate(loc.name)}")
         if loc.address:
-            lines.append(f"Address: {loc.address}")
+            lines.append(f"Address: {isolate(loc.address)}")
         if loc.latitude is not None and loc.longitude is not None:
             lines.append(f"Coordinates: {loc.latitude:.6f}, {loc.longitude:.6f}")
             lines.append(
                 f"Map: https://www.openstreetmap.org/?mlat={loc.latitude:.6f}&mlon={loc.longitude:.6f}"
             )
     for contact in record.contacts:
-        details = ", ".join([*contact.phones, *contact.emails])
-        lines.append(f"Contact card: {contact.display_name or '(no name)'}" + (f" – {details}" if details else ""))
+        details = ", ".join([*map(ltr, contact.phones), *contact.emails])
+        name = isolate(contact.display_name) if contact.display_name else "(no name)"
+        lines.append(f"Contact card: {name}" + (f" – {details}" if details else ""))
     if record.reaction is not None:
         emoji = record.reaction.emoji
         target = record.related_message_id or "(unknown)"
@@ -509,12 +522,12 @@ def _platform_lines(record: ArchiveRecord) -> list[str]:
 
 
 def _interactive_lines(reply: InteractiveReply) -> list[str]:
-    quoted = f"“{reply.title}”" if reply.title else "(no title)"
+    quoted = f"“{isolate(reply.title)}”" if reply.title else "(no title)"
     reply_id = f" (id {reply.reply_id})" if reply.reply_id else ""
     if reply.kind == "button_reply":
         lines = [f"Tapped the reply button {quoted}{reply_id}"]
     elif reply.kind == "list_reply":
-        described = f" – {reply.description}" if reply.description else ""
+        described = f" – {isolate(reply.description)}" if reply.description else ""
         lines = [f"Chose the list item {quoted}{described}{reply_id}"]
     elif reply.kind == "template_button":
         lines = [f"Tapped the template button {quoted} (payload {reply.reply_id or 'none'})"]
@@ -523,7 +536,8 @@ def _interactive_lines(reply: InteractiveReply) -> list[str]:
         lines = [f"Sent the message template {quoted}{language}. WhatsApp showed its approved wording with "
                  "these values filled in:" if reply.body else f"Sent the message template {quoted}{language}."]
     elif reply.kind == "nfm_reply":
-        form = "an address form" if reply.flow_name == "address_message" else f"the form “{reply.flow_name or 'flow'}”"
+        form = ("an address form" if reply.flow_name == "address_message"
+                else f"the form “{isolate(reply.flow_name or 'flow')}”")
         lines = [f"Submitted {form}"]
     else:
         lines = [f"Interactive message ({reply.kind or 'type unknown'})" + (f": {quoted}" if reply.title else "")]
@@ -559,7 +573,8 @@ def _number(value: float | None) -> str | None:
 
 def _referral_lines(referral: Referral) -> list[str]:
     source = referral.source_type or "ad"
-    lines = [f"Started from a Click-to-WhatsApp {source}" + (f": “{referral.headline}”" if referral.headline else "")]
+    lines = [f"Started from a Click-to-WhatsApp {source}"
+             + (f": “{isolate(referral.headline)}”" if referral.headline else "")]
     lines += [text for text in (referral.body,) if text]
     for label, value in (
         ("Ad link", referral.source_url), ("Ad id", referral.source_id), ("Ad media", referral.image_url
@@ -577,7 +592,7 @@ def attachment_facts(attachment: RenderedAttachment) -> str:
         state = "MEDIA NOT CAPTURED" if attachment.missing else "SHA-256 verified"
     size = f"{attachment.declared_size} bytes" if attachment.declared_size is not None else "size not declared"
     return (
-        f"{attachment.file_name} ({attachment.content_type}, {size}, "
+        f"{isolate(attachment.file_name)} ({attachment.content_type}, {size}, "
         f"SHA-256 {attachment.declared_sha256 or 'not provided'}) – {state}"
     )
 
@@ -603,8 +618,38 @@ def escape_all(texts: list[str]) -> list[str]:
     return html.escape(joined).split("\x00")
 
 
-_FACT_ROW = "<tr><th align=\"left\">{}</th><td>{}</td></tr>"
+# Facts whose whole value is an id, a time or a count: laid out left to right whatever the reader's
+# screen does, with no character added (ids are searched exactly).
+LTR_FACTS = frozenset({
+    "Chat id", "Sent (UTC)", "Captured (UTC)", "Record id", "Refers to record", "In reply to record",
+    "First (UTC)", "Last (UTC)", "Transcript id", "Part", "Records",
+})
+_ADDRESS = re.compile(r"&lt;([^\s&<>]+@[^\s&<>]+)&gt;")
 _CONTENT_LINE = "<p dir=\"auto\" style=\"white-space:pre-wrap\">{}</p>"
+
+
+def html_fact_rows(facts: list[tuple[str, str]], escaped: list[str]) -> str:
+    """The facts as table rows; ``escaped``: their labels and values, HTML-escaped, in order. Isolates
+    become elements, and an address in angle brackets is laid out left to right (as an element, so
+    the address's text stays exactly what a search looks for)."""
+    rows: list[str] = []
+    for (label, _), name, value in zip(facts, escaped[0::2], escaped[1::2], strict=True):
+        if label in LTR_FACTS:
+            rows.append(f"<tr><th align=\"left\">{name}</th><td dir=\"ltr\">{value}</td></tr>")
+        else:
+            cell = _ADDRESS.sub(r'&lt;<span dir="ltr">\1</span>&gt;', to_html(value))
+            rows.append(f"<tr><th align=\"left\">{name}</th><td>{cell}</td></tr>")
+    return "".join(rows)
+
+
+def html_paragraphs(escaped: list[str]) -> str:
+    """Content lines, HTML-escaped, as paragraphs that take their direction from their own text
+    (an Arabic message reads right to left on its own lines)."""
+    return "".join(_CONTENT_LINE.format(to_html(line)) for line in escaped)
+
+
+def html_list_items(escaped: list[str]) -> str:
+    return "".join(f"<li>{to_html(line)}</li>" for line in escaped)
 
 
 def _html_body(subject: str, facts: list[tuple[str, str]], content: list[str], attachments: list[str]) -> str:
@@ -613,12 +658,12 @@ def _html_body(subject: str, facts: list[tuple[str, str]], content: list[str], a
     escaped = escape_all([subject, *itertools.chain.from_iterable(facts), *lines, *attachments])
     cells_end = 1 + 2 * len(facts)
     lines_end = cells_end + len(lines)
-    rows = "".join(map(_FACT_ROW.format, escaped[1:cells_end:2], escaped[2:cells_end:2]))
-    body = "".join(map(_CONTENT_LINE.format, escaped[cells_end:lines_end]))
+    rows = html_fact_rows(facts, escaped[1:cells_end])
+    body = html_paragraphs(escaped[cells_end:lines_end])
     listed = ""
     if attachments:
-        items = "".join(map("<li>{}</li>".format, escaped[lines_end:]))
-        listed = f"<h4>Attachments</h4><ul>{items}</ul>"
+        listed = f"<h4>Attachments</h4><ul>{html_list_items(escaped[lines_end:])}</ul>"
+    # The title keeps the subject's isolate characters: an element cannot stand in a title.
     return (
         "<!DOCTYPE html><html><head><meta charset=\"utf-8\">"
         f"<title>{escaped[0]}</title></head><body>"

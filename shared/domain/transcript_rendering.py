@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from zoneinfo import ZoneInfo
 
+from shared.domain.bidi import strip_isolates, to_html
 from shared.domain.records import ArchiveRecord
 from shared.domain.rendered import AttachmentPayload, MailAddress, RenderedAttachment, RenderedItem
 from shared.domain.rendering import (
@@ -23,12 +24,15 @@ from shared.domain.rendering import (
     chat_key,
     chat_label,
     content_lines,
+    folded,
     header_safe,
+    html_fact_rows,
+    html_list_items,
+    html_paragraphs,
     kind_label,
     participant_address,
     reference_facts,
     rendered_attachments,
-    shorten,
     single_line,
     threading_headers,
 )
@@ -92,7 +96,7 @@ def render_transcript(
         html_body=_html_body(subject, facts, rendered),
         attachments=attachments,
         message_id_header=f"<{item_key}@{SYNTHETIC_DOMAIN}>",
-        conversation_topic=single_line(f"WhatsApp: {chat}"),
+        conversation_topic=single_line(strip_isolates(f"WhatsApp: {chat}")),
         extra_headers=(
             *threading_headers(chat_key(first, default_region), first.message_time),
             ("X-Archive-Item-Id", header_safe(part.item_id)),
@@ -135,7 +139,7 @@ def _subject(part: TranscriptPart, chat: str, count: int, events: list[str], zon
         parts.append(f"part {part.number}")
     if events:
         parts.append("includes " + " and ".join(events))
-    return shorten(single_line(", ".join(parts) + f": {chat}"), MAX_SUBJECT_LENGTH)
+    return folded(", ".join(parts) + f": {chat}", MAX_SUBJECT_LENGTH)
 
 
 def _facts(
@@ -172,19 +176,16 @@ def _html_body(subject: str, facts: list[tuple[str, str]], entries: list[_Render
     e = html.escape
 
     def table(rows: list[tuple[str, str]]) -> str:
-        return "<table>" + "".join(
-            f"<tr><th align=\"left\">{e(name)}</th><td>{e(value)}</td></tr>" for name, value in rows
-        ) + "</table>"
+        return "<table>" + html_fact_rows(rows, [e(text) for row in rows for text in row]) + "</table>"
 
     blocks: list[str] = []
     for entry in entries:
-        content = "".join(
-            f"<p dir=\"auto\" style=\"white-space:pre-wrap\">{e(line)}</p>" for line in (entry.content or ["(no text)"])
-        )
+        content = html_paragraphs([e(line) for line in entry.content or ["(no text)"]])
         files = ""
         if entry.attachments:
-            files = "<ul>" + "".join(f"<li>{e(attachment_facts(a))}</li>" for a in entry.attachments) + "</ul>"
-        blocks.append(f"<div><h4 dir=\"auto\">{e(entry.heading)}</h4>{table(entry.facts)}{content}{files}</div><hr>")
+            files = "<ul>" + html_list_items([e(attachment_facts(a)) for a in entry.attachments]) + "</ul>"
+        heading = to_html(e(entry.heading))
+        blocks.append(f"<div><h4 dir=\"auto\">{heading}</h4>{table(entry.facts)}{content}{files}</div><hr>")
     return (
         "<!DOCTYPE html><html><head><meta charset=\"utf-8\">"
         f"<title>{e(subject)}</title></head><body>"

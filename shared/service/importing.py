@@ -152,10 +152,14 @@ class ItemImporter:
                 log.warning("record %s: a mapped mailbox is unavailable (%s)", key[:16], error.code)
                 unavailable.append(mailbox.address)
                 continue
+            imported = outcome is WriteOutcome.IMPORTED
+            # A duplicate is an item written before, perhaps by an earlier version whose rendering
+            # differs (isolates, a new fact): its digest is unknown, and claiming this one's would make
+            # verify report an untouched item as altered. The write that created it recorded its own.
             results.append(MailboxResult(
                 mailbox.address,
-                RecordOutcome.IMPORTED if outcome is WriteOutcome.IMPORTED else RecordOutcome.SKIPPED_DUPLICATE,
-                mailbox.rule, item.record_id, digest,
+                RecordOutcome.IMPORTED if imported else RecordOutcome.SKIPPED_DUPLICATE,
+                mailbox.rule, item.record_id, digest if imported else None,
             ))
         return results, unavailable
 
