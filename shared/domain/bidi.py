@@ -7,7 +7,7 @@ backwards. An *isolate* stops that: its content is laid out on its own and count
 character outside. Values that come from a participant or a chat (names, chat names, message text,
 file names) are isolated with their direction left to the content (FSI); phone numbers, addresses,
 ids and times are isolated left to right (LRI). Text parts and headers carry the isolate characters
-themselves; HTML carries the same structure as ``<bdi>`` and ``<span dir="ltr">`` (``to_html``), so
+themselves; HTML carries the same structure as ``<bdi>`` and ``<bdi dir="ltr">`` (``to_html``), so
 the HTML's searchable text gains no character. Why here and not in each renderer: docs/rendering.md.
 """
 
@@ -25,8 +25,6 @@ _INITIATORS = frozenset((LRI, RLI, FSI))
 _EMBEDDINGS = frozenset((LRE, RLE, LRO, RLO))
 _CONTROLS = re.compile("[\u202a-\u202e\u2066-\u2069]")
 
-# What each isolate initiator becomes in HTML, and the tag that closes it.
-_HTML_OPEN = {FSI: ("<bdi>", "</bdi>"), LRI: ("<span dir=\"ltr\">", "</span>"), RLI: ("<span dir=\"rtl\">", "</span>")}
 
 
 def balanced(text: str) -> str:
@@ -34,26 +32,32 @@ def balanced(text: str) -> str:
     leaves open is closed at its end. Shown alone in a paragraph it reads exactly as before (the
     algorithm closes everything at a paragraph's end and ignores unmatched pops), but wrapped in an
     isolate of ours it can no longer end ours early or leak past it."""
-    if not _CONTROLS.search(text):
-        return text
     out: list[str] = []
     stack: list[str] = []  # "i" for an isolate, "e" for an embedding or override
-    for char in text:
+    start = 0  # only the controls are looked at: the text between them is copied in slices
+    for match in _CONTROLS.finditer(text):
+        char = match.group()
         if char in _INITIATORS:
             stack.append("i")
         elif char in _EMBEDDINGS:
             stack.append("e")
         elif char == PDI:
             if "i" not in stack:
+                out.append(text[start:match.start()])
+                start = match.end()
                 continue
             # A PDI also closes the embeddings opened inside its isolate (UBA X6a).
             while stack.pop() != "i":
                 pass
-        elif char == PDF:
-            if not stack or stack[-1] != "e":
-                continue
+        elif not stack or stack[-1] != "e":  # a PDF with no embedding of its own to close
+            out.append(text[start:match.start()])
+            start = match.end()
+            continue
+        else:
             stack.pop()
-        out.append(char)
+    if not out and not stack:
+        return text  # already balanced: nothing dropped, nothing left open
+    out.append(text[start:])
     out.extend(PDI if kind == "i" else PDF for kind in reversed(stack))
     return "".join(out)
 
@@ -75,19 +79,10 @@ def strip_isolates(text: str) -> str:
 
 def to_html(escaped: str) -> str:
     """HTML-escaped text whose isolates become elements: FSI … PDI → ``<bdi>…</bdi>``, LRI / RLI …
-    PDI → ``<span dir>…</span>``. Balanced first, so the tags always nest; embeddings and overrides
-    stay as characters (the browser applies them inside their element)."""
+    PDI → ``<bdi dir="ltr">`` / ``<bdi dir="rtl">``. Balanced first, so the elements always nest;
+    one element for every isolate, so each PDI closes the same tag; embeddings and overrides stay
+    as characters (the browser applies them inside their element)."""
     if FSI not in escaped and LRI not in escaped and RLI not in escaped:
         return escaped.replace(PDI, "")
-    out: list[str] = []
-    closers: list[str] = []
-    for piece in re.split("([\u2066-\u2069])", balanced(escaped)):
-        if piece in _HTML_OPEN:
-            opener, closer = _HTML_OPEN[piece]
-            out.append(opener)
-            closers.append(closer)
-        elif piece == PDI:
-            out.append(closers.pop())
-        else:
-            out.append(piece)
-    return "".join(out)
+    return (balanced(escaped).replace(FSI, "<bdi>").replace(LRI, '<bdi dir="ltr">')
+            .replace(RLI, '<bdi dir="rtl">').replace(PDI, "</bdi>"))

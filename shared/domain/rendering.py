@@ -637,9 +637,15 @@ def html_fact_rows(facts: list[tuple[str, str]], escaped: list[str]) -> str:
         if label in LTR_FACTS:
             rows.append(f"<tr><th align=\"left\">{name}</th><td dir=\"ltr\">{value}</td></tr>")
         else:
-            cell = _ADDRESS.sub(r'&lt;<span dir="ltr">\1</span>&gt;', to_html(value))
+            cell = _fact_cell(value) if len(value) <= _CACHED_UP_TO else _fact_cell.__wrapped__(value)
             rows.append(f"<tr><th align=\"left\">{name}</th><td>{cell}</td></tr>")
     return "".join(rows)
+
+
+# The same people and chats recur record after record: a cell is converted once (bounded cache).
+@functools.lru_cache(maxsize=4096)
+def _fact_cell(escaped: str) -> str:
+    return _ADDRESS.sub(r'&lt;<bdi dir="ltr">\1</bdi>&gt;', to_html(escaped))
 
 
 def html_paragraphs(escaped: list[str]) -> str:
