@@ -78,6 +78,26 @@ def phone_text(value: str) -> str:
     return value
 
 
+def add_delivery_arguments(command: argparse.ArgumentParser, *, item: str = "rendered item") -> None:
+    """Where a file import's mail goes and how it is read: the options every import command shares
+    (checked together by ``delivery_problem``)."""
+    from pathlib import Path
+
+    from shared.settings import MAX_ITEM_MB_CEILING
+
+    command.add_argument("--directory", type=Path, metavar="USERS.txt",
+                         help="addresses that have a mailbox, one per line (not with --graph)")
+    command.add_argument("--mailbox-dir", type=Path, metavar="DIR", help="where .eml mailboxes go (not with --graph)")
+    command.add_argument("--graph", action="store_true",
+                         help="write through Microsoft Graph with the GRAPH_* settings from the environment")
+    command.add_argument("--region", type=phone_region, default=None, metavar="CC",
+                         help="region for national phone numbers, e.g. GB")
+    command.add_argument("--max-item-mb", type=float, default=10.0, metavar="N",
+                         help=f"largest {item} (default 10, at most {MAX_ITEM_MB_CEILING})")
+    command.add_argument("--report", type=Path, metavar="REPORT.json", help="write the JSON report here")
+    command.add_argument("--json", action="store_true", help="print the report as JSON instead of the counts")
+
+
 def delivery_problem(args: argparse.Namespace) -> str | None:
     """What is wrong with a command's choice of where mail goes (.eml folders, or Graph), if anything:
     the import commands share one rule, and one wording of it."""

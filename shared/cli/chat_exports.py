@@ -47,17 +47,7 @@ def add_chat_export_command(commands) -> None:
                          help="the name the custodian's own lines carry (repeatable; also any --participants row "
                               "with the custodian's email)")
     command.add_argument("--chat-name", metavar="NAME", help="the chat's name (default: read from the file's name)")
-    command.add_argument("--directory", type=Path, metavar="USERS.txt",
-                         help="addresses that have a mailbox, one per line (not with --graph)")
-    command.add_argument("--mailbox-dir", type=Path, metavar="DIR", help="where .eml mailboxes go (not with --graph)")
-    command.add_argument("--graph", action="store_true",
-                         help="write through Microsoft Graph with the GRAPH_* settings from the environment")
-    command.add_argument("--region", type=arguments.phone_region, default=None, metavar="CC",
-                         help="region for national phone numbers, e.g. GB")
-    command.add_argument("--max-item-mb", type=float, default=10.0, metavar="N",
-                         help=f"largest rendered item (default 10, at most {MAX_ITEM_MB_CEILING})")
-    command.add_argument("--report", type=Path, metavar="REPORT.json", help="write the JSON report here")
-    command.add_argument("--json", action="store_true", help="print the report as JSON instead of the counts")
+    arguments.add_delivery_arguments(command)
     command.set_defaults(handler=run_import_chat_export)
 
 

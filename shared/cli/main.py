@@ -3,6 +3,7 @@
     demo                       run one scheduled window on local infrastructure and print the report
     import ITEMS.jsonl ...     import a JSON Lines file of records (or of Meta's webhook bodies) into mailboxes
     import-chat-export FILE    import a custodian's WhatsApp "Export chat" (.zip or .txt) into mailboxes
+    import-eml PATH ...        import a capture vendor's EML drops (.zip with its .mf manifest, .eml, folders)
     mapping check MAP.csv      check a phone → email mapping file, line by line
     mapping upload MAP.csv     check it, then store it where the functions read it
     mapping show PHONE         which mailbox a number maps to, and by which rule
@@ -28,6 +29,7 @@ from shared.cli.admin import (
     add_status_command,
 )
 from shared.cli.chat_exports import add_chat_export_command
+from shared.cli.eml_drops import add_eml_command
 from shared.cli.reports import add_report_commands
 from shared.cli.verify import add_verify_command
 from shared.cli.wiring import import_wiring
@@ -151,6 +153,7 @@ def _parser() -> argparse.ArgumentParser:
     add_ledger_command(commands)
     add_report_commands(commands)
     add_chat_export_command(commands)
+    add_eml_command(commands)
     add_verify_command(commands)
     return parser
 

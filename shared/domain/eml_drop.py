@@ -40,6 +40,9 @@ class DropLimits:
     max_manifest_bytes: int = 16 * 1024 * 1024
 
 
+DEFAULT_LIMITS = DropLimits()
+
+
 class DropProblem(StrEnum):
     UNSAFE_MEMBER_NAME = "unsafe_member_name"
     NESTED_ARCHIVE = "nested_archive"
@@ -156,7 +159,7 @@ def member_name_problem(name: str) -> str | None:
     return None
 
 
-def check_drop(archive: zipfile.ZipFile, limits: DropLimits = DropLimits()) -> DropVerdict:
+def check_drop(archive: zipfile.ZipFile, limits: DropLimits = DEFAULT_LIMITS) -> DropVerdict:
     """Every finding about ``archive``, from its central directory and its manifest (if any)."""
     infos = archive.infolist()
     findings: list[Finding] = []

@@ -140,28 +140,7 @@ class ItemImporter:
     def _write_everywhere(
         self, key: str, mapped: list[MappedMailbox], item: RenderedItem,
     ) -> tuple[list[MailboxResult], list[str]]:
-        results: list[MailboxResult] = []
-        unavailable: list[str] = []
-        digest = item_digest(item)  # one item, the same in every mailbox
-        for mailbox in mapped:
-            try:
-                outcome = self._writer.write(mailbox.address, item)
-            except MailboxUnavailable as error:
-                # The directory said yes but the mailbox cannot take mail: for mapping it is not a
-                # valid mailbox. Retrying would loop forever.
-                log.warning("record %s: a mapped mailbox is unavailable (%s)", key[:16], error.code)
-                unavailable.append(mailbox.address)
-                continue
-            imported = outcome is WriteOutcome.IMPORTED
-            # A duplicate is an item written before, perhaps by an earlier version whose rendering
-            # differs (isolates, a new fact): its digest is unknown, and claiming this one's would make
-            # verify report an untouched item as altered. The write that created it recorded its own.
-            results.append(MailboxResult(
-                mailbox.address,
-                RecordOutcome.IMPORTED if imported else RecordOutcome.SKIPPED_DUPLICATE,
-                mailbox.rule, item.record_id, digest if imported else None,
-            ))
-        return results, unavailable
+        return write_everywhere(self._writer, key, mapped, item)
 
     def _replied_text(self, record: ArchiveRecord) -> str | None:
         return replied_text(self._records, record) if self._records else None
@@ -176,3 +155,30 @@ class ItemImporter:
             )
 
 
+def write_everywhere(
+    writer: MailboxWriter, key: str, mapped: list[MappedMailbox], item: RenderedItem,
+) -> tuple[list[MailboxResult], list[str]]:
+    """``item`` written into every mapped mailbox, once each: the mailbox results, and the mapped
+    mailboxes that turned out unable to take mail."""
+    results: list[MailboxResult] = []
+    unavailable: list[str] = []
+    digest = item_digest(item)  # one item, the same in every mailbox
+    for mailbox in mapped:
+        try:
+            outcome = writer.write(mailbox.address, item)
+        except MailboxUnavailable as error:
+            # The directory said yes but the mailbox cannot take mail: for mapping it is not a
+            # valid mailbox. Retrying would loop forever.
+            log.warning("record %s: a mapped mailbox is unavailable (%s)", key[:16], error.code)
+            unavailable.append(mailbox.address)
+            continue
+        imported = outcome is WriteOutcome.IMPORTED
+        # A duplicate is an item written before, perhaps by an earlier version whose rendering
+        # differs (isolates, a new fact): its digest is unknown, and claiming this one's would make
+        # verify report an untouched item as altered. The write that created it recorded its own.
+        results.append(MailboxResult(
+            mailbox.address,
+            RecordOutcome.IMPORTED if imported else RecordOutcome.SKIPPED_DUPLICATE,
+            mailbox.rule, item.record_id, digest if imported else None,
+        ))
+    return results, unavailable

@@ -12,7 +12,7 @@ poisoned ``no_mapping``.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from shared.domain.identifiers import is_mailbox_address
@@ -60,6 +60,10 @@ class MailboxMapper:
         self._catch_all = (catch_all or "").strip().lower() or None
 
     def map_record(self, record: ArchiveRecord) -> list[MappedMailbox]:
+        return self.map_participants(record.participants)
+
+    def map_participants(self, participants: Iterable[Participant]) -> list[MappedMailbox]:
+        """The mailboxes of whoever took part (any source's participants, an EML's addresses too)."""
         table = self._mapping.current() if self._custom_enabled and self._mapping else None
         verdicts: dict[str, str | None] = {}  # one directory question per address per record
 
@@ -72,7 +76,7 @@ class MailboxMapper:
             return verdicts[address]
 
         mapped: dict[str, MappedMailbox] = {}
-        for participant in record.participants:
+        for participant in participants:
             choice = self._map_participant(participant, table, valid)
             if choice and choice.address not in mapped:
                 mapped[choice.address] = choice
