@@ -139,3 +139,25 @@ def test_loose_emls_and_unmapped_people(tenant):
     code, [first, second] = run(tenant, loose)
     assert code == 0
     assert first["imported"] == 1 and second["failed_by_reason"] == {"no_mapping": 1}
+
+
+def test_a_mailbox_that_keeps_failing_is_reported_and_the_rest_of_the_drop_still_imports(tenant):
+    from shared.domain.errors import TransientError
+    from shared.service.eml_import import EmlImporter, import_zip
+    from shared.service.mapping import MailboxMapper
+    from tests.fakes import MemoryMailboxes, SetDirectory, StaticMapping
+
+    class FlakyMailboxes(MemoryMailboxes):
+        def write(self, mailbox, item, *, check_existing=True):
+            if item.record_id == "<wa-2@capture.example>":
+                raise TransientError("mailbox throttled", retry_after=1.0)
+            return super().write(mailbox, item, check_existing=check_existing)
+
+    writer = FlakyMailboxes()
+    mapper = MailboxMapper(SetDirectory(ALICE, BOB), StaticMapping(f"PhoneNumber,EmailAddress\n+447700900002,{BOB}\n"))
+    slept: list[float] = []
+    report = import_zip(good_zip(tenant), EmlImporter(mapper, writer, max_item_bytes=10 * 1024 * 1024,
+                                                       default_region="GB"), sleep=slept.append).to_json()
+    assert report["imported"] == 2 and report["failed_by_reason"] == {"retries_exhausted": 1}
+    assert slept and all(wait == 1.0 for wait in slept)
+    assert len(writer.items[ALICE]) == 2

@@ -96,15 +96,14 @@ def _message_id(value: object) -> str | None:
 
 def _participants(message: EmailMessage, header: str, region: str | None,
                   pattern: re.Pattern[str]) -> list[Participant]:
-    values = message.get_all(header) or []
-    people: list[Participant] = []
-    for value in values:
-        try:
-            addresses: tuple[Address, ...] = getattr(value, "addresses", ())
-        except (IndexError, ValueError):  # a header the parser could not split into addresses
-            continue
-        people += [_participant(address, region, pattern) for address in addresses]
-    return people
+    try:
+        # The email package parses a header when it is fetched, and a malformed address list can
+        # raise there: the EML is then unreadable, not a crash that stops the rest of its drop.
+        values = message.get_all(header) or []
+        addresses: list[Address] = [a for value in values for a in getattr(value, "addresses", ())]
+    except (IndexError, ValueError, TypeError, AttributeError) as error:
+        raise EmlInvalid(f"the {header.capitalize()} header cannot be read ({type(error).__name__})") from None
+    return [_participant(address, region, pattern) for address in addresses]
 
 
 def _participant(address: Address, region: str | None, pattern: re.Pattern[str]) -> Participant:

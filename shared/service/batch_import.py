@@ -34,11 +34,21 @@ def import_with_retries(
     throttle's Retry-After, at most 30 s) and tries again; still failing after ``IMPORT_ATTEMPTS`` it is
     ``retries_exhausted`` and not written (a later run of the file tries it again). ``before`` runs ahead
     of each attempt and ``after_failure`` after a failed one (a source's media fetched, or forgotten)."""
+    return retrying(lambda attempt: importer.import_raw(raw, attempt=attempt), message_id=message_id, label=label,
+                    sleep=sleep, before=before, after_failure=after_failure)
+
+
+def retrying(
+    attempt_import: Callable[[int], ImportResult], *, message_id: str | None, label: str,
+    sleep: Callable[[float], None], before: Callable[[], None] = _nothing, after_failure: Callable[[], None] = _nothing,
+) -> ImportResult:
+    """``attempt_import(attempt)`` under the file imports' one retry rule (``import_with_retries``):
+    for any source's importer, a record of a file or an EML of a drop."""
     attempt = 1
     while True:
         try:
             before()
-            result = importer.import_raw(raw, attempt=attempt)
+            result = attempt_import(attempt)
         except TransientError as error:
             after_failure()
             if attempt >= IMPORT_ATTEMPTS:

@@ -13,9 +13,10 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
+import time
 import zipfile
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,7 @@ from shared.domain.ledger import RecordOutcome
 from shared.domain.phones import masked_number
 from shared.domain.records import record_key
 from shared.ports import MailboxWriter
+from shared.service.batch_import import retrying
 from shared.service.import_results import ImportResult
 from shared.service.importing import write_everywhere
 from shared.service.mapping import MailboxMapper
@@ -117,7 +119,7 @@ class DropReport:
 
 
 def import_zip(path: Path, importer: EmlImporter, *, accept_mismatch: bool = False,
-               limits: DropLimits = DEFAULT_LIMITS) -> DropReport:
+               limits: DropLimits = DEFAULT_LIMITS, sleep: Callable[[float], None] = time.sleep) -> DropReport:
     """A ZIP judged whole, then (if it may be) each EML in it imported in archive order."""
     try:
         archive = zipfile.ZipFile(path)
@@ -138,17 +140,25 @@ def import_zip(path: Path, importer: EmlImporter, *, accept_mismatch: bool = Fal
                 report.add(name, ImportResult.poisoned(None, PermanentError(PoisonReason.INVALID_ITEM,
                                                                             f"{name}: {error}")))
                 continue
-            report.add(name, importer.import_eml(data, file_name=name))
+            report.add(name, _import_one(importer, data, name, sleep))
     return report
 
 
-def import_files(paths: Iterator[Path], importer: EmlImporter, *, label: str) -> DropReport:
+def import_files(paths: Iterator[Path], importer: EmlImporter, *, label: str,
+                 sleep: Callable[[float], None] = time.sleep) -> DropReport:
     """Loose .eml files (one, or a folder's): no manifest to hold them to."""
     report = DropReport(label, "no manifest", "absent")
     for path in paths:
         report.listed += 1
-        report.add(path.name, importer.import_eml(path.read_bytes(), file_name=path.name))
+        report.add(path.name, _import_one(importer, path.read_bytes(), path.name, sleep))
     return report
+
+
+def _import_one(importer: EmlImporter, data: bytes, name: str, sleep: Callable[[float], None]) -> ImportResult:
+    # A throttled or unreachable mailbox waits and tries again, then is reported retries_exhausted:
+    # never an exception that stops the drop with its other EMLs unaccounted.
+    return retrying(lambda _attempt: importer.import_eml(data, file_name=name), message_id=None, label=name,
+                    sleep=sleep)
 
 
 def drop_facts(name: str) -> dict[str, Any] | None:

@@ -104,7 +104,7 @@ class ItemImporter:
                 raise PermanentError(
                     PoisonReason.TOO_BIG, f"rendered item is {size} bytes, over the limit of {self._max_item_bytes}"
                 )
-            results, unavailable = self._write_everywhere(key, mapped, item)
+            results, unavailable = write_everywhere(self._writer, key, mapped, item)
         if not results:
             raise PermanentError(PoisonReason.NO_MAPPING, "every mapped mailbox is unavailable")
         any_imported = any(r.outcome is RecordOutcome.IMPORTED for r in results)
@@ -136,11 +136,6 @@ class ItemImporter:
             # Archived under the id's own key, so the first item is found and it is a duplicate.
             return None
         return found
-
-    def _write_everywhere(
-        self, key: str, mapped: list[MappedMailbox], item: RenderedItem,
-    ) -> tuple[list[MailboxResult], list[str]]:
-        return write_everywhere(self._writer, key, mapped, item)
 
     def _replied_text(self, record: ArchiveRecord) -> str | None:
         return replied_text(self._records, record) if self._records else None
