@@ -4,6 +4,7 @@ import azure.functions as func
 
 from shared.functions import (
     chat_exports,
+    eml_drops,
     items,
     listing,
     report,
@@ -24,3 +25,4 @@ app.register_functions(report.bp)
 app.register_functions(whatsapp_webhook.bp)
 app.register_functions(whatsapp_outbound.bp)
 app.register_functions(chat_exports.bp)
+app.register_functions(eml_drops.bp)

@@ -55,6 +55,8 @@ if TYPE_CHECKING:
 
     from shared.adapters.azure_storage import BlobMappingSource, StorageQueue
     from shared.adapters.local_files import FileDirectory
+    from shared.service.eml_drop_intake import DropStores
+    from shared.service.eml_import import EmlImporter
     from shared.service.import_results import RecordSink
     from shared.service.transcripts import DuePolicy, TranscriptComposer
 
@@ -156,6 +158,26 @@ class Container:
         from shared.settings import CHAT_EXPORTS_CONTAINER
 
         return BlobChatExportUploads(self._service_clients[0], CHAT_EXPORTS_CONTAINER)
+
+    @_built_once
+    def eml_drops(self) -> ChatExportUploads:
+        """The EML drop container (the SFTP account's ``eml-drops``): read, and reports written beside
+        each drop. The container is the template's: the app holds no right to create one there."""
+        from shared.adapters.azure_storage import BlobChatExportUploads, drop_account_client
+        from shared.settings import EML_DROPS_CONTAINER
+
+        s = self.settings
+        service = drop_account_client(s.eml_drops_connection, s.eml_drops_blob_service_uri, s.eml_drops_client_id) \
+            or self._service_clients[0]
+        return BlobChatExportUploads(service, EML_DROPS_CONTAINER, create=service is self._service_clients[0])
+
+    @_built_once
+    def drop_stores(self) -> DropStores:
+        from shared.service.eml_drop_intake import DropStores
+
+        return DropStores(drops=self.eml_drops, records=self.records, evidence=self.evidence,
+                          items_queue=self.items_queue, report_queue=self.listing_queue,
+                          poison_queue=self.listing_poison_queue, ledger=self.ledger)
 
     @_built_once
     def meta_media(self) -> MediaFetcher:
@@ -376,6 +398,18 @@ class Container:
             transcripts=self.transcript_stager if s.daily_transcripts else None,
             media_sources=self.captured_media,
         )
+
+    @_built_once
+    def eml_importer(self) -> EmlImporter:
+        import re
+
+        from shared.domain.eml_items import PHONE_IN_ADDRESS
+        from shared.service.eml_import import EmlImporter
+
+        s = self.settings
+        return EmlImporter(self.mapper, self.writer, max_item_bytes=s.max_item_bytes,
+                           default_region=s.default_phone_region,
+                           phone_pattern=re.compile(s.eml_phone_pattern) if s.eml_phone_pattern else PHONE_IN_ADDRESS)
 
     # --- daily transcripts --------------------------------------------------------------------
     @_built_once

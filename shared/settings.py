@@ -25,6 +25,11 @@ TRANSCRIPTS_QUEUE = "transcripts"
 TRANSCRIPTS_POISON_QUEUE = f"{TRANSCRIPTS_QUEUE}-poison"
 CHAT_EXPORTS_CONTAINER = "chat-exports"  # custodians' "Export chat" uploads (the blob trigger's path)
 STORAGE_CONNECTION = "AzureWebJobsStorage"  # the connection setting prefix the triggers use
+# Capture vendors' EML drops: the container an SFTP local user's home is, in an account of its own
+# (SFTP needs a hierarchical namespace, which the evidence container's WORM policy excludes), and the
+# connection setting prefix its Event Grid blob trigger reads (EmlDrops__blobServiceUri, ...).
+EML_DROPS_CONTAINER = "eml-drops"
+EML_DROPS_CONNECTION = "EmlDrops"
 
 
 class Settings(BaseSettings):
@@ -136,6 +141,23 @@ class Settings(BaseSettings):
                                        "written again with the records' outcomes (then five times as long)"
     )
 
+    # --- Capture vendors' EML drops (the eml-drops container of the SFTP account) ---------------
+    # The code reads the drop account as the trigger does: a connection string (local, Azurite), or
+    # the account's blob endpoint with the app's identity. Unset: the drop container is looked for in
+    # AzureWebJobsStorage (local runs keep everything in one account).
+    eml_drops_connection: str = Field(default="", validation_alias="EmlDrops")
+    eml_drops_blob_service_uri: str = Field(default="", validation_alias="EmlDrops__blobServiceUri")
+    eml_drops_client_id: str = Field(default="", validation_alias="EmlDrops__clientId")
+    eml_phone_pattern: str = Field(
+        default="", max_length=200,
+        description="where the vendor writes phone numbers in EML addresses (a regular expression; empty: a run "
+                    "of 7 to 15 digits, with an optional +, in the local part or the display name)",
+    )
+    eml_drop_report_delay_seconds: int = Field(
+        default=60, ge=0, le=3600, description="after a drop is handed off, wait this long before its report is "
+                                       "written again with the EMLs' outcomes (then five times as long)"
+    )
+
     # --- Microsoft Graph ----------------------------------------------------------------------
     graph_cloud: Literal["global", "usgov", "dod", "china"] = "global"
     graph_base_url: str = ""
@@ -180,6 +202,24 @@ class Settings(BaseSettings):
             return identifiers.check_blob_name(value)
         except identifiers.UnsafeBlobName as error:
             raise ValueError(f"MAPPING_BLOB: {error}") from None
+
+    @field_validator("eml_phone_pattern")
+    @classmethod
+    def _phone_pattern_compiles(cls, value: str) -> str:
+        import re
+
+        try:
+            re.compile(value)
+        except re.error as error:
+            raise ValueError(f"EML_PHONE_PATTERN: not a regular expression ({error})") from None
+        return value
+
+    @field_validator("eml_drops_blob_service_uri")
+    @classmethod
+    def _drop_endpoint(cls, value: str) -> str:
+        if value and not value.startswith("https://"):
+            raise ValueError("EmlDrops__blobServiceUri: an https:// blob endpoint")
+        return value
 
     @field_validator("catch_all_mailbox")
     @classmethod

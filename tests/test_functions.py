@@ -51,16 +51,20 @@ def poison_messages(container):
             for m in take_all(container.items_poison_queue)]
 
 
-def test_function_app_registers_the_nine_functions_with_their_triggers():
+def test_function_app_registers_the_ten_functions_with_their_triggers():
     functions = {f.get_function_name(): f for f in registered_functions(function_app.app)}
     assert set(functions) == {
         "schedule_archive_window", "list_archive_slice", "import_archive_item", "compose_transcripts", "archive_status",
-        "archive_report", "whatsapp_webhook", "whatsapp_outbound", "chat_export_blob",
+        "archive_report", "whatsapp_webhook", "whatsapp_outbound", "chat_export_blob", "eml_drop_blob",
     }
     chat_exports = json.loads(functions["chat_export_blob"].get_function_json())["bindings"][0]
     # Flex Consumption has no polling blob trigger: Event Grid must deliver the uploads.
     assert chat_exports["type"] == "blobTrigger" and chat_exports["source"] == "EventGrid"
     assert chat_exports["path"] == "chat-exports/{name}" and chat_exports["connection"] == "AzureWebJobsStorage"
+    drops = json.loads(functions["eml_drop_blob"].get_function_json())["bindings"][0]
+    # The vendor's drops are in the SFTP account, reached through a connection of its own.
+    assert (drops["type"], drops["source"], drops["path"], drops["connection"]) == (
+        "blobTrigger", "EventGrid", "eml-drops/{name}", "EmlDrops")
     outbound = json.loads(functions["whatsapp_outbound"].get_function_json())["bindings"][0]
     # The firm's own application posts here: a function key, unlike Meta's webhook.
     assert (outbound["authLevel"], outbound["methods"], outbound["route"]) == ("FUNCTION", ["POST"],

@@ -38,6 +38,8 @@ from shared.settings import (
     CHAT_EXPORTS_CONTAINER,
     ITEMS_QUEUE,
     LISTING_QUEUE,
+    EML_DROPS_CONNECTION,
+    EML_DROPS_CONTAINER,
     STORAGE_CONNECTION,
     TRANSCRIPTS_QUEUE,
 )
@@ -326,6 +328,10 @@ EXPECTED_BINDINGS: dict[str, list[dict[str, Any]]] = {
     "chat_export_blob": [{"direction": "IN", "type": "blobTrigger", "name": "client",
                           "path": f"{CHAT_EXPORTS_CONTAINER}/{{name}}", "connection": STORAGE_CONNECTION,
                           "source": "EventGrid", "properties": {"SupportsDeferredBinding": True}}],
+    # A vendor's drops, in the SFTP account: its own connection.
+    "eml_drop_blob": [{"direction": "IN", "type": "blobTrigger", "name": "client",
+                       "path": f"{EML_DROPS_CONTAINER}/{{name}}", "connection": EML_DROPS_CONNECTION,
+                       "source": "EventGrid", "properties": {"SupportsDeferredBinding": True}}],
 }
 
 
@@ -337,7 +343,7 @@ def app_view(index) -> WorkerView:
 # -- the app ----------------------------------------------------------------------------------------------
 
 
-def test_the_worker_indexes_the_app_and_hands_the_host_the_nine_functions(app_view):
+def test_the_worker_indexes_the_app_and_hands_the_host_the_ten_functions(app_view):
     assert app_view.refusal is None
     assert app_view.metadata.result.status == StatusResult.Success
     # The worker indexes the app itself; the host does not fall back to looking for function.json files.
@@ -392,7 +398,7 @@ def test_every_setting_a_binding_names_is_set_locally_and_by_both_templates(app_
                     for setting in re.findall(r"%([A-Za-z0-9_]+)%", raw)}
     assert placeholders == {ARCHIVE_SCHEDULE}
     connections = {b["connection"] for f in app_view.functions.values() for b in raw_bindings(f) if "connection" in b}
-    assert connections == {STORAGE_CONNECTION}
+    assert connections == {STORAGE_CONNECTION, EML_DROPS_CONNECTION}
     local = json.loads((APP_DIR / "local.settings.json.example").read_text(encoding="utf-8"))["Values"]
     bicep = (APP_DIR / "infra" / "bicep" / "main.bicep").read_text(encoding="utf-8")
     terraform = (APP_DIR / "infra" / "terraform" / "app.tf").read_text(encoding="utf-8")
@@ -403,8 +409,8 @@ def test_every_setting_a_binding_names_is_set_locally_and_by_both_templates(app_
     for connection in connections:
         # Locally a connection string; deployed, the identity-based form (<connection>__accountName, ...).
         assert connection in local
-        assert re.search(rf"^\s*{connection}__accountName\s*:", bicep, re.MULTILINE)
-        assert re.search(rf"^\s*{connection}__accountName\s*=", terraform, re.MULTILINE)
+        assert re.search(rf"^\s*{connection}__(accountName|blobServiceUri)\s*:", bicep, re.MULTILINE), connection
+        assert re.search(rf"^\s*{connection}__(accountName|blobServiceUri)\s*=", terraform, re.MULTILINE), connection
 
 
 # -- apps the worker or the host would refuse: the same path fails ----------------------------------------

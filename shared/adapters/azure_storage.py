@@ -173,6 +173,24 @@ class CheckedContainer:
         return self._client.walk_blobs(delimiter="/", **kwargs)
 
 
+def _present_container(service: BlobServiceClient, name: str) -> _CreatedOnce[CheckedContainer]:
+    client = CheckedContainer(service.get_container_client(container_name(name, "container")))
+    return _CreatedOnce(client, lambda: None)
+
+
+def drop_account_client(connection_string: str, blob_service_uri: str, client_id: str) -> BlobServiceClient | None:
+    """The EML drop account's blob client from the EmlDrops connection settings, as the trigger reads
+    them; None when none is set (the drop container is then in the host's own account)."""
+    if connection_string:
+        return BlobServiceClient.from_connection_string(connection_string)
+    if not blob_service_uri:
+        return None
+    from azure.identity import DefaultAzureCredential, ManagedIdentityCredential
+
+    credential = ManagedIdentityCredential(client_id=client_id) if client_id else DefaultAzureCredential()
+    return BlobServiceClient(blob_service_uri, credential=credential)
+
+
 def ensured_container(service: BlobServiceClient, name: str) -> _CreatedOnce[CheckedContainer]:
     client = CheckedContainer(service.get_container_client(container_name(name, "container")))
     return _CreatedOnce(client, client.create_container)
@@ -258,8 +276,10 @@ class BlobChatExportUploads:
     """The container custodians upload their exports to (``chat-exports``): read by name (every name
     checked before it reaches the SDK), and a report written beside each export, nothing else."""
 
-    def __init__(self, service: BlobServiceClient, container: str) -> None:
-        self._container = ensured_container(service, container)
+    def __init__(self, service: BlobServiceClient, container: str, *, create: bool = True) -> None:
+        # ``create``: False where the container is the template's and the app may not create one
+        # (the EML drop account, where it reads and writes reports only).
+        self._container = ensured_container(service, container) if create else _present_container(service, container)
 
     @transient_storage_errors
     def stamp(self, name: str) -> BlobStamp | None:

@@ -75,6 +75,9 @@ def add_poison_commands(commands) -> None:
     which.add_argument("--message-id", type=arguments.message_id, help="one message, by the id from `poison list`")
     which.add_argument("--all", action="store_true", help="every replayable message")
     replay.add_argument("--dry-run", action="store_true", help="say what would be replayed, change nothing")
+    replay.add_argument("--accept-manifest-mismatch", action="store_true",
+                        help="an EML drop poisoned manifest_mismatch is imported although its manifest still does "
+                             "not hold (never one unsafe to open); its report records the acceptance")
     replay.add_argument("--json", action="store_true", help="print JSON")
     replay.set_defaults(handler=_poison_replay)
 
@@ -199,7 +202,8 @@ def _poison_replay(args: argparse.Namespace) -> int:
     from shared.service.poison import reason_selector
 
     select = (lambda e: True) if args.all else reason_selector(args.reason, args.message_id)
-    report = _container().poison_queues().replay(select, dry_run=args.dry_run)
+    report = _container().poison_queues().replay(select, dry_run=args.dry_run,
+                                                 accept_mismatch=args.accept_manifest_mismatch)
     if args.json:
         print(json.dumps({**report.to_json(), "dry_run": args.dry_run}, indent=2))
     else:

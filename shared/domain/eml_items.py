@@ -74,6 +74,17 @@ def read_eml(data: bytes, *, default_region: str | None = None,
     )
 
 
+def eml_record_id(data: bytes) -> str:
+    """The id ``read_eml`` gives this EML, read from its headers alone and never refused: the record's
+    key is needed to hand an EML off (and to account for it) before it is read whole."""
+    try:
+        message = BytesParser(policy=policy.default).parsebytes(data, headersonly=True)
+        message_id = _message_id(message.get("message-id"))
+    except (TypeError, ValueError, LookupError, IndexError):
+        message_id = None
+    return f"<{message_id}>" if message_id else f"sha256:{hashlib.sha256(data).hexdigest()}"
+
+
 def _date(message: EmailMessage) -> datetime:
     raw = message.get("date")
     if raw is None:

@@ -24,6 +24,10 @@ class PoisonReason(StrEnum):
     # The source handed back a page token this slice had used already: following it would list
     # the same pages for ever. The continuation waits in listing-poison; the slice stays open.
     PAGE_TOKEN_LOOP = "page_token_loop"
+    # A vendor's EML drop whose manifest does not hold (count, names, empty or unlisted files): the
+    # whole ZIP waits, imported not at all, until the vendor delivers again or an operator replays it
+    # accepting the mismatch.
+    MANIFEST_MISMATCH = "manifest_mismatch"
 
 
 class ArchiveError(Exception):

@@ -8,9 +8,11 @@ import re
 
 # What was captured, as it arrived: a page of TeleMessage records as listed (one compact JSON record a
 # line), a webhook body as Meta signed it, a send the firm's application reported, a custodian's export
-# file and its sidecar, a media file; and what the connector made of them: each window's manifest (a
-# link of the chain, shared/domain/manifest.py) and its final admin report (JSON and CSV).
+# file and its sidecar, a media file, a capture vendor's EML drop (a ZIP) and each EML in it; and what
+# the connector made of them: each window's manifest (a link of the chain, shared/domain/manifest.py)
+# and its final admin report (JSON and CSV).
 KINDS = ("telemessage-page", "webhook-body", "outbound-post", "chat-export", "chat-export-sidecar", "media",
+         "eml-drop", "eml",
          "manifest", "admin-report")
 _NAME = re.compile(r"raw/(?P<kind>[a-z][a-z0-9-]{1,40})/(?P<sha256>[0-9a-f]{64})")
 

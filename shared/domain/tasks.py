@@ -28,12 +28,25 @@ WindowId = Annotated[str, AfterValidator(identifiers.window_id)]
 RecordKey = Annotated[str, AfterValidator(identifiers.record_key)]
 RecordRef = Annotated[str, AfterValidator(identifiers.record_ref)]
 SourceQueue = Literal["listing", "transcripts"]  # where work the host moved to poison came from
+# What a claim check holds: a record (JSON, every source's but one), or a vendor's EML as it came.
+RecordFormat = Literal["record", "eml"]
+MAX_FILE_LABEL = 1024
 
 
 def _bucket(value: str) -> str:
     if not identifiers.is_bucket(value):
         raise ValueError("not a transcript bucket (<YYYY-MM-DD>/<32 hex digits>)")
     return value
+
+
+def _file_label(value: str | None) -> str | None:
+    # Where an EML came from ("<drop>/<member>"): shown in a header and in reports, never a path read.
+    if value is not None and (not value or len(value) > MAX_FILE_LABEL or not value.isprintable()):
+        raise ValueError(f"not a file label (1 to {MAX_FILE_LABEL} printable characters)")
+    return value
+
+
+FileLabel = Annotated[str | None, AfterValidator(_file_label)]
 
 
 class TaskFormatError(ValueError):
@@ -120,6 +133,9 @@ class ItemTask(_Message):
     # so a record that fails again keeps its history.
     first_failed_at: datetime | None = None
     replays: int = Field(default=0, ge=0)
+    # A vendor's EML is imported as it is (shared/service/eml_import.py), not read as a record.
+    format: RecordFormat = "record"
+    file: FileLabel = None
 
     def deferred(self) -> ItemTask:
         return self.model_copy(update={"deferrals": self.deferrals + 1})
@@ -147,6 +163,28 @@ class ChatExportReportTask(_Message):
     export_name: Annotated[str, AfterValidator(_upload_name)]
     window_id: WindowId
     export_sha256: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
+    checks: int = Field(default=0, ge=0)
+
+
+class EmlDropTask(_Message):
+    """Judge one drop in the EML drop container and hand its EMLs off (or poison it whole): queued by
+    the blob trigger, and sent again by a replay from poison (``accept_mismatch`` set when the
+    operator accepts a manifest that does not hold)."""
+
+    kind: str = Field(default="eml_drop", pattern="^eml_drop$")
+    drop_name: Annotated[str, AfterValidator(_upload_name)]
+    etag: Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[\x21-\x7e]+$")]
+    accept_mismatch: bool = False
+    replays: int = Field(default=0, ge=0)
+
+
+class EmlDropReportTask(_Message):
+    """Write a drop's report again once its EMLs have their outcomes (as ``ChatExportReportTask``)."""
+
+    kind: str = Field(default="eml_drop_report", pattern="^eml_drop_report$")
+    drop_name: Annotated[str, AfterValidator(_upload_name)]
+    window_id: WindowId
+    drop_sha256: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
     checks: int = Field(default=0, ge=0)
 
 
@@ -212,6 +250,9 @@ class PoisonMessage(_Message):
     source_queue: SourceQueue | None = None
     # The queue message as received when it was not one of ours: kept so nothing is lost.
     original_message: str | None = None
+    # An EML's claim check is imported as an EML: a replay must say so.
+    record_format: RecordFormat = "record"
+    file: FileLabel = None
 
     @field_validator("detail", "original_message")
     @classmethod
@@ -247,7 +288,20 @@ class PoisonMessage(_Message):
             window_id=self.window_id, record_key=self.record_key,
             record_ref=self.record_ref, message_id=self.message_id,
             first_failed_at=self.first_failed_at or self.failed_at, replays=self.replays + 1,
+            format=self.record_format, file=self.file,
         )
+
+    def eml_drop(self, *, accept_mismatch: bool = False) -> EmlDropTask | None:
+        """The drop to judge again, when this is a drop poisoned whole (``manifest_mismatch``); with
+        ``accept_mismatch`` a manifest that still does not hold is imported anyway."""
+        if self.source_queue != "listing" or self.original_message is None:
+            return None
+        try:
+            task = EmlDropTask.from_text(self.original_message)
+        except TaskFormatError:
+            return None
+        return task.model_copy(update={"replays": task.replays + 1,
+                                       "accept_mismatch": task.accept_mismatch or accept_mismatch})
 
 
 _MOVED_WORK: dict[str, tuple[type[_Message], SourceQueue, str]] = {
@@ -256,12 +310,20 @@ _MOVED_WORK: dict[str, tuple[type[_Message], SourceQueue, str]] = {
     "media_capture": (MediaCaptureTask, "listing", "a webhook message's media capture"),
     "transcript": (TranscriptTask, "transcripts", "a chat-day transcript"),
     "transcripts_due": (TranscriptsDueTask, "transcripts", "the transcript dispatch of a window"),
+    "eml_drop": (EmlDropTask, "listing", "a vendor's EML drop"),
+    "eml_drop_report": (EmlDropReportTask, "listing", "an EML drop's report"),
+    "chat_export_report": (ChatExportReportTask, "listing", "a chat export's report"),
 }
 
 
-def read_listing_work(text: str) -> ListingTask | WebhookBodyTask | MediaCaptureTask | ChatExportReportTask:
+type ListingWork = (ListingTask | WebhookBodyTask | MediaCaptureTask | ChatExportReportTask | EmlDropTask
+                   | EmlDropReportTask)
+
+
+def read_listing_work(text: str) -> ListingWork:
     """A message of the listing queue: a TeleMessage page, a stored webhook body, the media of a
-    webhook message to capture, or a chat export's report to finish."""
+    webhook message to capture, a chat export's report to finish, a vendor's EML drop to judge, or
+    its report to finish."""
     try:
         kind = json.loads(text).get("kind")
     except (ValueError, AttributeError):
@@ -272,6 +334,10 @@ def read_listing_work(text: str) -> ListingTask | WebhookBodyTask | MediaCapture
         return MediaCaptureTask.from_text(text)
     if kind == "chat_export_report":
         return ChatExportReportTask.from_text(text)
+    if kind == "eml_drop":
+        return EmlDropTask.from_text(text)
+    if kind == "eml_drop_report":
+        return EmlDropReportTask.from_text(text)
     return ListingTask.from_text(text)
 
 
@@ -293,6 +359,7 @@ def read_poison_queue_message(text: str, *, inserted_at: datetime, dequeue_count
                 window_id=task.window_id, record_key=task.record_key, record_ref=task.record_ref,
                 message_id=task.message_id, failed_at=inserted_at, attempts=dequeue_count,
                 first_failed_at=task.first_failed_at, replays=task.replays,
+                record_format=task.format, file=task.file,
             )
         if kind in _MOVED_WORK:
             model, queue, what = _MOVED_WORK[kind]

@@ -1,6 +1,7 @@
 """Queue trigger on `listing`: a source's records to blobs, one item message each — one page of one
 slice of a TeleMessage window, or one stored webhook body of a push source — and the follow-ups: a
-webhook message's media to capture, a chat export's report to finish."""
+webhook message's media to capture, a chat export's report to finish, a vendor's EML drop to judge
+and hand off, and its report to finish."""
 
 from __future__ import annotations
 
@@ -13,6 +14,8 @@ from shared.composition import get_container
 from shared.domain.errors import PoisonReason, TransientError
 from shared.domain.tasks import (
     ChatExportReportTask,
+    EmlDropReportTask,
+    EmlDropTask,
     MediaCaptureTask,
     PoisonMessage,
     TaskFormatError,
@@ -21,6 +24,7 @@ from shared.domain.tasks import (
 )
 from shared.service.chat_export_intake import finish_report
 from shared.service.deferral import defer_on_retry_after
+from shared.service.eml_drop_intake import finish_drop_report, import_drop
 from shared.service.listing import list_slice_page
 from shared.service.webhook_media import capture_media
 from shared.service.webhook_records import split_webhook_body
@@ -55,6 +59,15 @@ def list_archive_slice(message: func.QueueMessage) -> None:
         finish_report(task, uploads=container.chat_export_uploads, ledger=container.ledger,
                       report_queue=container.listing_queue, clock=lambda: datetime.now(UTC),
                       report_delay=container.settings.chat_export_report_delay_seconds)
+        return
+    if isinstance(task, EmlDropTask):
+        import_drop(task, container.drop_stores, clock=lambda: datetime.now(UTC),
+                    report_delay=container.settings.eml_drop_report_delay_seconds)
+        return
+    if isinstance(task, EmlDropReportTask):
+        finish_drop_report(task, drops=container.eml_drops, ledger=container.ledger,
+                           report_queue=container.listing_queue, clock=lambda: datetime.now(UTC),
+                           report_delay=container.settings.eml_drop_report_delay_seconds)
         return
     if isinstance(task, MediaCaptureTask):
         capture_media(task, fetcher=container.meta_media, store=container.captured_media["whatsapp-cloud"],

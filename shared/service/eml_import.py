@@ -48,13 +48,19 @@ class EmlImporter:
         self._region = default_region
         self._phone_pattern = phone_pattern
 
-    def import_eml(self, data: bytes, *, file_name: str) -> ImportResult:
+    def import_eml(self, data: bytes, *, file_name: str, key: str | None = None) -> ImportResult:
+        """``key``: the record key the EML was handed off under (the drop container's path), which is
+        the key of its id; None reads it from the EML (``import-eml``)."""
         sha256 = hashlib.sha256(data).hexdigest()
         try:
             facts = read_eml(data, default_region=self._region, phone_pattern=self._phone_pattern)
         except EmlInvalid as error:
             return replace(ImportResult.poisoned(None, PermanentError(
                 PoisonReason.INVALID_ITEM, f"{file_name}: {error}")), raw_sha256=sha256)
+        if key is not None and key != record_key(facts.record_id):
+            return replace(ImportResult.poisoned(facts.record_id, PermanentError(
+                PoisonReason.INVALID_ITEM, f"{file_name}: its id is not the one it was handed off under")),
+                raw_sha256=sha256)
         result = self._archive(data, facts, file_name)
         return replace(result, source_user=masked_number(facts.sender.phone, self._region), raw_sha256=sha256)
 
@@ -100,22 +106,27 @@ class DropReport:
         })
 
     def to_json(self) -> dict[str, Any]:
-        outcomes = Counter(item["outcome"] for item in self.items)
-        pairs = Counter(m["outcome"] for item in self.items for m in item["mailboxes"])
-        failed = Counter(item["reason"] for item in self.items if item["outcome"] == RecordOutcome.POISONED.value)
         return {
             "file": self.file, "drop": drop_facts(self.file), "manifest": self.manifest, "verdict": self.verdict,
-            "emls_listed": self.listed,
-            "records_from_source": len(self.items),
-            "records_after_fanout": sum(pairs.values()),
-            "imported": outcomes[RecordOutcome.IMPORTED.value],
-            "skipped_duplicates": outcomes[RecordOutcome.SKIPPED_DUPLICATE.value],
-            "failed": sum(failed.values()),
-            "failed_by_reason": dict(sorted(failed.items())),
-            "pairs_imported": pairs[RecordOutcome.IMPORTED.value],
-            "pairs_skipped": pairs[RecordOutcome.SKIPPED_DUPLICATE.value],
-            "items": self.items,
+            "emls_listed": self.listed, **drop_totals(self.items), "items": self.items,
         }
+
+
+def drop_totals(items: list[dict[str, Any]]) -> dict[str, Any]:
+    """A drop report's totals from its rows (``import-eml``'s and the drop container's alike)."""
+    outcomes = Counter(item["outcome"] for item in items)
+    pairs = Counter(m["outcome"] for item in items for m in item["mailboxes"])
+    failed = Counter(item["reason"] for item in items if item["outcome"] == RecordOutcome.POISONED.value)
+    return {
+        "records_from_source": len(items),
+        "records_after_fanout": sum(pairs.values()),
+        "imported": outcomes[RecordOutcome.IMPORTED.value],
+        "skipped_duplicates": outcomes[RecordOutcome.SKIPPED_DUPLICATE.value],
+        "failed": sum(failed.values()),
+        "failed_by_reason": dict(sorted(failed.items())),
+        "pairs_imported": pairs[RecordOutcome.IMPORTED.value],
+        "pairs_skipped": pairs[RecordOutcome.SKIPPED_DUPLICATE.value],
+    }
 
 
 def import_zip(path: Path, importer: EmlImporter, *, accept_mismatch: bool = False,
@@ -127,7 +138,7 @@ def import_zip(path: Path, importer: EmlImporter, *, accept_mismatch: bool = Fal
         return DropReport(path.name, f"not a readable ZIP ({error})", "refused")
     with archive:
         verdict = check_drop(archive, limits)
-        report = DropReport(path.name, verdict.describe(), _manifest_state(verdict, accept_mismatch),
+        report = DropReport(path.name, verdict.describe(), manifest_state(verdict, accept_mismatch),
                             listed=len(verdict.emls))
         if report.manifest in ("refused", "mismatch"):
             log.warning("eml drop %s: not imported (%s)", path.name, report.manifest)
@@ -168,7 +179,7 @@ def drop_facts(name: str) -> dict[str, Any] | None:
                                         "zipped": parsed.zipped}
 
 
-def _manifest_state(verdict: DropVerdict, accept_mismatch: bool) -> str:
+def manifest_state(verdict: DropVerdict, accept_mismatch: bool) -> str:
     if not verdict.safe:
         return "refused"
     if verdict.manifest is None and not verdict.findings:

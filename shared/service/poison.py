@@ -28,7 +28,7 @@ from shared.domain.ledger import OutcomeEntry, RecordOutcome
 from shared.domain.tasks import PoisonMessage, read_poison_queue_message
 from shared.domain.window import isoformat_z
 from shared.ports import InspectableQueue, QueuedMessage, WindowLedger, WorkQueue
-from shared.settings import ITEMS_QUEUE
+from shared.settings import ITEMS_QUEUE, LISTING_QUEUE
 
 log = logging.getLogger(__name__)
 
@@ -140,7 +140,10 @@ class PoisonQueues:
         with self.scan() as entries:
             return next((e for e in entries if e.id == message_id), None)
 
-    def replay(self, select: Callable[[PoisonEntry], bool], *, dry_run: bool = False) -> ReplayReport:
+    def replay(self, select: Callable[[PoisonEntry], bool], *, dry_run: bool = False,
+               accept_mismatch: bool = False) -> ReplayReport:
+        """``accept_mismatch``: EML drops poisoned ``manifest_mismatch`` go back accepting it (the
+        operator's explicit decision, recorded in the drop's report)."""
         report = ReplayReport()
         sent: set[tuple[str, str, str]] = set()
         with self.scan() as entries:
@@ -155,7 +158,7 @@ class PoisonQueues:
                 key = (entry.queue, entry.message.window_id or "", entry.message.record_key or entry.id)
                 if not dry_run:
                     if key not in sent:
-                        self._send_back(entry)
+                        self._send_back(entry, accept_mismatch=accept_mismatch)
                     self._delete(entries, entry)
                 if key not in sent:
                     report.replayed.append(entry)
@@ -200,7 +203,11 @@ class PoisonQueues:
                         len(adopted))
         return adopted
 
-    def _send_back(self, entry: PoisonEntry) -> None:
+    def _send_back(self, entry: PoisonEntry, *, accept_mismatch: bool = False) -> None:
+        drop = entry.message.eml_drop(accept_mismatch=accept_mismatch)
+        if drop is not None:
+            self._targets[LISTING_QUEUE].send(drop.model_dump(mode="json"))
+            return
         task = entry.message.item_task()
         if task is not None:
             self._targets[ITEMS_QUEUE].send(task.model_dump(mode="json"))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 from shared import telemetry
 from shared.domain.errors import PoisonReason, TransientError
@@ -14,6 +15,9 @@ from shared.ports import CLAIM_CHECK_UNREADABLE, RecordMissing, RecordStore, Win
 from shared.service.deferral import MAX_DEFERRALS, defer_on_retry_after
 from shared.service.import_results import ImportResult, RecordOrigin
 from shared.service.importing import ItemImporter
+
+if TYPE_CHECKING:
+    from shared.service.eml_import import EmlImporter
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +34,7 @@ def process_item_message(
     ledger: WindowLedger,
     retry_queue: WorkQueue | None = None,
     clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    eml_importer: EmlImporter | None = None,
 ) -> ImportResult | None:
     """Returns the result when the record is accounted for (imported, skipped, or poisoned with the
     poison message durably queued), or None when it was handed back to ``retry_queue`` to wait out
@@ -39,6 +44,7 @@ def process_item_message(
             result = _process(
                 body, span, dequeue_count=dequeue_count, records=records, importer=importer,
                 poison_queue=poison_queue, ledger=ledger, retry_queue=retry_queue, clock=clock,
+                eml_importer=eml_importer,
             )
         except Exception:
             span.set(outcome="retry")
@@ -59,6 +65,7 @@ def _process(
     ledger: WindowLedger,
     retry_queue: WorkQueue | None,
     clock: Callable[[], datetime],
+    eml_importer: EmlImporter | None = None,
 ) -> ImportResult | None:
     try:
         task = ItemTask.from_text(body)
@@ -86,9 +93,15 @@ def _process(
         )
     else:
         try:
-            result = importer.import_raw(
-                raw, attempt=dequeue_count, origin=RecordOrigin(task.window_id, task.record_ref, task.record_key),
-            )
+            if task.format == "eml":
+                if eml_importer is None:
+                    raise ValueError("an EML item task needs the EML importer")
+                # Written under the task's key, whatever the EML says: the key its drop was accounted under.
+                result = eml_importer.import_eml(raw, file_name=task.file or task.record_key, key=task.record_key)
+            else:
+                result = importer.import_raw(
+                    raw, attempt=dequeue_count, origin=RecordOrigin(task.window_id, task.record_ref, task.record_key),
+                )
         except TransientError as error:
             delay = defer_on_retry_after(error, task, retry_queue)
             if delay is None:
@@ -115,7 +128,7 @@ def _process(
             reason=result.reason, detail=result.detail or "", window_id=task.window_id,
             record_key=task.record_key, record_ref=task.record_ref, message_id=task.message_id,
             failed_at=now, first_failed_at=task.first_failed_at or now, attempts=dequeue_count,
-            replays=task.replays,
+            replays=task.replays, record_format=task.format, file=task.file,
         ).model_dump(mode="json"))
         log.warning("record %s poisoned: %s", task.record_key[:16], result.reason, extra=dims)
     else:

@@ -1,0 +1,358 @@
+"""A drop in the EML drop container (``eml-drops``, the SFTP account) becomes records on the items queue.
+
+Why it is built this way:
+- **Judged whole, once, from a queue.** The blob trigger only queues the drop's name and ETag
+  (``receive_drop``); the listing function judges it (``import_drop``). A replay from poison sends
+  the same task, so a drop delivered by the vendor and a drop replayed by an operator take one path,
+  under the listing queue's retries.
+- **Evidence first.** The drop is copied into the evidence store (WORM; the SFTP account cannot
+  have it) before it is judged, so a drop refused or poisoned is kept as it came. Each EML is kept
+  there too (``raw/eml/<sha256>``, the SHA-256 its item carries in ``X-Archive-Eml-Sha256``), and as
+  its record's claim check in the record store, which ``verify`` hashes.
+- **Nothing from a ZIP that does not hold.** An unsafe ZIP (members outside it, nested archives,
+  bombs) is never imported: poisoned ``invalid_item``, not replayable (the vendor delivers again). A
+  ZIP whose manifest does not hold is imported not at all and poisoned ``manifest_mismatch``:
+  replayable once the vendor has delivered again, or with the operator's explicit acceptance
+  (``poison replay --accept-manifest-mismatch``), which the report records.
+- **Accounted like every source.** A drop handed off is a window of its own over the UTC day it was
+  taken in, its EMLs the one slice, written in pages after their item tasks are queued. An EML that
+  cannot even be unpacked is accounted in that window as poisoned, its bytes kept in the ZIP.
+- **A report beside the drop** (``NAME.report.json``, the one thing the app may write there): the
+  verdict at once, then every EML's outcome once they have one, in the shape of ``import-eml``'s.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import tempfile
+import zipfile
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from shared import telemetry
+from shared.domain.eml_drop import DEFAULT_LIMITS, DropLimits, check_drop, read_member
+from shared.domain.eml_items import eml_record_id
+from shared.domain.errors import PoisonReason
+from shared.domain.identifiers import UnsafeBlobName, check_blob_name
+from shared.domain.json_values import is_json_array, is_json_object
+from shared.domain.ledger import OutcomeEntry, PageEntry, RecordOutcome, WindowInfo
+from shared.domain.records import record_key
+from shared.domain.tasks import EmlDropReportTask, EmlDropTask, ItemTask, PoisonMessage
+from shared.ports import ChatExportUploads, EvidenceStore, RecordMissing, RecordStore, WindowLedger, WorkQueue
+from shared.service.eml_import import drop_facts, drop_totals, manifest_state
+from shared.service.webhook_records import webhook_day
+
+log = logging.getLogger(__name__)
+
+REPORT_SUFFIX = ".report.json"
+DROP_SUFFIXES = (".zip", ".eml")
+MAX_REPORT_BYTES = 512 * 1024**2
+# Spooled to the instance's local disk: a Capture Mobile ZIP is a day's or an hour's messages.
+MAX_DROP_BYTES = 4 * 1024**3
+PAGE_SIZE = 100
+HANDED_OFF = ("handed_off", "importing", "done", "pending_records")
+FIRST_REPORT_DELAY = 60  # EML_DROP_REPORT_DELAY_SECONDS
+LATER_CHECKS = 5
+REPORT_CHECKS = 288
+_CHUNK = 4 * 1024 * 1024
+
+
+def receive_drop(name: str, *, drops: ChatExportUploads, listing_queue: WorkQueue,
+                 clock: Callable[[], datetime]) -> EmlDropTask | None:
+    """One BlobCreated event: the drop queued to be judged, or None for our own report, a name that
+    is not a safe blob name, or a blob gone already. Storage errors propagate (the host retries)."""
+    try:
+        check_blob_name(name)
+    except UnsafeBlobName as error:
+        log.warning("eml drop refused: its name %s", error)
+        return None
+    if name.endswith(REPORT_SUFFIX):
+        return None
+    stamp = drops.stamp(name)
+    if stamp is None:
+        log.warning("eml drop: the blob is gone before it was queued")
+        return None
+    task = EmlDropTask(drop_name=name, etag=stamp.etag)
+    listing_queue.send(task.model_dump(mode="json"))
+    log.info("eml drop queued (received %s)", _iso(clock()))
+    return task
+
+
+@dataclass(frozen=True)
+class DropStores:
+    """Where a drop's records, evidence, work, poison and accounting go."""
+
+    drops: ChatExportUploads
+    records: RecordStore
+    evidence: EvidenceStore
+    items_queue: WorkQueue
+    report_queue: WorkQueue
+    poison_queue: WorkQueue
+    ledger: WindowLedger
+
+
+def import_drop(task: EmlDropTask, stores: DropStores, *, clock: Callable[[], datetime],
+                limits: DropLimits = DEFAULT_LIMITS, spool_dir: str | None = None,
+                report_delay: int = FIRST_REPORT_DELAY) -> dict[str, Any] | None:
+    """Judge one drop and hand its EMLs off, or refuse it with a reason. Returns the report written
+    beside it (None when there is nothing to do). Storage and queue errors propagate: the task is
+    retried, and every step repeats safely (the same window, the same keys, nothing kept twice)."""
+    name = task.drop_name
+    base = PurePosixPath(name).name
+    if not base.lower().endswith(DROP_SUFFIXES):
+        log.info("eml drop: a blob that is neither a .zip nor an .eml is left alone")
+        return _write(stores.drops, name, {"status": "ignored", "file": base, "at": _iso(clock()),
+                                           "reason": "not a .zip or an .eml: nothing to import"})
+    stamp = stores.drops.stamp(name)
+    if stamp is None:
+        log.warning("eml drop: the blob is gone before it was judged")
+        return None
+    if stamp.etag != task.etag and not task.replays:
+        log.info("eml drop: replaced since it was queued; the new upload's event imports it")
+        return None
+    stamps = {"etag": stamp.etag}
+    earlier = _earlier_report(stores.drops, name, stamps)
+    if earlier.get("status") in HANDED_OFF and not task.replays:
+        log.info("eml drop: handed off before, nothing to do")  # Event Grid delivers at least once
+        return None
+    if stamp.size > MAX_DROP_BYTES:
+        return _refuse(task, stores, "drop_too_big", f"the drop is {stamp.size} bytes, over {MAX_DROP_BYTES}",
+                       clock, stamps, base)
+    now = clock()
+    began = earlier.get("captured")
+    # A task run again after failing part-way finishes in the window it began, with the same keys.
+    captured = (datetime.fromisoformat(began.replace("Z", "+00:00"))
+                if earlier.get("status") == "handing_off" and isinstance(began, str) else now)
+    with tempfile.TemporaryDirectory(prefix="wa-eml-drop-", dir=spool_dir) as folder:
+        local = Path(folder) / "drop"
+        try:
+            with local.open("wb") as handle:
+                stores.drops.download_to(name, handle)
+        except RecordMissing:
+            log.warning("eml drop: the blob is gone before it was read")
+            return None
+        sha256 = _file_sha256(local)
+        is_zip = base.lower().endswith(".zip")
+        kept = stores.evidence.keep_stream("eml-drop" if is_zip else "eml", sha256, _chunks(local),
+                                           {"source": "eml-drop"})
+        if not is_zip:
+            data = local.read_bytes()
+            return _hand_off(task, stores, [(base, data)], facts={
+                "file": base, "drop": None, "manifest": "absent", "verdict": "no manifest", "emls_listed": 1,
+                "sha256": sha256, "evidence": kept, **stamps,
+            }, now=now, captured=captured, report_delay=report_delay, zip_sha256=None)
+        try:
+            archive = zipfile.ZipFile(local)
+        except (zipfile.BadZipFile, OSError) as error:
+            return _refuse(task, stores, "not_a_zip", f"not a readable ZIP ({error})", clock,
+                           {**stamps, "sha256": sha256, "evidence": kept}, base)
+        with archive:
+            verdict = check_drop(archive, limits)
+            state = manifest_state(verdict, task.accept_mismatch)
+            facts: dict[str, Any] = {"file": base, "drop": drop_facts(base), "manifest": state,
+                                     "verdict": verdict.describe(), "emls_listed": len(verdict.emls),
+                                     "sha256": sha256, "evidence": kept, **stamps}
+            if state == "refused":
+                return _refuse(task, stores, "unsafe_zip", verdict.describe(), clock, facts, base)
+            if state == "mismatch":
+                return _poison_mismatch(task, stores, facts, clock)
+            if state == "mismatch accepted":
+                facts["accepted_by"] = "poison replay --accept-manifest-mismatch"
+            members = _members(archive, verdict.emls, base, limits.max_member_bytes)
+            return _hand_off(task, stores, members, facts=facts, now=now, captured=captured,
+                             report_delay=report_delay, zip_sha256=sha256)
+
+
+def _members(archive: zipfile.ZipFile, infos: tuple[zipfile.ZipInfo, ...], base: str,
+             limit: int) -> Iterator[tuple[str, bytes | str]]:
+    """Each EML's label and bytes, or the reason it could not be unpacked."""
+    for info in infos:
+        label = f"{base}/{info.filename}"
+        try:
+            yield label, read_member(archive, info, limit)
+        except (ValueError, zipfile.BadZipFile, OSError) as error:
+            yield label, f"cannot be unpacked ({error})"
+
+
+def _hand_off(
+    task: EmlDropTask, stores: DropStores, members: Iterator[tuple[str, bytes | str]] | list[tuple[str, bytes | str]],
+    *, facts: dict[str, Any], now: datetime, captured: datetime, report_delay: int, zip_sha256: str | None,
+) -> dict[str, Any]:
+    info = WindowInfo(webhook_day(captured).window, 1, captured)
+    window_id = info.window_id
+    name = task.drop_name
+    _write(stores.drops, name, {"status": "handing_off", **facts, "window": window_id,
+                                "captured": _iso(info.scheduled_at), "at": _iso(now)})
+    if stores.ledger.window(window_id) is None:
+        stores.ledger.open_window(info)
+    slice_id = f"eml-drop-{facts['sha256'][:32]}"
+    items: list[dict[str, Any]] = []
+    first_with_key: dict[str, str] = {}
+    page: list[str] = []
+    pages = listed = 0
+    for label, content in members:
+        if isinstance(content, str):
+            key = record_key(f"eml-member:{facts['sha256']}:{label}")
+            items.append(_unpack_failure(stores, window_id, key, label, content, now))
+        else:
+            record_id = eml_record_id(content)
+            key = record_key(record_id)
+            if key in first_with_key:
+                # Two EMLs of one drop with one Message-ID are one message to the archive: the first is
+                # imported, this one is named (its bytes are in the drop kept as evidence).
+                items.append({"file": label, "record_id": record_id, "outcome": RecordOutcome.SKIPPED_DUPLICATE.value,
+                              "reason": None, "detail": f"the same Message-ID as {first_with_key[key]}",
+                              "mailboxes": [], "in_drop": True})
+                continue
+            first_with_key[key] = label
+            reference = stores.records.put(key, content)
+            if zip_sha256 is not None:
+                stores.evidence.keep("eml", content, {"drop_sha256": zip_sha256})
+            stores.items_queue.send(ItemTask(window_id=window_id, record_key=key, record_ref=reference,
+                                             message_id=record_id, format="eml", file=label).model_dump(mode="json"))
+            items.append({"file": label, "record_id": record_id, "outcome": "queued", "reason": None,
+                          "detail": None, "mailboxes": []})
+        page.append(key)
+        listed += 1
+        if len(page) == PAGE_SIZE:
+            stores.ledger.record_page(window_id, PageEntry(slice_id, pages, tuple(page), False))
+            pages += 1
+            page = []
+    stores.ledger.record_page(window_id, PageEntry(slice_id, pages, tuple(page), True))
+    telemetry.count_listed(listed, window_id=window_id)
+    report = {"status": "handed_off", **facts, "window": window_id, "captured": _iso(info.scheduled_at),
+              "at": _iso(now), **drop_totals(items), "pending": sum(i["outcome"] == "queued" for i in items),
+              "items": items}
+    _write(stores.drops, name, report)
+    stores.report_queue.send(EmlDropReportTask(drop_name=name, window_id=window_id, drop_sha256=facts["sha256"])
+                             .model_dump(mode="json"), delay_seconds=report_delay)
+    log.info("eml drop %s: %d EML(s) handed off to window %s", facts["sha256"][:16], len(items), window_id)
+    return report
+
+
+def _unpack_failure(stores: DropStores, window_id: str, key: str, label: str, why: str,
+                    now: datetime) -> dict[str, Any]:
+    # No bytes to keep as a claim check (the drop itself is kept): poisoned at once, and accounted.
+    detail = f"{label}: {why}"
+    stores.poison_queue.send(PoisonMessage(reason=PoisonReason.INVALID_ITEM, detail=detail, window_id=window_id,
+                                           record_key=key, failed_at=now, file=label).model_dump(mode="json"))
+    stores.ledger.record_outcome(window_id, OutcomeEntry(record_key=key, message_id=None,
+                                                         outcome=RecordOutcome.POISONED, at=now,
+                                                         reason=PoisonReason.INVALID_ITEM.value, detail=detail))
+    telemetry.account_record(RecordOutcome.POISONED, reason=PoisonReason.INVALID_ITEM)
+    return {"file": label, "record_id": None, "outcome": RecordOutcome.POISONED.value,
+            "reason": PoisonReason.INVALID_ITEM.value, "detail": detail, "mailboxes": []}
+
+
+def _poison_mismatch(task: EmlDropTask, stores: DropStores, facts: dict[str, Any],
+                     clock: Callable[[], datetime]) -> dict[str, Any]:
+    now = clock()
+    # Replayable: the task as the trigger queued it goes back to the listing queue (a replay may add
+    # the operator's acceptance; shared/service/poison.py).
+    original = task.model_copy(update={"accept_mismatch": False}).to_text()
+    stores.poison_queue.send(PoisonMessage(
+        reason=PoisonReason.MANIFEST_MISMATCH, detail=f"{facts['file']}: {facts['verdict']}", failed_at=now,
+        replays=task.replays, source_queue="listing", original_message=original,
+    ).model_dump(mode="json"))
+    telemetry.account_record(RecordOutcome.POISONED, reason=PoisonReason.MANIFEST_MISMATCH)
+    log.warning("eml drop %s: manifest does not hold; nothing imported, poisoned", facts["sha256"][:16])
+    return _write(stores.drops, task.drop_name, {
+        "status": "refused", "code": PoisonReason.MANIFEST_MISMATCH.value, **facts, "at": _iso(now),
+        "what_to_do": "ask the vendor to deliver the drop again, or replay it accepting the mismatch "
+                      "(python -m shared.cli poison replay --reason manifest_mismatch --accept-manifest-mismatch)",
+    })
+
+
+def _refuse(task: EmlDropTask, stores: DropStores, code: str, why: str, clock: Callable[[], datetime],
+            facts: Mapping[str, Any], base: str) -> dict[str, Any]:
+    """A drop that can never be imported as it is: kept, poisoned (not replayable: the vendor delivers
+    again), and the report says why."""
+    now = clock()
+    stores.poison_queue.send(PoisonMessage(reason=PoisonReason.INVALID_ITEM, detail=f"{base}: {code}: {why}",
+                                           failed_at=now, replays=task.replays).model_dump(mode="json"))
+    telemetry.account_record(RecordOutcome.POISONED, reason=PoisonReason.INVALID_ITEM)
+    log.warning("eml drop refused (%s)", code)  # the code alone: the reason may name a member
+    return _write(stores.drops, task.drop_name, {"status": "refused", "code": code, "reason": why,
+                                                  "file": base, **facts, "at": _iso(now)})
+
+
+def finish_drop_report(task: EmlDropReportTask, *, drops: ChatExportUploads, ledger: WindowLedger,
+                       report_queue: WorkQueue, clock: Callable[[], datetime],
+                       report_delay: int = FIRST_REPORT_DELAY) -> dict[str, Any] | None:
+    """Write the drop's report again with every EML's outcome; come back later while some has none.
+    A report that is gone or is of another delivery (replaced since) is left alone."""
+    report_name = task.drop_name + REPORT_SUFFIX
+    try:
+        report: object = json.loads(drops.read_small(report_name, MAX_REPORT_BYTES))
+    except (RecordMissing, ValueError):
+        log.warning("eml drop report task: the report to finish is missing or unreadable")
+        return None
+    if not is_json_object(report) or report.get("sha256") != task.drop_sha256 \
+            or report.get("window") != task.window_id:
+        return None
+    items = report.get("items")
+    if not is_json_array(items):
+        raise TypeError("the report's items are not a list of objects")
+    outcomes = {key: state.outcome for key, state in ledger.record_states(task.window_id)}
+    rows: list[dict[str, Any]] = []
+    for item in items:
+        if not is_json_object(item):
+            raise TypeError("the report's items are not a list of objects")
+        row: dict[str, Any] = dict(item)
+        record_id = row.get("record_id")
+        if isinstance(record_id, str) and not row.get("in_drop"):
+            outcome = outcomes.get(record_key(record_id))
+            if outcome is not None:
+                row.update({"outcome": outcome.outcome.value, "reason": outcome.reason, "detail": outcome.detail,
+                            "mailboxes": [{"mailbox": m.mailbox, "outcome": m.outcome.value, "rule": m.rule.value}
+                                          for m in outcome.mailboxes]})
+        rows.append(row)
+    pending = sum(row["outcome"] == "queued" for row in rows)
+    report = {**report, **drop_totals(rows), "pending": pending, "items": rows, "at": _iso(clock())}
+    if pending and task.checks + 1 < REPORT_CHECKS:
+        report["status"] = "importing"
+        _write(drops, task.drop_name, report)
+        report_queue.send(task.model_copy(update={"checks": task.checks + 1}).model_dump(mode="json"),
+                          delay_seconds=report_delay * LATER_CHECKS)
+        return report
+    report["status"] = "pending_records" if pending else "done"
+    _write(drops, task.drop_name, report)
+    log.info("eml drop %s: report finished, %d EML(s) without an outcome", task.drop_sha256[:16], pending)
+    return report
+
+
+def _earlier_report(drops: ChatExportUploads, name: str, stamps: dict[str, str]) -> dict[str, object]:
+    try:
+        report: object = json.loads(drops.read_small(name + REPORT_SUFFIX, MAX_REPORT_BYTES))
+    except (RecordMissing, ValueError):
+        return {}
+    if not is_json_object(report) or any(report.get(key) != value for key, value in stamps.items()):
+        return {}
+    return report
+
+
+def _file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    for chunk in _chunks(path):
+        digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _chunks(path: Path) -> Iterator[bytes]:
+    with path.open("rb") as handle:
+        while chunk := handle.read(_CHUNK):
+            yield chunk
+
+
+def _write(drops: ChatExportUploads, name: str, report: dict[str, Any]) -> dict[str, Any]:
+    drops.put_report(name + REPORT_SUFFIX, (json.dumps(report, indent=2, ensure_ascii=False) + "\n").encode("utf-8"))
+    return report
+
+
+def _iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")

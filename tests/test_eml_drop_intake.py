@@ -1,0 +1,258 @@
+"""A vendor's drop in the eml-drops container, as the blob trigger and the listing and items functions
+take it: a ZIP whose manifest holds is kept as evidence, handed off as one window and imported once
+into the right mailboxes, with a report beside it finished with every EML's outcome; the same drop
+delivered again adds nothing; a manifest that does not hold imports nothing and is poisoned
+``manifest_mismatch``, replayable once with the operator's acceptance; an unsafe ZIP is refused and
+never replayable; an EML that cannot be read is poisoned naming its file, its bytes kept — over
+in-memory stores with the adapters' behaviour."""
+
+from __future__ import annotations
+
+import io
+import json
+import zipfile
+from datetime import UTC, datetime
+
+import pytest
+
+from shared.domain.errors import PoisonReason
+from shared.domain.ledger import RecordOutcome
+from shared.domain.records import record_key
+from shared.domain.tasks import EmlDropReportTask, EmlDropTask, ItemTask, PoisonMessage
+from shared.service import eml_drop_intake as intake
+from shared.service.eml_import import EmlImporter
+from shared.service.importing import ItemImporter
+from shared.service.mapping import MailboxMapper
+from shared.service.poison import PoisonQueues
+from shared.service.processing import process_item_message
+from tests.fakes import (
+    MemoryChatExportUploads,
+    MemoryEvidenceStore,
+    MemoryInspectableQueue,
+    MemoryLedger,
+    MemoryMailboxes,
+    MemoryQueue,
+    MemoryRecordStore,
+    SetDirectory,
+    StaticMapping,
+)
+from tests.test_cli_import_eml import ALICE, BOB, ZIP_NAME, manifest, vendor_eml
+
+DROP = f"capture/{ZIP_NAME}"
+
+
+def zip_bytes(members: dict[str, bytes]) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+    return buffer.getvalue()
+
+
+def good_drop() -> bytes:
+    emls = {f"msg-{n}.eml": vendor_eml(n) for n in (1, 2, 3)}
+    return zip_bytes({**emls, "batch.mf": manifest(3, *emls)})
+
+
+class Stack:
+    def __init__(self) -> None:
+        self.drops = MemoryChatExportUploads()
+        self.records = MemoryRecordStore()
+        self.evidence = MemoryEvidenceStore()
+        self.items = MemoryQueue("items")
+        self.listing = MemoryQueue("listing")
+        self.poison = MemoryInspectableQueue("listing-poison")
+        self.items_poison = MemoryQueue("items-poison")
+        self.ledger = MemoryLedger()
+        self.mailboxes = MemoryMailboxes()
+        self.now = datetime(2026, 12, 5, 2, 0, tzinfo=UTC)
+        mapper = MailboxMapper(SetDirectory(ALICE, BOB),
+                               StaticMapping(f"PhoneNumber,EmailAddress\n+44 7700 900002,{BOB}\n", "GB"),
+                               default_region="GB")
+        self.eml_importer = EmlImporter(mapper, self.mailboxes, max_item_bytes=10 * 1024 * 1024,
+                                        default_region="GB")
+        self.stores = intake.DropStores(drops=self.drops, records=self.records, evidence=self.evidence,
+                                        items_queue=self.items, report_queue=self.listing,
+                                        poison_queue=self.poison, ledger=self.ledger)
+
+    def deliver(self, data: bytes, name: str = DROP) -> dict | None:
+        """The vendor's upload, its event, and the listing function's run of the queued task."""
+        self.drops.upload(name, data)
+        task = intake.receive_drop(name, drops=self.drops, listing_queue=self.listing, clock=lambda: self.now)
+        assert task is not None
+        return self.judge(EmlDropTask.model_validate(self.listing.messages.pop()))
+
+    def judge(self, task: EmlDropTask) -> dict | None:
+        return intake.import_drop(task, self.stores, clock=lambda: self.now, report_delay=60)
+
+    def import_items(self) -> list:
+        results = []
+        while self.items.messages:
+            body = json.dumps(self.items.messages.pop(0))
+            results.append(process_item_message(
+                body, dequeue_count=1, records=self.records, importer=_no_records_importer(),
+                poison_queue=self.items_poison, ledger=self.ledger, eml_importer=self.eml_importer,
+                clock=lambda: self.now))
+        return results
+
+    def finish_report(self, name: str = DROP) -> dict | None:
+        reports = [m for m in self.listing.messages if m.get("kind") == "eml_drop_report"]
+        self.listing.messages = [m for m in self.listing.messages if m.get("kind") != "eml_drop_report"]
+        report = None
+        for message in reports:
+            report = intake.finish_drop_report(EmlDropReportTask.model_validate(message), drops=self.drops,
+                                               ledger=self.ledger, report_queue=self.listing,
+                                               clock=lambda: self.now)
+        return report
+
+    def report(self, name: str = DROP) -> dict:
+        return json.loads(self.drops.blobs[name + ".report.json"])
+
+    def poisoned(self) -> list[PoisonMessage]:
+        return [PoisonMessage.from_text(m["text"]) for m in self.poison.stored.values()]
+
+
+def _no_records_importer() -> ItemImporter:
+    class Refuse:
+        def import_raw(self, *args, **kwargs):
+            raise AssertionError("an EML task must not be read as a record")
+
+    return Refuse()  # type: ignore[return-value]
+
+
+@pytest.fixture
+def stack() -> Stack:
+    return Stack()
+
+
+def test_a_drop_whose_manifest_holds_is_kept_handed_off_and_imported_once_with_its_report(stack):
+    data = good_drop()
+    report = stack.deliver(data)
+    assert report is not None and report["status"] == "handed_off" and report["manifest"] == "holds"
+    assert report["drop"] == {"day": "2026-12-04", "number": 1, "zipped": "20261205013000"}
+    assert report["pending"] == 3 and [i["file"] for i in report["items"]] == [
+        f"{ZIP_NAME}/msg-{n}.eml" for n in (1, 2, 3)]
+    # Evidence before anything else: the ZIP as it came, and each EML under its own SHA-256.
+    assert any(name.startswith("raw/eml-drop/") for name in stack.evidence.blobs)
+    assert sum(name.startswith("raw/eml/") for name in stack.evidence.blobs) == 3
+    tasks = [ItemTask.model_validate(m) for m in stack.items.messages]
+    assert {t.format for t in tasks} == {"eml"} and tasks[0].file == f"{ZIP_NAME}/msg-1.eml"
+    assert stack.records.get(tasks[0].record_ref) == vendor_eml(1)  # the claim check is the EML's bytes
+
+    results = stack.import_items()
+    assert [r.outcome for r in results] == [RecordOutcome.IMPORTED] * 3
+    # Alice by her address, Bob by his number through the CSV; the unmapped sender nowhere.
+    assert len(stack.mailboxes.items[ALICE]) == 3 and len(stack.mailboxes.items[BOB]) == 3
+    finished = stack.finish_report()
+    assert finished is not None and finished["status"] == "done"
+    assert (finished["imported"], finished["pairs_imported"], finished["pending"]) == (3, 6, 0)
+    assert finished["items"][1]["mailboxes"][0]["outcome"] == "imported"
+    assert stack.report() == finished
+
+    (info,) = stack.ledger.recent_windows(5)
+    window = stack.ledger.summary(info.window_id)
+    assert window is not None and window.reconciled
+    assert (window.listed, window.fanout, window.imported) == (3, 6, 6)  # imported: mailbox pairs
+
+
+def test_the_same_drop_delivered_again_adds_nothing(stack):
+    stack.deliver(good_drop())
+    stack.import_items()
+    # Event Grid delivers at least once: the same event again queues nothing.
+    assert intake.receive_drop(DROP, drops=stack.drops, listing_queue=stack.listing, clock=lambda: stack.now)
+    assert stack.judge(EmlDropTask.model_validate(stack.listing.messages.pop())) is None
+    assert not stack.items.messages
+    # The vendor uploads it again (a new blob, the same EMLs): every EML is a duplicate.
+    stack.now = stack.now.replace(hour=3)
+    report = stack.deliver(good_drop())
+    assert report is not None and report["status"] == "handed_off"
+    results = stack.import_items()
+    assert [r.outcome for r in results] == [RecordOutcome.SKIPPED_DUPLICATE] * 3
+    assert len(stack.mailboxes.items[ALICE]) == 3
+
+
+def test_a_wrong_manifest_imports_nothing_is_poisoned_and_a_replay_accepting_it_imports_once(stack):
+    emls = {f"msg-{n}.eml": vendor_eml(n) for n in (1, 2)}
+    report = stack.deliver(zip_bytes({**emls, "batch.mf": manifest(3, *emls, "msg-3.eml")}))
+    assert report is not None and report["status"] == "refused" and report["code"] == "manifest_mismatch"
+    assert "count_mismatch" in report["verdict"] and "listed_missing" in report["verdict"]
+    assert not stack.items.messages and not stack.mailboxes.items
+    assert any(name.startswith("raw/eml-drop/") for name in stack.evidence.blobs)  # kept as it came
+    (poison,) = stack.poisoned()
+    assert poison.reason is PoisonReason.MANIFEST_MISMATCH and "count_mismatch" in poison.detail
+
+    queues = PoisonQueues([stack.poison], {"listing": stack.listing, "items": stack.items})
+    # Replayed without acceptance (the vendor has not delivered again): judged again, poisoned again.
+    assert len(queues.replay(lambda e: True).replayed) == 1
+    assert stack.judge(EmlDropTask.model_validate(stack.listing.messages.pop()))["status"] == "refused"
+    (again,) = stack.poisoned()
+    assert again.replays == 1
+    # The operator accepts the mismatch: imported once, and the report says who accepted what.
+    queues.replay(lambda e: True, accept_mismatch=True)
+    task = EmlDropTask.model_validate(stack.listing.messages.pop())
+    assert task.accept_mismatch and task.replays == 2
+    accepted = stack.judge(task)
+    assert accepted is not None and accepted["manifest"] == "mismatch accepted"
+    assert accepted["accepted_by"].startswith("poison replay --accept-manifest-mismatch")
+    assert [r.outcome for r in stack.import_items()] == [RecordOutcome.IMPORTED] * 2
+    assert not stack.poisoned()
+
+
+def test_an_unsafe_zip_is_refused_kept_and_never_replayable(stack):
+    report = stack.deliver(zip_bytes({"../escape.eml": vendor_eml(1), "msg-2.eml": vendor_eml(2)}))
+    assert report is not None and report["status"] == "refused" and report["code"] == "unsafe_zip"
+    assert "unsafe_member_name" in report["verdict"]
+    assert not stack.items.messages and any(n.startswith("raw/eml-drop/") for n in stack.evidence.blobs)
+    queues = PoisonQueues([stack.poison], {"listing": stack.listing, "items": stack.items})
+    (entry,) = queues.list()
+    assert entry.message.reason is PoisonReason.INVALID_ITEM and not entry.replayable
+    replay = queues.replay(lambda e: True, accept_mismatch=True)
+    assert [e.id for e in replay.not_replayable] == [entry.id] and not replay.replayed
+    assert not stack.listing.messages
+
+
+def test_an_eml_that_cannot_be_read_is_poisoned_naming_its_file_with_its_bytes_kept(stack):
+    broken = b"this is not a message\r\n\r\njust text"
+    emls = {"msg-1.eml": vendor_eml(1), "broken.eml": broken}
+    stack.deliver(zip_bytes({**emls, "batch.mf": manifest(2, *emls)}))
+    results = stack.import_items()
+    assert [r.outcome for r in results] == [RecordOutcome.IMPORTED, RecordOutcome.POISONED]
+    (poison,) = [PoisonMessage.model_validate(m) for m in stack.items_poison.messages]
+    assert poison.reason is PoisonReason.INVALID_ITEM and poison.detail.startswith(f"{ZIP_NAME}/broken.eml: ")
+    assert poison.record_format == "eml" and poison.file == f"{ZIP_NAME}/broken.eml"
+    assert stack.records.get(poison.record_ref) == broken
+    # A replay of it is imported as an EML again, not read as a record.
+    replayed = poison.item_task()
+    assert replayed is not None and replayed.format == "eml"
+    finished = stack.finish_report()
+    assert finished is not None and finished["failed_by_reason"] == {"invalid_item": 1}
+
+
+def test_two_emls_with_one_message_id_are_one_message_and_the_second_is_named(stack):
+    emls = {"a.eml": vendor_eml(1), "b.eml": vendor_eml(1)}
+    report = stack.deliver(zip_bytes({**emls, "batch.mf": manifest(2, *emls)}))
+    assert report is not None and len(stack.items.messages) == 1
+    assert report["items"][1]["detail"] == f"the same Message-ID as {ZIP_NAME}/a.eml"
+    stack.import_items()
+    finished = stack.finish_report()
+    assert finished is not None and finished["status"] == "done"
+    assert (finished["imported"], finished["skipped_duplicates"]) == (1, 1)
+
+
+def test_a_loose_eml_is_a_drop_of_one(stack):
+    report = stack.deliver(vendor_eml(7), name="capture/one.eml")
+    assert report is not None and report["manifest"] == "absent" and len(stack.items.messages) == 1
+    assert [r.outcome for r in stack.import_items()] == [RecordOutcome.IMPORTED]
+    (info,) = stack.ledger.recent_windows(5)
+    (page,) = stack.ledger.pages(info.window_id)
+    assert page.record_keys == (record_key("<wa-7@capture.example>"),) and page.last
+    assert any(name.startswith("raw/eml/") for name in stack.evidence.blobs)
+
+
+def test_our_own_reports_and_unsafe_names_start_nothing(stack):
+    stack.drops.upload(DROP + ".report.json", b"{}")
+    assert intake.receive_drop(DROP + ".report.json", drops=stack.drops, listing_queue=stack.listing,
+                               clock=lambda: stack.now) is None
+    assert intake.receive_drop("capture/../x.zip", drops=stack.drops, listing_queue=stack.listing,
+                               clock=lambda: stack.now) is None
+    assert not stack.listing.messages
