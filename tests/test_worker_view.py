@@ -36,10 +36,10 @@ from azure_functions_runtime.http_v2 import HttpV2Registry
 
 from shared.settings import (
     CHAT_EXPORTS_CONTAINER,
-    ITEMS_QUEUE,
-    LISTING_QUEUE,
     EML_DROPS_CONNECTION,
     EML_DROPS_CONTAINER,
+    ITEMS_QUEUE,
+    LISTING_QUEUE,
     STORAGE_CONNECTION,
     TRANSCRIPTS_QUEUE,
 )
