@@ -256,3 +256,45 @@ def test_our_own_reports_and_unsafe_names_start_nothing(stack):
     assert intake.receive_drop("capture/../x.zip", drops=stack.drops, listing_queue=stack.listing,
                                clock=lambda: stack.now) is None
     assert not stack.listing.messages
+
+
+def test_member_names_with_marks_or_past_the_label_length_still_hand_off(stack):
+    # A Hebrew file name with a right-to-left mark, and a name that makes "<drop>/<member>" longer than
+    # a task's file label may be: neither may hold the drop back.
+    long_name = "x" * 1000 + ".eml"
+    emls = {"\u200fשלום.eml": vendor_eml(1), long_name: vendor_eml(3)}
+    report = stack.deliver(zip_bytes({**emls, "batch.mf": manifest(2, *emls)}))
+    assert report is not None and report["status"] == "handed_off"
+    files = [ItemTask.model_validate(m).file for m in stack.items.messages]
+    assert files[0] == f"{ZIP_NAME}/\u200fשלום.eml"
+    assert files[1] is not None and len(files[1]) == 1023 and "…" in files[1] and files[1].endswith(".eml")
+    assert [r.outcome for r in stack.import_items()] == [RecordOutcome.IMPORTED] * 2
+
+
+def test_a_hand_off_that_failed_part_way_resumes_after_the_pages_it_finished(stack):
+    emls = {f"m-{n}.eml": vendor_eml(n % 50).replace(b"wa-", f"wa-{n}-".encode()) for n in range(250)}
+    data = zip_bytes({**emls, "batch.mf": manifest(250, *emls)})
+    stack.items = MemoryQueue("items", fail_after=150)  # the queue fails in the second page
+    stack.stores = intake.DropStores(drops=stack.drops, records=stack.records, evidence=stack.evidence,
+                                     items_queue=stack.items, report_queue=stack.listing,
+                                     poison_queue=stack.poison, ledger=stack.ledger)
+    stack.drops.upload(DROP, data)
+    task = intake.receive_drop(DROP, drops=stack.drops, listing_queue=stack.listing, clock=lambda: stack.now)
+    assert task is not None
+    with pytest.raises(ConnectionError):
+        stack.judge(task)
+    assert stack.report()["status"] == "handing_off"
+    # The task again (the queue's retry): the same window, page 0 not handed off twice.
+    first_run = stack.items.messages
+    stack.items = MemoryQueue("items")
+    stack.stores = intake.DropStores(drops=stack.drops, records=stack.records, evidence=stack.evidence,
+                                     items_queue=stack.items, report_queue=stack.listing,
+                                     poison_queue=stack.poison, ledger=stack.ledger)
+    report = stack.judge(task)
+    assert report is not None and report["status"] == "handed_off"
+    assert len(stack.items.messages) == 150 and len(first_run) == 150
+    (info,) = stack.ledger.recent_windows(5)
+    pages = stack.ledger.pages(info.window_id)
+    assert sorted(p.page for p in pages) == [0, 1, 2] and sum(len(p.record_keys) for p in pages) == 250
+    keys = {m["record_key"] for m in first_run[:100] + stack.items.messages}
+    assert len(keys) == 250  # every EML handed off, each once past the pages' boundary

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import unicodedata
 from collections.abc import Iterable
 from datetime import datetime
 from typing import Annotated, Any, Literal
@@ -41,9 +42,20 @@ def _bucket(value: str) -> str:
 
 def _file_label(value: str | None) -> str | None:
     # Where an EML came from ("<drop>/<member>"): shown in a header and in reports, never a path read.
-    if value is not None and (not value or len(value) > MAX_FILE_LABEL or not value.isprintable()):
-        raise ValueError(f"not a file label (1 to {MAX_FILE_LABEL} printable characters)")
+    # Names may hold marks and other format characters (a vendor's Hebrew file name); never a control.
+    if value is not None and (not value or len(value) > MAX_FILE_LABEL
+                              or any(unicodedata.category(c) == "Cc" for c in value)):
+        raise ValueError(f"not a file label (1 to {MAX_FILE_LABEL} characters, no control character)")
     return value
+
+
+def file_label(*parts: str) -> str:
+    """A label for a file inside a drop, joined and held to the label's length (middle elided)."""
+    label = "/".join(parts)
+    if len(label) <= MAX_FILE_LABEL:
+        return label
+    keep = (MAX_FILE_LABEL - 1) // 2
+    return label[:keep] + "…" + label[-keep:]
 
 
 FileLabel = Annotated[str | None, AfterValidator(_file_label)]

@@ -42,7 +42,7 @@ from shared.domain.identifiers import UnsafeBlobName, check_blob_name
 from shared.domain.json_values import is_json_array, is_json_object
 from shared.domain.ledger import OutcomeEntry, PageEntry, RecordOutcome, WindowInfo
 from shared.domain.records import record_key
-from shared.domain.tasks import EmlDropReportTask, EmlDropTask, ItemTask, PoisonMessage
+from shared.domain.tasks import EmlDropReportTask, EmlDropTask, ItemTask, PoisonMessage, file_label
 from shared.ports import ChatExportUploads, EvidenceStore, RecordMissing, RecordStore, WindowLedger, WorkQueue
 from shared.service.eml_import import drop_facts, drop_totals, manifest_state
 from shared.service.webhook_records import webhook_day
@@ -172,7 +172,7 @@ def _members(archive: zipfile.ZipFile, infos: tuple[zipfile.ZipInfo, ...], base:
              limit: int) -> Iterator[tuple[str, bytes | str]]:
     """Each EML's label and bytes, or the reason it could not be unpacked."""
     for info in infos:
-        label = f"{base}/{info.filename}"
+        label = file_label(base, info.filename)
         try:
             yield label, read_member(archive, info, limit)
         except (ValueError, zipfile.BadZipFile, OSError) as error:
@@ -193,12 +193,13 @@ def _hand_off(
     slice_id = f"eml-drop-{facts['sha256'][:32]}"
     items: list[dict[str, Any]] = []
     first_with_key: dict[str, str] = {}
-    page: list[str] = []
+    page: list[_Handed] = []
     pages = listed = 0
     for label, content in members:
         if isinstance(content, str):
             key = record_key(f"eml-member:{facts['sha256']}:{label}")
-            items.append(_unpack_failure(stores, window_id, key, label, content, now))
+            items.append({"file": label, "record_id": None, "outcome": RecordOutcome.POISONED.value,
+                          "reason": PoisonReason.INVALID_ITEM.value, "detail": f"{label}: {content}", "mailboxes": []})
         else:
             record_id = eml_record_id(content)
             key = record_key(record_id)
@@ -210,20 +211,15 @@ def _hand_off(
                               "mailboxes": [], "in_drop": True})
                 continue
             first_with_key[key] = label
-            reference = stores.records.put(key, content)
-            if zip_sha256 is not None:
-                stores.evidence.keep("eml", content, {"drop_sha256": zip_sha256})
-            stores.items_queue.send(ItemTask(window_id=window_id, record_key=key, record_ref=reference,
-                                             message_id=record_id, format="eml", file=label).model_dump(mode="json"))
             items.append({"file": label, "record_id": record_id, "outcome": "queued", "reason": None,
                           "detail": None, "mailboxes": []})
-        page.append(key)
+        page.append(_Handed(key, label, content, items[-1]["record_id"]))
         listed += 1
         if len(page) == PAGE_SIZE:
-            stores.ledger.record_page(window_id, PageEntry(slice_id, pages, tuple(page), False))
+            _hand_off_page(stores, window_id, slice_id, pages, page, last=False, now=now, zip_sha256=zip_sha256)
             pages += 1
             page = []
-    stores.ledger.record_page(window_id, PageEntry(slice_id, pages, tuple(page), True))
+    _hand_off_page(stores, window_id, slice_id, pages, page, last=True, now=now, zip_sha256=zip_sha256)
     telemetry.count_listed(listed, window_id=window_id)
     report = {"status": "handed_off", **facts, "window": window_id, "captured": _iso(info.scheduled_at),
               "at": _iso(now), **drop_totals(items), "pending": sum(i["outcome"] == "queued" for i in items),
@@ -235,8 +231,36 @@ def _hand_off(
     return report
 
 
+@dataclass(frozen=True)
+class _Handed:
+    key: str
+    label: str
+    content: bytes | str  # the EML's bytes, or why they cannot be read
+    record_id: str | None
+
+
+def _hand_off_page(stores: DropStores, window_id: str, slice_id: str, number: int, page: list[_Handed], *,
+                   last: bool, now: datetime, zip_sha256: str | None) -> None:
+    """One page of a drop's EMLs handed off, then its keys written to the ledger, then the page marked:
+    a hand-off retried after a time-out (a drop of 100,000 EMLs) resumes after the pages it finished."""
+    if stores.ledger.page_listed(window_id, slice_id, number):
+        return
+    for eml in page:
+        if isinstance(eml.content, str):
+            _unpack_failure(stores, window_id, eml.key, eml.label, eml.content, now)
+            continue
+        reference = stores.records.put(eml.key, eml.content)
+        if zip_sha256 is not None:
+            stores.evidence.keep("eml", eml.content, {"drop_sha256": zip_sha256})
+        task = ItemTask(window_id=window_id, record_key=eml.key, record_ref=reference, message_id=eml.record_id,
+                        format="eml", file=eml.label)
+        stores.items_queue.send(task.model_dump(mode="json"))
+    stores.ledger.record_page(window_id, PageEntry(slice_id, number, tuple(eml.key for eml in page), last))
+    stores.ledger.mark_page_listed(window_id, slice_id, number)
+
+
 def _unpack_failure(stores: DropStores, window_id: str, key: str, label: str, why: str,
-                    now: datetime) -> dict[str, Any]:
+                    now: datetime) -> None:
     # No bytes to keep as a claim check (the drop itself is kept): poisoned at once, and accounted.
     detail = f"{label}: {why}"
     stores.poison_queue.send(PoisonMessage(reason=PoisonReason.INVALID_ITEM, detail=detail, window_id=window_id,
@@ -245,8 +269,6 @@ def _unpack_failure(stores: DropStores, window_id: str, key: str, label: str, wh
                                                          outcome=RecordOutcome.POISONED, at=now,
                                                          reason=PoisonReason.INVALID_ITEM.value, detail=detail))
     telemetry.account_record(RecordOutcome.POISONED, reason=PoisonReason.INVALID_ITEM)
-    return {"file": label, "record_id": None, "outcome": RecordOutcome.POISONED.value,
-            "reason": PoisonReason.INVALID_ITEM.value, "detail": detail, "mailboxes": []}
 
 
 def _poison_mismatch(task: EmlDropTask, stores: DropStores, facts: dict[str, Any],
