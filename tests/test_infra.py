@@ -25,10 +25,17 @@ app secret), and their queries name only metrics, functions and values the code 
 WhatsApp secrets are written, granted and referenced only when given; their settings are empty otherwise.
 
 Blob triggers: for every Event Grid blob trigger the code registers (chat_export_blob on
-chat-exports), both templates create its container, the storage account's Event Grid system topic
-and a BlobCreated subscription on that container delivering to the function's Blobs extension
-webhook with the blobs_extension system key, the queues the trigger passes its events through and
-the host ID that names one of them, each with its role.
+chat-exports, connection AzureWebJobsStorage; eml_drop_blob on eml-drops, connection EmlDrops),
+both templates create its container in the storage account its connection names, that account's
+Event Grid system topic and a BlobCreated subscription on that container delivering to the
+function's Blobs extension webhook with the blobs_extension system key, the queues the trigger
+passes its events through and the host ID that names one of them, each with its role.
+
+Vendor EML drop zone (issue 21, after the evidence store tests): behind a switch that is off by
+default, both templates create a second storage account with a hierarchical namespace, SFTP and
+local users, the container eml-drops, one SSH-key-only local user whose home it is and who cannot
+delete, and the identity's role there: a custom role without delete whose writes a role assignment
+condition limits to *.report.json. The subscription passes completed uploads only (data.api).
 
 Monitoring (the end of this module): both templates deploy the query pack and the workbook from
 the same files in infra/monitoring/, every query there is plausible KQL that uses only telemetry
@@ -82,6 +89,8 @@ NOT_DEPLOYED = {
     "GRAPH_CLIENT_SECRET": "the templates support the managed identity or a certificate, never a client secret",
     "GRAPH_CERTIFICATE_PATH": "a file path; a deployment passes the certificate as a Key Vault reference",
     "GRAPH_CERTIFICATE_PASSWORD": "a Key Vault certificate reference delivers a PFX without a password",
+    "EmlDrops": "a connection string to the drop account, for local runs (Azurite); a deployment gives the "
+    "identity-based connection EmlDrops__blobServiceUri, __clientId and __credential instead (shared keys are off)",
 }
 
 # Settings the Functions platform reads, which Settings does not; both templates must set them.
@@ -99,6 +108,11 @@ PLATFORM_SETTINGS = {
     "AzureFunctionsWebHost__hostid": "the Functions host ID, set so that the blob trigger's host queue "
     "azure-webjobs-blobtrigger-<host id> has a name the templates know (on Flex Consumption the default ID is an "
     "MD5 hash of the site name, which Bicep cannot compute), and its role can be scoped to that queue",
+    "EmlDrops__credential": "the identity-based connection of eml_drop_blob: 'managedidentity' (with __clientId, "
+    "which the code reads too, it selects the user-assigned identity for the host and the Python blob extension)",
+    "EmlDrops__queueServiceUri": "the queue service of eml_drop_blob's connection, where the Blobs extension puts a "
+    "blob that failed five times (webjobs-blobtrigger-poison); required beside __blobServiceUri for a blob trigger "
+    "(Functions docs, Blob storage connections); the templates name the main account's, whose poison queue exists",
 }
 
 # Containers the platform uses, which the code does not.
@@ -120,8 +134,25 @@ BLOB_TRIGGER_QUEUES = {
     BLOB_TRIGGER_HOST_QUEUE: "the Blobs extension webhook puts each Event Grid event on this host queue "
     "(BlobTriggerQueueWriter), which the host reads to run the function",
     "webjobs-blobtrigger-poison": "a blob whose function failed maxDequeueCount times (HostQueueNames."
-    "BlobTriggerPoisonQueue), in the account of the trigger's connection, AzureWebJobsStorage",
+    "BlobTriggerPoisonQueue), in the queue service of the trigger's connection: AzureWebJobsStorage's, which "
+    "both templates also give EmlDrops as its __queueServiceUri",
 }
+# The connections the code's blob triggers name, each with the role the identity holds on the
+# trigger's container and the switches that create the trigger's subscription (parameter, default).
+# AzureWebJobsStorage: the main account, where the code reads uploads and writes reports beside them.
+# EmlDrops: the vendor's SFTP account, where the code reads drops and writes nothing but the reports
+# (EML_DROP_ROLE below); its subscription exists only with the drop zone, which is off by default.
+CONNECTION_SWITCHES = {
+    "AzureWebJobsStorage": {"event subscriptions": True},
+    "EmlDrops": {"event subscriptions": True, "eml drop zone": False},
+}
+SWITCH_NAMES = {  # template parameter or variable -> the switch it is
+    "deployEventSubscriptions": "event subscriptions", "create_event_subscriptions": "event subscriptions",
+    "emlDropZone": "eml drop zone", "eml_drop_zone": "eml drop zone",
+}
+# The storage accounts: Bicep symbol or Terraform azurerm_storage_account name -> the account.
+MAIN_ACCOUNT, DROP_ACCOUNT = "main", "eml drops"
+ACCOUNT_NAMES = {"storage": MAIN_ACCOUNT, "main": MAIN_ACCOUNT, "emlDropStorage": DROP_ACCOUNT, "eml_drops": DROP_ACCOUNT}
 
 # --- Role assignments ----------------------------------------------------------------------------
 #
@@ -228,7 +259,7 @@ def custom_role_name(permissions: dict) -> str:
 
 
 def custom_role_permissions(role: str) -> dict[str, list[str]]:
-    return json.loads(role.removeprefix(CUSTOM_ROLE))
+    return json.loads(role.removeprefix(CUSTOM_ROLE).split(CONDITION)[0])
 
 
 def forbidden_actions(permissions: dict) -> list[str]:
@@ -239,14 +270,69 @@ def forbidden_actions(permissions: dict) -> list[str]:
 
 EVIDENCE_ROLE = custom_role_name(EVIDENCE_WRITER)
 
+# What the blob trigger functions write beside each upload or drop (FILE.report.json, issues 17 and
+# 21): excluded from the subscriptions so that a report never triggers a function, and the only
+# blobs the identity may write in the vendor's drop container.
+REPORT_SUFFIX = ".report.json"
+
+
+# --- The EML drop reader: the second custom role, under a condition ------------------------------
+#
+# In the vendor's drop container the app reads every drop and writes only the reports beside them.
+# A built-in role will not do: each blob role that writes also deletes, and Storage Blob Data
+# Contributor holds the action containers/delete, which no assignment condition can restrict
+# (conditions apply to data actions). So a custom role that may read, write and create, and an
+# Azure ABAC condition (version 2.0) on its assignment that allows writing and creating only on a
+# blob path ending .report.json. A grant under a condition is written "<role> under condition
+# <version> <condition>", the condition with its whitespace normalized.
+EML_DROP_READER = {
+    "actions": (),
+    "notActions": (),
+    "dataActions": (
+        BLOB_ACTION + "blobs/add/action",  # create a report
+        BLOB_ACTION + "blobs/read",  # read a drop and its properties, list the container
+        BLOB_ACTION + "blobs/write",  # write a report again with the outcomes
+    ),
+    "notDataActions": (),
+}
+REPORT_WRITES_ONLY = (
+    f"((!(ActionMatches{{'{BLOB_ACTION}blobs/write'}}) AND !(ActionMatches{{'{BLOB_ACTION}blobs/add/action'}})) "
+    f"OR (@Resource[{BLOB_ACTION}blobs:path] StringLike '*{REPORT_SUFFIX}'))")
+CONDITION = " under condition "
+
+
+def normalized_condition(text: str) -> str:
+    """A role assignment condition as both templates write it, compared without layout: a Bicep
+    multi-line string or a Terraform heredoc (its markers dropped), whitespace collapsed and none
+    beside a parenthesis."""
+    text = re.sub(r"^\"?<<-?(\w+)\n(.*)\n\s*\1\"?$", r"\2", text.strip(), flags=re.DOTALL)
+    text = re.sub(r"\s+", " ", text.replace("\\'", "'")).strip()
+    return re.sub(r"\s*([()])\s*", r"\1", text)
+
+
+def with_condition(role: str, version: object, condition: str) -> str:
+    return f"{role}{CONDITION}{version} {normalized_condition(condition)}"
+
+
+EML_DROP_ROLE = with_condition(custom_role_name(EML_DROP_READER), "2.0", REPORT_WRITES_ONLY)
+# The identity's role on a blob trigger's container, by the trigger's connection.
+CONNECTION_CONTAINER_ROLES = {"AzureWebJobsStorage": DATA_CONTAINER_ROLE, "EmlDrops": EML_DROP_ROLE}
+
 
 def evidence_container() -> str:
     return Settings.model_fields["evidence_container"].default
 
 
+def trigger_container_roles() -> dict[str, str]:
+    """Container -> the identity's role there, for every blob trigger's container: by its connection."""
+    return {trigger["container"]: CONNECTION_CONTAINER_ROLES[trigger["connection"]]
+            for trigger in code_blob_triggers().values()}
+
+
 def expected_grants(deployment: Deployment) -> set[tuple[str, str, str]]:
     """Every grant the app needs, derived from the code and the platform; nothing more."""
-    grants = {("identity", DATA_CONTAINER_ROLE, f"container:{c}")
+    trigger_roles = trigger_container_roles()
+    grants = {("identity", trigger_roles.get(c, DATA_CONTAINER_ROLE), f"container:{c}")
               for c in (code_containers() - {evidence_container()}) | {"app-package"}}
     grants.add(("identity", EVIDENCE_ROLE, f"container:{evidence_container()}"))
     grants |= {("identity", HOST_CONTAINER_ROLE, f"container:{c}") for c in HOST_CONTAINERS}
@@ -277,6 +363,10 @@ def grant_problems(grants: set[tuple[str, str, str]]) -> list[str]:
             problems.append(f"a custom role grants {forbidden} on {scope} to {principal}")
         if kind == "container" and name == evidence_container() and role != EVIDENCE_ROLE:
             problems.append(f"a role other than the evidence writer on the evidence container: {grant}")
+        if kind == "container" and trigger_container_roles().get(name) == EML_DROP_ROLE and role != EML_DROP_ROLE:
+            problems.append(f"a role other than the drop reader under its condition on a drop container: {grant}")
+        if CONDITION in role and not role.split(CONDITION)[1].startswith("2.0 "):
+            problems.append(f"a condition of a version other than 2.0: {grant}")
     return problems
 
 
@@ -359,6 +449,11 @@ class Deployment:
     grants: set[tuple[str, str, str]] = field(default_factory=set)  # (principal, role, scope), see above
     secret_references: dict[str, str] = field(default_factory=dict)  # Key Vault reference setting -> secret
     setting_defaults: dict[str, object] = field(default_factory=dict)  # setting -> default of the parameter behind it
+    container_accounts: dict[str, str] = field(default_factory=dict)  # container -> the account it is in
+    # connection (AzureWebJobsStorage, EmlDrops) -> the account its __blobServiceUri / __queueServiceUri
+    # names, as if every optional parameter were set
+    connection_accounts: dict[str, str] = field(default_factory=dict)
+    connection_queue_accounts: dict[str, str] = field(default_factory=dict)
 
 
 def expected_settings() -> set[str]:
@@ -455,18 +550,15 @@ def bicep_deployment(parsed: dict) -> Deployment:
             value = variables[value]
         return value
 
+    def names_of(resource: dict) -> set[str]:
+        loop, _, body = bicep_body(resource)
+        if loop is not None:  # [for x in <array variable>: {...}]
+            return {resolve(item) for item in resolve(loop["detail"]["array_name"])}
+        return {resolve(body["name"])}
+
     def names(resource_type: str) -> set[str]:
-        found = set()
-        for resource in resources.values():
-            if resource["type"] != resource_type:
-                continue
-            config = resource["config"]
-            if "loop_type" in config:  # [for x in <array variable>: {...}]
-                array = resolve(config["loop_type"]["detail"]["array_name"])
-                found |= {resolve(item) for item in array}
-            else:
-                found.add(resolve(config["name"]))
-        return found
+        return {name for resource in resources.values() if resource["type"] == resource_type
+                for name in names_of(resource)}
 
     deployment = Deployment(
         "bicep",
@@ -489,6 +581,19 @@ def bicep_deployment(parsed: dict) -> Deployment:
         if len(referenced) == 1 and parameters[referenced[0]].get("default") is not None:
             deployment.setting_defaults[name] = parameters[referenced[0]]["default"]
     deployment.grants = bicep_grants(parsed)
+    for resource in resources.values():
+        if resource["type"] == BICEP_CONTAINER:  # parent: the blob service, whose parent is the account
+            service = bicep_body(resources[bicep_body(resource)[2]["parent"]])[2]
+            for name in names_of(resource):
+                deployment.container_accounts[name] = ACCOUNT_NAMES.get(service["parent"], service["parent"])
+    for name, value in settings.items():
+        for suffix, accounts in (("__blobServiceUri", deployment.connection_accounts),
+                                 ("__queueServiceUri", deployment.connection_queue_accounts)):
+            if name.endswith(suffix):
+                if isinstance(value, dict) and value.get("operator", {}).get("type") == "conditional":
+                    value = value["operator"]["operands"]["true_value"]  # as if the optional part were on
+                symbol = bicep_text(value).split(".")[0]  # <account>.properties.primaryEndpoints.<service>
+                accounts[name.removesuffix(suffix)] = ACCOUNT_NAMES.get(symbol, symbol)
     evaluate = BicepEvaluator(parsed)
     for setting in SECRET_REFERENCES:
         value = settings.get(setting)
@@ -513,6 +618,12 @@ BICEP_SCOPE_KINDS = {
     "Microsoft.Insights/components": "application-insights",
 }
 NAMED_SCOPE_KINDS = {"container", "queue", "table", "key-vault-secret"}
+
+
+def account_scope(account: str) -> str:
+    """A whole storage account as a grant scope: "storage-account" for the main one (its Reader is the
+    one justified broad grant), "storage-account:<account>" for another, which none justifies."""
+    return "storage-account" if account == MAIN_ACCOUNT else f"storage-account:{account}"
 
 
 def snake_case(name: str) -> str:
@@ -605,6 +716,8 @@ class BicepEvaluator:
             return f"unknown:{json.dumps(expr)}"
         resource = self.resources[symbol]
         kind = BICEP_SCOPE_KINDS.get(resource["type"], resource["type"])
+        if kind == "storage-account":
+            return account_scope(ACCOUNT_NAMES.get(symbol, symbol))
         if kind not in NAMED_SCOPE_KINDS:
             return kind
         loop, _, body = bicep_body(resource)
@@ -635,6 +748,9 @@ def bicep_grants(parsed: dict) -> set[tuple[str, str, str]]:
                 role_name = custom_role_name(custom_roles[defined.group(1)]["permissions"])
             else:
                 role_name = ROLE_NAMES_BY_ID.get(role, f"role {role}")
+            if "condition" in properties:
+                role_name = with_condition(role_name, properties.get("conditionVersion"),
+                                           evaluate(properties["condition"], env))
             grants.add((principal, role_name, with_host_id(evaluate.scope(body.get("scope"), env))))
     return grants
 
@@ -793,6 +909,19 @@ def terraform_deployment(parsed: dict) -> Deployment:
         if len(referenced) == 1 and "default" in variables.get(next(iter(referenced)), {}):
             deployment.setting_defaults[tf_literal(name)] = tf_literal(variables[next(iter(referenced))]["default"])
     deployment.grants = terraform_grants(parsed)
+    for block_type, _, body in resources:
+        if block_type == "azurerm_storage_container":
+            account = re.search(r"azurerm_storage_account\.(\w+)", body["storage_account_id"]).group(1)
+            for name in names_of(body, block_type):
+                deployment.container_accounts[name] = ACCOUNT_NAMES.get(account, account)
+    for name, value in settings.items():
+        name = tf_literal(name)
+        for suffix, service, accounts in (("__blobServiceUri", "blob", deployment.connection_accounts),
+                                          ("__queueServiceUri", "queue", deployment.connection_queue_accounts)):
+            # the first account named: the optional one of a conditional (var.x ? <optional> : <main>)
+            found = re.search(rf"azurerm_storage_account\.(\w+)(?:\[0\])?\.primary_{service}_endpoint", str(value))
+            if name.endswith(suffix) and found:
+                accounts[name.removesuffix(suffix)] = ACCOUNT_NAMES.get(found.group(1), found.group(1))
     azapi = {name: body for block_type, name, body in resources if block_type == "azapi_resource"}
     for setting in SECRET_REFERENCES:
         value = str(settings.get(setting, ""))
@@ -809,10 +938,11 @@ def terraform_scope(scope: str, azapi: dict[str, dict]) -> str:
     """A role assignment's scope expression, for_each keys already substituted, as a grant scope."""
     if len(scope) >= 2 and scope[0] == scope[-1] == '"':  # a template string: "${a.id}/x/${b}"
         scope = scope[1:-1]
+    account = r"\$\{azurerm_storage_account\.\w+(?:\[0\])?\.id\}"  # any account, counted or not
     named = {
-        r"\$\{azurerm_storage_account\.main\.id\}/blobServices/default/containers/(.+)": "container",
-        r"\$\{azurerm_storage_account\.main\.id\}/queueServices/default/queues/(.+)": "queue",
-        r"\$\{azurerm_storage_account\.main\.id\}/tableServices/default/tables/(.+)": "table",
+        account + r"/blobServices/default/containers/(.+)": "container",
+        account + r"/queueServices/default/queues/(.+)": "queue",
+        account + r"/tableServices/default/tables/(.+)": "table",
         r"\$\{azurerm_key_vault\.main\.id\}/secrets/(.+)": "key-vault-secret",
     }
     for pattern, kind in named.items():
@@ -822,8 +952,9 @@ def terraform_scope(scope: str, azapi: dict[str, dict]) -> str:
             name = re.sub(r'\$\{(?:azurerm_storage_(?:container|queue|table)\.main|azapi_resource\.\w+)'
                           r'\["([^"]+)"\]\.name\}', r"\1", match.group(1))
             return f"{kind}:{re.sub(r'\$\{var\.(\w+)\}', r'${\1}', name)}"
+    if whole_account := re.fullmatch(r"\$\{azurerm_storage_account\.(\w+)(?:\[0\])?\.id\}", scope):
+        return account_scope(ACCOUNT_NAMES.get(whole_account.group(1), whole_account.group(1)))
     whole = {
-        "${azurerm_storage_account.main.id}": "storage-account",
         "${azurerm_key_vault.main.id}": "key-vault",
         "${azurerm_application_insights.main.id}": "application-insights",
         "${azurerm_resource_group.main.id}": "resource-group",
@@ -875,7 +1006,7 @@ def terraform_grants(parsed: dict) -> set[tuple[str, str, str]]:
             value = single_containers[match.group(1)]
             local = re.fullmatch(r"\$\{local\.(\w+)\}", value)
             return tf_literal(local_values[local.group(1)]) if local else value
-        return re.sub(r"\$\{azurerm_storage_container\.(\w+)\.name\}", name, scope)
+        return re.sub(r"\$\{azurerm_storage_container\.(\w+)(?:\[0\])?\.name\}", name, scope)
 
     custom_roles = terraform_custom_roles(parsed)
     grants = set()
@@ -886,7 +1017,7 @@ def terraform_grants(parsed: dict) -> set[tuple[str, str, str]]:
         principal = "identity" if "azurerm_user_assigned_identity.app." in principal \
             else "deployer" if "azurerm_client_config.current.object_id" in principal else principal
         for key, value in iterations(body):
-            defined = re.fullmatch(r"\$\{azurerm_role_definition\.(\w+)\.role_definition_resource_id\}",
+            defined = re.fullmatch(r"\$\{azurerm_role_definition\.(\w+)(?:\[0\])?\.role_definition_resource_id\}",
                                    str(body.get("role_definition_id", "")))
             if "role_definition_name" in body:
                 role = tf_literal(each(body["role_definition_name"], key, value))
@@ -895,6 +1026,11 @@ def terraform_grants(parsed: dict) -> set[tuple[str, str, str]]:
             else:
                 guid = tf_literal(body["role_definition_id"]).rsplit("/", 1)[-1]
                 role = ROLE_NAMES_BY_ID.get(guid, f"role {guid}")
+            if "condition" in body:  # a literal, or a local holding one (a heredoc)
+                condition = tf_literal(body["condition"])
+                local = re.fullmatch(r"\$\{local\.(\w+)\}", condition)
+                role = with_condition(role, tf_literal(body.get("condition_version")),
+                                      tf_literal(local_values[local.group(1)]) if local else condition)
             scope = container_names(each(body["scope"], key, value))
             grants.add((principal, role, with_host_id(terraform_scope(scope, azapi))))
     return grants
@@ -1166,7 +1302,10 @@ def _same(template_default: object, code_default: object) -> bool:
 @pytest.mark.parametrize("template", ["bicep", "terraform"])
 def test_parameter_defaults_are_the_code_defaults(template, bicep_json, terraform_json):
     deployment = bicep_deployment(bicep_json) if template == "bicep" else terraform_deployment(terraform_json)
-    compared = {name: default for name, default in deployment.setting_defaults.items() if name in code_settings()}
+    # A switch (a bool parameter) that chooses a setting which is not a bool is not the parameter
+    # behind that setting: EmlDrops__blobServiceUri names the drop account or the main one by emlDropZone.
+    compared = {name: default for name, default in deployment.setting_defaults.items() if name in code_settings()
+                and not (isinstance(default, bool) and not isinstance(_code_default(name), bool))}
     assert len(compared) >= 25, sorted(compared)  # every tunable setting has a parameter
     different = {name: (default, _code_default(name)) for name, default in compared.items()
                  if not _same(default, _code_default(name))}
@@ -1435,28 +1574,54 @@ def test_every_checkov_skip_gives_a_reason():
 # on blob containers using an event subscription"):
 #   https://<app host>/runtime/webhooks/blobs?functionName=Host.Functions.<function>&code=<blobs_extension key>
 # The readers below write a subscription the same way for both templates, with {app host} for the
-# function app's defaultHostName and {blobs_extension key} for the host's system key.
+# function app's defaultHostName and {blobs_extension key} for the host's system key. Each trigger's
+# container is in the account its connection's __blobServiceUri names (as if every optional part of
+# the templates were on), and its subscription is on that account's system topic.
 
 STORAGE_TOPIC_TYPE = "Microsoft.Storage.StorageAccounts"
 BLOB_WEBHOOK = ("https://{{app host}}/runtime/webhooks/blobs"
                 "?functionName=Host.Functions.{function}&code={{blobs_extension key}}")
-# What the function writes beside each import (FILE.report.json, issue 17): excluded from the
-# subscription so that a report never triggers the function.
-REPORT_SUFFIX = ".report.json"
+# The data.api values of a BlobCreated event for a blob that is whole (Event Grid docs, "Azure Blob
+# Storage as an Event Grid source"): an SFTP put raises SftpCreate (an empty blob, when the file is
+# opened) and SftpCommit (its contents, when it is closed); a Data Lake upload CreateFile, then
+# FlushWithClose; a Blob REST upload PutBlob or PutBlockList once committed; CopyBlob, on an account
+# with a hierarchical namespace, when the copy starts. On such an account (the SFTP one) the
+# subscription passes these four only, so that no event for a file still being written is delivered.
+COMPLETE_UPLOAD_APIS = ["FlushWithClose", "PutBlob", "PutBlockList", "SftpCommit"]
 
 
-def expected_subscription(trigger: dict[str, str], function: str) -> dict:
+def expected_subscription(trigger: dict[str, str], function: str, account: str, hierarchical: bool) -> dict:
     return {
-        "topic": "storage account", "events": ["Microsoft.Storage.BlobCreated"], "schema": "EventGridSchema",
+        "topic": f"system topic of the {account} account", "events": ["Microsoft.Storage.BlobCreated"],
+        "schema": "EventGridSchema",
         "subject begins with": f"/blobServices/default/containers/{trigger['container']}/",
         "subject not ending with": [REPORT_SUFFIX],
-        "endpoint": BLOB_WEBHOOK.format(function=function), "retry": (30, 1440), "created unless switched off": True,
+        "data.api in": COMPLETE_UPLOAD_APIS if hierarchical else None,
+        "endpoint": BLOB_WEBHOOK.format(function=function), "retry": (30, 1440),
+        "switches": CONNECTION_SWITCHES[trigger["connection"]],
     }
 
 
 def _subscription_function(record: dict) -> str | None:
     match = re.search(r"functionName=Host\.Functions\.(\w+)&", record["endpoint"])
     return match.group(1) if match else None
+
+
+def bicep_switches(condition, parameters: dict) -> dict[str, object]:
+    """The switches a resource's condition ANDs (bool parameters), each with its default; a condition of
+    another form is reported as such."""
+    if isinstance(condition, str) and parameters.get(condition, {}).get("type") == "bool":
+        return {SWITCH_NAMES.get(condition, condition): parameters[condition].get("default")}
+    operator = condition.get("operator", {}) if isinstance(condition, dict) else {}
+    if operator.get("type") == "and":
+        return {k: v for operand in operator["operands"].values() for k, v in bicep_switches(operand, parameters).items()}
+    return {"not a switch": json.dumps(condition)}
+
+
+def bicep_hierarchical_accounts(parsed: dict) -> set[str]:
+    return {ACCOUNT_NAMES.get(symbol, symbol) for symbol, resource in parsed["resources"].items()
+            if resource["type"] == "Microsoft.Storage/storageAccounts"
+            and bicep_body(resource)[2]["properties"].get("isHnsEnabled") is True}
 
 
 def bicep_event_subscriptions(parsed: dict) -> dict[str, dict]:
@@ -1479,7 +1644,7 @@ def bicep_event_subscriptions(parsed: dict) -> dict[str, dict]:
         destination = properties["destination"]
         url = destination["properties"]["endpointUrl"]
         url = variables.get(url, url) if isinstance(url, str) else url
-        # deployEventSubscriptions ? '<url>' : '': listKeys is called only when the subscription is made
+        # <switches> ? '<url>' : '': listKeys is called only when the subscription is made
         operands = url["operator"]["operands"] if isinstance(url, dict) and "operator" in url else {}
         if operands:
             assert operands["condition"] == condition and operands["false_value"] == "", "the URL follows the switch"
@@ -1488,22 +1653,30 @@ def bicep_event_subscriptions(parsed: dict) -> dict[str, dict]:
         url = re.sub(r"\$\{listKeys\('\$\{functionApp\.id\}/host/default', '[\w-]+'\)\.systemKeys\.blobs_extension\}",
                      "{blobs_extension key}", url)
         filters = properties["filter"]
-        excluded = [f["values"] for f in filters.get("advancedFilters", [])
-                    if f["operatorType"] == "StringNotEndsWith" and f["key"] == "subject"]
-        switch = parameters.get(condition, {}) if isinstance(condition, str) else {}
+        advanced = filters.get("advancedFilters", [])
+        excluded = [f["values"] for f in advanced if f["operatorType"] == "StringNotEndsWith" and f["key"] == "subject"]
+        apis = [f["values"] for f in advanced if f["operatorType"] == "StringIn" and f["key"] == "data.api"]
+        source = bicep_text(topic["properties"]["source"]).removesuffix(".id")
         record = {
-            "topic": "storage account" if (bicep_text(topic["properties"]["source"]) == "storage.id"
-                                           and topic["properties"]["topicType"] == STORAGE_TOPIC_TYPE) else topic,
+            "topic": f"system topic of the {ACCOUNT_NAMES.get(source, source)} account"
+            if topic["properties"]["topicType"] == STORAGE_TOPIC_TYPE else topic,
             "events": filters["includedEventTypes"], "schema": properties["eventDeliverySchema"],
             "subject begins with": text(filters["subjectBeginsWith"]),
             "subject not ending with": [v for values in excluded for v in values],
+            "data.api in": sorted(v for values in apis for v in (variables.get(values, values)
+                                                                 if isinstance(values, str) else values)) or None,
             "endpoint": url if destination["endpointType"] == "WebHook" else destination,
             "retry": (properties["retryPolicy"]["maxDeliveryAttempts"],
                       properties["retryPolicy"]["eventTimeToLiveInMinutes"]),
-            "created unless switched off": switch.get("type") == "bool" and switch.get("default") is True,
+            "switches": bicep_switches(condition, parameters),
         }
         found[_subscription_function(record)] = record
     return found
+
+
+def terraform_hierarchical_accounts(parsed: dict) -> set[str]:
+    return {ACCOUNT_NAMES.get(name, name) for block_type, name, body in tf_blocks(parsed, "resource")
+            if block_type == "azurerm_storage_account" and body.get("is_hns_enabled") is True}
 
 
 def terraform_event_subscriptions(parsed: dict) -> dict[str, dict]:
@@ -1518,11 +1691,20 @@ def terraform_event_subscriptions(parsed: dict) -> dict[str, dict]:
         return re.sub(r"\$\{local\.(\w+)\}", lambda m: tf_literal(local_values[m.group(1)]) if "${" not in str(
             local_values.get(m.group(1), "${")) else m.group(0), value)
 
+    def switches(count: str) -> dict[str, object]:
+        """var.<a> && var.<b> ? 1 : 0 -> the switches, each with its default."""
+        match = re.fullmatch(r"\$\{(.+) \? 1 : 0\}", count)
+        names = [re.fullmatch(r"var\.(\w+)", part.strip()) for part in match.group(1).split("&&")] if match else [None]
+        if not all(names):
+            return {"not a switch": count}
+        return {SWITCH_NAMES.get(n.group(1), n.group(1)): variables[n.group(1)].get("default") for n in names}
+
     found = {}
     for (block_type, _), body in resources.items():
         if block_type != "azurerm_eventgrid_system_topic_event_subscription":
             continue
-        topic_name = re.fullmatch(r"\$\{azurerm_eventgrid_system_topic\.(\w+)\.name\}", body["system_topic"]).group(1)
+        topic_name = re.fullmatch(r"\$\{azurerm_eventgrid_system_topic\.(\w+)(?:\[0\])?\.name\}",
+                                  body["system_topic"]).group(1)
         topic = resources["azurerm_eventgrid_system_topic", topic_name]
         (webhook,) = body["webhook_endpoint"]
         url = text(webhook["url"]).replace("${azapi_resource.function_app.output.properties.defaultHostName}",
@@ -1531,23 +1713,28 @@ def terraform_event_subscriptions(parsed: dict) -> dict[str, dict]:
         if keys:
             source = data["azurerm_function_app_host_keys", keys.group(1)]
             assert source["name"] == "${azapi_resource.function_app.name}", "the keys of the function app"
-            assert source.get("count") == body.get("count"), "the keys are read only when the subscription is made"
+            assert switches(source.get("count", "")).items() <= switches(body.get("count", "")).items(), \
+                "the keys are read only when the subscription is made"
             url = url.replace(keys.group(0), "{blobs_extension key}")
-        switch = re.fullmatch(r"\$\{var\.(\w+) \? 1 : 0\}", body.get("count", ""))
         (subject,) = body["subject_filter"]
         (retry,) = body["retry_policy"]
-        excluded = [v for block in body.get("advanced_filter", []) for f in block.get("string_not_ends_with", [])
+        filters = body.get("advanced_filter", [])
+        excluded = [v for block in filters for f in block.get("string_not_ends_with", [])
                     if tf_literal(f["key"]) == "subject" for v in f["values"]]
+        apis = [v for block in filters for f in block.get("string_in", []) if tf_literal(f["key"]) == "data.api"
+                for v in tf_list(f["values"], local_values)]
+        account = re.fullmatch(r"\$\{azurerm_storage_account\.(\w+)(?:\[0\])?\.id\}", topic["source_resource_id"])
         record = {
-            "topic": "storage account" if (topic["source_resource_id"] == "${azurerm_storage_account.main.id}"
-                                           and tf_literal(topic["topic_type"]) == STORAGE_TOPIC_TYPE) else topic,
+            "topic": f"system topic of the {ACCOUNT_NAMES.get(account.group(1), account.group(1))} account"
+            if account and tf_literal(topic["topic_type"]) == STORAGE_TOPIC_TYPE else topic,
             "events": [tf_literal(e) for e in body["included_event_types"]],
             "schema": tf_literal(body.get("event_delivery_schema", '"EventGridSchema"')),
             "subject begins with": text(subject["subject_begins_with"]),
             "subject not ending with": [tf_literal(v) for v in excluded],
+            "data.api in": sorted(apis) or None,
             "endpoint": url,
             "retry": (retry["max_delivery_attempts"], retry["event_time_to_live"]),
-            "created unless switched off": bool(switch) and variables[switch.group(1)].get("default") is True,
+            "switches": switches(body.get("count", "")),
         }
         found[_subscription_function(record)] = record
     return found
@@ -1555,45 +1742,98 @@ def terraform_event_subscriptions(parsed: dict) -> dict[str, dict]:
 
 def test_the_code_registers_its_blob_triggers_as_flex_consumption_runs_them():
     triggers = code_blob_triggers()
-    assert triggers, "the chat export import (issue 17) registers a blob trigger"
+    assert {"chat_export_blob", "eml_drop_blob"} <= set(triggers), "chat exports (issue 17), EML drops (issue 21)"
     for name, trigger in triggers.items():
-        # The Event Grid source (Flex Consumption has no polling blob trigger), on the connection the
+        # The Event Grid source (Flex Consumption has no polling blob trigger), on a connection the
         # templates configure with the app's identity, and the whole container.
-        assert (trigger["source"], trigger["connection"]) == ("EventGrid", "AzureWebJobsStorage"), name
+        assert trigger["source"] == "EventGrid" and trigger["connection"] in CONNECTION_SWITCHES, name
         assert trigger["path"] == f"{trigger['container']}/{{name}}", name
+    assert (triggers["eml_drop_blob"]["connection"], triggers["eml_drop_blob"]["container"]) == (
+        settings_module.EML_DROPS_CONNECTION, settings_module.EML_DROPS_CONTAINER) == ("EmlDrops", "eml-drops")
     source = "\n".join(path.read_text(encoding="utf-8") for path in sorted((REPO_ROOT / "shared").rglob("*.py")))
     # as a string literal's end ('...{name}.report.json"'), not a call such as self.report.json_chunks()
     assert re.search(re.escape(REPORT_SUFFIX) + r"[\"']", source), \
         "the report name the subscriptions exclude is the one the code writes"
 
 
+@pytest.mark.parametrize("template", ["bicep", "terraform"])
+def test_each_blob_trigger_connection_names_the_account_of_its_container(template, bicep_json, terraform_json):
+    deployment = bicep_deployment(bicep_json) if template == "bicep" else terraform_deployment(terraform_json)
+    accounts = {trigger["connection"]: deployment.connection_accounts.get(trigger["connection"])
+                for trigger in code_blob_triggers().values()}
+    # AzureWebJobsStorage is the main account; EmlDrops the vendor's SFTP account (with the zone on).
+    assert accounts == {"AzureWebJobsStorage": MAIN_ACCOUNT, "EmlDrops": DROP_ACCOUNT}
+    for trigger in code_blob_triggers().values():
+        assert deployment.container_accounts[trigger["container"]] == accounts[trigger["connection"]], trigger
+        # Every connection names a queue service (a blob trigger's poison queue): the main account's,
+        # where webjobs-blobtrigger-poison is created with its role.
+        assert deployment.connection_queue_accounts[trigger["connection"]] == MAIN_ACCOUNT, trigger
+    # The code's own storage clients are all in the main account; only the drop container is elsewhere.
+    assert {c: a for c, a in deployment.container_accounts.items() if a != MAIN_ACCOUNT} == {
+        settings_module.EML_DROPS_CONTAINER: DROP_ACCOUNT}
+    # EmlDrops is identity-based, with the app's user-assigned identity (the code and the Python blob
+    # extension read __clientId; the host reads __credential).
+    settings = deployment.settings
+    assert settings["EmlDrops__credential"] == "managedidentity"
+    assert "identity" in json.dumps(settings["EmlDrops__clientId"]) or \
+        "azurerm_user_assigned_identity.app.client_id" in settings["EmlDrops__clientId"]
+
+
 def test_both_templates_subscribe_every_blob_trigger_to_its_container(bicep_json, terraform_json):
-    expected = {name: expected_subscription(trigger, name) for name, trigger in code_blob_triggers().items()}
-    assert bicep_event_subscriptions(bicep_json) == expected
-    assert terraform_event_subscriptions(terraform_json) == expected
+    for deployment, found, hierarchical in (
+            (bicep_deployment(bicep_json), bicep_event_subscriptions(bicep_json), bicep_hierarchical_accounts(bicep_json)),
+            (terraform_deployment(terraform_json), terraform_event_subscriptions(terraform_json),
+             terraform_hierarchical_accounts(terraform_json))):
+        expected = {}
+        for name, trigger in code_blob_triggers().items():
+            account = deployment.connection_accounts[trigger["connection"]]
+            expected[name] = expected_subscription(trigger, name, account, account in hierarchical)
+        assert found == expected, deployment.name
+    assert bicep_hierarchical_accounts(bicep_json) == terraform_hierarchical_accounts(terraform_json) == {DROP_ACCOUNT}
 
 
-def test_one_storage_system_topic_in_each_template(bicep_json, terraform_json):
-    # A resource has at most one system topic: every subscription to the account shares it.
+def test_one_storage_system_topic_per_account_in_each_template(bicep_json, terraform_json):
+    # A resource has at most one system topic: every subscription to an account shares it.
     topics = [bicep_body(r)[2] for r in bicep_json["resources"].values()
               if r["type"] == "Microsoft.EventGrid/systemTopics"]
-    assert [(bicep_text(t["properties"]["source"]), t["properties"]["topicType"], t["location"]) for t in topics] == [
-        ("storage.id", STORAGE_TOPIC_TYPE, "location")]
+    assert sorted((bicep_text(t["properties"]["source"]), t["properties"]["topicType"], t["location"]) for t in topics) == [
+        ("emlDropStorage.id", STORAGE_TOPIC_TYPE, "location"), ("storage.id", STORAGE_TOPIC_TYPE, "location")]
     topics = [body for t, _, body in tf_blocks(terraform_json, "resource") if t == "azurerm_eventgrid_system_topic"]
-    assert [(t["source_resource_id"], tf_literal(t["topic_type"]), t["location"]) for t in topics] == [
+    assert sorted((t["source_resource_id"], tf_literal(t["topic_type"]), t["location"]) for t in topics) == [
+        ("${azurerm_storage_account.eml_drops[0].id}", STORAGE_TOPIC_TYPE, "${azurerm_resource_group.main.location}"),
         ("${azurerm_storage_account.main.id}", STORAGE_TOPIC_TYPE, "${azurerm_resource_group.main.location}")]
 
 
 def test_a_subscription_to_another_container_or_function_is_noticed(bicep_json, terraform_json):
     changed = copy.deepcopy(bicep_json)
     changed["variables"]["chatExportsContainerName"]["value"] = "chat-export"
-    (record,) = bicep_event_subscriptions(changed).values()
+    record = bicep_event_subscriptions(changed)["chat_export_blob"]
     assert record["subject begins with"] == "/blobServices/default/containers/chat-export/"
     changed = copy.deepcopy(terraform_json)
     for block in changed["locals"]:
         if "chat_exports_function_name" in block:
             block["chat_exports_function_name"] = '"chat_export"'
-    assert set(terraform_event_subscriptions(changed)) == {"chat_export"}
+    assert set(terraform_event_subscriptions(changed)) == {"chat_export", "eml_drop_blob"}
+
+
+def test_a_drop_subscription_without_its_switches_or_filter_is_noticed(bicep_json, terraform_json):
+    # Subscribed though the zone is off, or passing SftpCreate (an empty blob, its data not yet written).
+    changed = copy.deepcopy(bicep_json)
+    body = bicep_body(changed["resources"]["emlDropsSubscription"])[2]
+    changed["resources"]["emlDropsSubscription"]["config"]["condition"] = "deployEventSubscriptions"
+    changed["variables"]["emlDropsWebhookUrl"]["value"]["operator"]["operands"]["condition"] = "deployEventSubscriptions"
+    changed["variables"]["emlDropCompleteUploadApis"]["value"].append("SftpCreate")
+    record = bicep_event_subscriptions(changed)["eml_drop_blob"]
+    assert record["switches"] == {"event subscriptions": True} and "SftpCreate" in record["data.api in"]
+    assert body["properties"]["filter"]["advancedFilters"][1]["values"] == "emlDropCompleteUploadApis"
+    changed = copy.deepcopy(terraform_json)
+    for block in changed["resource"]:
+        subscription = block.get('"azurerm_eventgrid_system_topic_event_subscription"', {}).get('"eml_drops"')
+        if subscription:
+            subscription["count"] = "${var.create_event_subscriptions ? 1 : 0}"
+            subscription["advanced_filter"][0].pop("string_in")
+    record = terraform_event_subscriptions(changed)["eml_drop_blob"]
+    assert record["switches"] == {"event subscriptions": True} and record["data.api in"] is None
 
 
 def test_the_blob_trigger_queues_are_named_after_the_host_id_both_templates_set(bicep_json, terraform_json):
@@ -1623,15 +1863,18 @@ def test_the_blob_trigger_queues_are_named_after_the_host_id_both_templates_set(
 
 
 def test_the_blob_trigger_container_and_queues_have_their_own_roles_only(bicep_json, terraform_json):
-    # The identity holds no data role on the account (only Reader), so each trigger container and
-    # queue needs its own grant: Blob Data Contributor on the container (read the upload and its
-    # sidecar, write the report), Queue Data Contributor on each blob trigger queue.
+    # The identity holds no data role on an account (only Reader on the main one, for the host), so
+    # each trigger container and queue needs its own grant: on the container the role of its
+    # connection (chat-exports: Blob Data Contributor, read the upload and its sidecar, write the
+    # report; eml-drops: the drop reader, read the drop, write nothing but its report), Queue Data
+    # Contributor on each blob trigger queue.
     for deployment in (bicep_deployment(bicep_json), terraform_deployment(terraform_json)):
-        account = {(role, scope) for _, role, scope in deployment.grants if scope == "storage-account"}
+        account = {(role, scope) for _, role, scope in deployment.grants if scope.startswith("storage-account")}
         assert account == {("Reader", "storage-account")}, deployment.name
         for trigger in code_blob_triggers().values():
             scope = f"container:{trigger['container']}"
-            assert {r for _, r, s in deployment.grants if s == scope} == {DATA_CONTAINER_ROLE}, deployment.name
+            assert {r for _, r, s in deployment.grants if s == scope} == {
+                CONNECTION_CONTAINER_ROLES[trigger["connection"]]}, deployment.name
         for queue in BLOB_TRIGGER_QUEUES:
             assert {r for _, r, s in deployment.grants if s == f"queue:{queue}"} == {QUEUE_ROLE}, deployment.name
 
@@ -2190,7 +2433,9 @@ def test_the_terraform_evidence_container_is_under_an_unlocked_worm_policy(terra
     resources = {(t, n): body for t, n, body in tf_blocks(terraform_json, "resource")}
     variables = {tf_literal(k): v for block in terraform_json["variable"] for k, v in block.items()}
     local_values = {tf_literal(k): v for block in terraform_json["locals"] for k, v in block.items()}
-    (name,) = [n for (t, n), body in resources.items() if t == "azurerm_storage_container" and "for_each" not in body]
+    # the container of its own (not the for_each of main.tf) that is not switched (eml_drops.tf)
+    (name,) = [n for (t, n), body in resources.items()
+               if t == "azurerm_storage_container" and "for_each" not in body and "count" not in body]
     container = resources["azurerm_storage_container", name]
     assert tf_literal(local_values[re.fullmatch(r"\$\{local\.(\w+)\}", container["name"]).group(1)]) == \
         evidence_container()
@@ -2239,25 +2484,29 @@ def test_the_account_keeps_nothing_container_level_worm_excludes(bicep_json, ter
     assert "restore_policy" not in blob and blob["delete_retention_policy"]
 
 
-def test_the_evidence_writer_is_the_one_custom_role_and_cannot_delete(bicep_json, terraform_json):
+def test_the_custom_roles_are_the_evidence_writer_and_the_drop_reader_and_neither_deletes(bicep_json, terraform_json):
     bicep_roles, terraform_roles = bicep_custom_roles(bicep_json), terraform_custom_roles(terraform_json)
-    assert len(bicep_roles) == len(terraform_roles) == 1
-    (bicep_role,), (terraform_role,) = bicep_roles.values(), terraform_roles.values()
-    for role in (bicep_role, terraform_role):
-        permissions = role["permissions"]
-        assert custom_role_name(permissions) == EVIDENCE_ROLE
-        assert forbidden_actions(permissions) == []
-        assert role["assignable scopes"] == ["resource-group"]  # assignable in this resource group only
+    expected = [EVIDENCE_ROLE, custom_role_name(EML_DROP_READER)]
+    for roles in (bicep_roles, terraform_roles):
+        assert sorted(custom_role_name(role["permissions"]) for role in roles.values()) == sorted(expected)
+        for role in roles.values():
+            assert forbidden_actions(role["permissions"]) == []
+            assert role["assignable scopes"] == ["resource-group"]  # assignable in this resource group only
     # Role names are unique in a tenant: each carries the deployment's prefix and suffix.
-    assert "${namePrefix}" in bicep_role["name"] and "${suffix}" in bicep_role["name"]
-    assert bicep_role["type"].lower() == "customrole"
-    assert "${var.name_prefix}" in terraform_role["name"] and "${local.suffix}" in terraform_role["name"]
-    assert terraform_role["scope"] == "${azurerm_resource_group.main.id}"
-    (symbol,) = bicep_roles
-    assert bicep_body(bicep_json["resources"][symbol])[2]["name"]["function"]["type"] == "guid"
+    for symbol, role in bicep_roles.items():
+        assert "${namePrefix}" in role["name"] and "${suffix}" in role["name"]
+        assert role["type"].lower() == "customrole"
+        assert bicep_body(bicep_json["resources"][symbol])[2]["name"]["function"]["type"] == "guid"
+    for role in terraform_roles.values():
+        assert "${var.name_prefix}" in role["name"] and "${local.suffix}" in role["name"]
+        assert role["scope"] == "${azurerm_resource_group.main.id}"
+    drops = {f"container:{c}" for c, role in trigger_container_roles().items() if role == EML_DROP_ROLE}
+    assert drops == {f"container:{settings_module.EML_DROPS_CONTAINER}"}
     for deployment in (bicep_deployment(bicep_json), terraform_deployment(terraform_json)):
-        custom = {(principal, scope) for principal, role, scope in deployment.grants if role.startswith(CUSTOM_ROLE)}
-        assert custom == {("identity", f"container:{evidence_container()}")}, deployment.name
+        custom = {(principal, role, scope) for principal, role, scope in deployment.grants
+                  if role.startswith(CUSTOM_ROLE)}
+        assert custom == {("identity", EVIDENCE_ROLE, f"container:{evidence_container()}")} | {
+            ("identity", EML_DROP_ROLE, scope) for scope in drops}, deployment.name
 
 
 def test_a_custom_role_that_may_delete_or_a_builtin_role_on_the_evidence_is_reported(bicep_json, terraform_json):
@@ -2309,7 +2558,7 @@ def test_a_legal_hold_is_requested_never_placed(bicep_json, terraform_json):
         False, "bool")
     resources = {(t, n): body for t, n, body in tf_blocks(terraform_json, "resource")}
     container = next(body for (t, _), body in resources.items()
-                     if t == "azurerm_storage_container" and "for_each" not in body)
+                     if t == "azurerm_storage_container" and "for_each" not in body and "count" not in body)
     assert container["metadata"] == {"legal_hold_requested": "${tostring(var.evidence_legal_hold)}"}
     outputs = {tf_literal(k): v for block in terraform_json["output"] for k, v in block.items()}
     value = outputs["evidence_legal_hold_command"]["value"]
@@ -2320,3 +2569,132 @@ def test_a_legal_hold_is_requested_never_placed(bicep_json, terraform_json):
     # Nothing runs commands or posts actions behind the plan's back.
     assert not [t for t, _ in resources if t in ("azapi_resource_action", "null_resource", "terraform_data")]
     assert "local-exec" not in json.dumps(terraform_json)
+
+
+# --- Vendor EML drop zone (issue 21): the SFTP account, its login, the identity's rights ---------
+#
+# SFTP needs a hierarchical namespace and local users (Storage docs, "SSH File Transfer Protocol
+# (SFTP) support for Azure Blob Storage"); the main account keeps neither (container-level WORM
+# excludes SFTP), so the drop zone is an account of its own, created only with the switch, which is
+# off by default (SFTP is billed by the hour while enabled). An SFTP login bypasses RBAC: the local
+# user's own permissions are all the vendor has, so they must not include delete.
+
+LOCAL_USER = "Microsoft.Storage/storageAccounts/localUsers"
+DROP_ACCOUNT_PROPERTIES = {  # Bicep property: (Terraform argument, value)
+    "isHnsEnabled": ("is_hns_enabled", True), "isSftpEnabled": ("sftp_enabled", True),
+    "isLocalUserEnabled": ("local_user_enabled", True), "allowSharedKeyAccess": ("shared_access_key_enabled", False),
+    "allowBlobPublicAccess": ("allow_nested_items_to_be_public", False),
+    "supportsHttpsTrafficOnly": ("https_traffic_only_enabled", True), "minimumTlsVersion": ("min_tls_version", "TLS1_2"),
+    "allowCrossTenantReplication": ("cross_tenant_replication_enabled", False),
+}
+
+
+def _drop_user_code_length() -> tuple[int, int]:
+    return 3, 64  # Azure local user names: 3 to 64 lowercase letters and digits (azurerm validate.LocalUserName)
+
+
+def test_the_drop_account_is_an_sftp_account_of_its_own_behind_the_switch(bicep_json, terraform_json):
+    resources = bicep_json["resources"]
+    _, condition, account = bicep_body(resources["emlDropStorage"])
+    assert condition == "emlDropZone" and bicep_json["parameters"]["emlDropZone"]["default"] is False
+    properties = account["properties"]
+    assert {k: properties.get(k) for k in DROP_ACCOUNT_PROPERTIES} == {k: v for k, (_, v) in DROP_ACCOUNT_PROPERTIES.items()}
+    assert (account["kind"], account["sku"]["name"]) == ("StorageV2", "storageSku")  # the main account's redundancy
+    assert bicep_json["variables"]["emlDropStorageAccountName"]["value"]["function"]["type"] == "take"
+    _, condition, blob = bicep_body(resources["emlDropBlobService"])
+    assert condition == "emlDropZone" and not blob["properties"].get("isVersioningEnabled")
+    assert blob["properties"]["deleteRetentionPolicy"]["enabled"] is True
+    assert blob["properties"]["containerDeleteRetentionPolicy"]["enabled"] is True
+
+    tf = {(t, n): body for t, n, body in tf_blocks(terraform_json, "resource")}
+    account = tf["azurerm_storage_account", "eml_drops"]
+    assert account["count"] == "${var.eml_drop_zone ? 1 : 0}"
+    assert {k: tf_literal(account.get(arg)) for k, (arg, _) in DROP_ACCOUNT_PROPERTIES.items()} == {
+        k: v for k, (_, v) in DROP_ACCOUNT_PROPERTIES.items()}
+    assert (tf_literal(account["account_kind"]), account["account_replication_type"]) == ("StorageV2", "${var.storage_sku}")
+    (blob,) = account["blob_properties"]
+    assert blob["delete_retention_policy"] and blob["container_delete_retention_policy"]
+    assert not blob.get("versioning_enabled")
+    locals_ = {tf_literal(k): v for block in terraform_json["locals"] for k, v in block.items()}
+    assert locals_["eml_drop_storage_account_name"] == '${substr("${var.name_prefix}dz${local.suffix}", 0, 24)}'
+    variables = {tf_literal(k): v for block in terraform_json["variable"] for k, v in block.items()}
+    assert variables["eml_drop_zone"]["default"] is False
+
+
+def test_the_vendor_login_is_an_ssh_key_user_at_home_in_eml_drops_without_delete(bicep_json, terraform_json):
+    container = settings_module.EML_DROPS_CONTAINER
+    (symbol,) = [n for n, r in bicep_json["resources"].items() if r["type"] == LOCAL_USER]
+    _, condition, user = bicep_body(bicep_json["resources"][symbol])
+    variables = {name: spec["value"] for name, spec in bicep_json["variables"].items()}
+    assert (user["parent"], user["name"], condition) == ("emlDropStorage", "emlDropUserName", "emlDropLogin")
+    assert variables["emlDropLogin"]["operator"]["type"] == "and"  # the zone, and a key given
+    properties = user["properties"]
+    assert (variables[properties["homeDirectory"]], properties["hasSshKey"], properties["hasSshPassword"],
+            properties["hasSharedKey"]) == (container, True, False, False)
+    (scope,) = properties["permissionScopes"]
+    assert (sorted(scope["permissions"]), scope["service"], variables[scope["resourceName"]]) == (
+        sorted("rwlc"), "blob", container)
+    keys = properties["sshAuthorizedKeys"]["loop_type"]["detail"]["array_name"]
+    assert "emlDropSshPublicKey" in keys  # split(emlDropSshPublicKey, ','): the keys, comma-separated
+    parameters = bicep_json["parameters"]
+    assert parameters["emlDropSshPublicKey"]["default"] == "" and parameters["emlDropZone"]["default"] is False
+    lengths = {d["type"]: d["argument"] for d in parameters["emlDropUserName"]["decorators"]
+               if d["type"] in ("min_length", "max_length")}
+    assert (lengths["min_length"], lengths["max_length"]) == _drop_user_code_length()
+    assert re.fullmatch(r"[a-z0-9]{3,64}", parameters["emlDropUserName"]["default"])
+
+    tf = {(t, n): body for t, n, body in tf_blocks(terraform_json, "resource")}
+    user = tf["azapi_resource", "eml_drop_user"]
+    assert tf_literal(user["type"]) == f"{LOCAL_USER}@2023-05-01"
+    assert (user["count"], user["parent_id"], user["name"]) == (
+        "${local.eml_drop_login ? 1 : 0}", "${azurerm_storage_account.eml_drops[0].id}", "${var.eml_drop_user_name}")
+    properties = user["body"]["properties"]
+    assert (properties["homeDirectory"], properties["hasSshKey"], properties["hasSshPassword"],
+            properties["hasSharedKey"]) == ("${local.eml_drops_container_name}", True, False, False)
+    (scope,) = properties["permissionScopes"]
+    assert (sorted(tf_literal(scope["permissions"])), tf_literal(scope["service"]), scope["resourceName"]) == (
+        sorted("rwlc"), "blob", "${local.eml_drops_container_name}")
+    variables = {tf_literal(k): v for block in terraform_json["variable"] for k, v in block.items()}
+    key = variables["eml_drop_ssh_public_key"]
+    assert tf_literal(key["default"]) == "" and "sensitive" not in key  # a public key; no default key
+    required, form = (v["condition"] for v in key["validation"])
+    assert "!var.eml_drop_zone ||" in required  # with the zone, a key (cross-variable validation, Terraform 1.9)
+    assert "ssh-rsa|ecdsa-sha2-nistp256|ecdsa-sha2-nistp384" in form and "<= 10" in form
+    (name_rule,) = variables["eml_drop_user_name"]["validation"]
+    assert "^[a-z0-9]{3,64}$" in name_rule["condition"]
+    assert tf_literal(variables["eml_drop_user_name"]["default"]) == parameters["emlDropUserName"]["default"]
+
+
+def test_the_identity_writes_only_reports_in_the_drop_container(bicep_json, terraform_json):
+    for deployment in (bicep_deployment(bicep_json), terraform_deployment(terraform_json)):
+        (grant,) = [g for g in deployment.grants if g[2] == f"container:{settings_module.EML_DROPS_CONTAINER}"]
+        assert grant == ("identity", EML_DROP_ROLE, f"container:{settings_module.EML_DROPS_CONTAINER}")
+    assert REPORT_WRITES_ONLY.endswith(f"StringLike '*{REPORT_SUFFIX}'))")
+    # The same assignment without its condition, or with another version, is reported.
+    changed = copy.deepcopy(bicep_json)
+    del _bicep_role_assignment(changed, "emlDropRoleAssignment")["properties"]["condition"]
+    assert [p.split(":")[0] for p in grant_problems(bicep_grants(changed))] == [
+        "a role other than the drop reader under its condition on a drop container"]
+    changed = copy.deepcopy(terraform_json)
+    for block in changed["resource"]:
+        if '"eml_drops"' in block.get('"azurerm_role_assignment"', {}):
+            block['"azurerm_role_assignment"']['"eml_drops"']["condition_version"] = '"1.0"'
+    assert [p.split(":")[0] for p in grant_problems(terraform_grants(changed))] == [
+        "a role other than the drop reader under its condition on a drop container",
+        "a condition of a version other than 2.0"]
+
+
+def test_the_drop_zone_settings_and_outputs(bicep_json, terraform_json):
+    parameters = bicep_json["parameters"]
+    bounds = {d["type"]: d["argument"] for d in parameters["emlDropReportDelaySeconds"]["decorators"]
+              if d["type"] in ("min_value", "max_value")}
+    metadata = {type(m).__name__: m for m in Settings.model_fields["eml_drop_report_delay_seconds"].metadata}
+    assert (bounds["min_value"], bounds["max_value"]) == (metadata["Ge"].ge, metadata["Le"].le) == (0, 3600)
+    variables = {tf_literal(k): v for block in terraform_json["variable"] for k, v in block.items()}
+    (rule,) = variables["eml_drop_report_delay_seconds"]["validation"]
+    assert ">= 0" in rule["condition"] and "<= 3600" in rule["condition"]
+    outputs = {tf_literal(k): v for block in terraform_json["output"] for k, v in block.items()}
+    for bicep_name in ("emlDropSftpHost", "emlDropSftpUser", "emlDropsContainer"):
+        assert bicep_name in bicep_json["outputs"] and snake_case(bicep_name) in outputs
+    assert '"${emlDropStorageAccountName}.${emlDropUserName}"' in json.dumps(bicep_json["outputs"]["emlDropSftpUser"])
+    assert "${local.eml_drop_storage_account_name}.${var.eml_drop_user_name}" in outputs["eml_drop_sftp_user"]["value"]

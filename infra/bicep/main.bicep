@@ -262,11 +262,35 @@ param evidenceLegalHold bool = false
 @description('Set true once the firm has locked the evidence retention policy (docs/deploy.md): Azure then refuses every write to the policy but an extension, so this template leaves the policy as it is instead of failing on it. Never unlocks anything: a locked policy cannot be unlocked.')
 param evidencePolicyLocked bool = false
 
+// --- Vendor EML drop zone (SFTP, issue 21; docs/deploy.md, Vendor EML drop zone) --------------
+
+@description('Create the vendor EML drop zone: a storage account of its own with SFTP (hierarchical namespace), the container eml-drops, the vendor\'s SFTP local user and the Event Grid subscription that hands each upload to the function eml_drop_blob. Off by default: Azure bills SFTP by the hour while it is enabled on an account, used or not (about $0.30 an hour, some $220 a month, at US list prices; docs/deploy.md).')
+param emlDropZone bool = false
+
+@description('The capture vendor\'s SSH public key for the SFTP local user, OpenSSH form (ssh-rsa of 2048 bits or more, ecdsa-sha2-nistp256 or ecdsa-sha2-nistp384; Azure SFTP takes no ed25519 key); while rotating, the new and the old, comma-separated (at most 10). A public key, not a secret. Empty: the zone has no login (output emlDropSftpUser empty).')
+param emlDropSshPublicKey string = ''
+
+@description('User name of the vendor\'s SFTP local user: 3 to 64 lowercase letters and digits (Azure local user names; the characters are checked by Azure). The vendor logs in as <account>.<user>.')
+@minLength(3)
+@maxLength(64)
+param emlDropUserName string = 'emlvendor'
+
+@description('EML_PHONE_PATTERN: where the vendor writes phone numbers in EML addresses, a regular expression; empty: a run of 7 to 15 digits, with an optional +, in the local part or the display name.')
+param emlPhonePattern string = ''
+
+@description('EML_DROP_REPORT_DELAY_SECONDS: after a drop is handed off, wait this long before its report is written again with the EMLs\' outcomes (then five times as long).')
+@minValue(0)
+@maxValue(3600)
+param emlDropReportDelaySeconds int = 60
+
 // --- Names ------------------------------------------------------------------------------------
 
 var suffix = uniqueString(resourceGroup().id)
 var storageAccountName = take(toLower('${namePrefix}st${suffix}'), 24)
 var keyVaultName = take(toLower('${namePrefix}kv${suffix}'), 24)
+// The vendor EML drop zone's own account (SFTP needs a hierarchical namespace): 'dz', within the
+// 24 characters of a storage account name like the others.
+var emlDropStorageAccountName = take(toLower('${namePrefix}dz${suffix}'), 24)
 var functionAppName = '${namePrefix}-func-${suffix}'
 // The Functions host ID, set explicitly (AzureFunctionsWebHost__hostid below): the Event Grid blob
 // trigger passes every event through the host queue azure-webjobs-blobtrigger-<host id> (Blobs
@@ -696,6 +720,221 @@ resource evidenceRoleAssignment 'Microsoft.Authorization/roleAssignments@2022-04
   }
 }
 
+// --- Vendor EML drop zone (SFTP, issue 21; docs/deploy.md, Vendor EML drop zone) --------------
+//
+// Capture vendors (Capture Mobile / TeleMessage) deliver ZIPs of EMLs over SFTP. Azure Blob Storage
+// speaks SFTP only on an account with a hierarchical namespace, and "local users" are its only
+// SFTP identities (Storage docs, "SSH File Transfer Protocol (SFTP) support for Azure Blob
+// Storage"). The main account cannot be that account: its evidence container is under container-
+// level WORM, which SFTP excludes (Evidence store, above). Hence an account of its own, behind
+// emlDropZone, with one container, eml-drops, which the vendor's local user has as its home.
+//
+// No WORM here (SFTP excludes it): the app copies every drop into the evidence container as it
+// takes it (the code's part), and the vendor's user cannot delete (below).
+//
+// allowSharedKeyAccess false: an SFTP client authenticates as a local user with its SSH key, never
+// with the account key ("Azure AD, shared access signature and account key authorization are not
+// supported for the SFTP endpoint", SFTP known issues; a local user's sharedKey "is used for SMB
+// authentication only", local user docs), and disallowing Shared Key rejects only requests signed
+// with the account access keys ("Prevent Shared Key authorization"). So the SSH-key login does not
+// need it, and the app reads here with its identity like everywhere else.
+// Blob and container soft delete (7 days) are supported with a hierarchical namespace; blob
+// versioning is not, so none.
+resource emlDropStorage 'Microsoft.Storage/storageAccounts@2023-05-01' = if (emlDropZone) {
+  // checkov:skip=CKV_AZURE_35:The SFTP client of the vendor connects from the internet, and the Flex app (no VNet) reads drops over the public endpoint; a storage firewall would also refuse the app, which has no fixed outbound address (docs/deploy.md, Vendor EML drop zone).
+  // checkov:skip=CKV_AZURE_43:The name is computed, take('<namePrefix>dz<uniqueString>', 24), lowercase letters and digits within 24 characters; checkov cannot evaluate the expression.
+  // checkov:skip=CKV_AZURE_59:Same reason as CKV_AZURE_35: the SFTP endpoint is the public endpoint of the account; every SFTP login needs the SSH key of the vendor, every other request an Entra ID token and a role.
+  // checkov:skip=CKV_AZURE_44:minimumTlsVersion is TLS1_2 (below); checkov reads no property of a conditional resource (= if (...)) and reports it missing.
+  // checkov:skip=CKV_AZURE_206:The SKU is storageSku, the redundancy of the main account (Standard_GRS by default); checkov reads no property of a conditional resource (= if (...)).
+  name: emlDropStorageAccountName
+  location: location
+  kind: 'StorageV2'
+  sku: {
+    name: storageSku
+  }
+  properties: {
+    accessTier: 'Hot'
+    isHnsEnabled: true
+    isSftpEnabled: true
+    isLocalUserEnabled: true
+    allowSharedKeyAccess: false
+    defaultToOAuthAuthentication: true
+    allowBlobPublicAccess: false
+    allowCrossTenantReplication: false
+    minimumTlsVersion: 'TLS1_2'
+    supportsHttpsTrafficOnly: true
+    publicNetworkAccess: 'Enabled'
+    networkAcls: {
+      defaultAction: 'Allow'
+      bypass: 'AzureServices'
+    }
+  }
+}
+
+resource emlDropBlobService 'Microsoft.Storage/storageAccounts/blobServices@2023-05-01' = if (emlDropZone) {
+  parent: emlDropStorage
+  name: 'default'
+  properties: {
+    deleteRetentionPolicy: {
+      enabled: true
+      days: 7
+    }
+    containerDeleteRetentionPolicy: {
+      enabled: true
+      days: 7
+    }
+  }
+}
+
+// The drop container (EML_DROPS_CONTAINER in shared/settings.py, the trigger's path eml-drops/{name}).
+var emlDropsContainerName = 'eml-drops'
+// The blob-triggered function, as the code registers it (Host.Functions.<name> in the webhook).
+var emlDropsFunctionName = 'eml_drop_blob'
+
+resource emlDropsContainer 'Microsoft.Storage/storageAccounts/blobServices/containers@2023-05-01' = if (emlDropZone) {
+  parent: emlDropBlobService
+  name: emlDropsContainerName
+  properties: {
+    publicAccess: 'None'
+  }
+}
+
+// The vendor's login: an SFTP local user (ARM Microsoft.Storage/storageAccounts/localUsers) with
+// SSH public keys only (no password, no SMB shared key), whose home is eml-drops, with the
+// container permissions r (read file content: the vendor reads the reports the app writes beside
+// its ZIPs), w (upload file), l (list) and c (upload a file that does not exist), and no d: drops
+// are evidence, and the vendor cannot delete one (SFTP docs, Container permissions). A local user
+// bypasses Azure RBAC and ABAC entirely ("Local users do not interoperate with ... RBAC, ABAC and
+// ACLs"), so these permissions are all it has. Up to 10 public keys per local user: the parameter
+// takes the keys comma-separated, for rotation (docs/deploy.md). Created only with a key: Bicep has
+// no assertion to fail a deployment with a message of ours (Azure/bicep#2405), so a zone deployed
+// without a key has no login, and the output emlDropSftpUser says so by being empty.
+var emlDropLogin = emlDropZone && !empty(emlDropSshPublicKey)
+
+resource emlDropUser 'Microsoft.Storage/storageAccounts/localUsers@2023-05-01' = if (emlDropLogin) {
+  parent: emlDropStorage
+  name: emlDropUserName
+  properties: {
+    homeDirectory: emlDropsContainerName
+    hasSshKey: true
+    hasSshPassword: false
+    hasSharedKey: false
+    sshAuthorizedKeys: [for (key, i) in split(emlDropSshPublicKey, ','): {
+      description: 'capture vendor key ${i + 1}'
+      key: trim(key)
+    }]
+    permissionScopes: [
+      {
+        permissions: 'rwlc'
+        service: 'blob'
+        resourceName: emlDropsContainerName
+      }
+    ]
+  }
+  dependsOn: [
+    emlDropsContainer
+  ]
+}
+
+// The identity's role on eml-drops: it reads every drop and writes nothing but the status reports
+// <drop>.report.json beside them. Enforced twice:
+// - A custom role without any delete or move action: no built-in blob role writes without delete,
+//   and Storage Blob Data Contributor also holds the action containers/delete, which a role
+//   assignment condition cannot restrict (conditions apply to data actions only). Data actions
+//   (Storage docs, "Actions and attributes for Azure role assignment conditions for Azure Blob
+//   Storage"): blobs/read (read a drop and its properties, list), blobs/write and blobs/add/action
+//   (write a report). No action at all: the container is the template's, and the code never
+//   creates one here.
+// - An Azure ABAC condition (version 2.0) on the assignment: writing (blobs/write) and creating
+//   (blobs/add/action) are allowed only on a blob path ending .report.json, so neither a drop nor
+//   its properties or metadata can be changed. The Blob path attribute is the path inside the
+//   container, without the container name or a leading slash; it is not among the attributes the
+//   same page marks unsupported with a hierarchical namespace (those are blob index tags and
+//   snapshots), so it holds on this account. StringLike's * matches across '/', so a report in a
+//   folder the vendor made is covered too.
+// Assigned on the container only, like every blob role here; defined in this resource group and
+// named with the prefix and suffix (role names are unique in a tenant).
+var emlDropReporterDataActions = [
+  'Microsoft.Storage/storageAccounts/blobServices/containers/blobs/read'
+  'Microsoft.Storage/storageAccounts/blobServices/containers/blobs/write'
+  'Microsoft.Storage/storageAccounts/blobServices/containers/blobs/add/action'
+]
+var emlDropReportCondition = '''
+(
+ (
+  !(ActionMatches{'Microsoft.Storage/storageAccounts/blobServices/containers/blobs/write'})
+  AND
+  !(ActionMatches{'Microsoft.Storage/storageAccounts/blobServices/containers/blobs/add/action'})
+ )
+ OR
+ (
+  @Resource[Microsoft.Storage/storageAccounts/blobServices/containers/blobs:path] StringLike '*.report.json'
+ )
+)
+'''
+
+resource emlDropReporterRole 'Microsoft.Authorization/roleDefinitions@2022-04-01' = if (emlDropZone) {
+  name: guid(resourceGroup().id, 'eml-drop-reporter')
+  properties: {
+    roleName: 'WhatsApp Archiver EML drop reader (${namePrefix}-${suffix})'
+    description: 'Read the vendor EML drops and write their .report.json status files (with the assignment condition); no delete.'
+    type: 'customRole'
+    permissions: [
+      {
+        actions: []
+        notActions: []
+        dataActions: emlDropReporterDataActions
+        notDataActions: []
+      }
+    ]
+    assignableScopes: [
+      resourceGroup().id
+    ]
+  }
+}
+
+resource emlDropRoleAssignment 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (emlDropZone) {
+  name: guid(emlDropsContainer.id, identity.id, emlDropReporterRole.id)
+  scope: emlDropsContainer
+  properties: {
+    principalId: identity.properties.principalId
+    principalType: 'ServicePrincipal'
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', emlDropReporterRole.name)
+    conditionVersion: '2.0'
+    condition: emlDropReportCondition
+  }
+}
+
+// The Functions host's part of the trigger eml_drop_blob (connection EmlDrops, Blobs extension 5.x,
+// source EventGrid; azure-sdk-for-net, Microsoft.Azure.WebJobs.Extensions.Storage.Blobs,
+// BlobListenerFactory and BlobTriggerAttributeBindingProvider): the webhook queues each event on
+// the host queue azure-webjobs-blobtrigger-<host id> of AzureWebJobsStorage (the queue writer is
+// built on the host's queue client), the host reads the blob through the trigger's connection (the
+// role above), and a blob that fails five times goes to webjobs-blobtrigger-poison in the queue
+// service of the trigger's connection. An identity-based connection given as __blobServiceUri must
+// also name that queue service, __queueServiceUri ("required for blob triggers", Functions docs,
+// Blob storage connections). The templates point EmlDrops__queueServiceUri at the main account's
+// queue service, whose webjobs-blobtrigger-poison (and its role) already exists for chat_export_blob:
+// the drop account then needs no queue and the identity no queue role on it, and every blob trigger
+// poison lands in the one queue `poison list` and the alert already watch. (Microsoft recommends the
+// blob account's own queue service; it requires only that the identity may read and write messages
+// in the one it is given.) No Reader on the drop account either: the host's storage health check
+// lists the containers of AzureWebJobsStorage only.
+//
+// With the zone off, EmlDrops__blobServiceUri is the main account's blob endpoint: the code
+// registers eml_drop_blob in every deployment, and the host builds the clients of a trigger's
+// connection when it indexes the function, so the connection must resolve; without a subscription
+// nothing ever delivers to it, and no eml-drops container exists in the main account.
+
+resource emlDropBlobLogs 'Microsoft.Insights/diagnosticSettings@2021-05-01-preview' = if (emlDropZone) {
+  name: 'emlDropBlobLogs'
+  scope: emlDropBlobService
+  properties: {
+    workspaceId: logs.id
+    logs: storageLogs
+  }
+}
+
 // --- Key Vault --------------------------------------------------------------------------------
 
 resource vault 'Microsoft.KeyVault/vaults@2023-07-01' = {
@@ -886,25 +1125,23 @@ resource metricsPublisherRole 'Microsoft.Authorization/roleAssignments@2022-04-0
   }
 }
 
+// Every data request to a storage account's blobs and queues (reads, writes, deletes; SFTP included
+// on the drop account) goes to the workspace.
+var storageLogs = [for category in [
+  'StorageRead'
+  'StorageWrite'
+  'StorageDelete'
+]: {
+  category: category
+  enabled: true
+}]
+
 resource storageBlobLogs 'Microsoft.Insights/diagnosticSettings@2021-05-01-preview' = {
   name: 'storageBlobLogs'
   scope: blobService
   properties: {
     workspaceId: logs.id
-    logs: [
-      {
-        category: 'StorageRead'
-        enabled: true
-      }
-      {
-        category: 'StorageWrite'
-        enabled: true
-      }
-      {
-        category: 'StorageDelete'
-        enabled: true
-      }
-    ]
+    logs: storageLogs
   }
 }
 
@@ -913,20 +1150,7 @@ resource storageQueueLogs 'Microsoft.Insights/diagnosticSettings@2021-05-01-prev
   scope: queueService
   properties: {
     workspaceId: logs.id
-    logs: [
-      {
-        category: 'StorageRead'
-        enabled: true
-      }
-      {
-        category: 'StorageWrite'
-        enabled: true
-      }
-      {
-        category: 'StorageDelete'
-        enabled: true
-      }
-    ]
+    logs: storageLogs
   }
 }
 
@@ -1347,6 +1571,16 @@ var appSettings = {
   // The evidence store (Evidence store, above): its container and the period of its policy.
   EVIDENCE_CONTAINER: evidenceContainerName
   EVIDENCE_RETENTION_DAYS: string(evidenceRetentionDays)
+  // The vendor EML drops: the identity-based connection EmlDrops of eml_drop_blob, read by the code
+  // too, with the identity (__credential, __clientId); its poison queue in the main account; with
+  // the zone off, the main account, so that the host can still index the trigger (it builds the
+  // clients of the connection), which no subscription then fires (drop zone section, above).
+  EmlDrops__credential: 'managedidentity'
+  EmlDrops__clientId: identity.properties.clientId
+  EmlDrops__blobServiceUri: emlDropZone ? emlDropStorage!.properties.primaryEndpoints.blob : storage.properties.primaryEndpoints.blob
+  EmlDrops__queueServiceUri: storage.properties.primaryEndpoints.queue
+  EML_PHONE_PATTERN: emlPhonePattern
+  EML_DROP_REPORT_DELAY_SECONDS: string(emlDropReportDelaySeconds)
 }
 
 resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
@@ -1408,6 +1642,8 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
     queueRoleAssignments
     tableRoleAssignments
     evidenceRoleAssignment
+    emlDropsContainer
+    emlDropRoleAssignment
     storageReaderRole
     telemessageUsernameRole
     telemessagePasswordRole
@@ -1506,6 +1742,84 @@ resource chatExportsSubscription 'Microsoft.EventGrid/systemTopics/eventSubscrip
   ]
 }
 
+// --- Vendor EML drops: Event Grid delivers each completed upload to the blob trigger ------------
+//
+// The same as the chat exports above, on the drop account: its own system topic (an Azure resource
+// has at most one), and a subscription delivering BlobCreated in eml-drops, reports left out, to
+// the Blobs extension webhook of eml_drop_blob with the blobs_extension key; only with the zone and
+// with deployEventSubscriptions (the webhook must exist to answer the validation handshake).
+//
+// Complete uploads only (Event Grid docs, "Azure Blob Storage as an Event Grid source"): an SFTP
+// put raises BlobCreated twice, SftpCreate when the file is opened (an empty blob) and SftpCommit
+// when it is closed with its contents; on a hierarchical-namespace account a Data Lake upload
+// raises CreateFile, then FlushWithClose once the data is committed ("filter the event for the
+// FlushWithClose REST API call"); a Blob REST upload (an operator's az storage blob upload) raises
+// PutBlob or PutBlockList once the blob is committed; CopyBlob on such an account is raised when
+// the copy starts, not when it ends. The advanced filter on data.api keeps the four values that
+// mean "the file is whole": an event for a file not yet written is never delivered. An SFTP rename
+// raises BlobRenamed (SftpRename), not BlobCreated, which is why the vendor uploads under the final
+// name (docs/deploy.md).
+var emlDropCompleteUploadApis = [
+  'SftpCommit'
+  'FlushWithClose'
+  'PutBlob'
+  'PutBlockList'
+]
+
+resource emlDropEvents 'Microsoft.EventGrid/systemTopics@2025-02-15' = if (emlDropZone) {
+  name: '${namePrefix}-eml-drop-events'
+  location: location
+  properties: {
+    source: emlDropStorage.id
+    topicType: 'Microsoft.Storage.StorageAccounts'
+  }
+}
+
+var emlDropsWebhookUrl = (emlDropZone && deployEventSubscriptions) ? 'https://${functionApp.properties.defaultHostName}/runtime/webhooks/blobs?functionName=Host.Functions.${emlDropsFunctionName}&code=${listKeys('${functionApp.id}/host/default', '2024-04-01').systemKeys.blobs_extension}' : ''
+
+resource emlDropsSubscription 'Microsoft.EventGrid/systemTopics/eventSubscriptions@2025-02-15' = if (emlDropZone && deployEventSubscriptions) {
+  parent: emlDropEvents
+  name: 'eml-drops-to-function'
+  properties: {
+    eventDeliverySchema: 'EventGridSchema'
+    destination: {
+      endpointType: 'WebHook'
+      properties: {
+        endpointUrl: emlDropsWebhookUrl
+      }
+    }
+    filter: {
+      includedEventTypes: [
+        'Microsoft.Storage.BlobCreated'
+      ]
+      subjectBeginsWith: '/blobServices/default/containers/${emlDropsContainerName}/'
+      advancedFilters: [
+        {
+          operatorType: 'StringNotEndsWith'
+          key: 'subject'
+          values: [
+            '.report.json'
+          ]
+        }
+        {
+          operatorType: 'StringIn'
+          key: 'data.api'
+          values: emlDropCompleteUploadApis
+        }
+      ]
+    }
+    retryPolicy: {
+      maxDeliveryAttempts: 30
+      eventTimeToLiveInMinutes: 1440
+    }
+  }
+  dependsOn: [
+    emlDropsContainer
+    emlDropRoleAssignment
+    queueRoleAssignments
+  ]
+}
+
 // --- Outputs ----------------------------------------------------------------------------------
 
 output functionAppName string = functionApp.name
@@ -1524,6 +1838,12 @@ output chatExportsContainer string = chatExportsContainerName
 // under the hold (a legal hold offers only that append setting); the code creates block blobs only.
 output evidenceContainer string = evidenceContainer.name
 output evidenceLegalHoldCommand string = evidenceLegalHold ? 'az storage container legal-hold set --resource-group ${resourceGroup().name} --account-name ${storage.name} --container-name ${evidenceContainerName} --tags <matterid> --allow-protected-append-writes-all true' : ''
+// The vendor EML drop zone (docs/deploy.md, Vendor EML drop zone), empty while it is off: the SFTP
+// host (the drop account's blob endpoint host), the login (<account>.<user>; empty without a key)
+// and the container the vendor's home is.
+output emlDropSftpHost string = emlDropZone ? replace(replace(emlDropStorage!.properties.primaryEndpoints.blob, 'https://', ''), '/', '') : ''
+output emlDropSftpUser string = emlDropLogin ? '${emlDropStorageAccountName}.${emlDropUserName}' : ''
+output emlDropsContainer string = emlDropZone ? emlDropsContainerName : ''
 output keyVaultName string = vault.name
 output appInsightsName string = appInsights.name
 output identityName string = identity.name

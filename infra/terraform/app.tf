@@ -84,6 +84,16 @@ locals {
     # The evidence store (evidence.tf): its container and the period of its policy.
     EVIDENCE_CONTAINER      = local.evidence_container_name
     EVIDENCE_RETENTION_DAYS = tostring(var.evidence_retention_days)
+    # The vendor EML drops: the identity-based connection EmlDrops of eml_drop_blob, read by the code
+    # too, with the identity (__credential, __clientId); its poison queue in the main account; with
+    # the zone off, the main account, so that the host can still index the trigger, which no
+    # subscription then fires (eml_drops.tf).
+    EmlDrops__credential          = "managedidentity"
+    EmlDrops__clientId            = azurerm_user_assigned_identity.app.client_id
+    EmlDrops__blobServiceUri      = var.eml_drop_zone ? azurerm_storage_account.eml_drops[0].primary_blob_endpoint : azurerm_storage_account.main.primary_blob_endpoint
+    EmlDrops__queueServiceUri     = azurerm_storage_account.main.primary_queue_endpoint
+    EML_PHONE_PATTERN             = var.eml_phone_pattern
+    EML_DROP_REPORT_DELAY_SECONDS = tostring(var.eml_drop_report_delay_seconds)
   }
 }
 
@@ -146,6 +156,8 @@ resource "azapi_resource" "function_app" {
     azurerm_storage_container_immutability_policy.evidence,
     azurerm_role_assignment.container,
     azurerm_role_assignment.evidence,
+    azurerm_storage_container.eml_drops,
+    azurerm_role_assignment.eml_drops,
     azurerm_role_assignment.queue,
     azurerm_role_assignment.table,
     azurerm_role_assignment.storage_reader,

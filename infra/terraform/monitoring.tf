@@ -25,18 +25,21 @@ resource "azurerm_role_assignment" "metrics_publisher" {
   principal_type       = "ServicePrincipal"
 }
 
+# Every data request to a storage account's blobs and queues (reads, writes, deletes; SFTP included
+# on the drop account, eml_drops.tf) goes to the workspace.
+locals {
+  storage_log_categories = ["StorageRead", "StorageWrite", "StorageDelete"]
+}
+
 resource "azurerm_monitor_diagnostic_setting" "storage_blob" {
   name                       = "storageBlobLogs"
   target_resource_id         = "${azurerm_storage_account.main.id}/blobServices/default"
   log_analytics_workspace_id = azurerm_log_analytics_workspace.main.id
-  enabled_log {
-    category = "StorageRead"
-  }
-  enabled_log {
-    category = "StorageWrite"
-  }
-  enabled_log {
-    category = "StorageDelete"
+  dynamic "enabled_log" {
+    for_each = local.storage_log_categories
+    content {
+      category = enabled_log.value
+    }
   }
 }
 
@@ -44,14 +47,11 @@ resource "azurerm_monitor_diagnostic_setting" "storage_queue" {
   name                       = "storageQueueLogs"
   target_resource_id         = "${azurerm_storage_account.main.id}/queueServices/default"
   log_analytics_workspace_id = azurerm_log_analytics_workspace.main.id
-  enabled_log {
-    category = "StorageRead"
-  }
-  enabled_log {
-    category = "StorageWrite"
-  }
-  enabled_log {
-    category = "StorageDelete"
+  dynamic "enabled_log" {
+    for_each = local.storage_log_categories
+    content {
+      category = enabled_log.value
+    }
   }
 }
 

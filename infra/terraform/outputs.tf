@@ -39,6 +39,21 @@ output "evidence_legal_hold_command" {
   value = var.evidence_legal_hold ? "az storage container legal-hold set --resource-group ${azurerm_resource_group.main.name} --account-name ${azurerm_storage_account.main.name} --container-name ${local.evidence_container_name} --tags <matterid> --allow-protected-append-writes-all true" : ""
 }
 
+# The vendor EML drop zone (docs/deploy.md, Vendor EML drop zone), empty while it is off: the SFTP
+# host (the drop account's blob endpoint host), the login (<account>.<user>) and the container the
+# vendor's home is.
+output "eml_drop_sftp_host" {
+  value = var.eml_drop_zone ? azurerm_storage_account.eml_drops[0].primary_blob_host : ""
+}
+
+output "eml_drop_sftp_user" {
+  value = local.eml_drop_login ? "${local.eml_drop_storage_account_name}.${var.eml_drop_user_name}" : ""
+}
+
+output "eml_drops_container" {
+  value = var.eml_drop_zone ? local.eml_drops_container_name : ""
+}
+
 output "key_vault_name" {
   value = azurerm_key_vault.main.name
 }

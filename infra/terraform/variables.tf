@@ -415,3 +415,56 @@ variable "evidence_legal_hold" {
   default     = false
   nullable    = false
 }
+
+# --- Vendor EML drop zone (SFTP, issue 21; eml_drops.tf) -------------------------------------------
+
+variable "eml_drop_zone" {
+  description = "Create the vendor EML drop zone: a storage account of its own with SFTP (hierarchical namespace), the container eml-drops, the vendor's SFTP local user and the Event Grid subscription that hands each upload to the function eml_drop_blob. Off by default: Azure bills SFTP by the hour while it is enabled on an account, used or not (about $0.30 an hour, some $220 a month, at US list prices; docs/deploy.md)."
+  type        = bool
+  default     = false
+  nullable    = false
+}
+
+variable "eml_drop_ssh_public_key" {
+  description = "The capture vendor's SSH public key for the SFTP local user, OpenSSH form (ssh-rsa of 2048 bits or more, ecdsa-sha2-nistp256 or ecdsa-sha2-nistp384; Azure SFTP takes no ed25519 key); while rotating, the new and the old, comma-separated (at most 10). A public key, not a secret. Required with eml_drop_zone."
+  type        = string
+  default     = ""
+  nullable    = false
+  validation {
+    # Cross-variable validation: Terraform 1.9 and later (versions.tf).
+    condition     = !var.eml_drop_zone || length([for key in split(",", var.eml_drop_ssh_public_key) : key if trimspace(key) != ""]) > 0
+    error_message = "eml_drop_ssh_public_key: eml_drop_zone = true needs the vendor's SSH public key (docs/deploy.md, Vendor EML drop zone)."
+  }
+  validation {
+    condition = alltrue([for key in split(",", var.eml_drop_ssh_public_key) : trimspace(key) == "" || can(regex("^(ssh-rsa|ecdsa-sha2-nistp256|ecdsa-sha2-nistp384) [A-Za-z0-9+/]+={0,3}( .*)?$", trimspace(key)))]) && length(split(",", var.eml_drop_ssh_public_key)) <= 10
+    error_message = "eml_drop_ssh_public_key: at most 10 comma-separated OpenSSH public keys, each ssh-rsa, ecdsa-sha2-nistp256 or ecdsa-sha2-nistp384 (Azure SFTP takes no ed25519 key)."
+  }
+}
+
+variable "eml_drop_user_name" {
+  description = "User name of the vendor's SFTP local user: 3 to 64 lowercase letters and digits (Azure local user names). The vendor logs in as <account>.<user>."
+  type        = string
+  default     = "emlvendor"
+  nullable    = false
+  validation {
+    condition     = can(regex("^[a-z0-9]{3,64}$", var.eml_drop_user_name))
+    error_message = "eml_drop_user_name: 3 to 64 lowercase letters and digits."
+  }
+}
+
+variable "eml_phone_pattern" {
+  description = "EML_PHONE_PATTERN: where the vendor writes phone numbers in EML addresses, a regular expression; empty: a run of 7 to 15 digits, with an optional +, in the local part or the display name."
+  type        = string
+  default     = ""
+  nullable    = false
+}
+
+variable "eml_drop_report_delay_seconds" {
+  description = "EML_DROP_REPORT_DELAY_SECONDS: after a drop is handed off, wait this long before its report is written again with the EMLs' outcomes (then five times as long)."
+  type        = number
+  default     = 60
+  validation {
+    condition     = var.eml_drop_report_delay_seconds >= 0 && var.eml_drop_report_delay_seconds <= 3600
+    error_message = "eml_drop_report_delay_seconds must be 0 to 3600."
+  }
+}
