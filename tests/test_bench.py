@@ -106,3 +106,14 @@ def test_the_evidence_benchmark_seals_and_verifies_each_size_and_prints_its_figu
     [run] = json.loads(completed.stdout)["evidence"]
     assert run["records"] == 300 and run["manifest_bytes_per_record"] > 100
     assert run["seal_seconds"] > 0 and run["verify_offline_seconds"] > 0 and run["day_of_2m"]["manifest_mib"] > 0
+
+
+def test_the_eml_drop_benchmark_hands_off_and_imports_each_size_and_prints_its_figures():
+    completed = subprocess.run(
+        [sys.executable, "-m", "bench.eml_drop", "--sizes", "120", "--json"],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=300,
+    )
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    [run] = json.loads(completed.stdout)["eml_drop"]
+    assert run["emls"] == 120 and run["imported_sample"] == 120
+    assert run["hand_off_emls_per_s"] > 0 and run["import_emls_per_s"] > 0 and run["day_of_2m"]["hand_off_hours"] > 0
