@@ -392,8 +392,10 @@ class Container:
     @_built_once
     def importer(self) -> ItemImporter:
         s = self.settings
+        # No TeleMessage account (a firm fed by EML drops or webhooks only): no TeleMessage records
+        # reach the items queue, so none needs its client, and the importer is built without one.
         return ItemImporter(
-            self.mapper, self.writer, self.source,
+            self.mapper, self.writer, self.source if s.telemessage_base_url else None,
             max_item_bytes=s.max_item_bytes, default_region=s.default_phone_region, records=self.records,
             transcripts=self.transcript_stager if s.daily_transcripts else None,
             media_sources=self.captured_media,
