@@ -152,7 +152,8 @@ SWITCH_NAMES = {  # template parameter or variable -> the switch it is
 }
 # The storage accounts: Bicep symbol or Terraform azurerm_storage_account name -> the account.
 MAIN_ACCOUNT, DROP_ACCOUNT = "main", "eml drops"
-ACCOUNT_NAMES = {"storage": MAIN_ACCOUNT, "main": MAIN_ACCOUNT, "emlDropStorage": DROP_ACCOUNT, "eml_drops": DROP_ACCOUNT}
+ACCOUNT_NAMES = {"storage": MAIN_ACCOUNT, "main": MAIN_ACCOUNT,
+                 "emlDropStorage": DROP_ACCOUNT, "eml_drops": DROP_ACCOUNT}
 
 # --- Role assignments ----------------------------------------------------------------------------
 #
@@ -1614,7 +1615,8 @@ def bicep_switches(condition, parameters: dict) -> dict[str, object]:
         return {SWITCH_NAMES.get(condition, condition): parameters[condition].get("default")}
     operator = condition.get("operator", {}) if isinstance(condition, dict) else {}
     if operator.get("type") == "and":
-        return {k: v for operand in operator["operands"].values() for k, v in bicep_switches(operand, parameters).items()}
+        return {k: v for operand in operator["operands"].values()
+                for k, v in bicep_switches(operand, parameters).items()}
     return {"not a switch": json.dumps(condition)}
 
 
@@ -1781,7 +1783,8 @@ def test_each_blob_trigger_connection_names_the_account_of_its_container(templat
 
 def test_both_templates_subscribe_every_blob_trigger_to_its_container(bicep_json, terraform_json):
     for deployment, found, hierarchical in (
-            (bicep_deployment(bicep_json), bicep_event_subscriptions(bicep_json), bicep_hierarchical_accounts(bicep_json)),
+            (bicep_deployment(bicep_json), bicep_event_subscriptions(bicep_json),
+             bicep_hierarchical_accounts(bicep_json)),
             (terraform_deployment(terraform_json), terraform_event_subscriptions(terraform_json),
              terraform_hierarchical_accounts(terraform_json))):
         expected = {}
@@ -1796,7 +1799,8 @@ def test_one_storage_system_topic_per_account_in_each_template(bicep_json, terra
     # A resource has at most one system topic: every subscription to an account shares it.
     topics = [bicep_body(r)[2] for r in bicep_json["resources"].values()
               if r["type"] == "Microsoft.EventGrid/systemTopics"]
-    assert sorted((bicep_text(t["properties"]["source"]), t["properties"]["topicType"], t["location"]) for t in topics) == [
+    assert sorted((bicep_text(t["properties"]["source"]), t["properties"]["topicType"], t["location"])
+                  for t in topics) == [
         ("emlDropStorage.id", STORAGE_TOPIC_TYPE, "location"), ("storage.id", STORAGE_TOPIC_TYPE, "location")]
     topics = [body for t, _, body in tf_blocks(terraform_json, "resource") if t == "azurerm_eventgrid_system_topic"]
     assert sorted((t["source_resource_id"], tf_literal(t["topic_type"]), t["location"]) for t in topics) == [
@@ -1821,7 +1825,8 @@ def test_a_drop_subscription_without_its_switches_or_filter_is_noticed(bicep_jso
     changed = copy.deepcopy(bicep_json)
     body = bicep_body(changed["resources"]["emlDropsSubscription"])[2]
     changed["resources"]["emlDropsSubscription"]["config"]["condition"] = "deployEventSubscriptions"
-    changed["variables"]["emlDropsWebhookUrl"]["value"]["operator"]["operands"]["condition"] = "deployEventSubscriptions"
+    operands = changed["variables"]["emlDropsWebhookUrl"]["value"]["operator"]["operands"]
+    operands["condition"] = "deployEventSubscriptions"
     changed["variables"]["emlDropCompleteUploadApis"]["value"].append("SftpCreate")
     record = bicep_event_subscriptions(changed)["eml_drop_blob"]
     assert record["switches"] == {"event subscriptions": True} and "SftpCreate" in record["data.api in"]
@@ -2584,7 +2589,8 @@ DROP_ACCOUNT_PROPERTIES = {  # Bicep property: (Terraform argument, value)
     "isHnsEnabled": ("is_hns_enabled", True), "isSftpEnabled": ("sftp_enabled", True),
     "isLocalUserEnabled": ("local_user_enabled", True), "allowSharedKeyAccess": ("shared_access_key_enabled", False),
     "allowBlobPublicAccess": ("allow_nested_items_to_be_public", False),
-    "supportsHttpsTrafficOnly": ("https_traffic_only_enabled", True), "minimumTlsVersion": ("min_tls_version", "TLS1_2"),
+    "supportsHttpsTrafficOnly": ("https_traffic_only_enabled", True),
+    "minimumTlsVersion": ("min_tls_version", "TLS1_2"),
     "allowCrossTenantReplication": ("cross_tenant_replication_enabled", False),
 }
 
@@ -2598,7 +2604,8 @@ def test_the_drop_account_is_an_sftp_account_of_its_own_behind_the_switch(bicep_
     _, condition, account = bicep_body(resources["emlDropStorage"])
     assert condition == "emlDropZone" and bicep_json["parameters"]["emlDropZone"]["default"] is False
     properties = account["properties"]
-    assert {k: properties.get(k) for k in DROP_ACCOUNT_PROPERTIES} == {k: v for k, (_, v) in DROP_ACCOUNT_PROPERTIES.items()}
+    assert {k: properties.get(k) for k in DROP_ACCOUNT_PROPERTIES} == {
+        k: v for k, (_, v) in DROP_ACCOUNT_PROPERTIES.items()}
     assert (account["kind"], account["sku"]["name"]) == ("StorageV2", "storageSku")  # the main account's redundancy
     assert bicep_json["variables"]["emlDropStorageAccountName"]["value"]["function"]["type"] == "take"
     _, condition, blob = bicep_body(resources["emlDropBlobService"])
@@ -2611,7 +2618,8 @@ def test_the_drop_account_is_an_sftp_account_of_its_own_behind_the_switch(bicep_
     assert account["count"] == "${var.eml_drop_zone ? 1 : 0}"
     assert {k: tf_literal(account.get(arg)) for k, (arg, _) in DROP_ACCOUNT_PROPERTIES.items()} == {
         k: v for k, (_, v) in DROP_ACCOUNT_PROPERTIES.items()}
-    assert (tf_literal(account["account_kind"]), account["account_replication_type"]) == ("StorageV2", "${var.storage_sku}")
+    assert (tf_literal(account["account_kind"]), account["account_replication_type"]) == (
+        "StorageV2", "${var.storage_sku}")
     (blob,) = account["blob_properties"]
     assert blob["delete_retention_policy"] and blob["container_delete_retention_policy"]
     assert not blob.get("versioning_enabled")
