@@ -180,6 +180,10 @@ def test_a_wrong_manifest_imports_nothing_is_poisoned_and_a_replay_accepting_it_
     assert any(name.startswith("raw/eml-drop/") for name in stack.evidence.blobs)  # kept as it came
     (poison,) = stack.poisoned()
     assert poison.reason is PoisonReason.MANIFEST_MISMATCH and "count_mismatch" in poison.detail
+    # Event Grid delivers the same event again: judged before, not poisoned twice.
+    assert intake.receive_drop(DROP, drops=stack.drops, listing_queue=stack.listing, clock=lambda: stack.now)
+    assert stack.judge(EmlDropTask.model_validate(stack.listing.messages.pop())) is None
+    assert len(stack.poisoned()) == 1
 
     queues = PoisonQueues([stack.poison], {"listing": stack.listing, "items": stack.items})
     # Replayed without acceptance (the vendor has not delivered again): judged again, poisoned again.

@@ -119,8 +119,9 @@ def import_drop(task: EmlDropTask, stores: DropStores, *, clock: Callable[[], da
         return None
     stamps = {"etag": stamp.etag}
     earlier = _earlier_report(stores.drops, name, stamps)
-    if earlier.get("status") in HANDED_OFF and not task.replays:
-        log.info("eml drop: handed off before, nothing to do")  # Event Grid delivers at least once
+    if earlier.get("status") in (*HANDED_OFF, "refused") and not task.replays:
+        # Event Grid delivers at least once: this upload was handed off, or refused and poisoned, before.
+        log.info("eml drop: judged before (%s), nothing to do", earlier.get("status"))
         return None
     if stamp.size > MAX_DROP_BYTES:
         return _refuse(task, stores, "drop_too_big", f"the drop is {stamp.size} bytes, over {MAX_DROP_BYTES}",
