@@ -137,3 +137,20 @@ def test_a_wrong_manifest_imports_nothing_waits_in_poison_and_a_replay_accepting
     assert len(archived(tmp / "mail" / ALICE)) == 2
     assert not tools.list(reason="manifest_mismatch")
     assert not tools.list()
+
+
+def test_the_demo_archives_the_good_drop_refuses_the_other_and_a_second_run_archives_nothing_new(tmp_path):
+    from shared.local.demo import DemoPaths
+    from shared.local.eml_drop_demo import run_eml_drops
+
+    paths = DemoPaths(tmp_path / "demo", "eml-drop")
+    paths.root.mkdir(parents=True)
+    first = run_eml_drops(paths)
+    assert first["reconciled"]
+    good, refused = first["drops"]
+    assert (good["manifest"], good["imported"], good["pairs_imported"], good["failed"]) == ("holds", 5, 7, 0)
+    assert refused["code"] == "manifest_mismatch" and "listed_missing" in refused["verdict"]
+    assert first["queues"]["listing-poison"] == 1 and first["eml_files"] == 7
+    second = run_eml_drops(paths)
+    assert second["reconciled"] and second["drops"][0]["imported"] == 0
+    assert second["drops"][0]["skipped_duplicates"] == 5 and second["eml_files"] == 7

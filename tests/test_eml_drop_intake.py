@@ -8,6 +8,7 @@ in-memory stores with the adapters' behaviour."""
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import zipfile
@@ -169,6 +170,17 @@ def test_the_same_drop_delivered_again_adds_nothing(stack):
     results = stack.import_items()
     assert [r.outcome for r in results] == [RecordOutcome.SKIPPED_DUPLICATE] * 3
     assert len(stack.mailboxes.items[ALICE]) == 3
+    # The vendor wrote the EML with a photo anew (a new MIME boundary): other bytes, the same message. It is
+    # listed under its own claim check (<key>.<digest>), so each record's claim check hashes to what was
+    # imported, and the report still finds its outcome.
+    window = report["window"]
+    states = dict(stack.ledger.record_states(window))
+    assert sum("." in key for key in states) == 1
+    for key, state in states.items():
+        assert state.outcome is not None
+        assert hashlib.sha256(stack.records.get(f"{key}.json")).hexdigest() == state.outcome.raw_sha256
+    finished = stack.finish_report()
+    assert finished is not None and finished["status"] == "done" and finished["skipped_duplicates"] == 3
 
 
 def test_a_wrong_manifest_imports_nothing_is_poisoned_and_a_replay_accepting_it_imports_once(stack):

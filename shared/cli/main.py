@@ -88,12 +88,15 @@ def _parser() -> argparse.ArgumentParser:
                     "prints the report. State is kept in --state-dir, so a second run imports nothing new.",
     )
     demo.add_argument("--state-dir", type=Path, default=Path(".demo"), help="where state and mail go (.demo)")
-    demo.add_argument("--source", choices=("telemessage", "whatsapp-cloud", "chat-export"), default="telemessage",
+    demo.add_argument("--source", choices=("telemessage", "whatsapp-cloud", "chat-export", "eml-drop"),
+                      default="telemessage",
                       help="telemessage: one scheduled window of the local TeleMessage's day (default); "
                            "whatsapp-cloud: a day of WhatsApp Business Platform webhooks, signed and delivered "
                            "by a local Meta over loopback HTTP, then reconciled; chat-export: a custodian's "
                            "zipped \"Export chat\" uploaded to the chat-exports container and imported by the "
-                           "blob trigger, its report beside the upload")
+                           "blob trigger, its report beside the upload; eml-drop: a capture vendor's EML drops "
+                           "(one ZIP whose manifest holds, one whose manifest does not) in the eml-drops "
+                           "container, judged and archived by the blob trigger, a report beside each")
     demo.add_argument("--fresh", action="store_true", help="forget earlier demo runs first")
     demo.add_argument("--relist", action="store_true",
                       help="hand the demo's day of traffic off again (shows duplicates being skipped)")

@@ -6,11 +6,14 @@ registered in function_app.py run under the local host runner; mail lands as .em
 finds nothing new, and ``--relist`` hands the whole day off again to show duplicates skipped.
 
 ``source="whatsapp-cloud"`` runs a day of WhatsApp Business Platform webhooks instead
-(shared/local/whatsapp_demo.py), in the same state directory.
+(shared/local/whatsapp_demo.py), in the same state directory; ``"chat-export"`` a custodian's export
+(shared/local/chat_export_demo.py) and ``"eml-drop"`` a capture vendor's EML drops
+(shared/local/eml_drop_demo.py).
 """
 
 from __future__ import annotations
 
+import importlib
 import json
 import logging
 import os
@@ -32,6 +35,11 @@ from shared.local.demo_kit import (
 )
 
 DEMO_USERNAME = "demo-connector"
+_OTHER_SOURCES = {
+    "whatsapp-cloud": ("shared.local.whatsapp_demo", "run_whatsapp_day", "print_whatsapp_report"),
+    "chat-export": ("shared.local.chat_export_demo", "run_chat_export", "print_chat_export_report"),
+    "eml-drop": ("shared.local.eml_drop_demo", "run_eml_drops", "print_eml_drop_report"),
+}
 
 
 def _log_to(path: Path) -> None:
@@ -52,24 +60,16 @@ def run_demo(
         shutil.rmtree(paths.root)
     paths.root.mkdir(parents=True, exist_ok=True)
     _log_to(paths.log)
-    if source == "chat-export":
-        from shared.local.chat_export_demo import print_chat_export_report, run_chat_export
-
-        result = run_chat_export(paths)
+    if source in _OTHER_SOURCES:
+        # The other sources' demos, imported only when asked for: (module, its run, its printer).
+        module, run, show = _OTHER_SOURCES[source]
+        demo = importlib.import_module(module)
+        result = getattr(demo, run)(paths)
         if as_json:
             print(json.dumps(result, indent=2, ensure_ascii=False))
         else:
-            print_chat_export_report(result)
+            getattr(demo, show)(result)
         return 0 if result["reconciled"] else 1
-    if source == "whatsapp-cloud":
-        from shared.local.whatsapp_demo import print_whatsapp_report, run_whatsapp_day
-
-        report = run_whatsapp_day(paths)
-        if as_json:
-            print(json.dumps(report, indent=2))
-        else:
-            print_whatsapp_report(report)
-        return 0 if report["reconciled"] else 1
     report = run_window(paths, relist=relist, graph=graph, mapping=mapping, transcripts=transcripts)
     if as_json:
         print(json.dumps(report, indent=2))

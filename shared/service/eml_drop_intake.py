@@ -39,7 +39,7 @@ from shared import telemetry
 from shared.domain.eml_drop import DEFAULT_LIMITS, DropLimits, check_drop, read_member
 from shared.domain.eml_items import eml_record_id
 from shared.domain.errors import PoisonReason
-from shared.domain.identifiers import UnsafeBlobName, check_blob_name
+from shared.domain.identifiers import UnsafeBlobName, check_blob_name, stored_record_key
 from shared.domain.json_values import is_json_array, is_json_object
 from shared.domain.ledger import OutcomeEntry, PageEntry, RecordOutcome, WindowInfo
 from shared.domain.records import record_key
@@ -248,23 +248,30 @@ def _hand_off_page(stores: DropStores, window_id: str, slice_id: str, number: in
     a hand-off retried after a time-out (a drop of 100,000 EMLs) resumes after the pages it finished."""
     if stores.ledger.page_listed(window_id, slice_id, number):
         return
-    def hand_off_one(eml: _Handed) -> None:
+
+    def hand_off_one(eml: _Handed) -> str:
         if isinstance(eml.content, str):
             _unpack_failure(stores, window_id, eml.key, eml.label, eml.content, now)
-            return
+            return eml.key
         reference = stores.records.put(eml.key, eml.content)
+        # Other bytes under a Message-ID stored before (a vendor that writes the EML anew, with new MIME
+        # boundaries, when it delivers again): kept beside the first as ``<key>.<digest>``, and listed
+        # under that key, so the claim check the ledger names is the one this EML was imported from.
+        # It is still the same message: its item is the first one's (shared/service/eml_import.py).
+        key = stored_record_key(reference)
         if zip_sha256 is not None:
             stores.evidence.keep("eml", eml.content, {"drop_sha256": zip_sha256})
-        task = ItemTask(window_id=window_id, record_key=eml.key, record_ref=reference, message_id=eml.record_id,
+        task = ItemTask(window_id=window_id, record_key=key, record_ref=reference, message_id=eml.record_id,
                         format="eml", file=eml.label)
         stores.items_queue.send(task.model_dump(mode="json"))
+        return key
 
     # Three storage round trips an EML, none depending on another EML's: a page's go in parallel (a
     # drop of 100,000 EMLs one at a time is hours). Any failure propagates once the page is done, and
     # the page is then neither written to the ledger nor marked: the retry hands it off again.
     with ThreadPoolExecutor(max_workers=_WRITERS) as pool:
-        list(pool.map(hand_off_one, page))
-    stores.ledger.record_page(window_id, PageEntry(slice_id, number, tuple(eml.key for eml in page), last))
+        keys = tuple(pool.map(hand_off_one, page))
+    stores.ledger.record_page(window_id, PageEntry(slice_id, number, keys, last))
     stores.ledger.mark_page_listed(window_id, slice_id, number)
 
 
@@ -329,7 +336,9 @@ def finish_drop_report(task: EmlDropReportTask, *, drops: ChatExportUploads, led
     items = report.get("items")
     if not is_json_array(items):
         raise TypeError("the report's items are not a list of objects")
-    outcomes = {key: state.outcome for key, state in ledger.record_states(task.window_id)}
+    # By the key of the EML's id: an EML stored beside an earlier one's bytes is listed as
+    # ``<key>.<digest>`` (one drop lists an id once).
+    outcomes = {key.partition(".")[0]: state.outcome for key, state in ledger.record_states(task.window_id)}
     rows: list[dict[str, Any]] = []
     for item in items:
         if not is_json_object(item):

@@ -25,6 +25,7 @@ from shared.domain.eml_drop import DEFAULT_LIMITS, DropLimits, DropVerdict, chec
 from shared.domain.eml_items import PHONE_IN_ADDRESS, EmlFacts, EmlInvalid, read_eml
 from shared.domain.eml_rendering import render_eml
 from shared.domain.errors import PermanentError, PoisonReason
+from shared.domain.identifiers import recapture_of
 from shared.domain.ledger import RecordOutcome
 from shared.domain.phones import masked_number
 from shared.domain.records import record_key
@@ -57,7 +58,8 @@ class EmlImporter:
         except EmlInvalid as error:
             return replace(ImportResult.poisoned(None, PermanentError(
                 PoisonReason.INVALID_ITEM, f"{file_name}: {error}")), raw_sha256=sha256)
-        if key is not None and key != record_key(facts.record_id):
+        # A key of ``<id's key>.<digest>``: other bytes of a message stored before, the same message.
+        if key is not None and (recapture_of(key) or key) != record_key(facts.record_id):
             return replace(ImportResult.poisoned(facts.record_id, PermanentError(
                 PoisonReason.INVALID_ITEM, f"{file_name}: its id is not the one it was handed off under")),
                 raw_sha256=sha256)
