@@ -69,7 +69,7 @@ def exports_app(tmp_path, azurite, monkeypatch):
 
 def upload(runner, blobs, name: str, data: bytes) -> None:
     blobs.upload_blob(name, data, overwrite=True)
-    runner.deliver_blob_created(name)
+    runner.deliver_blob_created(name, "chat_export_blob")
 
 
 def sidecar(**extra) -> bytes:
@@ -122,8 +122,8 @@ def test_a_zipped_export_with_media_is_archived_once_per_message_and_mailbox_and
             } <= kept
     # Event Grid delivers at least once: the same event again (or the older half's event, late) finds the
     # upload handed off already and starts nothing.
-    runner.deliver_blob_created(name + ".json")
-    runner.deliver_blob_created(name)
+    runner.deliver_blob_created(name + ".json", "chat_export_blob")
+    runner.deliver_blob_created(name, "chat_export_blob")
     runner.drain(timeout=120)
     assert len(archived(tmp / "mail" / CUSTODIAN)) == 6
     assert report_of(blobs, name) == report

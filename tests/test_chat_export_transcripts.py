@@ -93,7 +93,7 @@ def transcript_app(tmp_path, azurite, monkeypatch):
 
 def upload(runner, blobs, name: str, data: bytes) -> None:
     blobs.upload_blob(name, data, overwrite=True)
-    runner.deliver_blob_created(name)
+    runner.deliver_blob_created(name, "chat_export_blob")
 
 
 def sidecar() -> bytes:
@@ -182,8 +182,8 @@ def test_an_export_in_transcript_mode_is_one_transcript_per_chat_day_and_mailbox
     assert report["status"] == "done" and report["pending"] == 0
 
     # Event Grid delivers at least once: both halves' events again start nothing.
-    runner.deliver_blob_created(NAME + ".json")
-    runner.deliver_blob_created(NAME)
+    runner.deliver_blob_created(NAME + ".json", "chat_export_blob")
+    runner.deliver_blob_created(NAME, "chat_export_blob")
     runner.drain(timeout=120)
     compose(runner)
     assert mail_files(tmp) == first_mail

@@ -137,7 +137,7 @@ def run_chat_export(paths: DemoPaths, *, workers: int = 4) -> dict[str, Any]:
                 # As a collector would: the sidecar, then the export; Event Grid announces each.
                 for name, body in ((EXPORT_NAME + ".json", json.dumps(sidecar).encode()), (EXPORT_NAME, data)):
                     uploads.upload_blob(name, body, overwrite=True)
-                    runner.deliver_blob_created(name)
+                    runner.deliver_blob_created(name, "chat_export_blob")
                 runner.drain(timeout=600)
                 depths = container.queue_depths()
             evidence = seal_as_the_timer_would(container)
