@@ -411,7 +411,8 @@ class Container:
         s = self.settings
         return EmlImporter(self.mapper, self.writer, max_item_bytes=s.max_item_bytes,
                            default_region=s.default_phone_region,
-                           phone_pattern=re.compile(s.eml_phone_pattern) if s.eml_phone_pattern else PHONE_IN_ADDRESS)
+                           phone_pattern=re.compile(s.eml_phone_pattern) if s.eml_phone_pattern else PHONE_IN_ADDRESS,
+                           records=self.records)
 
     # --- daily transcripts --------------------------------------------------------------------
     @_built_once

@@ -87,7 +87,7 @@ def test_two_manifests_are_a_finding_not_a_choice():
 
 
 @pytest.mark.parametrize("name", ["../evil.eml", "a/../../evil.eml", "/etc/passwd.eml", "c:\\x.eml", "a\\..\\b.eml",
-                                  "./a.eml", "bad\x01name.eml"])
+                                  "./a.eml", "bad\x01name.eml", "c1\x85control.eml", "line\u2028separator.eml"])
 def test_a_member_named_outside_the_archive_makes_the_zip_unsafe(name):
     verdict = check_drop(drop({name: EML, "m.mf": manifest(1, name)}))
     assert DropProblem.UNSAFE_MEMBER_NAME in problems(verdict)
@@ -141,3 +141,22 @@ def test_a_manifest_reads_its_headers_and_names():
 def test_a_nul_in_a_member_name_is_refused_by_the_grammar():
     # Python's zipfile cuts a name at NUL on both sides, so only the grammar can be shown it.
     assert member_name_problem("bad\x00name.eml") is not None
+
+
+def test_two_members_of_one_name_make_the_zip_unsafe():
+    # Python's zipfile writes both; unpacked, one would hide the other, and one manifest line would seem to
+    # hold for both.
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive, pytest.warns(UserWarning):
+        archive.writestr("a.eml", EML)
+        archive.writestr("a.eml", EML.replace(b"Hello", b"Other"))
+    with zipfile.ZipFile(buffer, "a") as archive:
+        archive.writestr("m.mf", manifest(2, "a.eml"))
+    buffer.seek(0)
+    verdict = check_drop(zipfile.ZipFile(buffer))
+    assert not verdict.safe and DropProblem.UNSAFE_MEMBER_NAME in problems(verdict)
+
+
+def test_a_manifest_line_ends_at_a_line_feed_only():
+    listed = parse_manifest("Count: 2\r\nform\x0cfeed.eml\r\nplain.eml\n")
+    assert listed.names == ("form\x0cfeed.eml", "plain.eml")

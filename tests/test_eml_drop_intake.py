@@ -71,7 +71,7 @@ class Stack:
                                StaticMapping(f"PhoneNumber,EmailAddress\n+44 7700 900002,{BOB}\n", "GB"),
                                default_region="GB")
         self.eml_importer = EmlImporter(mapper, self.mailboxes, max_item_bytes=10 * 1024 * 1024,
-                                        default_region="GB")
+                                        default_region="GB", records=self.records)
         self.stores = intake.DropStores(drops=self.drops, records=self.records, evidence=self.evidence,
                                         items_queue=self.items, report_queue=self.listing,
                                         poison_queue=self.poison, ledger=self.ledger)
@@ -314,3 +314,19 @@ def test_a_hand_off_that_failed_part_way_resumes_after_the_pages_it_finished(sta
     assert sorted(p.page for p in pages) == [0, 1, 2] and sum(len(p.record_keys) for p in pages) == 250
     keys = {m["record_key"] for m in first_run[:100] + stack.items.messages}
     assert len(keys) == 250  # every EML handed off, each once past the pages' boundary
+
+
+def test_a_corrected_eml_under_a_message_id_archived_before_is_an_item_of_its_own(stack):
+    stack.deliver(good_drop())
+    stack.import_items()
+    corrected = vendor_eml(1).replace(b"Message number 1", b"Message number 1 (corrected by the vendor)")
+    stack.now = stack.now.replace(hour=4)
+    emls = {"msg-1.eml": corrected}
+    stack.deliver(zip_bytes({**emls, "batch.mf": manifest(1, *emls)}), name="capture/resend.zip")
+    (result,) = stack.import_items()
+    assert result.outcome is RecordOutcome.IMPORTED and result.recapture_of == record_key("<wa-1@capture.example>")
+    items = [i for i in stack.mailboxes.items[ALICE].values() if i.record_id.startswith("<wa-1@capture.example>")]
+    assert len(items) == 2  # the first version kept, the corrected one beside it
+    recaptured = next(i for i in items if "#" in i.record_id)
+    assert dict(recaptured.extra_headers)["X-Archive-Recapture-Of"] == record_key("<wa-1@capture.example>")
+    assert "corrected by the vendor" in recaptured.text_body

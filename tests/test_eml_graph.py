@@ -93,3 +93,6 @@ def test_big_attachments_go_through_graph_byte_for_byte_and_an_item_over_the_lim
     headers = [{h["name"]: h["value"] for h in m["internetMessageHeaders"]} for m in stored]
     assert {h["X-Archive-Eml-Sha256"] for h in headers} == {hashlib.sha256(e).hexdigest() for e in emls.values()}
     assert {h["X-Archive-Source"] for h in headers} == {"VENDOR_EML"}
+    # A plain-text EML's text is the item's body (Graph takes one body: HTML keeping its lines).
+    assert all("See the video." in m["body"]["content"] and m["body"]["contentType"].lower() == "html"
+               for m in stored)

@@ -12,7 +12,7 @@ import pytest
 from shared.domain.eml_items import EmlInvalid, read_eml
 
 
-def eml(**headers: str) -> bytes:
+def eml(**headers: str) -> bytes:  # headers written as UTF-8 bytes, as RFC 6532 mail carries them
     base = {
         "From": '"Fatima Al-Saleh" <+447700900201@capture.example>',
         "To": "Alice Smith <alice@contoso.example>, 12025550143@capture.example",
@@ -23,7 +23,7 @@ def eml(**headers: str) -> bytes:
     }
     base.update(headers)
     head = "".join(f"{k}: {v}\r\n" for k, v in base.items() if v)
-    return (head + "\r\nHello\r\n").encode()
+    return (head + "\r\nHello\r\n").encode("utf-8")
 
 
 def test_participants_carry_the_phone_numbers_vendors_write_into_addresses():
@@ -72,3 +72,23 @@ def test_the_phone_pattern_can_be_replaced():
     facts = read_eml(eml(), default_region="GB", phone_pattern=only_local_parts)
     assert facts.recipients[2].phone is None  # the display name's number is no longer read
     assert facts.sender.phone == "+447700900201"
+
+
+def test_raw_utf8_headers_read_as_the_vendor_wrote_them_and_the_item_renders():
+    from shared.domain.eml_rendering import render_eml
+
+    data = eml(From="Fätima Al-Sälèh <+447700900201@capture.example>", Subject="Grüße aus Zürich",
+               To="Bob <bob@bücher.example>, Dana <דנה@capture.example>")
+    facts = read_eml(data, default_region="GB")
+    assert facts.sender.display_name == "Fätima Al-Sälèh" and facts.subject == "Grüße aus Zürich"
+    # An internationalised domain in the form a directory knows; a local part no mailbox can have kept as text.
+    assert [p.email for p in facts.recipients][:2] == ["bob@xn--bcher-kva.example", "דנה@capture.example"]
+    item = render_eml(data, facts, file_name="drop.zip/1.eml", default_region="GB")
+    assert item.mime_size() > 0 and "Fätima" in item.sender.display_name
+
+
+def test_a_message_id_that_is_not_ascii_is_no_id_and_the_bytes_hash_stands_for_it():
+    data = eml(**{"Message-ID": "<שלום@capture.example>", "In-Reply-To": "<קודם@capture.example>"})
+    facts = read_eml(data)
+    assert facts.message_id is None and facts.record_id == f"sha256:{hashlib.sha256(data).hexdigest()}"
+    assert facts.in_reply_to is None

@@ -14,7 +14,9 @@ archive can misstate, so ``read_member`` enforces the same limits while it reads
 from __future__ import annotations
 
 import re
+import unicodedata
 import zipfile
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date
@@ -24,7 +26,7 @@ TELEMESSAGE_ZIP = re.compile(
     r"^(?P<day>\d{8})0000-TeleMessage_(?P<number>\d{1,9})_(?P<zipped>[0-9A-Za-z-]{1,40})\.zip$"
 )
 _ARCHIVE_SUFFIXES = (".zip", ".7z", ".rar", ".tar", ".gz", ".tgz", ".bz2", ".xz", ".zst", ".cab", ".jar")
-_UNSAFE_CHARACTERS = re.compile(r"[\x00-\x1f\x7f\\:]")
+_UNSAFE_CHARACTERS = re.compile(r"[\\:]")
 _HEADER_LINE = re.compile(r"^(?P<key>[A-Za-z][A-Za-z0-9 _-]{0,40}):\s*(?P<value>.*)$")
 
 
@@ -132,8 +134,10 @@ def parse_manifest(text: str) -> Manifest:
     """``Key: value`` lines, ``Count:`` among them; every other non-empty line a listed file name."""
     headers: dict[str, str] = {}
     names: list[str] = []
-    for raw in text.splitlines():
-        line = raw.strip().lstrip("\ufeff")
+    # Lines end at a line feed only (a CR before it dropped): str.splitlines would also split at
+    # characters a listed name may hold, and a manifest that holds would seem not to.
+    for raw in text.split("\n"):
+        line = raw.removesuffix("\r").strip(" \t").lstrip("\ufeff")
         if not line:
             continue
         header = _HEADER_LINE.match(line)
@@ -150,8 +154,10 @@ def member_name_problem(name: str) -> str | None:
     """Why a member's name could reach outside the folder it is unpacked into, or None."""
     if not name or len(name) > 1024:
         return "empty or longer than 1,024 characters"
-    if _UNSAFE_CHARACTERS.search(name):
-        return "a control character, a backslash or a drive colon"
+    if _UNSAFE_CHARACTERS.search(name) or any(unicodedata.category(c) in ("Cc", "Zl", "Zp") for c in name):
+        # C0, DEL and C1 controls and the line separators: a name holding one would be one name to the
+        # ZIP and another to a manifest line, a log or a header.
+        return "a control character, a line separator, a backslash or a drive colon"
     if name.startswith("/"):
         return "an absolute path"
     if any(part in ("..", ".") for part in name.rstrip("/").split("/")):
@@ -194,6 +200,9 @@ def _all_safe(findings: Iterable[Finding]) -> bool:
 def _safety(files: list[zipfile.ZipInfo], limits: DropLimits) -> list[Finding]:
     findings: list[Finding] = []
     total = 0
+    # Two members of one name: one of them is hidden by the other wherever the ZIP is unpacked.
+    findings += [Finding(DropProblem.UNSAFE_MEMBER_NAME, f"{name!r}: {count} members of this name")
+                 for name, count in Counter(info.filename for info in files).items() if count > 1]
     for info in files:
         name = info.filename
         why = member_name_problem(name)

@@ -26,7 +26,9 @@ from shared.domain.records import Participant
 # A phone number as a vendor writes it into an address: the whole local part (``+447700900123``,
 # ``447700900123``) or a run in the display name (``Alice Smith +44 7700 900123``).
 PHONE_IN_ADDRESS = re.compile(r"(?<![\w+])\+?\d[\d ().-]{5,22}\d(?!\w)")
-_MESSAGE_ID = re.compile(r"^<?([^<>\s]{1,900})>?$")
+# ASCII only, as RFC 5322 writes one: a Message-ID of other characters cannot go into the item's own
+# header, so such an EML is known by its bytes' hash instead (the same EML, the same id, still).
+_MESSAGE_ID = re.compile(r"^<?([\x21-\x3b\x3d\x3f-\x7e]{1,900})>?$")
 _ADDRESS_HEADERS = ("from", "to", "cc", "bcc")
 
 
@@ -64,7 +66,7 @@ def read_eml(data: bytes, *, default_region: str | None = None,
     return EmlFacts(
         record_id=f"<{message_id}>" if message_id else f"sha256:{sha256}",
         sha256=sha256,
-        subject=str(message.get("subject") or ""),
+        subject=unescaped(str(message.get("subject") or "")),
         sent_at=sent_at,
         sender=senders[0],
         recipients=recipients,
@@ -117,12 +119,33 @@ def _participants(message: EmailMessage, header: str, region: str | None,
     return [_participant(address, region, pattern) for address in addresses]
 
 
+def unescaped(text: str) -> str:
+    """Header text as the EML wrote it. The email package reads raw 8-bit header bytes (UTF-8 names,
+    as RFC 6532 mail has them) as lone surrogates, which no encoder takes; they are UTF-8 again here,
+    anything that is not UTF-8 replaced."""
+    if not any("\udc80" <= c <= "\udcff" for c in text):
+        return text
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+
+
 def _participant(address: Address, region: str | None, pattern: re.Pattern[str]) -> Participant:
-    email = address.addr_spec if "@" in address.addr_spec else None
+    username, domain = unescaped(address.username), unescaped(address.domain)
+    email = f"{username}@{_ascii_domain(domain)}" if username and domain else None
+    name = unescaped(address.display_name) or None
     phone = None
-    for text in (address.username, address.display_name):
+    for text in (username, name):
         found = pattern.search(text or "")
         if found and (phone := normalize_participant_phone(found.group(), region)):
             break
-    name = address.display_name or None
     return Participant(phone=phone, email=email, display_name=name)
+
+
+def _ascii_domain(domain: str) -> str:
+    """An internationalised domain in the form the directory knows (IDNA, ``xn--``); as written when
+    it has no such form (the address then maps to no mailbox, and the item shows it as a name)."""
+    if domain.isascii():
+        return domain
+    try:
+        return domain.encode("idna").decode("ascii")
+    except UnicodeError:
+        return domain

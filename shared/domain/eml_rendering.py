@@ -15,8 +15,9 @@ import hashlib
 from email import policy
 from email.message import EmailMessage
 from email.parser import BytesParser
+from html import escape
 
-from shared.domain.eml_items import EmlFacts
+from shared.domain.eml_items import EmlFacts, unescaped
 from shared.domain.records import record_key
 from shared.domain.rendered import BytesPayload, RenderedAttachment, RenderedItem
 from shared.domain.rendering import SYNTHETIC_DOMAIN, header_safe, participant_address, sanitize_file_name, single_line
@@ -32,6 +33,11 @@ def render_eml(data: bytes, facts: EmlFacts, *, file_name: str, default_region: 
     threading = [("In-Reply-To", f"<{facts.in_reply_to}>")] if facts.in_reply_to else []
     if facts.references:
         threading.append(("References", " ".join(f"<{r}>" for r in facts.references)))
+    text = _body(message, "plain")
+    # Graph creates an item from one body; a plain-text EML's text is that body, in HTML that keeps its
+    # lines and its direction (the .eml writer carries the text part besides).
+    html = _body(message, "html") or (
+        f'<pre dir="auto" style="white-space: pre-wrap; font-family: inherit">{escape(text)}</pre>' if text else "")
     return RenderedItem(
         record_id=facts.record_id,
         record_key=key,
@@ -40,8 +46,8 @@ def render_eml(data: bytes, facts: EmlFacts, *, file_name: str, default_region: 
         recipients=tuple(participant_address(p, default_region) for p in facts.recipients),
         sent_at=facts.sent_at,
         received_at=facts.sent_at,
-        text_body=_body(message, "plain"),
-        html_body=_body(message, "html"),
+        text_body=text,
+        html_body=html,
         attachments=tuple(_attachments(message)),
         message_id_header=f"<{facts.message_id}>" if facts.message_id else f"<{key}@{SYNTHETIC_DOMAIN}>",
         conversation_topic=subject,
@@ -75,7 +81,7 @@ def _attachments(message: EmailMessage) -> list[RenderedAttachment]:
         content_type = part.get_content_type()
         sha256 = hashlib.sha256(data).hexdigest()
         attachments.append(RenderedAttachment(
-            file_name=sanitize_file_name(part.get_filename() or "", content_type, index),
+            file_name=sanitize_file_name(unescaped(part.get_filename() or ""), content_type, index),
             content_type=content_type,
             declared_size=len(data),
             declared_sha256=sha256,

@@ -6,7 +6,8 @@ even the .eml writer's MIME carries random boundaries. So the digest is taken ov
 reads and Exchange keeps: the record id the item is found by, the subject, the original send time
 (UTC, to the second: Exchange keeps no finer), the visible text of the HTML body (the text outside
 tags, outside ``<head>``, ``<style>`` and ``<script>``, entities decoded, whitespace runs made one
-space, NFC) and each attachment's file name and SHA-256, in name order. An item whose body text,
+space, NFC) — or, when that shows nothing (a vendor's plain-text EML), the text body, whitespace runs
+made one space, NFC — and each attachment's file name and SHA-256, in name order. An item whose body text,
 subject, time or any attachment byte changed has another digest; re-encoding the same content does
 not change it. The same function reads a rendered item at write time and an item's MIME at
 ``verify`` time, so both sides are one code path.
@@ -88,8 +89,15 @@ class ItemContent:
 def rendered_content(item: RenderedItem) -> ItemContent:
     """At write time: a missing attachment (media never captured) is not in the item, so not here."""
     attachments = [(normal_text(a.file_name), a.payload.digest()) for a in item.attachments if a.payload is not None]
-    return ItemContent(item.record_id, item.subject, item.sent_at, visible_text(item.html_body),
+    return ItemContent(item.record_id, item.subject, item.sent_at, _body(item.html_body, item.text_body),
                        tuple(attachments))
+
+
+def _body(html: str, text: str) -> str:
+    # An item whose HTML body shows nothing (a vendor's plain-text EML, carried as it is; a writer may
+    # still add an empty HTML part) is read by its text: otherwise any change to it would leave the
+    # digest as it was.
+    return visible_text(html) or normal_text(text)
 
 
 def item_digest(item: RenderedItem) -> str:
@@ -112,7 +120,9 @@ def mime_content(raw: bytes, record_id: str) -> ItemContent:
         if sent_at is None or sent_at.tzinfo is None:
             raise UnreadableItem("no Date with a zone")
         html_part = message.get_body(preferencelist=("html",))
-        body = visible_text(html_part.get_content()) if html_part is not None else ""
+        text_part = message.get_body(preferencelist=("plain",))
+        body = _body(html_part.get_content() if html_part is not None else "",
+                     text_part.get_content() if text_part is not None else "")
         attachments = list(_attachments(message.iter_attachments()))
     except UnreadableItem:
         raise

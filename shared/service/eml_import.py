@@ -18,6 +18,7 @@ import zipfile
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
+from email.errors import HeaderParseError
 from pathlib import Path
 from typing import Any
 
@@ -26,10 +27,12 @@ from shared.domain.eml_items import PHONE_IN_ADDRESS, EmlFacts, EmlInvalid, read
 from shared.domain.eml_rendering import render_eml
 from shared.domain.errors import PermanentError, PoisonReason
 from shared.domain.identifiers import recapture_of
+from shared.domain.item_digest import item_digest
 from shared.domain.ledger import RecordOutcome
 from shared.domain.phones import masked_number
 from shared.domain.records import record_key
-from shared.ports import MailboxWriter
+from shared.domain.rendered import RenderedItem
+from shared.ports import MailboxWriter, RecordMissing, RecordStore
 from shared.service.batch_import import retrying
 from shared.service.import_results import ImportResult
 from shared.service.importing import write_everywhere
@@ -42,41 +45,61 @@ class EmlImporter:
     """One EML's bytes → its mailbox results, or a poisoned result with the reason."""
 
     def __init__(self, mapper: MailboxMapper, writer: MailboxWriter, *, max_item_bytes: int,
-                 default_region: str | None = None, phone_pattern: re.Pattern[str] = PHONE_IN_ADDRESS) -> None:
+                 default_region: str | None = None, phone_pattern: re.Pattern[str] = PHONE_IN_ADDRESS,
+                 records: RecordStore | None = None) -> None:
+        """``records``: the claim checks, where the first EML stored under a Message-ID is read back
+        when other bytes come under the same id (the drop container's path)."""
         self._mapper = mapper
         self._writer = writer
         self._max_item_bytes = max_item_bytes
         self._region = default_region
         self._phone_pattern = phone_pattern
+        self._records = records
 
     def import_eml(self, data: bytes, *, file_name: str, key: str | None = None) -> ImportResult:
-        """``key``: the record key the EML was handed off under (the drop container's path), which is
-        the key of its id; None reads it from the EML (``import-eml``)."""
+        """``key``: the record key the EML was handed off under (the drop container's path): its id's
+        key, or ``<id's key>.<digest>`` for other bytes under an id stored before. None: read from the
+        EML (``import-eml``)."""
         sha256 = hashlib.sha256(data).hexdigest()
+        if len(data) > self._max_item_bytes:
+            return replace(ImportResult.poisoned(None, PermanentError(
+                PoisonReason.TOO_BIG, f"{file_name}: the EML is {len(data)} bytes, over the limit of "
+                                      f"{self._max_item_bytes}")), raw_sha256=sha256)
         try:
             facts = read_eml(data, default_region=self._region, phone_pattern=self._phone_pattern)
+            if key is not None and (recapture_of(key) or key) != record_key(facts.record_id):
+                raise EmlInvalid("its id is not the one it was handed off under")
+            result = self._archive(data, facts, file_name, key)
         except EmlInvalid as error:
             return replace(ImportResult.poisoned(None, PermanentError(
                 PoisonReason.INVALID_ITEM, f"{file_name}: {error}")), raw_sha256=sha256)
-        # A key of ``<id's key>.<digest>``: other bytes of a message stored before, the same message.
-        if key is not None and (recapture_of(key) or key) != record_key(facts.record_id):
-            return replace(ImportResult.poisoned(facts.record_id, PermanentError(
-                PoisonReason.INVALID_ITEM, f"{file_name}: its id is not the one it was handed off under")),
+        except (UnicodeError, LookupError, ValueError, HeaderParseError) as error:
+            # What the email package could not take (a header no encoder carries, a charset it does not
+            # know): this EML is unreadable as it stands; its bytes stay as its claim check.
+            return replace(ImportResult.poisoned(None, PermanentError(
+                PoisonReason.INVALID_ITEM, f"{file_name}: the EML cannot be rendered ({type(error).__name__})")),
                 raw_sha256=sha256)
-        result = self._archive(data, facts, file_name)
         return replace(result, source_user=masked_number(facts.sender.phone, self._region), raw_sha256=sha256)
 
-    def _archive(self, data: bytes, facts: EmlFacts, file_name: str) -> ImportResult:
+    def _archive(self, data: bytes, facts: EmlFacts, file_name: str, key: str | None) -> ImportResult:
+        item = render_eml(data, facts, file_name=file_name, default_region=self._region)
+        earlier = recapture_of(key) if key is not None else None
+        if earlier is not None and self._same_as_first(item, earlier, file_name):
+            earlier = None  # the same message written anew (new MIME boundaries): the first one's item
+        if earlier is not None and key is not None:
+            # Other content under a Message-ID archived before (a vendor's corrected EML): an item of its
+            # own, never skipped as the first one's duplicate, saying which it re-captures.
+            item = replace(item, record_key=key, record_id=f"{facts.record_id}#{key[-16:]}",
+                           extra_headers=(*item.extra_headers, ("X-Archive-Recapture-Of", earlier)))
         try:
             mapped = self._mapper.map_participants((facts.sender, *facts.recipients))
             if not mapped:
                 raise PermanentError(PoisonReason.NO_MAPPING, "no participant maps to a mailbox that exists")
-            item = render_eml(data, facts, file_name=file_name, default_region=self._region)
             size = item.mime_size()
             if size > self._max_item_bytes:
                 raise PermanentError(PoisonReason.TOO_BIG,
                                      f"the item is {size} bytes, over the limit of {self._max_item_bytes}")
-            results, unavailable = write_everywhere(self._writer, record_key(facts.record_id), mapped, item)
+            results, unavailable = write_everywhere(self._writer, item.record_key, mapped, item)
             if not results:
                 raise PermanentError(PoisonReason.NO_MAPPING, "every mapped mailbox is unavailable")
         except PermanentError as error:
@@ -85,7 +108,27 @@ class EmlImporter:
         return ImportResult(
             RecordOutcome.IMPORTED if imported else RecordOutcome.SKIPPED_DUPLICATE, facts.record_id,
             tuple(results), size_bytes=size, unavailable=tuple(unavailable),
+            detail="re-capture of an EML archived before under the same Message-ID" if earlier else None,
+            recapture_of=earlier,
         )
+
+    def _same_as_first(self, item: RenderedItem, earlier: str, file_name: str) -> bool:
+        """Whether the first EML stored under this id makes the same item, its file's name and hash
+        aside; unknown (no store, unreadable) counts as not the same: archived, never dropped."""
+        if self._records is None:
+            return False
+        try:
+            first = self._records.get(f"{earlier}.json")
+            facts = read_eml(first, default_region=self._region, phone_pattern=self._phone_pattern)
+            before = render_eml(first, facts, file_name=file_name, default_region=self._region)
+        except (RecordMissing, EmlInvalid, UnicodeError, LookupError, ValueError, HeaderParseError):
+            return False
+        return _content_digest(before) == _content_digest(item)
+
+
+def _content_digest(item: RenderedItem) -> str:
+    own = {"X-Archive-Eml-File", "X-Archive-Eml-Sha256"}
+    return item_digest(replace(item, extra_headers=tuple(h for h in item.extra_headers if h[0] not in own)))
 
 
 @dataclass
