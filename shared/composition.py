@@ -173,9 +173,12 @@ class Container:
 
     @_built_once
     def drop_stores(self) -> DropStores:
+        from shared.adapters.azure_storage import BlobChatExportUploads
         from shared.service.eml_drop_intake import DropStores
 
-        return DropStores(drops=self.eml_drops, records=self.records, evidence=self.evidence,
+        # The app's own copy of each drop's report, in the state container (the vendor writes beside its drops).
+        state = BlobChatExportUploads(self._service_clients[0], self.settings.state_container)
+        return DropStores(drops=self.eml_drops, state=state, records=self.records, evidence=self.evidence,
                           items_queue=self.items_queue, report_queue=self.listing_queue,
                           poison_queue=self.listing_poison_queue, ledger=self.ledger)
 

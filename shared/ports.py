@@ -190,8 +190,9 @@ class ChatExportUploads(Protocol):
         """The blob's bytes, refusing (ValueError) one over ``limit``; RecordMissing when absent."""
         ...
 
-    def download_to(self, name: str, target: BinaryIO) -> int:
-        """Stream the blob into ``target``; its size. RecordMissing when absent."""
+    def download_to(self, name: str, target: BinaryIO, *, etag: str | None = None) -> int:
+        """Stream the blob into ``target``; its size. RecordMissing when absent, or (with ``etag``)
+        when it has been replaced since it had that ETag."""
         ...
 
     def put_report(self, name: str, raw: bytes) -> None:

@@ -419,8 +419,11 @@ class MemoryChatExportUploads:
             raise ValueError(f"over {limit} bytes")
         return data
 
-    def download_to(self, name: str, target: BinaryIO) -> int:
-        return target.write(self._read(name))
+    def download_to(self, name: str, target: BinaryIO, *, etag: str | None = None) -> int:
+        data = self._read(name)
+        if etag is not None and self.stamps[name].etag != etag:
+            raise RecordMissing(name)  # replaced since: the blob adapter's If-Match answers 412
+        return target.write(data)
 
     def put_report(self, name: str, raw: bytes) -> None:
         self._write(name, raw)  # a blob like any other: it has its own stamp (no import reads it)

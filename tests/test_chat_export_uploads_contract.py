@@ -1,7 +1,8 @@
 """Contract of the chat-export uploads container (ChatExportUploads), held by the in-memory fake and
 the blob adapter on Azurite alike: an upload's stamp (size, ETag without quotes, last write) and
 none for a blob that is not there; a new upload changes the ETag; small blobs read whole up to a
-limit and refused over it; large ones streamed into a file; the connector's report written beside an
+limit and refused over it; large ones streamed into a file (pinned to an ETag: that version or
+nothing); the connector's report written beside an
 export, replaced by the next, never touching the export; names outside the blob grammar refused
 before anything is asked of storage."""
 
@@ -75,6 +76,18 @@ def test_a_large_blob_is_streamed_into_a_file_and_its_size_returned(uploads):
     assert target.getvalue() == data
     with pytest.raises(RecordMissing):
         uploads.download_to("custodian-a/absent.zip", io.BytesIO())
+
+
+def test_a_download_pinned_to_an_etag_reads_that_version_or_nothing(uploads):
+    _upload(uploads, EXPORT, b"first version")
+    first = uploads.stamp(EXPORT)
+    assert first is not None
+    target = io.BytesIO()
+    assert uploads.download_to(EXPORT, target, etag=first.etag) == len(b"first version")
+    assert target.getvalue() == b"first version"
+    _upload(uploads, EXPORT, b"replaced by the vendor")
+    with pytest.raises(RecordMissing):  # replaced since it was stamped: not read as if it were the same
+        uploads.download_to(EXPORT, io.BytesIO(), etag=first.etag)
 
 
 def test_the_report_is_written_beside_the_export_and_replaced_by_the_next(uploads):

@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 
 import pytest
 
+from shared.domain.eml_drop import DropLimits
 from shared.domain.errors import PoisonReason
 from shared.domain.ledger import RecordOutcome
 from shared.domain.records import record_key
@@ -58,6 +59,7 @@ def good_drop() -> bytes:
 class Stack:
     def __init__(self) -> None:
         self.drops = MemoryChatExportUploads()
+        self.state = MemoryChatExportUploads()
         self.records = MemoryRecordStore()
         self.evidence = MemoryEvidenceStore()
         self.items = MemoryQueue("items")
@@ -72,8 +74,11 @@ class Stack:
                                default_region="GB")
         self.eml_importer = EmlImporter(mapper, self.mailboxes, max_item_bytes=10 * 1024 * 1024,
                                         default_region="GB", records=self.records)
-        self.stores = intake.DropStores(drops=self.drops, records=self.records, evidence=self.evidence,
-                                        items_queue=self.items, report_queue=self.listing,
+        self.rewire()
+
+    def rewire(self) -> None:
+        self.stores = intake.DropStores(drops=self.drops, state=self.state, records=self.records,
+                                        evidence=self.evidence, items_queue=self.items, report_queue=self.listing,
                                         poison_queue=self.poison, ledger=self.ledger)
 
     def deliver(self, data: bytes, name: str = DROP) -> dict | None:
@@ -101,12 +106,12 @@ class Stack:
         self.listing.messages = [m for m in self.listing.messages if m.get("kind") != "eml_drop_report"]
         report = None
         for message in reports:
-            report = intake.finish_drop_report(EmlDropReportTask.model_validate(message), drops=self.drops,
-                                               ledger=self.ledger, report_queue=self.listing,
+            report = intake.finish_drop_report(EmlDropReportTask.model_validate(message), stores=self.stores,
                                                clock=lambda: self.now)
         return report
 
     def report(self, name: str = DROP) -> dict:
+        """What the vendor's login reads beside its drop."""
         return json.loads(self.drops.blobs[name + ".report.json"])
 
     def poisoned(self) -> list[PoisonMessage]:
@@ -148,7 +153,10 @@ def test_a_drop_whose_manifest_holds_is_kept_handed_off_and_imported_once_with_i
     assert finished is not None and finished["status"] == "done"
     assert (finished["imported"], finished["pairs_imported"], finished["pending"]) == (3, 6, 0)
     assert finished["items"][1]["mailboxes"][0]["outcome"] == "imported"
-    assert stack.report() == finished
+    # Beside the drop, the vendor reads what became of each EML, not which mailboxes took it.
+    beside = stack.report()
+    assert beside == intake.for_vendor(finished) and beside["items"][1]["mailboxes"] == 2
+    assert ALICE not in json.dumps(beside) and BOB not in json.dumps(beside)
 
     (info,) = stack.ledger.recent_windows(5)
     window = stack.ledger.summary(info.window_id)
@@ -244,15 +252,31 @@ def test_an_eml_that_cannot_be_read_is_poisoned_naming_its_file_with_its_bytes_k
     assert finished is not None and finished["failed_by_reason"] == {"invalid_item": 1}
 
 
-def test_two_emls_with_one_message_id_are_one_message_and_the_second_is_named(stack):
+def test_the_same_eml_twice_in_a_drop_is_one_message_and_the_second_is_named(stack):
     emls = {"a.eml": vendor_eml(1), "b.eml": vendor_eml(1)}
     report = stack.deliver(zip_bytes({**emls, "batch.mf": manifest(2, *emls)}))
     assert report is not None and len(stack.items.messages) == 1
-    assert report["items"][1]["detail"] == f"the same Message-ID as {ZIP_NAME}/a.eml"
+    assert report["items"][1]["detail"] == f"the same EML as {ZIP_NAME}/a.eml"
     stack.import_items()
     finished = stack.finish_report()
     assert finished is not None and finished["status"] == "done"
     assert (finished["imported"], finished["skipped_duplicates"]) == (1, 1)
+
+
+def test_two_emls_of_one_message_id_with_other_content_in_a_drop_are_both_archived(stack):
+    corrected = vendor_eml(1).replace(b"Message number 1", b"Message number 1, corrected")
+    emls = {"a.eml": vendor_eml(1), "b.eml": corrected}
+    report = stack.deliver(zip_bytes({**emls, "batch.mf": manifest(2, *emls)}))
+    assert report is not None and len(stack.items.messages) == 2
+    # The first stored before the second (a page of its own), whatever order writes finish in.
+    first, second = (ItemTask.model_validate(m) for m in stack.items.messages)
+    assert "." not in first.record_key and second.record_key.startswith(first.record_key + ".")
+    assert [r.outcome for r in stack.import_items()] == [RecordOutcome.IMPORTED] * 2
+    finished = stack.finish_report()
+    assert finished is not None and finished["status"] == "done" and finished["imported"] == 2
+    (info,) = stack.ledger.recent_windows(5)
+    window = stack.ledger.summary(info.window_id)
+    assert window is not None and window.reconciled and window.listed == 2
 
 
 def test_a_loose_eml_is_a_drop_of_one(stack):
@@ -291,9 +315,7 @@ def test_a_hand_off_that_failed_part_way_resumes_after_the_pages_it_finished(sta
     emls = {f"m-{n}.eml": vendor_eml(n % 50).replace(b"wa-", f"wa-{n}-".encode()) for n in range(250)}
     data = zip_bytes({**emls, "batch.mf": manifest(250, *emls)})
     stack.items = MemoryQueue("items", fail_after=150)  # the queue fails in the second page
-    stack.stores = intake.DropStores(drops=stack.drops, records=stack.records, evidence=stack.evidence,
-                                     items_queue=stack.items, report_queue=stack.listing,
-                                     poison_queue=stack.poison, ledger=stack.ledger)
+    stack.rewire()
     stack.drops.upload(DROP, data)
     task = intake.receive_drop(DROP, drops=stack.drops, listing_queue=stack.listing, clock=lambda: stack.now)
     assert task is not None
@@ -303,9 +325,7 @@ def test_a_hand_off_that_failed_part_way_resumes_after_the_pages_it_finished(sta
     # The task again (the queue's retry): the same window, page 0 not handed off twice.
     first_run = stack.items.messages
     stack.items = MemoryQueue("items")
-    stack.stores = intake.DropStores(drops=stack.drops, records=stack.records, evidence=stack.evidence,
-                                     items_queue=stack.items, report_queue=stack.listing,
-                                     poison_queue=stack.poison, ledger=stack.ledger)
+    stack.rewire()
     report = stack.judge(task)
     assert report is not None and report["status"] == "handed_off"
     assert len(stack.items.messages) == 150 and len(first_run) == 150
@@ -330,3 +350,70 @@ def test_a_corrected_eml_under_a_message_id_archived_before_is_an_item_of_its_ow
     recaptured = next(i for i in items if "#" in i.record_id)
     assert dict(recaptured.extra_headers)["X-Archive-Recapture-Of"] == record_key("<wa-1@capture.example>")
     assert "corrected by the vendor" in recaptured.text_body
+
+
+def test_a_report_forged_beside_the_drop_neither_stops_its_import_nor_its_report(stack):
+    # The vendor's login may write in its container: what the app decides by is its own copy.
+    stack.drops.upload(DROP, good_drop())
+    task = intake.receive_drop(DROP, drops=stack.drops, listing_queue=stack.listing, clock=lambda: stack.now)
+    assert task is not None
+    stack.drops.put_report(DROP + ".report.json", json.dumps({"status": "handed_off", "etag": task.etag}).encode())
+    report = stack.judge(EmlDropTask.model_validate(stack.listing.messages.pop()))
+    assert report is not None and report["status"] == "handed_off" and len(stack.items.messages) == 3
+    stack.import_items()
+    stack.drops.put_report(DROP + ".report.json", b'{"status": "done"}')
+    finished = stack.finish_report()
+    assert finished is not None and finished["status"] == "done" and stack.report()["status"] == "done"
+
+
+def test_the_report_task_waits_while_the_hand_off_is_unfinished(stack):
+    stack.items = MemoryQueue("items", fail_after=1)
+    stack.rewire()
+    stack.drops.upload(DROP, good_drop())
+    task = intake.receive_drop(DROP, drops=stack.drops, listing_queue=stack.listing, clock=lambda: stack.now)
+    assert task is not None
+    with pytest.raises(ConnectionError):
+        stack.judge(task)
+    beside = stack.report()
+    waiting = EmlDropReportTask(drop_name=DROP, window_id=beside["window"], drop_sha256=beside["sha256"])
+    assert intake.finish_drop_report(waiting, stores=stack.stores, clock=lambda: stack.now) is None
+    (again,) = [m for m in stack.listing.messages if m.get("kind") == "eml_drop_report"]
+    assert again["checks"] == 1  # it comes back later, and the report stays the hand-off's
+
+
+def test_acceptance_covers_the_refused_bytes_only(stack):
+    emls = {"msg-1.eml": vendor_eml(1)}
+    stack.deliver(zip_bytes({**emls, "batch.mf": manifest(2, *emls)}))
+    queues = PoisonQueues([stack.poison], {"listing": stack.listing, "items": stack.items})
+    # The vendor replaces the drop (still wrong) before the operator's replay reaches it.
+    stack.drops.upload(DROP, zip_bytes({**emls, "batch.mf": manifest(3, *emls)}))
+    queues.replay(lambda e: True, accept_mismatch=True)
+    report = stack.judge(EmlDropTask.model_validate(stack.listing.messages.pop()))
+    assert report is not None and report["status"] == "refused" and "acceptance_not_applied" in report
+    assert not stack.items.messages
+
+
+def test_acceptance_is_never_given_to_a_drop_the_host_gave_up_on(stack):
+    stack.drops.upload(DROP, good_drop())
+    task = intake.receive_drop(DROP, drops=stack.drops, listing_queue=stack.listing, clock=lambda: stack.now)
+    assert task is not None
+    stack.poison.put(task.to_text())  # moved to listing-poison by the host after five failures
+    queues = PoisonQueues([stack.poison], {"listing": stack.listing, "items": stack.items})
+    queues.replay(lambda e: True, accept_mismatch=True)
+    replayed = EmlDropTask.model_validate(stack.listing.messages[-1])
+    assert not replayed.accept_mismatch
+
+
+def test_a_page_closes_at_its_byte_bound_and_a_loose_eml_over_the_member_limit_is_refused(stack, monkeypatch):
+    monkeypatch.setattr(intake, "PAGE_BYTES", 2000)
+    emls = {f"msg-{n}.eml": vendor_eml(n) for n in (1, 2, 3)}  # msg-2 carries a 2 KB photo
+    stack.deliver(zip_bytes({**emls, "batch.mf": manifest(3, *emls)}))
+    (info,) = stack.ledger.recent_windows(5)
+    assert [len(p.record_keys) for p in stack.ledger.pages(info.window_id)] == [2, 1]
+    small = DropLimits(max_member_bytes=100)
+    stack.drops.upload("capture/big.eml", vendor_eml(4))
+    task = intake.receive_drop("capture/big.eml", drops=stack.drops, listing_queue=stack.listing,
+                               clock=lambda: stack.now)
+    assert task is not None
+    report = intake.import_drop(task, stack.stores, clock=lambda: stack.now, limits=small)
+    assert report is not None and report["code"] == "drop_too_big"

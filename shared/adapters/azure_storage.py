@@ -300,12 +300,15 @@ class BlobChatExportUploads:
         return download.readall()
 
     @transient_storage_errors
-    def download_to(self, name: str, target: BinaryIO) -> int:
+    def download_to(self, name: str, target: BinaryIO, *, etag: str | None = None) -> int:
+        # With an ETag, If-Match: the bytes of that version or none (a blob replaced mid-read is not mixed).
+        condition = {"etag": f'"{etag.strip(chr(34))}"', "match_condition": MatchConditions.IfNotModified} \
+            if etag else {}
         try:
-            download = self._container.get().download_blob(name)
-        except ResourceNotFoundError:
+            download = self._container.get().download_blob(name, **condition)
+            return download.readinto(target)
+        except (ResourceNotFoundError, ResourceModifiedError):
             raise RecordMissing(name) from None
-        return download.readinto(target)
 
     @transient_storage_errors
     def put_report(self, name: str, raw: bytes) -> None:

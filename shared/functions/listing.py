@@ -65,8 +65,7 @@ def list_archive_slice(message: func.QueueMessage) -> None:
                     report_delay=container.settings.eml_drop_report_delay_seconds)
         return
     if isinstance(task, EmlDropReportTask):
-        finish_drop_report(task, drops=container.eml_drops, ledger=container.ledger,
-                           report_queue=container.listing_queue, clock=lambda: datetime.now(UTC),
+        finish_drop_report(task, stores=container.drop_stores, clock=lambda: datetime.now(UTC),
                            report_delay=container.settings.eml_drop_report_delay_seconds)
         return
     if isinstance(task, MediaCaptureTask):

@@ -33,7 +33,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import Any, cast
 
 from shared import telemetry
 from shared.domain.eml_drop import DEFAULT_LIMITS, DropLimits, check_drop, read_member
@@ -56,6 +56,10 @@ MAX_REPORT_BYTES = 512 * 1024**2
 # Spooled to the instance's local disk: a Capture Mobile ZIP is a day's or an hour's messages.
 MAX_DROP_BYTES = 4 * 1024**3
 PAGE_SIZE = 100
+# A page's EMLs are held in memory until they are handed off: a page closes at 100 EMLs or at this many
+# bytes, whichever comes first (a drop of videos must not hold gigabytes at once).
+PAGE_BYTES = 256 * 1024 * 1024
+STATE_PREFIX = "eml-drops/"
 HANDED_OFF = ("handed_off", "importing", "done", "pending_records")
 FIRST_REPORT_DELAY = 60  # EML_DROP_REPORT_DELAY_SECONDS
 LATER_CHECKS = 5
@@ -89,7 +93,8 @@ def receive_drop(name: str, *, drops: ChatExportUploads, listing_queue: WorkQueu
 class DropStores:
     """Where a drop's records, evidence, work, poison and accounting go."""
 
-    drops: ChatExportUploads
+    drops: ChatExportUploads  # the vendor's container: read, and the vendor's view of each report written
+    state: ChatExportUploads  # the app's own copy of each report (the vendor may write in its container)
     records: RecordStore
     evidence: EvidenceStore
     items_queue: WorkQueue
@@ -108,8 +113,8 @@ def import_drop(task: EmlDropTask, stores: DropStores, *, clock: Callable[[], da
     base = PurePosixPath(name).name
     if not base.lower().endswith(DROP_SUFFIXES):
         log.info("eml drop: a blob that is neither a .zip nor an .eml is left alone")
-        return _write(stores.drops, name, {"status": "ignored", "file": base, "at": _iso(clock()),
-                                           "reason": "not a .zip or an .eml: nothing to import"})
+        return _write(stores, name, {"status": "ignored", "file": base, "at": _iso(clock()),
+                                     "reason": "not a .zip or an .eml: nothing to import"})
     stamp = stores.drops.stamp(name)
     if stamp is None:
         log.warning("eml drop: the blob is gone before it was judged")
@@ -118,14 +123,18 @@ def import_drop(task: EmlDropTask, stores: DropStores, *, clock: Callable[[], da
         log.info("eml drop: replaced since it was queued; the new upload's event imports it")
         return None
     stamps = {"etag": stamp.etag}
-    earlier = _earlier_report(stores.drops, name, stamps)
+    earlier = _earlier_report(stores.state, name, stamps)
     if earlier.get("status") in (*HANDED_OFF, "refused") and not task.replays:
         # Event Grid delivers at least once: this upload was handed off, or refused and poisoned, before.
         log.info("eml drop: judged before (%s), nothing to do", earlier.get("status"))
         return None
-    if stamp.size > MAX_DROP_BYTES:
-        return _refuse(task, stores, "drop_too_big", f"the drop is {stamp.size} bytes, over {MAX_DROP_BYTES}",
+    is_zip = base.lower().endswith(".zip")
+    largest = MAX_DROP_BYTES if is_zip else limits.max_member_bytes
+    if stamp.size > largest:
+        return _refuse(task, stores, "drop_too_big", f"the drop is {stamp.size} bytes, over {largest}",
                        clock, stamps, base)
+    # The operator accepted the mismatch of the bytes that were refused, not of whatever is there now.
+    accept = task.accept_mismatch and stamp.etag == task.etag
     now = clock()
     began = earlier.get("captured")
     # A task run again after failing part-way finishes in the window it began, with the same keys.
@@ -135,12 +144,12 @@ def import_drop(task: EmlDropTask, stores: DropStores, *, clock: Callable[[], da
         local = Path(folder) / "drop"
         try:
             with local.open("wb") as handle:
-                stores.drops.download_to(name, handle)
+                # Only the bytes stamped above: a drop replaced meanwhile is judged by its own event.
+                stores.drops.download_to(name, handle, etag=stamp.etag)
         except RecordMissing:
-            log.warning("eml drop: the blob is gone before it was read")
+            log.warning("eml drop: the blob is gone or replaced before it was read")
             return None
         sha256 = _file_sha256(local)
-        is_zip = base.lower().endswith(".zip")
         kept = stores.evidence.keep_stream("eml-drop" if is_zip else "eml", sha256, _chunks(local),
                                            {"source": "eml-drop"})
         if not is_zip:
@@ -156,10 +165,12 @@ def import_drop(task: EmlDropTask, stores: DropStores, *, clock: Callable[[], da
                            {**stamps, "sha256": sha256, "evidence": kept}, base)
         with archive:
             verdict = check_drop(archive, limits)
-            state = manifest_state(verdict, task.accept_mismatch)
+            state = manifest_state(verdict, accept)
             facts: dict[str, Any] = {"file": base, "drop": drop_facts(base), "manifest": state,
                                      "verdict": verdict.describe(), "emls_listed": len(verdict.emls),
                                      "sha256": sha256, "evidence": kept, **stamps}
+            if task.accept_mismatch and not accept:
+                facts["acceptance_not_applied"] = "the drop was replaced since it was refused: judged afresh"
             if state == "refused":
                 return _refuse(task, stores, "unsafe_zip", verdict.describe(), clock, facts, base)
             if state == "mismatch":
@@ -189,49 +200,79 @@ def _hand_off(
     info = WindowInfo(webhook_day(captured).window, 1, captured)
     window_id = info.window_id
     name = task.drop_name
-    _write(stores.drops, name, {"status": "handing_off", **facts, "window": window_id,
-                                "captured": _iso(info.scheduled_at), "at": _iso(now)})
+    _write(stores, name, {"status": "handing_off", **facts, "window": window_id,
+                          "captured": _iso(info.scheduled_at), "at": _iso(now)})
     if stores.ledger.window(window_id) is None:
         stores.ledger.open_window(info)
     slice_id = f"eml-drop-{facts['sha256'][:32]}"
     items: list[dict[str, Any]] = []
-    first_with_key: dict[str, str] = {}
-    page: list[_Handed] = []
-    pages = listed = 0
+    first_of: dict[str, str] = {}  # an EML's SHA-256 -> the first member with those bytes
+    page = _Page()
+    number = listed = 0
     for label, content in members:
         if isinstance(content, str):
             key = record_key(f"eml-member:{facts['sha256']}:{label}")
-            items.append({"file": label, "record_id": None, "outcome": RecordOutcome.POISONED.value,
-                          "reason": PoisonReason.INVALID_ITEM.value, "detail": f"{label}: {content}", "mailboxes": []})
+            row: dict[str, Any] = {"file": label, "record_id": None, "record_key": key,
+                                   "outcome": RecordOutcome.POISONED.value, "reason": PoisonReason.INVALID_ITEM.value,
+                                   "detail": f"{label}: {content}", "mailboxes": []}
         else:
+            digest = hashlib.sha256(content).hexdigest()
             record_id = eml_record_id(content)
             key = record_key(record_id)
-            if key in first_with_key:
-                # Two EMLs of one drop with one Message-ID are one message to the archive: the first is
-                # imported, this one is named (its bytes are in the drop kept as evidence).
+            if digest in first_of:
+                # The same bytes twice in one drop: one EML to the archive, the second named (it is in
+                # the drop kept as evidence).
                 items.append({"file": label, "record_id": record_id, "outcome": RecordOutcome.SKIPPED_DUPLICATE.value,
-                              "reason": None, "detail": f"the same Message-ID as {first_with_key[key]}",
-                              "mailboxes": [], "in_drop": True})
+                              "reason": None, "detail": f"the same EML as {first_of[digest]}", "mailboxes": [],
+                              "in_drop": True})
                 continue
-            first_with_key[key] = label
-            items.append({"file": label, "record_id": record_id, "outcome": "queued", "reason": None,
-                          "detail": None, "mailboxes": []})
-        page.append(_Handed(key, label, content, items[-1]["record_id"]))
+            first_of[digest] = label
+            if page.holds_id(key):
+                # Other bytes under an id this page holds already: the first is stored before this one, so
+                # which of them is the re-capture does not depend on the order writes finish in.
+                _hand_off_page(stores, window_id, slice_id, number, page, last=False, now=now, zip_sha256=zip_sha256)
+                number += 1
+                page = _Page()
+            row = {"file": label, "record_id": record_id, "outcome": "queued", "reason": None, "detail": None,
+                   "mailboxes": []}
+        items.append(row)
+        page.add(_Handed(key, label, content, row["record_id"], row))
         listed += 1
-        if len(page) == PAGE_SIZE:
-            _hand_off_page(stores, window_id, slice_id, pages, page, last=False, now=now, zip_sha256=zip_sha256)
-            pages += 1
-            page = []
-    _hand_off_page(stores, window_id, slice_id, pages, page, last=True, now=now, zip_sha256=zip_sha256)
+        if page.full:
+            _hand_off_page(stores, window_id, slice_id, number, page, last=False, now=now, zip_sha256=zip_sha256)
+            number += 1
+            page = _Page()
+    _hand_off_page(stores, window_id, slice_id, number, page, last=True, now=now, zip_sha256=zip_sha256)
     telemetry.count_listed(listed, window_id=window_id)
+    # The task that finishes the report first: a failure after it leaves a task that waits for the report,
+    # never a report that no task finishes.
+    stores.report_queue.send(EmlDropReportTask(drop_name=name, window_id=window_id, drop_sha256=facts["sha256"])
+                             .model_dump(mode="json"), delay_seconds=report_delay)
     report = {"status": "handed_off", **facts, "window": window_id, "captured": _iso(info.scheduled_at),
               "at": _iso(now), **drop_totals(items), "pending": sum(i["outcome"] == "queued" for i in items),
               "items": items}
-    _write(stores.drops, name, report)
-    stores.report_queue.send(EmlDropReportTask(drop_name=name, window_id=window_id, drop_sha256=facts["sha256"])
-                             .model_dump(mode="json"), delay_seconds=report_delay)
+    _write(stores, name, report)
     log.info("eml drop %s: %d EML(s) handed off to window %s", facts["sha256"][:16], len(items), window_id)
     return report
+
+
+class _Page:
+    def __init__(self) -> None:
+        self.emls: list[_Handed] = []
+        self.bytes = 0
+        self._ids: set[str] = set()
+
+    def add(self, eml: _Handed) -> None:
+        self.emls.append(eml)
+        self._ids.add(eml.key)
+        self.bytes += len(eml.content) if isinstance(eml.content, bytes) else 0
+
+    def holds_id(self, key: str) -> bool:
+        return key in self._ids
+
+    @property
+    def full(self) -> bool:
+        return len(self.emls) >= PAGE_SIZE or self.bytes >= PAGE_BYTES
 
 
 @dataclass(frozen=True)
@@ -240,9 +281,9 @@ class _Handed:
     label: str
     content: bytes | str  # the EML's bytes, or why they cannot be read
     record_id: str | None
+    row: dict[str, Any]  # its line in the report, which learns the key it is listed under
 
-
-def _hand_off_page(stores: DropStores, window_id: str, slice_id: str, number: int, page: list[_Handed], *,
+def _hand_off_page(stores: DropStores, window_id: str, slice_id: str, number: int, page: _Page, *,
                    last: bool, now: datetime, zip_sha256: str | None) -> None:
     """One page of a drop's EMLs handed off, then its keys written to the ledger, then the page marked:
     a hand-off retried after a time-out (a drop of 100,000 EMLs) resumes after the pages it finished."""
@@ -270,14 +311,19 @@ def _hand_off_page(stores: DropStores, window_id: str, slice_id: str, number: in
     # drop of 100,000 EMLs one at a time is hours). Any failure propagates once the page is done, and
     # the page is then neither written to the ledger nor marked: the retry hands it off again.
     with ThreadPoolExecutor(max_workers=_WRITERS) as pool:
-        keys = tuple(pool.map(hand_off_one, page))
+        keys = tuple(pool.map(hand_off_one, page.emls))
+    for eml, key in zip(page.emls, keys, strict=True):
+        eml.row["record_key"] = key
     stores.ledger.record_page(window_id, PageEntry(slice_id, number, keys, last))
     stores.ledger.mark_page_listed(window_id, slice_id, number)
 
 
 def _unpack_failure(stores: DropStores, window_id: str, key: str, label: str, why: str,
                     now: datetime) -> None:
-    # No bytes to keep as a claim check (the drop itself is kept): poisoned at once, and accounted.
+    # No bytes to keep as a claim check (the drop itself is kept): poisoned at once, and accounted; once,
+    # when the page is handed off again after a failure.
+    if stores.ledger.records_with_outcome(window_id, [key]):
+        return
     detail = f"{label}: {why}"
     stores.poison_queue.send(PoisonMessage(reason=PoisonReason.INVALID_ITEM, detail=detail, window_id=window_id,
                                            record_key=key, failed_at=now, file=label).model_dump(mode="json"))
@@ -299,7 +345,7 @@ def _poison_mismatch(task: EmlDropTask, stores: DropStores, facts: dict[str, Any
     ).model_dump(mode="json"))
     telemetry.account_record(RecordOutcome.POISONED, reason=PoisonReason.MANIFEST_MISMATCH)
     log.warning("eml drop %s: manifest does not hold; nothing imported, poisoned", facts["sha256"][:16])
-    return _write(stores.drops, task.drop_name, {
+    return _write(stores, task.drop_name, {
         "status": "refused", "code": PoisonReason.MANIFEST_MISMATCH.value, **facts, "at": _iso(now),
         "what_to_do": "ask the vendor to deliver the drop again, or replay it accepting the mismatch "
                       "(python -m shared.cli poison replay --reason manifest_mismatch --accept-manifest-mismatch)",
@@ -315,63 +361,75 @@ def _refuse(task: EmlDropTask, stores: DropStores, code: str, why: str, clock: C
                                            failed_at=now, replays=task.replays).model_dump(mode="json"))
     telemetry.account_record(RecordOutcome.POISONED, reason=PoisonReason.INVALID_ITEM)
     log.warning("eml drop refused (%s)", code)  # the code alone: the reason may name a member
-    return _write(stores.drops, task.drop_name, {"status": "refused", "code": code, "reason": why,
-                                                  "file": base, **facts, "at": _iso(now)})
+    return _write(stores, task.drop_name, {"status": "refused", "code": code, "reason": why,
+                                            "file": base, **facts, "at": _iso(now)})
 
 
-def finish_drop_report(task: EmlDropReportTask, *, drops: ChatExportUploads, ledger: WindowLedger,
-                       report_queue: WorkQueue, clock: Callable[[], datetime],
+def finish_drop_report(task: EmlDropReportTask, *, stores: DropStores, clock: Callable[[], datetime],
                        report_delay: int = FIRST_REPORT_DELAY) -> dict[str, Any] | None:
     """Write the drop's report again with every EML's outcome; come back later while some has none.
-    A report that is gone or is of another delivery (replaced since) is left alone."""
-    report_name = task.drop_name + REPORT_SUFFIX
-    try:
-        report: object = json.loads(drops.read_small(report_name, MAX_REPORT_BYTES))
-    except (RecordMissing, ValueError):
+    Read from the app's own copy (the vendor can write in its container); a report that is gone or is
+    of another delivery (replaced since) is left alone."""
+    report = _read_state(stores.state, task.drop_name)
+    if report is None:
         log.warning("eml drop report task: the report to finish is missing or unreadable")
         return None
-    if not is_json_object(report) or report.get("sha256") != task.drop_sha256 \
-            or report.get("window") != task.window_id:
+    if report.get("sha256") != task.drop_sha256 or report.get("window") != task.window_id:
+        return None
+    if report.get("status") == "handing_off":  # the hand-off is still going (or will be retried)
+        if task.checks + 1 < REPORT_CHECKS:
+            stores.report_queue.send(task.model_copy(update={"checks": task.checks + 1}).model_dump(mode="json"),
+                                     delay_seconds=report_delay * LATER_CHECKS)
         return None
     items = report.get("items")
     if not is_json_array(items):
         raise TypeError("the report's items are not a list of objects")
-    # By the key of the EML's id: an EML stored beside an earlier one's bytes is listed as
-    # ``<key>.<digest>`` (one drop lists an id once).
-    outcomes = {key.partition(".")[0]: state.outcome for key, state in ledger.record_states(task.window_id)}
+    outcomes = {key: state.outcome for key, state in stores.ledger.record_states(task.window_id)}
     rows: list[dict[str, Any]] = []
     for item in items:
         if not is_json_object(item):
             raise TypeError("the report's items are not a list of objects")
         row: dict[str, Any] = dict(item)
+        key = row.get("record_key")
         record_id = row.get("record_id")
-        if isinstance(record_id, str) and not row.get("in_drop"):
-            outcome = outcomes.get(record_key(record_id))
-            if outcome is not None:
-                row.update({"outcome": outcome.outcome.value, "reason": outcome.reason, "detail": outcome.detail,
-                            "mailboxes": [{"mailbox": m.mailbox, "outcome": m.outcome.value, "rule": m.rule.value}
-                                          for m in outcome.mailboxes]})
+        if not isinstance(key, str) and isinstance(record_id, str):
+            key = record_key(record_id)  # a page handed off by an earlier run of the task
+        outcome = outcomes.get(key) if isinstance(key, str) and not row.get("in_drop") else None
+        if outcome is not None:
+            row.update({"outcome": outcome.outcome.value, "reason": outcome.reason, "detail": outcome.detail,
+                        "mailboxes": [{"mailbox": m.mailbox, "outcome": m.outcome.value, "rule": m.rule.value}
+                                      for m in outcome.mailboxes]})
         rows.append(row)
     pending = sum(row["outcome"] == "queued" for row in rows)
     report = {**report, **drop_totals(rows), "pending": pending, "items": rows, "at": _iso(clock())}
     if pending and task.checks + 1 < REPORT_CHECKS:
         report["status"] = "importing"
-        _write(drops, task.drop_name, report)
-        report_queue.send(task.model_copy(update={"checks": task.checks + 1}).model_dump(mode="json"),
-                          delay_seconds=report_delay * LATER_CHECKS)
+        _write(stores, task.drop_name, report)
+        stores.report_queue.send(task.model_copy(update={"checks": task.checks + 1}).model_dump(mode="json"),
+                                 delay_seconds=report_delay * LATER_CHECKS)
         return report
     report["status"] = "pending_records" if pending else "done"
-    _write(drops, task.drop_name, report)
+    _write(stores, task.drop_name, report)
     log.info("eml drop %s: report finished, %d EML(s) without an outcome", task.drop_sha256[:16], pending)
     return report
 
 
-def _earlier_report(drops: ChatExportUploads, name: str, stamps: dict[str, str]) -> dict[str, object]:
+def _state_name(drop_name: str) -> str:
+    # Fixed length whatever the drop's name (a blob name may be 1,024 characters already).
+    return f"{STATE_PREFIX}{hashlib.sha256(drop_name.encode('utf-8')).hexdigest()}{REPORT_SUFFIX}"
+
+
+def _read_state(state: ChatExportUploads, drop_name: str) -> dict[str, object] | None:
     try:
-        report: object = json.loads(drops.read_small(name + REPORT_SUFFIX, MAX_REPORT_BYTES))
+        report: object = json.loads(state.read_small(_state_name(drop_name), MAX_REPORT_BYTES))
     except (RecordMissing, ValueError):
-        return {}
-    if not is_json_object(report) or any(report.get(key) != value for key, value in stamps.items()):
+        return None
+    return report if is_json_object(report) else None
+
+
+def _earlier_report(state: ChatExportUploads, name: str, stamps: dict[str, str]) -> dict[str, object]:
+    report = _read_state(state, name)
+    if report is None or any(report.get(key) != value for key, value in stamps.items()):
         return {}
     return report
 
@@ -389,9 +447,35 @@ def _chunks(path: Path) -> Iterator[bytes]:
             yield chunk
 
 
-def _write(drops: ChatExportUploads, name: str, report: dict[str, Any]) -> dict[str, Any]:
-    drops.put_report(name + REPORT_SUFFIX, (json.dumps(report, indent=2, ensure_ascii=False) + "\n").encode("utf-8"))
+def _write(stores: DropStores, name: str, report: dict[str, Any]) -> dict[str, Any]:
+    """The report in full in the app's own copy, then the vendor's view of it beside the drop."""
+    stores.state.put_report(_state_name(name), _json(report))
+    stores.drops.put_report(name + REPORT_SUFFIX, _json(for_vendor(report)))
     return report
+
+
+def for_vendor(report: dict[str, Any]) -> dict[str, Any]:
+    """What the vendor's login may read beside its drop: what became of each EML, never which of the
+    firm's mailboxes took it or by which mapping rule (that is in the window's admin report)."""
+    rows = report.get("items")
+    if not isinstance(rows, list):
+        return report
+    view: list[dict[str, Any]] = []
+    for row in cast(list[dict[str, Any]], rows):
+        mailboxes = row.get("mailboxes")
+        view.append({
+            "file": row.get("file"), "record_id": row.get("record_id"), "outcome": row.get("outcome"),
+            "reason": row.get("reason"),
+            # Why an EML of theirs could not be read, or which of theirs it repeats; nothing else.
+            "detail": row.get("detail") if row.get("reason") == PoisonReason.INVALID_ITEM.value
+            or row.get("in_drop") else None,
+            "mailboxes": len(cast(list[object], mailboxes)) if isinstance(mailboxes, list) else 0,
+        })
+    return {**report, "items": view}
+
+
+def _json(report: Mapping[str, Any]) -> bytes:
+    return (json.dumps(report, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
 
 
 def _iso(moment: datetime) -> str:

@@ -204,7 +204,9 @@ class PoisonQueues:
         return adopted
 
     def _send_back(self, entry: PoisonEntry, *, accept_mismatch: bool = False) -> None:
-        drop = entry.message.eml_drop(accept_mismatch=accept_mismatch)
+        # Acceptance is for a drop refused for its manifest, never for one the host gave up on.
+        drop = entry.message.eml_drop(
+            accept_mismatch=accept_mismatch and entry.message.reason is PoisonReason.MANIFEST_MISMATCH)
         if drop is not None:
             self._targets[LISTING_QUEUE].send(drop.model_dump(mode="json"))
             return

@@ -82,7 +82,9 @@ def _process(
         telemetry.account_record(RecordOutcome.POISONED, reason=poison.reason)
         return ImportResult(RecordOutcome.POISONED, None, reason=poison.reason, detail=poison.detail)
 
-    ids = {"window_id": task.window_id, "record_id": task.message_id, "record_key": task.record_key}
+    # A vendor's Message-ID may hold a phone number or an address: EMLs are logged by their key alone.
+    ids = {"window_id": task.window_id, "record_id": task.message_id if task.format == "record" else None,
+           "record_key": task.record_key}
     span.set(**ids)
     try:
         raw = records.get(task.record_ref)
