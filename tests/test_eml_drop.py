@@ -160,3 +160,22 @@ def test_two_members_of_one_name_make_the_zip_unsafe():
 def test_a_manifest_line_ends_at_a_line_feed_only():
     listed = parse_manifest("Count: 2\r\nform\x0cfeed.eml\r\nplain.eml\n")
     assert listed.names == ("form\x0cfeed.eml", "plain.eml")
+
+
+def test_a_member_packed_with_a_method_zipfile_cannot_unpack_is_named_before_anything_is_imported():
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED) as archive:
+        archive.writestr("a.eml", EML)
+        archive.writestr("m.mf", manifest(1, "a.eml"))
+    raw = bytearray(buffer.getvalue())
+    # Deflate64 (method 9), as Windows Explorer writes large files: in the local and the central header.
+    local = raw.index(b"PK\x03\x04")
+    raw[local + 8:local + 10] = (9).to_bytes(2, "little")
+    central = raw.index(b"PK\x01\x02")
+    raw[central + 10:central + 12] = (9).to_bytes(2, "little")
+    verdict = check_drop(zipfile.ZipFile(io.BytesIO(bytes(raw))))
+    assert not verdict.safe and DropProblem.UNSUPPORTED_COMPRESSION in problems(verdict)
+
+
+def test_a_manifest_with_carriage_returns_alone_still_holds():
+    assert parse_manifest("Count: 2\ra.eml\rb.eml\r").names == ("a.eml", "b.eml")

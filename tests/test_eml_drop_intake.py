@@ -417,3 +417,44 @@ def test_a_page_closes_at_its_byte_bound_and_a_loose_eml_over_the_member_limit_i
     assert task is not None
     report = intake.import_drop(task, stack.stores, clock=lambda: stack.now, limits=small)
     assert report is not None and report["code"] == "drop_too_big"
+
+
+def test_a_stale_mismatch_replayed_after_the_vendor_delivered_again_hands_nothing_off_twice(stack):
+    emls = {"msg-1.eml": vendor_eml(1)}
+    stack.deliver(zip_bytes({**emls, "batch.mf": manifest(2, *emls)}))
+    stack.deliver(zip_bytes({**emls, "batch.mf": manifest(1, *emls)}))  # the vendor's corrected delivery
+    assert len(stack.items.messages) == 1
+    queues = PoisonQueues([stack.poison], {"listing": stack.listing, "items": stack.items})
+    queues.replay(lambda e: True, accept_mismatch=True)
+    assert stack.judge(EmlDropTask.model_validate(stack.listing.messages.pop())) is None
+    assert len(stack.items.messages) == 1 and len(stack.ledger.recent_windows(5)) == 1
+
+
+def test_a_resumed_hand_off_gives_each_row_the_key_it_was_listed_under(stack):
+    corrected = vendor_eml(1).replace(b"Message number 1", b"Message number 1, corrected")
+    emls = {"a.eml": vendor_eml(1), "b.eml": corrected}
+    stack.listing = MemoryQueue("listing", fail_after=1)  # the report task cannot be queued: the task fails
+    stack.rewire()
+    stack.drops.upload(DROP, zip_bytes({**emls, "batch.mf": manifest(2, *emls)}))
+    task = intake.receive_drop(DROP, drops=stack.drops, listing_queue=stack.listing, clock=lambda: stack.now)
+    assert task is not None
+    with pytest.raises(ConnectionError):
+        stack.judge(task)
+    stack.listing = MemoryQueue("listing")
+    stack.rewire()
+    report = stack.judge(task)  # the retry: both pages were listed, their keys come from the ledger
+    assert report is not None and report["items"][1]["record_key"].startswith(report["items"][0]["record_key"] + ".")
+    assert [r.outcome for r in stack.import_items()] == [RecordOutcome.IMPORTED] * 2
+    finished = stack.finish_report()
+    assert finished is not None and finished["status"] == "done" and finished["imported"] == 2
+
+
+def test_what_a_mailbox_raises_keeps_its_meaning_and_is_not_taken_for_a_broken_eml(stack):
+    class Broken(MemoryMailboxes):
+        def write(self, mailbox, item, *, check_existing=True):
+            raise ValueError("a bug in a writer")
+
+    importer = EmlImporter(MailboxMapper(SetDirectory(ALICE), StaticMapping()), Broken(),
+                           max_item_bytes=10 * 1024 * 1024)
+    with pytest.raises(ValueError, match="a bug in a writer"):
+        importer.import_eml(vendor_eml(1), file_name="d.zip/1.eml")

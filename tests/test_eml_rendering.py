@@ -70,3 +70,39 @@ def test_an_eml_without_a_message_id_is_known_by_its_hash():
     item = render_eml(data, facts, file_name="m.eml")
     assert item.record_id == f"sha256:{hashlib.sha256(data).hexdigest()}"
     assert item.message_id_header.endswith("@whatsapp.invalid>")
+
+
+def short_eml(message_id: str, text: str, *, html: str | None = None) -> bytes:
+    message = EmailMessage(policy=SMTP)
+    message["From"] = "+447700900201@capture.example"
+    message["To"] = "alice@contoso.example"
+    message["Subject"] = "WhatsApp"
+    message["Date"] = "Fri, 04 Dec 2026 09:00:00 +0000"
+    message["Message-ID"] = f"<{message_id}@capture.example>"
+    message.set_content(text)
+    if html is not None:
+        message.add_alternative(html, subtype="html")
+    return message.as_bytes()
+
+
+def test_an_html_part_that_shows_no_text_gets_the_text_part_so_graph_and_verify_see_it():
+    from shared.domain.item_digest import mime_content, rendered_content
+
+    data = short_eml("photo-1", "Photo: sunset.jpg\nSent from the beach\n",
+                     html='<html><body><img src="cid:sunset"></body></html>')
+    item = render_eml(data, read_eml(data), file_name="d.zip/p.eml")
+    # Graph keeps the HTML body only: the text is in it, before </body>, its lines kept.
+    assert '<img src="cid:sunset">' in item.html_body and "Photo: sunset.jpg\nSent from the beach" in item.html_body
+    assert item.html_body.index("<pre") < item.html_body.lower().index("</body>")
+    # What verify reads back is what was written: the same content, both sides reading the HTML.
+    assert mime_content(item.to_mime_bytes(), item.record_id) == rendered_content(item)
+
+
+def test_a_plain_text_eml_reads_back_with_its_text_in_the_digest():
+    from shared.domain.item_digest import item_digest, mime_content, rendered_content
+
+    data = short_eml("text-1", "The price is 98.50\n")
+    item = render_eml(data, read_eml(data), file_name="d.zip/t.eml")
+    assert mime_content(item.to_mime_bytes(), item.record_id) == rendered_content(item)
+    altered = data.replace(b"98.50", b"99.50")
+    assert item_digest(render_eml(altered, read_eml(altered), file_name="d.zip/t.eml")) != item_digest(item)

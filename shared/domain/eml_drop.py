@@ -53,6 +53,7 @@ class DropProblem(StrEnum):
     TOO_BIG_IN_ALL = "too_big_in_all"
     COMPRESSION_RATIO = "compression_ratio"
     ENCRYPTED_MEMBER = "encrypted_member"
+    UNSUPPORTED_COMPRESSION = "unsupported_compression"
     MANIFESTS = "more_than_one_manifest"
     MANIFEST_UNREADABLE = "manifest_unreadable"
     COUNT_MISSING = "count_missing"
@@ -67,8 +68,11 @@ class DropProblem(StrEnum):
 UNSAFE = frozenset({
     DropProblem.UNSAFE_MEMBER_NAME, DropProblem.NESTED_ARCHIVE, DropProblem.TOO_MANY_MEMBERS,
     DropProblem.MEMBER_TOO_BIG, DropProblem.TOO_BIG_IN_ALL, DropProblem.COMPRESSION_RATIO,
-    DropProblem.ENCRYPTED_MEMBER,
+    DropProblem.ENCRYPTED_MEMBER, DropProblem.UNSUPPORTED_COMPRESSION,
 })
+# What Python's zipfile unpacks; Deflate64 (Windows Explorer's for large files), PPMd and others it
+# cannot, so a member packed so is named before anything is imported rather than failing mid-way.
+_READABLE_COMPRESSION = frozenset({zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED, zipfile.ZIP_BZIP2, zipfile.ZIP_LZMA})
 
 
 @dataclass(frozen=True)
@@ -134,9 +138,10 @@ def parse_manifest(text: str) -> Manifest:
     """``Key: value`` lines, ``Count:`` among them; every other non-empty line a listed file name."""
     headers: dict[str, str] = {}
     names: list[str] = []
-    # Lines end at a line feed only (a CR before it dropped): str.splitlines would also split at
-    # characters a listed name may hold, and a manifest that holds would seem not to.
-    for raw in text.split("\n"):
+    # Lines end at a line feed only (a CR before it dropped; CR alone where the text has no line feed):
+    # str.splitlines would also split at characters a listed name may hold, and a manifest that holds
+    # would seem not to.
+    for raw in text.split("\n" if "\n" in text else "\r"):
         line = raw.removesuffix("\r").strip(" \t").lstrip("\ufeff")
         if not line:
             continue
@@ -213,6 +218,9 @@ def _safety(files: list[zipfile.ZipInfo], limits: DropLimits) -> list[Finding]:
             findings.append(Finding(DropProblem.NESTED_ARCHIVE, f"{name}: archives inside the drop are not opened"))
         if info.flag_bits & 0x1:
             findings.append(Finding(DropProblem.ENCRYPTED_MEMBER, f"{name}: encrypted"))
+        if info.compress_type not in _READABLE_COMPRESSION:
+            findings.append(Finding(DropProblem.UNSUPPORTED_COMPRESSION,
+                                    f"{name}: compression method {info.compress_type} cannot be unpacked"))
         if info.file_size > limits.max_member_bytes:
             findings.append(Finding(DropProblem.MEMBER_TOO_BIG,
                                     f"{name}: {info.file_size} bytes, over {limits.max_member_bytes}"))

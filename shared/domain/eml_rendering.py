@@ -18,6 +18,7 @@ from email.parser import BytesParser
 from html import escape
 
 from shared.domain.eml_items import EmlFacts, unescaped
+from shared.domain.item_digest import visible_text
 from shared.domain.records import record_key
 from shared.domain.rendered import BytesPayload, RenderedAttachment, RenderedItem
 from shared.domain.rendering import SYNTHETIC_DOMAIN, header_safe, participant_address, sanitize_file_name, single_line
@@ -34,10 +35,14 @@ def render_eml(data: bytes, facts: EmlFacts, *, file_name: str, default_region: 
     if facts.references:
         threading.append(("References", " ".join(f"<{r}>" for r in facts.references)))
     text = _body(message, "plain")
-    # Graph creates an item from one body; a plain-text EML's text is that body, in HTML that keeps its
-    # lines and its direction (the .eml writer carries the text part besides).
-    html = _body(message, "html") or (
-        f'<pre dir="auto" style="white-space: pre-wrap; font-family: inherit">{escape(text)}</pre>' if text else "")
+    # Graph creates an item from one body, the HTML. When the EML's HTML shows no text (none at all, or
+    # only a picture) while its text part has some, that text goes into the HTML too, keeping its lines
+    # and its direction: Graph's item shows it, and the digest reads it on both sides.
+    html = _body(message, "html")
+    if text.strip() and not visible_text(html):
+        block = f'<pre dir="auto" style="white-space: pre-wrap; font-family: inherit">{escape(text)}</pre>'
+        closing = html.lower().rfind("</body>")
+        html = html[:closing] + block + html[closing:] if closing >= 0 else html + block
     return RenderedItem(
         record_id=facts.record_id,
         record_key=key,

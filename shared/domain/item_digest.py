@@ -120,9 +120,10 @@ def mime_content(raw: bytes, record_id: str) -> ItemContent:
         if sent_at is None or sent_at.tzinfo is None:
             raise UnreadableItem("no Date with a zone")
         html_part = message.get_body(preferencelist=("html",))
-        text_part = message.get_body(preferencelist=("plain",))
-        body = _body(html_part.get_content() if html_part is not None else "",
-                     text_part.get_content() if text_part is not None else "")
+        body = visible_text(html_part.get_content()) if html_part is not None else ""
+        if not body:  # the text part is read only when the HTML shows nothing (as at write time)
+            text_part = message.get_body(preferencelist=("plain",))
+            body = normal_text(text_part.get_content()) if text_part is not None else ""
         attachments = list(_attachments(message.iter_attachments()))
     except UnreadableItem:
         raise

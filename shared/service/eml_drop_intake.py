@@ -124,9 +124,12 @@ def import_drop(task: EmlDropTask, stores: DropStores, *, clock: Callable[[], da
         return None
     stamps = {"etag": stamp.etag}
     earlier = _earlier_report(stores.state, name, stamps)
-    if earlier.get("status") in (*HANDED_OFF, "refused") and not task.replays:
-        # Event Grid delivers at least once: this upload was handed off, or refused and poisoned, before.
-        log.info("eml drop: judged before (%s), nothing to do", earlier.get("status"))
+    status = earlier.get("status")
+    if status in HANDED_OFF or (status == "refused" and not task.replays):
+        # Event Grid delivers at least once: this upload was handed off before (by its own event, or by a
+        # replay: a stale poison message replayed later hands nothing off twice), or it was refused and
+        # poisoned before (only a replay judges it again).
+        log.info("eml drop: judged before (%s), nothing to do", status)
         return None
     is_zip = base.lower().endswith(".zip")
     largest = MAX_DROP_BYTES if is_zip else limits.max_member_bytes
@@ -189,7 +192,7 @@ def _members(archive: zipfile.ZipFile, infos: tuple[zipfile.ZipInfo, ...], base:
         label = file_label(base, info.filename)
         try:
             yield label, read_member(archive, info, limit)
-        except (ValueError, zipfile.BadZipFile, OSError) as error:
+        except (ValueError, zipfile.BadZipFile, OSError, NotImplementedError) as error:
             yield label, f"cannot be unpacked ({error})"
 
 
@@ -209,6 +212,12 @@ def _hand_off(
     first_of: dict[str, str] = {}  # an EML's SHA-256 -> the first member with those bytes
     page = _Page()
     number = listed = 0
+    earlier_pages = _EarlierPages(stores.ledger, window_id)
+
+    def flush(emls: _Page, at: int, *, last: bool) -> None:
+        _hand_off_page(stores, window_id, slice_id, at, emls, last=last, now=now, zip_sha256=zip_sha256,
+                       earlier_pages=earlier_pages)
+
     for label, content in members:
         if isinstance(content, str):
             key = record_key(f"eml-member:{facts['sha256']}:{label}")
@@ -230,7 +239,7 @@ def _hand_off(
             if page.holds_id(key):
                 # Other bytes under an id this page holds already: the first is stored before this one, so
                 # which of them is the re-capture does not depend on the order writes finish in.
-                _hand_off_page(stores, window_id, slice_id, number, page, last=False, now=now, zip_sha256=zip_sha256)
+                flush(page, number, last=False)
                 number += 1
                 page = _Page()
             row = {"file": label, "record_id": record_id, "outcome": "queued", "reason": None, "detail": None,
@@ -239,10 +248,10 @@ def _hand_off(
         page.add(_Handed(key, label, content, row["record_id"], row))
         listed += 1
         if page.full:
-            _hand_off_page(stores, window_id, slice_id, number, page, last=False, now=now, zip_sha256=zip_sha256)
+            flush(page, number, last=False)
             number += 1
             page = _Page()
-    _hand_off_page(stores, window_id, slice_id, number, page, last=True, now=now, zip_sha256=zip_sha256)
+    flush(page, number, last=True)
     telemetry.count_listed(listed, window_id=window_id)
     # The task that finishes the report first: a failure after it leaves a task that waits for the report,
     # never a report that no task finishes.
@@ -283,11 +292,30 @@ class _Handed:
     record_id: str | None
     row: dict[str, Any]  # its line in the report, which learns the key it is listed under
 
+class _EarlierPages:
+    """The pages an earlier run of the task wrote, read from the ledger once, when first asked for."""
+
+    def __init__(self, ledger: WindowLedger, window_id: str) -> None:
+        self._ledger, self._window_id = ledger, window_id
+        self._pages: dict[tuple[str, int], PageEntry] | None = None
+
+    def get(self, slice_id: str, number: int) -> PageEntry | None:
+        if self._pages is None:
+            self._pages = {(e.slice_id, e.page): e for e in self._ledger.pages(self._window_id)}
+        return self._pages.get((slice_id, number))
+
+
 def _hand_off_page(stores: DropStores, window_id: str, slice_id: str, number: int, page: _Page, *,
-                   last: bool, now: datetime, zip_sha256: str | None) -> None:
+                   last: bool, now: datetime, zip_sha256: str | None, earlier_pages: _EarlierPages) -> None:
     """One page of a drop's EMLs handed off, then its keys written to the ledger, then the page marked:
     a hand-off retried after a time-out (a drop of 100,000 EMLs) resumes after the pages it finished."""
     if stores.ledger.page_listed(window_id, slice_id, number):
+        # Handed off by an earlier run of this task: each row learns its key from the ledger's page (a
+        # re-capture's key holds the digest of bytes stored then).
+        listed = earlier_pages.get(slice_id, number)
+        if listed is not None and len(listed.record_keys) == len(page.emls):
+            for eml, key in zip(page.emls, listed.record_keys, strict=True):
+                eml.row["record_key"] = key
         return
 
     def hand_off_one(eml: _Handed) -> str:

@@ -65,11 +65,14 @@ class EmlImporter:
             return replace(ImportResult.poisoned(None, PermanentError(
                 PoisonReason.TOO_BIG, f"{file_name}: the EML is {len(data)} bytes, over the limit of "
                                       f"{self._max_item_bytes}")), raw_sha256=sha256)
+        # Only reading and rendering are judged here: what the mapper or a mailbox raises keeps its own
+        # meaning (a transient error is retried, never taken for a broken EML).
         try:
             facts = read_eml(data, default_region=self._region, phone_pattern=self._phone_pattern)
             if key is not None and (recapture_of(key) or key) != record_key(facts.record_id):
                 raise EmlInvalid("its id is not the one it was handed off under")
-            result = self._archive(data, facts, file_name, key)
+            item, earlier = self._render(data, facts, file_name, key)
+            size = item.mime_size()
         except EmlInvalid as error:
             return replace(ImportResult.poisoned(None, PermanentError(
                 PoisonReason.INVALID_ITEM, f"{file_name}: {error}")), raw_sha256=sha256)
@@ -79,23 +82,26 @@ class EmlImporter:
             return replace(ImportResult.poisoned(None, PermanentError(
                 PoisonReason.INVALID_ITEM, f"{file_name}: the EML cannot be rendered ({type(error).__name__})")),
                 raw_sha256=sha256)
+        result = self._archive(item, facts, size, earlier)
         return replace(result, source_user=masked_number(facts.sender.phone, self._region), raw_sha256=sha256)
 
-    def _archive(self, data: bytes, facts: EmlFacts, file_name: str, key: str | None) -> ImportResult:
+    def _render(self, data: bytes, facts: EmlFacts, file_name: str,
+                key: str | None) -> tuple[RenderedItem, str | None]:
+        """The item, and the key of the record it re-captures (None for a first capture)."""
         item = render_eml(data, facts, file_name=file_name, default_region=self._region)
         earlier = recapture_of(key) if key is not None else None
-        if earlier is not None and self._same_as_first(item, earlier, file_name):
-            earlier = None  # the same message written anew (new MIME boundaries): the first one's item
-        if earlier is not None and key is not None:
-            # Other content under a Message-ID archived before (a vendor's corrected EML): an item of its
-            # own, never skipped as the first one's duplicate, saying which it re-captures.
-            item = replace(item, record_key=key, record_id=f"{facts.record_id}#{key[-16:]}",
-                           extra_headers=(*item.extra_headers, ("X-Archive-Recapture-Of", earlier)))
+        if earlier is None or key is None or self._same_as_first(item, earlier, file_name):
+            return item, None  # a first capture, or the same message written anew: the first one's item
+        # Other content under a Message-ID archived before (a vendor's corrected EML): an item of its
+        # own, never skipped as the first one's duplicate, saying which it re-captures.
+        return replace(item, record_key=key, record_id=f"{facts.record_id}#{key[-16:]}",
+                       extra_headers=(*item.extra_headers, ("X-Archive-Recapture-Of", earlier))), earlier
+
+    def _archive(self, item: RenderedItem, facts: EmlFacts, size: int, earlier: str | None) -> ImportResult:
         try:
             mapped = self._mapper.map_participants((facts.sender, *facts.recipients))
             if not mapped:
                 raise PermanentError(PoisonReason.NO_MAPPING, "no participant maps to a mailbox that exists")
-            size = item.mime_size()
             if size > self._max_item_bytes:
                 raise PermanentError(PoisonReason.TOO_BIG,
                                      f"the item is {size} bytes, over the limit of {self._max_item_bytes}")
@@ -126,9 +132,12 @@ class EmlImporter:
         return _content_digest(before) == _content_digest(item)
 
 
-def _content_digest(item: RenderedItem) -> str:
+def _content_digest(item: RenderedItem) -> tuple[str, str, tuple[str, ...]]:
+    """What makes two EMLs under one Message-ID the same message: the item's content digest (subject,
+    time, body text, attachments), its sender and its recipients (a correction may add one)."""
     own = {"X-Archive-Eml-File", "X-Archive-Eml-Sha256"}
-    return item_digest(replace(item, extra_headers=tuple(h for h in item.extra_headers if h[0] not in own)))
+    digest = item_digest(replace(item, extra_headers=tuple(h for h in item.extra_headers if h[0] not in own)))
+    return digest, item.sender.address, tuple(sorted(r.address for r in item.recipients))
 
 
 @dataclass
@@ -192,7 +201,7 @@ def import_zip(path: Path, importer: EmlImporter, *, accept_mismatch: bool = Fal
             name = f"{path.name}/{info.filename}"
             try:
                 data = read_member(archive, info, limits.max_member_bytes)
-            except (ValueError, zipfile.BadZipFile) as error:
+            except (ValueError, zipfile.BadZipFile, NotImplementedError) as error:
                 report.add(name, ImportResult.poisoned(None, PermanentError(PoisonReason.INVALID_ITEM,
                                                                             f"{name}: {error}")))
                 continue
