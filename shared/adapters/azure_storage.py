@@ -63,9 +63,7 @@ def storage_service_clients(
             "set AzureWebJobsStorage, or AzureWebJobsStorage__accountName "
             "(or __blobServiceUri and __queueServiceUri)"
         )
-    from azure.identity import DefaultAzureCredential, ManagedIdentityCredential
-
-    credential = ManagedIdentityCredential(client_id=client_id) if client_id else DefaultAzureCredential()
+    credential = _identity(client_id)
     return (
         BlobServiceClient(blob_service_uri or f"https://{account_name}.blob.core.windows.net", credential=credential),
         QueueServiceClient(
@@ -185,10 +183,15 @@ def drop_account_client(connection_string: str, blob_service_uri: str, client_id
         return BlobServiceClient.from_connection_string(connection_string)
     if not blob_service_uri:
         return None
+    return BlobServiceClient(blob_service_uri, credential=_identity(client_id))
+
+
+def _identity(client_id: str):
+    """The app's identity, as the host reads a connection's ``__clientId``: that user-assigned managed
+    identity, or (none given) whatever DefaultAzureCredential finds (a developer's sign-in)."""
     from azure.identity import DefaultAzureCredential, ManagedIdentityCredential
 
-    credential = ManagedIdentityCredential(client_id=client_id) if client_id else DefaultAzureCredential()
-    return BlobServiceClient(blob_service_uri, credential=credential)
+    return ManagedIdentityCredential(client_id=client_id) if client_id else DefaultAzureCredential()
 
 
 def ensured_container(service: BlobServiceClient, name: str) -> _CreatedOnce[CheckedContainer]:

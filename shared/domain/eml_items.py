@@ -64,7 +64,7 @@ def read_eml(data: bytes, *, default_region: str | None = None,
     sent_at = _date(message)
     message_id = _message_id(message.get("message-id"))
     return EmlFacts(
-        record_id=f"<{message_id}>" if message_id else f"sha256:{sha256}",
+        record_id=_record_id(message_id, sha256),
         sha256=sha256,
         subject=unescaped(str(message.get("subject") or "")),
         sent_at=sent_at,
@@ -84,7 +84,12 @@ def eml_record_id(data: bytes) -> str:
         message_id = _message_id(message.get("message-id"))
     except (TypeError, ValueError, LookupError, IndexError):
         message_id = None
-    return f"<{message_id}>" if message_id else f"sha256:{hashlib.sha256(data).hexdigest()}"
+    return _record_id(message_id, hashlib.sha256(data).hexdigest())
+
+
+def _record_id(message_id: str | None, sha256: str) -> str:
+    # The one rule both readers follow: the key an EML is handed off under is the key it is written under.
+    return f"<{message_id}>" if message_id else f"sha256:{sha256}"
 
 
 def _date(message: EmailMessage) -> datetime:

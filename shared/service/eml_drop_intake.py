@@ -24,14 +24,15 @@ Why it is built this way:
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import logging
 import tempfile
 import zipfile
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Buffer, Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path, PurePosixPath
 from typing import Any, cast
 
@@ -44,15 +45,23 @@ from shared.domain.json_values import is_json_array, is_json_object
 from shared.domain.ledger import OutcomeEntry, PageEntry, RecordOutcome, WindowInfo
 from shared.domain.records import record_key
 from shared.domain.tasks import EmlDropReportTask, EmlDropTask, ItemTask, PoisonMessage, file_label
+from shared.domain.window import isoformat_z
 from shared.ports import ChatExportUploads, EvidenceStore, RecordMissing, RecordStore, WindowLedger, WorkQueue
+
+# One schedule and one naming for every upload's report: a chat export's and a drop's alike.
+from shared.service.chat_export_intake import (
+    FIRST_REPORT_DELAY,
+    LATER_CHECKS,
+    MAX_REPORT_BYTES,
+    REPORT_CHECKS,
+    REPORT_SUFFIX,
+)
 from shared.service.eml_import import drop_facts, drop_totals, manifest_state
 from shared.service.webhook_records import webhook_day
 
 log = logging.getLogger(__name__)
 
-REPORT_SUFFIX = ".report.json"
 DROP_SUFFIXES = (".zip", ".eml")
-MAX_REPORT_BYTES = 512 * 1024**2
 # Spooled to the instance's local disk: a Capture Mobile ZIP is a day's or an hour's messages.
 MAX_DROP_BYTES = 4 * 1024**3
 PAGE_SIZE = 100
@@ -61,9 +70,6 @@ PAGE_SIZE = 100
 PAGE_BYTES = 256 * 1024 * 1024
 STATE_PREFIX = "eml-drops/"
 HANDED_OFF = ("handed_off", "importing", "done", "pending_records")
-FIRST_REPORT_DELAY = 60  # EML_DROP_REPORT_DELAY_SECONDS
-LATER_CHECKS = 5
-REPORT_CHECKS = 288
 _CHUNK = 4 * 1024 * 1024
 _WRITERS = 16
 
@@ -85,7 +91,7 @@ def receive_drop(name: str, *, drops: ChatExportUploads, listing_queue: WorkQueu
         return None
     task = EmlDropTask(drop_name=name, etag=stamp.etag)
     listing_queue.send(task.model_dump(mode="json"))
-    log.info("eml drop queued (received %s)", _iso(clock()))
+    log.info("eml drop queued (received %s)", isoformat_z(clock()))
     return task
 
 
@@ -113,7 +119,7 @@ def import_drop(task: EmlDropTask, stores: DropStores, *, clock: Callable[[], da
     base = PurePosixPath(name).name
     if not base.lower().endswith(DROP_SUFFIXES):
         log.info("eml drop: a blob that is neither a .zip nor an .eml is left alone")
-        return _write(stores, name, {"status": "ignored", "file": base, "at": _iso(clock()),
+        return _write(stores, name, {"status": "ignored", "file": base, "at": isoformat_z(clock()),
                                      "reason": "not a .zip or an .eml: nothing to import"})
     stamp = stores.drops.stamp(name)
     if stamp is None:
@@ -146,13 +152,13 @@ def import_drop(task: EmlDropTask, stores: DropStores, *, clock: Callable[[], da
     with tempfile.TemporaryDirectory(prefix="wa-eml-drop-", dir=spool_dir) as folder:
         local = Path(folder) / "drop"
         try:
-            with local.open("wb") as handle:
+            with _HashingFile(local) as handle:
                 # Only the bytes stamped above: a drop replaced meanwhile is judged by its own event.
                 stores.drops.download_to(name, handle, etag=stamp.etag)
         except RecordMissing:
             log.warning("eml drop: the blob is gone or replaced before it was read")
             return None
-        sha256 = _file_sha256(local)
+        sha256 = handle.sha256
         kept = stores.evidence.keep_stream("eml-drop" if is_zip else "eml", sha256, _chunks(local),
                                            {"source": "eml-drop"})
         if not is_zip:
@@ -204,7 +210,7 @@ def _hand_off(
     window_id = info.window_id
     name = task.drop_name
     _write(stores, name, {"status": "handing_off", **facts, "window": window_id,
-                          "captured": _iso(info.scheduled_at), "at": _iso(now)})
+                          "captured": isoformat_z(info.scheduled_at), "at": isoformat_z(now)})
     if stores.ledger.window(window_id) is None:
         stores.ledger.open_window(info)
     slice_id = f"eml-drop-{facts['sha256'][:32]}"
@@ -257,8 +263,8 @@ def _hand_off(
     # never a report that no task finishes.
     stores.report_queue.send(EmlDropReportTask(drop_name=name, window_id=window_id, drop_sha256=facts["sha256"])
                              .model_dump(mode="json"), delay_seconds=report_delay)
-    report = {"status": "handed_off", **facts, "window": window_id, "captured": _iso(info.scheduled_at),
-              "at": _iso(now), **drop_totals(items), "pending": sum(i["outcome"] == "queued" for i in items),
+    report = {"status": "handed_off", **facts, "window": window_id, "captured": isoformat_z(info.scheduled_at),
+              "at": isoformat_z(now), **drop_totals(items), "pending": sum(i["outcome"] == "queued" for i in items),
               "items": items}
     _write(stores, name, report)
     log.info("eml drop %s: %d EML(s) handed off to window %s", facts["sha256"][:16], len(items), window_id)
@@ -374,7 +380,7 @@ def _poison_mismatch(task: EmlDropTask, stores: DropStores, facts: dict[str, Any
     telemetry.account_record(RecordOutcome.POISONED, reason=PoisonReason.MANIFEST_MISMATCH)
     log.warning("eml drop %s: manifest does not hold; nothing imported, poisoned", facts["sha256"][:16])
     return _write(stores, task.drop_name, {
-        "status": "refused", "code": PoisonReason.MANIFEST_MISMATCH.value, **facts, "at": _iso(now),
+        "status": "refused", "code": PoisonReason.MANIFEST_MISMATCH.value, **facts, "at": isoformat_z(now),
         "what_to_do": "ask the vendor to deliver the drop again, or replay it accepting the mismatch "
                       "(python -m shared.cli poison replay --reason manifest_mismatch --accept-manifest-mismatch)",
     })
@@ -390,7 +396,7 @@ def _refuse(task: EmlDropTask, stores: DropStores, code: str, why: str, clock: C
     telemetry.account_record(RecordOutcome.POISONED, reason=PoisonReason.INVALID_ITEM)
     log.warning("eml drop refused (%s)", code)  # the code alone: the reason may name a member
     return _write(stores, task.drop_name, {"status": "refused", "code": code, "reason": why,
-                                            "file": base, **facts, "at": _iso(now)})
+                                            "file": base, **facts, "at": isoformat_z(now)})
 
 
 def finish_drop_report(task: EmlDropReportTask, *, stores: DropStores, clock: Callable[[], datetime],
@@ -429,7 +435,7 @@ def finish_drop_report(task: EmlDropReportTask, *, stores: DropStores, clock: Ca
                                       for m in outcome.mailboxes]})
         rows.append(row)
     pending = sum(row["outcome"] == "queued" for row in rows)
-    report = {**report, **drop_totals(rows), "pending": pending, "items": rows, "at": _iso(clock())}
+    report = {**report, **drop_totals(rows), "pending": pending, "items": rows, "at": isoformat_z(clock())}
     if pending and task.checks + 1 < REPORT_CHECKS:
         report["status"] = "importing"
         _write(stores, task.drop_name, report)
@@ -462,11 +468,21 @@ def _earlier_report(state: ChatExportUploads, name: str, stamps: dict[str, str])
     return report
 
 
-def _file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    for chunk in _chunks(path):
-        digest.update(chunk)
-    return digest.hexdigest()
+class _HashingFile(io.FileIO):
+    """The spooled drop, hashed as it is written: a drop of gigabytes is not read again to hash it.
+    The download writes it in order, once (the adapter downloads with one connection)."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path, "wb")
+        self._digest = hashlib.sha256()
+
+    def write(self, data: Buffer, /) -> int:
+        self._digest.update(data)
+        return super().write(data)
+
+    @property
+    def sha256(self) -> str:
+        return self._digest.hexdigest()
 
 
 def _chunks(path: Path) -> Iterator[bytes]:
@@ -506,5 +522,3 @@ def _json(report: Mapping[str, Any]) -> bytes:
     return (json.dumps(report, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
 
 
-def _iso(moment: datetime) -> str:
-    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
