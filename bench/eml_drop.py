@@ -106,7 +106,7 @@ def measure(size: int) -> dict[str, Any]:
             started = time.perf_counter()
             outcomes = [process_item_message(text, dequeue_count=1, records=container.records,
                                              importer=container.importer, poison_queue=container.items_poison_queue,
-                                             ledger=container.ledger, eml_importer=container.eml_importer)
+                                             ledger=container.ledger, eml_importer=lambda: container.eml_importer)
                         for text in taken]
             imported = time.perf_counter() - started
             assert all(o is not None and o.outcome.value == "imported" for o in outcomes)

@@ -97,7 +97,7 @@ class Stack:
             body = json.dumps(self.items.messages.pop(0))
             results.append(process_item_message(
                 body, dequeue_count=1, records=self.records, importer=_no_records_importer(),
-                poison_queue=self.items_poison, ledger=self.ledger, eml_importer=self.eml_importer,
+                poison_queue=self.items_poison, ledger=self.ledger, eml_importer=lambda: self.eml_importer,
                 clock=lambda: self.now))
         return results
 

@@ -9,7 +9,6 @@ import azure.functions as func
 import azurefunctions.extensions.bindings.blob as blob_types
 
 from shared.composition import get_container
-from shared.service.eml_drop_intake import receive_drop
 from shared.settings import EML_DROPS_CONNECTION, EML_DROPS_CONTAINER
 
 bp = func.Blueprint()
@@ -22,6 +21,10 @@ bp = func.Blueprint()
 @bp.blob_trigger(arg_name="client", path=EML_DROPS_CONTAINER + "/{name}", connection=EML_DROPS_CONNECTION,
                  source=func.BlobSource.EVENT_GRID)
 def eml_drop_blob(client: blob_types.BlobClient) -> None:
+    # Imported here, not with the app: every cold start of any function imports the whole registry,
+    # and the drop path (ZIP checks, EML parsing) is needed only when a vendor delivers.
+    from shared.service.eml_drop_intake import receive_drop
+
     container = get_container()
     receive_drop(client.blob_name, drops=container.eml_drops, listing_queue=container.listing_queue,
                  clock=lambda: datetime.now(UTC))

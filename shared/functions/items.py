@@ -22,5 +22,5 @@ def import_archive_item(message: func.QueueMessage) -> None:
         poison_queue=container.items_poison_queue,
         ledger=container.ledger,
         retry_queue=container.items_queue,
-        eml_importer=container.eml_importer,
+        eml_importer=lambda: container.eml_importer,
     )

@@ -24,7 +24,6 @@ from shared.domain.tasks import (
 )
 from shared.service.chat_export_intake import finish_report
 from shared.service.deferral import defer_on_retry_after
-from shared.service.eml_drop_intake import finish_drop_report, import_drop
 from shared.service.listing import list_slice_page
 from shared.service.webhook_media import capture_media
 from shared.service.webhook_records import split_webhook_body
@@ -61,10 +60,14 @@ def list_archive_slice(message: func.QueueMessage) -> None:
                       report_delay=container.settings.chat_export_report_delay_seconds)
         return
     if isinstance(task, EmlDropTask):
+        from shared.service.eml_drop_intake import import_drop  # only when a drop comes (cold starts)
+
         import_drop(task, container.drop_stores, clock=lambda: datetime.now(UTC),
                     report_delay=container.settings.eml_drop_report_delay_seconds)
         return
     if isinstance(task, EmlDropReportTask):
+        from shared.service.eml_drop_intake import finish_drop_report
+
         finish_drop_report(task, stores=container.drop_stores, clock=lambda: datetime.now(UTC),
                            report_delay=container.settings.eml_drop_report_delay_seconds)
         return

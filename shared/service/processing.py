@@ -34,11 +34,13 @@ def process_item_message(
     ledger: WindowLedger,
     retry_queue: WorkQueue | None = None,
     clock: Callable[[], datetime] = lambda: datetime.now(UTC),
-    eml_importer: EmlImporter | None = None,
+    eml_importer: Callable[[], EmlImporter] | None = None,
 ) -> ImportResult | None:
     """Returns the result when the record is accounted for (imported, skipped, or poisoned with the
     poison message durably queued), or None when it was handed back to ``retry_queue`` to wait out
-    a throttle. Raises on other transient trouble, leaving the message to the host's retries."""
+    a throttle. Raises on other transient trouble, leaving the message to the host's retries.
+    ``eml_importer`` gives the importer of a vendor's EMLs, asked for only when an EML task comes (a
+    deployment without drops never builds it)."""
     with telemetry.span(telemetry.SPAN_ARCHIVE_RECORD, attempt=dequeue_count) as span:
         try:
             result = _process(
@@ -65,7 +67,7 @@ def _process(
     ledger: WindowLedger,
     retry_queue: WorkQueue | None,
     clock: Callable[[], datetime],
-    eml_importer: EmlImporter | None = None,
+    eml_importer: Callable[[], EmlImporter] | None = None,
 ) -> ImportResult | None:
     try:
         task = ItemTask.from_text(body)
@@ -99,7 +101,7 @@ def _process(
                 if eml_importer is None:
                     raise ValueError("an EML item task needs the EML importer")
                 # Written under the task's key, whatever the EML says: the key its drop was accounted under.
-                result = eml_importer.import_eml(raw, file_name=task.file or task.record_key, key=task.record_key)
+                result = eml_importer().import_eml(raw, file_name=task.file or task.record_key, key=task.record_key)
             else:
                 result = importer.import_raw(
                     raw, attempt=dequeue_count, origin=RecordOrigin(task.window_id, task.record_ref, task.record_key),
